@@ -1,0 +1,31 @@
+# make test / make demo / make bench each create .venv if it is missing and install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# A bare `torch` requirement would pull a multi-GB CUDA build: install the CPU build first.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 || \
+	  $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check uncollapse tests benchmarks
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+demo: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash demo/run.sh
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf demo-out .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from uncollapse.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""Write outputs so that a crash never leaves a half-written file at the destination."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds.
+
+    The temporary file lives in the destination's directory so the final ``os.replace`` is an
+    atomic rename on the same file system. ``suffix`` keeps the extension for writers (like
+    ``np.savez``) that append one when it is missing.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix + ".tmp",
+                               dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dest`` atomically (the destination is complete or untouched)."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)

@@ -1,0 +1,101 @@
+"""``uncollapse cache ...``: list, verify, explain and clear cached artifacts."""
+
+from __future__ import annotations
+
+import click
+
+from uncollapse.validators.output import report_options
+
+root_option = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                           help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform "
+                                "cache directory).")
+
+
+def _cache(cache_dir):
+    from uncollapse.cache.store import Cache
+
+    return Cache(cache_dir)
+
+
+@click.group("cache")
+def cache_group():
+    """Content-addressed store of built artifacts."""
+
+
+@cache_group.command("path")
+@root_option
+def path_cmd(cache_dir):
+    """Print the cache root.
+
+    Example:
+        uncollapse cache path
+    """
+    click.echo(str(_cache(cache_dir).root))
+
+
+@cache_group.command("ls")
+@root_option
+@click.option("--stage", help="Only entries of this stage.")
+def ls_cmd(cache_dir, stage):
+    """List cached entries: stage, key, rows, size, created.
+
+    Example:
+        uncollapse cache ls --stage captions
+    """
+    entries = _cache(cache_dir).entries(stage)
+    if not entries:
+        click.echo("no entries")
+    for entry in entries:
+        size = sum(f["bytes"] for f in entry.files.values())
+        rows = sum(entry.manifest.get("rows", {}).values())
+        click.echo(f"{entry.stage:<12} {entry.key[:16]}  rows={rows:<10} bytes={size:<10} "
+                   f"{entry.manifest.get('created', '')}")
+
+
+@cache_group.command("verify")
+@root_option
+@click.argument("key", required=False)
+@report_options
+def verify_cmd(cache_dir, key):
+    """Re-hash cached files against their manifests (exit 1 on any mismatch).
+
+    Example:
+        uncollapse cache verify            # every entry
+        uncollapse cache verify 3fa9c2     # one entry, by key prefix
+    """
+    from uncollapse.cache.verify import verify_cache
+
+    return verify_cache(_cache(cache_dir), key)
+
+
+@cache_group.command("explain")
+@root_option
+@click.argument("key_a")
+@click.argument("key_b")
+def explain_cmd(cache_dir, key_a, key_b):
+    """Show which key inputs differ between two entries (why they are not the same artifact).
+
+    Example:
+        uncollapse cache explain 3fa9c2 81d0be
+    """
+    diffs = _cache(cache_dir).explain(key_a, key_b)
+    if not diffs:
+        click.echo("the key inputs are identical")
+    for path, a, b in diffs:
+        click.echo(f"{path}:\n  {key_a}: {a}\n  {key_b}: {b}")
+
+
+@cache_group.command("clear")
+@root_option
+@click.option("--stage", help="Only entries of this stage.")
+def clear_cmd(cache_dir, stage):
+    """Remove cached entries (and leftovers of crashed builds).
+
+    Example:
+        uncollapse cache clear --stage captions
+    """
+    removed = _cache(cache_dir).clear(stage)
+    click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+
+
+COMMANDS = {"": [cache_group]}

@@ -1,0 +1,93 @@
+"""Content digests of files, directories and source code, remembered so large inputs are read once."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def canonical_json(value) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def sha256_json(value) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+class DigestMemo:
+    """SHA-256 of input files, remembered by (path, inode, size, mtime).
+
+    A second build over a large unchanged input does not read it again; any change of size,
+    mtime or inode (a replaced file) makes it re-hash.
+    """
+
+    def __init__(self, db_path: str | os.PathLike):
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.hashed_bytes = 0  # bytes actually read by this object, for tests and reports
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT, inode INTEGER, "
+                       "size INTEGER, mtime_ns INTEGER, sha256 TEXT, "
+                       "PRIMARY KEY (path, inode, size, mtime_ns))")
+
+    def _connect(self):
+        return sqlite3.connect(self.db_path, timeout=30)
+
+    def file(self, path: str | os.PathLike) -> str:
+        path = Path(path).resolve()
+        st = path.stat()
+        row_key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._connect() as db:
+            row = db.execute("SELECT sha256 FROM digests WHERE path=? AND inode=? AND size=? "
+                             "AND mtime_ns=?", row_key).fetchone()
+        if row:
+            return row[0]
+        digest = sha256_file(path)
+        self.hashed_bytes += st.st_size
+        with self._connect() as db:
+            db.execute("DELETE FROM digests WHERE path=?", (str(path),))
+            db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (*row_key, digest))
+        return digest
+
+    def path(self, path: str | os.PathLike) -> str:
+        """Digest of a file, or of a directory as its sorted (relative path, file digest) list."""
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            return sha256_json([[p.relative_to(path).as_posix(), self.file(p)] for p in files])
+        return self.file(path)
+
+
+def source_digest(modules: tuple[str, ...]) -> str:
+    """Digest of the Python source of ``modules`` (a package means all its ``.py`` files).
+
+    Part of every cache key, so fixing a builder's code can never serve a stale result.
+    """
+    parts = []
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"cannot find the source of module {name}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for file in files:
+            parts.append([name, file.name if origin.name != "__init__.py"
+                          else file.relative_to(origin.parent).as_posix(),
+                          hashlib.sha256(file.read_bytes()).hexdigest()])
+    return sha256_json(parts)

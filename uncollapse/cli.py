@@ -1,0 +1,81 @@
+"""The root command group. Each package owns a small ``cli.py`` whose ``COMMANDS`` this collects.
+
+Heavy modules (torch, datasets, pandera, polars) are imported inside the commands that need
+them, so ``uncollapse --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import click
+
+from uncollapse import __version__
+from uncollapse.errors import ToolError
+from uncollapse.validators.report import EXIT_TOOL_ERROR
+
+PACKAGE_CLIS = (
+    "uncollapse.pipeline.cli",
+    "uncollapse.validators.cli",
+    "uncollapse.samplers.cli",
+    "uncollapse.cache.cli",
+    "uncollapse.trainers.cli",
+)
+
+
+class _Group(click.Group):
+    """A group that turns a ToolError (or any unexpected error) into exit code 2 and a message."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except ToolError as exc:
+            raise _could_not_run(str(exc)) from exc
+        except Exception as exc:  # a check that raised is a tool error, never a pass
+            if os.environ.get("UNCOLLAPSE_DEBUG"):
+                raise
+            raise _could_not_run(
+                f"{type(exc).__name__}: {exc}\n(set UNCOLLAPSE_DEBUG=1 to see the traceback)"
+            ) from exc
+
+
+def _could_not_run(message: str) -> click.ClickException:
+    error = click.ClickException(message)
+    error.exit_code = EXIT_TOOL_ERROR
+    return error
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="uncollapse")
+def main():
+    """Make the data of contrastive and representation-learning runs right, and prove it.
+
+    Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run.
+    """
+
+
+@main.group(cls=_Group)
+def build():
+    """Rebuild datasets from their real sources with correct grouping (cached)."""
+
+
+@main.group(cls=_Group)
+def validate():
+    """Check datasets and what samplers put in each batch."""
+
+
+@main.group(cls=_Group)
+def diagnose():
+    """Measure grouping health and collapse."""
+
+
+_PARENTS = {"": main, "build": build, "validate": validate, "diagnose": diagnose}
+
+for _module_name in PACKAGE_CLIS:
+    _module = importlib.import_module(_module_name)
+    for _parent, _commands in getattr(_module, "COMMANDS", {}).items():
+        for _command in _commands:
+            _PARENTS[_parent].add_command(_command)

@@ -1,0 +1,3 @@
+"""Commands of uncollapse.samplers."""
+
+COMMANDS: dict = {}
