@@ -1,3 +1,3 @@
-"""uncollapse: stop contrastive and representation-learning runs collapsing because of their data."""
+"""uncollapse: stop contrastive and representation runs collapsing because of their data."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Content digests of files, directories and source code, remembered so large inputs are read once."""
+"""Content digests of files, directories and source code; large inputs are read once."""
 
 from __future__ import annotations
 

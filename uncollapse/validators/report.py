@@ -1,4 +1,4 @@
-"""Findings and reports: the one result shape every check returns (DESIGN.md, "Validation results")."""
+"""Findings and reports: the one result shape every check returns (DESIGN.md)."""
 
 from __future__ import annotations
 
