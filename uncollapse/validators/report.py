@@ -113,6 +113,12 @@ class Report:
                 "findings": [f.to_dict() for f in self.findings],
                 "stats": to_jsonable(self.stats)}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        """The inverse of ``to_dict`` (for reports kept in cache manifests or JSON files)."""
+        return cls(target=data["target"], kind=data["kind"],
+                   findings=[Finding(**f) for f in data["findings"]], stats=data["stats"])
+
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
@@ -144,7 +150,8 @@ class Report:
             console.print(f"  [{colour[f.severity]}]{f.severity.upper()} {f.code}[/] "
                           f"({f.count}): {f.message}", highlight=False)
             for example in f.examples[:5]:
-                console.print(f"      e.g. {to_jsonable(example)}", highlight=False)
+                console.print(f"      e.g. {json.dumps(to_jsonable(example), ensure_ascii=False)}",
+                              highlight=False, soft_wrap=True)
             if f.hint:
                 console.print(f"      fix: {f.hint}", highlight=False)
         if not self.findings:

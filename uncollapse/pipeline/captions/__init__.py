@@ -1,0 +1,11 @@
+"""Caption sources to the caption table (one row per caption, true ``image_id``/``match_id``)."""
+
+from uncollapse.pipeline.captions.build import (
+    FORMATS,
+    CaptionBuild,
+    build_captions,
+    detect_format,
+    read_captions,
+)
+
+__all__ = ["FORMATS", "CaptionBuild", "build_captions", "detect_format", "read_captions"]

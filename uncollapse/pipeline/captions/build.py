@@ -1,0 +1,155 @@
+"""Read any supported caption source into the caption table, through the cache."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
+from uncollapse.errors import InputError, ToolError
+from uncollapse.pipeline.captions import hf, json_sources, lines
+from uncollapse.pipeline.captions.irregularities import Irregularities
+from uncollapse.pipeline.captions.table import caption_stats, finalize
+from uncollapse.validators.report import Report
+
+FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
+STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions",))
+OUTPUT_NAME = "captions.parquet"
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def detect_format(source: str) -> str:
+    """Tell the source's format from its content (or, for a missing path, a hub id)."""
+    path = Path(source)
+    if not path.exists():
+        if HUB_ID.match(source):
+            return "hf"
+        raise InputError(path, "no such file or folder")
+    if path.is_dir() or path.suffix in (".parquet", ".arrow"):
+        return "hf"
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16).decode("utf-8-sig", errors="replace")
+    stripped = head.lstrip()
+    if stripped.startswith("{"):
+        if '"sentences"' in head:
+            return "karpathy"
+        if '"annotations"' in head or '"images"' in head or '"info"' in head:
+            return "coco"
+        raise InputError(path, "a JSON file that is neither COCO captions (images/annotations) "
+                         "nor Karpathy split JSON (images[].sentences); pass --format")
+    first = next((line for line in stripped.splitlines() if line.strip()), "")
+    if re.match(lines.TOKEN_LINE, first):
+        return "tokens"
+    if first.startswith("image_name") or re.match(lines.CSV_LINE, first):
+        return "flickr-csv"
+    raise InputError(path, f"cannot tell the caption format from the first line {first[:80]!r}; "
+                     f"pass --format (one of {', '.join(FORMATS)})", line=1)
+
+
+def read_captions(source: str | Path, *, format: str | None = None,
+                  splits: list[str] | None = None, split: str | None = None,
+                  split_files: dict[str, str | Path] | None = None,
+                  hf_split: str | None = None) -> tuple[pl.DataFrame, Report]:
+    """Read a caption source into the caption table (no cache).
+
+    Args:
+        source: a file, folder, or Hugging Face hub id.
+        format: one of ``FORMATS``; detected from the content when None.
+        splits: keep only captions of these splits.
+        split: the split of a COCO file (default: from the file name, ``captions_val2017``).
+        split_files: ``{split: list file}`` for token files (Flickr8k's split lists).
+        hf_split: the split of a hub dataset or saved ``DatasetDict`` to read.
+
+    Returns:
+        The table and a report of every irregularity found while reading.
+    """
+    table, report, _ = _read(str(source), format=format, splits=splits, split=split,
+                             split_files=split_files, hf_split=hf_split)
+    return table, report
+
+
+def _read(source: str, *, format, splits, split, split_files, hf_split, hf_frame=None):
+    format = format or detect_format(source)
+    if format not in FORMATS:
+        raise ToolError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if split_files and format not in ("tokens", "flickr-csv"):
+        raise ToolError("--split-file applies to token and Flickr30k CSV files only")
+    irregular = Irregularities(source)
+    path = Path(source)
+    if format == "hf":
+        frame = hf_frame if hf_frame is not None else hf.load_hf_frame(source, hf_split)[0]
+        rows = hf.read_hf(frame, source, irregular)
+    elif format == "karpathy":
+        rows = json_sources.read_karpathy(path, irregular)
+    elif format == "coco":
+        rows = json_sources.read_coco(path, irregular, split=split)
+    else:
+        reader = lines.read_token_file if format == "tokens" else lines.read_flickr_csv
+        rows = lines.apply_split_files(reader(path, irregular),
+                                       {k: Path(v) for k, v in (split_files or {}).items()},
+                                       irregular)
+    table = finalize(rows, irregular, splits)
+    return table, irregular.report({"format": format, **caption_stats(table)}), format
+
+
+@dataclass
+class CaptionBuild:
+    """A built caption table: where it is cached, and what the build reported."""
+
+    entry: Entry
+    report: Report
+
+    @property
+    def path(self) -> Path:
+        return self.entry.file(OUTPUT_NAME)
+
+    def table(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path)
+
+    def to_dataset(self):
+        """The table as a ``datasets.Dataset`` (for training code that expects one)."""
+        import datasets
+
+        return datasets.Dataset(pl.read_parquet(self.path).to_arrow())
+
+
+def build_captions(source: str | Path, *, format: str | None = None,
+                   splits: list[str] | None = None, split: str | None = None,
+                   split_files: dict[str, str | Path] | None = None,
+                   hf_split: str | None = None, cache: Cache | None = None,
+                   rebuild: bool = False) -> CaptionBuild:
+    """Build the caption table of ``source`` through the cache (see ``read_captions``).
+
+    Example:
+        >>> built = build_captions("captions_val2017.json")
+        >>> built.table().group_by("match_id").len()
+    """
+    cache = cache or Cache()
+    source = str(source)
+    format = format or detect_format(source)
+    hf_frame = None
+    inputs: dict = {}
+    if format == "hf" and not Path(source).exists():
+        hf_frame, hub_key = hf.load_hf_frame(source, hf_split)
+        inputs["source"] = {"digest": hub_key}
+    else:
+        inputs["source"] = source
+    for name, list_path in sorted((split_files or {}).items()):
+        inputs[f"split_file:{name}"] = str(list_path)
+    options = {"format": format, "splits": sorted(splits) if splits else None, "split": split,
+               "hf_split": hf_split, "split_files": sorted(split_files or {})}
+
+    def builder(out_dir: Path) -> BuildOutput:
+        table, report, _ = _read(source, format=format, splits=splits, split=split,
+                                 split_files=split_files, hf_split=hf_split, hf_frame=hf_frame)
+        table.write_parquet(out_dir / OUTPUT_NAME)
+        return BuildOutput(rows={OUTPUT_NAME: table.height},
+                           schema={OUTPUT_NAME: {k: str(v) for k, v in table.schema.items()}},
+                           result={"report": report.to_dict()})
+
+    entry = cache.build(STAGE, options=options, inputs=inputs, builder=builder, rebuild=rebuild)
+    return CaptionBuild(entry, Report.from_dict(entry.result["report"]))
+

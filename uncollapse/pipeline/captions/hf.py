@@ -1,0 +1,117 @@
+"""The Hugging Face ``nlphuji/flickr30k`` layout: a hub id, a ``save_to_disk`` directory, or
+local Parquet/Arrow files with the columns ``image``, ``caption`` (list of 5), ``sentids``,
+``split``, ``img_id``, ``filename``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.errors import InputError, ToolError
+from uncollapse.pipeline.captions.irregularities import (
+    SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+    Irregularities,
+)
+from uncollapse.pipeline.captions.lines import image_stem
+
+HF_COLUMNS = ("caption", "split", "img_id", "filename")  # never decode `image`
+
+
+def is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / n).exists() for n in
+                                 ("dataset_info.json", "state.json", "dataset_dict.json"))
+
+
+def data_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".arrow"))
+
+
+def _frame_from_datasets(dataset) -> pl.DataFrame:
+    """A ``datasets.Dataset`` or ``DatasetDict`` as one polars frame, without the images."""
+    import datasets
+
+    parts = list(dataset.values()) if isinstance(dataset, datasets.DatasetDict) else [dataset]
+    frames = []
+    for part in parts:
+        columns = [c for c in HF_COLUMNS if c in part.column_names]
+        frames.append(part.select_columns(columns).to_polars())
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFrame, dict]:
+    """Read the source's rows (no images) and say how to key it in the cache."""
+    path = Path(source)
+    if is_saved_dataset(path):
+        import datasets
+
+        dataset = datasets.load_from_disk(str(path))
+        if hf_split:
+            dataset = dataset[hf_split]
+        return _frame_from_datasets(dataset), {"path": str(path)}
+    if path.exists():
+        files = data_files(path)
+        if not files:
+            raise InputError(path, "no .parquet or .arrow files here; expected the "
+                             "nlphuji/flickr30k layout as Parquet/Arrow or a save_to_disk folder")
+        parquet = [str(f) for f in files if f.suffix == ".parquet"]
+        frames = []
+        if parquet:
+            schema = pl.scan_parquet(parquet[0]).collect_schema()
+            columns = [c for c in HF_COLUMNS if c in schema]
+            frames.append(pl.scan_parquet(parquet).select(columns).collect())
+        arrow = [f for f in files if f.suffix == ".arrow"]
+        if arrow:
+            import datasets
+
+            frames += [_frame_from_datasets(datasets.Dataset.from_file(str(f))) for f in arrow]
+        return pl.concat(frames, how="diagonal_relaxed"), {"path": str(path)}
+    # Not a local path: a hub id, read through the datasets library (needs the network or
+    # a populated HF cache).
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source, split=hf_split)
+    except Exception as exc:
+        raise ToolError(f"{source}: not a local file or folder, and loading it as a Hugging Face "
+                        f"hub dataset failed ({type(exc).__name__}: {exc}). Download it first "
+                        "(datasets.load_dataset(...).save_to_disk(DIR)) and pass DIR.") from exc
+    fingerprints = ([d._fingerprint for d in dataset.values()]
+                    if isinstance(dataset, datasets.DatasetDict) else [dataset._fingerprint])
+    return _frame_from_datasets(dataset), {"hub": source, "fingerprints": fingerprints}
+
+
+def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.DataFrame:
+    """Rows of the flickr30k layout to caption rows; the image id is the file name stem
+    (``img_id`` in this layout is a running number, so it is used only without ``filename``)."""
+    if "caption" not in frame.columns or not ({"filename", "img_id"} & set(frame.columns)):
+        raise InputError(source, f"expected the columns caption and filename (or img_id); found "
+                         f"{frame.columns}")
+    if frame.schema["caption"] == pl.String:  # one caption per row
+        frame = frame.with_columns(pl.concat_list("caption"))
+    image_id = (image_stem(pl.col("filename")) if "filename" in frame.columns
+                else pl.col("img_id").cast(pl.String))
+    frame = frame.with_row_index("row").with_columns(
+        image_id=image_id,
+        image_path=pl.col("filename").cast(pl.String) if "filename" in frame.columns
+        else pl.lit(None, dtype=pl.String),
+        split=pl.col("split").cast(pl.String) if "split" in frame.columns
+        else pl.lit(None, dtype=pl.String),
+        n=pl.col("caption").list.len().fill_null(0),
+    )
+    irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+                  frame.filter(pl.col("n") == 0).select("image_id", line="row"),
+                  "row(s) have no captions")
+    rows = (frame.filter(pl.col("n") > 0)
+            .with_columns(caption_idx=pl.int_ranges(pl.col("n")))
+            .explode("caption", "caption_idx"))
+    return rows.select(
+        "image_id",
+        caption_idx=pl.col("caption_idx").cast(pl.Int64),
+        caption=pl.col("caption").cast(pl.String),
+        split="split",
+        source_row=pl.col("row").cast(pl.Int64),
+        image_path="image_path",
+    )

@@ -1,0 +1,78 @@
+"""What can be wrong in a caption source, counted and reported with file and line.
+
+A build never crashes on these and never drops a row silently: each is counted, the first
+examples carry their file and line, and ``--strict`` makes them fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from uncollapse.validators.report import Code, Finding, Report
+
+SOURCE_MALFORMED_LINE = Code(
+    "SOURCE_MALFORMED_LINE", "warning",
+    "A line of the source does not have the expected layout; it was skipped.",
+    "Fix the line in the source (the example gives file and line), or rebuild without "
+    "--strict to skip it.")
+SOURCE_EMPTY_CAPTION = Code(
+    "SOURCE_EMPTY_CAPTION", "warning",
+    "A caption is empty after stripping whitespace; it was skipped.",
+    "Check the source line; an empty caption cannot be a positive of anything.")
+SOURCE_DUPLICATE_CAPTION_NUMBER = Code(
+    "SOURCE_DUPLICATE_CAPTION_NUMBER", "warning",
+    "The same image has the same caption number more than once in the source (all kept).",
+    "Check for a file concatenated twice or a bad merge.")
+SOURCE_CAPTION_COUNT_UNUSUAL = Code(
+    "SOURCE_CAPTION_COUNT_UNUSUAL", "info",
+    "Images with more or fewer captions than most images of the source.",
+    "Usually harmless (COCO has 5 to 7 per image); use --group-size ranges when validating.")
+SOURCE_IMAGE_NOT_IN_SPLIT = Code(
+    "SOURCE_IMAGE_NOT_IN_SPLIT", "warning",
+    "An image of the captions is in none of the split lists; its split is null.",
+    "Add it to a split list, or filter it out with --splits.")
+SOURCE_IMAGE_IN_TWO_SPLITS = Code(
+    "SOURCE_IMAGE_IN_TWO_SPLITS", "warning",
+    "An image is listed in more than one split list; the first list given wins.",
+    "Fix the split lists: an image in two splits leaks between train and evaluation.")
+SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS = Code(
+    "SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS", "info",
+    "An image named in a split list (or the image list of a JSON file) has no captions.",
+    "Usually a truncated captions file or a wrong split list.")
+SOURCE_UNKNOWN_IMAGE = Code(
+    "SOURCE_UNKNOWN_IMAGE", "warning",
+    "A caption refers to an image id that the file's image list does not contain "
+    "(kept, without image path).",
+    "Check that the annotations and images of the file belong together.")
+SOURCE_WHITESPACE_STRIPPED = Code(
+    "SOURCE_WHITESPACE_STRIPPED", "info",
+    "Captions whose surrounding whitespace (spaces, newlines) was stripped.",
+    "Nothing to do; reported so the change is visible.")
+SOURCE_ROWS_OUTSIDE_SPLITS = Code(
+    "SOURCE_ROWS_OUTSIDE_SPLITS", "info",
+    "Captions left out because their split is not among --splits.",
+    "Nothing to do if intended.")
+
+
+@dataclass
+class Irregularities:
+    """Irregularities found while reading one source."""
+
+    source: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, code: Code, rows: pl.DataFrame, message: str) -> None:
+        """Record ``rows`` (one per occurrence, with a ``line`` column) under ``code``."""
+        if rows.height == 0:
+            return
+        examples = rows.head(10).to_dicts()
+        for example in examples:
+            example.setdefault("file", self.source)
+        self.findings.append(code.finding(f"{rows.height} {message}", count=rows.height,
+                                          examples=examples))
+
+    def report(self, stats: dict) -> Report:
+        return Report(target=self.source, kind="build captions", findings=self.findings,
+                      stats=stats)

@@ -1,0 +1,130 @@
+"""JSON caption sources: COCO caption annotations and Karpathy's split files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.errors import InputError
+from uncollapse.pipeline.captions.irregularities import (
+    SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+    SOURCE_UNKNOWN_IMAGE,
+    Irregularities,
+)
+from uncollapse.pipeline.captions.lines import image_stem
+
+COCO_SPLIT_IN_NAME = re.compile(r"(train|val|test|restval)(?:\d{4})?", re.IGNORECASE)
+
+
+def load_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}", line=exc.lineno) from exc
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object at the top level")
+    return data
+
+
+def _records(path: Path, data: dict, key: str, fields: dict[str, pl.DataType]) -> pl.DataFrame:
+    records = data.get(key)
+    if not isinstance(records, list):
+        raise InputError(path, f"expected a list under the key {key!r}; found "
+                         f"{type(records).__name__}")
+    try:
+        frame = pl.DataFrame(records, infer_schema_length=None)
+    except Exception as exc:  # polars raises several types for ragged records
+        raise InputError(path, f"cannot read the records under {key!r}: {exc}") from exc
+    missing = [f for f in fields if f not in frame.columns]
+    if missing and records:
+        raise InputError(path, f"records under {key!r} lack the field(s) {missing}; "
+                         "is this the right --format?")
+    if not records:
+        return pl.DataFrame(schema=fields)
+    return frame.with_row_index("index").select(
+        "index", *[pl.col(f).cast(dtype, strict=False) for f, dtype in fields.items()])
+
+
+def coco_split_from_name(path: Path) -> str | None:
+    """``captions_val2017.json`` -> ``val``."""
+    match = COCO_SPLIT_IN_NAME.search(path.name)
+    return match.group(1).lower() if match else None
+
+
+def read_coco(path: Path, irregular: Irregularities, split: str | None = None) -> pl.DataFrame:
+    """COCO caption JSON: ``images[]`` (``id``, ``file_name``) and ``annotations[]``."""
+    data = load_json(path)
+    images = _records(path, data, "images", {"id": pl.String, "file_name": pl.String})
+    annotations = _records(path, data, "annotations",
+                           {"image_id": pl.String, "id": pl.Int64, "caption": pl.String})
+    split = split or coco_split_from_name(path)
+    table = annotations.join(images.select(image_id="id", image_path="file_name"),
+                             on="image_id", how="left")
+    unknown = table.filter(pl.col("image_path").is_null()).sort("index")
+    irregular.add(SOURCE_UNKNOWN_IMAGE,
+                  unknown.select("image_id", annotation=pl.col("index")),
+                  "caption(s) refer to an image missing from images[]")
+    no_captions = images.join(annotations.select(id="image_id").unique(), on="id", how="anti")
+    irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+                  no_captions.sort("index").select(image_id="id", image=pl.col("index")),
+                  "image(s) in images[] have no captions")
+    # COCO has no caption numbering: number an image's captions by annotation id.
+    return table.select(
+        "image_id",
+        caption_idx=(pl.col("id").rank("ordinal").over("image_id") - 1).cast(pl.Int64),
+        caption="caption",
+        split=pl.lit(split, dtype=pl.String),
+        source_row="index",
+        image_path="image_path",
+    ).with_columns(pl.col("source_row").cast(pl.Int64))
+
+
+def read_karpathy(path: Path, irregular: Irregularities) -> pl.DataFrame:
+    """Karpathy's ``dataset_{coco,flickr8k,flickr30k}.json``: ``images[].sentences[].raw``."""
+    data = load_json(path)
+    records = data.get("images")
+    if not isinstance(records, list):
+        raise InputError(path, "expected a list under the key 'images' (Karpathy split JSON)")
+    try:
+        images = pl.DataFrame(records, infer_schema_length=None).with_row_index("index")
+    except Exception as exc:
+        raise InputError(path, f"cannot read images[]: {exc}") from exc
+    for needed in ("filename", "sentences"):
+        if records and needed not in images.columns:
+            raise InputError(path, f"images[] records lack {needed!r}; is this Karpathy JSON?")
+    if not records:
+        return pl.DataFrame(schema={"image_id": pl.String, "caption_idx": pl.Int64,
+                                    "caption": pl.String, "split": pl.String,
+                                    "source_row": pl.Int64, "image_path": pl.String})
+    # COCO images carry their real COCO id (`cocoid`), the same id COCO's own JSON uses.
+    image_id = (pl.col("cocoid").cast(pl.String) if "cocoid" in images.columns
+                else image_stem(pl.col("filename")))
+    folder = pl.col("filepath") + "/" if "filepath" in images.columns else pl.lit("")
+    images = images.with_columns(
+        image_id=image_id,
+        image_path=pl.concat_str(folder, pl.col("filename")),
+        split=pl.col("split").cast(pl.String) if "split" in images.columns
+        else pl.lit(None, dtype=pl.String),
+        n_sentences=pl.col("sentences").list.len(),
+    )
+    irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+                  images.filter(pl.col("n_sentences").fill_null(0) == 0)
+                  .select("image_id", image=pl.col("index")),
+                  "image(s) have no sentences")
+    sentences = (images.filter(pl.col("n_sentences") > 0)
+                 .with_columns(caption_idx=pl.int_ranges(pl.col("n_sentences")))
+                 .explode("sentences", "caption_idx")
+                 .with_row_index("sentence_index"))
+    return sentences.select(
+        "image_id",
+        caption_idx=pl.col("caption_idx").cast(pl.Int64),
+        caption=pl.col("sentences").struct.field("raw").cast(pl.String),
+        split="split",
+        source_row=pl.col("sentence_index").cast(pl.Int64),
+        image_path="image_path",
+    )

@@ -1,0 +1,102 @@
+"""Line-oriented caption sources: Flickr8k/Flickr30k token files and the Flickr30k CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.errors import InputError
+from uncollapse.pipeline.captions.irregularities import (
+    SOURCE_IMAGE_IN_TWO_SPLITS,
+    SOURCE_IMAGE_NOT_IN_SPLIT,
+    SOURCE_MALFORMED_LINE,
+    SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+    Irregularities,
+)
+
+# `1000268201_693b08cb0e.jpg#0<TAB>A child in a pink dress ...`
+TOKEN_LINE = r"^\s*(?<file>[^\s#]+)#(?<number>\d+)\s+(?<caption>.*)$"
+# `1000092795.jpg| 0| Two young guys with shaggy hair ...`
+CSV_LINE = r"^\s*(?<file>[^|]+?)\s*\|\s*(?<number>\d+)\s*\|(?<caption>.*)$"
+IMAGE_SUFFIX = r"(?i)\.(jpe?g|png|gif|bmp)(\.\d+)?$"
+
+
+def read_lines(path: Path) -> pl.DataFrame:
+    """The file's lines with their 1-based line numbers (BOM and CR/LF handled)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc}); convert it with iconv") from exc
+    return pl.DataFrame({"text": text.splitlines()}, schema={"text": pl.String}).with_row_index(
+        "line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
+
+
+def image_stem(file_col: pl.Expr) -> pl.Expr:
+    """The image's real identifier: its file name without directory and extension."""
+    return file_col.str.replace(r"^.*/", "").str.replace(IMAGE_SUFFIX, "")
+
+
+def parse_numbered_lines(path: Path, pattern: str, irregular: Irregularities,
+                         *, header_prefix: str | None = None) -> pl.DataFrame:
+    """Split ``file#n caption`` style lines into columns; report lines that do not match."""
+    lines = read_lines(path)
+    lines = lines.filter(pl.col("text").str.strip_chars() != "")
+    if header_prefix is not None and lines.height and lines["text"][0].strip().startswith(
+            header_prefix):
+        lines = lines.slice(1)
+    parsed = lines.with_columns(pl.col("text").str.extract_groups(pattern).alias("m")).unnest("m")
+    bad = parsed.filter(pl.col("file").is_null())
+    irregular.add(SOURCE_MALFORMED_LINE,
+                  bad.select("line", pl.col("text").str.slice(0, 120)),
+                  "malformed line(s) skipped")
+    good = parsed.filter(pl.col("file").is_not_null())
+    return good.select(
+        image_id=image_stem(pl.col("file")),
+        caption_idx=pl.col("number").cast(pl.Int64),
+        caption=pl.col("caption"),
+        split=pl.lit(None, dtype=pl.String),
+        source_row=pl.col("line"),
+        image_path=pl.col("file").str.strip_chars(),
+    )
+
+
+def read_token_file(path: Path, irregular: Irregularities) -> pl.DataFrame:
+    return parse_numbered_lines(path, TOKEN_LINE, irregular)
+
+
+def read_flickr_csv(path: Path, irregular: Irregularities) -> pl.DataFrame:
+    return parse_numbered_lines(path, CSV_LINE, irregular, header_prefix="image_name")
+
+
+def apply_split_files(table: pl.DataFrame, split_files: dict[str, Path],
+                      irregular: Irregularities) -> pl.DataFrame:
+    """Give each caption the split whose list names its image (Flickr8k's split files)."""
+    if not split_files:
+        return table
+    lists = []
+    for order, (split, list_path) in enumerate(split_files.items()):
+        names = read_lines(Path(list_path)).filter(pl.col("text").str.strip_chars() != "")
+        lists.append(names.select(
+            image_id=image_stem(pl.col("text").str.strip_chars()),
+            split=pl.lit(split), order=pl.lit(order), list_file=pl.lit(str(list_path)),
+            line="line"))
+    listed = pl.concat(lists)
+    twice = listed.filter(pl.len().over("image_id") > 1).sort("image_id", "order")
+    irregular.add(SOURCE_IMAGE_IN_TWO_SPLITS,
+                  twice.group_by("image_id", maintain_order=True).agg(
+                      pl.col("split"), pl.col("list_file").first().alias("file"),
+                      pl.col("line").first()),
+                  "image(s) listed in more than one split")
+    first = listed.sort("order", "line").unique("image_id", keep="first")
+    with_captions = table.select("image_id").unique()
+    orphans = first.join(with_captions, on="image_id", how="anti").sort("order", "line")
+    irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
+                  orphans.select("image_id", "split", file="list_file", line="line"),
+                  "image(s) in a split list have no captions")
+    table = table.drop("split").join(first.select("image_id", "split"), on="image_id",
+                                     how="left")
+    unlisted = table.filter(pl.col("split").is_null()).group_by("image_id").agg(
+        pl.col("source_row").min().alias("line")).sort("line")
+    irregular.add(SOURCE_IMAGE_NOT_IN_SPLIT, unlisted, "image(s) in no split list (split null)")
+    return table

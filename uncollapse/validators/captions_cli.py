@@ -1,0 +1,52 @@
+"""``uncollapse validate captions`` and ``uncollapse diagnose match-ids``."""
+
+from __future__ import annotations
+
+import click
+
+from uncollapse.validators.output import report_options
+
+
+@click.command("captions")
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.option("--group-size", type=int, help="Every group must have exactly this many captions.")
+@click.option("--min-group", type=int, default=None,
+              help="Smallest acceptable group (default 2: a group of one has no positive).")
+@click.option("--max-group", type=int, default=None, help="Largest acceptable group.")
+@click.option("--max-singleton-share", type=float, default=0.9, show_default=True,
+              help="GROUPS_ALL_UNIQUE when at least this share of groups holds one row.")
+@report_options
+def validate_captions(table, group_size, min_group, max_group, max_singleton_share):
+    """Check a caption table: schema, grouping, positional ids, split leakage, duplicates.
+
+    Example:
+        uncollapse validate captions captions.parquet --group-size 5
+        uncollapse validate captions captions.parquet --min-group 5 --max-group 7 --format github
+    """
+    from uncollapse.validators.captions import validate_captions as run
+
+    if group_size is not None:
+        min_group = max_group = group_size
+    return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
+               max_singleton_share=max_singleton_share)
+
+
+@click.command("match-ids")
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.option("--batch-size", "-b", type=int, required=True, help="Rows per random batch.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-batches", type=int, default=2000, show_default=True,
+              help="Random batches to draw for the simulated shares.")
+@report_options
+def diagnose_match_ids(table, batch_size, seed, max_batches):
+    """Group-size histogram and what uniformly random batches would hold.
+
+    Prints the share of random batches of B rows with no positive pair, the mean number of
+    positives per row, and a verdict.
+
+    Example:
+        uncollapse diagnose match-ids captions.parquet --batch-size 256
+    """
+    from uncollapse.validators.match_ids import diagnose_match_ids as run
+
+    return run(table, batch_size=batch_size, seed=seed, max_batches=max_batches)
