@@ -139,8 +139,12 @@ def build_captions(source: str | Path, *, format: str | None = None,
         inputs["source"] = source
     for name, list_path in sorted((split_files or {}).items()):
         inputs[f"split_file:{name}"] = str(list_path)
+    if format == "coco" and split is None:
+        # The split comes from the file name, which the content digest does not see.
+        split = json_sources.coco_split_from_name(Path(source))
+    # The order of the split lists matters: the first list naming an image wins.
     options = {"format": format, "splits": sorted(splits) if splits else None, "split": split,
-               "hf_split": hf_split, "split_files": sorted(split_files or {})}
+               "hf_split": hf_split, "split_files": list(split_files or {})}
 
     def builder(out_dir: Path) -> BuildOutput:
         table, report, _ = _read(source, format=format, splits=splits, split=split,

@@ -16,9 +16,12 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 
 # `1000268201_693b08cb0e.jpg#0<TAB>A child in a pink dress ...`
-TOKEN_LINE = r"^\s*(?<file>[^\s#]+)#(?<number>\d+)\s+(?<caption>.*)$"
+# The separator is one tab (or, in hand-made files, a run of spaces); whitespace beyond it
+# belongs to the caption, so stripping it is counted.
+TOKEN_LINE = r"^\s*(?P<file>[^\s#]+)#(?P<number>\d+)(?:\t|\s+)(?P<caption>.*)$"
 # `1000092795.jpg| 0| Two young guys with shaggy hair ...`
-CSV_LINE = r"^\s*(?<file>[^|]+?)\s*\|\s*(?<number>\d+)\s*\|(?<caption>.*)$"
+# The real file separates fields with "| "; that one space is part of the separator.
+CSV_LINE = r"^\s*(?P<file>[^|]+?)\s*\|\s*(?P<number>\d+)\s*\| ?(?P<caption>.*)$"
 IMAGE_SUFFIX = r"(?i)\.(jpe?g|png|gif|bmp)(\.\d+)?$"
 
 
