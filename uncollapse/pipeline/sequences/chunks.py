@@ -1,0 +1,351 @@
+"""Ordered text chunks with document ids, read from JSONL, Parquet, text folders or one text file.
+
+The chunk table (Parquet) has one row per chunk, sorted by ``doc_id`` then ``position``:
+
+| column | type | meaning |
+|---|---|---|
+| ``doc_id`` | int64 | the document, numbered 0.. in order of first appearance in the source |
+| ``doc_key`` | string | the document's own name: the source's document field, the file's path, or |
+| | | the title of a heading line |
+| ``position`` | int32 | the chunk's number within its document, 0.. |
+| ``text`` | string | the chunk, surrounding whitespace stripped |
+
+All splitting is done with whole-column polars expressions. Regular expressions given by the
+user (``doc_pattern``) use the Rust ``regex`` syntax of polars: no look-around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from uncollapse.errors import InputError, ToolError
+
+UNITS = ("paragraph", "line", "sentence")
+SOURCE_KINDS = ("auto", "jsonl", "parquet", "text", "folder")
+
+# ` = Title = ` starts an article in WikiText; ` = = Section = = ` does not (second char is `=`).
+WIKITEXT_TITLE = r"^\s*= ([^=].*?) =\s*$"
+# Section headings (` = = Sub = = `, ` = = = Sub = = = `) are dropped: they are not prose and they
+# end a paragraph.
+SECTION_HEADING = r"^\s*(?:= ){2,}.*?(?: =){2,}\s*$"
+# Sentence ends: terminal punctuation, whitespace, then something that can start a sentence.
+SENTENCE_END = r"([.!?])\s+([\"'(\[<A-Z0-9])"
+_SEP = "\x1f"  # ASCII unit separator: never part of prose, safe to split on literally
+
+CHUNK_COLUMNS = {"doc_id": "Int64", "doc_key": "String", "position": "Int32", "text": "String"}
+
+
+@dataclass
+class ChunkStats:
+    """What reading a source found, counted (nothing is dropped silently)."""
+
+    source_kind: str
+    unit: str
+    documents: int = 0
+    chunks: int = 0
+    empty_chunks_dropped: int = 0
+    empty_documents_dropped: int = 0
+    lines_before_first_document: int = 0
+    heading_lines_dropped: int = 0
+    files: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in vars(self).items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+
+def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
+                doc_field: str = "doc_id", text_field: str = "text",
+                doc_pattern: str | None = None, glob: str = "*.txt"):
+    """Read ``source`` into the chunk table; returns ``(polars.DataFrame, ChunkStats)``.
+
+    Args:
+        source: a JSONL or Parquet file with one record per document part, a folder of text
+            files (one document each, in sorted path order), or one text file whose documents
+            start at lines matching ``doc_pattern``.
+        unit: ``paragraph`` (blank-line separated blocks; in a text file, heading lines also end
+            one), ``line`` (each non-empty line; WikiText stores one paragraph per line) or
+            ``sentence`` (paragraphs split after ``.``, ``!`` or ``?`` followed by a capital,
+            digit, quote or bracket).
+        kind: ``auto`` (by suffix: ``.jsonl``/``.ndjson``, ``.parquet``, a directory, else text).
+        doc_field, text_field: the record fields (JSONL, Parquet). Records with the same
+            document value form one document, in order of appearance.
+        doc_pattern: a regex (Rust syntax) for the heading line that starts a document; its
+            first capture group, if any, is the document key. Default for a single text file:
+            WikiText's `` = Title = `` (section headings `` = = Sub = = `` do not match). For a
+            folder the default is one document per file.
+        glob: which files of a folder to read.
+
+    Example:
+        >>> chunks, stats = read_chunks("data/wikitext2/wikitext2_test.txt", unit="line")
+    """
+    if unit not in UNITS:
+        raise ToolError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
+    source = Path(source)
+    if not source.exists():
+        raise InputError(source, "does not exist; give a JSONL or Parquet file, a folder of "
+                                 "text files, or a text file")
+    kind = detect_kind(source) if kind == "auto" else kind
+    if kind not in SOURCE_KINDS:
+        raise ToolError(f"source kind must be one of {', '.join(SOURCE_KINDS)}, not {kind!r}")
+    stats = ChunkStats(source_kind=kind, unit=unit)
+    if kind in ("jsonl", "parquet"):
+        parts = _read_records(source, kind, doc_field, text_field, stats)
+    elif kind == "folder":
+        parts = _read_folder(source, glob, doc_pattern, unit, stats)
+    else:
+        parts = _read_text_file(source, doc_pattern or WIKITEXT_TITLE, unit, stats)
+    return _finish(parts, unit, stats)
+
+
+def detect_kind(source: Path) -> str:
+    if source.is_dir():
+        return "folder"
+    suffix = source.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    return "text"
+
+
+# records ------------------------------------------------------------------------------------
+def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
+    import polars as pl
+
+    try:
+        table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
+    except Exception as exc:  # polars does not say which line broke; find it for the user
+        line = _bad_json_line(source) if kind == "jsonl" else None
+        raise InputError(source, f"cannot read as {kind.upper()} ({exc}); check the file is "
+                                 f"one JSON object per line" if kind == "jsonl" else
+                         f"cannot read as Parquet ({exc})", line=line) from exc
+    missing = [f for f in (doc_field, text_field) if f not in table.columns]
+    if missing:
+        raise InputError(source, f"no field {', '.join(map(repr, missing))}; the records have "
+                                 f"{', '.join(map(repr, table.columns))}. Name the fields with "
+                                 "--doc-field and --text-field")
+    table = table.select(doc=pl.col(doc_field), text=pl.col(text_field)).with_row_index("row")
+    if table["doc"].dtype == pl.Null or table["doc"].null_count():
+        row = int(table.filter(pl.col("doc").is_null())["row"][0])
+        where = f"line {row + 1}" if kind == "jsonl" else f"row {row}"
+        raise InputError(source, f"{where}: field {doc_field!r} is missing or null; every "
+                                 "record needs its document")
+    if not isinstance(table["text"].dtype, (pl.String, pl.Null)):
+        raise InputError(source, f"field {text_field!r} is {table['text'].dtype}, expected text")
+    table = table.with_columns(doc_key=pl.col("doc").cast(pl.String),
+                               text=pl.col("text").cast(pl.String))
+    first_row = pl.col("row").min().over("doc_key")
+    table = table.with_columns(doc_seq=first_row.rank("dense").cast(pl.Int64) - 1)
+    paragraphs = pl.col("text").fill_null("").str.replace_all(r"\r\n?", "\n")
+    splitter = {"line": r"\n", "paragraph": r"\n[ \t]*\n\s*", "sentence": r"\n[ \t]*\n\s*"}[
+        "line" if stats.unit == "line" else "paragraph"]
+    pieces = (table.sort("doc_seq", "row")
+              .select("doc_seq", "doc_key",
+                      text=paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP))
+              .explode("text"))
+    return pieces
+
+
+def _bad_json_line(source: Path) -> int | None:
+    import json
+
+    with open(source, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError:
+                    return number
+    return None
+
+
+# text ---------------------------------------------------------------------------------------
+def _read_lines(path: Path) -> list[str]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(path, f"not UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
+                         line=line) from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _check_pattern(pattern: str):
+    import polars as pl
+
+    try:
+        pl.Series(["x"]).str.contains(pattern)
+    except Exception as exc:
+        raise ToolError(f"--doc-pattern {pattern!r} is not a valid regular expression (Rust "
+                        f"regex syntax, no look-around): {exc}") from exc
+
+
+def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats, *,
+                    key_prefix: str = "", file_doc_key=None):
+    """Lines of one text source -> (doc_seq, doc_key, text) rows of paragraphs or lines."""
+    import polars as pl
+
+    frame = pl.DataFrame({"line": lines}, schema={"line": pl.String})
+    if file_doc_key is not None:  # the source's lines are already tagged with their document
+        frame = frame.with_columns(file_doc_key)
+    line = pl.col("line")
+    blank = line.str.strip_chars() == ""
+    heading = line.str.contains(SECTION_HEADING)
+    if doc_pattern is not None:
+        _check_pattern(doc_pattern)
+        title = line.str.contains(doc_pattern)
+        groups = _pattern_groups(doc_pattern)
+        key = (line.str.extract(doc_pattern, 1) if groups else line).str.strip_chars()
+        doc_start = title
+        if file_doc_key is not None:  # a new file also starts a document
+            doc_start = title | (pl.col("file") != pl.col("file").shift(1)).fill_null(True)
+        frame = frame.with_columns(
+            is_title=title, heading=heading & ~title, blank=blank,
+            doc_seq=doc_start.cast(pl.Int64).cum_sum(),
+            title_key=pl.when(title).then(key))
+        if file_doc_key is not None:
+            prefix = pl.col("file_key") + ":"
+            frame = frame.with_columns(title_key=prefix + pl.col("title_key")
+                                       .forward_fill().over("file").fill_null("(start)"))
+        else:
+            frame = frame.with_columns(title_key=pl.col("title_key").forward_fill())
+        before = frame.filter(pl.col("title_key").is_null())
+        stats.lines_before_first_document += int(
+            before.filter(~pl.col("blank")).height)
+        frame = frame.filter(pl.col("title_key").is_not_null())
+        frame = frame.with_columns(doc_key=pl.lit(key_prefix) + pl.col("title_key"))
+    else:
+        frame = frame.with_columns(is_title=pl.lit(False), heading=heading, blank=blank,
+                                   doc_seq=pl.col("file"), doc_key=pl.col("file_key"))
+    stats.heading_lines_dropped += int(frame["heading"].sum())
+    breaks = pl.col("blank") | pl.col("heading") | pl.col("is_title")
+    if unit == "line":
+        frame = frame.with_columns(part=pl.int_range(pl.len()))
+    else:  # a paragraph is a run of content lines; blank, heading and title lines end it
+        frame = frame.with_columns(part=breaks.cast(pl.Int64).cum_sum())
+    content = frame.filter(~breaks)
+    return (content.group_by("part", maintain_order=True)
+            .agg(pl.col("doc_seq").first(), pl.col("doc_key").first(),
+                 text=line.str.strip_chars().str.join(" "))
+            .select("doc_seq", "doc_key", "text"))
+
+
+def _pattern_groups(pattern: str) -> int:
+    import re
+
+    try:
+        return re.compile(pattern).groups
+    except re.error:  # Rust-only syntax: count unescaped '(' not followed by '?'
+        return len(re.findall(r"(?<!\\)\((?!\?)", pattern))
+
+
+def _read_text_file(source: Path, doc_pattern: str, unit: str, stats: ChunkStats):
+    stats.files = 1
+    lines = _read_lines(source)
+    parts = _lines_to_parts(lines, doc_pattern, unit, stats)
+    if parts.height == 0 and stats.lines_before_first_document:
+        raise InputError(source, f"no line matches the document pattern {doc_pattern!r}, so "
+                                 "no document starts; give --doc-pattern for this file's "
+                                 "heading lines, or put each document in its own file of a "
+                                 "folder")
+    return parts
+
+
+def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
+                 stats: ChunkStats):
+    import polars as pl
+
+    files = sorted(p for p in source.rglob(glob) if p.is_file())
+    if not files:
+        raise InputError(source, f"no files matching {glob!r} in this folder; give --glob")
+    stats.files = len(files)
+    all_lines: list[str] = []
+    file_index: list[np.ndarray] = []
+    keys = [p.relative_to(source).as_posix() for p in files]
+    for number, path in enumerate(files):  # one read per file; the lines are then columnar
+        lines = _read_lines(path)
+        all_lines.extend(lines)
+        file_index.append(np.full(len(lines), number, dtype=np.int64))
+    file_ids = np.concatenate(file_index)
+    tag = [pl.Series("file", file_ids),
+           pl.Series("file_key", np.asarray(keys, dtype=object)[file_ids].tolist(),
+                     dtype=pl.String)]
+    return _lines_to_parts(all_lines, doc_pattern, unit, stats, file_doc_key=tag)
+
+
+# all sources --------------------------------------------------------------------------------
+def _finish(parts, unit: str, stats: ChunkStats):
+    import polars as pl
+
+    if unit == "sentence":
+        parts = (parts.with_columns(text=pl.col("text").fill_null("")
+                                    .str.replace_all(SENTENCE_END, "${1}" + _SEP + "${2}")
+                                    .str.split(_SEP))
+                 .explode("text"))
+    parts = parts.with_columns(text=pl.col("text").str.strip_chars())
+    empty = parts["text"].is_null() | (parts["text"] == "")
+    stats.empty_chunks_dropped = int(empty.sum())
+    docs_before = parts["doc_seq"].n_unique()
+    kept = parts.filter(~empty)
+    stats.empty_documents_dropped = int(docs_before - kept["doc_seq"].n_unique())
+    chunks = (kept.with_columns(doc_id=pl.col("doc_seq").rank("dense").cast(pl.Int64) - 1)
+              .with_columns(position=pl.int_range(pl.len(), dtype=pl.Int32).over("doc_id"))
+              .select(pl.col("doc_id"), pl.col("doc_key"), pl.col("position"), pl.col("text")))
+    stats.documents = int(chunks["doc_id"].n_unique())
+    stats.chunks = chunks.height
+    return chunks, stats
+
+
+def write_chunks(chunks, path: str | Path) -> Path:
+    """Write the chunk table to Parquet atomically."""
+    from uncollapse.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        chunks.write_parquet(tmp)
+    return Path(path)
+
+
+def load_chunks(path: str | Path):
+    """Read a chunk table, check its columns and order; returns a polars DataFrame.
+
+    Raises InputError naming the column or row that breaks the contract.
+    """
+    import polars as pl
+
+    path = Path(path)
+    try:
+        chunks = pl.read_parquet(path)
+    except Exception as exc:
+        raise InputError(path, f"cannot read as Parquet ({exc}); build it with "
+                               "`uncollapse build chunks`") from exc
+    missing = [c for c in ("doc_id", "position", "text") if c not in chunks.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}; a chunk table has "
+                               f"{', '.join(CHUNK_COLUMNS)} (see `uncollapse build chunks`)")
+    if "doc_key" not in chunks.columns:
+        chunks = chunks.with_columns(doc_key=pl.col("doc_id").cast(pl.String))
+    for column in ("doc_id", "position"):
+        if not chunks[column].dtype.is_integer():
+            raise InputError(path, f"column {column!r} is {chunks[column].dtype}, expected an "
+                                   "integer type")
+        if chunks[column].null_count():
+            row = int(chunks[column].is_null().arg_true()[0])
+            raise InputError(path, f"row {row}: {column} is null")
+    doc = chunks["doc_id"].to_numpy()
+    pos = chunks["position"].to_numpy()
+    bad = np.flatnonzero((np.diff(doc) < 0) | ((np.diff(doc) == 0) & (np.diff(pos) <= 0)))
+    if bad.size:
+        row = int(bad[0]) + 1
+        raise InputError(path, f"row {row}: rows are not sorted by (doc_id, position) "
+                               f"(doc_id {doc[row - 1]} position {pos[row - 1]} is followed by "
+                               f"doc_id {doc[row]} position {pos[row]}); vectors align with "
+                               "rows, so sort the table and its vectors together")
+    return chunks.select(pl.col("doc_id").cast(pl.Int64), pl.col("doc_key").cast(pl.String),
+                         pl.col("position").cast(pl.Int32), pl.col("text").cast(pl.String))

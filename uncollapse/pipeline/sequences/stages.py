@@ -1,0 +1,104 @@
+"""The cached build stages behind ``uncollapse build chunks`` and ``uncollapse build sequences``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
+from uncollapse.errors import ToolError
+
+CHUNKS_FILE = "chunks.parquet"
+SEQUENCES_FILE = "sequences.npz"
+VECTORS_FILE = "vectors.npy"
+
+CHUNKS_STAGE = Stage("chunks", 1, ("uncollapse.pipeline.sequences.chunks",))
+SEQUENCES_STAGE = Stage("sequences", 1, ("uncollapse.pipeline.sequences.build",
+                                         "uncollapse.pipeline.sequences.npzfile"))
+ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode",))
+
+
+def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
+                 doc_field: str = "doc_id", text_field: str = "text",
+                 doc_pattern: str | None = None, glob: str = "*.txt",
+                 cache: Cache | None = None, rebuild: bool = False) -> Entry:
+    """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
+
+    ``entry.file("chunks.parquet")`` is the table; ``entry.result`` holds the counts.
+    """
+    from uncollapse.pipeline.sequences.chunks import read_chunks, write_chunks
+
+    options = {"unit": unit, "kind": kind, "doc_field": doc_field, "text_field": text_field,
+               "doc_pattern": doc_pattern, "glob": glob}
+
+    def builder(out_dir: Path) -> BuildOutput:
+        chunks, stats = read_chunks(source, **options)
+        write_chunks(chunks, out_dir / CHUNKS_FILE)
+        return BuildOutput(rows={CHUNKS_FILE: chunks.height},
+                           schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}},
+                           result=stats.to_dict())
+
+    return (cache or Cache()).build(CHUNKS_STAGE, options=options, inputs={"source": source},
+                                    builder=builder, rebuild=rebuild)
+
+
+def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
+                  device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
+                  rebuild: bool = False) -> Entry:
+    """Encode every chunk's text with a local sentence-transformers model (cached .npy)."""
+    import numpy as np
+
+    from uncollapse.atomic import atomic_path
+    from uncollapse.pipeline.sequences.chunks import load_chunks
+    from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+
+    model_dir = resolve_encoder(model)
+
+    def builder(out_dir: Path) -> BuildOutput:
+        texts = load_chunks(chunks_path)["text"].fill_null("").to_list()
+        vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
+                               quiet=quiet)
+        with atomic_path(out_dir / VECTORS_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, vectors)
+        return BuildOutput(rows={VECTORS_FILE: len(vectors)},
+                           result={"dim": int(vectors.shape[1]), "model": str(model_dir)})
+
+    return (cache or Cache()).build(ENCODE_STAGE, options={},
+                                    inputs={"chunks": chunks_path, "model": model_dir},
+                                    builder=builder, rebuild=rebuild)
+
+
+def build_sequence_file(chunks_path: str | Path, *, context_length: int,
+                        vectors: str | Path | None = None, encoder: str | None = None,
+                        compact: bool = False, texts: bool = True, batch_size: int = 64,
+                        device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
+                        rebuild: bool = False) -> Entry:
+    """Build (or fetch) the sequence NPZ from a chunk table and vectors or an encoder.
+
+    Exactly one of ``vectors`` (a ``.npy`` aligned to the chunk rows, memory-mapped) and
+    ``encoder`` (a local model folder or installed model package) is given.
+    ``entry.file("sequences.npz")`` is the file; ``entry.result`` holds the counts.
+    """
+    from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
+    from uncollapse.pipeline.sequences.chunks import load_chunks
+
+    if (vectors is None) == (encoder is None):
+        raise ToolError("give exactly one of --vectors V.npy and --encoder MODEL")
+    if context_length < 1:
+        raise ToolError(f"--context must be at least 1, not {context_length}")
+    cache = cache or Cache()
+    if encoder is not None:
+        vectors = encode_chunks(chunks_path, encoder, batch_size=batch_size, device=device,
+                                quiet=quiet, cache=cache, rebuild=rebuild).file(VECTORS_FILE)
+    options = {"context_length": context_length, "compact": compact, "texts": texts}
+
+    def builder(out_dir: Path) -> BuildOutput:
+        chunks = load_chunks(chunks_path)
+        array = load_vectors(vectors, chunks.height)
+        stats = build_sequences(chunks, array, context_length, out_dir / SEQUENCES_FILE,
+                                compact=compact, texts=texts)
+        return BuildOutput(rows={SEQUENCES_FILE: stats["samples"]}, result=stats)
+
+    return cache.build(SEQUENCES_STAGE, options=options,
+                       inputs={"chunks": chunks_path, "vectors": vectors},
+                       builder=builder, rebuild=rebuild)
