@@ -1,1 +1,21 @@
+"""Batch samplers, datasets and collate functions that make the batch guarantees hold.
 
+Names are imported on first use, so ``import uncollapse.samplers`` does not load torch.
+"""
+
+_EXPORTS = {
+    "GroupedBatchSampler": "uncollapse.samplers.grouped",
+    "DiverseBatchSampler": "uncollapse.samplers.diverse",
+    "GroupedCollate": "uncollapse.samplers.collate",
+    "positive_mask": "uncollapse.samplers.collate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'uncollapse.samplers' has no attribute {name!r}")
