@@ -116,7 +116,8 @@ class CaptionRules:
         self.min_group, self.max_group = min_group, max_group
         self.max_singleton_share = max_singleton_share
         self.groups = frame.group_by("match_id").agg(size=pl.len(),
-                                                     images=pl.col("image_id").n_unique())
+                                                     images=pl.col("image_id").n_unique(),
+                                                     image_id=pl.col("image_id").min())
 
     def rules(self):
         return [self.no_nulls, self.no_empty_captions, self.groups_have_positives,
@@ -185,7 +186,8 @@ class CaptionRules:
         histogram = dict(bad.group_by("size").len().sort("size").iter_rows())
         return GROUP_SIZE_OUT_OF_RANGE.finding(
             f"{bad.height} group(s) outside the expected size {wanted} (sizes: {histogram})",
-            count=bad.height, examples=bad.select("match_id", "size").head(10).to_dicts())
+            count=bad.height,
+            examples=bad.select("match_id", "image_id", "size").head(10).to_dicts())
 
     def one_match_id_per_image(self) -> Finding | None:
         per_image = (self.frame.group_by("image_id")

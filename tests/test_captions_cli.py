@@ -1,0 +1,247 @@
+"""`uncollapse build captions` from the command line: formats, flags, --strict, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from uncollapse.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
+
+CONTRACT = pl.Schema({"image_id": pl.String, "match_id": pl.Int64, "caption_idx": pl.Int16,
+                      "caption": pl.String, "split": pl.String, "source_row": pl.Int64,
+                      "image_path": pl.String})
+
+
+@pytest.fixture(autouse=True)
+def isolated_caption_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def clean_tokens(tmp_path: Path) -> Path:
+    path = tmp_path / "Flickr8k.token.txt"
+    path.write_text("".join(f"{img}.jpg#{n}\t{img} caption number {n} .\n"
+                            for n in range(5) for img in ("3385593926_d3e9c21170",
+                                                          "2677656448_6b7e7702af")))
+    return path
+
+
+def test_build_token_file_with_split_files(tmp_path, isolated_caption_cache):
+    tokens = clean_tokens(tmp_path)
+    train = tmp_path / "Flickr_8k.trainImages.txt"
+    train.write_text("3385593926_d3e9c21170.jpg\n")
+    test = tmp_path / "Flickr_8k.testImages.txt"
+    test.write_text("2677656448_6b7e7702af.jpg\n")
+    out = tmp_path / "out" / "captions.parquet"
+    out.parent.mkdir()
+
+    result = run("build", "captions", tokens, "--split-file", f"train={train}",
+                 "--split-file", f"test={test}", "-o", out)
+
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.stderr
+    table = pl.read_parquet(out)
+    assert table.schema == CONTRACT
+    assert dict(table.select("image_id", "split").unique().iter_rows()) == {
+        "3385593926_d3e9c21170": "train", "2677656448_6b7e7702af": "test"}
+    assert list(isolated_caption_cache.glob("captions/*/*/captions.parquet"))
+
+    again = run("build", "captions", tokens, "--split-file", f"train={train}",
+                "--split-file", f"test={test}")
+    assert again.exit_code == 0
+    assert "cache hit" in again.stderr
+
+
+def test_image_in_no_split_list_is_reported_and_kept(tmp_path):
+    tokens = clean_tokens(tmp_path)
+    train = tmp_path / "train.txt"
+    train.write_text("3385593926_d3e9c21170.jpg\n")
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", tokens, "--split-file", f"train={train}", "-o", out)
+
+    assert result.exit_code == 0
+    assert "SOURCE_IMAGE_NOT_IN_SPLIT" in result.stdout
+    assert "2677656448_6b7e7702af" in result.stdout
+    table = pl.read_parquet(out)
+    assert table.filter(pl.col("split").is_null())["image_id"].unique().to_list() == [
+        "2677656448_6b7e7702af"]
+
+
+def test_bad_split_file_argument_exits_2(tmp_path):
+    result = run("build", "captions", clean_tokens(tmp_path), "--split-file", "train.txt")
+
+    assert result.exit_code == 2
+    assert "expected SPLIT=PATH" in result.output
+
+
+def test_missing_split_file_exits_2_naming_it(tmp_path):
+    result = run("build", "captions", clean_tokens(tmp_path), "--split-file",
+                 f"train={tmp_path / 'nope.txt'}")
+
+    assert result.exit_code == 2
+    assert "nope.txt" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_build_coco_with_split_override_and_splits_filter(tmp_path):
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", COCO_1000, "--split", "test", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(out)["split"].unique().to_list() == ["test"]
+
+    kept = run("build", "captions", COCO_1000, "--splits", "train,restval", "-o", out)
+    assert kept.exit_code == 0
+    assert "SOURCE_ROWS_OUTSIDE_SPLITS" in kept.stdout
+    assert pl.read_parquet(out).height == 0
+
+
+def test_build_bundled_coco(tmp_path):
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", COCO_1000, "-o", out)
+
+    assert result.exit_code == 0
+    assert "SOURCE_WHITESPACE_STRIPPED" in result.stdout
+    table = pl.read_parquet(out)
+    assert (table.height, table["image_id"].n_unique()) == (5005, 1000)
+    assert table["split"].unique().to_list() == ["val"]
+
+
+def test_explicit_format(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_text("junk header line\n9.jpg#0\tone\n9.jpg#1\ttwo\n")
+    out = tmp_path / "captions.parquet"
+
+    undetected = run("build", "captions", path, "-o", out)
+    assert undetected.exit_code == 2
+    assert f"{path}, line 1: cannot tell the caption format" in undetected.output
+    assert not out.exists()
+
+    result = run("build", "captions", path, "--format", "tokens", "-o", out)
+    assert result.exit_code == 0
+    assert pl.read_parquet(out)["caption"].to_list() == ["one", "two"]
+
+
+def test_undetectable_or_missing_source_exits_2(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# My dataset\n\nSome prose.\n")
+
+    result = run("build", "captions", notes)
+    assert result.exit_code == 2
+    assert str(notes) in result.output
+    assert "--format" in result.output
+
+    missing = run("build", "captions", tmp_path / "missing.json")
+    assert missing.exit_code == 2
+    assert "missing.json" in missing.output
+    assert "Traceback" not in missing.output
+
+
+def test_hub_id_offline_exits_2_with_a_clear_message(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+
+    result = run("build", "captions", "uncollapse-tests/no-such-flickr30k")
+
+    assert result.exit_code == 2
+    assert "uncollapse-tests/no-such-flickr30k" in result.output
+    assert "save_to_disk" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_hf_saved_folder_from_the_cli(tmp_path):
+    import datasets
+
+    folder = tmp_path / "flickr30k"
+    datasets.Dataset.from_dict({
+        "image": [None, None], "caption": [["a", "b", "c", "d", "e"], ["f", "g", "h", "i", "j"]],
+        "sentids": [["0", "1", "2", "3", "4"], ["5", "6", "7", "8", "9"]],
+        "split": ["train", "val"], "img_id": ["0", "1"],
+        "filename": ["1000092795.jpg", "10002456.jpg"]}).save_to_disk(str(folder))
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", folder, "--splits", "train", "-o", out)
+
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out)
+    assert table["image_id"].unique().to_list() == ["1000092795"]
+    assert table["caption"].to_list() == ["a", "b", "c", "d", "e"]
+
+
+def test_strict_fails_and_writes_nothing_on_irregularities(tmp_path):
+    path = tmp_path / "tokens.txt"
+    path.write_text("1.jpg#0\tone\nbroken line\n1.jpg#1\ttwo\n")
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", path, "--strict", "-o", out)
+
+    assert result.exit_code == 1
+    assert "SOURCE_MALFORMED_LINE" in result.stdout
+    assert "nothing written" in result.stderr
+    assert not out.exists()
+
+    lenient = run("build", "captions", path, "-o", out)
+    assert lenient.exit_code == 0
+    assert pl.read_parquet(out)["caption"].to_list() == ["one", "two"]
+
+
+def test_strict_passes_a_clean_source(tmp_path):
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", clean_tokens(tmp_path), "--strict", "-o", out)
+
+    assert result.exit_code == 0
+    assert pl.read_parquet(out).height == 10
+
+
+def test_strict_ignores_informational_findings(tmp_path):
+    # Whitespace stripped and unusual caption counts are reported but are not irregularities.
+    path = tmp_path / "tokens.txt"
+    path.write_text("1.jpg#0\tone  \n1.jpg#1\ttwo\n2.jpg#0\tthree\n")
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", path, "--strict", "-o", out)
+
+    assert result.exit_code == 0
+    assert "SOURCE_WHITESPACE_STRIPPED" in result.stdout
+    assert out.exists()
+
+
+def test_quiet_prints_no_report_and_cache_dir_is_used(tmp_path, isolated_caption_cache):
+    elsewhere = tmp_path / "elsewhere"
+
+    result = run("build", "captions", COCO_1000, "--quiet", "--cache-dir", elsewhere)
+
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert list(elsewhere.glob("captions/*/*/manifest.json"))
+    assert not isolated_caption_cache.exists()
+    manifest = json.loads(next(elsewhere.glob("captions/*/*/manifest.json")).read_text())
+    assert manifest["rows"] == {"captions.parquet": 5005}
+
+
+def test_help_has_an_example():
+    result = run("build", "captions", "--help")
+
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+    assert "--split-file" in result.output
