@@ -1,5 +1,6 @@
 """Commands of uncollapse.validators: each family's ``validate`` and ``diagnose`` commands."""
 
+from uncollapse.validators.batches_cli import validate_batches
 from uncollapse.validators.captions_cli import diagnose_match_ids, validate_captions
 
-COMMANDS = {"validate": [validate_captions], "diagnose": [diagnose_match_ids]}
+COMMANDS = {"validate": [validate_captions, validate_batches], "diagnose": [diagnose_match_ids]}

@@ -15,6 +15,7 @@ CODE_MODULES = (
     "uncollapse.pipeline.captions.irregularities",
     "uncollapse.validators.captions",
     "uncollapse.cache.verify",
+    "uncollapse.validators.batches",
 )
 
 
