@@ -127,6 +127,3 @@ class PlannedBatchSampler(Sampler[list[int]]):
         self._epoch = int(state["epoch"])
         self._resume_at = done
         self._yielded = done
-        if done == self._per_rank:  # the saved epoch was finished: start the next one
-            self._epoch += 1
-            self._resume_at = self._yielded = 0
