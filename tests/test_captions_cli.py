@@ -203,6 +203,12 @@ def test_strict_fails_and_writes_nothing_on_irregularities(tmp_path):
     assert lenient.exit_code == 0
     assert pl.read_parquet(out)["caption"].to_list() == ["one", "two"]
 
+    # The report kept in the cache makes --strict fail on a cache hit too.
+    cached = run("build", "captions", path, "--strict", "-o", tmp_path / "again.parquet")
+    assert cached.exit_code == 1
+    assert "cache hit" not in cached.stderr
+    assert not (tmp_path / "again.parquet").exists()
+
 
 def test_strict_passes_a_clean_source(tmp_path):
     out = tmp_path / "captions.parquet"

@@ -149,6 +149,30 @@ def test_token_file_images_with_more_or_fewer_captions_are_kept_and_reported(tmp
     assert {e["image_id"]: e["captions"] for e in unusual.examples} == {"10": 6, "40": 1}
 
 
+def test_only_cr_and_lf_end_lines(tmp_path):
+    # Form feeds and Unicode line separators occur inside scraped captions; they are text.
+    path = tmp_path / "tokens.txt"
+    path.write_text("1.jpg#0\tA dog\u2028runs\n1.jpg#1\tA form\x0cfeed\r2.jpg#0\tok\r\n"
+                    "2.jpg#1\tfine\x85too\n", newline="")
+
+    table, report = read_captions(path)
+
+    assert table.sort("source_row").select("caption", "source_row").rows() == [
+        ("A dog\u2028runs", 1), ("A form\x0cfeed", 2), ("ok", 3), ("fine\x85too", 4)]
+    assert report.findings == []
+
+
+def test_caption_numbers_that_do_not_fit_are_malformed_lines(tmp_path):
+    path = tmp_path / "tokens.txt"
+    path.write_text("1.jpg#0\tfirst\n1.jpg#70000\ttoo big\n1.jpg#99999999999999999999\thuge\n"
+                    "1.jpg#1\tsecond\n")
+
+    table, report = read_captions(path)
+
+    assert captions_of(table, "1") == ["first", "second"]
+    assert [e["line"] for e in finding(report, "SOURCE_MALFORMED_LINE").examples] == [2, 3]
+
+
 def test_token_file_empty_caption_is_skipped_and_reported(tmp_path):
     path = tmp_path / "tokens.txt"
     path.write_text("7.jpg#0\ta caption\n7.jpg#1\t   \n7.jpg#2\tanother one\n")
@@ -208,6 +232,16 @@ def test_split_files_assign_splits_and_report_unlisted_and_doubly_listed(tmp_pat
     assert orphan.examples[0] == {"image_id": "999", "split": "test", "file": str(files["test"]),
                                   "line": 4}
     assert table.height == 20  # nothing dropped
+
+
+def test_name_repeated_in_one_list_is_not_in_two_splits(tmp_path):
+    files = write_flickr8k(tmp_path)
+    files["train"].write_text("101.jpg\n102.jpg\n101.jpg\n103.jpg\n104.jpg\n")
+
+    table, report = read_captions(files["tokens"], split_files={"train": files["train"]})
+
+    assert table["split"].unique().to_list() == ["train"]
+    assert report.codes() == []
 
 
 def test_split_file_order_decides_and_is_part_of_the_cache_key(tmp_path, caption_cache):
@@ -531,6 +565,16 @@ def test_undetectable_files_are_tool_errors(tmp_path):
         detect_format(str(tmp_path / "missing.txt"))
 
 
+def test_missing_relative_file_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    for typo in ("data/captions_val2017.json", "flickr/results.csv", "hf/flickr30k.parquet",
+                 "Flickr8k/Flickr8k.token.txt"):
+        with pytest.raises(InputError, match=f"{typo}: no such file or folder"):
+            detect_format(typo)
+    assert detect_format("nlphuji/flickr30k") == "hf"
+
+
 def test_explicit_format_overrides_detection(tmp_path):
     path = tmp_path / "tokens.txt"
     path.write_text("not a caption line\n42.jpg#0\ta caption\n42.jpg#1\tanother\n")
@@ -604,6 +648,9 @@ def test_output_parquet_is_plain_and_readable_everywhere(tmp_path, caption_cache
     assert as_dataset.num_rows == 6
     assert as_dataset.features["match_id"].dtype == "int64"
     assert as_dataset["caption"] == by_polars["caption"].to_list()
+    assert as_dataset.select([0])[0] == by_polars.row(0, named=True)
+    assert as_dataset.with_format("numpy")[:]["match_id"].tolist() == by_polars[
+        "match_id"].to_list()
 
 
 def test_build_goes_through_the_cache(tmp_path, caption_cache):

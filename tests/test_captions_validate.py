@@ -286,10 +286,13 @@ def test_no_split_leakage_for_one_split_per_image_or_null_splits():
 
 # Caption duplicates ---------------------------------------------------------------------------
 
-def test_normalised_caption():
-    frame = pl.DataFrame({"c": ["A dog, running!", "  a DOG running ", "Ein Hund läuft."]})
-    assert frame.select(normalised_caption(pl.col("c")))["c"].to_list() == [
-        "a dog running", "a dog running", "ein hund läuft"]
+def test_normalised_caption_ignores_case_spacing_and_end_punctuation():
+    variants = ["A dog running.", "  a DOG running ", "a dog  running!", "A dog running"]
+    different = ["A cat running.", "A dog running fast.", "Ein Hund läuft."]
+    keys = pl.DataFrame({"c": variants + different}).select(
+        normalised_caption(pl.col("c")))["c"].to_list()
+    assert len(set(keys[:4])) == 1
+    assert len(set(keys)) == 4
 
 
 def test_caption_duplicate_in_group():
@@ -315,7 +318,6 @@ def test_caption_shared_across_groups():
     found = only(validate_caption_frame(table), "CAPTION_SHARED_ACROSS_GROUPS")
     assert found.severity == "warning"
     assert found.count == 1
-    assert "(3 rows)" in found.message
     assert found.examples == [{"caption": "Two young guys with shaggy hair.",
                                "match_ids": [0, 2, 4]}]
     assert "CAPTION_DUPLICATE_IN_GROUP" not in validate_caption_frame(table).codes()

@@ -19,13 +19,16 @@ FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
 STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions",))
 OUTPUT_NAME = "captions.parquet"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+LOCAL_SUFFIXES = (".json", ".txt", ".csv", ".tsv", ".token", ".parquet", ".arrow")
 
 
 def detect_format(source: str) -> str:
     """Tell the source's format from its content (or, for a missing path, a hub id)."""
     path = Path(source)
     if not path.exists():
-        if HUB_ID.match(source):
+        # `data/captions.json` also looks like `owner/name`: a missing path with a file suffix is
+        # a typo, not a hub id (asking the hub would retry for half a minute, then mislead).
+        if HUB_ID.match(source) and path.suffix.lower() not in LOCAL_SUFFIXES:
             return "hf"
         raise InputError(path, "no such file or folder")
     if path.is_dir() or path.suffix in (".parquet", ".arrow"):

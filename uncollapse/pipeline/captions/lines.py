@@ -31,7 +31,10 @@ def read_lines(path: Path) -> pl.DataFrame:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc}); convert it with iconv") from exc
-    return pl.DataFrame({"text": text.splitlines()}, schema={"text": pl.String}).with_row_index(
+    # Only CR/LF end a line: str.splitlines would also split captions at form feeds, U+2028 and
+    # other separators, truncating them and shifting every later line number.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return pl.DataFrame({"text": lines}, schema={"text": pl.String}).with_row_index(
         "line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
 
 
@@ -49,11 +52,14 @@ def parse_numbered_lines(path: Path, pattern: str, irregular: Irregularities,
             header_prefix):
         lines = lines.slice(1)
     parsed = lines.with_columns(pl.col("text").str.extract_groups(pattern).alias("m")).unnest("m")
-    bad = parsed.filter(pl.col("file").is_null())
+    # A caption number that does not fit caption_idx (int16) is a malformed line, not a crash.
+    parsed = parsed.with_columns(pl.col("number").cast(pl.Int16, strict=False))
+    ok = pl.col("file").is_not_null() & pl.col("number").is_not_null()
+    bad = parsed.filter(~ok)
     irregular.add(SOURCE_MALFORMED_LINE,
                   bad.select("line", pl.col("text").str.slice(0, 120)),
                   "malformed line(s) skipped")
-    good = parsed.filter(pl.col("file").is_not_null())
+    good = parsed.filter(ok)
     return good.select(
         image_id=image_stem(pl.col("file")),
         caption_idx=pl.col("number").cast(pl.Int64),
@@ -85,7 +91,9 @@ def apply_split_files(table: pl.DataFrame, split_files: dict[str, Path],
             split=pl.lit(split), order=pl.lit(order), list_file=pl.lit(str(list_path)),
             line="line"))
     listed = pl.concat(lists)
-    twice = listed.filter(pl.len().over("image_id") > 1).sort("image_id", "order")
+    # A name repeated within one list is harmless; only names in two different lists leak.
+    twice = (listed.unique(["image_id", "order"], keep="first")
+             .filter(pl.len().over("image_id") > 1).sort("image_id", "order"))
     irregular.add(SOURCE_IMAGE_IN_TWO_SPLITS,
                   twice.group_by("image_id", maintain_order=True).agg(
                       pl.col("split"), pl.col("list_file").first().alias("file"),
