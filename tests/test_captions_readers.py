@@ -359,6 +359,19 @@ def test_coco_json_split_from_file_name_and_caption_order_by_annotation_id(tmp_p
     assert finding(report, "SOURCE_WHITESPACE_STRIPPED").examples[0]["image_id"] == "285"
 
 
+def test_coco_repeated_image_entry_does_not_repeat_captions(tmp_path):
+    path = tmp_path / "captions_val2014.json"
+    path.write_text(coco_json(COCO_ANNOTATIONS, COCO_IMAGES + COCO_IMAGES[1:2]))
+
+    table, report = read_captions(path)
+
+    assert table.height == len(COCO_ANNOTATIONS)
+    assert len(captions_of(table, "285")) == 3
+    repeated = finding(report, "SOURCE_DUPLICATE_IMAGE")
+    assert repeated.examples[0]["image_id"] == "285"
+    assert repeated.examples[0]["image"] == 3
+
+
 def test_coco_split_override_and_unnamed_split(tmp_path):
     named = tmp_path / "captions_train2014.json"
     named.write_text(coco_json(COCO_ANNOTATIONS[:2], COCO_IMAGES))

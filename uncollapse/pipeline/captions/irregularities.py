@@ -41,6 +41,11 @@ SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS = Code(
     "SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS", "info",
     "An image named in a split list (or the image list of a JSON file) has no captions.",
     "Usually a truncated captions file or a wrong split list.")
+SOURCE_DUPLICATE_IMAGE = Code(
+    "SOURCE_DUPLICATE_IMAGE", "warning",
+    "An image id appears more than once in the file's image list; the first entry is used "
+    "(joining on every entry would repeat each of the image's captions).",
+    "Check for image lists concatenated twice or a bad merge of annotation files.")
 SOURCE_UNKNOWN_IMAGE = Code(
     "SOURCE_UNKNOWN_IMAGE", "warning",
     "A caption refers to an image id that the file's image list does not contain "

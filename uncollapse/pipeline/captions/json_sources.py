@@ -10,6 +10,7 @@ import polars as pl
 
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions.irregularities import (
+    SOURCE_DUPLICATE_IMAGE,
     SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
     SOURCE_UNKNOWN_IMAGE,
     Irregularities,
@@ -63,6 +64,10 @@ def read_coco(path: Path, irregular: Irregularities, split: str | None = None) -
     annotations = _records(path, data, "annotations",
                            {"image_id": pl.String, "id": pl.Int64, "caption": pl.String})
     split = split or coco_split_from_name(path)
+    repeated = images.filter(pl.int_range(pl.len()).over("id") > 0).sort("index")
+    irregular.add(SOURCE_DUPLICATE_IMAGE, repeated.select(image_id="id", image=pl.col("index")),
+                  "repeated image entr(ies) in images[] ignored")
+    images = images.unique("id", keep="first", maintain_order=True)
     table = annotations.join(images.select(image_id="id", image_path="file_name"),
                              on="image_id", how="left")
     unknown = table.filter(pl.col("image_path").is_null()).sort("index")
