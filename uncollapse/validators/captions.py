@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from uncollapse.errors import InputError
@@ -79,17 +80,22 @@ def load_caption_table(path: str | Path) -> pl.DataFrame:
 
     path = Path(path)
     try:
-        frame = pl.read_parquet(path)
+        schema = pl.read_parquet_schema(path)
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
     except Exception as exc:
         raise InputError(path, f"not a readable Parquet file ({exc})") from exc
     try:
-        caption_schema().validate(frame.head(0))
+        caption_schema().validate(pl.DataFrame(schema=schema))
     except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as exc:
         raise InputError(path, "does not match the caption table contract: "
-                         f"{_first_line(exc)}. Expected columns {list(CAPTION_COLUMNS)}; "
+                         f"{_first_line(exc)}. Expected columns {CAPTION_COLUMNS}; "
                          "rebuild it with `uncollapse build captions`") from exc
+    # image_path is part of the contract but no rule reads its values: skip its bytes.
+    try:
+        frame = pl.read_parquet(path, columns=[c for c in schema if c != "image_path"])
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet file ({exc})") from exc
     return frame
 
 
@@ -102,22 +108,72 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
+PUNCTUATION_AND_SPACE = ".,;:!?'\"()[]{}-_ \t\r\n"
+
+
 def normalised_caption(caption: pl.Expr) -> pl.Expr:
-    """Lower case, punctuation and whitespace runs as one space: 'A dog.' == 'a dog'."""
-    return caption.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars()
+    """Lower case, surrounding punctuation and whitespace ignored: 'A dog.' == 'a dog'.
+
+    Plain string operations rather than a regular expression: this runs on every row of
+    tables with tens of millions of captions.
+    """
+    return caption.str.to_lowercase().str.strip_chars(PUNCTUATION_AND_SPACE)
+
+
+def _segments(sorted_keys: np.ndarray) -> np.ndarray:
+    """Start index of each run of equal values in a sorted array."""
+    if len(sorted_keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
 
 
 class CaptionRules:
-    """The grouping rules of a caption table; each method returns a Finding or None."""
+    """The grouping rules of a caption table; each method returns a Finding or None.
+
+    Work is shared between rules: image ids and normalised captions are hashed once, and the
+    per-group statistics come from one sort of ``match_id`` (skipped when the table is already
+    sorted, as built tables are). Slow, exact paths run only when a fast count shows a problem.
+    """
 
     def __init__(self, frame: pl.DataFrame, *, min_group: int = 2, max_group: int | None = None,
                  max_singleton_share: float = 0.9):
-        self.frame = frame.with_row_index("row")
+        self.frame = frame
         self.min_group, self.max_group = min_group, max_group
         self.max_singleton_share = max_singleton_share
-        self.groups = frame.group_by("match_id").agg(size=pl.len(),
-                                                     images=pl.col("image_id").n_unique(),
-                                                     image_id=pl.col("image_id").min())
+        lean = frame.select(
+            match_id=pl.col("match_id").fill_null(-1),
+            image=pl.col("image_id").hash(),
+            split=pl.col("split").cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1),
+            caption=normalised_caption(pl.col("caption")),
+        ).with_columns(empty=pl.col("caption").fill_null("").str.len_bytes() == 0,
+                       caption=pl.col("caption").hash())
+        self.lean = lean
+        self.groups = self._group_stats(lean)
+        self.n_images = lean["image"].n_unique()
+
+    @staticmethod
+    def _group_stats(lean: pl.DataFrame) -> pl.DataFrame:
+        match_id = lean["match_id"].to_numpy()
+        order = None if bool(np.all(match_id[1:] >= match_id[:-1])) else np.argsort(
+            match_id, kind="stable")
+        take = (lambda a: a) if order is None else (lambda a: a[order])
+        ids = take(match_id)
+        starts = _segments(ids)
+        image = take(lean["image"].to_numpy())
+        split = take(lean["split"].to_numpy())
+        big = np.iinfo(np.int64).max
+        if len(starts) == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return pl.DataFrame({"match_id": empty, "size": empty, "images_differ": empty > 0,
+                                 "splits_differ": empty > 0})
+        return pl.DataFrame({
+            "match_id": ids[starts],
+            "size": np.diff(np.r_[starts, len(ids)]),
+            "images_differ": np.minimum.reduceat(image, starts)
+            != np.maximum.reduceat(image, starts),
+            "splits_differ": np.minimum.reduceat(np.where(split < 0, big, split), starts)
+            < np.maximum.reduceat(split, starts),
+        })
 
     def rules(self):
         return [self.no_nulls, self.no_empty_captions, self.groups_have_positives,
@@ -125,60 +181,61 @@ class CaptionRules:
                 self.one_match_id_per_image, self.no_image_in_two_splits,
                 self.no_duplicate_caption_in_group, self.no_caption_shared_across_groups]
 
+    def _rows(self, mask: pl.Series, *columns: str, limit: int = 10) -> list[dict]:
+        rows = self.frame.with_row_index("row").filter(mask).head(limit)
+        return rows.select("row", *columns).to_dicts()
+
     def no_nulls(self) -> Finding | None:
         nulls = self.frame.select(pl.col(NON_NULL).null_count()).row(0, named=True)
         bad = {k: v for k, v in nulls.items() if v}
         if not bad:
             return None
-        rows = self.frame.filter(pl.any_horizontal(pl.col(NON_NULL).is_null())).head(10)
+        mask = self.frame.select(pl.any_horizontal(pl.col(NON_NULL).is_null())).to_series()
         return NULL_VALUES.finding(f"nulls in {', '.join(f'{k} ({v})' for k, v in bad.items())}",
-                                   count=sum(bad.values()),
-                                   examples=rows.select("row", *NON_NULL).to_dicts())
+                                   count=sum(bad.values()), examples=self._rows(mask, *NON_NULL))
 
     def no_empty_captions(self) -> Finding | None:
-        empty = self.frame.filter(pl.col("caption").is_null()
-                                  | (pl.col("caption").str.strip_chars() == ""))
-        if empty.height == 0:
+        empty = self.lean["empty"]
+        if not empty.any():
             return None
-        return EMPTY_CAPTION.finding(f"{empty.height} empty caption(s)", count=empty.height,
-                                     examples=empty.select("row", "image_id", "source_row")
-                                     .head(10).to_dicts())
+        count = int(empty.sum())
+        return EMPTY_CAPTION.finding(f"{count} empty caption(s)", count=count,
+                                     examples=self._rows(empty, "image_id", "source_row"))
 
     def groups_have_positives(self) -> Finding | None:
         n_groups = self.groups.height
-        singletons = self.groups.filter(pl.col("size") == 1).height
+        singletons = int((self.groups["size"] == 1).sum())
         if n_groups == 0 or singletons / n_groups < self.max_singleton_share:
             return None
+        single = self.groups.filter(pl.col("size") == 1)["match_id"].head(5)
         return GROUPS_ALL_UNIQUE.finding(
             f"{singletons} of {n_groups} groups ({singletons / n_groups:.1%}) hold a single row: "
             "a contrastive batch built from this table has no positive pairs",
             count=singletons,
-            examples=self.frame.filter(pl.len().over("match_id") == 1).sort("match_id")
-            .select("match_id", "image_id", "caption").head(5).to_dicts())
+            examples=self._rows(self.frame["match_id"].is_in(single.implode()), "match_id",
+                                "image_id", "caption", limit=5))
 
     def image_ids_are_not_positions(self) -> Finding | None:
-        as_int = self.frame.select(pl.col("image_id").str.strip_chars().cast(pl.Int64,
-                                                                             strict=False))
-        ids = as_int["image_id"]
+        ids = self.frame["image_id"].cast(pl.Int64, strict=False)
         if ids.null_count() or self.frame.height < 2:
             return None
+        row = pl.int_range(0, self.frame.height, dtype=pl.Int64, eager=True)
         unique = ids.n_unique()
         counter = unique == self.frame.height and int(ids.max()) - int(ids.min()) + 1 == unique
-        equals_row = self.frame.select(
-            ((ids == pl.col("row")) | (ids == pl.col("row") + 1)
-             | (ids == pl.col("source_row"))).mean()).item() >= 0.9
+        equals_row = float(((ids == row) | (ids == row + 1)
+                            | (ids == self.frame["source_row"])).mean()) >= 0.9
         if not (counter or equals_row):
             return None
         return IMAGE_ID_POSITIONAL.finding(
             f"image_id is a running counter from {ids.min()} to {ids.max()}, one per row"
             if counter else "image_id equals the row number in at least 90% of rows",
             count=self.frame.height,
-            examples=self.frame.select("row", "image_id", "source_row").head(5).to_dicts())
+            examples=self._rows(row < 5, "image_id", "source_row", limit=5))
 
     def groups_have_expected_size(self) -> Finding | None:
         too_small = pl.col("size") < self.min_group
         too_big = pl.col("size") > self.max_group if self.max_group is not None else pl.lit(False)
-        bad = self.groups.filter(too_small | too_big).sort("match_id")
+        bad = self.groups.filter(too_small | too_big)
         if bad.height == 0:
             return None
         wanted = (f"{self.min_group}..{self.max_group}" if self.max_group is not None
@@ -186,26 +243,37 @@ class CaptionRules:
         histogram = dict(bad.group_by("size").len().sort("size").iter_rows())
         return GROUP_SIZE_OUT_OF_RANGE.finding(
             f"{bad.height} group(s) outside the expected size {wanted} (sizes: {histogram})",
-            count=bad.height,
-            examples=bad.select("match_id", "image_id", "size").head(10).to_dicts())
+            count=bad.height, examples=bad.select("match_id", "size").head(10).to_dicts())
+
+    def _images_map_to_one_group(self) -> bool:
+        """True when image_id -> match_id is one-to-one (the fast path of two rules)."""
+        if not hasattr(self, "_one_to_one"):
+            self._one_to_one = (not self.groups["images_differ"].any()
+                                and self.n_images == self.groups.height)
+        return self._one_to_one
 
     def one_match_id_per_image(self) -> Finding | None:
-        per_image = (self.frame.group_by("image_id")
-                     .agg(match_ids=pl.col("match_id").unique().sort())
-                     .filter(pl.col("match_ids").list.len() > 1).sort("image_id"))
-        per_group = self.groups.filter(pl.col("images") > 1).sort("match_id")
-        count = per_image.height + per_group.height
+        if self._images_map_to_one_group():
+            return None
+        per_group = self.groups.filter("images_differ")["match_id"]
+        with_row = self.frame.with_row_index("row")
+        per_image = (with_row.group_by("image_id")
+                     .agg(match_ids=pl.col("match_id").unique().sort(), first=pl.col("row").min())
+                     .filter(pl.col("match_ids").list.len() > 1).sort("first").drop("first"))
+        examples = per_image.head(5).to_dicts() + (
+            with_row.filter(pl.col("match_id").is_in(per_group.head(5).implode()))
+            .group_by("match_id").agg(image_ids=pl.col("image_id").unique().sort().head(5))
+            .sort("match_id").to_dicts())
+        count = per_image.height + per_group.len()
         if count == 0:
             return None
-        examples = per_image.head(5).to_dicts() + (
-            self.frame.join(per_group.select("match_id"), on="match_id")
-            .group_by("match_id").agg(image_ids=pl.col("image_id").unique().sort().head(5))
-            .sort("match_id").head(5).to_dicts())
         return MATCH_ID_INCONSISTENT.finding(
-            f"{per_image.height} image_id(s) under several match_ids, {per_group.height} "
+            f"{per_image.height} image_id(s) under several match_ids, {per_group.len()} "
             "match_id(s) covering several image_ids", count=count, examples=examples)
 
     def no_image_in_two_splits(self) -> Finding | None:
+        if self._images_map_to_one_group() and not self.groups["splits_differ"].any():
+            return None
         leaked = (self.frame.filter(pl.col("split").is_not_null())
                   .group_by("image_id").agg(splits=pl.col("split").unique().sort())
                   .filter(pl.col("splits").list.len() > 1).sort("image_id"))
@@ -214,37 +282,38 @@ class CaptionRules:
         return SPLIT_LEAKAGE.finding(f"{leaked.height} image(s) appear in more than one split",
                                      count=leaked.height, examples=leaked.head(10).to_dicts())
 
-    def _caption_keys(self) -> pl.DataFrame:
-        if not hasattr(self, "_keys"):
-            self._keys = self.frame.select(
-                "row", "match_id", "caption",
-                key=normalised_caption(pl.col("caption")).hash())
-        return self._keys
+    def _repeated_captions(self) -> pl.DataFrame:
+        """Rows whose normalised caption occurs more than once (usually a small share)."""
+        if not hasattr(self, "_repeated"):
+            lean = self.lean.with_row_index("row")
+            self._repeated = lean.filter(lean["caption"].is_duplicated())
+        return self._repeated
 
     def no_duplicate_caption_in_group(self) -> Finding | None:
-        dup = (self._caption_keys().filter(pl.len().over("match_id", "key") > 1)
-               .sort("match_id", "row"))
-        if dup.height == 0:
+        repeated = self._repeated_captions()
+        in_group = repeated.filter(pl.len().over("caption", "match_id") > 1)
+        extra = in_group.height - in_group.select(pl.struct("caption", "match_id")
+                                                  .n_unique()).item()
+        if extra == 0:
             return None
-        extra = dup.height - dup.select(pl.struct("match_id", "key").n_unique()).item()
+        rows = in_group.sort("row")["row"].head(10)
+        examples = self.frame.with_row_index("row")[rows].select("row", "match_id", "caption")
         return CAPTION_DUPLICATE_IN_GROUP.finding(
             f"{extra} caption(s) repeat another caption of the same group", count=extra,
-            examples=dup.select("row", "match_id", "caption").head(10).to_dicts())
+            examples=examples.to_dicts())
 
     def no_caption_shared_across_groups(self) -> Finding | None:
-        shared = (self._caption_keys().filter(pl.col("match_id").n_unique().over("key") > 1)
-                  .sort("key", "match_id", "row"))
+        shared = (self._repeated_captions().group_by("caption")
+                  .agg(match_ids=pl.col("match_id").unique().sort(), row=pl.col("row").min())
+                  .filter(pl.col("match_ids").list.len() > 1).sort("row"))
         if shared.height == 0:
             return None
-        n_captions = shared["key"].n_unique()
-        examples = (shared.group_by("key", maintain_order=True)
-                    .agg(caption=pl.col("caption").first(),
-                         match_ids=pl.col("match_id").unique().sort().head(5))
-                    .drop("key").head(10).to_dicts())
+        texts = self.frame["caption"].gather(shared["row"].head(10))
+        examples = [{"caption": text, "match_ids": ids[:5]} for text, ids in
+                    zip(texts.to_list(), shared["match_ids"].head(10).to_list(), strict=True)]
         return CAPTION_SHARED_ACROSS_GROUPS.finding(
-            f"{n_captions} normalised caption(s) occur under more than one group "
-            f"({shared.height} rows): false negatives for InfoNCE",
-            count=n_captions, examples=examples)
+            f"{shared.height} normalised caption(s) occur under more than one group: "
+            "false negatives for InfoNCE", count=shared.height, examples=examples)
 
 
 def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_group: int = 2,
@@ -255,7 +324,7 @@ def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_
                          max_singleton_share=max_singleton_share)
     findings = [f for f in (rule() for rule in rules.rules()) if f is not None]
     sizes = rules.groups["size"]
-    stats = {"rows": frame.height, "images": frame["image_id"].n_unique(),
+    stats = {"rows": frame.height, "images": rules.n_images,
              "groups": rules.groups.height,
              "group_size_min": int(sizes.min()) if sizes.len() else 0,
              "group_size_max": int(sizes.max()) if sizes.len() else 0,

@@ -1,0 +1,124 @@
+"""Caption slice speed: validating a 10-million-row caption table, and building a
+Flickr30k-sized token file (31,783 images, 158,915 captions).
+
+Run: .venv/bin/python benchmarks/bench_captions.py [--rows 10000000]
+The peer for validation is a plain pandas groupby of the same grouping rules, timed in the
+same process on the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from uncollapse.cache.store import Cache
+from uncollapse.pipeline.captions import build_captions
+from uncollapse.validators.captions import validate_captions
+
+WORDS = np.array("a an the dog cat man woman child runs sits stands on in under near red "
+                 "blue green grass street beach ball water table with holding two three".split())
+
+
+def random_sentences(n: int, n_words: int, rng: np.random.Generator) -> pl.Series:
+    vocabulary = pl.Series(WORDS)
+    columns = [vocabulary.gather(rng.integers(0, len(WORDS), size=n)).alias(f"w{i}")
+               for i in range(n_words)]
+    return pl.DataFrame(columns).select(pl.concat_str(pl.all(), separator=" "))["w0"]
+
+
+def synthetic_table(n_rows: int, per_group: int, rng: np.random.Generator) -> pl.DataFrame:
+    """A healthy caption table: groups of ``per_group`` captions, 8-word captions."""
+    n_groups = n_rows // per_group
+    image_number = rng.choice(10 * n_groups, size=n_groups, replace=False)
+    image_id = pl.Series(image_number).cast(pl.String).str.zfill(12)
+    order = image_id.arg_sort()
+    captions = random_sentences(n_rows, 8, rng)
+    group = np.repeat(np.arange(n_groups), per_group)
+    return pl.DataFrame({
+        "image_id": image_id.gather(order).gather(group),
+        "match_id": pl.Series(group, dtype=pl.Int64),
+        "caption_idx": pl.Series(np.tile(np.arange(per_group), n_groups), dtype=pl.Int16),
+        "caption": captions,
+        "split": pl.Series(np.where(group % 20 == 0, "test", "train")),
+        "source_row": pl.Series(np.arange(n_rows), dtype=pl.Int64),
+        "image_path": pl.Series([None] * n_rows, dtype=pl.String),
+    })
+
+
+def write_token_file(path: Path, n_images: int, rng: np.random.Generator) -> int:
+    names = pl.Series(rng.choice(10**10, size=n_images, replace=False)).cast(pl.String)
+    counts = np.full(n_images, 5)
+    counts[rng.choice(n_images, size=n_images // 200, replace=False)] = 4
+    image = names.gather(np.repeat(np.arange(n_images), counts))
+    number = np.arange(len(image)) - np.repeat(np.cumsum(counts) - counts, counts)
+    caption = random_sentences(len(image), 10, rng)
+    frame = pl.DataFrame({"image": image, "number": number, "caption": caption})
+    frame = frame.sample(fraction=1.0, shuffle=True, seed=0)  # captions spread out of order
+    lines = frame.select(pl.format("{}.jpg#{}\t{} .", "image", "number", "caption"))
+    path.write_text("\n".join(lines.to_series().to_list()) + "\n")
+    return len(image)
+
+
+def timed(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def pandas_grouping_checks(path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    sizes = frame.groupby("match_id").size()
+    _ = (sizes == 1).mean()
+    _ = frame.groupby("image_id")["match_id"].nunique().gt(1).sum()
+    _ = frame.groupby("image_id")["split"].nunique().gt(1).sum()
+    key = frame["caption"].str.lower().str.replace(r"[^\w]+", " ", regex=True).str.strip()
+    _ = frame.assign(key=key).groupby("key")["match_id"].nunique().gt(1).sum()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--pandas", action="store_true", help="also time the pandas peer")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        table = synthetic_table(args.rows, 5, rng)
+        path = tmp / "captions.parquet"
+        table.write_parquet(path)
+        del table
+        report = validate_captions(path, min_group=5, max_group=5)
+        assert report.ok, report.codes()
+        validate_s = timed(lambda: validate_captions(path, min_group=5, max_group=5))
+        print(f"validate captions, {args.rows:,} rows: {validate_s:.2f} s (median of 3), "
+              f"codes {report.codes()}")
+        if args.pandas:
+            pandas_s = timed(lambda: pandas_grouping_checks(path), repeats=1)
+            print(f"pandas groupby of the same rules: {pandas_s:.2f} s")
+
+        tokens = tmp / "results_20130124.token"
+        n = write_token_file(tokens, 31_783, rng)
+
+        def build():
+            built = build_captions(tokens, cache=Cache(tmp / "cache"), rebuild=True)
+            assert built.report.stats["images"] == 31_783 and built.report.stats["captions"] == n
+
+        build_s = timed(build)
+        print(f"build captions, token file of 31,783 images / {n:,} captions: {build_s:.2f} s "
+              "(median of 3, uncached)")
+    print(f"machine: {platform.machine()}, {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    main()
