@@ -258,9 +258,24 @@ def test_match_id_covering_several_images():
     assert sorted(found.examples[0]["image_ids"]) == sorted(FLICKR_IDS[:2])
 
 
-def test_consistent_match_ids_need_not_be_dense():
-    table = healthy_table().with_columns(match_id=pl.col("match_id") * 1000 + 7)
+def test_consistent_match_ids_need_not_be_dense_or_positive():
+    table = healthy_table().with_columns(match_id=pl.col("match_id") * 1000 - 4007)
+    assert table["match_id"].min() < 0
     assert codes_of(table, min_group=5, max_group=5) == []
+
+
+def test_row_order_does_not_matter():
+    splits = ["train"] * 50
+    splits[7] = "test"
+    broken = caption_table(grouped_ids(), splits=splits).with_columns(
+        match_id=pl.when(pl.int_range(pl.len()) == 13).then(99).otherwise(pl.col("match_id")))
+    for table, expected in ((healthy_table(), []),
+                            (broken, ["MATCH_ID_INCONSISTENT", "SPLIT_LEAKAGE"])):
+        for seed in range(3):
+            shuffled = table.sample(fraction=1.0, shuffle=True, seed=seed)
+            found = [c for c in codes_of(shuffled, min_group=4, max_group=5)
+                     if c != "GROUP_SIZE_OUT_OF_RANGE"]
+            assert found == expected
 
 
 # SPLIT_LEAKAGE --------------------------------------------------------------------------------

@@ -241,9 +241,15 @@ class CaptionRules:
         wanted = (f"{self.min_group}..{self.max_group}" if self.max_group is not None
                   else f">= {self.min_group}")
         histogram = dict(bad.group_by("size").len().sort("size").iter_rows())
+        shown = bad.select("match_id", "size").head(10)
+        # The image id traces a group back to the source; looked up for the shown groups only.
+        image_of = (self.frame.filter(pl.col("match_id").is_in(shown["match_id"].implode()))
+                    .group_by("match_id").agg(pl.col("image_id").first()))
+        examples = shown.join(image_of, on="match_id", how="left", maintain_order="left")
         return GROUP_SIZE_OUT_OF_RANGE.finding(
             f"{bad.height} group(s) outside the expected size {wanted} (sizes: {histogram})",
-            count=bad.height, examples=bad.select("match_id", "size").head(10).to_dicts())
+            count=bad.height,
+            examples=examples.select("match_id", "image_id", "size").to_dicts())
 
     def _images_map_to_one_group(self) -> bool:
         """True when image_id -> match_id is one-to-one (the fast path of two rules)."""
