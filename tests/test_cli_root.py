@@ -1,0 +1,78 @@
+"""The command line as a whole: fast start, exit code 2 on errors, documented codes, build -o."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+from click.testing import CliRunner
+
+from uncollapse.cli import main
+from uncollapse.validators.codes import all_codes, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
+
+
+def test_cli_import_does_not_load_heavy_modules():
+    code = ("import sys, uncollapse.cli; "
+            "print(sorted(m for m in ('torch', 'datasets', 'pandera', 'polars', 'sklearn', "
+            "'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_group_lists_its_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for group in ("build", "validate", "diagnose", "cache"):
+        assert group in result.output
+    assert "captions" in CliRunner().invoke(main, ["build", "--help"]).output
+
+
+def test_every_command_help_ends_with_an_example():
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path, command
+
+    missing = [" ".join(path) for path, command in walk(main, [])
+               if "Example:" not in (command.help or "")]
+    assert missing == []
+
+
+def test_docs_table_lists_every_finding_code():
+    docs = (ROOT / "docs" / "finding-codes.md").read_text()
+    assert docs == markdown_table(), ("docs/finding-codes.md is stale: run "
+                                      "python -m uncollapse.validators.codes > "
+                                      "docs/finding-codes.md")
+    assert {"GROUPS_ALL_UNIQUE", "IMAGE_ID_POSITIONAL", "CACHE_HASH_MISMATCH"} <= set(all_codes())
+
+
+def test_unexpected_error_is_exit_2_with_a_message_not_a_traceback(tmp_path):
+    not_parquet = tmp_path / "table.parquet"
+    not_parquet.write_text("this is not parquet")
+    result = CliRunner().invoke(main, ["validate", "captions", str(not_parquet)])
+    assert result.exit_code == 2
+    assert str(not_parquet) in result.output and "Traceback" not in result.output
+
+
+def test_build_writes_output_atomically_and_rebuild_forces_a_build(tmp_path):
+    out = tmp_path / "out" / "captions.parquet"
+    args = ["build", "captions", str(COCO), "--cache-dir", str(tmp_path / "c"), "--quiet",
+            "-o", str(out)]
+    runner = CliRunner()
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "built: captions" in first.output
+    assert pl.read_parquet(out).height == 5005
+    assert [p.name for p in out.parent.iterdir()] == ["captions.parquet"]  # no temp files left
+    second = runner.invoke(main, args)
+    assert "cache hit: captions" in second.output
+    third = runner.invoke(main, args + ["--rebuild"])
+    assert "built: captions" in third.output
