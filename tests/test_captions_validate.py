@@ -365,6 +365,15 @@ def test_empty_caption():
     assert found.examples[0]["source_row"] == 1012
 
 
+def test_punctuation_only_caption_is_not_empty():
+    captions = [f"caption {k}" for k in range(50)]
+    captions[4], captions[12], captions[33] = "?", "...", "  \t "
+    found = only(validate_caption_frame(caption_table(grouped_ids(), captions=captions)),
+                 "EMPTY_CAPTION")
+    assert found.count == 1
+    assert [e["row"] for e in found.examples] == [33]
+
+
 def test_null_values():
     row = pl.int_range(pl.len())
     table = healthy_table().with_columns(

@@ -198,6 +198,13 @@ class CaptionRules:
         empty = self.lean["empty"]
         if not empty.any():
             return None
+        # The normalised caption also drops punctuation; "?" is a caption, only whitespace is
+        # empty. Checked exactly on the candidate rows alone.
+        rows = empty.arg_true()
+        blank = self.frame["caption"].gather(rows).str.strip_chars().fill_null("") == ""
+        empty = empty.clone().scatter(rows.filter(~blank), False)
+        if not empty.any():
+            return None
         count = int(empty.sum())
         return EMPTY_CAPTION.finding(f"{count} empty caption(s)", count=count,
                                      examples=self._rows(empty, "image_id", "source_row"))
