@@ -539,6 +539,19 @@ def test_hf_saved_dataset_dict_and_hf_split(tmp_path, caption_cache):
     assert only_test["image_id"].unique().to_list() == ["10002456"]
 
 
+def test_hf_layout_with_one_caption_per_row(tmp_path):
+    path = tmp_path / "flickr30k_rows.parquet"
+    pl.DataFrame({"caption": ["a dog", "a brown dog", "a cat", "a dog again", "a grey cat"],
+                  "filename": ["1.jpg", "1.jpg", "2.jpg", "1.jpg", "2.jpg"],
+                  "split": ["train"] * 5}).write_parquet(path)
+
+    table, report = read_captions(path)
+
+    assert captions_of(table, "1") == ["a dog", "a brown dog", "a dog again"]
+    assert table.filter(pl.col("image_id") == "1")["caption_idx"].to_list() == [0, 1, 2]
+    assert report.findings == []
+
+
 def test_hf_layout_without_caption_column_is_a_tool_error(tmp_path):
     path = tmp_path / "other.parquet"
     pl.DataFrame({"text": ["a"], "label": [1]}).write_parquet(path)

@@ -89,7 +89,8 @@ def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.D
     if "caption" not in frame.columns or not ({"filename", "img_id"} & set(frame.columns)):
         raise InputError(source, f"expected the columns caption and filename (or img_id); found "
                          f"{frame.columns}")
-    if frame.schema["caption"] == pl.String:  # one caption per row
+    one_per_row = frame.schema["caption"] == pl.String
+    if one_per_row:
         frame = frame.with_columns(pl.concat_list("caption"))
     image_id = (image_stem(pl.col("filename")) if "filename" in frame.columns
                 else pl.col("img_id").cast(pl.String))
@@ -107,6 +108,8 @@ def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.D
     rows = (frame.filter(pl.col("n") > 0)
             .with_columns(caption_idx=pl.int_ranges(pl.col("n")))
             .explode("caption", "caption_idx"))
+    if one_per_row:  # number an image's captions in row order, not all 0
+        rows = rows.with_columns(caption_idx=pl.int_range(pl.len()).over("image_id"))
     return rows.select(
         "image_id",
         caption_idx=pl.col("caption_idx").cast(pl.Int64),
