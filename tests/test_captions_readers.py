@@ -549,7 +549,8 @@ def test_hf_layout_with_one_caption_per_row(tmp_path):
 
     assert captions_of(table, "1") == ["a dog", "a brown dog", "a dog again"]
     assert table.filter(pl.col("image_id") == "1")["caption_idx"].to_list() == [0, 1, 2]
-    assert report.findings == []
+    assert table.filter(pl.col("image_id") == "2")["caption_idx"].to_list() == [0, 1]
+    assert "SOURCE_DUPLICATE_CAPTION_NUMBER" not in report.codes()
 
 
 def test_hf_layout_without_caption_column_is_a_tool_error(tmp_path):
