@@ -1,0 +1,32 @@
+"""``uncollapse validate sequences``."""
+
+from __future__ import annotations
+
+import click
+
+from uncollapse.validators.output import report_options
+
+
+@click.command("sequences")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--max-duplicate-share", type=float, default=0.01, show_default=True,
+              help="DUPLICATE_TARGETS when one target vector is more than this share of all "
+                   "targets ...")
+@click.option("--min-duplicates", type=int, default=3, show_default=True,
+              help="... and occurs at least this many times.")
+@report_options
+def validate_sequences(file, max_duplicate_share, min_duplicates):
+    """Check a next-vector sequence NPZ (dense or compact) against the contract.
+
+    Keys, dtypes and shapes; doc_ids present (MISSING_DOC_IDS); NaN/inf values with their
+    positions; contexts that cross a document boundary; zero, duplicate and unit-norm vectors;
+    arrays of different lengths.
+
+    Example:
+        uncollapse validate sequences sequences.npz
+        uncollapse validate sequences sequences.npz --format json --json report.json
+    """
+    from uncollapse.validators.sequences import check_sequences
+
+    return check_sequences(file, max_duplicate_share=max_duplicate_share,
+                           min_duplicates=min_duplicates)
