@@ -68,8 +68,19 @@ def plan_10m(repeats: int) -> None:
     print("| step | seconds |\n|---|---|")
     print(f"| build the sampler (sort rows by group, once) | {build:.2f} |")
     print(f"| plan one epoch (median of {repeats} epochs) | {plan_s:.2f} |")
+    # The same size with uneven groups (Poisson sizes around 5): rows within each group that
+    # has more than k must also be shuffled every epoch, which the even case never needs.
+    uneven = rng.integers(0, n_groups, size=n_groups * k)
+    uneven_build, uneven_sampler = timed(lambda: GroupedBatchSampler(uneven, batch, k, seed=0))
+    uneven_plans = [timed(lambda e=e: uneven_sampler.plan(e)) for e in range(repeats)]
+    check(uneven_plans[0][1].rows.reshape(-1, batch), uneven, k, "grouped plan, uneven")
+    print(f"| uneven groups (Poisson sizes, mean 5): build the sampler | {uneven_build:.2f} |")
+    print(f"| uneven groups: plan one epoch (median of {repeats} epochs) | "
+          f"{statistics.median(t for t, _ in uneven_plans):.2f} |")
     print(f"\nbatches {len(plans[0][1])}, groups per batch {stats['groups_per_batch']}, "
-          f"rows covered {stats['rows_covered_per_epoch']:,}")
+          f"rows covered {stats['rows_covered_per_epoch']:,}; uneven: "
+          f"{len(uneven_plans[0][1])} batches, "
+          f"{uneven_sampler.stats['small_groups']:,} groups smaller than k left out")
 
 
 def versus_peer(repeats: int, peer_fraction: float) -> None:
