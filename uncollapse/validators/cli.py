@@ -2,5 +2,7 @@
 
 from uncollapse.validators.batches_cli import validate_batches
 from uncollapse.validators.captions_cli import diagnose_match_ids, validate_captions
+from uncollapse.validators.collapse.cli import diagnose_embeddings
 
-COMMANDS = {"validate": [validate_captions, validate_batches], "diagnose": [diagnose_match_ids]}
+COMMANDS = {"validate": [validate_captions, validate_batches],
+            "diagnose": [diagnose_match_ids, diagnose_embeddings]}

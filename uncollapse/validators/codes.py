@@ -16,6 +16,7 @@ CODE_MODULES = (
     "uncollapse.validators.captions",
     "uncollapse.cache.verify",
     "uncollapse.validators.batches",
+    "uncollapse.validators.collapse.diagnose",
 )
 
 

@@ -1,0 +1,97 @@
+"""``uncollapse diagnose embeddings``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from uncollapse.errors import InputError
+from uncollapse.validators.output import report_options
+
+_NPY = click.Path(exists=True, dir_okay=False)
+
+
+@click.command("embeddings")
+@click.argument("pred", type=_NPY)
+@click.option("--targets", type=_NPY, help="Targets paired row for row with PRED (.npy).")
+@click.option("--labels", type=_NPY,
+              help="Label of each row (.npy, [N]): silhouette, k-NN purity, per-label collapse.")
+@click.option("--groups", type=_NPY,
+              help="Positive group of each row (.npy, [N], e.g. match_id); needs --targets.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Torch device to compute on (cpu, cuda, cuda:1, ...).")
+@click.option("--max-samples", type=int, default=4096, show_default=True,
+              help="Row cap of the all-pairs metrics (a seeded subset above it).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mean-vector-margin", type=float, default=0.02, show_default=True,
+              help="MEAN_VECTOR_COLLAPSE when cos(pred, target) beats the mean vector's by less.")
+@click.option("--min-rank-fraction", type=float, default=0.05, show_default=True,
+              help="DIMENSIONAL_COLLAPSE when effective rank / min(rows, dim) is below this.")
+@click.option("--min-rank-ratio", type=float, default=0.25, show_default=True,
+              help="DIMENSIONAL_COLLAPSE when effective rank / targets' is below this.")
+@click.option("--unit-norm-tol", type=float, default=0.01, show_default=True,
+              help="A row is unit-norm when | |x| - 1 | is at most this.")
+@click.option("--min-std-ratio", type=float, default=0.5, show_default=True,
+              help="MOMENT_MISMATCH when the median std ratio (pred / targets) is below this.")
+@click.option("--max-std-ratio", type=float, default=2.0, show_default=True,
+              help="MOMENT_MISMATCH when the median std ratio is above this.")
+@click.option("--max-mean-shift", type=float, default=0.5, show_default=True,
+              help="MOMENT_MISMATCH when the median mean shift (in target stds) is above this.")
+@click.option("--max-silhouette", type=float, default=0.99, show_default=True,
+              help="POINT_COLLAPSE when the silhouette by labels is at least this.")
+@click.option("--min-slot-spread", type=float, default=0.1, show_default=True,
+              help="SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
+@report_options
+def diagnose_embeddings(pred, targets, labels, groups, device, max_samples, seed,
+                        **thresholds):
+    """Measure collapse of embeddings or model outputs (PRED.npy, [N, D] or slots [N, S, D]).
+
+    Reports effective rank (RankMe), uniformity, spread and, with --targets, the mean-vector
+    baseline, per-dimension moments, norms, contrastive accuracy and recall@k; with --labels,
+    silhouette and k-NN purity. Exits 1 on MEAN_VECTOR_COLLAPSE, DIMENSIONAL_COLLAPSE,
+    UNIT_NORM_OUTPUT, POINT_COLLAPSE or SLOTS_IDENTICAL (and on MOMENT_MISMATCH with --strict).
+
+    Example:
+
+    \b
+        uncollapse diagnose embeddings outputs.npy --targets targets.npy --groups match_ids.npy
+        uncollapse diagnose embeddings slots.npy --format json --json slots-report.json
+    """
+    import torch
+
+    from uncollapse.validators.collapse.diagnose import Thresholds
+    from uncollapse.validators.collapse.diagnose import diagnose_embeddings as run
+
+    try:
+        torch_device = torch.device(device)
+        torch.empty(0, device=torch_device)
+    except (RuntimeError, AssertionError) as exc:
+        raise click.BadParameter(f"{device!r} is not usable here: {exc}",
+                                 param_hint="--device") from exc
+    paths = {"pred": pred, "targets": targets, "labels": labels, "groups": groups}
+    arrays = {name: _load_npy(path) for name, path in paths.items() if path is not None}
+    for name in ("pred", "targets"):
+        if name in arrays and arrays[name].dtype.kind not in "biuf":
+            raise InputError(paths[name], f"expected numeric embeddings, got dtype "
+                                          f"{arrays[name].dtype}")
+    tensors = {name: torch.from_numpy(arrays[name]).to(torch_device)
+               for name in ("pred", "targets") if name in arrays}
+    return run(tensors["pred"], tensors.get("targets"), arrays.get("labels"), arrays.get("groups"),
+               thresholds=Thresholds(**thresholds), max_samples=max_samples, seed=seed,
+               target=str(pred))
+
+
+def _load_npy(path: str) -> np.ndarray:
+    """A .npy array, never unpickled; unreadable files become an InputError naming the file."""
+    try:
+        array = np.load(Path(path), allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(path, f"cannot be read without pickle ({exc}); save it with a numeric "
+                               "or string dtype (np.save(path, array))") from exc
+    except OSError as exc:
+        raise InputError(path, f"is not a readable .npy file ({exc})") from exc
+    if not isinstance(array, np.ndarray):
+        raise InputError(path, "holds several arrays (.npz); save one array per .npy file")
+    return np.ascontiguousarray(array)
