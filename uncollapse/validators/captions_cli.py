@@ -15,20 +15,23 @@ from uncollapse.validators.output import report_options
 @click.option("--max-group", type=int, default=None, help="Largest acceptable group.")
 @click.option("--max-singleton-share", type=float, default=0.9, show_default=True,
               help="GROUPS_ALL_UNIQUE when at least this share of groups holds one row.")
+@click.option("--quiet", is_flag=True, help="No spinner while checking.")
 @report_options
-def validate_captions(table, group_size, min_group, max_group, max_singleton_share):
+def validate_captions(table, group_size, min_group, max_group, max_singleton_share, quiet):
     """Check a caption table: schema, grouping, positional ids, split leakage, duplicates.
 
     Example:
         uncollapse validate captions captions.parquet --group-size 5
         uncollapse validate captions captions.parquet --min-group 5 --max-group 7 --format github
     """
+    from uncollapse.progress import status
     from uncollapse.validators.captions import validate_captions as run
 
     if group_size is not None:
         min_group = max_group = group_size
-    return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
-               max_singleton_share=max_singleton_share)
+    with status(f"checking {table}", quiet=quiet):
+        return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
+                   max_singleton_share=max_singleton_share)
 
 
 @click.command("match-ids")

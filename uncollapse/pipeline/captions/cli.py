@@ -50,11 +50,14 @@ def build_captions(source, source_format, splits, split, split_files, hf_split, 
     """
     from uncollapse.cache.store import Cache
     from uncollapse.pipeline.captions.build import OUTPUT_NAME, build_captions
+    from uncollapse.progress import status
 
-    built = build_captions(source, format=source_format,
-                           splits=[s.strip() for s in splits.split(",")] if splits else None,
-                           split=split, split_files=split_files, hf_split=hf_split,
-                           cache=Cache(cache_dir), rebuild=rebuild)
+    with status(f"building captions from {source}", quiet=quiet):
+        built = build_captions(source, format=source_format,
+                               splits=[s.strip() for s in splits.split(",")] if splits
+                               else None,
+                               split=split, split_files=split_files, hf_split=hf_split,
+                               cache=Cache(cache_dir), rebuild=rebuild)
     report = built.report
     irregular = [f for f in report.findings if f.severity != "info"]
     if not quiet or (strict and irregular):
