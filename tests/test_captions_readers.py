@@ -8,6 +8,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from uncollapse.cache.store import Cache
 from uncollapse.errors import InputError, ToolError
@@ -87,6 +89,42 @@ def test_token_file_groups_out_of_order_captions_by_file_name(tmp_path):
     # No caption keeps a CR, a BOM or surrounding spaces.
     assert table.filter(pl.col("caption") != pl.col("caption").str.strip_chars()).height == 0
     assert not any("\r" in c or "\ufeff" in c for c in table["caption"])
+
+
+words = st.text(alphabet="abcdefghij ,.-'", min_size=1, max_size=30).filter(
+    lambda t: t.strip() != "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(images=st.dictionaries(st.from_regex(r"[0-9]{4,10}(_[0-9a-f]{4})?", fullmatch=True),
+                              st.lists(words, min_size=1, max_size=7), min_size=1, max_size=12),
+       seed=st.integers(0, 2**32 - 1), crlf=st.booleans(), bom=st.booleans())
+def test_token_file_grouping_property(tmp_path_factory, images, seed, crlf, bom):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = [f"{image}.jpg#{n}\t{caption}" for image, captions in images.items()
+             for n, caption in enumerate(captions)]
+    lines = [lines[i] for i in rng.permutation(len(lines))]
+    blanks = rng.integers(0, len(lines) + 1, size=3)
+    for at in sorted(blanks, reverse=True):
+        lines.insert(int(at), "")
+    text = ("\r\n" if crlf else "\n").join(lines) + "\n"
+    path = tmp_path_factory.mktemp("tokens") / "tokens.txt"
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+
+    table, report = read_captions(path, format="tokens")
+
+    assert set(report.codes()) <= {"SOURCE_WHITESPACE_STRIPPED", "SOURCE_CAPTION_COUNT_UNUSUAL"}
+    assert table.height == sum(len(c) for c in images.values())
+    for image, captions in images.items():
+        assert captions_of(table, image) == [c.strip() for c in captions]
+    pairs = dict(table.select("image_id", "match_id").unique().iter_rows())
+    assert pairs == {image: i for i, image in enumerate(sorted(images))}
+    # Each source_row points back at the line the caption came from.
+    for row in table.head(5).iter_rows(named=True):
+        source_line = lines[row["source_row"] - 1]
+        assert source_line.startswith(f"{row['image_id']}.jpg#{row['caption_idx']}\t")
 
 
 def test_token_file_reports_malformed_lines_with_their_numbers(tmp_path):
