@@ -157,6 +157,9 @@ def test_bad_batch_sizes_exit_2(tmp_path):
     assert run("diagnose", "match-ids", path, "--batch-size", "1").exit_code == 2
     with pytest.raises(ToolError, match="at least 2"):
         diagnose_match_id_array(np.arange(10), 0)
+    no_batches = run("diagnose", "match-ids", path, "-b", "8", "--max-batches", "0")
+    assert no_batches.exit_code == 2
+    assert "--max-batches must be at least 1" in no_batches.output
 
 
 def test_unreadable_table_exits_2(tmp_path):

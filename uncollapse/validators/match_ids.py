@@ -24,6 +24,8 @@ def random_batch_positives(match_ids: np.ndarray, batch_size: int, *, seed: int 
     Rows are shuffled with a seeded generator and cut into full batches; each batch is sorted
     so equal ids sit side by side, and runs of equal ids give the positives.
     """
+    if max_batches < 1:
+        raise ToolError(f"--max-batches must be at least 1, got {max_batches}")
     n_batches = min(len(match_ids) // batch_size, max_batches)
     if n_batches == 0:
         raise ToolError(f"the table has {len(match_ids)} rows, fewer than one batch of "
