@@ -115,6 +115,22 @@ def test_built_bundled_coco_is_valid_for_groups_of_5_to_7(tmp_path):
 
 # GROUPS_ALL_UNIQUE ----------------------------------------------------------------------------
 
+def test_classic_failure_row_number_ids_on_the_bundled_coco(tmp_path):
+    table, _ = read_captions(COCO_1000)
+    positional = table.with_columns(image_id=pl.int_range(pl.len()).cast(pl.String),
+                                    match_id=pl.int_range(pl.len(), dtype=pl.Int64))
+    path = write(positional, tmp_path / "positional.parquet")
+
+    result = run("validate", "captions", path, "--format", "json")
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    found = {f["code"]: f for f in report["findings"]}
+    assert found["GROUPS_ALL_UNIQUE"]["count"] == 5005
+    assert "IMAGE_ID_POSITIONAL" in found
+    assert report["stats"]["singleton_groups"] == 5005
+
+
 def test_groups_all_unique_when_every_row_is_its_own_group(tmp_path):
     ids = [f"img_{chr(97 + k % 26)}{k}" for k in range(40)]
     path = write(caption_table(ids), tmp_path / "captions.parquet")
