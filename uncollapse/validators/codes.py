@@ -12,6 +12,7 @@ import importlib
 from uncollapse.validators.report import Code
 
 CODE_MODULES = (
+    "uncollapse.validators.sequences",
     "uncollapse.pipeline.captions.irregularities",
     "uncollapse.validators.captions",
     "uncollapse.cache.verify",
