@@ -546,12 +546,15 @@ def check_flickr30k_table(table: pl.DataFrame):
         "1000092795.jpg"]
 
 
-@pytest.mark.parametrize("layout", ["parquet", "arrow", "saved"])
+@pytest.mark.parametrize("layout", ["parquet", "arrow", "arrow-ipc-file", "saved"])
 def test_hf_flickr30k_layout(tmp_path, layout):
     dataset = flickr30k_dataset()
     if layout == "parquet":
         source = tmp_path / "flickr30k.parquet"
         dataset.to_parquet(str(source))
+    elif layout == "arrow-ipc-file":  # what pyarrow and polars write as .arrow
+        source = tmp_path / "flickr30k.arrow"
+        dataset.to_polars().write_ipc(source)
     else:
         saved = tmp_path / "saved"
         dataset.save_to_disk(str(saved))
@@ -589,6 +592,15 @@ def test_hf_layout_with_one_caption_per_row(tmp_path):
     assert table.filter(pl.col("image_id") == "1")["caption_idx"].to_list() == [0, 1, 2]
     assert table.filter(pl.col("image_id") == "2")["caption_idx"].to_list() == [0, 1]
     assert "SOURCE_DUPLICATE_CAPTION_NUMBER" not in report.codes()
+
+
+@pytest.mark.parametrize("name", ["flickr30k.arrow", "flickr30k.parquet"])
+def test_broken_hf_files_are_input_errors_naming_the_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"not columnar data at all " * 4)
+
+    with pytest.raises(InputError, match=name):
+        read_captions(path)
 
 
 def test_hf_layout_without_caption_column_is_a_tool_error(tmp_path):

@@ -41,6 +41,24 @@ def _frame_from_datasets(dataset) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
+def _read_arrow(path: Path) -> pl.DataFrame:
+    """An Arrow file without its images: the IPC stream format that ``datasets`` writes, or
+    the IPC file (Feather v2) format that pyarrow and polars write."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                table = pa.ipc.open_stream(source).read_all()
+            except pa.ArrowInvalid:
+                source.seek(0)
+                table = pa.ipc.open_file(source).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(path, f"not an Arrow IPC stream or file ({exc})") from exc
+    return pl.from_arrow(table.select([c for c in HF_COLUMNS if c in table.column_names]))
+
+
 def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFrame, dict]:
     """Read the source's rows (no images) and say how to key it in the cache."""
     path = Path(source)
@@ -59,14 +77,13 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
         parquet = [str(f) for f in files if f.suffix == ".parquet"]
         frames = []
         if parquet:
-            schema = pl.scan_parquet(parquet[0]).collect_schema()
-            columns = [c for c in HF_COLUMNS if c in schema]
-            frames.append(pl.scan_parquet(parquet).select(columns).collect())
-        arrow = [f for f in files if f.suffix == ".arrow"]
-        if arrow:
-            import datasets
-
-            frames += [_frame_from_datasets(datasets.Dataset.from_file(str(f))) for f in arrow]
+            try:
+                schema = pl.scan_parquet(parquet[0]).collect_schema()
+                columns = [c for c in HF_COLUMNS if c in schema]
+                frames.append(pl.scan_parquet(parquet).select(columns).collect())
+            except Exception as exc:  # polars raises several types for broken files
+                raise InputError(path, f"cannot read the Parquet file(s): {exc}") from exc
+        frames += [_read_arrow(f) for f in files if f.suffix == ".arrow"]
         return pl.concat(frames, how="diagonal_relaxed"), {"path": str(path)}
     # Not a local path: a hub id, read through the datasets library (needs the network or
     # a populated HF cache).
