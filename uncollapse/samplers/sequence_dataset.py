@@ -5,9 +5,11 @@ window by window out of the memory-mapped ``vectors`` (see ``uncollapse.pipeline
 npzfile``: uncompressed NPZ members are mapped in place), so contexts are never materialised.
 
 Items are numpy arrays (``float32`` for files written by ``uncollapse build sequences``).
-Batched access: ``dataset.__getitems__(indices)`` (which ``DataLoader`` calls when a dataset
-has it) returns whole-batch arrays, vectorised over the batch. Pass
-``collate_fn=collate_batch`` so the loader turns them into tensors without copying::
+Batched access: ``dataset.get_batch(indices)`` returns whole-batch arrays, vectorised over the
+batch; ``dataset.__getitems__(indices)`` (which ``DataLoader`` calls when a dataset has it)
+returns the same arrays wrapped in a ``SequenceBatch``. Pass ``collate_fn=collate_batch`` so the
+loader turns them into tensors without copying (torch's default collate works too, item by
+item)::
 
     loader = DataLoader(dataset, batch_size=256, shuffle=True, collate_fn=collate_batch)
     for context, target, hard_negative in loader:  # [B, C, D], [B, D], [B, D]
@@ -33,14 +35,39 @@ _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 
 
-def collate_batch(batch):
-    """``collate_fn`` for a ``DataLoader`` over these datasets: the batch's arrays as tensors.
+class SequenceBatch(Sequence):
+    """What ``__getitems__`` returns: the batch's stacked arrays, also readable as a list of items.
 
-    ``__getitems__`` already stacked the batch, so this only wraps each array (no copy; the
-    compact form's contexts and targets are views of one block, so they may be strided).
+    ``collate_batch`` turns ``arrays`` into tensors without copying; torch's default collate
+    (which sees a list of ``(context, target[, negative])`` items) also works, only slower.
     """
-    return tuple(torch.from_numpy(part) if isinstance(part, np.ndarray) else part
-                 for part in batch)
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays):
+        self.arrays = tuple(arrays)
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return tuple(part[index] for part in self.arrays)
+
+
+def collate_batch(batch):
+    """``collate_fn`` for a ``DataLoader`` over these datasets: stacked tensors, no copy.
+
+    A ``SequenceBatch`` from ``__getitems__`` is already stacked, so its arrays are only wrapped
+    (the compact form's contexts and targets are views of one block, so they may be strided).
+    A plain list of items goes to torch's default collate.
+    """
+    if isinstance(batch, SequenceBatch):
+        return tuple(torch.from_numpy(part) for part in batch.arrays)
+    from torch.utils.data import default_collate
+
+    return default_collate(batch)
 
 
 # counter-based randomness: splitmix64's finaliser, the same in Python ints and numpy uint64 ----
@@ -92,7 +119,7 @@ class SequenceDataset(Dataset):
     Example:
         >>> dataset = SequenceDataset("sequences.npz")
         >>> context, target = dataset[0]
-        >>> contexts, targets = dataset.__getitems__([0, 5, 9])   # [3, C, D], [3, D]
+        >>> contexts, targets = dataset.get_batch([0, 5, 9])   # [3, C, D], [3, D]
         >>> loader = DataLoader(dataset, batch_size=256, collate_fn=collate_batch)
     """
 
@@ -227,9 +254,13 @@ class SequenceDataset(Dataset):
         block = self._block(self._check_index(int(index)))
         return block[:self.context_length], block[self.context_length]
 
-    def __getitems__(self, indices: Sequence[int]):
-        idx = self._index_array(indices)
-        return self.contexts_and_targets(idx)
+    def get_batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(contexts [B, C, D], targets [B, D])`` of samples ``indices``, vectorised."""
+        return self.contexts_and_targets(self._index_array(indices))
+
+    def __getitems__(self, indices: Sequence[int]) -> SequenceBatch:
+        """The batch for ``DataLoader`` (see ``SequenceBatch`` and ``collate_batch``)."""
+        return SequenceBatch(self.get_batch(indices))
 
 
 class HardNegativeSequenceDataset(SequenceDataset):
@@ -399,8 +430,8 @@ class HardNegativeSequenceDataset(SequenceDataset):
         c = self.context_length
         return block[:c], block[c], block[c + 1]
 
-    def __getitems__(self, indices: Sequence[int]):
+    def get_batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(contexts [B, C, D], targets [B, D], hard_negatives [B, D])``, vectorised."""
         idx = self._index_array(indices)
-        negatives = self._negatives(idx)
         contexts, targets = self.contexts_and_targets(idx)
-        return contexts, targets, self.targets(negatives)
+        return contexts, targets, self.targets(self._negatives(idx))
