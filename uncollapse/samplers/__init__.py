@@ -8,6 +8,8 @@ _EXPORTS = {
     "DiverseBatchSampler": "uncollapse.samplers.diverse",
     "GroupedCollate": "uncollapse.samplers.collate",
     "positive_mask": "uncollapse.samplers.collate",
+    "SequenceDataset": "uncollapse.samplers.sequence_dataset",
+    "HardNegativeSequenceDataset": "uncollapse.samplers.sequence_dataset",
 }
 
 __all__ = sorted(_EXPORTS)
