@@ -201,9 +201,18 @@ def test_image_id_positional_for_row_numbers():
 
 def test_real_numeric_ids_are_not_positional():
     assert "IMAGE_ID_POSITIONAL" not in codes_of(healthy_table())
-    # Small dense numeric ids with five captions each are a grouping, not a row counter.
+    coco_like = caption_table(grouped_ids(["139", "285", "632", "724", "776", "785"]))
+    assert codes_of(coco_like) == []
+
+
+def test_per_image_counter_is_a_positional_warning_not_an_error():
+    # 0,0,0,0,0,1,1,... groups correctly (positives exist) but names no image of the source,
+    # like the running `img_id` of the nlphuji/flickr30k layout.
     dense = caption_table(grouped_ids([str(k) for k in range(10)]))
-    assert codes_of(dense) == []
+    report = validate_caption_frame(dense)
+    finding = only(report, "IMAGE_ID_POSITIONAL")
+    assert finding.severity == "warning" and finding.count == 10
+    assert report.ok and report.exit_code(strict=True) == 1
 
 
 # GROUP_SIZE_OUT_OF_RANGE ----------------------------------------------------------------------

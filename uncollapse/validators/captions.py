@@ -231,13 +231,23 @@ class CaptionRules:
         counter = unique == self.frame.height and int(ids.max()) - int(ids.min()) + 1 == unique
         equals_row = float(((ids == row) | (ids == row + 1)
                             | (ids == self.frame["source_row"])).mean()) >= 0.9
-        if not (counter or equals_row):
+        if counter or equals_row:
+            return IMAGE_ID_POSITIONAL.finding(
+                f"image_id is a running counter from {ids.min()} to {ids.max()}, one per row"
+                if counter else "image_id equals the row number in at least 90% of rows",
+                count=self.frame.height,
+                examples=self._rows(row < 5, "image_id", "source_row", limit=5))
+        # A per-image counter (0,0,0,0,0,1,1,...) groups correctly, but cannot be traced back to
+        # an image of the source (nlphuji/flickr30k's `img_id` is one): a warning, not an error.
+        per_image_counter = (self.n_images > 1 and int(ids.min()) in (0, 1)
+                             and int(ids.max()) - int(ids.min()) + 1 == ids.n_unique())
+        if not per_image_counter:
             return None
         return IMAGE_ID_POSITIONAL.finding(
-            f"image_id is a running counter from {ids.min()} to {ids.max()}, one per row"
-            if counter else "image_id equals the row number in at least 90% of rows",
-            count=self.frame.height,
-            examples=self._rows(row < 5, "image_id", "source_row", limit=5))
+            f"image_id runs from {ids.min()} to {ids.max()} without a gap, one number per image: "
+            "a counter, not the source's identifiers (file name stems, COCO ids)",
+            count=self.n_images, severity="warning",
+            examples=self._rows(row < 5, "image_id", "caption", limit=5))
 
     def groups_have_expected_size(self) -> Finding | None:
         too_small = pl.col("size") < self.min_group
