@@ -64,3 +64,17 @@ def test_diverse_plan_caps_a_large_document_per_batch():
     plan = plan_epoch(layout, seed=1, epoch=3)
     assert len(plan) == layout.full_batches == 4
     assert ((doc_ids[plan.rows.reshape(-1, 4)] == 5).sum(1) == 2).all()
+
+
+def test_groups_with_several_slots_do_not_meet_the_same_groups_again_and_again():
+    # 1,000 groups of 5 rows, one row per group in a batch of 50: every group is in 5 batches.
+    # Dealing each group's slots to consecutive batches would make most pairs of groups that
+    # meet once meet in several batches; random batches repeat only about 1 pair in 10.
+    group_ids = np.repeat(np.arange(1000), 5)
+    plan = plan_epoch(grouped_layout(group_ids, batch_size=50, per_group=1), seed=0, epoch=0)
+    batches = group_ids[plan.rows.reshape(-1, 50)]
+    first, second = np.triu_indices(50, 1)
+    a, b = batches[:, first], batches[:, second]
+    pairs = np.minimum(a, b) * 1000 + np.maximum(a, b)
+    _, meetings = np.unique(pairs, return_counts=True)
+    assert (meetings > 1).mean() < 0.15

@@ -7,13 +7,17 @@ and benchmarked on its own.
 How an epoch is dealt. The data is cut into *units* (``per_group`` rows of one group for the
 grouped sampler, one row for the diverse sampler). Each *member* (a group, or a document) owns a
 contiguous run of units; members that must never meet in one batch (groups that share a duplicate
-key) are joined into one *component*. Members are laid out in a random order with the units of a
-component next to each other, and unit ``i`` of that sequence goes to batch ``i mod B``. A run of
-``L`` consecutive units lands in ``L`` consecutive batches (modulo ``B``), so a component with at
-most ``B * cap`` units puts at most ``cap`` units into any batch. ``B`` is the largest batch count
-for which the components, each capped at ``B * cap`` units, still fill ``B`` full batches, which
-is also the largest number of full batches any plan under the cap can have. The batch order is
-then shuffled, and each rank takes every ``world_size``-th batch of that one global plan.
+key) are joined into one *component*. Components are laid out in a random order, each one's
+units next to each other, and the sequence is cut into ``units_per_batch`` columns of ``B``
+units; every column gives one unit to every batch. A run of ``L`` units spans consecutive
+positions, so with ``L <= B * cap`` it puts at most ``cap`` units into any batch, as long as the
+pieces of a run split over columns go to different batches. Each column is dealt to the batches
+in its own random order (so two runs do not meet again and again), except for a short prefix
+that every column deals in the same order and that holds exactly those split pieces
+(``_column_orders``). ``B`` is the largest batch count for which the components, each capped at
+``B * cap`` units, still fill ``B`` full batches, which is also the largest number of full
+batches any plan under the cap can have. The batch order is then shuffled, and each rank takes
+every ``world_size``-th batch of that one global plan.
 """
 
 from __future__ import annotations
@@ -286,6 +290,38 @@ def diverse_layout(doc_ids, batch_size: int, max_per_doc: int, *,
                   mixed=mixed, mixed_key=mixed_key)
 
 
+def _column_orders(component: np.ndarray, n_columns: int, n_batches: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """For each column of the dealt sequence, which position goes to batch 0, 1, ... .
+
+    Dealing position ``x`` of every column to batch ``x`` keeps every run within its cap, but
+    then a run meets the same neighbours' runs in each of its batches. So each column is dealt
+    in its own random order instead, except for a prefix that all columns deal in the same
+    order: the head of a run continued from an earlier column, and the head (in its last
+    column) of the run that continues into the next one. A run split over columns occupies
+    the end of its first column and the prefix of its last; keeping those prefixes in place
+    keeps the two pieces in different batches, as plain dealing would.
+    """
+    n = n_columns * n_batches
+    boundary = np.concatenate(([True], component[1:] != component[:-1]))
+    run_start = np.maximum.accumulate(np.where(boundary, np.arange(n), 0))
+    run_end = np.append(np.flatnonzero(boundary)[1:], n)[np.cumsum(boundary) - 1]
+    first = np.arange(n_columns) * n_batches
+    last = first + n_batches - 1
+    # head of a run that started in an earlier column
+    head_in = np.where(run_start[first] < first, np.minimum(run_end[first] - first, n_batches), 0)
+    # head, in its final column, of the run that leaves this column
+    leaving = run_end[last] > last + 1
+    final_column = (run_end[last] - 1) // n_batches
+    head_out = np.where(leaving, run_end[last] - final_column * n_batches, 0)
+    fixed = np.maximum(head_in, head_out)
+    keys = rng.random((n_columns, n_batches), dtype=np.float32)
+    position = np.arange(n_batches, dtype=np.float32)
+    in_prefix = position[None, :] < fixed[:, None]
+    keys[in_prefix] = np.broadcast_to(position - n_batches, keys.shape)[in_prefix]
+    return np.argsort(keys, axis=1)
+
+
 def plan_epoch(layout: Layout, seed: int, epoch: int) -> Plan:
     """The global plan of one epoch: a pure function of ``(layout, seed, epoch)``.
 
@@ -324,8 +360,10 @@ def plan_epoch(layout: Layout, seed: int, epoch: int) -> Plan:
         in_component = _rank_within_runs(unit_component)
 
     n_full, per_batch = layout.full_batches, layout.units_per_batch
-    placeable = np.flatnonzero(in_component < n_full * layout.cap)
-    dealt = placeable[:n_full * per_batch].reshape(per_batch, n_full).T
+    placeable = np.flatnonzero(in_component < n_full * layout.cap)[:n_full * per_batch]
+    columns = placeable.reshape(per_batch, n_full)
+    order = _column_orders(unit_component[placeable], per_batch, n_full, rng)
+    dealt = np.take_along_axis(columns, order, axis=1).T
     dealt = dealt[rng.permutation(n_full)]
     batches = [dealt.reshape(-1)]
     sizes = [np.full(n_full, per_batch * layout.unit_rows, dtype=np.int64)]
