@@ -127,6 +127,9 @@ def test_grouped_plan_is_a_function_of_seed_and_epoch_and_resumes(case, epoch, d
         a.set_epoch(epoch)
         b.set_epoch(epoch)
         assert list(a) == list(b)
+    global_plans = {first[0].global_plan(e).rows.tobytes() for e in range(5)}
+    if len(first[0].global_plan(0)) >= 4:  # 4! batch orders at least: epochs must differ
+        assert len(global_plans) > 1
     sampler = build_ranks(case)[-1]
     sampler.set_epoch(epoch)
     expected = list(sampler)
@@ -195,6 +198,8 @@ def test_diverse_plan_repeats_for_same_epoch_and_resumes(case, epoch, data):
     except ValueError:
         assume(False)
     again = build_diverse(case)[0]
+    if len(sampler.global_plan(0)) >= 4:  # 4! batch orders at least: epochs must differ
+        assert len({sampler.global_plan(e).rows.tobytes() for e in range(5)}) > 1
     sampler.set_epoch(epoch)
     again.set_epoch(epoch)
     expected = list(sampler)
