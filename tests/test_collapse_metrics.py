@@ -440,3 +440,12 @@ def test_fg_ari_ignores_how_the_background_is_split():
     pred = np.where(true > 0, true, np.random.default_rng(33).integers(3, 6, (1, 8, 8)))
     assert metrics.foreground_ari(true, pred) == 1.0
     assert metrics.adjusted_rand_index(true, pred) < 0.9
+
+
+def test_ari_with_large_and_negative_ids_matches_sklearn():
+    rng = np.random.default_rng(34)
+    true = rng.choice([-1, 5, 70_000], size=(2, 9, 9))
+    pred = np.where(rng.random((2, 9, 9)) < 0.5, true, rng.choice([3, 9_999], size=(2, 9, 9)))
+    expected = [adjusted_rand_score(t.ravel(), p.ravel()) for t, p in zip(true, pred,
+                                                                           strict=True)]
+    np.testing.assert_allclose(metrics.ari_per_image(true, pred), expected, atol=1e-10)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from uncollapse.errors import InputError
+from uncollapse.errors import InputError, ToolError
 from uncollapse.validators.output import report_options
 
 _NPY = click.Path(exists=True, dir_okay=False)
@@ -78,9 +78,13 @@ def diagnose_embeddings(pred, targets, labels, groups, device, max_samples, seed
                                           f"{arrays[name].dtype}")
     tensors = {name: torch.from_numpy(arrays[name]).to(torch_device)
                for name in ("pred", "targets") if name in arrays}
-    return run(tensors["pred"], tensors.get("targets"), arrays.get("labels"), arrays.get("groups"),
-               thresholds=Thresholds(**thresholds), max_samples=max_samples, seed=seed,
-               target=str(pred))
+    try:
+        return run(tensors["pred"], tensors.get("targets"), arrays.get("labels"),
+                   arrays.get("groups"), thresholds=Thresholds(**thresholds),
+                   max_samples=max_samples, seed=seed, target=str(pred))
+    except ToolError as exc:
+        files = ", ".join(f"{name} = {path}" for name, path in paths.items() if path)
+        raise ToolError(f"{exc} ({files})") from exc
 
 
 def _load_npy(path: str) -> np.ndarray:

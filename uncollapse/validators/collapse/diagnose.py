@@ -224,8 +224,8 @@ def _judge(stats: dict, limits: Thresholds, moments: dict | None) -> list:
                 f"{stats['cos_mean_target']:.4f} for the targets' mean vector (margin "
                 f"{margin:.4f} < {limits.mean_vector_margin}); cos(output, mean target) = "
                 f"{stats['cos_pred_mean']:.4f}",
-                examples=[{"cos_pred_target": stats["cos_pred_target"],
-                           "cos_mean_target": stats["cos_mean_target"]}]))
+                examples=[_rounded({key: stats[key] for key in
+                                    ("cos_pred_target", "cos_mean_target", "cos_pred_mean")})]))
     rank_ratio = rank / stats["target_effective_rank"] if has_targets else math.inf
     if fraction < limits.min_rank_fraction or rank_ratio < limits.min_rank_ratio:
         message = (f"effective rank {rank:.1f} of at most {min(stats['rows'], stats['dim'])} "
@@ -234,7 +234,8 @@ def _judge(stats: dict, limits: Thresholds, moments: dict | None) -> list:
             message += (f"; targets' effective rank {stats['target_effective_rank']:.1f} "
                         f"(ratio {rank_ratio:.3f}; floor {limits.min_rank_ratio})")
         findings.append(DIMENSIONAL_COLLAPSE.finding(
-            message, examples=[{"effective_rank": rank, "effective_rank_fraction": fraction}]))
+            message, examples=[_rounded({"effective_rank": rank,
+                                         "effective_rank_fraction": fraction})]))
     if has_targets:
         pred_share, target_share = stats["unit_norm_share"], stats["target_unit_norm_share"]
         if pred_share >= limits.unit_norm_share and target_share < 0.5:
@@ -243,8 +244,8 @@ def _judge(stats: dict, limits: Thresholds, moments: dict | None) -> list:
                 f"{target_share:.1%} of targets; target norms average "
                 f"{stats['target_norm_mean']:.4g}",
                 count=round(pred_share * stats["rows"]),
-                examples=[{"norm_mean": stats["norm_mean"],
-                           "target_norm_mean": stats["target_norm_mean"]}]))
+                examples=[_rounded({"norm_mean": stats["norm_mean"],
+                                    "target_norm_mean": stats["target_norm_mean"]})]))
         ratio, shift = stats["std_ratio_median"], stats["mean_shift_median"]
         if not (limits.min_std_ratio <= ratio <= limits.max_std_ratio) or \
                 shift > limits.max_mean_shift:
@@ -255,28 +256,34 @@ def _judge(stats: dict, limits: Thresholds, moments: dict | None) -> list:
                 f"{limits.min_std_ratio}..{limits.max_std_ratio}); median mean shift "
                 f"{shift:.3g} target stds (allowed {limits.max_mean_shift}); "
                 f"{outside} of {stats['dim']} dimensions have a std ratio outside the range",
-                count=outside, examples=moments["worst_std_dims"]))
+                count=outside, examples=[_rounded(row) for row in moments["worst_std_dims"]]))
     spread = stats["relative_spread"]
     silhouette = stats.get("silhouette", -math.inf)
     if spread < limits.min_relative_spread:
         findings.append(POINT_COLLAPSE.finding(
             f"all {stats['rows']} outputs are one point: total variance is {spread:.3g} of the "
             f"mean squared norm (floor {limits.min_relative_spread})",
-            count=stats["rows"], examples=[{"relative_spread": spread,
-                                            "uniformity": stats["uniformity"]}]))
+            count=stats["rows"], examples=[_rounded({"relative_spread": spread,
+                                                     "uniformity": stats["uniformity"]})]))
     elif silhouette >= limits.max_silhouette:
         findings.append(POINT_COLLAPSE.finding(
             f"the outputs of each label are one point: silhouette by labels "
             f"{silhouette:.4f} >= {limits.max_silhouette} over {stats['labels']} labels",
-            count=stats["labels"], examples=[{"silhouette": silhouette}]))
+            count=stats["labels"], examples=[_rounded({"silhouette": silhouette})]))
     if "slot_spread_ratio" in stats and stats["slot_spread_ratio"] < limits.min_slot_spread:
         findings.append(SLOTS_IDENTICAL.finding(
             f"slots within a set vary {stats['slot_spread_ratio']:.3g} as much as slots across "
             f"the batch (floor {limits.min_slot_spread}); mean pairwise cosine within sets "
             f"{stats['slot_cosine_mean']:.4f}",
-            count=stats["sets"], examples=[{"slot_spread_ratio": stats["slot_spread_ratio"],
-                                            "slot_cosine_mean": stats["slot_cosine_mean"]}]))
+            count=stats["sets"], examples=[_rounded({key: stats[key] for key in
+                                                     ("slot_spread_ratio", "slot_cosine_mean")})]))
     return findings
+
+
+def _rounded(values: dict) -> dict:
+    """An example's numbers to 4 significant digits (non-finite values stay as they are)."""
+    return {key: float(f"{value:.4g}") if isinstance(value, float) else value
+            for key, value in values.items()}
 
 
 def _load(values, name: str, ndims: tuple[int, ...]) -> torch.Tensor:

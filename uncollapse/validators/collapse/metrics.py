@@ -645,10 +645,8 @@ def ari_per_image(true_masks, pred_masks, *, foreground_only: bool = False,
         true, pred, image = true[keep], pred[keep], image[keep]
     else:
         true, pred, image = true.reshape(-1), pred.reshape(-1), image.reshape(-1)
-    _, true_codes = torch.unique(true, return_inverse=True)
-    _, pred_codes = torch.unique(pred, return_inverse=True)
-    n_true = int(true_codes.max().item()) + 1 if true_codes.numel() else 1
-    n_pred = int(pred_codes.max().item()) + 1 if pred_codes.numel() else 1
+    true_codes, n_true = _compact_ids(true)
+    pred_codes, n_pred = _compact_ids(pred)
     flat = (image * n_true + true_codes) * n_pred + pred_codes
     contingency = torch.bincount(flat, minlength=n_images * n_true * n_pred)
     contingency = contingency.view(n_images, n_true, n_pred).to(torch.float64)
@@ -665,3 +663,15 @@ def ari_per_image(true_masks, pred_masks, *, foreground_only: bool = False,
     ari = torch.where((fp == 0) & (fn == 0), torch.ones_like(ari), ari)
     ari = torch.where(n == 0, torch.full_like(ari, math.nan), ari)
     return ari.cpu().numpy()
+
+
+def _compact_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(codes, n)``: ids as 0..n-1; small non-negative ids are used as they are (no sort)."""
+    if ids.numel() == 0:
+        return ids.long(), 1
+    low, high = torch.aminmax(ids)
+    low, high = int(low.item()), int(high.item())
+    if low >= 0 and high < 4096:
+        return ids.long(), high + 1
+    _, codes = torch.unique(ids, return_inverse=True)
+    return codes, int(codes.max().item()) + 1
