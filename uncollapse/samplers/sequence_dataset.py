@@ -115,6 +115,8 @@ class SequenceDataset(Dataset):
         doc_ids: [N] int64 document of each sample (the compact form's CSR document index);
             give it to ``DiverseBatchSampler``.
         target_positions: [N] int32 position of each target within its document.
+        target_rows: compact form only: [N] int64 row of each target in ``vectors`` and
+            ``texts`` (its context is the C rows before it).
 
     Example:
         >>> dataset = SequenceDataset("sequences.npz")
@@ -144,7 +146,7 @@ class SequenceDataset(Dataset):
                 raise ToolError(f"{where}: doc_offsets must rise from 0 to {len(self.vectors)}"
                                 " (the number of vectors); run `uncollapse validate sequences`")
             windows = sequence_windows(self.doc_offsets, self.context_length)
-            self._target_rows = windows.target_rows
+            self.target_rows = windows.target_rows
             self.doc_ids = windows.doc_index
             self.target_positions = windows.positions
             self.dim = int(self.vectors.shape[1])
@@ -214,14 +216,14 @@ class SequenceDataset(Dataset):
             windows = np.lib.stride_tricks.as_strided(
                 self.vectors, shape=(max(len(self.vectors) - c, 0), c + 1, self.dim),
                 strides=(rows, rows, dim), writeable=False)
-            block = windows[self._target_rows[idx] - c]
+            block = windows[self.target_rows[idx] - c]
             return block[:, :c], block[:, c]
         return np.asarray(self.context_sequences[idx]), np.asarray(self.target_vectors[idx])
 
     def targets(self, idx: np.ndarray) -> np.ndarray:
         """[B, D] targets of samples ``idx``."""
         if self.form == "compact":
-            return self.vectors[self._target_rows[idx]]
+            return self.vectors[self.target_rows[idx]]
         return np.asarray(self.target_vectors[idx])
 
     def _block(self, i: int, extra: int | None = None) -> np.ndarray:
@@ -233,10 +235,10 @@ class SequenceDataset(Dataset):
         source = self.vectors if self.form == "compact" else self.target_vectors
         block = np.empty((c + 1 + (extra is not None), self.dim), dtype=source.dtype)
         if self.form == "compact":
-            row = int(self._target_rows[i])
+            row = int(self.target_rows[i])
             block[:c + 1] = self.vectors[row - c:row + 1]
             if extra is not None:
-                block[c + 1] = self.vectors[int(self._target_rows[extra])]
+                block[c + 1] = self.vectors[int(self.target_rows[extra])]
         else:
             block[:c] = self.context_sequences[i]
             block[c] = self.target_vectors[i]

@@ -1,0 +1,201 @@
+"""Next-vector sequences at one million targets: hard negatives and building the compact form.
+
+Run: .venv/bin/python benchmarks/bench_sequences.py [--targets 1000000] [--dim 384]
+
+1. Hard negatives. A compact corpus of ``--targets`` targets (documents of 6 to 199 chunks,
+   C = 4, random float32 vectors of ``--dim`` dims, held in memory). The peer is what a
+   dataset without CSR offsets does per item: ``np.where(doc_ids == doc)``, drop the target,
+   pick one candidate with a ``numpy.random.Generator``. It is timed on 200 random items; ours
+   on 50 batches of 1,024 random items (``__getitems__``, which returns the contexts, targets
+   and negatives as vectors), on the index draw alone (``negative_indices``), and on 20,000
+   single ``__getitem__`` calls. The "draw + vectors" peer row adds fetching the same vectors
+   to the peer, so it is compared with our full ``__getitems__``. Per-item times are medians
+   of 5 runs.
+2. Compact build. ``--targets`` vectors of ``--dim`` float32 dims in a ``.npy`` (memory-mapped)
+   and a chunk table of the same rows; ``build_sequences(..., compact=True)`` (which writes
+   through ``atomic_path``, so it ends with an fsync, and computes the zip CRC-32) against
+   ``np.save`` of the same in-memory array into the same directory (no fsync), 5 interleaved
+   runs each, medians. Run once in memory (``/dev/shm``: the work itself) and once on the
+   repository's disk (shared and noisy: write-back of other processes lands in either).
+   The cached command (``build_sequence_file``: input digests, per-file SHA-256 in the
+   manifest) is timed once as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from uncollapse.cache.store import Cache
+from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
+from uncollapse.pipeline.sequences.chunks import load_chunks
+from uncollapse.pipeline.sequences.stages import build_sequence_file
+from uncollapse.samplers.sequence_dataset import HardNegativeSequenceDataset, SequenceDataset
+
+CONTEXT = 4
+
+
+def corpus_offsets(targets: int, rng: np.random.Generator) -> np.ndarray:
+    """CSR offsets of documents of 6..199 chunks holding at least ``targets`` targets."""
+    lengths = rng.integers(CONTEXT + 2, 200, size=2 * targets // 50 + 10)
+    needed = int(np.searchsorted(np.cumsum(lengths - CONTEXT), targets)) + 1
+    return np.r_[0, np.cumsum(lengths[:needed])].astype(np.int64)
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_negatives(targets: int, dim: int) -> None:
+    rng = np.random.default_rng(0)
+    offsets = corpus_offsets(targets, rng)
+    vectors = rng.standard_normal((int(offsets[-1]), dim), dtype=np.float32)
+    arrays = {"vectors": vectors, "doc_offsets": offsets, "context_length": np.int64(CONTEXT)}
+    dataset = HardNegativeSequenceDataset(arrays, exclude_window=2, seed=0)
+    plain = SequenceDataset(arrays)
+    n = len(dataset)
+    doc_ids = dataset.doc_ids
+    target_rows = dataset.target_rows  # the peer knows where each target's vector lives
+    batches = rng.integers(0, n, size=(50, 1024))
+    singles = [int(i) for i in rng.integers(0, n, size=20000)]
+    peer_items = [int(i) for i in rng.integers(0, n, size=200)]
+    peer_rng = np.random.default_rng(1)
+
+    def peer_draw():
+        for i in peer_items:
+            candidates = np.where(doc_ids == doc_ids[i])[0]
+            candidates = candidates[candidates != i]
+            candidates[peer_rng.integers(len(candidates))]
+
+    def peer_draw_and_vectors():
+        for i in peer_items:
+            candidates = np.where(doc_ids == doc_ids[i])[0]
+            candidates = candidates[candidates != i]
+            j = candidates[peer_rng.integers(len(candidates))]
+            row = target_rows[i]
+            vectors[row - CONTEXT:row + 1].copy()
+            vectors[target_rows[j]].copy()
+
+    def ours_getitems():
+        for batch in batches:
+            dataset.__getitems__(batch)
+
+    def plain_getitems():
+        for batch in batches:
+            plain.__getitems__(batch)
+
+    def ours_draw():
+        for batch in batches:
+            dataset.negative_indices(batch)
+
+    def ours_getitem():
+        for i in singles:
+            dataset[i]
+
+    ours_getitems()  # warm the page cache and the allocator
+    plain_s = median_time(plain_getitems, 5) / batches.size
+    per_item = {
+        "peer: np.where(doc_ids == doc) draw": median_time(peer_draw, 5) / len(peer_items),
+        "peer: draw + fetch the same vectors":
+            median_time(peer_draw_and_vectors, 5) / len(peer_items),
+        "ours: __getitems__ (batch 1024, vectors)": median_time(ours_getitems, 5) / batches.size,
+        "ours: negative_indices (batch 1024, draw)": median_time(ours_draw, 5) / batches.size,
+        "ours: __getitem__ (single item, vectors)": median_time(ours_getitem, 5) / len(singles),
+    }
+    per_item["ours: what negatives add to __getitems__ (draw + negative vector)"] = \
+        per_item["ours: __getitems__ (batch 1024, vectors)"] - plain_s
+    peer = per_item["peer: np.where(doc_ids == doc) draw"]
+    print(f"\nhard negatives: {n:,} targets, {len(offsets) - 1:,} documents, C={CONTEXT}, "
+          f"D={dim}, exclude_window=2")
+    print("| access | per item | peer np.where draw / this |")
+    print("|---|---:|---:|")
+    for name, seconds in per_item.items():
+        print(f"| {name} | {seconds * 1e6:.3f} us | {peer / seconds:,.0f}x |")
+    full_peer = per_item["peer: draw + fetch the same vectors"]
+    ours_full = per_item["ours: __getitems__ (batch 1024, vectors)"]
+    print(f"(draw + vectors peer / ours __getitems__: {full_peer / ours_full:,.0f}x)")
+
+
+def bench_compact_build(targets: int, dim: int, workdir: Path, where: str,
+                        repeats: int = 5) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((targets, dim), dtype=np.float32)
+    sizes = rng.integers(CONTEXT + 2, 200, size=targets // 50 + 10)
+    doc = np.repeat(np.arange(sizes.size), sizes)[:targets]
+    offsets = np.r_[0, np.flatnonzero(np.diff(doc)) + 1]
+    position = np.arange(targets) - np.repeat(offsets, np.diff(np.r_[offsets, targets]))
+    chunks_path, vectors_path = workdir / "chunks.parquet", workdir / "vectors.npy"
+    pl.DataFrame({"doc_id": doc.astype(np.int64),
+                  "doc_key": pl.Series(doc).cast(pl.String),
+                  "position": position.astype(np.int32),
+                  "text": pl.Series(np.arange(targets)).cast(pl.String)}).write_parquet(chunks_path)
+    np.save(vectors_path, vectors)
+    chunks = load_chunks(chunks_path)
+
+    def save():
+        np.save(workdir / "copy.npy", vectors)
+
+    def build():
+        mapped = load_vectors(vectors_path, chunks.height)
+        build_sequences(chunks, mapped, CONTEXT, workdir / "compact.npz", compact=True)
+
+    build()
+    saves, builds = [], []
+    for _ in range(repeats):  # interleaved, so both see the same state of the disk
+        saves.append(median_time(save, 1))
+        builds.append(median_time(build, 1))
+    save_s, build_s = statistics.median(saves), statistics.median(builds)
+    start = time.perf_counter()
+    build_sequence_file(chunks_path, context_length=CONTEXT, vectors=vectors_path, compact=True,
+                        cache=Cache(workdir / "cache"), rebuild=True)
+    cached_s = time.perf_counter() - start
+    size = (workdir / "compact.npz").stat().st_size
+    print(f"\ncompact build in {where}: {targets:,} x {dim} float32 "
+          f"({vectors.nbytes / 2**30:.2f} GiB), file {size / 2**30:.2f} GiB, "
+          f"median of {repeats} interleaved runs")
+    print("| step | seconds | / np.save |")
+    print("|---|---:|---:|")
+    print(f"| np.save of the same array | {save_s:.2f} | 1.00 |")
+    print(f"| build_sequences(compact=True) | {build_s:.2f} | {build_s / save_s:.2f} |")
+    print(f"| build_sequence_file (cached stage, hashing included, once) | {cached_s:.2f} | "
+          f"{cached_s / save_s:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--targets", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--skip-build", action="store_true")
+    args = parser.parse_args()
+    bench_negatives(args.targets, args.dim)
+    if args.dim != 64:
+        bench_negatives(args.targets, 64)
+    if not args.skip_build:
+        places = [(Path(".bench"), "the repository's disk")]
+        if Path("/dev/shm").is_dir():
+            places.insert(0, (Path("/dev/shm"), "memory (/dev/shm, no disk)"))
+        for root, where in places:
+            root.mkdir(exist_ok=True)
+            workdir = Path(tempfile.mkdtemp(prefix="uncollapse-sequences-", dir=root))
+            try:
+                bench_compact_build(args.targets, args.dim, workdir, where)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nmachine: {platform.machine()}, Python {platform.python_version()}")
+
+
+if __name__ == "__main__":
+    main()
