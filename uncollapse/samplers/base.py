@@ -43,7 +43,6 @@ class PlannedBatchSampler(Sampler[list[int]]):
         self._epoch = 0
         self._resume_at = 0
         self._yielded = 0
-        self._unit_rows = layout.unit_rows
         rows_full = layout.full_batches * layout.units_per_batch * layout.unit_rows
         self.stats = dict(layout.stats)
         self.stats.update({

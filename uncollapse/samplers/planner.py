@@ -75,7 +75,7 @@ class Layout:
     """What an epoch plan is dealt from; computed once per sampler, independent of the epoch.
 
     Attributes:
-        rows: the rows that can be placed, sorted by member (stable, so by row within a member).
+        rows: the rows that can be placed, grouped by member (members in sorted id order).
         member_starts: where each member's rows start in ``rows``.
         member_units: how many units each member has (``size // unit_rows``).
         component: the component of each member (``None``: every member is its own).
