@@ -75,7 +75,7 @@ class Layout:
     """What an epoch plan is dealt from; computed once per sampler, independent of the epoch.
 
     Attributes:
-        rows: the rows that can be placed, grouped by member (members in sorted id order).
+        rows: the rows that can be placed, sorted by member, then by row.
         member_starts: where each member's rows start in ``rows``.
         member_units: how many units each member has (``size // unit_rows``).
         component: the component of each member (``None``: every member is its own).
@@ -153,7 +153,15 @@ def _sort_members(ids) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("there are no rows to sample from")
     if ids.dtype.kind not in "iub":
         ids = np.unique(ids, return_inverse=True)[1].reshape(-1)
-    order = np.argsort(ids)
+    ids = ids.astype(np.int64)
+    n = len(ids)
+    low, span = int(ids.min()), int(ids.max()) - int(ids.min()) + 1
+    # Every rank must lay the rows out identically, whatever sort its CPU runs: with unique
+    # keys (id, row) any sort gives the one order; it is faster than a stable sort.
+    if span * n < 1 << 62:
+        order = np.argsort((ids - low) * n + np.arange(n, dtype=np.int64))
+    else:
+        order = np.argsort(ids, kind="stable")
     ordered = ids[order]
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
     return order.astype(np.int64), np.diff(np.append(starts, len(ids))).astype(np.int64)
@@ -315,8 +323,11 @@ def _column_orders(component: np.ndarray, n_columns: int, n_batches: int,
     final_column = (run_end[last] - 1) // n_batches
     head_out = np.where(leaving, run_end[last] - final_column * n_batches, 0)
     fixed = np.maximum(head_in, head_out)
-    keys = rng.random((n_columns, n_batches), dtype=np.float32)
-    position = np.arange(n_batches, dtype=np.float32)
+    # Unique keys, so that every rank's sort gives the same order: random bits above the
+    # position; prefix positions get negative keys in position order.
+    position = np.arange(n_batches, dtype=np.int64)
+    keys = rng.integers(0, 1 << 24, size=(n_columns, n_batches), dtype=np.int64)
+    keys = keys * n_batches + position
     in_prefix = position[None, :] < fixed[:, None]
     keys[in_prefix] = np.broadcast_to(position - n_batches, keys.shape)[in_prefix]
     return np.argsort(keys, axis=1)
