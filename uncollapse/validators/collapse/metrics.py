@@ -299,9 +299,9 @@ def uniformity(x, *, t: float = 2.0, max_samples: int | None = MAX_SAMPLES,
     n = u.shape[0]
     if n < 2:
         raise ValueError("uniformity needs at least two rows")
-    squared = (2 - 2 * (u @ u.T)).clamp_min(0)
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=u.device)
-    log_sum = torch.logsumexp(-t * squared[off_diagonal], dim=0)
+    exponent = (2 * (u @ u.T) - 2).clamp_max(0).mul_(t)
+    exponent.fill_diagonal_(-math.inf)  # pairs of distinct rows only
+    log_sum = torch.logsumexp(exponent.reshape(-1), dim=0)
     return float((log_sum - math.log(n * (n - 1))).item())
 
 
