@@ -132,6 +132,22 @@ def test_npz_members_are_memory_mapped_and_aligned(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]  # no temporary file left
 
 
+def test_large_members_checksum_in_a_thread_and_stay_valid_zip(tmp_path, monkeypatch):
+    import zipfile
+
+    import uncollapse.pipeline.sequences.npzfile as npzfile
+
+    monkeypatch.setattr(npzfile, "_THREADED_CRC", 64)
+    monkeypatch.setattr(npzfile, "_WRITE_BLOCK", 100)  # many blocks per member
+    vectors = np.random.default_rng(0).standard_normal((300, 5)).astype(np.float32)
+    write_npz(tmp_path / "x.npz", {"vectors": vectors, "offsets": np.arange(7)})
+    with zipfile.ZipFile(tmp_path / "x.npz") as archive:
+        assert archive.testzip() is None  # every CRC-32 matches
+    with np.load(tmp_path / "x.npz", allow_pickle=False) as npz:
+        assert np.array_equal(npz["vectors"], vectors)
+        assert npz["offsets"].tolist() == list(range(7))
+
+
 def test_object_arrays_are_refused_on_write_and_on_read(tmp_path):
     with pytest.raises(TypeError, match="dtype object"):
         write_npz(tmp_path / "x.npz", {"texts": np.array(["a", None], dtype=object)})

@@ -10,9 +10,13 @@ Any uncompressed ``np.savez`` file maps too; compressed members are read into me
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,48 +26,98 @@ from uncollapse.errors import InputError
 
 _ALIGN = 64
 _LOCAL_HEADER = 30
-_ZIP64_EXTRA = 20  # zipfile adds a zip64 extra field to the local header when force_zip64
-_PAD_ID = 0xCAFE   # private extra-field id that only pads; readers skip unknown ids
+_PAD_ID = 0xCAFE     # private extra-field id that only pads; zip readers skip unknown ids
+_ZIP64 = 0xFFFFFFFF  # "see the zip64 extra field"
+_VERSION = 45        # zip64
+_DOS_DATE = (1 << 5) | 1  # 1980-01-01: fixed, so equal arrays give equal files
 _WRITE_BLOCK = 1 << 24
+_THREADED_CRC = 1 << 22
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: bytes
+    offset: int
+    size: int
+    crc: int
 
 
 def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` as an uncompressed NPZ, atomically, with 64-byte aligned member data.
+    """Write ``arrays`` as an uncompressed zip64 NPZ, atomically, with 64-byte aligned data.
 
-    Object arrays are refused: the file must load with ``np.load(path, allow_pickle=False)``.
+    The file is what ``np.savez`` writes (``np.load`` reads it), except that each member's data
+    starts on a 64-byte boundary and the CRC-32 of a large member is computed in a second
+    thread while the bytes are written. Object arrays are refused: the file must load with
+    ``np.load(path, allow_pickle=False)``.
     """
     path = Path(path)
-    with atomic_path(path, suffix=".npz.tmp") as tmp:
-        with open(tmp, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED,
-                                                     allowZip64=True) as archive:
-            for name, value in arrays.items():
-                _write_member(archive, raw, name, np.asanyarray(value))
+    for name, value in arrays.items():
+        if np.asanyarray(value).dtype.hasobject:
+            raise TypeError(f"array {name!r} has dtype object; store text as a unicode array")
+    with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as raw:
+        members = [_write_member(raw, name, np.asanyarray(value))
+                   for name, value in arrays.items()]
+        _write_directory(raw, members)
     return path
 
 
-def _write_member(archive: zipfile.ZipFile, raw, name: str, array: np.ndarray) -> None:
-    if array.dtype.hasobject:
-        raise TypeError(f"array {name!r} has dtype object; store text as a unicode array")
-    member = f"{name}.npy"
-    info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED
-    header_start = raw.tell()
-    fixed = _LOCAL_HEADER + len(member.encode()) + _ZIP64_EXTRA + 4  # 4: pad field header
-    info.extra = struct.pack("<HH", _PAD_ID, (-(header_start + fixed)) % _ALIGN) + bytes(
-        (-(header_start + fixed)) % _ALIGN)
+def _write_member(raw, name: str, array: np.ndarray) -> _Member:
     if not array.flags.c_contiguous:  # C-ordered (and memory-mapped) input is not copied
         array = array.copy(order="C")
     header = np.lib.format.header_data_from_array_1_0(array)
-    with archive.open(info, "w", force_zip64=True) as fh:
-        # the .npy header pads itself to a multiple of 64 bytes, so the data stays aligned
-        if len(repr(header)) > 65000:
-            np.lib.format.write_array_header_2_0(fh, header)
-        else:
-            np.lib.format.write_array_header_1_0(fh, header)
-        flat = array.reshape(-1)
-        step = max(1, _WRITE_BLOCK // max(1, flat.itemsize))
-        for start in range(0, flat.size, step):  # blocks bound memory for memory-mapped input
-            fh.write(flat[start:start + step].view(np.uint8))
+    buffer = io.BytesIO()
+    # the .npy header pads itself to a multiple of 64 bytes, so the data stays aligned
+    if len(repr(header)) > 65000:
+        np.lib.format.write_array_header_2_0(buffer, header)
+    else:
+        np.lib.format.write_array_header_1_0(buffer, header)
+    npy_header = buffer.getvalue()
+    data = array.reshape(-1).view(np.uint8)
+    size = len(npy_header) + data.size
+    member = f"{name}.npy".encode()
+    offset = raw.tell()
+    pad = -(offset + _LOCAL_HEADER + len(member) + 20 + 4) % _ALIGN
+    extra = struct.pack("<HHQQ", 1, 16, size, size) + struct.pack("<HH", _PAD_ID, pad) + \
+        bytes(pad)
+    raw.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, _VERSION, 0, 0, 0, _DOS_DATE, 0, _ZIP64,
+                          _ZIP64, len(member), len(extra)) + member + extra)
+    crc = zlib.crc32(npy_header)
+    raw.write(npy_header)
+    if data.size >= _THREADED_CRC:  # zlib releases the GIL: checksum and write overlap
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(zlib.crc32, data, crc)
+            _write_blocks(raw, data)
+            crc = pending.result()
+    else:
+        crc = zlib.crc32(data, crc)
+        _write_blocks(raw, data)
+    end = raw.tell()
+    raw.seek(offset + 14)
+    raw.write(struct.pack("<I", crc))
+    raw.seek(end)
+    return _Member(member, offset, size, crc)
+
+
+def _write_blocks(raw, data: np.ndarray) -> None:
+    for start in range(0, data.size, _WRITE_BLOCK):  # bounded memory for memory-mapped input
+        raw.write(data[start:start + _WRITE_BLOCK])
+
+
+def _write_directory(raw, members: list[_Member]) -> None:
+    start = raw.tell()
+    for m in members:
+        extra = struct.pack("<HHQQQ", 1, 24, m.size, m.size, m.offset)
+        raw.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, _VERSION, _VERSION, 0, 0, 0,
+                              _DOS_DATE, m.crc, _ZIP64, _ZIP64, len(m.name), len(extra), 0, 0,
+                              0, 0, _ZIP64) + m.name + extra)
+    size = raw.tell() - start
+    zip64_end = raw.tell()
+    n = len(members)
+    raw.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, _VERSION, _VERSION, 0, 0, n, n, size,
+                          start))
+    raw.write(struct.pack("<IIQI", 0x07064B50, 0, zip64_end, 1))
+    raw.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(n, 0xFFFF), min(n, 0xFFFF),
+                          min(size, _ZIP64), _ZIP64, 0))
 
 
 def open_npz(path: str | Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
