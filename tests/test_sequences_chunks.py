@@ -129,6 +129,16 @@ def test_folder_of_text_files_gives_one_document_per_file_in_path_order(tmp_path
     assert stats.empty_documents_dropped == 0  # c.txt has no content line, so no chunk at all
 
 
+def test_folder_with_a_doc_pattern_splits_each_file_at_its_titles(tmp_path):
+    (tmp_path / "one.txt").write_text("preface\n = A = \n a1\n = B = \n b1\n b2\n",
+                                      encoding="utf-8")
+    (tmp_path / "two.txt").write_text(" = C = \n c1\n", encoding="utf-8")
+    chunks, stats = read_chunks(tmp_path, unit="line", doc_pattern=r"^\s*= ([^=].*?) =\s*$")
+    assert rows(chunks) == [(0, "one.txt:A", 0, "a1"), (1, "one.txt:B", 0, "b1"),
+                            (1, "one.txt:B", 1, "b2"), (2, "two.txt:C", 0, "c1")]
+    assert stats.lines_before_first_document == 1
+
+
 def test_jsonl_records_group_by_document_in_order_of_appearance(tmp_path):
     path = tmp_path / "docs.jsonl"
     records = [{"url": "u/b", "body": "B first.\n\nB second."},

@@ -211,9 +211,8 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
             doc_seq=doc_start.cast(pl.Int64).cum_sum(),
             title_key=pl.when(title).then(key))
         if file_doc_key is not None:
-            prefix = pl.col("file_key") + ":"
-            frame = frame.with_columns(title_key=prefix + pl.col("title_key")
-                                       .forward_fill().over("file").fill_null("(start)"))
+            keyed = pl.col("file_key") + ":" + pl.col("title_key")
+            frame = frame.with_columns(title_key=keyed.forward_fill().over("file"))
         else:
             frame = frame.with_columns(title_key=pl.col("title_key").forward_fill())
         before = frame.filter(pl.col("title_key").is_null())
