@@ -139,6 +139,13 @@ def test_folder_with_a_doc_pattern_splits_each_file_at_its_titles(tmp_path):
     assert stats.lines_before_first_document == 1
 
 
+def test_a_paragraph_never_runs_from_one_file_into_the_next(tmp_path):
+    (tmp_path / "a.txt").write_text("end of a", encoding="utf-8")  # no trailing newline
+    (tmp_path / "b.txt").write_text("start of b\n", encoding="utf-8")
+    chunks, _ = read_chunks(tmp_path, unit="paragraph")
+    assert rows(chunks) == [(0, "a.txt", 0, "end of a"), (1, "b.txt", 0, "start of b")]
+
+
 def test_jsonl_records_group_by_document_in_order_of_appearance(tmp_path):
     path = tmp_path / "docs.jsonl"
     records = [{"url": "u/b", "body": "B first.\n\nB second."},

@@ -121,10 +121,10 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
     try:
         table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
     except Exception as exc:  # polars does not say which line broke; find it for the user
-        line = _bad_json_line(source) if kind == "jsonl" else None
-        raise InputError(source, f"cannot read as {kind.upper()} ({exc}); check the file is "
-                                 f"one JSON object per line" if kind == "jsonl" else
-                         f"cannot read as Parquet ({exc})", line=line) from exc
+        if kind == "jsonl":
+            raise InputError(source, f"cannot read as JSON lines ({exc}); each line must be "
+                                     "one JSON object", line=_bad_json_line(source)) from exc
+        raise InputError(source, f"cannot read as Parquet ({exc})") from exc
     missing = [f for f in (doc_field, text_field) if f not in table.columns]
     if missing:
         raise InputError(source, f"no field {', '.join(map(repr, missing))}; the records have "
@@ -188,7 +188,7 @@ def _check_pattern(pattern: str):
 
 
 def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats, *,
-                    key_prefix: str = "", file_doc_key=None):
+                    file_doc_key=None):
     """Lines of one text source -> (doc_seq, doc_key, text) rows of paragraphs or lines."""
     import polars as pl
 
@@ -219,7 +219,7 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
         stats.lines_before_first_document += int(
             before.filter(~pl.col("blank")).height)
         frame = frame.filter(pl.col("title_key").is_not_null())
-        frame = frame.with_columns(doc_key=pl.lit(key_prefix) + pl.col("title_key"))
+        frame = frame.with_columns(doc_key=pl.col("title_key"))
     else:
         frame = frame.with_columns(is_title=pl.lit(False), heading=heading, blank=blank,
                                    doc_seq=pl.col("file"), doc_key=pl.col("file_key"))
@@ -227,8 +227,10 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
     breaks = pl.col("blank") | pl.col("heading") | pl.col("is_title")
     if unit == "line":
         frame = frame.with_columns(part=pl.int_range(pl.len()))
-    else:  # a paragraph is a run of content lines; blank, heading and title lines end it
-        frame = frame.with_columns(part=breaks.cast(pl.Int64).cum_sum())
+    else:  # a paragraph is a run of content lines; blank, heading and title lines end it, and
+        # so does the start of another document (a new file)
+        new_doc = (pl.col("doc_seq") != pl.col("doc_seq").shift(1)).fill_null(True)
+        frame = frame.with_columns(part=(breaks | new_doc).cast(pl.Int64).cum_sum())
     content = frame.filter(~breaks)
     return (content.group_by("part", maintain_order=True)
             .agg(pl.col("doc_seq").first(), pl.col("doc_key").first(),
