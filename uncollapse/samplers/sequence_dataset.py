@@ -114,7 +114,7 @@ class SequenceDataset(Dataset):
     Attributes:
         doc_ids: [N] int64 document of each sample (the compact form's CSR document index);
             give it to ``DiverseBatchSampler``.
-        target_positions: [N] int32 position of each target within its document.
+        target_positions: [N] position of each target within its document.
         target_rows: compact form only: [N] int64 row of each target in ``vectors`` and
             ``texts`` (its context is the C rows before it).
 
