@@ -328,7 +328,12 @@ def _read_celeba_text(path: Path, findings: list, stats: dict) -> _Source:
     values = np.full((len(rows), len(names)), BAD, dtype=np.int16)
     if good.any():
         value_tokens = (first_tokens[:, None] + np.arange(1, width)).ravel()
-        values[good] = text.signs(value_tokens).reshape(-1, len(names))
+        signs = text.signs(value_tokens)
+        # the rare tokens that are not -1/0/1 are parsed fully, to name their value in reports
+        odd = np.flatnonzero(signs == BAD)
+        parsed, ok = text.ints(value_tokens[odd])
+        signs[odd] = np.where(ok & (np.abs(parsed) < -int(BAD)), parsed, BAD)
+        values[good] = signs.reshape(-1, len(names))
     # rows already reported for their field count are not reported again for their values
     return _Source(image_ids.astype(str), values, line_numbers, names, reported=bad)
 
@@ -527,3 +532,50 @@ def write_attribute_table(table: pl.DataFrame, path: str | Path) -> None:
 
     with atomic_path(path) as tmp:
         table.write_parquet(tmp)
+
+
+ATTRIBUTES_STAGE_NAME = "attributes"
+ATTRIBUTES_FILE = "attributes.parquet"
+
+
+def build_attributes_cached(source: str | Path, *, identities: str | Path | None = None,
+                            partition: str | Path | None = None,
+                            attributes: list[str] | None = None, strict: bool = False,
+                            cache=None, rebuild: bool = False):
+    """``build_attribute_table`` through the cache: returns the cache ``Entry``.
+
+    The entry holds ``attributes.parquet``; ``entry.result["report"]`` is the build report as
+    a dict. With ``strict`` any irregularity raises ``InputError``, on a cache hit as well.
+    """
+    from uncollapse.cache.store import BuildOutput, Cache, Stage
+
+    stage = Stage(ATTRIBUTES_STAGE_NAME, 1, ("uncollapse.pipeline.attributes",))
+    inputs = {"source": source}
+    if identities is not None:
+        inputs["identities"] = identities
+    if partition is not None:
+        inputs["partition"] = partition
+
+    def builder(out_dir: Path) -> BuildOutput:
+        built = build_attribute_table(source, identities=identities, partition=partition,
+                                      attributes=attributes)
+        built.table.write_parquet(out_dir / ATTRIBUTES_FILE)
+        schema = {name: str(dtype) for name, dtype in built.table.schema.items()}
+        return BuildOutput(rows={ATTRIBUTES_FILE: built.table.height}, schema=schema,
+                           result={"report": built.report.to_dict()})
+
+    entry = (cache or Cache()).build(
+        stage, options={"attributes": list(attributes) if attributes else None},
+        inputs=inputs, builder=builder, rebuild=rebuild)
+    findings = [f for f in entry.result["report"]["findings"] if f["severity"] != "info"]
+    if strict and findings:
+        summary = "".join(f"\n  {f['code']} ({f['count']}): {f['message']}" for f in findings)
+        raise InputError(source, "irregular input refused (--strict-input)" + summary)
+    return entry
+
+
+def report_from_dict(data: dict) -> Report:
+    """A ``Report`` back from its ``to_dict`` form (as stored in a cache entry)."""
+    return Report(data["target"], data["kind"],
+                  [Finding(f["code"], f["severity"], f["message"], f["count"], f["examples"],
+                           f["hint"]) for f in data["findings"]], data["stats"])

@@ -213,3 +213,39 @@ def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
                          "plain numeric arrays: images, masks, num_objects") from exc
     except Exception as exc:  # zipfile.BadZipFile, OSError, ...
         raise InputError(path, f"not a readable NPZ file ({type(exc).__name__}: {exc})") from exc
+
+
+SCENES_FILE = "scenes.npz"
+
+
+def build_scenes_cached(num: int, size: int, max_objects: int, *, seed: int = 0,
+                        min_objects: int = 1, min_visible: int = 4, compress: bool = True,
+                        cache=None, rebuild: bool = False):
+    """``generate_scenes`` + ``save_scenes`` through the cache: returns the cache ``Entry``.
+
+    ``entry.file(SCENES_FILE)`` is the NPZ; ``entry.result`` holds counts of the scenes,
+    objects, and of scenes redrawn or reduced by the visibility rule.
+    """
+    from uncollapse.cache.store import BuildOutput, Cache, Stage
+
+    _check_arguments(num, size, max_objects, min_objects, min_visible)
+    stage = Stage("scenes", 1, ("uncollapse.pipeline.scenes",))
+    options = {"num": num, "size": size, "max_objects": max_objects, "seed": seed,
+               "min_objects": min_objects, "min_visible": min_visible, "compress": compress}
+
+    def builder(out_dir: Path) -> BuildOutput:
+        scenes = generate_scenes(num, size, max_objects, seed=seed, min_objects=min_objects,
+                                 min_visible=min_visible)
+        save_scenes(scenes, out_dir / SCENES_FILE, compress=compress)
+        histogram = np.bincount(scenes.num_objects, minlength=max_objects + 1)
+        return BuildOutput(
+            rows={SCENES_FILE: len(scenes)},
+            schema={"images": f"[{num}, {size}, {size}, 3] uint8",
+                    "masks": f"[{num}, {size}, {size}] uint8", "num_objects": f"[{num}] int8"},
+            result={"scenes": len(scenes), "objects": int(scenes.num_objects.sum()),
+                    "objects_per_scene": {str(k): int(c) for k, c in enumerate(histogram)
+                                          if c},
+                    "redrawn_scenes": scenes.redrawn, "reduced_scenes": scenes.reduced})
+
+    return (cache or Cache()).build(stage, options=options, inputs={}, builder=builder,
+                                    rebuild=rebuild)

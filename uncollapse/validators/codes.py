@@ -18,6 +18,10 @@ CODE_MODULES = (
     "uncollapse.cache.verify",
     "uncollapse.validators.batches",
     "uncollapse.validators.collapse.diagnose",
+    "uncollapse.pipeline.attributes",
+    "uncollapse.validators.attributes",
+    "uncollapse.validators.flips",
+    "uncollapse.validators.scenes",
 )
 
 

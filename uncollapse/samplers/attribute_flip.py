@@ -1,0 +1,197 @@
+"""Always-on attribute flips for attribute-conditioned training (flows in embedding space).
+
+``AttributeFlipDataset`` gives every sample, every time, a target attribute vector that differs
+from its source in between ``min_flips`` and ``max_flips`` attributes. Flipping only some of
+the time lets a model learn the identity map for most of the data and collapse; here a sample
+without a flip cannot occur.
+
+Randomness is counter-based: the flips of sample ``i`` in epoch ``e`` are a hash of
+``(seed, e, i)``, so they are the same whichever worker, batch or order asks for them, and a
+whole batch is drawn with a few array operations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MAX_ATTRIBUTES = 62  # combination ids pack one bit per attribute into an int64
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection of uint64 that spreads every input bit."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def counter_hash(seed: int, epoch: int, index: np.ndarray, streams: int) -> np.ndarray:
+    """[n, streams] uint64 pseudo-random words, a pure function of (seed, epoch, index, stream)."""
+    with np.errstate(over="ignore"):
+        key = _mix(np.array([seed], dtype=np.uint64) + _GOLDEN)
+        key = _mix(key ^ (np.array([epoch], dtype=np.uint64) * _GOLDEN))
+        base = _mix(key ^ (np.asarray(index, dtype=np.uint64) * _GOLDEN + _GOLDEN))
+        stream = np.arange(1, streams + 1, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)
+        return _mix(base[:, None] + stream[None, :])
+
+
+def draw_flips(n_attributes: int, index: np.ndarray, *, min_flips: int, max_flips: int,
+               seed: int, epoch: int) -> np.ndarray:
+    """[n, A] bool flip masks for the samples ``index`` of ``epoch``.
+
+    The number of flips is uniform in ``[min_flips, max_flips]``; which attributes flip is a
+    uniform subset of that size (the first ``k`` of a random permutation).
+    """
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    words = counter_hash(seed, epoch, index, n_attributes + 1)
+    span = np.uint64(max_flips - min_flips + 1)
+    counts = (words[:, 0] % span).astype(np.int64) + min_flips
+    # rank of each attribute's random key within its row: a uniform random permutation
+    order = np.argsort(words[:, 1:], axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(n_attributes)[None, :].repeat(len(index), 0),
+                      axis=1)
+    return ranks < counts[:, None]
+
+
+def combination_ids(attributes: np.ndarray) -> np.ndarray:
+    """[n] int64 id of each 0/1 attribute row: bit ``j`` is attribute ``j`` (stable encoding)."""
+    attributes = np.asarray(attributes)
+    if attributes.shape[-1] > MAX_ATTRIBUTES:
+        raise ValueError(f"combination ids pack one bit per attribute; at most "
+                         f"{MAX_ATTRIBUTES} attributes, got {attributes.shape[-1]}")
+    weights = np.left_shift(np.int64(1), np.arange(attributes.shape[-1], dtype=np.int64))
+    return (attributes.astype(np.int64) * weights).sum(axis=-1)
+
+
+def decode_combination_ids(ids: np.ndarray, n_attributes: int) -> np.ndarray:
+    """The 0/1 attribute rows [n, A] (int8) of combination ids; inverse of ``combination_ids``."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return ((ids[:, None] >> np.arange(n_attributes, dtype=np.int64)) & 1).astype(np.int8)
+
+
+class AttributeFlipDataset(torch.utils.data.Dataset):
+    """Embeddings with source attributes and always-flipped target attributes.
+
+    Item ``i`` is a dict: ``embedding`` (the row of ``embeddings``), ``source_attributes`` and
+    ``target_attributes`` (float32 0/1 vectors, ready to condition a network), ``flips`` (int64
+    number of attributes that differ, always in ``[min_flips, max_flips]``),
+    ``combination_id`` (int64 id of the target vector, see ``combination_ids``) and ``index``.
+    The flips of item ``i`` depend only on ``(seed, epoch, i)``.
+
+    Args:
+        embeddings: [N, D] array or tensor (a numpy memmap works; rows are read per batch).
+        attributes: [N, A] 0/1 source attributes (array, tensor, or a polars DataFrame of
+            attribute columns). A is at most 62.
+        min_flips, max_flips: every target differs from its source in k attributes, k uniform
+            in ``[min_flips, max_flips]``, the attributes a uniform choice without replacement.
+        seed: seed of the flips.
+        attribute_names: names of the A columns (taken from a DataFrame when given one).
+
+    Example:
+        >>> table = pl.read_parquet("attrs.parquet")
+        >>> names = ["Smiling", "Male", "Eyeglasses"]
+        >>> data = AttributeFlipDataset(embeddings, table.select(names), max_flips=2, seed=0)
+        >>> for epoch in range(10):
+        ...     data.set_epoch(epoch)
+        ...     sampler = GroupedBatchSampler(data.target_combination_ids(), batch_size=256,
+        ...                                   per_group=16, seed=0)
+        ...     sampler.set_epoch(epoch)
+        ...     for batch in DataLoader(data, batch_sampler=sampler, num_workers=4): ...
+
+    ``__getitems__`` draws a whole batch at once, so a ``DataLoader`` with a batch sampler
+    calls the vectorised path. ``set_epoch`` changes the flips; with ``persistent_workers``
+    the workers keep the epoch they were started with, so leave persistent workers off.
+    """
+
+    def __init__(self, embeddings, attributes, *, min_flips: int = 1, max_flips: int = 2,
+                 seed: int = 0, attribute_names: list[str] | None = None):
+        if hasattr(attributes, "columns") and hasattr(attributes, "to_numpy"):
+            attribute_names = attribute_names or list(attributes.columns)
+            attributes = attributes.to_numpy()
+        if isinstance(attributes, torch.Tensor):
+            attributes = attributes.cpu().numpy()
+        source = np.asarray(attributes)
+        if source.ndim != 2:
+            raise ValueError(f"attributes must be [N, A], got shape {source.shape}")
+        n, a = source.shape
+        if not np.isin(source, (0, 1)).all():
+            bad = np.argwhere(~np.isin(source, (0, 1)))[0]
+            raise ValueError(f"attributes must be 0/1; row {bad[0]}, column {bad[1]} is "
+                             f"{source[bad[0], bad[1]]} (convert -1/1 sources with (a + 1) // 2)")
+        if len(embeddings) != n:
+            raise ValueError(f"{len(embeddings)} embeddings but {n} attribute rows; row i of "
+                             "both must describe the same sample")
+        if not 1 <= min_flips <= max_flips <= a:
+            raise ValueError(f"need 1 <= min_flips ({min_flips}) <= max_flips ({max_flips}) <= "
+                             f"number of attributes ({a}); a sample must always flip")
+        if a > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes (combination ids are "
+                             f"bit-packed int64), got {a}; select the attributes to flip")
+        if attribute_names is not None and len(attribute_names) != a:
+            raise ValueError(f"{len(attribute_names)} attribute names for {a} columns")
+        self.embeddings = embeddings
+        self.source = source.astype(np.int8)
+        self.min_flips, self.max_flips = int(min_flips), int(max_flips)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.attribute_names = list(attribute_names) if attribute_names is not None else None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def n_attributes(self) -> int:
+        return self.source.shape[1]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the flips of ``epoch`` from now on (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def targets(self, index, epoch: int | None = None) -> np.ndarray:
+        """[n, A] int8 target attributes of the samples ``index`` (default: current epoch)."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        flips = draw_flips(self.n_attributes, index, min_flips=self.min_flips,
+                           max_flips=self.max_flips, seed=self.seed,
+                           epoch=self.epoch if epoch is None else epoch)
+        return self.source[index] ^ flips.astype(np.int8)
+
+    def target_combination_ids(self, epoch: int | None = None) -> np.ndarray:
+        """[N] int64 combination id of every sample's target in ``epoch`` (default: current).
+
+        Pass it as ``group_ids`` to ``GroupedBatchSampler`` so each batch holds several
+        samples of each target combination, as a prototype loss needs.
+        """
+        return combination_ids(self.targets(np.arange(len(self)), epoch))
+
+    def batch(self, index) -> dict[str, torch.Tensor]:
+        """The samples ``index`` as one dict of batched tensors (the vectorised path)."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if len(index) and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} samples")
+        index = index % len(self) if len(index) else index
+        target = self.targets(index)
+        source = self.source[index]
+        embedding = self.embeddings[torch.as_tensor(index)] if isinstance(
+            self.embeddings, torch.Tensor) else torch.as_tensor(np.asarray(self.embeddings[index]))
+        return {"embedding": embedding,
+                "source_attributes": torch.from_numpy(source.astype(np.float32)),
+                "target_attributes": torch.from_numpy(target.astype(np.float32)),
+                "flips": torch.from_numpy((source != target).sum(axis=1).astype(np.int64)),
+                "combination_id": torch.from_numpy(combination_ids(target)),
+                "index": torch.from_numpy(index)}
+
+    def __getitem__(self, index):
+        """One sample as a dict of tensors; a list/array of indices gives a batched dict."""
+        if isinstance(index, (int, np.integer)) or (
+                isinstance(index, torch.Tensor) and index.ndim == 0):
+            return {key: value[0] for key, value in self.batch([int(index)]).items()}
+        return self.batch(index)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """Samples for ``DataLoader``'s default collate, drawn as one vectorised batch."""
+        batch = self.batch(indices)
+        columns = {key: value.unbind(0) for key, value in batch.items()}
+        return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(),
+                                                                    strict=True)]

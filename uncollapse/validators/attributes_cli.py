@@ -1,0 +1,152 @@
+"""``uncollapse validate attributes``, ``validate flips`` and ``validate scenes``."""
+
+from __future__ import annotations
+
+import click
+
+from uncollapse.validators.output import report_options
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+@click.command("attributes")
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.option("--attributes", help="Comma-separated attributes you flip; their combinations "
+                                   "are checked (default: all, if there are at most 8).")
+@click.option("--min-rows", type=int, default=8, show_default=True,
+              help="ATTR_COMBINATION_TOO_SMALL below this many rows per combination (use the "
+                   "per_group of your batch sampler).")
+@report_options
+def validate_attributes(table, attributes, min_rows):
+    """Check an attribute table: 0/1 values, constant attributes, combinations too small for a
+    prototype, and IDENTITY_LEAKAGE (one person in two splits).
+
+    Example:
+        uncollapse validate attributes attrs.parquet --attributes Smiling,Male,Eyeglasses
+        uncollapse validate attributes attrs.parquet --min-rows 16 --format json
+    """
+    from uncollapse.validators.attributes import check_attributes
+
+    return check_attributes(table, attributes=_names(attributes), min_rows=min_rows)
+
+
+def _load_dataset(spec: str):
+    """A dataset from ``FILE.py:NAME`` or ``module:NAME``; a callable NAME is called."""
+    import importlib
+    import importlib.util
+    import inspect
+    from pathlib import Path
+
+    from uncollapse.errors import ToolError
+
+    location, _, name = spec.rpartition(":")
+    if not location or not name:
+        raise ToolError(f"--dataset {spec!r}: expected FILE.py:NAME or module:NAME")
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise ToolError(f"--dataset: {path} does not exist")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(location)
+    if not hasattr(module, name):
+        raise ToolError(f"--dataset: {location} has no {name!r}")
+    found = getattr(module, name)
+    return found() if inspect.isfunction(found) or inspect.isclass(found) else found
+
+
+@click.command("flips")
+@click.option("--table", type=click.Path(exists=True, dir_okay=False),
+              help="Attribute table: audit AttributeFlipDataset over it.")
+@click.option("--dataset", "dataset_spec",
+              help="Audit your own dataset instead: FILE.py:NAME or module:NAME (a dataset, or "
+                   "a function returning one, whose items carry source and target attributes).")
+@click.option("--attributes", help="Comma-separated attributes to flip (with --table; default: "
+                                   "all attribute columns).")
+@click.option("--min-flips", type=int, default=1, show_default=True)
+@click.option("--max-flips", type=int, default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epoch", type=int, default=0, show_default=True, help="Epoch to replay.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--per-group", type=int, default=None,
+              help="Replay the batches of GroupedBatchSampler over the target combination ids "
+                   "with this many rows per combination (default: sequential batches).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@report_options
+def validate_flips(table, dataset_spec, attributes, min_flips, max_flips, seed, epoch,
+                   batch_size, per_group, quiet):
+    """Replay an epoch of an attribute-flip augmentation and audit it.
+
+    Reports the share of samples with at least one flip (FLIPS_NOT_ALWAYS_APPLIED unless it is
+    1.0), the distribution of flip counts, and target combinations per batch.
+
+    Example:
+        uncollapse validate flips --table attrs.parquet --attributes Smiling,Male --max-flips 2
+        uncollapse validate flips --dataset my_augment.py:make_dataset
+    """
+    from uncollapse.errors import ToolError
+    from uncollapse.validators.flips import audit_flips
+
+    if (table is None) == (dataset_spec is None):
+        raise ToolError("give exactly one of --table (audit AttributeFlipDataset) or --dataset")
+    if dataset_spec:
+        dataset, target = _load_dataset(dataset_spec), dataset_spec
+    else:
+        from pathlib import Path
+
+        import numpy as np
+
+        from uncollapse.samplers.attribute_flip import AttributeFlipDataset
+        from uncollapse.validators.attributes import attribute_columns, read_table
+
+        frame = read_table(Path(table))
+        names = _names(attributes) or attribute_columns(frame)
+        unknown = [n for n in names if n not in frame.columns]
+        if unknown:
+            raise ToolError(f"{table}: unknown attributes {unknown}")
+        try:
+            dataset = AttributeFlipDataset(np.zeros((frame.height, 0), dtype=np.float32),
+                                           frame.select(names), min_flips=min_flips,
+                                           max_flips=max_flips, seed=seed)
+        except ValueError as exc:
+            raise ToolError(f"{table}: {exc}") from exc
+        target = f"AttributeFlipDataset({table}, {','.join(names)})"
+    batches = None
+    if per_group is not None:
+        from uncollapse.samplers.grouped import GroupedBatchSampler
+
+        if not hasattr(dataset, "target_combination_ids"):
+            raise ToolError("--per-group needs a dataset with target_combination_ids()")
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        try:
+            batches = GroupedBatchSampler(dataset.target_combination_ids(), batch_size,
+                                          per_group, seed=seed, rank=0, world_size=1)
+        except ValueError as exc:
+            raise ToolError(f"GroupedBatchSampler: {exc}") from exc
+    return audit_flips(dataset, batch_size=batch_size, batches=batches, epoch=epoch,
+                       target=target, quiet=quiet)
+
+
+@click.command("scenes")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--min-visible", type=int, default=4, show_default=True,
+              help="SCENE_OBJECT_INVISIBLE for objects with fewer visible pixels.")
+@report_options
+def validate_scenes(file, min_visible):
+    """Check a scene NPZ: keys, dtypes and matching shapes; mask labels agree with
+    num_objects; every object visible.
+
+    Example:
+        uncollapse validate scenes scenes.npz --min-visible 4
+    """
+    from uncollapse.validators.scenes import check_scenes
+
+    return check_scenes(file, min_visible=min_visible)
+
+
+COMMANDS = {"validate": [validate_attributes, validate_flips, validate_scenes]}
