@@ -102,3 +102,12 @@ def test_the_command_module_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_every_threshold_is_an_option_with_the_documented_default():
+    from uncollapse.validators.collapse import Thresholds
+    from uncollapse.validators.collapse.cli import diagnose_embeddings
+
+    options = {p.name: p.default for p in diagnose_embeddings.params}
+    for name in Thresholds.names():
+        assert options[name] == getattr(Thresholds(), name)

@@ -33,12 +33,16 @@ _NPY = click.Path(exists=True, dir_okay=False)
               help="DIMENSIONAL_COLLAPSE when effective rank / targets' is below this.")
 @click.option("--unit-norm-tol", type=float, default=0.01, show_default=True,
               help="A row is unit-norm when | |x| - 1 | is at most this.")
+@click.option("--unit-norm-share", type=float, default=0.99, show_default=True,
+              help="UNIT_NORM_OUTPUT when at least this share of outputs is unit-norm.")
 @click.option("--min-std-ratio", type=float, default=0.5, show_default=True,
               help="MOMENT_MISMATCH when the median std ratio (pred / targets) is below this.")
 @click.option("--max-std-ratio", type=float, default=2.0, show_default=True,
               help="MOMENT_MISMATCH when the median std ratio is above this.")
 @click.option("--max-mean-shift", type=float, default=0.5, show_default=True,
               help="MOMENT_MISMATCH when the median mean shift (in target stds) is above this.")
+@click.option("--min-relative-spread", type=float, default=1e-3, show_default=True,
+              help="POINT_COLLAPSE when total variance / mean squared norm is below this.")
 @click.option("--max-silhouette", type=float, default=0.99, show_default=True,
               help="POINT_COLLAPSE when the silhouette by labels is at least this.")
 @click.option("--min-slot-spread", type=float, default=0.1, show_default=True,
