@@ -107,7 +107,7 @@ def check_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] 
         else:
             findings += _small_combinations(table, selected, min_rows, stats)
     findings += _identity_leakage(table, stats)
-    if table["split"].null_count() < table.height:
+    if "split" in table.columns and table["split"].null_count() < table.height:
         stats["splits"] = {str(k): int(v) for k, v in
                            table["split"].value_counts().sort("split").iter_rows()}
     return Report(target, "attributes", findings, stats)

@@ -1,0 +1,218 @@
+"""Reading attribute sources in CelebA's real layout, CSV and Parquet, and `build attributes`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from uncollapse.cli import main
+from uncollapse.errors import InputError
+from uncollapse.pipeline.attributes import build_attribute_table
+
+NAMES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling", "Male"]
+
+
+def celeba_text(values: np.ndarray, *, count: int | None = None, eol: str = "\n",
+                names_tail: str = " ", sep: str = " ", first: int = 1) -> str:
+    """An attribute file in CelebA's layout: count line, names line, `000001.jpg -1  1 ...`."""
+    rows = [f"{i:06d}.jpg{sep}" + sep.join(f"{v:2d}" for v in row)
+            for i, row in enumerate(values, start=first)]
+    count = len(values) if count is None else count
+    return eol.join([str(count), " ".join(NAMES) + names_tail, *rows]) + eol
+
+
+def write(path, text: str):
+    path.write_bytes(text.encode())
+    return path
+
+
+@pytest.fixture
+def values():
+    return np.random.default_rng(7).choice([-1, 1], size=(30, len(NAMES)))
+
+
+def test_lf_file_with_trailing_space_on_names_line_reads_every_row(tmp_path, values):
+    source = write(tmp_path / "list_attr_celeba.txt", celeba_text(values))
+    built = build_attribute_table(source)
+    table = built.table
+    assert table.columns == ["image_id", "identity", "split", *NAMES]
+    assert table.schema["image_id"] == pl.String
+    assert table.schema["identity"] == pl.Int64 and table.schema["split"] == pl.String
+    assert all(table.schema[n] == pl.Int8 for n in NAMES)
+    assert table["image_id"].to_list()[:2] == ["000001.jpg", "000002.jpg"]
+    np.testing.assert_array_equal(table.select(NAMES).to_numpy(), (values + 1) // 2)
+    assert built.report.findings == []
+    assert built.report.stats["source_encoding"] == "-1/1"
+
+
+def test_crlf_and_runs_of_whitespace_read_the_same_as_lf(tmp_path, values):
+    lf = build_attribute_table(write(tmp_path / "a.txt", celeba_text(values))).table
+    crlf = build_attribute_table(write(tmp_path / "b.txt", celeba_text(
+        values, eol="\r\n", sep="  \t "))).table
+    assert crlf.equals(lf)
+
+
+def test_count_line_that_disagrees_with_rows_is_reported(tmp_path, values):
+    source = write(tmp_path / "a.txt", celeba_text(values, count=202599))
+    built = build_attribute_table(source)
+    (finding,) = [f for f in built.report.findings if f.code == "ATTR_COUNT_MISMATCH"]
+    assert finding.count == 202599 - 30
+    assert "202599" in finding.message and "30 rows" in finding.message
+    assert built.table.height == 30
+
+
+def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path, values):
+    lines = celeba_text(values).split("\n")
+    lines[4] = "000003.jpg 1 -1"                       # too few fields, file line 5
+    lines[9] = lines[9][:-2] + " 2"                    # value 2, file line 10
+    lines[12] = lines[12][:-2] + " x"                  # not a number, file line 13
+    source = write(tmp_path / "a.txt", "\n".join(lines))
+    built = build_attribute_table(source)
+    malformed = [f for f in built.report.findings if f.code == "ATTR_MALFORMED_ROW"]
+    reported_lines = sorted(e["line"] for f in malformed for e in f.examples)
+    assert reported_lines == [5, 10, 13]
+    assert sum(f.count for f in malformed) == 3
+    assert built.report.stats["skipped_lines"] == [5, 10, 13]
+    assert built.table.height == 27
+    assert "000003.jpg" not in built.table["image_id"].to_list()
+    assert any("is 2, expected -1 or 1" in e["problem"] for f in malformed for e in f.examples)
+
+
+def test_strict_input_makes_irregularities_fatal_naming_lines(tmp_path, values):
+    lines = celeba_text(values).split("\n")
+    lines[6] = "000005.jpg 1"
+    source = write(tmp_path / "a.txt", "\n".join(lines))
+    with pytest.raises(InputError, match=r"ATTR_MALFORMED_ROW.*line 7"):
+        build_attribute_table(source, strict=True)
+
+
+def test_blank_line_inside_the_rows_is_malformed_but_trailing_blank_lines_are_not(
+        tmp_path, values):
+    text = celeba_text(values[:3]) + "\n\n"
+    assert build_attribute_table(write(tmp_path / "a.txt", text)).report.findings == []
+    lines = celeba_text(values[:3]).split("\n")
+    lines.insert(3, "   ")
+    built = build_attribute_table(write(tmp_path / "b.txt", "\n".join(lines)))
+    assert [e["line"] for f in built.report.findings if f.code == "ATTR_MALFORMED_ROW"
+            for e in f.examples] == [4]
+
+
+def test_duplicate_images_keep_the_first_row(tmp_path, values):
+    lines = celeba_text(values[:4]).split("\n")
+    lines.insert(6, "000001.jpg " + " ".join(["1"] * 4))
+    built = build_attribute_table(write(tmp_path / "a.txt", "\n".join(lines)))
+    (dup,) = [f for f in built.report.findings if f.code == "ATTR_DUPLICATE_IMAGE"]
+    assert dup.examples == [{"line": 7, "image_id": "000001.jpg"}]
+    assert built.table.height == 4
+    assert built.table.row(0, named=True)["Male"] == (values[0, 3] + 1) // 2
+
+
+def test_identity_and_partition_files_are_joined_and_missing_images_reported(tmp_path, values):
+    source = write(tmp_path / "a.txt", celeba_text(values[:6]))
+    identities = write(tmp_path / "identity_CelebA.txt",
+                       "".join(f"{i:06d}.jpg {100 + i}\r\n" for i in range(1, 6)))
+    partition = write(tmp_path / "list_eval_partition.txt",
+                      "000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n000004.jpg 7\n"
+                      "000005.jpg 0\n000006.jpg 0\n000099.jpg 2\n")
+    built = build_attribute_table(source, identities=identities, partition=partition)
+    table = built.table
+    assert table["identity"].to_list() == [101, 102, 103, 104, 105, None]
+    assert table["split"].to_list() == ["train", "val", "test", None, "train", "train"]
+    codes = {f.code: f for f in built.report.findings}
+    assert codes["ATTR_IDENTITY_MISSING"].examples == ["000006.jpg"]
+    assert codes["ATTR_PARTITION_MISSING"].examples == ["000004.jpg"]
+    assert codes["ATTR_SIDE_FILE_MALFORMED_ROW"].examples[0]["line"] == 4
+    assert codes["ATTR_SIDE_FILE_EXTRA"].examples == ["000099.jpg"]
+
+
+def test_file_without_count_line_is_read_and_noted(tmp_path, values):
+    text = celeba_text(values[:3]).split("\n", 1)[1]
+    built = build_attribute_table(write(tmp_path / "a.txt", text))
+    assert built.table.height == 3
+    assert built.report.codes() == ["ATTR_NO_COUNT_LINE"]
+
+
+def test_unknown_attribute_selection_names_the_available_ones(tmp_path, values):
+    source = write(tmp_path / "a.txt", celeba_text(values))
+    with pytest.raises(InputError, match="unknown attributes.*Smiling"):
+        build_attribute_table(source, attributes=["Smiling", "Bald"])
+    picked = build_attribute_table(source, attributes=["Male", "Smiling"]).table
+    assert picked.columns == ["image_id", "identity", "split", "Male", "Smiling"]
+
+
+def test_not_utf8_or_bad_first_line_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not UTF-8"):
+        build_attribute_table(_raw(tmp_path / "b.txt", b"2\nA B\n\xff\xfe 1 1\n"))
+    with pytest.raises(InputError, match="line 1"):
+        build_attribute_table(write(tmp_path / "c.txt", "12 13\nA B\nx.jpg 1 1\n"))
+
+
+def _raw(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["-1/1", "0/1"])
+def test_csv_and_parquet_tables_with_either_encoding(tmp_path, values, encoding):
+    shown = values if encoding == "-1/1" else (values + 1) // 2
+    frame = pl.DataFrame({"image_id": [f"{i}.jpg" for i in range(len(values))],
+                          "identity": list(range(len(values))),
+                          **{n: shown[:, j] for j, n in enumerate(NAMES)}})
+    frame.write_csv(tmp_path / "a.csv")
+    frame.write_parquet(tmp_path / "a.parquet")
+    for name in ("a.csv", "a.parquet"):
+        built = build_attribute_table(tmp_path / name)
+        np.testing.assert_array_equal(built.table.select(NAMES).to_numpy(), (values + 1) // 2)
+        assert built.table["identity"].to_list() == list(range(len(values)))
+        assert built.report.stats["source_encoding"] == encoding
+
+
+def test_csv_row_with_a_bad_value_is_reported_with_its_line(tmp_path):
+    (tmp_path / "a.csv").write_text("image_id,Smiling,Male\na.jpg,1,0\nb.jpg,5,1\nc.jpg,0,1\n")
+    built = build_attribute_table(tmp_path / "a.csv")
+    (finding,) = built.report.findings
+    assert finding.code == "ATTR_MALFORMED_ROW" and finding.examples[0]["line"] == 3
+    assert built.table["image_id"].to_list() == ["a.jpg", "c.jpg"]
+
+
+def test_build_command_writes_table_reports_and_hits_the_cache(tmp_path, values):
+    lines = celeba_text(values, count=31, eol="\r\n").split("\r\n")
+    lines[3] = "000002.jpg 1 1"
+    source = write(tmp_path / "list_attr_celeba.txt", "\r\n".join(lines))
+    cache = tmp_path / "cache"
+    args = ["build", "attributes", str(source), "--attributes", "Smiling,Male",
+            "-o", str(tmp_path / "attrs.parquet"), "--cache-dir", str(cache),
+            "--report", str(tmp_path / "report.json")]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "ATTR_COUNT_MISMATCH" in first.output and "ATTR_MALFORMED_ROW" in first.output
+    table = pl.read_parquet(tmp_path / "attrs.parquet")
+    assert table.columns == ["image_id", "identity", "split", "Smiling", "Male"]
+    assert table.height == 29
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["stats"]["skipped_lines"] == [4]
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0 and "cache hit" in second.output
+    assert "ATTR_MALFORMED_ROW" in second.output  # the report comes back with the cache hit
+    strict = CliRunner().invoke(main, [*args, "--strict-input"])
+    assert strict.exit_code == 2 and "line 4" in strict.output
+
+
+def test_build_command_missing_rows_only_gives_exit_2(tmp_path):
+    source = write(tmp_path / "a.txt", "2\nA B\nx.jpg 1\ny.jpg 3 3\n")
+    result = CliRunner().invoke(main, ["build", "attributes", str(source),
+                                       "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2
+    assert "no valid attribute rows" in result.output
+
+
+def test_full_size_file_parses_in_one_pass(tmp_path):
+    rng = np.random.default_rng(1)
+    values = rng.choice([-1, 1], size=(20000, len(NAMES)))
+    built = build_attribute_table(write(tmp_path / "a.txt", celeba_text(values)))
+    np.testing.assert_array_equal(built.table.select(NAMES).to_numpy(), (values + 1) // 2)
+    assert built.table["image_id"][-1] == "020000.jpg"
