@@ -94,9 +94,12 @@ def check_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] 
     findings += non_binary
     constant = _constant(table, names)
     findings += constant
-    stats["positive_share"] = {n: round(float(v), 4) for n, v in
-                               table.select(pl.col(names).cast(pl.Float64).mean()).row(
-                                   0, named=True).items()}
+    shares = table.select(pl.col(names).cast(pl.Float64).mean()).row(0, named=True)
+    shown = attributes or (names if len(names) <= MAX_DEFAULT_COMBINATION_ATTRIBUTES else [])
+    stats["positive_share"] = {n: round(float(shares[n]), 4) for n in shown}
+    if len(shown) < len(names):
+        stats["positive_share_all"] = {"min": round(float(min(shares.values())), 4),
+                                       "max": round(float(max(shares.values())), 4)}
     if not non_binary:
         selected = attributes or (names if len(names) <= MAX_DEFAULT_COMBINATION_ATTRIBUTES
                                   else None)

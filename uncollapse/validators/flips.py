@@ -152,7 +152,8 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
         findings.append(FLIPS_NOT_ALWAYS_APPLIED.finding(
             f"{int(unflipped.sum())} of {len(flips)} samples "
             f"({unflipped.mean():.1%}) have target == source; every sample must flip",
-            count=int(unflipped.sum()), examples=indices[unflipped][:10].tolist()))
+            count=int(unflipped.sum()),
+            examples=[{"index": int(i)} for i in indices[unflipped][:10]]))
     if min_flips is not None and max_flips is not None:
         outside = ~unflipped & ((flips < min_flips) | (flips > max_flips))
         if outside.any():
@@ -171,7 +172,7 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
         findings.append(FLIPS_NOT_REPRODUCIBLE.finding(
             f"{int(changed.sum())} of {len(first_batch)} samples of the first batch got "
             "different targets when asked for again", count=int(changed.sum()),
-            examples=first_batch[changed][:10].tolist()))
+            examples=[{"index": int(i)} for i in first_batch[changed][:10]]))
     single = (combos == 1) & (np.asarray(sizes) > 1)
     if single.any():
         findings.append(FLIP_BATCH_SINGLE_COMBINATION.finding(
