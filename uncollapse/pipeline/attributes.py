@@ -176,17 +176,15 @@ def build_attribute_table(source: str | Path, *, identities: str | Path | None =
 
 
 # ---- CelebA text ---------------------------------------------------------------------------
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
 _MAX_INT_CHARS = 18
 
 
 class _Text:
     """A whitespace-separated text file, tokenised on its bytes in one vectorised pass.
 
-    Tokens are byte ranges ``starts[t]:ends[t]``; ``token_line[t]`` is the 0-based line of a
-    token, ``fields[l]`` the number of tokens on line ``l`` and ``first_token[l]`` the index of
-    its first token. LF and CRLF line ends and any run of spaces or tabs are handled alike.
+    Tokens are byte ranges ``starts[t]:ends[t]``; ``fields[l]`` is the number of tokens on
+    0-based line ``l`` and ``first_token[l]`` the index of its first token. LF and CRLF line
+    ends and any run of spaces or tabs are handled alike.
     """
 
     def __init__(self, path: Path):
@@ -207,16 +205,18 @@ class _Text:
         buf = np.frombuffer(raw, dtype=np.uint8)
         newline = np.flatnonzero(buf == 10)
         self.line_starts = np.concatenate([[0], newline + 1]).astype(np.int64)
-        space = _WHITESPACE[buf]
-        before = np.concatenate([[True], space[:-1]])
-        after = np.concatenate([space[1:], [True]])
-        self.starts = np.flatnonzero(~space & before)
-        self.ends = np.flatnonzero(~space & after) + 1
-        self.token_line = np.cumsum(buf == 10, dtype=np.int32)[self.starts]
+        # a token starts where whitespace (any byte <= 32: space, tab, CR, LF) turns into
+        # text and ends where it turns back; starts and ends alternate
+        text = (buf > 32).view(np.int8)
+        edges = np.flatnonzero(np.diff(text, prepend=np.int8(0), append=np.int8(0)))
+        self.starts, self.ends = edges[0::2], edges[1::2]
         # trailing blank lines (a final newline, or several) are not rows
-        n_lines = int(self.token_line[-1]) + 1 if len(self.starts) else 0
-        self.fields = np.bincount(self.token_line, minlength=n_lines)
-        self.first_token = np.concatenate([[0], np.cumsum(self.fields)[:-1]])
+        n_lines = int(np.searchsorted(newline, self.starts[-1])) + 1 if len(self.starts) else 0
+        self.first_token = np.searchsorted(self.starts, self.line_starts[:n_lines + 1])
+        if len(self.first_token) == n_lines:  # no newline after the last line
+            self.first_token = np.append(self.first_token, len(self.starts))
+        self.fields = np.diff(self.first_token)
+        self.first_token = self.first_token[:-1]
 
     @property
     def n_lines(self) -> int:
@@ -244,23 +244,24 @@ class _Text:
         chars[offsets >= lengths[:, None]] = 0
         return np.char.decode(np.ascontiguousarray(chars).view(f"S{width}").ravel(), "utf-8")
 
-    def signs(self, tokens: np.ndarray) -> np.ndarray:
+    def signs(self, tokens: np.ndarray | None = None) -> np.ndarray:
         """-1, 0 or 1 for tokens ``-1``, ``0``, ``1`` (or ``+1``), ``BAD`` for anything else.
+
+        ``tokens=None`` means every token of the file, in order.
 
         A fast path for attribute values: a few whole-array byte comparisons.
         """
         buf = np.frombuffer(self.raw, dtype=np.uint8)
-        starts = self.starts[tokens]
-        lengths = self.ends[tokens] - starts
-        first = buf[starts]
-        last = buf[np.minimum(starts + 1, len(buf) - 1)]
-        one_char = (lengths == 1) & ((first == ord("0")) | (first == ord("1")))
-        signed_one = (lengths == 2) & (last == ord("1")) & (
+        starts = self.starts if tokens is None else self.starts[tokens]
+        lengths = (self.ends if tokens is None else self.ends[tokens]) - starts
+        first = buf[starts].astype(np.int16)
+        second = buf[np.minimum(starts + 1, len(buf) - 1)]
+        digit = first - ord("0")
+        one_char = (lengths == 1) & (digit >= 0) & (digit <= 1)
+        signed_one = (lengths == 2) & (second == ord("1")) & (
             (first == ord("-")) | (first == ord("+")))
-        values = np.full(len(tokens), BAD, dtype=np.int16)
-        values[one_char] = first[one_char].astype(np.int16) - ord("0")
-        values[signed_one] = np.where(first[signed_one] == ord("-"), -1, 1)
-        return values
+        # ord("+") == 43 and ord("-") == 45, so 44 - first is the sign
+        return np.where(one_char, digit, np.where(signed_one, 44 - first, BAD)).astype(np.int16)
 
     def ints(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Integer values of ``tokens`` and whether each token is an integer (``-1``, ``+1``)."""
@@ -328,7 +329,8 @@ def _read_celeba_text(path: Path, findings: list, stats: dict) -> _Source:
     values = np.full((len(rows), len(names)), BAD, dtype=np.int16)
     if good.any():
         value_tokens = (first_tokens[:, None] + np.arange(1, width)).ravel()
-        signs = text.signs(value_tokens)
+        # nearly every token is a value: decoding all of them avoids gathering their offsets
+        signs = text.signs()[value_tokens]
         # the rare tokens that are not -1/0/1 are parsed fully, to name their value in reports
         odd = np.flatnonzero(signs == BAD)
         parsed, ok = text.ints(value_tokens[odd])

@@ -134,26 +134,36 @@ def _paint_masks(rng, n, size, max_objects, min_objects):
     colours[:, 0] = rng.integers(0, 48, size=(n, 3))       # dark background
     colours[:, 1:] = rng.integers(72, 256, size=(n, max_objects, 3))  # brighter objects
 
-    grid = np.arange(size, dtype=np.float32)
+    # each shape is evaluated on a window around it, not on the whole image: the window is
+    # wide enough for the largest shape and shifted inward at the borders
+    window = min(size, 2 * int(np.ceil(r_max)) + 3)
+    offsets = np.arange(window)
+    x0 = np.clip(np.floor(cx).astype(np.int64) - (window - 1) // 2, 0, size - window)
+    y0 = np.clip(np.floor(cy).astype(np.int64) - (window - 1) // 2, 0, size - window)
     masks = np.zeros((n, size, size), dtype=np.uint8)
+    flat_masks = masks.reshape(-1)
     for slot in range(max_objects):
         present = counts > slot
         for kind in range(len(SHAPE_KINDS)):
             idx = np.flatnonzero(present & (kinds[:, slot] == kind))
             if len(idx) == 0:
                 continue
-            dx = grid[None, None, :] - cx[idx, slot][:, None, None]
-            dy = grid[None, :, None] - cy[idx, slot][:, None, None]
+            xs = x0[idx, slot][:, None] + offsets          # [m, window] pixel columns
+            ys = y0[idx, slot][:, None] + offsets          # [m, window] pixel rows
+            dx = (xs - cx[idx, slot][:, None]).astype(np.float32)[:, None, :]
+            dy = (ys - cy[idx, slot][:, None]).astype(np.float32)[:, :, None]
             inside = _inside(kind, dx, dy, radius[idx, slot][:, None, None])
-            masks[idx] = np.where(inside, np.uint8(slot + 1), masks[idx])
+            pixel = (idx[:, None, None] * size + ys[:, :, None]) * size + xs[:, None, :]
+            flat_masks[pixel[inside]] = slot + 1
     return masks, counts, colours
 
 
 def _visible_pixels(masks: np.ndarray, max_objects: int) -> np.ndarray:
     """[n, K+1] pixel count of each label (0 = background) per scene."""
-    n = len(masks)
-    labels = masks.reshape(n, -1).astype(np.int64) + (np.arange(n) * (max_objects + 1))[:, None]
-    return np.bincount(labels.ravel(), minlength=n * (max_objects + 1)).reshape(n, -1)
+    # one comparison pass per label beats a bincount over n*H*W int64 keys for small K
+    flat = masks.reshape(len(masks), -1)
+    return np.stack([(flat == label).sum(axis=1, dtype=np.int32)
+                     for label in range(max_objects + 1)], axis=1)
 
 
 def _hidden(masks, counts, max_objects, min_visible) -> np.ndarray:
