@@ -528,14 +528,6 @@ def _join_side(table: pl.DataFrame, side: pl.DataFrame, column: str, path: Path,
     return joined
 
 
-def write_attribute_table(table: pl.DataFrame, path: str | Path) -> None:
-    """Write ``table`` as Parquet atomically."""
-    from uncollapse.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        table.write_parquet(tmp)
-
-
 ATTRIBUTES_STAGE_NAME = "attributes"
 ATTRIBUTES_FILE = "attributes.parquet"
 

@@ -61,6 +61,11 @@ def _pick(item, keys: tuple[str, ...], position: int):
 
 def fetch_attributes(dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[n, A] source and target attributes of ``indices``, through ``__getitems__`` if present."""
+    from uncollapse.samplers.attribute_flip import AttributeFlipDataset
+
+    if isinstance(dataset, AttributeFlipDataset):  # its batched path: no per-item dicts
+        batch = dataset.batch(indices)
+        return batch["source_attributes"].numpy(), batch["target_attributes"].numpy()
     indices = [int(i) for i in indices]
     getitems = getattr(dataset, "__getitems__", None)
     items = getitems(indices) if getitems else [dataset[i] for i in indices]
