@@ -148,8 +148,8 @@ def build_attribute_table(source: str | Path, *, identities: str | Path | None =
     table = table.with_columns(
         [pl.Series(name, values[keep, j], dtype=pl.Int8) for j, name in enumerate(names)])
     if table.height == 0:
-        raise InputError(source, "no valid attribute rows; see the findings above for why "
-                         "each row was rejected" + _summary(findings))
+        raise InputError(source, "no valid attribute rows; why the rows were rejected:"
+                         + _summary(findings))
 
     if identities is not None:
         side = _read_side_file(Path(identities), "identity", findings)

@@ -95,8 +95,9 @@ class AttributeFlipDataset(torch.utils.data.Dataset):
         >>> data = AttributeFlipDataset(embeddings, table.select(names), max_flips=2, seed=0)
         >>> for epoch in range(10):
         ...     data.set_epoch(epoch)
+        ...     # 3 attributes: 8 target combinations, 8 groups x 32 rows per batch
         ...     sampler = GroupedBatchSampler(data.target_combination_ids(), batch_size=256,
-        ...                                   per_group=16, seed=0)
+        ...                                   per_group=32, seed=0)
         ...     sampler.set_epoch(epoch)
         ...     for batch in DataLoader(data, batch_sampler=sampler, num_workers=4): ...
 
