@@ -120,3 +120,18 @@ def test_build_scenes_command_writes_the_contract_and_hits_the_cache(tmp_path):
     bad = CliRunner().invoke(main, ["build", "scenes", "--num", "0",
                                     "--cache-dir", str(tmp_path / "cache")])
     assert bad.exit_code == 2 and "--num" in bad.output
+
+
+def test_crowded_scenes_drop_hidden_objects_after_redraws_and_stay_consistent():
+    # 20 shapes on 8 x 8 pixels: redrawing rarely helps, so hidden objects are removed
+    scenes = generate_scenes(50, 8, 20, seed=0, min_visible=6)
+    assert scenes.reduced > 0 and scenes.redrawn > 0
+    assert (scenes.num_objects < 20).all() and (scenes.num_objects >= 1).all()
+    for labels, count in zip(labels_per_scene(scenes.masks), scenes.num_objects, strict=True):
+        assert labels == set(range(1, count + 1))
+    report = check_scenes({"images": scenes.images, "masks": scenes.masks,
+                           "num_objects": scenes.num_objects}, min_visible=6)
+    assert report.findings == []
+    # removed objects leave no colour behind: the image is painted from the mask
+    for image, mask in zip(scenes.images, scenes.masks, strict=True):
+        assert len(np.unique(image[mask == 0], axis=0)) <= 1
