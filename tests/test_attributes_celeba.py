@@ -198,8 +198,11 @@ def test_build_command_writes_table_reports_and_hits_the_cache(tmp_path, values)
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0 and "cache hit" in second.output
     assert "ATTR_MALFORMED_ROW" in second.output  # the report comes back with the cache hit
-    strict = CliRunner().invoke(main, [*args, "--strict-input"])
-    assert strict.exit_code == 2 and "line 4" in strict.output
+    (tmp_path / "attrs.parquet").unlink()
+    strict = CliRunner().invoke(main, [*args, "--strict"])
+    assert strict.exit_code == 1
+    assert "line 4" in strict.output and "nothing written" in strict.output
+    assert not (tmp_path / "attrs.parquet").exists()
 
 
 def test_build_command_missing_rows_only_gives_exit_2(tmp_path):

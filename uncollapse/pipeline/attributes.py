@@ -41,7 +41,7 @@ ATTR_MALFORMED_ROW = Code(
     "ATTR_MALFORMED_ROW", "warning",
     "A row of the attribute source has the wrong number of fields or a value that is not "
     "-1/1 (or 0/1); it was skipped.",
-    "Repair the listed lines, or pass --strict-input to refuse irregular input.")
+    "Repair the listed lines; --strict makes any irregularity fatal.")
 ATTR_DUPLICATE_IMAGE = Code(
     "ATTR_DUPLICATE_IMAGE", "warning",
     "The same image is listed more than once in the attribute source; the first row was kept.",
@@ -171,7 +171,7 @@ def build_attribute_table(source: str | Path, *, identities: str | Path | None =
                          table["split"].value_counts().sort("split").iter_rows()})
     report = Report(str(source), "build attributes", findings, stats)
     if strict and any(f.severity != "info" for f in findings):
-        raise InputError(source, "irregular input refused (--strict-input)" + _summary(findings))
+        raise InputError(source, "irregular input refused (strict)" + _summary(findings))
     return AttributeBuild(table, report)
 
 
@@ -564,12 +564,6 @@ def build_attributes_cached(source: str | Path, *, identities: str | Path | None
     findings = [f for f in entry.result["report"]["findings"] if f["severity"] != "info"]
     if strict and findings:
         summary = "".join(f"\n  {f['code']} ({f['count']}): {f['message']}" for f in findings)
-        raise InputError(source, "irregular input refused (--strict-input)" + summary)
+        raise InputError(source, "irregular input refused (strict)" + summary)
     return entry
 
-
-def report_from_dict(data: dict) -> Report:
-    """A ``Report`` back from its ``to_dict`` form (as stored in a cache entry)."""
-    return Report(data["target"], data["kind"],
-                  [Finding(f["code"], f["severity"], f["message"], f["count"], f["examples"],
-                           f["hint"]) for f in data["findings"]], data["stats"])

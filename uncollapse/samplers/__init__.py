@@ -10,6 +10,7 @@ _EXPORTS = {
     "positive_mask": "uncollapse.samplers.collate",
     "SequenceDataset": "uncollapse.samplers.sequence_dataset",
     "HardNegativeSequenceDataset": "uncollapse.samplers.sequence_dataset",
+    "AttributeFlipDataset": "uncollapse.samplers.attribute_flip",
 }
 
 __all__ = sorted(_EXPORTS)
