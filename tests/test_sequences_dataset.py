@@ -186,6 +186,19 @@ def test_unsorted_dense_file_with_position_gaps_still_respects_the_window():
     assert np.array_equal(shuffled["doc_ids"][negatives], shuffled["doc_ids"])
 
 
+def test_dense_file_without_positions_uses_file_order_for_the_window():
+    arrays = dense(LENGTHS)
+    del arrays["target_positions"]
+    dataset = HardNegativeSequenceDataset(arrays, exclude_window=1, seed=2)
+    idx = np.arange(len(dataset))
+    negatives = dataset.negative_indices(idx)
+    docs = arrays["doc_ids"]
+    size = np.bincount(docs)[docs]
+    assert (docs[negatives] == docs)[size >= 2].all()
+    in_window = (np.abs(negatives - idx) <= 1) & (docs[negatives] == docs)
+    assert in_window.sum() == dataset.fallback_counts["window_relaxed"]
+
+
 def test_dense_file_without_doc_ids_cannot_serve_negatives():
     arrays = dense(LENGTHS)
     del arrays["doc_ids"]

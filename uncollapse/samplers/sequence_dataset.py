@@ -287,7 +287,8 @@ class HardNegativeSequenceDataset(SequenceDataset):
     ``DUPLICATE_TARGETS``.)
 
     Args:
-        source: as for ``SequenceDataset``; a dense file needs ``doc_ids``.
+        source: as for ``SequenceDataset``; a dense file needs ``doc_ids`` (without
+            ``target_positions``, the window counts samples in file order).
         exclude_window: w; targets at positions within +-w of the target are not drawn
             (0: only the target itself is excluded).
         seed: the draws' seed.
@@ -330,8 +331,9 @@ class HardNegativeSequenceDataset(SequenceDataset):
             raise ToolError(f"{where}: {n} sample(s); a hard negative needs at least 2")
         if n >= 1 << 32:
             raise ToolError(f"{where}: more than 2**32 samples are not supported")
+        # without target_positions, a sample's place in the file stands for its position
         positions = (self.target_positions if self.target_positions is not None
-                     else np.zeros(n, dtype=np.int64))
+                     else np.arange(n, dtype=np.int64))
         # Rank space: samples sorted by (document, position). The compact form and files from
         # `build sequences` are already in that order, so no permutation is kept for them.
         order = np.lexsort((positions, self.doc_ids))
