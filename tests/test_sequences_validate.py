@@ -204,11 +204,18 @@ def test_broken_doc_offsets():
 def test_scan_in_blocks_finds_values_past_the_first_block(monkeypatch):
     import uncollapse.validators.sequences as sequences
 
-    monkeypatch.setattr(sequences, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(sequences, "BLOCK_VALUES", 3 * D)  # blocks of 3 rows
     arrays = compact_arrays()
     arrays["vectors"][11, 3] = np.nan
     finding = check_sequences(arrays).findings[0]
     assert finding.examples[0]["index"] == [11, 3]
+    assert check_sequences(dense_arrays()).findings == []  # blocks split contexts and pairs
+    shifted = dense_arrays()
+    shifted["target_vectors"] = np.roll(shifted["target_vectors"], 1, axis=0)
+    assert "CONTEXT_MISALIGNED" in check_sequences(shifted).codes()
+    repeated = compact_arrays(lengths=(40, 40))
+    repeated["vectors"][10:20] = repeated["vectors"][9]
+    assert check_sequences(repeated).stats["largest_duplicate_group"] == 11
 
 
 # command line -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ UNIT_NORM_VECTORS = Code(
     "Encode without normalisation if the consumer expects raw vectors; ignore this if it "
     "expects unit vectors.")
 
-BLOCK_ROWS = 16384
+BLOCK_VALUES = 1 << 22  # values per block of a scan: 16 MB of float32
 UNIT_NORM_TOLERANCE = 1e-3
 
 
@@ -114,9 +114,11 @@ def check_sequences(source: str | Path | Mapping[str, np.ndarray], *,
     return Report(target, "sequences", check.findings, check.stats)
 
 
-def _blocks(n: int) -> Iterator[slice]:
-    for start in range(0, n, BLOCK_ROWS):  # bounded memory for memory-mapped arrays
-        yield slice(start, min(n, start + BLOCK_ROWS))
+def _blocks(n: int, values_per_row: int) -> Iterator[slice]:
+    """Slices of ``n`` rows holding about BLOCK_VALUES values each: bounded memory."""
+    step = max(1, BLOCK_VALUES // max(1, values_per_row))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
 
 
 class _Check:
@@ -284,7 +286,7 @@ class _Check:
         unit, finite_rows = True, 0
         for name in names:
             array = self.arrays[name]
-            for rows in _blocks(len(array)):
+            for rows in _blocks(len(array), int(np.prod(array.shape[1:]))):
                 block = np.asarray(array[rows])
                 bad = ~np.isfinite(block)
                 if bad.any():
@@ -326,7 +328,7 @@ class _Check:
         multipliers = np.random.default_rng(0x5EC).integers(1, 2**63, size=dim, dtype=np.uint64)
         multipliers |= np.uint64(1)
         hashes = np.empty(n, dtype=np.uint64)
-        for part in _blocks(n):
+        for part in _blocks(n, dim * 2):  # the hash works on uint64 copies
             block = np.asarray(vectors[part] if rows is None else vectors[rows[part]],
                                dtype=np.float32)
             words = np.ascontiguousarray(block).view(np.uint32).astype(np.uint64)
@@ -376,7 +378,7 @@ class _Check:
                   (positions[order][1:] == positions[order][:-1] + 1)
         earlier, later = order[:-1][follows], order[1:][follows]
         mismatched = []
-        for part in _blocks(earlier.size):
+        for part in _blocks(earlier.size, 2 * a["target_vectors"].shape[1]):
             last_context = np.asarray(a["context_sequences"][later[part], c - 1])
             previous_target = np.asarray(a["target_vectors"][earlier[part]])
             differs = ~np.all((last_context == previous_target)
