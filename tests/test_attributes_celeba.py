@@ -219,3 +219,27 @@ def test_full_size_file_parses_in_one_pass(tmp_path):
     built = build_attribute_table(write(tmp_path / "a.txt", celeba_text(values)))
     np.testing.assert_array_equal(built.table.select(NAMES).to_numpy(), (values + 1) // 2)
     assert built.table["image_id"][-1] == "020000.jpg"
+
+
+def test_one_minus_one_row_in_a_zero_one_csv_is_the_only_row_rejected(tmp_path):
+    # the encoding is the one most values use: one stray -1 must not turn every 0 into an error
+    lines = [f"{i:06d}.jpg,{i % 2},{(i // 2) % 2}" for i in range(1, 41)]
+    lines.append("000041.jpg,-1,1")
+    source = write(tmp_path / "attrs.csv", "image_id,Smiling,Male\n" + "\n".join(lines) + "\n")
+    built = build_attribute_table(source)
+    assert built.table.height == 40
+    assert built.report.stats["source_encoding"] == "0/1"
+    (finding,) = built.report.findings
+    assert finding.code == "ATTR_MALFORMED_ROW" and finding.count == 1
+    assert finding.examples[0]["line"] == 42
+    assert "'Smiling' is -1, expected 0 or 1" in finding.examples[0]["problem"]
+
+
+def test_one_zero_in_a_celeba_file_rejects_only_its_row(tmp_path, values):
+    text = celeba_text(values).replace("000005.jpg  1", "000005.jpg  0").replace(
+        "000005.jpg -1", "000005.jpg  0")
+    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
+    assert built.table.height == len(values) - 1
+    assert built.report.stats["source_encoding"] == "-1/1"
+    (finding,) = built.report.findings
+    assert finding.count == 1 and finding.examples[0]["line"] == 7

@@ -225,3 +225,14 @@ def test_validate_flips_command_passes_the_dataset_and_fails_half_flips(tmp_path
     assert bad.exit_code == 1 and "FLIPS_NOT_ALWAYS_APPLIED" in bad.output
     neither = CliRunner().invoke(main, ["validate", "flips"])
     assert neither.exit_code == 2 and "exactly one of" in neither.output
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**40), 2**64 + 5])
+def test_any_integer_seed_draws_deterministic_flips(seed):
+    data = dataset(n=50, a=4, seed=seed)
+    first = data.batch(np.arange(50))
+    again = data.batch(np.arange(50))
+    assert torch.equal(first["target_attributes"], again["target_attributes"])
+    assert ((first["flips"] >= 1) & (first["flips"] <= 2)).all()
+    other = dataset(n=50, a=4, seed=seed + 1).batch(np.arange(50))
+    assert not torch.equal(first["target_attributes"], other["target_attributes"])

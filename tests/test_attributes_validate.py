@@ -129,3 +129,13 @@ def test_command_exit_codes_and_json(tmp_path):
     assert '"IDENTITY_LEAKAGE"' in bad.output
     missing = CliRunner().invoke(main, ["validate", "attributes", str(tmp_path / "no.parquet")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_csv_table_with_numeric_looking_image_ids_keeps_them_as_strings(tmp_path):
+    table = healthy()
+    table = table.with_columns(pl.col("image_id").str.replace(r"\.jpg$", ""))
+    path = tmp_path / "attrs.csv"
+    table.write_csv(path)
+    report = check_attributes(path)
+    assert report.codes() == []
+    assert report.stats["rows"] == table.height

@@ -87,3 +87,14 @@ def test_command_exit_codes(tmp_path):
     assert bad.exit_code == 1 and '"SCENE_OBJECT_INVISIBLE"' in bad.output
     pickled = run(main, ["validate", "scenes", str(tmp_path / "pickled.npz")])
     assert pickled.exit_code == 2 and "pickle" in pickled.output
+
+
+def test_a_file_without_scenes_is_a_schema_finding_not_a_crash(tmp_path):
+    path = tmp_path / "empty.npz"
+    np.savez(path, images=np.zeros((0, 8, 8, 3), np.uint8), masks=np.zeros((0, 8, 8), np.uint8),
+             num_objects=np.zeros(0, np.int8))
+    report = check_scenes(path)
+    assert report.codes() == ["SCENE_SCHEMA"]
+    assert "no scenes" in report.findings[0].message
+    result = CliRunner().invoke(main, ["validate", "scenes", str(path)])
+    assert result.exit_code == 1, result.output

@@ -416,7 +416,10 @@ def _binary_values(path: Path, parsed: _Source, columns: list[int], where: str,
     names = parsed.names
     values = parsed.values[:, columns]
     reported = parsed.reported
-    minus_one = bool((values[~reported] == -1).any())
+    # the encoding most values use wins: a stray -1 in a 0/1 table (or 0 in a -1/1 file) is
+    # one malformed row, not a reason to reject every other row
+    counted = values[~reported]
+    minus_one = int((counted == -1).sum()) > int((counted == 0).sum())
     encoding = "-1/1" if minus_one else "0/1"
     allowed = (values == 1) | ((values == -1) if minus_one else (values == 0))
     bad_rows = ~allowed.all(axis=1) & ~reported

@@ -28,9 +28,12 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def counter_hash(seed: int, epoch: int, index: np.ndarray, streams: int) -> np.ndarray:
     """[n, streams] uint64 pseudo-random words, a pure function of (seed, epoch, index, stream)."""
+    # any Python integer seed or epoch (negative, or past 64 bits) maps to its 64-bit residue
+    seed_word = np.array([int(seed) % (1 << 64)], dtype=np.uint64)
+    epoch_word = np.array([int(epoch) % (1 << 64)], dtype=np.uint64)
     with np.errstate(over="ignore"):
-        key = _mix(np.array([seed], dtype=np.uint64) + _GOLDEN)
-        key = _mix(key ^ (np.array([epoch], dtype=np.uint64) * _GOLDEN))
+        key = _mix(seed_word + _GOLDEN)
+        key = _mix(key ^ (epoch_word * _GOLDEN))
         base = _mix(key ^ (np.asarray(index, dtype=np.uint64) * _GOLDEN + _GOLDEN))
         stream = np.arange(1, streams + 1, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)
         return _mix(base[:, None] + stream[None, :])

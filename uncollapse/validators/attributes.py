@@ -119,7 +119,10 @@ def check_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] 
 def read_table(path: Path) -> pl.DataFrame:
     try:
         if path.suffix.lower() == ".csv":
-            return pl.read_csv(path)
+            # ids such as 000001 must stay strings (inference would make them integers 1, ...)
+            header = pl.read_csv(path, n_rows=0).columns
+            text_columns = {c: pl.String for c in ("image_id", "split") if c in header}
+            return pl.read_csv(path, schema_overrides=text_columns)
         return pl.read_parquet(path)
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc

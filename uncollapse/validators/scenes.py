@@ -125,4 +125,6 @@ def _schema_problems(scenes: dict) -> list[str]:
         problems.append(f"images {images.shape[:3]} and masks {masks.shape} differ in N, H or W")
     if len(num_objects) != len(masks):
         problems.append(f"{len(num_objects)} num_objects for {len(masks)} masks")
+    if len(masks) == 0:
+        problems.append("no scenes (N = 0); the file holds empty arrays")
     return problems
