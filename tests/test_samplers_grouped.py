@@ -179,3 +179,38 @@ def test_diverse_sampler_reports_rows_it_could_not_place():
     assert sampler.rows_unplaced() == len(docs) - 18
     with pytest.raises(ValueError, match="cannot be filled with at most 2 rows per document"):
         DiverseBatchSampler(np.zeros(10, dtype=int), batch_size=4, max_per_doc=2)
+
+
+def test_set_epoch_to_another_epoch_forgets_the_resume_point_of_the_old_one():
+    ids = caption_ids()
+    sampler = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    epoch_one = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7).plan(1)
+    epoch_one = epoch_one.rows.reshape(-1, 20).tolist()
+    iterator = iter(sampler)
+    next(iterator), next(iterator), next(iterator)  # a pass left after 3 batches
+    sampler.set_epoch(1)
+    state = sampler.state_dict()
+    assert (state["epoch"], state["batches_done"]) == (1, 0)
+    fresh = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    fresh.load_state_dict(state)
+    assert list(fresh) == epoch_one
+
+    resumed = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    resumed.load_state_dict({**state, "epoch": 0, "batches_done": 2})
+    resumed.set_epoch(0)  # the loop re-selecting the saved epoch keeps the resume point
+    assert len(resumed) == len(epoch_one) - 2
+    resumed.set_epoch(1)  # another epoch starts from its first batch
+    assert len(resumed) == len(epoch_one)
+    assert list(resumed) == epoch_one
+
+
+def test_state_dict_from_other_data_of_the_same_size_is_refused():
+    ids = caption_ids()
+    saved = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7).state_dict()
+    relabelled = np.roll(ids, 5)  # same group sizes and batch count, other rows per group
+    other = GroupedBatchSampler(relabelled, batch_size=20, per_group=5, seed=7)
+    assert len(other) == GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7).__len__()
+    with pytest.raises(ValueError, match="data"):
+        other.load_state_dict(saved)
+    same = GroupedBatchSampler(ids.copy(), batch_size=20, per_group=5, seed=7)
+    same.load_state_dict(saved)  # the same ids in a new array resume fine

@@ -265,3 +265,13 @@ def test_diverse_batch_sampler_caps_each_document_in_every_batch():
                               dataset.targets(np.asarray(indices))[:, 0])
         batches += 1
     assert batches == len(sampler) > 0
+
+
+def test_two_samples_at_one_document_position_are_named_with_what_to_do():
+    arrays = dense(LENGTHS)
+    arrays["target_positions"] = arrays["target_positions"].copy()
+    arrays["target_positions"][5] = arrays["target_positions"][4]  # samples 4 and 5 collide
+    doc, position = int(arrays["doc_ids"][4]), int(arrays["target_positions"][4])
+    with pytest.raises(ToolError, match=rf"samples 4 and 5 .*doc_id {doc}.* position "
+                                        rf"{position}.*validate sequences"):
+        HardNegativeSequenceDataset(arrays)

@@ -9,7 +9,9 @@ _EXPORTS = {
     "GroupedCollate": "uncollapse.samplers.collate",
     "positive_mask": "uncollapse.samplers.collate",
     "SequenceDataset": "uncollapse.samplers.sequence_dataset",
-    "HardNegativeSequenceDataset": "uncollapse.samplers.sequence_dataset",
+    "SequenceBatch": "uncollapse.samplers.sequence_dataset",
+    "collate_batch": "uncollapse.samplers.sequence_dataset",
+    "HardNegativeSequenceDataset": "uncollapse.samplers.hard_negatives",
     "AttributeFlipDataset": "uncollapse.samplers.attribute_flip",
 }
 

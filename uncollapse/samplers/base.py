@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -41,6 +42,7 @@ class PlannedBatchSampler(Sampler[list[int]]):
                              f"world_size {self.world_size}: every rank needs at least one; "
                              f"lower batch_size or use fewer ranks")
         self._epoch = 0
+        self._digest: str | None = None
         self._resume_at = 0
         self._yielded = 0
         rows_full = layout.full_batches * layout.units_per_batch * layout.unit_rows
@@ -58,8 +60,31 @@ class PlannedBatchSampler(Sampler[list[int]]):
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the plan of ``epoch`` from the next pass on (call it on every rank)."""
+        """Use the plan of ``epoch`` from the next pass on (call it on every rank).
+
+        Selecting the epoch a loaded state is in keeps its resume point; any other epoch starts
+        from its first batch.
+        """
+        if int(epoch) != self._epoch:
+            # a resume point (or a pass left part-way) belongs to its own epoch only
+            self._resume_at = 0
+            self._yielded = 0
         self._epoch = int(epoch)
+
+    def data_digest(self) -> str:
+        """A digest of what the plans are dealt from (the rows of each group or document and
+        the batch shape): a saved state only resumes a sampler with the same digest."""
+        if self._digest is None:
+            layout = self._layout
+            digest = hashlib.blake2b(digest_size=16)
+            for array in (layout.rows, layout.member_units, layout.component):
+                if array is not None:
+                    digest.update(np.ascontiguousarray(array, dtype=np.int64).data)
+                digest.update(b"|")
+            digest.update(repr((layout.unit_rows, layout.units_per_batch, layout.cap,
+                                layout.full_batches, layout.has_tail)).encode())
+            self._digest = digest.hexdigest()
+        return self._digest
 
     def global_plan(self, epoch: int | None = None) -> Plan:
         """The plan of all ranks together for ``epoch`` (default: the current one)."""
@@ -102,27 +127,29 @@ class PlannedBatchSampler(Sampler[list[int]]):
         done = self._yielded if batches_done is None else int(batches_done)
         return {"version": STATE_VERSION, "kind": self._kind, "seed": self.seed,
                 "epoch": self._epoch, "batches_done": done, "rank": self.rank,
-                "world_size": self.world_size, "batches_per_rank": self._per_rank}
+                "world_size": self.world_size, "batches_per_rank": self._per_rank,
+                "data": self.data_digest()}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next pass yields exactly the batches of ``state``'s epoch not yet done.
 
         Raises:
-            ValueError: the state comes from a sampler with another kind, seed, world size or
-                epoch length, so its batches would not line up with this one's.
+            ValueError: the state comes from a sampler with another kind, seed, world size,
+                epoch length or data, so its batches would not line up with this one's.
         """
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"sampler state version {state.get('version')} is not "
                              f"{STATE_VERSION}; it was saved by another version of uncollapse")
         mine = self.state_dict()
-        for key in ("kind", "seed", "world_size", "batches_per_rank"):
-            if state[key] != mine[key]:
-                raise ValueError(f"cannot resume: the saved state has {key}={state[key]!r} but "
-                                 f"this sampler has {mine[key]!r}; build the sampler with the "
-                                 f"same data and arguments as the run that saved it")
+        for key in ("kind", "seed", "world_size", "batches_per_rank", "data"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"cannot resume: the saved state has {key}={state.get(key)!r} "
+                                 f"but this sampler has {mine[key]!r}; build the sampler with "
+                                 f"the same data and arguments as the run that saved it")
         done = int(state["batches_done"])
         if not 0 <= done <= self._per_rank:
-            raise ValueError(f"batches_done={done} is outside 0..{self._per_rank}")
+            raise ValueError(f"cannot resume: batches_done={done} is outside "
+                             f"0..{self._per_rank}, the batches of one epoch on this rank")
         self._epoch = int(state["epoch"])
         self._resume_at = done
         self._yielded = done
