@@ -159,11 +159,44 @@ def test_point_collapse_fires_when_every_output_is_one_point():
 def test_point_collapse_fires_when_each_label_is_one_point_and_not_on_spread_clusters():
     centres = gaussian(17, 10, 32)
     labels = np.repeat(np.arange(10), 30)
-    report = diagnose_embeddings(centres[labels], labels=labels)
+    report = diagnose_embeddings(noisy(centres[labels], 18, 1e-4), labels=labels)
     assert errors(report) == {"POINT_COLLAPSE"}
-    assert report.stats["silhouette"] == pytest.approx(1.0)
+    assert report.stats["label_spread"] < Thresholds().min_label_spread
     spread = noisy(centres[labels], 18, 0.3)
     assert diagnose_embeddings(spread, labels=labels).findings == []
+
+
+def test_healthy_well_separated_labels_are_not_point_collapse():
+    # a good classifier's embeddings: labels far apart (silhouette above 0.99), yet the rows of
+    # a label still differ from one another, so nothing has collapsed to a point
+    centres = gaussian(40, 10, 64, scale=1.0)
+    labels = np.repeat(np.arange(10), 40)
+    healthy = noisy(centres[labels], 41, 0.06)
+    report = diagnose_embeddings(healthy, labels=labels)
+    assert report.stats["silhouette"] > 0.99
+    assert report.stats["label_spread"] > 3 * Thresholds().min_label_spread
+    assert report.findings == []
+
+
+def test_point_collapse_per_label_against_targets_that_vary_within_labels():
+    centres = gaussian(42, 8, 32)
+    labels = np.repeat(np.arange(8), 50)
+    targets = noisy(centres[labels], 43, 0.5)
+    collapsed = noisy(centres[labels], 44, 0.01)  # the label's mean, whatever the target
+    report = diagnose_embeddings(collapsed, targets, labels=labels)
+    assert "POINT_COLLAPSE" in errors(report)
+    assert report.stats["label_spread_ratio"] < Thresholds().min_label_spread_ratio
+    good = noisy(targets, 45, 0.05)
+    report = diagnose_embeddings(good, targets, labels=labels)
+    assert "POINT_COLLAPSE" not in errors(report)
+    assert report.stats["label_spread_ratio"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_outputs_equal_to_per_label_prototype_targets_are_not_point_collapse():
+    centres = gaussian(46, 6, 16)
+    labels = np.repeat(np.arange(6), 20)
+    report = diagnose_embeddings(centres[labels], centres[labels], labels=labels)
+    assert "POINT_COLLAPSE" not in errors(report)
 
 
 def test_slots_identical_fires_on_copied_slots_and_not_on_distinct_ones():

@@ -449,3 +449,15 @@ def test_ari_with_large_and_negative_ids_matches_sklearn():
     expected = [adjusted_rand_score(t.ravel(), p.ravel()) for t, p in zip(true, pred,
                                                                            strict=True)]
     np.testing.assert_allclose(metrics.ari_per_image(true, pred), expected, atol=1e-10)
+
+
+def test_label_spread_is_the_mean_squared_distance_to_the_label_mean_over_the_norm():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 7))
+    labels = rng.integers(0, 4, 60)
+    centres = np.stack([x[labels == k].mean(axis=0) for k in range(4)])
+    expected = np.mean([np.sum((x[i] - centres[labels[i]]) ** 2) for i in range(60)]) / np.mean(
+        [np.sum(row ** 2) for row in x])
+    assert metrics.label_spread(x, labels) == pytest.approx(expected, rel=1e-9)
+    assert metrics.label_spread(centres[labels], labels) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.label_spread(np.zeros((4, 3)), np.arange(4) % 2) == 0.0

@@ -43,8 +43,12 @@ _NPY = click.Path(exists=True, dir_okay=False)
               help="MOMENT_MISMATCH when the median mean shift (in target stds) is above this.")
 @click.option("--min-relative-spread", type=float, default=1e-3, show_default=True,
               help="POINT_COLLAPSE when total variance / mean squared norm is below this.")
-@click.option("--max-silhouette", type=float, default=0.99, show_default=True,
-              help="POINT_COLLAPSE when the silhouette by labels is at least this.")
+@click.option("--min-label-spread", type=float, default=1e-3, show_default=True,
+              help="POINT_COLLAPSE (labels, no targets) when spread around each label's mean / "
+                   "mean squared norm is below this.")
+@click.option("--min-label-spread-ratio", type=float, default=0.01, show_default=True,
+              help="POINT_COLLAPSE (labels and targets) when the outputs' spread within labels "
+                   "is below this share of the targets'.")
 @click.option("--min-slot-spread", type=float, default=0.1, show_default=True,
               help="SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
 @report_options

@@ -48,7 +48,7 @@ MOMENT_MISMATCH = Code(
 POINT_COLLAPSE = Code(
     "POINT_COLLAPSE", "error",
     "The outputs collapse to points: all of them to one point, or those of each label to one "
-    "point (silhouette by labels at its maximum).",
+    "point (no spread left within a label, or far less than the targets have there).",
     "The representation no longer depends on the input beyond its label: add a uniformity or "
     "contrastive term, check for a stop-gradient that is missing, and lower the learning rate.")
 SLOTS_IDENTICAL = Code(
@@ -81,8 +81,14 @@ class Thresholds:
             deviations, is above this (default 0.5).
         min_relative_spread: POINT_COLLAPSE when the total variance is below this share of the
             mean squared norm (default 1e-3: every output is the same point).
-        max_silhouette: POINT_COLLAPSE when the silhouette by labels is at least this
-            (default 0.99: each label's outputs are one point).
+        min_label_spread: POINT_COLLAPSE, with labels and no targets, when the outputs' mean
+            squared distance to their label's mean is below this share of their mean squared
+            norm (``label_spread``; default 1e-3: within-label cosine about 0.999). A healthy,
+            well-separated classifier keeps far more spread than that, whatever its silhouette.
+        min_label_spread_ratio: POINT_COLLAPSE, with labels and targets, when the outputs'
+            ``label_spread`` is below this share of the targets' (default 0.01: each label's
+            outputs are one point while its targets still differ). Targets that are themselves
+            one point per label never trigger it.
         min_slot_spread: SLOTS_IDENTICAL when the within-set spread ratio of [N, S, D] slots is
             below this (default 0.1).
     """
@@ -96,7 +102,8 @@ class Thresholds:
     max_std_ratio: float = 2.0
     max_mean_shift: float = 0.5
     min_relative_spread: float = 1e-3
-    max_silhouette: float = 0.99
+    min_label_spread: float = 1e-3
+    min_label_spread_ratio: float = 0.01
     min_slot_spread: float = 0.1
 
     @classmethod
@@ -199,6 +206,11 @@ def diagnose_embeddings(pred, targets=None, labels=None, groups=None, *,
             stats["silhouette"] = metrics.silhouette(p, labels, **sample)
         except ValueError as exc:  # one label, or one row per label: nothing to separate
             stats["silhouette_skipped"] = str(exc)
+        stats["label_spread"] = metrics.label_spread(p, labels)
+        if t is not None:
+            stats["target_label_spread"] = metrics.label_spread(t, labels)
+            stats["label_spread_ratio"] = (stats["label_spread"] / stats["target_label_spread"]
+                                           if stats["target_label_spread"] > 0 else math.inf)
         sampled_rows = min(n_rows, max_samples or n_rows)
         stats["knn_purity"] = metrics.knn_purity(p, labels, k=min(10, sampled_rows - 1),
                                                  **sample)
@@ -258,18 +270,28 @@ def _judge(stats: dict, limits: Thresholds, moments: dict | None) -> list:
                 f"{outside} of {stats['dim']} dimensions have a std ratio outside the range",
                 count=outside, examples=[_rounded(row) for row in moments["worst_std_dims"]]))
     spread = stats["relative_spread"]
-    silhouette = stats.get("silhouette", -math.inf)
     if spread < limits.min_relative_spread:
         findings.append(POINT_COLLAPSE.finding(
             f"all {stats['rows']} outputs are one point: total variance is {spread:.3g} of the "
             f"mean squared norm (floor {limits.min_relative_spread})",
             count=stats["rows"], examples=[_rounded({"relative_spread": spread,
                                                      "uniformity": stats["uniformity"]})]))
-    elif silhouette >= limits.max_silhouette:
+    elif "label_spread_ratio" in stats:
+        ratio = stats["label_spread_ratio"]
+        if ratio < limits.min_label_spread_ratio:
+            findings.append(POINT_COLLAPSE.finding(
+                f"the outputs of each label are one point: their spread within a label is "
+                f"{ratio:.3g} of the targets' (floor {limits.min_label_spread_ratio}) over "
+                f"{stats['labels']} labels", count=stats["labels"],
+                examples=[_rounded({key: stats[key] for key in
+                                    ("label_spread", "target_label_spread",
+                                     "label_spread_ratio")})]))
+    elif "label_spread" in stats and stats["label_spread"] < limits.min_label_spread:
         findings.append(POINT_COLLAPSE.finding(
-            f"the outputs of each label are one point: silhouette by labels "
-            f"{silhouette:.4f} >= {limits.max_silhouette} over {stats['labels']} labels",
-            count=stats["labels"], examples=[_rounded({"silhouette": silhouette})]))
+            f"the outputs of each label are one point: mean squared distance to the label's "
+            f"mean is {stats['label_spread']:.3g} of the mean squared norm (floor "
+            f"{limits.min_label_spread}) over {stats['labels']} labels",
+            count=stats["labels"], examples=[_rounded({"label_spread": stats["label_spread"]})]))
     if "slot_spread_ratio" in stats and stats["slot_spread_ratio"] < limits.min_slot_spread:
         findings.append(SLOTS_IDENTICAL.finding(
             f"slots within a set vary {stats['slot_spread_ratio']:.3g} as much as slots across "
