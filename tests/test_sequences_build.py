@@ -132,12 +132,11 @@ def test_npz_members_are_memory_mapped_and_aligned(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]  # no temporary file left
 
 
-def test_large_members_checksum_in_a_thread_and_stay_valid_zip(tmp_path, monkeypatch):
+def test_members_written_in_blocks_stay_valid_zip(tmp_path, monkeypatch):
     import zipfile
 
     import uncollapse.pipeline.sequences.npzfile as npzfile
 
-    monkeypatch.setattr(npzfile, "_THREADED_CRC", 64)
     monkeypatch.setattr(npzfile, "_WRITE_BLOCK", 100)  # many blocks per member
     vectors = np.random.default_rng(0).standard_normal((300, 5)).astype(np.float32)
     write_npz(tmp_path / "x.npz", {"vectors": vectors, "offsets": np.arange(7)})
@@ -146,6 +145,19 @@ def test_large_members_checksum_in_a_thread_and_stay_valid_zip(tmp_path, monkeyp
     with np.load(tmp_path / "x.npz", allow_pickle=False) as npz:
         assert np.array_equal(npz["vectors"], vectors)
         assert npz["offsets"].tolist() == list(range(7))
+
+
+def test_every_member_is_aligned_and_equal_arrays_give_equal_files(tmp_path):
+    arrays = {f"a{i}": np.arange(i * 7 + 1, dtype=np.float32) for i in range(5)}
+    arrays["texts"] = np.array(["x", "yz"])
+    write_npz(tmp_path / "one.npz", arrays)
+    write_npz(tmp_path / "two.npz", arrays)
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+    opened = open_npz(tmp_path / "one.npz")
+    assert all(isinstance(opened[n], np.memmap) and opened[n].ctypes.data % 64 == 0
+               for n in arrays)
+    with np.load(tmp_path / "one.npz", allow_pickle=False) as npz:
+        assert all(np.array_equal(npz[n], v) for n, v in arrays.items())
 
 
 def test_object_arrays_are_refused_on_write_and_on_read(tmp_path):
@@ -285,3 +297,16 @@ def test_missing_encoder_extra_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(ToolError, match=r"uncollapse\[encoders\]"):
         encode_texts(["x"], str(model_dir(tmp_path)), quiet=True)
+
+
+def test_a_member_whose_header_claims_more_data_than_it_holds_is_an_input_error(tmp_path):
+    path = tmp_path / "x.npz"
+    write_npz(path, {"vectors": np.ones((10, 4), dtype=np.float32),
+                     "texts": np.array(["a" * 200] * 10)})
+    data = path.read_bytes()
+    assert data.count(b"(10, 4)") == 1
+    path.write_bytes(data.replace(b"(10, 4)", b"(20, 4)"))  # the bytes that follow are texts
+    with pytest.raises(InputError, match="'vectors' is truncated.*320 bytes.*holds 160"):
+        open_npz(path)
+    with pytest.raises(InputError, match="'vectors' cannot be read.*CRC"):  # read, not mapped
+        open_npz(path, mmap=False)
