@@ -132,11 +132,12 @@ def test_npz_members_are_memory_mapped_and_aligned(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]  # no temporary file left
 
 
-def test_members_written_in_blocks_stay_valid_zip(tmp_path, monkeypatch):
+def test_large_members_checksum_in_a_thread_and_stay_valid_zip(tmp_path, monkeypatch):
     import zipfile
 
     import uncollapse.pipeline.sequences.npzfile as npzfile
 
+    monkeypatch.setattr(npzfile, "_THREADED_CRC", 64)
     monkeypatch.setattr(npzfile, "_WRITE_BLOCK", 100)  # many blocks per member
     vectors = np.random.default_rng(0).standard_normal((300, 5)).astype(np.float32)
     write_npz(tmp_path / "x.npz", {"vectors": vectors, "offsets": np.arange(7)})

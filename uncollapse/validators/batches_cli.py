@@ -49,7 +49,7 @@ def validate_batches(table, sampler, batch_size, per_group, max_per_doc, group_c
         uncollapse validate batches captions.parquet --sampler grouped -b 50 -k 5 -w 2 -e 2
         uncollapse validate batches seqs.npz --sampler diverse -b 256 -m 4
     """
-    from uncollapse.validators.batches import audit_table
+    from uncollapse.validators.batches_table import audit_table
 
     if epochs < 1 or world_size < 1 or batch_size < 1:
         raise click.BadParameter("--batch-size, --world-size and --epochs must be at least 1")

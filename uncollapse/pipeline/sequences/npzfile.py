@@ -3,17 +3,29 @@
 ``np.load(path, mmap_mode="r")`` does not memory-map the members of an ``.npz`` (it ignores
 ``mmap_mode`` for archives and reads each member fully). An *uncompressed* NPZ member is a plain
 ``.npy`` stored byte for byte inside the zip, though, so :func:`open_npz` finds its data offset
-(``ZipInfo.header_offset`` + the local header + the ``.npy`` header) and maps it with
-``np.memmap``. :func:`write_npz` writes uncompressed zip64 members with the standard library's
-``zipfile`` whose data starts on a 64-byte boundary, so the mapped arrays are aligned. Any
-uncompressed ``np.savez`` file maps too; compressed members are read into memory.
+(zip local header + ``.npy`` header) and maps it with ``np.memmap``. :func:`write_npz` writes
+uncompressed members whose data starts on a 64-byte boundary, so the mapped arrays are aligned.
+Any uncompressed ``np.savez`` file maps too; compressed members are read into memory.
+
+Why the writer is hand-written rather than ``zipfile`` (``ZIP_STORED``, ``force_zip64=True``,
+the array streamed into ``ZipFile.open(name, "w")``): ``zipfile`` computes the CRC-32 in the
+writing thread, so checksum and write run one after the other. Building the compact form of
+1,000,000 x 384 float32 vectors (``build_sequences(compact=True)``, 7 interleaved runs,
+medians, 2-core x86_64, 2026-11-22) took 2.87x the time of ``np.save`` in memory (/dev/shm) and
+4.27x on the repository's disk with ``zipfile``, against 2.17x and 2.56x with this writer, which
+checksums in a second thread while it writes; the target is at most 3x. Reading uses
+``zipfile`` for the directory and only parses the local header for the data offset.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,53 +34,99 @@ from uncollapse.atomic import atomic_path
 from uncollapse.errors import InputError
 
 _ALIGN = 64
-_LOCAL_HEADER = 30   # fixed part of a zip local file header
-_ZIP64_EXTRA = 20    # the zip64 extra field zipfile adds to a local header with force_zip64
+_LOCAL_HEADER = 30
 _PAD_ID = 0xCAFE     # private extra-field id that only pads; zip readers skip unknown ids
-_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so equal arrays give equal files
+_ZIP64 = 0xFFFFFFFF  # "see the zip64 extra field"
+_VERSION = 45        # zip64
+_DOS_DATE = (1 << 5) | 1  # 1980-01-01: fixed, so equal arrays give equal files
 _WRITE_BLOCK = 1 << 24
+_THREADED_CRC = 1 << 22
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: bytes
+    offset: int
+    size: int
+    crc: int
 
 
 def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` as an uncompressed zip64 NPZ, atomically, with 64-byte aligned data.
 
     The file is what ``np.savez`` writes (``np.load`` reads it), except that each member's data
-    starts on a 64-byte boundary. Object arrays are refused: the file must load with
+    starts on a 64-byte boundary and the CRC-32 of a large member is computed in a second
+    thread while the bytes are written. Object arrays are refused: the file must load with
     ``np.load(path, allow_pickle=False)``.
     """
     path = Path(path)
     for name, value in arrays.items():
         if np.asanyarray(value).dtype.hasobject:
             raise TypeError(f"array {name!r} has dtype object; store text as a unicode array")
-    with atomic_path(path, suffix=".npz.tmp") as tmp, \
-            zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, value in arrays.items():
-            _write_member(archive, name, np.asanyarray(value))
+    with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as raw:
+        members = [_write_member(raw, name, np.asanyarray(value))
+                   for name, value in arrays.items()]
+        _write_directory(raw, members)
     return path
 
 
-def _write_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
-    info = zipfile.ZipInfo(f"{name}.npy", date_time=_DATE)
-    info.compress_type = zipfile.ZIP_STORED
-    # Pad the local header so the member starts 64-byte aligned; the .npy header pads itself
-    # to a multiple of 64 bytes, so the array data is aligned too.
-    header_end = (archive.fp.tell() + _LOCAL_HEADER + len(info.filename.encode())
-                  + 4 + _ZIP64_EXTRA)
-    pad = -header_end % _ALIGN
-    info.extra = struct.pack("<HH", _PAD_ID, pad) + bytes(pad)
+def _write_member(raw, name: str, array: np.ndarray) -> _Member:
     if not array.flags.c_contiguous:  # C-ordered (and memory-mapped) input is not copied
         array = array.copy(order="C")
     header = np.lib.format.header_data_from_array_1_0(array)
-    with archive.open(info, "w", force_zip64=True) as member:
-        if len(repr(header)) > 65000:
-            np.lib.format.write_array_header_2_0(member, header)
-        else:
-            np.lib.format.write_array_header_1_0(member, header)
-        # The raw bytes go in blocks rather than through np.lib.format.write_array, which
-        # copies each block with tobytes() first: 1.5x slower for a 1.4 GiB array here.
-        data = array.reshape(-1).view(np.uint8)
-        for start in range(0, data.size, _WRITE_BLOCK):  # bounded memory for mapped input
-            member.write(data[start:start + _WRITE_BLOCK])
+    buffer = io.BytesIO()
+    # the .npy header pads itself to a multiple of 64 bytes, so the data stays aligned
+    if len(repr(header)) > 65000:
+        np.lib.format.write_array_header_2_0(buffer, header)
+    else:
+        np.lib.format.write_array_header_1_0(buffer, header)
+    npy_header = buffer.getvalue()
+    data = array.reshape(-1).view(np.uint8)
+    size = len(npy_header) + data.size
+    member = f"{name}.npy".encode()
+    offset = raw.tell()
+    pad = -(offset + _LOCAL_HEADER + len(member) + 20 + 4) % _ALIGN
+    extra = struct.pack("<HHQQ", 1, 16, size, size) + struct.pack("<HH", _PAD_ID, pad) + \
+        bytes(pad)
+    raw.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, _VERSION, 0, 0, 0, _DOS_DATE, 0, _ZIP64,
+                          _ZIP64, len(member), len(extra)) + member + extra)
+    crc = zlib.crc32(npy_header)
+    raw.write(npy_header)
+    if data.size >= _THREADED_CRC:  # zlib releases the GIL: checksum and write overlap
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(zlib.crc32, data, crc)
+            _write_blocks(raw, data)
+            crc = pending.result()
+    else:
+        crc = zlib.crc32(data, crc)
+        _write_blocks(raw, data)
+    end = raw.tell()
+    raw.seek(offset + 14)
+    raw.write(struct.pack("<I", crc))
+    raw.seek(end)
+    return _Member(member, offset, size, crc)
+
+
+def _write_blocks(raw, data: np.ndarray) -> None:
+    for start in range(0, data.size, _WRITE_BLOCK):  # bounded memory for memory-mapped input
+        raw.write(data[start:start + _WRITE_BLOCK])
+
+
+def _write_directory(raw, members: list[_Member]) -> None:
+    start = raw.tell()
+    for m in members:
+        extra = struct.pack("<HHQQQ", 1, 24, m.size, m.size, m.offset)
+        raw.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, _VERSION, _VERSION, 0, 0, 0,
+                              _DOS_DATE, m.crc, _ZIP64, _ZIP64, len(m.name), len(extra), 0, 0,
+                              0, 0, _ZIP64) + m.name + extra)
+    size = raw.tell() - start
+    zip64_end = raw.tell()
+    n = len(members)
+    raw.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, _VERSION, _VERSION, 0, 0, n, n, size,
+                          start))
+    raw.write(struct.pack("<IIQI", 0x07064B50, 0, zip64_end, 1))
+    raw.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(n, 0xFFFF), min(n, 0xFFFF),
+                          min(size, _ZIP64), _ZIP64, 0))
 
 
 def open_npz(path: str | Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
@@ -102,8 +160,7 @@ def _read_header(path: Path, fh, info: zipfile.ZipInfo):
     try:
         version = np.lib.format.read_magic(fh)
         reader = {(1, 0): np.lib.format.read_array_header_1_0,
-                  (2, 0): np.lib.format.read_array_header_2_0,
-                  (3, 0): np.lib.format.read_array_header_2_0}.get(version)
+                  (2, 0): np.lib.format.read_array_header_2_0}.get(version)
         if reader is None:
             raise ValueError(f".npy format version {version} is not supported")
         shape, fortran, dtype = reader(fh)
@@ -130,12 +187,12 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
     try:
         with archive.open(info) as fh:
             shape, fortran, dtype = _read_header(path, fh, info)
-            size = _check_size(path, info, shape, dtype, fh.tell())
-            data = fh.read(size)
+            data = bytearray(_check_size(path, info, shape, dtype, fh.tell()))
+            fh.readinto(data)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise InputError(path, f"array {info.filename[:-4]!r} cannot be read ({exc}); rebuild "
                                "the file") from exc
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _map_member(path: Path, raw, info: zipfile.ZipInfo) -> np.ndarray | None:
