@@ -94,3 +94,15 @@ def test_unusable_requests_exit_2_with_the_reason(captions, tmp_path):
     assert result.exit_code == 2 and "1 nulls (first at row 1)" in result.output
     result = run(captions, "--sampler", "random", "-b", "0")
     assert result.exit_code == 2
+
+
+def test_options_that_would_check_nothing_exit_2_instead_of_passing(captions):
+    result = run(captions, "--sampler", "grouped", "-b", "50", "-k", "5", "-m", "2")
+    assert result.exit_code == 2
+    assert "--max-per-doc needs document ids" in result.output and "--doc-column" in result.output
+    result = run(captions, "--sampler", "random", "-b", "50", "-k", "5")
+    assert result.exit_code == 2 and "--per-group applies to --sampler grouped" in result.output
+    # with the document column the cap is checked, and this grouped plan breaks it
+    result = run(captions, "--sampler", "grouped", "-b", "50", "-k", "5", "-m", "2",
+                 "--doc-column", "doc_id")
+    assert result.exit_code == 1 and "DOC_OVER_CAP" in result.output

@@ -125,9 +125,17 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
     is given.
 
     Raises:
-        ToolError: the table cannot be read, or the sampler cannot be built (the reason says
-            why, e.g. fewer groups than one batch needs).
+        ToolError: the table cannot be read, the sampler cannot be built (the reason says
+            why, e.g. fewer groups than one batch needs), or an option would check nothing
+            (``per_group`` for another sampler than ``grouped``; ``max_per_doc`` without
+            document ids).
     """
+    if per_group is not None and sampler != "grouped":
+        raise ToolError(f"--per-group applies to --sampler grouped, not {sampler}; leave it out "
+                        f"or audit the grouped sampler")
+    if max_per_doc is not None and sampler != "diverse" and doc_column is None:
+        raise ToolError(f"--max-per-doc needs document ids to check against: pass --doc-column "
+                        f"(the {sampler} sampler does not read them on its own)")
     group_ids = doc_ids = keys = None
     if sampler == "grouped" or (sampler == "random" and doc_column is None):
         group_ids = read_id_column(path, group_column)
