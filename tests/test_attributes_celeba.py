@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from uncollapse.cli import main
 from uncollapse.errors import InputError
@@ -243,3 +247,81 @@ def test_one_zero_in_a_celeba_file_rejects_only_its_row(tmp_path, values):
     assert built.report.stats["source_encoding"] == "-1/1"
     (finding,) = built.report.findings
     assert finding.count == 1 and finding.examples[0]["line"] == 7
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.booleans())
+def test_regular_and_irregular_files_read_their_good_rows_identically(seed, crlf):
+    # a well-formed file takes the polars path; one malformed row sends the same rows through
+    # the tokeniser: both must give the same table for the rows they share
+    rng = np.random.default_rng(seed)
+    values = rng.choice([-1, 1], size=(int(rng.integers(1, 40)), len(NAMES)))
+    gaps = np.array([" ", "  ", "\t", " \t "])
+    rows = [f"{i:06d}.jpg" + "".join(g + f"{v}" for g, v in
+                                     zip(rng.choice(gaps, len(NAMES)), row, strict=True))
+            + rng.choice(["", " ", "\t"]) for i, row in enumerate(values, start=1)]
+    eol = "\r\n" if crlf else "\n"
+    head = [str(len(values)), " ".join(NAMES) + " "]
+    with tempfile.TemporaryDirectory() as tmp:
+        regular = write(Path(tmp) / "regular.txt", eol.join([*head, *rows]) + eol * 2)
+        broken = write(Path(tmp) / "broken.txt",
+                       eol.join([*head, *rows, "999999.jpg 1 -1"]) + eol)
+        fast, slow = build_attribute_table(regular), build_attribute_table(broken)
+    assert fast.report.findings == []
+    assert fast.table.equals(slow.table)
+    assert fast.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()
+    assert [f.code for f in slow.report.findings] == ["ATTR_COUNT_MISMATCH",
+                                                       "ATTR_MALFORMED_ROW"]
+    assert slow.report.stats["skipped_lines"] == [len(values) + 3]
+
+
+def test_out_of_range_value_in_a_well_formed_file_names_its_line(tmp_path, values):
+    text = celeba_text(values).replace("000004.jpg -1", "000004.jpg  7").replace(
+        "000004.jpg  1", "000004.jpg  7")
+    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
+    (finding,) = built.report.findings
+    assert finding.code == "ATTR_MALFORMED_ROW"
+    assert finding.examples == [{"line": 6, "problem": "attribute '5_o_Clock_Shadow' is 7, "
+                                                       "expected -1 or 1"}]
+    assert built.table.height == len(values) - 1
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_fixed_width_celeba_layout_reads_as_the_tokeniser_does(tmp_path, values, eol):
+    from uncollapse.pipeline.whitespace_table import read_fixed_width_rows
+
+    text = celeba_text(values, eol=eol) + eol  # a trailing blank line as well
+    body = text.encode().split(b"\n", 2)[2]
+    assert read_fixed_width_rows(body, len(NAMES) + 1) is not None  # the byte-matrix path
+    # one more blank in one row: same values, no longer fixed-width, so the tokeniser reads it
+    retabbed = text.replace("000003.jpg ", "000003.jpg\t ")
+    assert read_fixed_width_rows(retabbed.encode().split(b"\n", 2)[2], len(NAMES) + 1) is None
+    fast = build_attribute_table(write(tmp_path / "fixed.txt", text))
+    slow = build_attribute_table(write(tmp_path / "tabbed.txt", retabbed))
+    assert fast.table.equals(slow.table)
+    assert fast.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()
+    assert fast.report.findings == slow.report.findings == []
+
+
+@pytest.mark.parametrize(("token", "problem"), [
+    (" x", "attribute 'Arched_Eyebrows' is unparseable, expected -1 or 1"),
+    ("*1", "attribute 'Arched_Eyebrows' is unparseable, expected -1 or 1"),
+    (" 3", "attribute 'Arched_Eyebrows' is 3, expected -1 or 1"),
+])
+def test_bad_value_in_a_fixed_width_file_names_its_line(tmp_path, values, token, problem):
+    lines = celeba_text(values).split("\n")
+    row = lines[4]  # line 5, image 000003.jpg
+    lines[4] = row[:14] + token + row[16:]
+    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", "\n".join(lines)))
+    (finding,) = built.report.findings
+    assert finding.code == "ATTR_MALFORMED_ROW"
+    assert finding.examples == [{"line": 5, "problem": problem}]
+    assert built.table.height == len(values) - 1
+    assert "000003.jpg" not in built.table["image_id"].to_list()
+
+
+def test_plus_one_in_a_fixed_width_file_is_one(tmp_path, values):
+    text = celeba_text(values).replace(" 1", "+1")
+    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
+    assert built.report.findings == []
+    assert built.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()

@@ -20,6 +20,12 @@ import numpy as np
 import polars as pl
 
 from uncollapse.errors import InputError
+from uncollapse.pipeline.whitespace_table import (
+    BAD,
+    WhitespaceText,
+    read_fixed_width_rows,
+    read_text_bytes,
+)
 from uncollapse.validators.report import Code, Finding, Report
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -86,16 +92,13 @@ class AttributeBuild:
 class _Source:
     """A parsed attribute source before validation of its values."""
 
-    image_ids: np.ndarray       # [n] str
+    image_ids: pl.Series        # [n] String, "" where a row has no id
     values: np.ndarray          # [n, A] int16, BAD where a value did not parse
     locations: np.ndarray       # [n] int64 line (text, CSV) or row (Parquet) numbers
     names: list[str]
     reported: np.ndarray        # [n] bool, rows already reported as malformed
     identity: np.ndarray | None = None   # [n] str or None, from a table's own column
     split: np.ndarray | None = None
-
-
-BAD = np.int16(-32768)
 
 
 def build_attribute_table(source: str | Path, *, identities: str | Path | None = None,
@@ -139,14 +142,17 @@ def build_attribute_table(source: str | Path, *, identities: str | Path | None =
     stats["skipped_rows"] = int((~keep).sum())
     stats["skipped_lines"] = parsed.locations[~keep].tolist()
 
-    table = pl.DataFrame({"image_id": parsed.image_ids[keep]}, schema={"image_id": pl.String})
+    names = [parsed.names[c] for c in columns]
+    kept = pl.Series(keep)
+    table = pl.DataFrame({"image_id": parsed.image_ids.filter(kept).alias("image_id")})
     table = table.with_columns(
         identity=_own_column(source, parsed.identity, keep, "identity"),
         split=pl.Series(parsed.split[keep] if parsed.split is not None
                         else np.full(int(keep.sum()), None), dtype=pl.String))
-    names = [parsed.names[c] for c in columns]
-    table = table.with_columns(
-        [pl.Series(name, values[keep, j], dtype=pl.Int8) for j, name in enumerate(names)])
+    # column-major, so each attribute column is one contiguous block
+    attribute_values = np.asfortranarray(values[keep])
+    table = pl.concat([table, pl.from_numpy(attribute_values, schema=names, orient="row")],
+                      how="horizontal")
     if table.height == 0:
         raise InputError(source, "no valid attribute rows; why the rows were rejected:"
                          + _summary(findings))
@@ -175,145 +181,66 @@ def build_attribute_table(source: str | Path, *, identities: str | Path | None =
     return AttributeBuild(table, report)
 
 
-# ---- CelebA text ---------------------------------------------------------------------------
-_MAX_INT_CHARS = 18
-
-
-class _Text:
-    """A whitespace-separated text file, tokenised on its bytes in one vectorised pass.
-
-    Tokens are byte ranges ``starts[t]:ends[t]``; ``fields[l]`` is the number of tokens on
-    0-based line ``l`` and ``first_token[l]`` the index of its first token. LF and CRLF line
-    ends and any run of spaces or tabs are handled alike.
-    """
-
-    def __init__(self, path: Path):
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
-        if raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise InputError(path, f"not UTF-8 text (bad byte at offset {exc.start}); expected "
-                             "a CelebA text file, or pass a .csv/.parquet table",
-                             line=line) from exc
-        self.path, self.raw = path, raw
-        buf = np.frombuffer(raw, dtype=np.uint8)
-        newline = np.flatnonzero(buf == 10)
-        self.line_starts = np.concatenate([[0], newline + 1]).astype(np.int64)
-        # a token starts where whitespace (any byte <= 32: space, tab, CR, LF) turns into
-        # text and ends where it turns back; starts and ends alternate
-        text = (buf > 32).view(np.int8)
-        edges = np.flatnonzero(np.diff(text, prepend=np.int8(0), append=np.int8(0)))
-        self.starts, self.ends = edges[0::2], edges[1::2]
-        # trailing blank lines (a final newline, or several) are not rows
-        n_lines = int(np.searchsorted(newline, self.starts[-1])) + 1 if len(self.starts) else 0
-        self.first_token = np.searchsorted(self.starts, self.line_starts[:n_lines + 1])
-        if len(self.first_token) == n_lines:  # no newline after the last line
-            self.first_token = np.append(self.first_token, len(self.starts))
-        self.fields = np.diff(self.first_token)
-        self.first_token = self.first_token[:-1]
-
-    @property
-    def n_lines(self) -> int:
-        return len(self.fields)
-
-    def line_text(self, line: int) -> str:
-        end = self.line_starts[line + 1] if line + 1 < len(self.line_starts) else len(self.raw)
-        return self.raw[self.line_starts[line]:end].decode("utf-8").rstrip("\r\n")
-
-    def line_tokens(self, line: int) -> list[str]:
-        t = self.first_token[line]
-        return [self.raw[a:b].decode("utf-8") for a, b in
-                zip(self.starts[t:t + self.fields[line]], self.ends[t:t + self.fields[line]],
-                    strict=True)]
-
-    def strings(self, tokens: np.ndarray) -> np.ndarray:
-        """The text of ``tokens`` as a unicode array (gathered as one byte matrix)."""
-        if len(tokens) == 0:
-            return np.array([], dtype=str)
-        lengths = self.ends[tokens] - self.starts[tokens]
-        width = int(lengths.max())
-        offsets = np.arange(width)
-        index = np.minimum(self.starts[tokens][:, None] + offsets, len(self.raw) - 1)
-        chars = np.frombuffer(self.raw, dtype=np.uint8)[index]
-        chars[offsets >= lengths[:, None]] = 0
-        return np.char.decode(np.ascontiguousarray(chars).view(f"S{width}").ravel(), "utf-8")
-
-    def signs(self, tokens: np.ndarray | None = None) -> np.ndarray:
-        """-1, 0 or 1 for tokens ``-1``, ``0``, ``1`` (or ``+1``), ``BAD`` for anything else.
-
-        ``tokens=None`` means every token of the file, in order.
-
-        A fast path for attribute values: a few whole-array byte comparisons.
-        """
-        buf = np.frombuffer(self.raw, dtype=np.uint8)
-        starts = self.starts if tokens is None else self.starts[tokens]
-        lengths = (self.ends if tokens is None else self.ends[tokens]) - starts
-        first = buf[starts].astype(np.int16)
-        second = buf[np.minimum(starts + 1, len(buf) - 1)]
-        digit = first - ord("0")
-        one_char = (lengths == 1) & (digit >= 0) & (digit <= 1)
-        signed_one = (lengths == 2) & (second == ord("1")) & (
-            (first == ord("-")) | (first == ord("+")))
-        # ord("+") == 43 and ord("-") == 45, so 44 - first is the sign
-        return np.where(one_char, digit, np.where(signed_one, 44 - first, BAD)).astype(np.int16)
-
-    def ints(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Integer values of ``tokens`` and whether each token is an integer (``-1``, ``+1``)."""
-        buf = np.frombuffer(self.raw, dtype=np.uint8)
-        starts, lengths = self.starts[tokens], self.ends[tokens] - self.starts[tokens]
-        signed = (buf[starts] == ord("-")) | (buf[starts] == ord("+"))
-        negative = buf[starts] == ord("-")
-        digits_start, n_digits = starts + signed, lengths - signed
-        ok = (n_digits >= 1) & (n_digits <= _MAX_INT_CHARS)
-        width = int(np.clip(n_digits.max(initial=1), 1, _MAX_INT_CHARS))
-        offsets = np.arange(width)
-        index = np.minimum(digits_start[:, None] + offsets, len(buf) - 1)
-        digits = buf[index].astype(np.int64) - ord("0")
-        inside = offsets < n_digits[:, None]
-        ok &= ((digits >= 0) & (digits <= 9) | ~inside).all(axis=1)
-        power = np.where(inside, n_digits[:, None] - 1 - offsets, 0)
-        values = (np.where(inside, digits, 0) * 10 ** power).sum(axis=1)
-        return np.where(negative, -values, values) * ok, ok
-
-
+# ---- CelebA text ----------------------------------------------------------------------------
 def _read_celeba_text(path: Path, findings: list, stats: dict) -> _Source:
-    text = _Text(path)
-    if text.n_lines == 0:
+    raw = read_text_bytes(path)
+    if not raw.strip():
         raise InputError(path, "empty file; expected CelebA's list_attr_celeba.txt layout "
                          "(count line, names line, one row per image)")
-    first = text.line_tokens(0)
+    lines = raw.split(b"\n", 2)
+    first = lines[0].decode("utf-8").split()
     if len(first) == 1 and first[0].isdigit():
-        if text.n_lines < 2 or text.fields[1] == 0:
+        names = lines[1].decode("utf-8").split() if len(lines) > 1 else []
+        if not names:
             raise InputError(path, "expected the attribute names on line 2", line=2)
-        names = text.line_tokens(1)
         header_count, first_row = int(first[0]), 2
+        body = lines[2] if len(lines) > 2 else b""
     elif first and all(not _is_number(t) for t in first):
         names, header_count, first_row = first, None, 1
+        body = raw.split(b"\n", 1)[1] if len(lines) > 1 else b""
         findings.append(ATTR_NO_COUNT_LINE.finding(
             f"{path} starts with the names line; the row count cannot be checked"))
     else:
         raise InputError(path, f"expected the image count (one integer) on line 1, found "
-                         f"{text.line_text(0)[:60]!r}", line=1)
+                         f"{lines[0].decode('utf-8').rstrip()[:60]!r}", line=1)
     if names and names[0].lower() in ID_COLUMNS:
         names = names[1:]
     _check_names(path, names, first_row)
+    width = len(names) + 1
 
-    rows = np.arange(first_row, text.n_lines)
-    line_numbers = rows + 1
-    if header_count is not None and header_count != len(rows):
+    # CelebA's own file is fixed-width and read as a byte matrix; any other layout (or an
+    # irregular row) goes through the tokeniser, which reports every row by its line
+    regular = read_fixed_width_rows(body, width) if body.strip() else None
+    row_findings: list[Finding] = []
+    if regular is not None:
+        image_ids, values = regular
+        last_line = first_row + len(values)
+        bad = np.zeros(len(values), dtype=bool)
+    else:
+        image_ids, values, bad, last_line = _read_irregular_rows(path, raw, first_row, names,
+                                                                 row_findings)
+    n_rows = len(values)
+    if header_count is not None and header_count != n_rows:
         findings.append(ATTR_COUNT_MISMATCH.finding(
-            f"line 1 says {header_count} images but lines {first_row + 1}-{text.n_lines} hold "
-            f"{len(rows)} rows ({len(rows) - header_count:+d})",
-            count=abs(header_count - len(rows)),
-            examples=[{"header_count": header_count, "rows": len(rows)}]))
+            f"line 1 says {header_count} images but lines {first_row + 1}-{last_line} hold "
+            f"{n_rows} rows ({n_rows - header_count:+d})",
+            count=abs(header_count - n_rows),
+            examples=[{"header_count": header_count, "rows": n_rows}]))
+    findings += row_findings
     stats["header_count"] = header_count
+    line_numbers = np.arange(first_row + 1, first_row + 1 + n_rows, dtype=np.int64)
+    # rows already reported for their field count are not reported again for their values
+    return _Source(image_ids, values, line_numbers, names, reported=bad)
 
+
+def _read_irregular_rows(path: Path, raw: bytes, first_row: int, names: list[str],
+                         findings: list) -> tuple[pl.Series, np.ndarray, np.ndarray, int]:
+    """Rows of a file with irregular lines: ids, values, rows of a wrong field count, last line.
+
+    Rows with the wrong number of fields are reported here with their line numbers.
+    """
+    text = WhitespaceText(path, raw)
+    rows = np.arange(first_row, text.n_lines)
     width = len(names) + 1
     fields = text.fields[rows]
     good = fields == width
@@ -321,11 +248,12 @@ def _read_celeba_text(path: Path, findings: list, stats: dict) -> _Source:
     if bad.any():
         problems = [f"expected {width} fields (image name + {len(names)} attributes), "
                     f"found {n}" for n in fields[bad][:MAX_LISTED_LINES]]
-        _report_rows(findings, ATTR_MALFORMED_ROW, path, "line", line_numbers[bad], problems,
+        _report_rows(findings, ATTR_MALFORMED_ROW, path, "line", rows[bad] + 1, problems,
                      [text.line_text(r) for r in rows[bad][:MAX_LISTED_LINES]])
     first_tokens = text.first_token[rows[good]]
-    image_ids = np.full(len(rows), "", dtype=object)
-    image_ids[good] = text.strings(first_tokens)
+    image_ids = pl.Series("image_id", np.full(len(rows), "", dtype=object), dtype=pl.String)
+    if good.any():
+        image_ids = image_ids.scatter(np.flatnonzero(good), text.strings(first_tokens))
     values = np.full((len(rows), len(names)), BAD, dtype=np.int16)
     if good.any():
         value_tokens = (first_tokens[:, None] + np.arange(1, width)).ravel()
@@ -336,8 +264,7 @@ def _read_celeba_text(path: Path, findings: list, stats: dict) -> _Source:
         parsed, ok = text.ints(value_tokens[odd])
         signs[odd] = np.where(ok & (np.abs(parsed) < -int(BAD)), parsed, BAD)
         values[good] = signs.reshape(-1, len(names))
-    # rows already reported for their field count are not reported again for their values
-    return _Source(image_ids.astype(str), values, line_numbers, names, reported=bad)
+    return image_ids, values, bad, text.n_lines
 
 
 def _is_number(token: str) -> bool:
@@ -377,8 +304,8 @@ def _read_table(path: Path, reader, where: str, *, first_location: int) -> _Sour
     values = frame.select(pl.col(names).cast(pl.Int16, strict=False).fill_null(BAD)) \
         .to_numpy().astype(np.int16).reshape(frame.height, len(names))
     locations = np.arange(first_location, first_location + frame.height, dtype=np.int64)
-    parsed = _Source(frame[id_column].cast(pl.String).fill_null("").to_numpy().astype(str),
-                     values, locations, names, reported=np.zeros(frame.height, dtype=bool))
+    parsed = _Source(frame[id_column].cast(pl.String).fill_null(""), values, locations,
+                     names, reported=np.zeros(frame.height, dtype=bool))
     if "identity" in frame.columns:
         parsed.identity = frame["identity"].cast(pl.String).to_numpy()
     if "split" in frame.columns:
@@ -423,7 +350,7 @@ def _binary_values(path: Path, parsed: _Source, columns: list[int], where: str,
     encoding = "-1/1" if minus_one else "0/1"
     allowed = (values == 1) | ((values == -1) if minus_one else (values == 0))
     bad_rows = ~allowed.all(axis=1) & ~reported
-    missing_id = (parsed.image_ids == "") & ~reported
+    missing_id = (parsed.image_ids == "").to_numpy() & ~reported
     bad_rows |= missing_id
     if bad_rows.any():
         rows = np.flatnonzero(bad_rows)[:MAX_LISTED_LINES]
@@ -442,22 +369,21 @@ def _binary_values(path: Path, parsed: _Source, columns: list[int], where: str,
     return (values == 1).astype(np.int8), encoding, keep
 
 
-def _first_occurrence(ids: np.ndarray, locations: np.ndarray, where: str, keep: np.ndarray,
+def _first_occurrence(ids: pl.Series, locations: np.ndarray, where: str, keep: np.ndarray,
                       findings: list, code: Code, what: str) -> np.ndarray:
     """True for the first kept row of each id; later duplicates are reported."""
     candidates = np.flatnonzero(keep)
-    _, first = np.unique(ids[candidates], return_index=True)
     is_first = np.zeros(len(ids), dtype=bool)
-    is_first[candidates[first]] = True
+    is_first[candidates] = ids.gather(candidates).is_first_distinct().to_numpy()
     duplicates = keep & ~is_first
     if duplicates.any():
-        dup_ids = ids[duplicates]
+        dup_ids = ids.filter(pl.Series(duplicates)).head(10).to_list()
         findings.append(code.finding(
             f"{int(duplicates.sum())} rows of the {what} repeat an image listed earlier; "
             f"{_list_numbers(locations[duplicates], where)}",
             count=int(duplicates.sum()),
             examples=[{where: int(n), "image_id": str(i)}
-                      for n, i in zip(locations[duplicates][:10], dup_ids[:10], strict=True)]))
+                      for n, i in zip(locations[duplicates][:10], dup_ids, strict=True)]))
     return is_first | ~keep
 
 
@@ -490,7 +416,7 @@ def _summary(findings: list[Finding]) -> str:
 # ---- identity and partition files ----------------------------------------------------------
 def _read_side_file(path: Path, column: str, findings: list) -> pl.DataFrame:
     """``image_id`` and an Int64 ``column`` from a CelebA ``<image> <integer>`` file."""
-    text = _Text(path)
+    text = WhitespaceText(path)
     rows = np.arange(text.n_lines)
     two = text.fields == 2
     values = np.full(text.n_lines, -1, dtype=np.int64)
@@ -509,7 +435,7 @@ def _read_side_file(path: Path, column: str, findings: list) -> pl.DataFrame:
     ids = text.strings(text.first_token[good])
     keep = _first_occurrence(ids, rows[good] + 1, "line", np.ones(len(ids), dtype=bool),
                              findings, ATTR_SIDE_FILE_DUPLICATE, f"{column} file {path}")
-    return pl.DataFrame({"image_id": ids[keep], column: values[good][keep]},
+    return pl.DataFrame({"image_id": ids.filter(pl.Series(keep)), column: values[good][keep]},
                         schema={"image_id": pl.String, column: pl.Int64})
 
 
