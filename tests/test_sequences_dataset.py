@@ -275,3 +275,17 @@ def test_two_samples_at_one_document_position_are_named_with_what_to_do():
     with pytest.raises(ToolError, match=rf"samples 4 and 5 .*doc_id {doc}.* position "
                                         rf"{position}.*validate sequences"):
         HardNegativeSequenceDataset(arrays)
+
+
+def test_set_epoch_between_passes_reaches_the_loaders_workers(tmp_path):
+    write_npz(tmp_path / "s.npz", compact([40, 30, 50]))
+    dataset = HardNegativeSequenceDataset(tmp_path / "s.npz", seed=4)
+    loader = DataLoader(dataset, batch_size=16, collate_fn=collate_batch, num_workers=1)
+    every = np.arange(len(dataset))
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        negatives = torch.cat([b[2] for b in loader]).numpy()
+        assert np.array_equal(negatives, dataset.targets(dataset.negative_indices(every)))
+        if epoch == 0:
+            first = negatives
+    assert not np.array_equal(first, negatives)

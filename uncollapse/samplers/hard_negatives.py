@@ -104,7 +104,13 @@ class HardNegativeSequenceDataset(SequenceDataset):
         return ("_path", "_mmap", "exclude_window", "seed", "epoch", "_key")
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw this epoch's negatives (call before each epoch, as with DistributedSampler)."""
+        """Draw this epoch's negatives (call before each epoch, as with DistributedSampler).
+
+        ``DataLoader`` workers hold a copy of the dataset made when they start: the default
+        loader starts them at every ``iter(loader)``, so they see the new epoch, but with
+        ``persistent_workers=True`` they keep the epoch they started with. Leave
+        ``persistent_workers`` off (or build a new loader) when negatives must change per epoch.
+        """
         self.epoch = int(epoch)
         self._key = epoch_key(self.seed, self.epoch)
 
