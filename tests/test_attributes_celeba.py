@@ -325,3 +325,13 @@ def test_plus_one_in_a_fixed_width_file_is_one(tmp_path, values):
     built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
     assert built.report.findings == []
     assert built.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()
+
+
+def test_non_integer_identity_column_names_the_lines(tmp_path):
+    source = write(tmp_path / "attrs.csv", "image_id,identity,Smiling\n"
+                   "1.jpg,7,1\n2.jpg,seven,0\n3.jpg,8,1\n4.jpg,x9,0\n")
+    with pytest.raises(InputError) as caught:
+        build_attribute_table(source)
+    message = str(caught.value)
+    assert "attrs.csv" in message and "2 that do not" in message
+    assert "line 3: 'seven'" in message and "line 5: 'x9'" in message

@@ -236,3 +236,26 @@ def test_any_integer_seed_draws_deterministic_flips(seed):
     assert ((first["flips"] >= 1) & (first["flips"] <= 2)).all()
     other = dataset(n=50, a=4, seed=seed + 1).batch(np.arange(50))
     assert not torch.equal(first["target_attributes"], other["target_attributes"])
+
+
+class _WideFlips:
+    """A plain user dataset with 70 attributes (more than a combination id can pack)."""
+
+    def __init__(self):
+        self.source = np.random.default_rng(0).integers(0, 2, (50, 70))
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        target = self.source[i].copy()
+        target[i % 70] ^= 1
+        return {"source": self.source[i], "target": target}
+
+
+def test_audit_of_a_dataset_with_more_attributes_than_an_id_packs_counts_combinations():
+    report = audit_flips(_WideFlips(), batch_size=10)
+    assert report.ok
+    assert report.stats["share_with_flip"] == 1.0
+    assert report.stats["flip_counts"] == {"1": 1.0}
+    assert report.stats["combinations_per_batch"] == {"min": 10, "mean": 10.0, "max": 10}

@@ -146,7 +146,8 @@ def build_attribute_table(source: str | Path, *, identities: str | Path | None =
     kept = pl.Series(keep)
     table = pl.DataFrame({"image_id": parsed.image_ids.filter(kept).alias("image_id")})
     table = table.with_columns(
-        identity=_own_column(source, parsed.identity, keep, "identity"),
+        identity=_own_column(source, parsed.identity, keep, "identity",
+                             parsed.locations[keep], where),
         split=pl.Series(parsed.split[keep] if parsed.split is not None
                         else np.full(int(keep.sum()), None), dtype=pl.String))
     # column-major, so each attribute column is one contiguous block
@@ -313,16 +314,20 @@ def _read_table(path: Path, reader, where: str, *, first_location: int) -> _Sour
     return parsed
 
 
-def _own_column(path: Path, identity: np.ndarray | None, keep: np.ndarray,
-                name: str) -> pl.Series:
+def _own_column(path: Path, identity: np.ndarray | None, keep: np.ndarray, name: str,
+                locations: np.ndarray, where: str) -> pl.Series:
     if identity is None:
         return pl.Series(name, [None] * int(keep.sum()), dtype=pl.Int64)
     strings = pl.Series(name, identity[keep], dtype=pl.String)
     parsed = strings.cast(pl.Int64, strict=False)
-    broken = parsed.is_null() & strings.is_not_null()
+    broken = (parsed.is_null() & strings.is_not_null()).to_numpy()
     if broken.any():
-        raise InputError(path, f"column {name!r} must hold integers; found "
-                         f"{strings.filter(broken).head(3).to_list()}")
+        shown = ", ".join(f"{where} {int(n)}: {value!r}" for n, value in
+                          zip(locations[broken][:3], strings.filter(broken).head(3).to_list(),
+                              strict=True))
+        raise InputError(path, f"column {name!r} must hold integers (person ids); found "
+                         f"{int(broken.sum())} that do not ({shown}); fix those rows or drop "
+                         f"the column and pass --identities")
     return parsed
 
 

@@ -99,7 +99,7 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
         ``combinations_per_batch`` (min/mean/max distinct target combinations in a batch).
     """
     from uncollapse.progress import progress
-    from uncollapse.samplers.attribute_flip import combination_ids
+    from uncollapse.samplers.attribute_flip import MAX_ATTRIBUTES, combination_ids
 
     if epoch is not None:
         for thing in (dataset, batches):
@@ -129,7 +129,10 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
                           + (~np.isin(tgt, (0, 1))).any(axis=1).sum())
         flip_counts.append((source != tgt).sum(axis=1))
         binary_target = (tgt == 1).astype(np.int8)
-        combos_per_batch.append(len(np.unique(combination_ids(binary_target))))
+        # rows of more attributes than an id packs are compared whole
+        distinct = (np.unique(combination_ids(binary_target)) if tgt.shape[1] <= MAX_ATTRIBUTES
+                    else np.unique(binary_target, axis=0))
+        combos_per_batch.append(len(distinct))
         index_parts.append(batch)
         sizes.append(len(batch))
         if first_batch is None:
