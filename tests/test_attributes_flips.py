@@ -259,3 +259,19 @@ def test_audit_of_a_dataset_with_more_attributes_than_an_id_packs_counts_combina
     assert report.stats["share_with_flip"] == 1.0
     assert report.stats["flip_counts"] == {"1": 1.0}
     assert report.stats["combinations_per_batch"] == {"min": 10, "mean": 10.0, "max": 10}
+
+
+def test_loader_with_batches_as_indices_gives_the_batch_sampler_batches_whole():
+    # DataLoader(data, sampler=batches, batch_size=None) hands each index list to __getitem__,
+    # which draws the batch in one vectorised call: no per-row dicts, no per-row collate
+    ds = dataset(n=300, a=3, seed=4)
+    batches = [list(range(k, 300, 7)) for k in range(7)]
+    per_row = list(torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=2))
+    whole = list(torch.utils.data.DataLoader(ds, sampler=batches, batch_size=None,
+                                             num_workers=2))
+    assert len(whole) == len(per_row) == 7
+    for a, b in zip(per_row, whole, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    assert whole[2]["index"].tolist() == batches[2]
