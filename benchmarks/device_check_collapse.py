@@ -97,6 +97,7 @@ def main() -> None:
             "uniformity": metrics.uniformity(t["pred"]),
             "variance_floor": metrics.variance_floor(t["pred"], gamma=0.5),
             "relative_spread": metrics.relative_spread(t["pred"]),
+            "label_spread": metrics.label_spread(t["pred"], t["labels"]),
             "within_set_cosine": metrics.within_set_cosine(t["slots"]),
             "silhouette": metrics.silhouette(t["pred"], t["labels"]),
             "knn_purity": metrics.knn_purity(t["pred"], t["labels"]),
