@@ -247,3 +247,14 @@ def test_every_code_is_registered_and_in_the_docs_table():
 def test_bad_input_is_a_tool_error_that_says_what_is_wrong(kwargs, message):
     with pytest.raises(ToolError, match=message):
         diagnose_embeddings(**kwargs)
+
+
+def test_labels_with_one_row_each_are_not_point_collapse():
+    # a label of one row is trivially "one point": it says nothing about collapse
+    pred = gaussian(47, 200, 16)
+    labels = np.arange(200)
+    labels[:10] = 0  # one label with several rows, the rest singletons
+    report = diagnose_embeddings(pred, labels=labels)
+    assert "POINT_COLLAPSE" not in errors(report)
+    assert report.stats["label_spread"] > 0.5
+    assert "POINT_COLLAPSE" not in errors(diagnose_embeddings(pred, labels=np.arange(200)))

@@ -463,3 +463,13 @@ def test_label_spread_is_the_mean_squared_distance_to_the_label_mean_over_the_no
     assert metrics.label_spread(x, labels) == pytest.approx(expected, rel=1e-9)
     assert metrics.label_spread(centres[labels], labels) == pytest.approx(0.0, abs=1e-12)
     assert metrics.label_spread(np.zeros((4, 3)), np.arange(4) % 2) == 0.0
+
+
+def test_label_spread_leaves_out_labels_of_one_row():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(30, 5))
+    labels = np.r_[np.zeros(10, int), np.arange(1, 21)]
+    several = x[:10]
+    expected = np.sum((several - several.mean(axis=0)) ** 2) / np.sum(several ** 2)
+    assert metrics.label_spread(x, labels) == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(metrics.label_spread(x, np.arange(30)))

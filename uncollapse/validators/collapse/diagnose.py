@@ -207,7 +207,9 @@ def diagnose_embeddings(pred, targets=None, labels=None, groups=None, *,
         except ValueError as exc:  # one label, or one row per label: nothing to separate
             stats["silhouette_skipped"] = str(exc)
         stats["label_spread"] = metrics.label_spread(p, labels)
-        if t is not None:
+        if math.isnan(stats["label_spread"]):  # every label has one row: nothing to compare
+            del stats["label_spread"]
+        elif t is not None:
             stats["target_label_spread"] = metrics.label_spread(t, labels)
             stats["label_spread_ratio"] = (stats["label_spread"] / stats["target_label_spread"]
                                            if stats["target_label_spread"] > 0 else math.inf)

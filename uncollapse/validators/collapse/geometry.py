@@ -190,26 +190,32 @@ def relative_spread(x) -> float:
 def label_spread(x, labels) -> float:
     """Spread of the rows around their label's mean, over the mean squared norm.
 
-    With ``c_k`` the mean of the rows of label k::
+    With ``c_k`` the mean of the rows of label k, over the rows ``M`` whose label has at least
+    two rows::
 
-        label_spread = mean_i ||x_i - c_{label(i)}||² / mean_i ||x_i||²
+        label_spread = mean_{i in M} ||x_i - c_{label(i)}||² / mean_{i in M} ||x_i||²
 
     0 when the rows of every label sit on one point (whatever the distance between labels),
     and ``relative_spread`` when there is one label. Unlike the silhouette it does not grow
-    when labels move apart, so well-separated but varied labels score well above 0.
+    when labels move apart, so well-separated but varied labels score well above 0. A label of
+    one row is trivially one point and is left out; nan when every label has one row.
     """
     values = as_float(x, name="x").to(torch.float64)
     codes, n_labels = as_codes(labels, device=values.device)
     if codes.shape[0] != values.shape[0]:
         raise ValueError(f"labels has {codes.shape[0]} values for {values.shape[0]} rows")
-    counts = torch.bincount(codes, minlength=n_labels).to(torch.float64)
+    counts = torch.bincount(codes, minlength=n_labels)
+    shared = counts[codes] > 1
     sums = torch.zeros((n_labels, values.shape[1]), dtype=torch.float64, device=values.device)
     sums.index_add_(0, codes, values)
-    centres = sums / counts.clamp_min(1)[:, None]
-    power = values.pow(2).sum(dim=1).mean()
-    if power.item() == 0:
+    centres = sums / counts.clamp_min(1).to(torch.float64)[:, None]
+    within = torch.where(shared, (values - centres[codes]).pow(2).sum(dim=1), 0).sum()
+    power = torch.where(shared, values.pow(2).sum(dim=1), 0).sum()
+    rows, power_value = torch.stack([shared.sum().to(torch.float64), power]).tolist()
+    if rows == 0:
+        return math.nan
+    if power_value == 0:
         return 0.0
-    within = (values - centres[codes]).pow(2).sum(dim=1).mean()
     return float((within / power).item())
 
 
