@@ -43,3 +43,18 @@ def test_collate_pickles_for_loader_workers():
     collate = pickle.loads(pickle.dumps(GroupedCollate("gid")))
     assert collate([{"gid": 1}, {"gid": 1}])["positive_mask"].tolist() == [[False, True],
                                                                           [True, False]]
+
+
+def test_string_group_ids_give_the_same_mask_as_integer_ids():
+    samples = [{"x": torch.tensor([float(i)]), "image_id": g}
+               for i, g in enumerate(["b.jpg", "a.jpg", "b.jpg"])]
+    batch = GroupedCollate("image_id")(samples)
+    assert batch["image_id"] == ["b.jpg", "a.jpg", "b.jpg"]  # the ids themselves are kept
+    assert batch["group_ids"].tolist() == [1, 0, 1]         # codes in sorted id order
+    assert batch["positive_mask"].tolist() == [[False, False, True], [False, False, False],
+                                               [True, False, False]]
+    x, group_ids, mask = GroupedCollate()([(torch.zeros(1), "q"), (torch.ones(1), "q")])
+    assert group_ids.tolist() == [0, 0] and mask.tolist() == [[False, True], [True, False]]
+    assert positive_mask(["u", "v", "u"]).tolist() == [[False, False, True],
+                                                      [False, False, False],
+                                                      [True, False, False]]
