@@ -335,3 +335,35 @@ def test_non_integer_identity_column_names_the_lines(tmp_path):
     message = str(caught.value)
     assert "attrs.csv" in message and "2 that do not" in message
     assert "line 3: 'seven'" in message and "line 5: 'x9'" in message
+
+
+CELLS = [" 1", "-1", "+1", " 0", "-0", " 7", " x", "x1", "11"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(CELLS), min_size=len(NAMES), max_size=len(NAMES)),
+                min_size=1, max_size=25), st.booleans())
+def test_fixed_width_path_keeps_and_skips_the_rows_the_tokeniser_does(rows, crlf):
+    from uncollapse.pipeline.whitespace_table import read_fixed_width_rows
+
+    eol = "\r\n" if crlf else "\n"
+    lines = [f"{i:06d}.jpg " + " ".join(row) for i, row in enumerate(rows, start=1)]
+    text = eol.join([str(len(rows)), " ".join(NAMES) + " ", *lines]) + eol
+    body = text.encode().split(b"\n", 2)[2]
+    assert read_fixed_width_rows(body, len(NAMES) + 1) is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        fixed = write(Path(tmp) / "fixed.txt", text)
+        # one short row appended: the file is no longer fixed-width and goes to the tokeniser
+        tokenised = write(Path(tmp) / "tokenised.txt", text + "999999.jpg 1" + eol)
+        try:
+            fast = build_attribute_table(fixed)
+        except InputError as exc:  # no valid row at all: the tokeniser must say the same
+            with pytest.raises(InputError):
+                build_attribute_table(tokenised)
+            assert "no valid attribute rows" in str(exc)
+            return
+        slow = build_attribute_table(tokenised)
+    assert fast.table.equals(slow.table)
+    assert fast.report.stats["source_encoding"] == slow.report.stats["source_encoding"]
+    assert fast.report.stats["skipped_lines"] == slow.report.stats["skipped_lines"][:-1]
+    assert slow.report.stats["skipped_lines"][-1] == len(rows) + 3
