@@ -367,3 +367,15 @@ def test_fixed_width_path_keeps_and_skips_the_rows_the_tokeniser_does(rows, crlf
     assert fast.report.stats["source_encoding"] == slow.report.stats["source_encoding"]
     assert fast.report.stats["skipped_lines"] == slow.report.stats["skipped_lines"][:-1]
     assert slow.report.stats["skipped_lines"][-1] == len(rows) + 3
+
+
+def test_cached_build_key_covers_the_text_reader_modules(tmp_path, values):
+    # a fix to the byte-level reader must invalidate cached tables, as a fix to the builder does
+    from uncollapse.cache.hashing import source_digest
+    from uncollapse.cache.store import Cache
+    from uncollapse.pipeline.attributes import build_attributes_cached
+
+    source = write(tmp_path / "list_attr_celeba.txt", celeba_text(values))
+    entry = build_attributes_cached(source, cache=Cache(tmp_path / "cache"))
+    assert entry.manifest["key_inputs"]["code"] == source_digest(
+        ("uncollapse.pipeline.attributes", "uncollapse.pipeline.whitespace_table"))
