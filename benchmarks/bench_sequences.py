@@ -40,7 +40,7 @@ from uncollapse.cache.store import Cache
 from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
 from uncollapse.pipeline.sequences.chunks import load_chunks
 from uncollapse.pipeline.sequences.stages import build_sequence_file
-from uncollapse.samplers.sequence_dataset import HardNegativeSequenceDataset, SequenceDataset
+from uncollapse.samplers import HardNegativeSequenceDataset, SequenceDataset
 
 CONTEXT = 4
 
