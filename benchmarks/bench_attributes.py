@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_time
 
 from uncollapse.pipeline.attributes import build_attribute_table
 
@@ -40,13 +39,6 @@ def write_celeba(path: Path, rows: int, n_attributes: int = 40, seed: int = 0) -
     return values
 
 
-def timed(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main():
@@ -61,12 +53,12 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "list_attr_celeba.txt"
         values = write_celeba(path, args.rows)
-        ours_s, built = timed(lambda: build_attribute_table(path), args.repeats)
-        peer_s, frame = timed(lambda: pd.read_csv(path, sep=r"\s+", skiprows=1),
+        ours_s, built = median_time(lambda: build_attribute_table(path), args.repeats)
+        peer_s, frame = median_time(lambda: pd.read_csv(path, sep=r"\s+", skiprows=1),
                               args.repeats)
         broken = Path(tmp) / "list_attr_celeba_broken.txt"
         broken.write_bytes(path.read_bytes() + b"999999.jpg -1 1\r\n")
-        slow_s, slow = timed(lambda: build_attribute_table(broken), args.repeats)
+        slow_s, slow = median_time(lambda: build_attribute_table(broken), args.repeats)
     same = np.array_equal(built.table.drop("image_id", "identity", "split").to_numpy(),
                           (values + 1) // 2) and np.array_equal(frame.to_numpy(), values)
     print("| reader | seconds | notes |\n|---|---:|---|")
@@ -90,8 +82,8 @@ def loader_epoch(repeats: int) -> None:
                                 rng.integers(0, 2, (20_000, 3)), seed=0)
     batches = np.array_split(rng.permutation(20_000), 20_000 // 256)
     batches = [b.tolist() for b in batches]
-    per_row_s, per_row = timed(lambda: list(DataLoader(data, batch_sampler=batches)), repeats)
-    whole_s, whole = timed(lambda: list(DataLoader(data, sampler=batches, batch_size=None)),
+    per_row_s, per_row = median_time(lambda: list(DataLoader(data, batch_sampler=batches)), repeats)
+    whole_s, whole = median_time(lambda: list(DataLoader(data, sampler=batches, batch_size=None)),
                            repeats)
     same = all(torch.equal(a[k], b[k]) for a, b in zip(per_row, whole, strict=True) for k in a)
     print(f"\n| one epoch, {len(batches)} batches of ~256 | seconds |\n|---|---:|")

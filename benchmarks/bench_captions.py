@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from timing import median_time
 
 from uncollapse.cache.store import Cache
 from uncollapse.pipeline.captions import build_captions
@@ -64,13 +64,6 @@ def write_token_file(path: Path, n_images: int, rng: np.random.Generator) -> int
     return len(image)
 
 
-def timed(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def pandas_grouping_checks(path: Path) -> None:
@@ -99,11 +92,11 @@ def main() -> None:
         del table
         report = validate_captions(path, min_group=5, max_group=5)
         assert report.ok, report.codes()
-        validate_s = timed(lambda: validate_captions(path, min_group=5, max_group=5))
+        validate_s, _ = median_time(lambda: validate_captions(path, min_group=5, max_group=5))
         print(f"validate captions, {args.rows:,} rows: {validate_s:.2f} s (median of 3), "
               f"codes {report.codes()}")
         if args.pandas:
-            pandas_s = timed(lambda: pandas_grouping_checks(path), repeats=1)
+            pandas_s, _ = median_time(lambda: pandas_grouping_checks(path), repeats=1)
             print(f"pandas groupby of the same rules: {pandas_s:.2f} s")
 
         tokens = tmp / "results_20130124.token"
@@ -114,7 +107,7 @@ def main() -> None:
             assert built.report.stats["images"] == 31_783
             assert built.report.stats["captions"] == n == 158_915
 
-        build_s = timed(build)
+        build_s, _ = median_time(build)
         print(f"build captions, token file of 31,783 images / {n:,} captions: {build_s:.2f} s "
               "(median of 3, uncached)")
     print(f"machine: {platform.machine()}, {platform.python_version()}")

@@ -19,25 +19,18 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import numpy as np
 import torch
+from timing import median_time
 
 from uncollapse.validators.collapse import diagnose_embeddings, metrics
 
 
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        if isinstance(result, torch.Tensor) and result.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Median seconds after one warm-up call; waits for the GPU when there is one."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else None
+    return median_time(fn, repeats, warmup=True, synchronize=sync)
 
 
 def rankme_from(sigma: np.ndarray) -> float:
@@ -64,13 +57,13 @@ def main() -> None:
 
     x = embeddings(rng, 25_600, 768)
     x_device = torch.from_numpy(x).to(device)
-    ours, value = median_time(lambda: metrics.effective_rank(x_device), args.repeats)
-    svd_time, sigma = median_time(lambda: torch.linalg.svdvals(x_device), args.repeats)
+    ours, value = timed(lambda: metrics.effective_rank(x_device), args.repeats)
+    svd_time, sigma = timed(lambda: torch.linalg.svdvals(x_device), args.repeats)
     rows.append(("RankMe 25,600 x 768", "effective_rank (Gram, float64)", ours, f"{value:.4f}"))
     rows.append(("", "torch.linalg.svdvals (float32)", svd_time,
                  f"{rankme_from(sigma.double().cpu().numpy()):.4f}"))
     if device.type == "cpu":
-        numpy_time, sigma = median_time(lambda: np.linalg.svd(x.astype(np.float64),
+        numpy_time, sigma = timed(lambda: np.linalg.svd(x.astype(np.float64),
                                                                compute_uv=False),
                                         max(1, args.repeats // 2))
         rows.append(("", "numpy.linalg.svd (float64)", numpy_time, f"{rankme_from(sigma):.4f}"))
@@ -79,8 +72,8 @@ def main() -> None:
     clustered = (rng.normal(size=(512, 768))[labels] + rng.normal(size=(4096, 768)) * 2)
     clustered = clustered.astype(np.float32)
     clustered_device = torch.from_numpy(clustered).to(device)
-    ours, value = median_time(lambda: metrics.silhouette(clustered_device, labels), args.repeats)
-    peer, expected = median_time(lambda: silhouette_score(clustered, labels, metric="cosine"),
+    ours, value = timed(lambda: metrics.silhouette(clustered_device, labels), args.repeats)
+    peer, expected = timed(lambda: silhouette_score(clustered, labels, metric="cosine"),
                                  args.repeats)
     rows.append(("silhouette 4,096 x 768, 512 labels", "silhouette", ours, f"{value:.6f}"))
     rows.append(("", "sklearn silhouette_score", peer, f"{expected:.6f}"))
@@ -88,14 +81,14 @@ def main() -> None:
     true = rng.integers(0, 8, (256, 64, 64))
     pred = np.where(rng.random(true.shape) < 0.7, true, rng.integers(0, 11, true.shape))
     true_device, pred_device = torch.from_numpy(true).to(device), torch.from_numpy(pred).to(device)
-    ours, value = median_time(lambda: metrics.adjusted_rand_index(true_device, pred_device),
+    ours, value = timed(lambda: metrics.adjusted_rand_index(true_device, pred_device),
                               args.repeats)
-    peer, expected = median_time(lambda: np.mean([adjusted_rand_score(t.ravel(), p.ravel())
+    peer, expected = timed(lambda: np.mean([adjusted_rand_score(t.ravel(), p.ravel())
                                                   for t, p in zip(true, pred, strict=True)]),
                                  args.repeats)
     rows.append(("ARI 256 masks of 64 x 64", "adjusted_rand_index", ours, f"{value:.6f}"))
     rows.append(("", "sklearn adjusted_rand_score loop", peer, f"{expected:.6f}"))
-    ours, value = median_time(lambda: metrics.foreground_ari(true_device, pred_device),
+    ours, value = timed(lambda: metrics.foreground_ari(true_device, pred_device),
                               args.repeats)
     rows.append(("FG-ARI, same masks", "foreground_ari", ours, f"{value:.6f}"))
 
@@ -103,7 +96,7 @@ def main() -> None:
     outputs = targets + 0.5 * torch.randn(targets.shape, generator=torch.Generator().manual_seed(1)
                                           ).to(device)
     groups = np.repeat(np.arange(25_600 // 5), 5)
-    ours, report = median_time(lambda: diagnose_embeddings(outputs, targets, groups=groups),
+    ours, report = timed(lambda: diagnose_embeddings(outputs, targets, groups=groups),
                                max(1, args.repeats // 2))
     rows.append(("diagnose_embeddings 25,600 x 768 with targets", "all metrics", ours,
                  ", ".join(report.codes()) or "no findings"))

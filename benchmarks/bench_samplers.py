@@ -22,9 +22,9 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+from timing import median_time
 
 from uncollapse.samplers import GroupedBatchSampler
 from uncollapse.validators.batches import audit_batches
@@ -41,10 +41,6 @@ def peer():
     return module.MPerClassSampler
 
 
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def check(batches, group_ids, per_group, what) -> dict:
@@ -61,8 +57,8 @@ def plan_10m(repeats: int) -> None:
     n_groups, k, batch = 2_000_000, 5, 1_000
     rng = np.random.default_rng(0)
     group_ids = rng.permutation(np.repeat(np.arange(n_groups, dtype=np.int64), k))
-    build, sampler = timed(lambda: GroupedBatchSampler(group_ids, batch, k, seed=0))
-    plans = [timed(lambda e=e: sampler.plan(e)) for e in range(repeats)]
+    build, sampler = median_time(lambda: GroupedBatchSampler(group_ids, batch, k, seed=0), 1)
+    plans = [median_time(lambda e=e: sampler.plan(e), 1) for e in range(repeats)]
     plan_s = statistics.median(t for t, _ in plans)
     stats = check(plans[0][1].rows.reshape(-1, batch), group_ids, k, "grouped plan, 10M rows")
     print("\n## 10M rows, 2M groups, k=5, batch 1,000")
@@ -72,8 +68,9 @@ def plan_10m(repeats: int) -> None:
     # The same size with uneven groups (Poisson sizes around 5): rows within each group that
     # has more than k must also be shuffled every epoch, which the even case never needs.
     uneven = rng.integers(0, n_groups, size=n_groups * k)
-    uneven_build, uneven_sampler = timed(lambda: GroupedBatchSampler(uneven, batch, k, seed=0))
-    uneven_plans = [timed(lambda e=e: uneven_sampler.plan(e)) for e in range(repeats)]
+    uneven_build, uneven_sampler = median_time(
+        lambda: GroupedBatchSampler(uneven, batch, k, seed=0), 1)
+    uneven_plans = [median_time(lambda e=e: uneven_sampler.plan(e), 1) for e in range(repeats)]
     check(uneven_plans[0][1].rows.reshape(-1, batch), uneven, k, "grouped plan, uneven")
     print(f"| uneven groups (Poisson sizes, mean 5): build the sampler | {uneven_build:.2f} |")
     print(f"| uneven groups: plan one epoch (median of {repeats} epochs) | "
@@ -95,7 +92,7 @@ def versus_peer(repeats: int, peer_fraction: float) -> None:
         sampler = GroupedBatchSampler(labels, batch, m, seed=0)
         return list(sampler)
 
-    runs = [timed(ours) for _ in range(repeats)]
+    runs = [median_time(ours, 1) for _ in range(repeats)]
     ours_s = statistics.median(t for t, _ in runs)
     ours_stats = check(np.asarray(runs[0][1]), labels, m, "GroupedBatchSampler")
 
@@ -103,9 +100,9 @@ def versus_peer(repeats: int, peer_fraction: float) -> None:
     peer_batches = max(1, round(n_batches * peer_fraction))
 
     # Building it (indexing the labels) is timed once and not scaled; only the batches are.
-    build_s, sampler = timed(lambda: MPerClassSampler(
-        labels, m=m, batch_size=batch, length_before_new_iter=peer_batches * batch))
-    peer_s, flat = timed(lambda: list(iter(sampler)))
+    build_s, sampler = median_time(lambda: MPerClassSampler(
+        labels, m=m, batch_size=batch, length_before_new_iter=peer_batches * batch), 1)
+    peer_s, flat = median_time(lambda: list(iter(sampler)), 1)
     peer_epoch_s = build_s + peer_s * n_batches / peer_batches
     peer_stats = check(np.asarray(flat).reshape(-1, batch), labels, m, "MPerClassSampler")
 

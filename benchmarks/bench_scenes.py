@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_time
 
 from uncollapse.pipeline.scenes import (
     SHAPE_KINDS,
@@ -55,13 +54,6 @@ def per_scene_loop(num: int, size: int, max_objects: int, seed: int, min_visible
     return images, masks, counts
 
 
-def timed(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main():
@@ -75,17 +67,17 @@ def main():
           f"{args.num} scenes {args.size}x{args.size}, 1-{args.max_objects} objects, "
           f"median of {args.repeats}")
 
-    gen_s, scenes = timed(lambda: generate_scenes(args.num, args.size, args.max_objects,
+    gen_s, scenes = median_time(lambda: generate_scenes(args.num, args.size, args.max_objects,
                                                   seed=0), args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scenes.npz"
-        save_s, _ = timed(lambda: save_scenes(scenes, path), args.repeats)
-        raw_s, _ = timed(lambda: save_scenes(scenes, Path(tmp) / "raw.npz", compress=False),
+        save_s, _ = median_time(lambda: save_scenes(scenes, path), args.repeats)
+        raw_s, _ = median_time(lambda: save_scenes(scenes, Path(tmp) / "raw.npz", compress=False),
                          args.repeats)
         megabytes = path.stat().st_size / 1e6
         raw_megabytes = (Path(tmp) / "raw.npz").stat().st_size / 1e6
-        check_s, report = timed(lambda: check_scenes(path), args.repeats)
-    loop_s, (_, loop_masks, loop_counts) = timed(
+        check_s, report = median_time(lambda: check_scenes(path), args.repeats)
+    loop_s, (_, loop_masks, loop_counts) = median_time(
         lambda: per_scene_loop(args.num, args.size, args.max_objects, seed=0), args.repeats)
 
     rows = [

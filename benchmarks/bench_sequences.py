@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from timing import median_time
 
 from uncollapse.cache.store import Cache
 from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
@@ -52,13 +53,6 @@ def corpus_offsets(targets: int, rng: np.random.Generator) -> np.ndarray:
     return np.r_[0, np.cumsum(lengths[:needed])].astype(np.int64)
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_negatives(targets: int, dim: int) -> None:
@@ -108,14 +102,14 @@ def bench_negatives(targets: int, dim: int) -> None:
             dataset[i]
 
     ours_getitems()  # warm the page cache and the allocator
-    plain_s = median_time(plain_getitems, 5) / batches.size
+    plain_s = median_time(plain_getitems, 5)[0] / batches.size
     per_item = {
-        "peer: np.where(doc_ids == doc) draw": median_time(peer_draw, 5) / len(peer_items),
+        "peer: np.where(doc_ids == doc) draw": median_time(peer_draw, 5)[0] / len(peer_items),
         "peer: draw + fetch the same vectors":
-            median_time(peer_draw_and_vectors, 5) / len(peer_items),
-        "ours: __getitems__ (batch 1024, vectors)": median_time(ours_getitems, 5) / batches.size,
-        "ours: negative_indices (batch 1024, draw)": median_time(ours_draw, 5) / batches.size,
-        "ours: __getitem__ (single item, vectors)": median_time(ours_getitem, 5) / len(singles),
+            median_time(peer_draw_and_vectors, 5)[0] / len(peer_items),
+        "ours: __getitems__ (batch 1024, vectors)": median_time(ours_getitems, 5)[0] / batches.size,
+        "ours: negative_indices (batch 1024, draw)": median_time(ours_draw, 5)[0] / batches.size,
+        "ours: __getitem__ (single item, vectors)": median_time(ours_getitem, 5)[0] / len(singles),
     }
     per_item["ours: what negatives add to __getitems__ (draw + negative vector)"] = \
         per_item["ours: __getitems__ (batch 1024, vectors)"] - plain_s
@@ -179,7 +173,7 @@ def bench_compact_build(targets: int, dim: int, workdir: Path, where: str,
                                   (save_fsync, synced, "copy_synced.npy"),
                                   (build, builds, "compact.npz")):
             (workdir / output).unlink(missing_ok=True)
-            times.append(median_time(fn, 1))
+            times.append(median_time(fn, 1)[0])
             (workdir / output).unlink()
     save_s, build_s = statistics.median(saves), statistics.median(builds)
     synced_s = statistics.median(synced)

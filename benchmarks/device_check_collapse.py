@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_time
 
 from uncollapse.validators.collapse import diagnose_embeddings, metrics
 
@@ -33,15 +32,7 @@ def synchronize() -> None:
 
 
 def timed(fn, repeats: int = 5) -> float:
-    fn()
-    synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(fn, repeats, warmup=True, synchronize=synchronize)[0]
 
 
 def device_to_host_bytes(fn, trace_path: Path) -> tuple[int, int]:
