@@ -79,6 +79,18 @@ def test_diverse_sampler_on_an_npz_sequence_file(tmp_path):
     assert json.loads(result.output)["stats"]["rows"] == 210
 
 
+def test_diverse_sampler_on_a_compact_sequence_file_uses_its_sample_documents(tmp_path):
+    # compact form: documents of 3, 7 and 12 chunks, C = 2 -> 1 + 5 + 10 samples
+    path = tmp_path / "seq_compact.npz"
+    np.savez(path, vectors=np.ones((22, 2), np.float32),
+             doc_offsets=np.array([0, 3, 10, 22], np.int64), context_length=np.int64(2))
+    result = run(path, "--sampler", "diverse", "-b", "3", "-m", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["stats"]["rows"] == 16
+    assert report["stats"]["max_rows_per_doc_in_batch"]["max"] == 1
+
+
 def test_unusable_requests_exit_2_with_the_reason(captions, tmp_path):
     result = run(captions, "--sampler", "grouped", "-b", "52", "-k", "5")
     assert result.exit_code == 2

@@ -20,6 +20,9 @@ SAMPLER_KINDS = ("grouped", "diverse", "random")
 def read_id_column(path, column: str) -> np.ndarray:
     """One column of a Parquet/CSV table (or one array of an NPZ file) as a numpy array.
 
+    ``doc_ids`` of a compact sequence file (no such array) are each sample's document, from
+    its ``doc_offsets`` and ``context_length``, as ``SequenceDataset.doc_ids`` gives them.
+
     Raises:
         InputError: the file cannot be read, lacks the column, or the column has nulls.
     """
@@ -28,6 +31,13 @@ def read_id_column(path, column: str) -> np.ndarray:
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as npz:
+                if column == "doc_ids" and column not in npz.files and \
+                        {"doc_offsets", "context_length"} <= set(npz.files):
+                    # the compact sequence form: one id per sample (window), not per chunk row
+                    from uncollapse.pipeline.sequences.build import sequence_windows
+
+                    return sequence_windows(npz["doc_offsets"],
+                                            int(npz["context_length"])).doc_index
                 if column not in npz.files:
                     raise InputError(path, f"has no array {column!r} (arrays: "
                                            f"{', '.join(npz.files)}); pass the name of the id "
