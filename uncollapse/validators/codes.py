@@ -15,6 +15,7 @@ CODE_MODULES = (
     "uncollapse.validators.sequences",
     "uncollapse.pipeline.captions.irregularities",
     "uncollapse.validators.captions",
+    "uncollapse.validators.match_ids",
     "uncollapse.cache.verify",
     "uncollapse.validators.batches",
     "uncollapse.validators.collapse.diagnose",
