@@ -14,8 +14,8 @@ from uncollapse.validators.report import Code
 CODE_MODULES = (
     "uncollapse.validators.sequences",
     "uncollapse.pipeline.captions.irregularities",
-    "uncollapse.validators.captions",
     "uncollapse.validators.match_ids",
+    "uncollapse.validators.captions",
     "uncollapse.cache.verify",
     "uncollapse.validators.batches",
     "uncollapse.validators.collapse.diagnose",
