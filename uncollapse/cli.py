@@ -7,6 +7,7 @@ them, so ``uncollapse --help`` starts fast.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 
 import click
@@ -74,8 +75,19 @@ def diagnose():
 
 _PARENTS = {"": main, "build": build, "validate": validate, "diagnose": diagnose}
 
+
+def _keep_examples(command: click.Command) -> None:
+    """Mark each ``Example:`` block verbatim (click's ``\\b``) so help shows it line by line."""
+    for sub in getattr(command, "commands", {}).values():
+        _keep_examples(sub)
+    text = inspect.cleandoc(command.help or "")
+    if "Example:\n" in text and "Example:\n\n" not in text:
+        command.help = text.replace("Example:\n", "Example:\n\n\b\n", 1)
+
+
 for _module_name in PACKAGE_CLIS:
     _module = importlib.import_module(_module_name)
     for _parent, _commands in getattr(_module, "COMMANDS", {}).items():
         for _command in _commands:
             _PARENTS[_parent].add_command(_command)
+            _keep_examples(_command)
