@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -25,12 +26,23 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600; give the result the mode a plain write would (or the old file's)
+        os.chmod(tmp_path, _mode_for(dest))
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _mode_for(dest: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(dest).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
