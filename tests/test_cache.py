@@ -251,3 +251,8 @@ def test_missing_input_is_a_tool_error(tmp_path):
 
     with pytest.raises(ToolError, match="input does not exist"):
         Cache(tmp_path / "c").key_inputs(STAGE, options={}, inputs={"src": tmp_path / "nope"})
+
+
+def test_build_output_rows_must_be_a_dict_by_file():
+    with pytest.raises(TypeError, match="rows must be a dict keyed by output file name"):
+        BuildOutput(rows=1000)

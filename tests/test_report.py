@@ -60,3 +60,16 @@ def test_round_trip_through_dict():
 def test_unknown_severity_is_rejected():
     with pytest.raises(ValueError, match="severity"):
         Code("X", "fatal", "m", "f")
+
+
+def test_text_verdict_follows_strict():
+    from io import StringIO
+
+    from rich.console import Console
+
+    report = Report("t.parquet", "captions", [DEMO_WARNING.finding("w")])
+    relaxed, strict = StringIO(), StringIO()
+    report.render_text(Console(file=relaxed, width=120))
+    report.render_text(Console(file=strict, width=120), strict=True)
+    assert relaxed.getvalue().splitlines()[0] == "captions t.parquet: OK"
+    assert strict.getvalue().splitlines()[0] == "captions t.parquet: INVALID"

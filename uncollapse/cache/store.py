@@ -83,6 +83,13 @@ class BuildOutput:
     schema: dict = field(default_factory=dict)
     result: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        for name in ("rows", "schema", "result"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"BuildOutput.{name} must be a dict keyed by output file name "
+                                f"(e.g. rows={{'table.parquet': 1000}}), got "
+                                f"{type(getattr(self, name)).__name__}")
+
 
 class Cache:
     """A content-addressed store of built artifacts.

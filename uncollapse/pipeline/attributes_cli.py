@@ -58,7 +58,7 @@ def build_attributes(source, identities, partition, attributes, strict, report_p
             tmp.write_text(report.to_json())
     # the full list of skipped lines goes to --report; the terminal gets the findings
     report.stats.pop("skipped_lines", None)
-    report.render_text(Console(stderr=True))
+    report.render_text(Console(stderr=True), strict=strict)
     irregular = [f for f in report.findings if f.severity != "info"]
     if strict and irregular:
         click.echo(f"--strict: {sum(f.count for f in irregular)} irregularit(ies) in the input; "

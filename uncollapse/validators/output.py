@@ -41,5 +41,5 @@ def emit_report(report: Report, *, output_format: str = "text", json_path: str |
         if text:
             click.echo(text)
     else:
-        report.render_text()
+        report.render_text(strict=strict)
     sys.exit(report.exit_code(strict))

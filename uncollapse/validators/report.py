@@ -132,13 +132,14 @@ class Report:
             lines.append(f"::{level[f.severity]} file={self.target},title={f.code}::{text}")
         return "\n".join(lines)
 
-    def render_text(self, console=None) -> None:
-        """Print the report for a person (rich)."""
+    def render_text(self, console=None, *, strict: bool = False) -> None:
+        """Print the report for a person (rich); under ``strict`` warnings make it INVALID."""
         from rich.console import Console
         from rich.table import Table
 
         console = console or Console()
-        verdict = "[green]OK[/green]" if self.ok else "[red]INVALID[/red]"
+        verdict = ("[green]OK[/green]" if self.exit_code(strict) == EXIT_VALID
+                   else "[red]INVALID[/red]")
         console.print(f"[bold]{self.kind}[/bold] {self.target}: {verdict}")
         if self.stats:
             table = Table(show_header=False, box=None, pad_edge=False)

