@@ -256,3 +256,22 @@ def test_missing_input_is_a_tool_error(tmp_path):
 def test_build_output_rows_must_be_a_dict_by_file():
     with pytest.raises(TypeError, match="rows must be a dict keyed by output file name"):
         BuildOutput(rows=1000)
+
+
+def test_code_change_in_a_module_the_stage_imports_is_a_miss(tmp_path, source_file, monkeypatch):
+    package = tmp_path / "src" / "demo_stagepkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "stage.py").write_text("def build():\n    from demo_stagepkg.helper import f\n")
+    (package / "helper.py").write_text("def f():\n    return 1\n")
+    (package / "unrelated.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    stage = Stage("transitive", version=1, modules=("demo_stagepkg.stage",))
+    cache = Cache(tmp_path / "c")
+    a = cache.build(stage, options={}, inputs={"src": source_file}, builder=write_builder([]))
+    (package / "unrelated.py").write_text("X = 2\n")
+    same = cache.build(stage, options={}, inputs={"src": source_file}, builder=write_builder([]))
+    assert same.hit and same.key == a.key
+    (package / "helper.py").write_text("def f():\n    return 2  # a fix in a helper\n")
+    b = cache.build(stage, options={}, inputs={"src": source_file}, builder=write_builder([]))
+    assert not b.hit and [d[0] for d in cache.explain(a.key, b.key)] == ["code"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -74,20 +76,65 @@ class DigestMemo:
         return self.file(path)
 
 
-def source_digest(modules: tuple[str, ...]) -> str:
-    """Digest of the Python source of ``modules`` (a package means all its ``.py`` files).
+def _module_files(name: str, whole_package: bool) -> list[Path]:
+    """The source file of a module; of a package, its ``__init__.py`` or all its files."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise ValueError(f"cannot find the Python source of module {name}")
+    origin = Path(spec.origin)
+    if origin.name == "__init__.py" and whole_package:
+        return sorted(origin.parent.rglob("*.py"))
+    return [origin]
 
-    Part of every cache key, so fixing a builder's code can never serve a stale result.
+
+@functools.lru_cache(maxsize=4096)
+def _is_module(name: str) -> bool:
+    parent, _, _ = name.rpartition(".")
+    try:
+        if parent and importlib.util.find_spec(parent).submodule_search_locations is None:
+            return False  # `from package.module import function`: not a module
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+def _imports_within(file: Path, root: str) -> set[str]:
+    """Modules of the top-level package ``root`` that ``file`` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_bytes())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if (n == root or n.startswith(root + ".")) and _is_module(n))
+    return found
+
+
+def source_digest(modules: tuple[str, ...]) -> str:
+    """Digest of the Python source of ``modules`` (a package listed here counts all its files)
+    and of every module of their own top-level package that they import, directly or through
+    others (an imported package counts its ``__init__.py``).
+
+    Part of every cache key, so fixing a builder's code, or a helper it calls, can never serve
+    a stale result.
     """
+    pending = [(name, True) for name in modules]
+    seen, files = set(), set()
+    while pending:
+        name, whole_package = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        root = name.split(".")[0]
+        for file in _module_files(name, whole_package):
+            files.add((root, file))
+            pending.extend((m, False) for m in _imports_within(file, root) - seen)
     parts = []
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"cannot find the source of module {name}")
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for file in files:
-            parts.append([name, file.name if origin.name != "__init__.py"
-                          else file.relative_to(origin.parent).as_posix(),
-                          hashlib.sha256(file.read_bytes()).hexdigest()])
+    for root, file in sorted(files):
+        root_dir = Path(importlib.util.find_spec(root).origin).parent
+        relative = file.relative_to(root_dir) if file.is_relative_to(root_dir) else file.name
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        parts.append([root, Path(relative).as_posix(), digest])
     return sha256_json(parts)

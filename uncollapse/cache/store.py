@@ -44,7 +44,8 @@ class Stage:
     Args:
         name: the stage's name (a directory under the cache root).
         version: bump it when the output changes for a reason the source digest cannot see.
-        modules: modules whose source is part of the key (a package counts all its files).
+        modules: the stage's own modules (a package counts all its files); every module of
+            the same top-level package that they import is part of the key too.
         format_version: version of the output format.
     """
 

@@ -477,8 +477,7 @@ def build_attributes_cached(source: str | Path, *, identities: str | Path | None
     """
     from uncollapse.cache.store import BuildOutput, Cache, Stage
 
-    stage = Stage(ATTRIBUTES_STAGE_NAME, 1, ("uncollapse.pipeline.attributes",
-                                             "uncollapse.pipeline.whitespace_table"))
+    stage = Stage(ATTRIBUTES_STAGE_NAME, 1, ("uncollapse.pipeline.attributes",))
     inputs = {"source": source}
     if identities is not None:
         inputs["identities"] = identities

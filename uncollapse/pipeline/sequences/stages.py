@@ -12,8 +12,7 @@ SEQUENCES_FILE = "sequences.npz"
 VECTORS_FILE = "vectors.npy"
 
 CHUNKS_STAGE = Stage("chunks", 1, ("uncollapse.pipeline.sequences.chunks",))
-SEQUENCES_STAGE = Stage("sequences", 1, ("uncollapse.pipeline.sequences.build",
-                                         "uncollapse.pipeline.sequences.npzfile"))
+SEQUENCES_STAGE = Stage("sequences", 1, ("uncollapse.pipeline.sequences.build",))
 ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode",))
 
 
