@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from uncollapse.errors import InputError
+from uncollapse.pipeline.text_files import UTF8_BOM, decode_utf8
 
 #: value of a token that is not -1, 0 or 1 in ``WhitespaceText.signs``
 BAD = np.int16(-32768)
@@ -30,16 +31,8 @@ def read_text_bytes(path: Path) -> bytes:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(path, f"not UTF-8 text (bad byte at offset {exc.start}); expected "
-                         "a CelebA text file, or pass a .csv/.parquet table",
-                         line=line) from exc
-    return raw
+    decode_utf8(path, raw, hint="expected a CelebA text file, or pass a .csv/.parquet table")
+    return raw[len(UTF8_BOM):] if raw.startswith(UTF8_BOM) else raw
 
 
 class WhitespaceText:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import polars as pl
 
-from uncollapse.errors import InputError
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_IMAGE_IN_TWO_SPLITS,
     SOURCE_IMAGE_NOT_IN_SPLIT,
@@ -14,6 +13,7 @@ from uncollapse.pipeline.captions.irregularities import (
     SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
     Irregularities,
 )
+from uncollapse.pipeline.text_files import read_text_lines
 
 # `1000268201_693b08cb0e.jpg#0<TAB>A child in a pink dress ...`
 # The separator is one tab (or, in hand-made files, a run of spaces); whitespace beyond it
@@ -27,13 +27,7 @@ IMAGE_SUFFIX = r"(?i)\.(jpe?g|png|gif|bmp)(\.\d+)?$"
 
 def read_lines(path: Path) -> pl.DataFrame:
     """The file's lines with their 1-based line numbers (BOM and CR/LF handled)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc}); convert it with iconv") from exc
-    # Only CR/LF end a line: str.splitlines would also split captions at form feeds, U+2028 and
-    # other separators, truncating them and shifting every later line number.
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = read_text_lines(path)
     return pl.DataFrame({"text": lines}, schema={"text": pl.String}).with_row_index(
         "line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
 

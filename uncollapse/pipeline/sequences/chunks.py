@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.errors import InputError, ToolError
+from uncollapse.pipeline.text_files import read_text_lines
 
 UNITS = ("paragraph", "line", "sentence")
 SOURCE_KINDS = ("auto", "jsonl", "parquet", "text", "folder")
@@ -166,17 +167,6 @@ def _bad_json_line(source: Path) -> int | None:
 
 
 # text ---------------------------------------------------------------------------------------
-def _read_lines(path: Path) -> list[str]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(path, f"not UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
-                         line=line) from exc
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
 def _check_pattern(pattern: str):
     import polars as pl
 
@@ -249,7 +239,7 @@ def _pattern_groups(pattern: str) -> int:
 
 def _read_text_file(source: Path, doc_pattern: str, unit: str, stats: ChunkStats):
     stats.files = 1
-    lines = _read_lines(source)
+    lines = read_text_lines(source)
     parts = _lines_to_parts(lines, doc_pattern, unit, stats)
     if parts.height == 0 and stats.lines_before_first_document:
         raise InputError(source, f"no line matches the document pattern {doc_pattern!r}, so "
@@ -271,7 +261,7 @@ def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
     file_index: list[np.ndarray] = []
     keys = [p.relative_to(source).as_posix() for p in files]
     for number, path in enumerate(files):  # one read per file; the lines are then columnar
-        lines = _read_lines(path)
+        lines = read_text_lines(path)
         all_lines.extend(lines)
         file_index.append(np.full(len(lines), number, dtype=np.int64))
     file_ids = np.concatenate(file_index)
