@@ -24,7 +24,6 @@ import numpy as np
 from uncollapse.errors import InputError, ToolError
 
 SHAPE_KINDS = ("circle", "square", "triangle", "diamond")
-SCENE_KEYS = ("images", "masks", "num_objects")
 CHUNK = 512
 REDRAW_ROUNDS = 8
 

@@ -70,12 +70,6 @@ class WhitespaceText:
         end = self.line_starts[line + 1] if line + 1 < len(self.line_starts) else len(self.raw)
         return self.raw[self.line_starts[line]:end].decode("utf-8").rstrip("\r\n")
 
-    def line_tokens(self, line: int) -> list[str]:
-        t = self.first_token[line]
-        return [self.raw[a:b].decode("utf-8") for a, b in
-                zip(self.starts[t:t + self.fields[line]], self.ends[t:t + self.fields[line]],
-                    strict=True)]
-
     def strings(self, tokens: np.ndarray) -> pl.Series:
         """The text of ``tokens`` as a polars String series (gathered as one byte matrix)."""
         if len(tokens) == 0:

@@ -25,10 +25,6 @@ import numpy as np
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.sequences.npzfile import write_npz
 
-DENSE_KEYS = ("context_sequences", "target_vectors", "doc_ids", "target_positions",
-              "concept_texts")
-COMPACT_KEYS = ("vectors", "doc_offsets", "doc_keys", "texts", "context_length")
-
 
 @dataclass(frozen=True)
 class Windows:
