@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from timing import median_time
 
-from uncollapse.pipeline.attributes import build_attribute_table
+from uncollapse.pipeline.attributes.build import build_attribute_table
 
 
 def write_celeba(path: Path, rows: int, n_attributes: int = 40, seed: int = 0) -> np.ndarray:
@@ -75,7 +75,7 @@ def loader_epoch(repeats: int) -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from uncollapse.samplers.attribute_flip import AttributeFlipDataset
+    from uncollapse.data.attributes.dataset import AttributeFlipDataset
 
     rng = np.random.default_rng(0)
     data = AttributeFlipDataset(rng.standard_normal((20_000, 512)).astype(np.float32),

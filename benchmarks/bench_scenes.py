@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 from timing import median_time
 
+from uncollapse.data.scenes.contract import save_scenes
 from uncollapse.pipeline.scenes import (
     SHAPE_KINDS,
     _inside,
     generate_scenes,
-    save_scenes,
     shape_radius_range,
 )
-from uncollapse.validators.scenes import check_scenes
+from uncollapse.validators.scenes import validate_scenes
 
 
 def per_scene_loop(num: int, size: int, max_objects: int, seed: int, min_visible: int = 4):
@@ -76,7 +76,7 @@ def main():
                          args.repeats)
         megabytes = path.stat().st_size / 1e6
         raw_megabytes = (Path(tmp) / "raw.npz").stat().st_size / 1e6
-        check_s, report = median_time(lambda: check_scenes(path), args.repeats)
+        check_s, report = median_time(lambda: validate_scenes(path), args.repeats)
     loop_s, (_, loop_masks, loop_counts) = median_time(
         lambda: per_scene_loop(args.num, args.size, args.max_objects, seed=0), args.repeats)
 
@@ -87,7 +87,7 @@ def main():
         ("per-scene Python loop (peer)", loop_s, f"{int(loop_counts.sum())} objects"),
         ("save_scenes, compressed NPZ", save_s, f"{megabytes:.1f} MB"),
         ("save_scenes, uncompressed NPZ", raw_s, f"{raw_megabytes:.1f} MB"),
-        ("check_scenes (validate scenes)", check_s,
+        ("validate_scenes (validate scenes)", check_s,
          "ok" if report.ok else ",".join(report.codes())),
     ]
     print("| step | seconds | notes |\n|---|---:|---|")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from uncollapse.cli import main
 from uncollapse.errors import InputError
-from uncollapse.pipeline.attributes import build_attribute_table
+from uncollapse.pipeline.attributes.build import build_attribute_table
 
 NAMES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling", "Male"]
 
@@ -373,9 +373,9 @@ def test_cached_build_key_covers_the_text_reader_modules(tmp_path, values):
     # a fix to the byte-level reader must invalidate cached tables, as a fix to the builder does
     from uncollapse.cache.hashing import source_digest
     from uncollapse.cache.store import Cache
-    from uncollapse.pipeline.attributes import build_attributes_cached
+    from uncollapse.pipeline.attributes.build import build_attributes_cached
 
     source = write(tmp_path / "list_attr_celeba.txt", celeba_text(values))
     entry = build_attributes_cached(source, cache=Cache(tmp_path / "cache"))
     assert entry.manifest["key_inputs"]["code"] == source_digest(
-        ("uncollapse.pipeline.attributes", "uncollapse.pipeline.whitespace_table"))
+        ("uncollapse.pipeline.attributes.build", "uncollapse.pipeline.whitespace_table"))

@@ -13,11 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uncollapse.cli import main
-from uncollapse.samplers.attribute_flip import (
-    AttributeFlipDataset,
-    combination_ids,
-    decode_combination_ids,
-)
+from uncollapse.data.attributes.contract import combination_ids, decode_combination_ids
+from uncollapse.data.attributes.dataset import AttributeFlipDataset
 from uncollapse.validators.flips import audit_flips
 
 

@@ -7,7 +7,8 @@ import torch
 from click.testing import CliRunner
 
 from uncollapse.cli import main
-from uncollapse.samplers.attribute_flip import AttributeFlipDataset, combination_ids
+from uncollapse.data.attributes.contract import combination_ids
+from uncollapse.data.attributes.dataset import AttributeFlipDataset
 from uncollapse.samplers.grouped import GroupedBatchSampler
 from uncollapse.validators.flips import audit_flips
 

@@ -106,8 +106,8 @@ def test_the_command_module_does_not_import_torch():
 
 def test_every_threshold_is_an_option_with_the_documented_default():
     from uncollapse.validators.collapse import Thresholds
-    from uncollapse.validators.collapse.cli import diagnose_embeddings
+    from uncollapse.validators.collapse.cli import diagnose_embeddings_command
 
-    options = {p.name: p.default for p in diagnose_embeddings.params}
+    options = {p.name: p.default for p in diagnose_embeddings_command.params}
     for name in Thresholds.names():
         assert options[name] == getattr(Thresholds(), name)

@@ -6,8 +6,8 @@ import importlib
 import pkgutil
 
 import uncollapse
+from uncollapse.report import Code
 from uncollapse.validators.codes import CODE_MODULES, all_codes
-from uncollapse.validators.report import Code
 
 
 def _modules_defining_codes() -> set[str]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from uncollapse.validators.report import MAX_EXAMPLES, Code, Report
+from uncollapse.report import MAX_EXAMPLES, Code, Report
 
 DEMO_ERROR = Code("DEMO_ERROR", "error", "meaning", "the fix")
 DEMO_WARNING = Code("DEMO_WARNING", "warning", "meaning", "another fix")

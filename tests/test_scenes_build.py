@@ -9,15 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uncollapse.cli import main
+from uncollapse.data.scenes.contract import load_scenes, save_scenes
 from uncollapse.errors import ToolError
 from uncollapse.pipeline.scenes import (
     _drop_hidden,
     generate_scenes,
-    load_scenes,
-    save_scenes,
     smallest_shape_area,
 )
-from uncollapse.validators.scenes import check_scenes
+from uncollapse.validators.scenes import validate_scenes
 
 
 def labels_per_scene(masks: np.ndarray) -> list[set[int]]:
@@ -39,7 +38,7 @@ def test_masks_hold_exactly_objects_one_to_num_objects_each_visible(num, size, m
     pixels = np.stack([np.bincount(m.ravel(), minlength=max_objects + 1) for m in scenes.masks])
     counted = np.arange(max_objects + 1)[None, :] <= scenes.num_objects[:, None]
     assert (pixels[:, 1:][counted[:, 1:]] >= min_visible).all()
-    assert check_scenes({"images": scenes.images, "masks": scenes.masks,
+    assert validate_scenes({"images": scenes.images, "masks": scenes.masks,
                          "num_objects": scenes.num_objects}, min_visible=min_visible).ok
 
 
@@ -129,7 +128,7 @@ def test_crowded_scenes_drop_hidden_objects_after_redraws_and_stay_consistent():
     assert (scenes.num_objects < 20).all() and (scenes.num_objects >= 1).all()
     for labels, count in zip(labels_per_scene(scenes.masks), scenes.num_objects, strict=True):
         assert labels == set(range(1, count + 1))
-    report = check_scenes({"images": scenes.images, "masks": scenes.masks,
+    report = validate_scenes({"images": scenes.images, "masks": scenes.masks,
                            "num_objects": scenes.num_objects}, min_visible=6)
     assert report.findings == []
     # removed objects leave no colour behind: the image is painted from the mask

@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uncollapse.cli import main
+from uncollapse.data.npz import open_npz, write_npz
+from uncollapse.data.sequences.contract import sequence_windows
 from uncollapse.errors import InputError, ToolError
-from uncollapse.pipeline.sequences.build import build_sequences, sequence_windows
+from uncollapse.pipeline.sequences.build import build_sequences
 from uncollapse.pipeline.sequences.chunks import load_chunks
 from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
-from uncollapse.pipeline.sequences.npzfile import open_npz, write_npz
 
 
 @pytest.fixture(autouse=True)
@@ -135,7 +136,7 @@ def test_npz_members_are_memory_mapped_and_aligned(tmp_path):
 def test_large_members_checksum_in_a_thread_and_stay_valid_zip(tmp_path, monkeypatch):
     import zipfile
 
-    import uncollapse.pipeline.sequences.npzfile as npzfile
+    import uncollapse.data.npz as npzfile
 
     monkeypatch.setattr(npzfile, "_THREADED_CRC", 64)
     monkeypatch.setattr(npzfile, "_WRITE_BLOCK", 100)  # many blocks per member

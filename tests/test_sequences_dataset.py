@@ -11,14 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
+from uncollapse.data.npz import write_npz
+from uncollapse.data.sequences.contract import sequence_windows
+from uncollapse.data.sequences.dataset import SequenceDataset, collate_batch
+from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset
 from uncollapse.errors import ToolError
-from uncollapse.pipeline.sequences.build import sequence_windows
-from uncollapse.pipeline.sequences.npzfile import write_npz
-from uncollapse.samplers.sequence_dataset import (
-    HardNegativeSequenceDataset,
-    SequenceDataset,
-    collate_batch,
-)
 
 D = 3
 

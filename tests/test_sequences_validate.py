@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from uncollapse.cli import main
+from uncollapse.data.npz import write_npz
+from uncollapse.data.sequences.contract import sequence_windows
 from uncollapse.errors import InputError
-from uncollapse.pipeline.sequences.build import sequence_windows
-from uncollapse.pipeline.sequences.npzfile import write_npz
-from uncollapse.validators.sequences import check_sequences
+from uncollapse.validators.sequences import validate_sequences
 
 C, D = 2, 4
 
@@ -39,12 +39,12 @@ def dense_arrays(lengths=(5, 3, 6), seed=0) -> dict:
 
 
 def codes(arrays) -> list[str]:
-    return check_sequences(arrays).codes()
+    return validate_sequences(arrays).codes()
 
 
 @pytest.mark.parametrize("make", [dense_arrays, compact_arrays])
 def test_healthy_files_have_no_findings(make):
-    report = check_sequences(make())
+    report = validate_sequences(make())
     assert report.ok and report.findings == []
     assert report.stats["samples"] == 3 + 1 + 4
     assert report.stats["context_length"] == C
@@ -53,7 +53,7 @@ def test_healthy_files_have_no_findings(make):
 def test_missing_doc_ids_is_an_error_in_the_dense_form():
     arrays = dense_arrays()
     del arrays["doc_ids"]
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     assert not report.ok and report.codes() == ["MISSING_DOC_IDS"]
 
 
@@ -67,13 +67,13 @@ def test_legacy_two_key_file_is_reported_with_its_missing_arrays():
     arrays = dense_arrays()
     legacy = {"context_sequences": arrays["context_sequences"],
               "target_vectors": arrays["target_vectors"]}
-    report = check_sequences(legacy)
+    report = validate_sequences(legacy)
     assert report.codes() == ["MISSING_DOC_IDS", "MISSING_ARRAYS"]
     assert report.findings[1].examples == ["target_positions"]
 
 
 def test_unknown_keys_are_missing_arrays():
-    report = check_sequences({"x": np.zeros(3)})
+    report = validate_sequences({"x": np.zeros(3)})
     assert report.codes() == ["MISSING_ARRAYS"] and report.findings[0].examples == ["x"]
 
 
@@ -82,7 +82,7 @@ def test_nonfinite_values_report_their_values_and_positions():
     arrays["target_vectors"][3, 1] = np.nan
     arrays["context_sequences"][0, 1, 2] = np.inf
     arrays["context_sequences"][5, 0, 0] = -np.inf
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     finding = next(f for f in report.findings if f.code == "NONFINITE_VALUES")
     assert finding.count == 3
     assert [(e["array"], e["index"]) for e in finding.examples] == [
@@ -97,7 +97,7 @@ def test_nonfinite_values_report_their_values_and_positions():
 def test_nonfinite_values_in_compact_vectors():
     arrays = compact_arrays()
     arrays["vectors"][7, 0] = np.nan
-    finding = check_sequences(arrays).findings[0]
+    finding = validate_sequences(arrays).findings[0]
     assert finding.code == "NONFINITE_VALUES"
     assert finding.examples[0]["index"] == [7, 0]
 
@@ -111,7 +111,7 @@ def test_context_crossing_a_document_boundary():
     arrays = {"context_sequences": vectors[targets[:, None] + np.arange(-C, 0)],
               "target_vectors": vectors[targets], "doc_ids": docs.astype(np.int64),
               "target_positions": (targets - offsets[docs]).astype(np.int32)}
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     finding = next(f for f in report.findings if f.code == "CONTEXT_CROSSES_DOC")
     assert finding.count == 4  # positions 0 and 1 of documents 1 and 2
     assert finding.examples[0] == {"sample": 3, "doc_id": 1, "target_position": 0}
@@ -120,7 +120,7 @@ def test_context_crossing_a_document_boundary():
 def test_contexts_shifted_against_targets_are_misaligned():
     arrays = dense_arrays()
     arrays["target_vectors"] = np.roll(arrays["target_vectors"], 1, axis=0)
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     assert "CONTEXT_MISALIGNED" in report.codes()
     assert "CONTEXT_MISALIGNED" not in codes(dense_arrays())
 
@@ -128,25 +128,25 @@ def test_contexts_shifted_against_targets_are_misaligned():
 def test_zero_vectors_are_found_in_contexts_and_vectors():
     arrays = dense_arrays()
     arrays["context_sequences"][2, 0] = 0
-    finding = next(f for f in check_sequences(arrays).findings if f.code == "ZERO_VECTORS")
+    finding = next(f for f in validate_sequences(arrays).findings if f.code == "ZERO_VECTORS")
     assert finding.count >= 1 and {"array": "context_sequences", "index": [2, 0]} in \
         finding.examples
     compact = compact_arrays()
     compact["vectors"][4] = 0
-    zero = next(f for f in check_sequences(compact).findings if f.code == "ZERO_VECTORS")
+    zero = next(f for f in validate_sequences(compact).findings if f.code == "ZERO_VECTORS")
     assert zero.examples == [{"array": "vectors", "index": [4]}]
 
 
 def test_duplicate_targets_trip_above_the_share():
     arrays = compact_arrays(lengths=(40, 40))
     arrays["vectors"][10:20] = arrays["vectors"][9]  # one vector is 11 of 76 targets
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     finding = next(f for f in report.findings if f.code == "DUPLICATE_TARGETS")
     assert finding.examples[0]["count"] == 11
     assert finding.examples[0]["samples"] == list(range(7, 12))
     assert finding.examples[0]["text"] == "t9"
     assert report.stats["largest_duplicate_group"] == 11
-    relaxed = check_sequences(arrays, max_duplicate_share=0.2)
+    relaxed = validate_sequences(arrays, max_duplicate_share=0.2)
     assert "DUPLICATE_TARGETS" not in relaxed.codes()
 
 
@@ -160,7 +160,7 @@ def test_a_pair_of_equal_targets_is_not_the_average_vector_trap():
 def test_unit_norm_vectors_are_a_warning():
     arrays = compact_arrays()
     arrays["vectors"] /= np.linalg.norm(arrays["vectors"], axis=1, keepdims=True)
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     assert report.codes() == ["UNIT_NORM_VECTORS"] and report.ok
     assert report.exit_code(strict=True) == 1
     arrays["vectors"][0] *= 2
@@ -170,7 +170,7 @@ def test_unit_norm_vectors_are_a_warning():
 def test_length_mismatch_between_per_sample_arrays():
     arrays = dense_arrays()
     arrays["doc_ids"] = arrays["doc_ids"][:-1]
-    finding = check_sequences(arrays).findings[0]
+    finding = validate_sequences(arrays).findings[0]
     assert finding.code == "LENGTH_MISMATCH"
     assert {"array": "doc_ids", "length": 7} in finding.examples
 
@@ -179,7 +179,7 @@ def test_length_mismatch_in_the_compact_form():
     arrays = compact_arrays()
     arrays["texts"] = arrays["texts"][:3]
     arrays["doc_keys"] = arrays["doc_keys"][:1]
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     assert report.codes().count("LENGTH_MISMATCH") == 2
 
 
@@ -187,17 +187,17 @@ def test_wrong_dtypes_and_shapes():
     arrays = dense_arrays()
     arrays["target_vectors"] = arrays["target_vectors"].astype(np.float64)
     arrays["doc_ids"] = arrays["doc_ids"].astype(np.float32)
-    report = check_sequences(arrays)
+    report = validate_sequences(arrays)
     assert report.codes() == ["ARRAY_DTYPE", "ARRAY_DTYPE"]
     flat = dense_arrays()
     flat["context_sequences"] = flat["context_sequences"].reshape(8, -1)
-    assert check_sequences(flat).codes() == ["ARRAY_SHAPE"]
+    assert validate_sequences(flat).codes() == ["ARRAY_SHAPE"]
 
 
 def test_broken_doc_offsets():
     arrays = compact_arrays()
     arrays["doc_offsets"] = np.array([1, 9, 5, 13])
-    finding = check_sequences(arrays).findings[0]
+    finding = validate_sequences(arrays).findings[0]
     assert finding.code == "DOC_OFFSETS_INVALID" and finding.count == 3
 
 
@@ -207,15 +207,15 @@ def test_scan_in_blocks_finds_values_past_the_first_block(monkeypatch):
     monkeypatch.setattr(sequences, "BLOCK_VALUES", 3 * D)  # blocks of 3 rows
     arrays = compact_arrays()
     arrays["vectors"][11, 3] = np.nan
-    finding = check_sequences(arrays).findings[0]
+    finding = validate_sequences(arrays).findings[0]
     assert finding.examples[0]["index"] == [11, 3]
-    assert check_sequences(dense_arrays()).findings == []  # blocks split contexts and pairs
+    assert validate_sequences(dense_arrays()).findings == []  # blocks split contexts and pairs
     shifted = dense_arrays()
     shifted["target_vectors"] = np.roll(shifted["target_vectors"], 1, axis=0)
-    assert "CONTEXT_MISALIGNED" in check_sequences(shifted).codes()
+    assert "CONTEXT_MISALIGNED" in validate_sequences(shifted).codes()
     repeated = compact_arrays(lengths=(40, 40))
     repeated["vectors"][10:20] = repeated["vectors"][9]
-    assert check_sequences(repeated).stats["largest_duplicate_group"] == 11
+    assert validate_sequences(repeated).stats["largest_duplicate_group"] == 11
 
 
 # command line -------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def test_cli_pickled_file_is_not_loaded(tmp_path):
     result = CliRunner().invoke(main, ["validate", "sequences", str(tmp_path / "p.npz")])
     assert result.exit_code == 2 and "holds Python objects" in result.output
     with pytest.raises(InputError):
-        check_sequences(tmp_path / "p.npz")
+        validate_sequences(tmp_path / "p.npz")
 
 
 def test_cli_validates_a_built_file_end_to_end(tmp_path, monkeypatch):

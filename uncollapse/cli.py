@@ -14,14 +14,12 @@ import click
 
 from uncollapse import __version__
 from uncollapse.errors import ToolError
-from uncollapse.validators.report import EXIT_TOOL_ERROR
+from uncollapse.report import EXIT_TOOL_ERROR
 
 PACKAGE_CLIS = (
     "uncollapse.pipeline.cli",
     "uncollapse.validators.cli",
-    "uncollapse.samplers.cli",
     "uncollapse.cache.cli",
-    "uncollapse.trainers.cli",
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.validators.output import report_options
+from uncollapse.cli_report import report_options
 
 root_option = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                            help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform "

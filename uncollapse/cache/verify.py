@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uncollapse.cache.hashing import sha256_file
 from uncollapse.cache.store import Cache
-from uncollapse.validators.report import Code, Report
+from uncollapse.report import Code, Report
 
 CACHE_FILE_MISSING = Code("CACHE_FILE_MISSING", "error",
                           "A file listed in a cache entry's manifest is gone.",

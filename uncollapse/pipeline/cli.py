@@ -1,8 +1,9 @@
 """Commands of uncollapse.pipeline: each dataset family's ``build`` commands."""
 
-from uncollapse.pipeline.attributes_cli import build_attributes, build_scenes
-from uncollapse.pipeline.captions.cli import build_captions
-from uncollapse.pipeline.sequences.cli import build_chunks, build_sequences
+from uncollapse.pipeline.attributes.cli import build_attributes_command
+from uncollapse.pipeline.captions.cli import build_captions_command
+from uncollapse.pipeline.scenes_cli import build_scenes_command
+from uncollapse.pipeline.sequences.cli import build_chunks_command, build_sequences_command
 
-COMMANDS = {"build": [build_captions, build_chunks, build_sequences,
-                     build_attributes, build_scenes]}
+COMMANDS = {"build": [build_captions_command, build_chunks_command, build_sequences_command,
+                       build_attributes_command, build_scenes_command]}

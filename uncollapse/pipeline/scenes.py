@@ -1,4 +1,4 @@
-"""Procedural multi-object scenes with instance masks (DESIGN.md, "Scene file").
+"""Procedural multi-object scenes with instance masks (docs/data-contracts.md, "Scene file").
 
 Each scene is a background with 1..K flat-coloured shapes (circle, square, triangle, diamond)
 of random position, size and colour. Shapes are painted in order, so later shapes occlude
@@ -16,30 +16,16 @@ broadcast over every scene of a chunk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from uncollapse.errors import InputError, ToolError
+from uncollapse.data.scenes.contract import SceneSet, save_scenes
+from uncollapse.errors import ToolError
 
 SHAPE_KINDS = ("circle", "square", "triangle", "diamond")
 CHUNK = 512
 REDRAW_ROUNDS = 8
-
-
-@dataclass
-class SceneSet:
-    """Scenes in the DESIGN.md layout plus how often the visibility rule had to step in."""
-
-    images: np.ndarray       # [N, H, W, 3] uint8
-    masks: np.ndarray        # [N, H, W] uint8, 0 background, 1..num_objects
-    num_objects: np.ndarray  # [N] int8
-    redrawn: int = 0         # scenes drawn again because an object was hidden
-    reduced: int = 0         # scenes whose hidden objects were removed after REDRAW_ROUNDS
-
-    def __len__(self) -> int:
-        return len(self.num_objects)
 
 
 def shape_radius_range(size: int) -> tuple[float, float]:
@@ -198,30 +184,6 @@ def _drop_hidden(masks, counts, hidden):
     relabel[:, 1:] = np.where(kept, np.cumsum(kept, axis=1), 0)
     masks = relabel[np.arange(n)[:, None, None], masks]
     return masks, kept.sum(axis=1)
-
-
-def save_scenes(scenes: SceneSet, path: str | Path, *, compress: bool = True) -> None:
-    """Write ``scenes`` as an NPZ of plain arrays (loadable with ``allow_pickle=False``)."""
-    from uncollapse.atomic import atomic_path
-
-    with atomic_path(path, suffix=".npz") as tmp:
-        writer = np.savez_compressed if compress else np.savez
-        writer(tmp, images=scenes.images, masks=scenes.masks, num_objects=scenes.num_objects)
-
-
-def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a scene NPZ, read with ``allow_pickle=False``; keys are not checked here."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise InputError(path, f"holds arrays that need pickle ({exc}); scene files must be "
-                         "plain numeric arrays: images, masks, num_objects") from exc
-    except Exception as exc:  # zipfile.BadZipFile, OSError, ...
-        raise InputError(path, f"not a readable NPZ file ({type(exc).__name__}: {exc})") from exc
 
 
 SCENES_FILE = "scenes.npz"

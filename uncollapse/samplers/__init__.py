@@ -1,26 +1,24 @@
-"""Batch samplers, datasets and collate functions that make the batch guarantees hold.
+"""Batch samplers and collate functions that make the batch guarantees hold, with the datasets
+they are used with (those live in ``uncollapse.data`` and are re-exported here).
 
-Names are imported on first use, so ``import uncollapse.samplers`` does not load torch.
+Needs torch (extra ``torch``).
 """
 
-_EXPORTS = {
-    "GroupedBatchSampler": "uncollapse.samplers.grouped",
-    "DiverseBatchSampler": "uncollapse.samplers.diverse",
-    "GroupedCollate": "uncollapse.samplers.collate",
-    "positive_mask": "uncollapse.samplers.collate",
-    "SequenceDataset": "uncollapse.samplers.sequence_dataset",
-    "SequenceBatch": "uncollapse.samplers.sequence_dataset",
-    "collate_batch": "uncollapse.samplers.sequence_dataset",
-    "HardNegativeSequenceDataset": "uncollapse.samplers.hard_negatives",
-    "AttributeFlipDataset": "uncollapse.samplers.attribute_flip",
-}
+from uncollapse.extras import require
 
-__all__ = sorted(_EXPORTS)
+require("torch", "torch", "the samplers and datasets")
 
+from uncollapse.data.attributes.dataset import AttributeFlipDataset  # noqa: E402
+from uncollapse.data.sequences.dataset import (  # noqa: E402
+    SequenceBatch,
+    SequenceDataset,
+    collate_batch,
+)
+from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset  # noqa: E402
+from uncollapse.samplers.collate import GroupedCollate, positive_mask  # noqa: E402
+from uncollapse.samplers.diverse import DiverseBatchSampler  # noqa: E402
+from uncollapse.samplers.grouped import GroupedBatchSampler  # noqa: E402
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'uncollapse.samplers' has no attribute {name!r}")
+__all__ = ["AttributeFlipDataset", "DiverseBatchSampler", "GroupedBatchSampler",
+           "GroupedCollate", "HardNegativeSequenceDataset", "SequenceBatch", "SequenceDataset",
+           "collate_batch", "positive_mask"]

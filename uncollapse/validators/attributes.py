@@ -12,10 +12,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.attributes.contract import (
+    attribute_columns,
+    combination_ids,
+    decode_combination_ids,
+    read_attribute_table,
+)
 from uncollapse.errors import InputError
-from uncollapse.validators.report import Code, Report
+from uncollapse.report import Code, Report
 
-RESERVED_COLUMNS = ("image_id", "identity", "split")
 MAX_DEFAULT_COMBINATION_ATTRIBUTES = 8
 MAX_COMBINATION_ATTRIBUTES = 20
 
@@ -54,12 +59,7 @@ IDENTITY_LEAKAGE = Code(
     "Assign splits by identity (CelebA's own list_eval_partition.txt does), not by image.")
 
 
-def attribute_columns(table: pl.DataFrame) -> list[str]:
-    """The attribute columns of an attribute table: every column but image_id/identity/split."""
-    return [c for c in table.columns if c not in RESERVED_COLUMNS]
-
-
-def check_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] | None = None,
+def validate_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] | None = None,
                      min_rows: int = 8, target: str | None = None) -> Report:
     """Check an attribute table; returns a Report (kind ``attributes``).
 
@@ -72,7 +72,7 @@ def check_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] 
     """
     if not isinstance(table, pl.DataFrame):
         target = target or str(table)
-        table = read_table(Path(table))
+        table = read_attribute_table(Path(table))
     target = target or "<table>"
     findings = []
     names = attribute_columns(table)
@@ -114,21 +114,6 @@ def check_attributes(table: pl.DataFrame | str | Path, *, attributes: list[str] 
         stats["splits"] = {str(k): int(v) for k, v in
                            table["split"].value_counts().sort("split").iter_rows()}
     return Report(target, "attributes", findings, stats)
-
-
-def read_table(path: Path) -> pl.DataFrame:
-    try:
-        if path.suffix.lower() == ".csv":
-            # ids such as 000001 must stay strings (inference would make them integers 1, ...)
-            header = pl.read_csv(path, n_rows=0).columns
-            text_columns = {c: pl.String for c in ("image_id", "split") if c in header}
-            return pl.read_csv(path, schema_overrides=text_columns)
-        return pl.read_parquet(path)
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise InputError(path, f"cannot read the attribute table ({exc}); expected the "
-                         "Parquet written by `uncollapse build attributes`") from exc
 
 
 def _schema_problems(table: pl.DataFrame, names: list[str]) -> list[str]:
@@ -196,8 +181,6 @@ def _constant(table: pl.DataFrame, names: list[str]) -> list:
 
 def _small_combinations(table: pl.DataFrame, selected: list[str], min_rows: int,
                         stats: dict) -> list:
-    from uncollapse.samplers.attribute_flip import combination_ids, decode_combination_ids
-
     if len(selected) > MAX_COMBINATION_ATTRIBUTES:
         raise InputError("--attributes", f"{len(selected)} attributes have 2^{len(selected)} "
                          f"combinations; select at most {MAX_COMBINATION_ATTRIBUTES}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.validators.output import report_options
+from uncollapse.cli_report import report_options
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -19,7 +19,7 @@ def _names(value: str | None) -> list[str] | None:
               help="ATTR_COMBINATION_TOO_SMALL below this many rows per combination (use the "
                    "per_group of your batch sampler).")
 @report_options
-def validate_attributes(table, attributes, min_rows):
+def validate_attributes_command(table, attributes, min_rows):
     """Check an attribute table: 0/1 values, constant attributes, combinations too small for a
     prototype, and IDENTITY_LEAKAGE (one person in two splits).
 
@@ -27,9 +27,9 @@ def validate_attributes(table, attributes, min_rows):
         uncollapse validate attributes attrs.parquet --attributes Smiling,Male,Eyeglasses
         uncollapse validate attributes attrs.parquet --min-rows 16 --format json
     """
-    from uncollapse.validators.attributes import check_attributes
+    from uncollapse.validators.attributes import validate_attributes
 
-    return check_attributes(table, attributes=_names(attributes), min_rows=min_rows)
+    return validate_attributes(table, attributes=_names(attributes), min_rows=min_rows)
 
 
 def _load_dataset(spec: str):
@@ -77,7 +77,7 @@ def _load_dataset(spec: str):
                    "with this many rows per combination (default: sequential batches).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @report_options
-def validate_flips(table, dataset_spec, attributes, min_flips, max_flips, seed, epoch,
+def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips, seed, epoch,
                    batch_size, per_group, quiet):
     """Replay an epoch of an attribute-flip augmentation and audit it.
 
@@ -96,14 +96,13 @@ def validate_flips(table, dataset_spec, attributes, min_flips, max_flips, seed, 
     if dataset_spec:
         dataset, target = _load_dataset(dataset_spec), dataset_spec
     else:
-        from pathlib import Path
 
         import numpy as np
 
-        from uncollapse.samplers.attribute_flip import AttributeFlipDataset
-        from uncollapse.validators.attributes import attribute_columns, read_table
+        from uncollapse.data.attributes.contract import attribute_columns, read_attribute_table
+        from uncollapse.data.attributes.dataset import AttributeFlipDataset
 
-        frame = read_table(Path(table))
+        frame = read_attribute_table(table)
         names = _names(attributes) or attribute_columns(frame)
         unknown = [n for n in names if n not in frame.columns]
         if unknown:
@@ -137,16 +136,17 @@ def validate_flips(table, dataset_spec, attributes, min_flips, max_flips, seed, 
 @click.option("--min-visible", type=int, default=4, show_default=True,
               help="SCENE_OBJECT_INVISIBLE for objects with fewer visible pixels.")
 @report_options
-def validate_scenes(file, min_visible):
+def validate_scenes_command(file, min_visible):
     """Check a scene NPZ: keys, dtypes and matching shapes; mask labels agree with
     num_objects; every object visible.
 
     Example:
         uncollapse validate scenes scenes.npz --min-visible 4
     """
-    from uncollapse.validators.scenes import check_scenes
+    from uncollapse.validators.scenes import validate_scenes
 
-    return check_scenes(file, min_visible=min_visible)
+    return validate_scenes(file, min_visible=min_visible)
 
 
-COMMANDS = {"validate": [validate_attributes, validate_flips, validate_scenes]}
+COMMANDS = {"validate": [validate_attributes_command, validate_flips_command,
+                          validate_scenes_command]}

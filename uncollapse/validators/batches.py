@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from uncollapse.validators.report import Code, Finding, Report
+from uncollapse.report import Code, Finding, Report
 
 NO_BATCHES = Code(
     "NO_BATCHES", "error",
@@ -363,11 +363,3 @@ def _check_docs(findings, stats, distinct, doc, doc_values, max_per_doc, where):
                            "doc": doc_values[first_row[y]].item(), "rows": int(c)}
                           for x, y, c in zip(b[:5], d[:5], counts[over][:5], strict=True)]))
 
-
-def __getattr__(name):
-    # the table-level entry points import this module, so they are loaded on first use
-    if name in ("audit_table", "read_id_column", "table_samplers", "SAMPLER_KINDS"):
-        from uncollapse.validators import batches_table
-
-        return getattr(batches_table, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

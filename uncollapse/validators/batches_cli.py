@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.validators.output import report_options
+from uncollapse.cli_report import report_options
 
 
 @click.command("batches")
@@ -31,7 +31,7 @@ from uncollapse.validators.output import report_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--keep-last", is_flag=True, help="Keep the smaller last batch (drop_last=False).")
 @report_options
-def validate_batches(table, sampler, batch_size, per_group, max_per_doc, group_column,
+def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc, group_column,
                      doc_column, exclude_duplicates_column, world_size, epochs, seed,
                      keep_last):
     """Replay a sampler over TABLE's ids and check every batch it yields.

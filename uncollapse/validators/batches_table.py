@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.errors import InputError, ToolError
+from uncollapse.report import Report
 from uncollapse.validators.batches import audit_batches
-from uncollapse.validators.report import Report
 
 SAMPLER_KINDS = ("grouped", "diverse", "random")
 
@@ -34,7 +34,7 @@ def read_id_column(path, column: str) -> np.ndarray:
                 if column == "doc_ids" and column not in npz.files and \
                         {"doc_offsets", "context_length"} <= set(npz.files):
                     # the compact sequence form: one id per sample (window), not per chunk row
-                    from uncollapse.pipeline.sequences.build import sequence_windows
+                    from uncollapse.data.sequences.contract import sequence_windows
 
                     return sequence_windows(npz["doc_offsets"],
                                             int(npz["context_length"])).doc_index

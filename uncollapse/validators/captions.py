@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from uncollapse.errors import InputError
-from uncollapse.validators.report import Code, Finding, Report
+from uncollapse.data.captions.contract import CAPTION_SCHEMA, NON_NULL, read_caption_table
+from uncollapse.report import Code, Finding, Report
 
 GROUPS_ALL_UNIQUE = Code(
     "GROUPS_ALL_UNIQUE", "error",
@@ -50,63 +50,6 @@ NULL_VALUES = Code(
     "NULL_VALUES", "error",
     "A column that may not hold nulls (image_id, match_id, caption_idx, source_row) has nulls.",
     "Rebuild the table with `uncollapse build captions`.")
-
-NON_NULL = ("image_id", "match_id", "caption_idx", "source_row")
-
-
-def caption_schema():
-    """The caption table contract as a pandera (polars backend) model."""
-    import pandera.polars as pa
-
-    class CaptionTable(pa.DataFrameModel):
-        image_id: str = pa.Field(nullable=True)  # nulls are reported as NULL_VALUES (exit 1)
-        match_id: pl.Int64 = pa.Field(nullable=True)
-        caption_idx: pl.Int16 = pa.Field(nullable=True)
-        caption: str = pa.Field(nullable=True)
-        split: str = pa.Field(nullable=True)
-        source_row: pl.Int64 = pa.Field(nullable=True)
-        image_path: str | None = pa.Field(nullable=True)
-
-        class Config:
-            strict = False
-            coerce = False
-
-    return CaptionTable
-
-
-def load_caption_table(path: str | Path) -> pl.DataFrame:
-    """Read a caption table and check it against the schema; a mismatch is a tool error."""
-    import pandera.errors
-
-    path = Path(path)
-    try:
-        schema = pl.read_parquet_schema(path)
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except Exception as exc:
-        raise InputError(path, f"not a readable Parquet file ({exc})") from exc
-    try:
-        caption_schema().validate(pl.DataFrame(schema=schema))
-    except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as exc:
-        raise InputError(path, "does not match the caption table contract: "
-                         f"{_first_line(exc)}. Expected columns {CAPTION_COLUMNS}; "
-                         "rebuild it with `uncollapse build captions`") from exc
-    # image_path is part of the contract but no rule reads its values: skip its bytes.
-    try:
-        frame = pl.read_parquet(path, columns=[c for c in schema if c != "image_path"])
-    except Exception as exc:
-        raise InputError(path, f"not a readable Parquet file ({exc})") from exc
-    return frame
-
-
-CAPTION_COLUMNS = {"image_id": "string", "match_id": "int64", "caption_idx": "int16",
-                   "caption": "string", "split": "string", "source_row": "int64",
-                   "image_path": "string (nullable)"}
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
-
 
 PUNCTUATION_AND_SPACE = ".,;:!?'\"()[]{}-_ \t\r\n"
 
@@ -363,6 +306,7 @@ def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | 
         >>> report = validate_captions("captions.parquet", min_group=5, max_group=7)
         >>> report.ok, report.codes()
     """
-    frame = load_caption_table(path)
+    # image_path is part of the contract but no rule reads its values: skip its bytes
+    frame = read_caption_table(path, columns=[c for c in CAPTION_SCHEMA if c != "image_path"])
     return validate_caption_frame(frame, str(path), min_group=min_group, max_group=max_group,
                                   max_singleton_share=max_singleton_share)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.validators.output import report_options
+from uncollapse.cli_report import report_options
 
 
 @click.command("captions")
@@ -17,7 +17,7 @@ from uncollapse.validators.output import report_options
               help="GROUPS_ALL_UNIQUE when at least this share of groups holds one row.")
 @click.option("--quiet", is_flag=True, help="No spinner while checking.")
 @report_options
-def validate_captions(table, group_size, min_group, max_group, max_singleton_share, quiet):
+def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share, quiet):
     """Check a caption table: schema, grouping, positional ids, split leakage, duplicates.
 
     Example:
@@ -41,7 +41,7 @@ def validate_captions(table, group_size, min_group, max_group, max_singleton_sha
 @click.option("--max-batches", type=int, default=2000, show_default=True,
               help="Random batches to draw for the simulated shares.")
 @report_options
-def diagnose_match_ids(table, batch_size, seed, max_batches):
+def diagnose_match_ids_command(table, batch_size, seed, max_batches):
     """Group-size histogram and what uniformly random batches would hold.
 
     Prints the share of random batches of B rows with no positive pair, the mean number of

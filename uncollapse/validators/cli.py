@@ -1,15 +1,16 @@
 """Commands of uncollapse.validators: each family's ``validate`` and ``diagnose`` commands."""
 
 from uncollapse.validators.attributes_cli import (
-    validate_attributes,
-    validate_flips,
-    validate_scenes,
+    validate_attributes_command,
+    validate_flips_command,
+    validate_scenes_command,
 )
-from uncollapse.validators.batches_cli import validate_batches
-from uncollapse.validators.captions_cli import diagnose_match_ids, validate_captions
-from uncollapse.validators.collapse.cli import diagnose_embeddings
-from uncollapse.validators.sequences_cli import validate_sequences
+from uncollapse.validators.batches_cli import validate_batches_command
+from uncollapse.validators.captions_cli import diagnose_match_ids_command, validate_captions_command
+from uncollapse.validators.collapse.cli import diagnose_embeddings_command
+from uncollapse.validators.sequences_cli import validate_sequences_command
 
-COMMANDS = {"validate": [validate_captions, validate_batches, validate_sequences,
-                         validate_attributes, validate_flips, validate_scenes],
-            "diagnose": [diagnose_match_ids, diagnose_embeddings]}
+COMMANDS = {"validate": [validate_captions_command, validate_batches_command,
+                          validate_sequences_command, validate_attributes_command,
+                          validate_flips_command, validate_scenes_command],
+            "diagnose": [diagnose_match_ids_command, diagnose_embeddings_command]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from uncollapse.validators.report import Code
+from uncollapse.report import Code
 
 CODE_MODULES = (
     "uncollapse.validators.sequences",
@@ -19,7 +19,7 @@ CODE_MODULES = (
     "uncollapse.cache.verify",
     "uncollapse.validators.batches",
     "uncollapse.validators.collapse.diagnose",
-    "uncollapse.pipeline.attributes",
+    "uncollapse.pipeline.attributes.build",
     "uncollapse.validators.attributes",
     "uncollapse.validators.flips",
     "uncollapse.validators.scenes",
@@ -46,7 +46,8 @@ def markdown_table() -> str:
              "`python -m uncollapse.validators.codes > docs/finding-codes.md`.", "",
              "| code | severity | area | meaning | fix |", "|---|---|---|---|---|"]
     for name, (module, code) in all_codes().items():
-        area = module.split(".")[-1] if not module.endswith("irregularities") else "build captions"
+        parts = module.split(".")
+        area = f"build {parts[2]}" if parts[1] == "pipeline" else parts[-1]
         lines.append(f"| `{name}` | {code.severity} | {area} | {code.meaning} | {code.fix} |")
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from uncollapse.errors import ToolError
-from uncollapse.validators.report import Code, Report
+from uncollapse.report import Code, Report
 
 FLIPS_NOT_ALWAYS_APPLIED = Code(
     "FLIPS_NOT_ALWAYS_APPLIED", "error",
@@ -61,7 +61,7 @@ def _pick(item, keys: tuple[str, ...], position: int):
 
 def fetch_attributes(dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[n, A] source and target attributes of ``indices``, through ``__getitems__`` if present."""
-    from uncollapse.samplers.attribute_flip import AttributeFlipDataset
+    from uncollapse.data.attributes.dataset import AttributeFlipDataset
 
     if isinstance(dataset, AttributeFlipDataset):  # its batched path: no per-item dicts
         batch = dataset.batch(indices)
@@ -98,8 +98,8 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
         ``flip_counts`` (share of samples per number of flipped attributes) and
         ``combinations_per_batch`` (min/mean/max distinct target combinations in a batch).
     """
+    from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, combination_ids
     from uncollapse.progress import progress
-    from uncollapse.samplers.attribute_flip import MAX_ATTRIBUTES, combination_ids
 
     if epoch is not None:
         for thing in (dataset, batches):

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.captions.contract import read_caption_table
 from uncollapse.errors import ToolError
-from uncollapse.validators.captions import GROUPS_ALL_UNIQUE, load_caption_table
-from uncollapse.validators.report import Code, Report
+from uncollapse.report import Code, Report
+from uncollapse.validators.captions import GROUPS_ALL_UNIQUE
 
 FEW_POSITIVES_IN_RANDOM_BATCHES = Code(
     "FEW_POSITIVES_IN_RANDOM_BATCHES", "warning",
@@ -84,7 +85,7 @@ def diagnose_match_id_array(match_ids: np.ndarray, batch_size: int, target: str 
 def diagnose_match_ids(path: str | Path, *, batch_size: int, seed: int = 0,
                        max_batches: int = 2000) -> Report:
     """``diagnose_match_id_array`` on the ``match_id`` column of a caption table file."""
-    frame = load_caption_table(path)
+    frame = read_caption_table(path, columns=["image_id", "match_id"])
     match_ids = frame.get_column("match_id").fill_null(-1).to_numpy()
     return diagnose_match_id_array(match_ids, batch_size, str(path), seed=seed,
                                    max_batches=max_batches)

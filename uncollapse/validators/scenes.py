@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from uncollapse.validators.report import Code, Report
+from uncollapse.data.scenes.contract import load_scenes
+from uncollapse.report import Code, Report
 
 CHUNK = 2048
 
@@ -35,11 +36,9 @@ SCENE_OBJECT_INVISIBLE = Code(
     "Redraw those scenes or remove the hidden objects and lower num_objects.")
 
 
-def check_scenes(scenes: str | Path | dict, *, min_visible: int = 4,
+def validate_scenes(scenes: str | Path | dict, *, min_visible: int = 4,
                  target: str | None = None) -> Report:
     """Check a scene file (path) or its arrays (dict); returns a Report (kind ``scenes``)."""
-    from uncollapse.pipeline.scenes import load_scenes
-
     if not isinstance(scenes, dict):
         target = target or str(scenes)
         scenes = load_scenes(scenes)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uncollapse.validators.report import MAX_EXAMPLES, Code, Report
+from uncollapse.report import MAX_EXAMPLES, Code, Report
 
 MISSING_DOC_IDS = Code(
     "MISSING_DOC_IDS", "error",
@@ -81,7 +81,7 @@ BLOCK_VALUES = 1 << 22  # values per block of a scan: 16 MB of float32
 UNIT_NORM_TOLERANCE = 1e-3
 
 
-def check_sequences(source: str | Path | Mapping[str, np.ndarray], *,
+def validate_sequences(source: str | Path | Mapping[str, np.ndarray], *,
                     max_duplicate_share: float = 0.01, min_duplicates: int = 3) -> Report:
     """Check a sequence NPZ (or its arrays) against the contract; return a Report.
 
@@ -92,10 +92,10 @@ def check_sequences(source: str | Path | Mapping[str, np.ndarray], *,
         min_duplicates: ... and occurs at least this many times.
 
     Example:
-        >>> report = check_sequences("sequences.npz")
+        >>> report = validate_sequences("sequences.npz")
         >>> report.ok, report.codes()
     """
-    from uncollapse.pipeline.sequences.npzfile import open_npz
+    from uncollapse.data.npz import open_npz
 
     if isinstance(source, Mapping):
         target, arrays = "arrays", dict(source)
@@ -247,7 +247,7 @@ class _Check:
             return
         self._values(["vectors"])
         if offsets_ok and "context_length" in a:
-            from uncollapse.pipeline.sequences.build import sequence_windows
+            from uncollapse.data.sequences.contract import sequence_windows
 
             c = int(np.asarray(a["context_length"]).reshape(()))
             if c < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.validators.output import report_options
+from uncollapse.cli_report import report_options
 
 
 @click.command("sequences")
@@ -15,7 +15,7 @@ from uncollapse.validators.output import report_options
 @click.option("--min-duplicates", type=int, default=3, show_default=True,
               help="... and occurs at least this many times.")
 @report_options
-def validate_sequences(file, max_duplicate_share, min_duplicates):
+def validate_sequences_command(file, max_duplicate_share, min_duplicates):
     """Check a next-vector sequence NPZ (dense or compact) against the contract.
 
     Keys, dtypes and shapes; doc_ids present (MISSING_DOC_IDS); NaN/inf values with their
@@ -28,7 +28,7 @@ def validate_sequences(file, max_duplicate_share, min_duplicates):
         uncollapse validate sequences sequences.npz
         uncollapse validate sequences sequences.npz --format json --json report.json
     """
-    from uncollapse.validators.sequences import check_sequences
+    from uncollapse.validators.sequences import validate_sequences
 
-    return check_sequences(file, max_duplicate_share=max_duplicate_share,
+    return validate_sequences(file, max_duplicate_share=max_duplicate_share,
                            min_duplicates=min_duplicates)

@@ -13,7 +13,7 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.irregularities import Irregularities
 from uncollapse.pipeline.captions.table import caption_stats, finalize
-from uncollapse.validators.report import Report
+from uncollapse.report import Report
 
 FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
 STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions",))

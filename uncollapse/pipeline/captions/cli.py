@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from uncollapse.pipeline.building import build_options, publish
+from uncollapse.pipeline.build_cli import build_options, publish
 
 FORMAT_CHOICES = ["hf", "karpathy", "tokens", "flickr-csv", "coco"]
 
@@ -36,8 +36,8 @@ def _split_file(ctx, param, values):
                    "no split, ...) is fatal: exit 1 and write nothing.")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @build_options
-def build_captions(source, source_format, splits, split, split_files, hf_split, strict, quiet,
-                   output, rebuild, cache_dir):
+def build_captions_command(source, source_format, splits, split, split_files, hf_split, strict,
+                           quiet, output, rebuild, cache_dir):
     """Rebuild a caption table with true image ids and positive groups (match_id).
 
     SOURCE is a COCO caption JSON, Karpathy split JSON, Flickr8k/30k token file, Flickr30k

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from uncollapse.validators.report import Code, Finding, Report
+from uncollapse.report import Code, Finding, Report
 
 SOURCE_MALFORMED_LINE = Code(
     "SOURCE_MALFORMED_LINE", "warning",

@@ -1,9 +1,10 @@
-"""From rows read out of a source to the caption table of DESIGN.md."""
+"""From rows read out of a source to the caption table (docs/data-contracts.md)."""
 
 from __future__ import annotations
 
 import polars as pl
 
+from uncollapse.data.captions.contract import CAPTION_SCHEMA
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_CAPTION_COUNT_UNUSUAL,
     SOURCE_DUPLICATE_CAPTION_NUMBER,
@@ -12,16 +13,6 @@ from uncollapse.pipeline.captions.irregularities import (
     SOURCE_WHITESPACE_STRIPPED,
     Irregularities,
 )
-
-CAPTION_SCHEMA = {
-    "image_id": pl.String,
-    "match_id": pl.Int64,
-    "caption_idx": pl.Int16,
-    "caption": pl.String,
-    "split": pl.String,
-    "source_row": pl.Int64,
-    "image_path": pl.String,
-}
 
 
 def finalize(rows: pl.DataFrame, irregular: Irregularities,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.pipeline.building import build_options, publish
+from uncollapse.pipeline.build_cli import build_options, publish
 
 
 def _summary(result: dict, keys: tuple[str, ...]) -> str:
@@ -29,8 +29,8 @@ def _summary(result: dict, keys: tuple[str, ...]) -> str:
                    "' = Title = ' (' = = Section = = ' lines do not start a document).")
 @click.option("--glob", default="*.txt", show_default=True, help="Files of a folder to read.")
 @build_options
-def build_chunks(source, unit, kind, doc_field, text_field, doc_pattern, glob, output, rebuild,
-                 cache_dir):
+def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern, glob, output,
+                         rebuild, cache_dir):
     """Split a corpus into ordered text chunks with document ids (doc_id, doc_key, position).
 
     SOURCE is a JSONL or Parquet file of records with a document field and a text field, a
@@ -73,8 +73,8 @@ def build_chunks(source, unit, kind, doc_field, text_field, doc_pattern, glob, o
 @click.option("--device", default="cpu", show_default=True, help="Encoder device.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @build_options
-def build_sequences(chunks, vectors, encoder, context_length, compact, texts, batch_size, device,
-                    quiet, output, rebuild, cache_dir):
+def build_sequences_command(chunks, vectors, encoder, context_length, compact, texts, batch_size,
+                            device, quiet, output, rebuild, cache_dir):
     """Build a next-vector sequence NPZ with doc_ids; contexts never cross documents.
 
     Documents shorter than C+1 chunks give no samples and are counted. The file loads with
@@ -99,4 +99,4 @@ def build_sequences(chunks, vectors, encoder, context_length, compact, texts, ba
     publish(entry, SEQUENCES_FILE, output)
 
 
-COMMANDS = {"build": [build_chunks, build_sequences]}
+COMMANDS = {"build": [build_chunks_command, build_sequences_command]}

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from uncollapse.cli_report import report_options
 from uncollapse.errors import InputError, ToolError
-from uncollapse.validators.output import report_options
 
 _NPY = click.Path(exists=True, dir_okay=False)
 
@@ -52,7 +52,7 @@ _NPY = click.Path(exists=True, dir_okay=False)
 @click.option("--min-slot-spread", type=float, default=0.1, show_default=True,
               help="SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
 @report_options
-def diagnose_embeddings(pred, targets, labels, groups, device, max_samples, seed,
+def diagnose_embeddings_command(pred, targets, labels, groups, device, max_samples, seed,
                         **thresholds):
     """Measure collapse of embeddings or model outputs (PRED.npy, [N, D] or slots [N, S, D]).
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from uncollapse.errors import ToolError
+from uncollapse.report import Code, Report
 from uncollapse.validators.collapse import metrics
-from uncollapse.validators.report import Code, Report
 
 NON_FINITE_OUTPUT = Code(
     "NON_FINITE_OUTPUT", "error",

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 
 import torch
 
+from uncollapse.report import Report
 from uncollapse.validators.collapse import metrics
 from uncollapse.validators.collapse.diagnose import Thresholds, diagnose_embeddings
-from uncollapse.validators.report import Report
 
 
 class CollapseError(RuntimeError):

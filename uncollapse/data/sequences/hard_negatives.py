@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from uncollapse.data.sequences.dataset import SequenceDataset
 from uncollapse.errors import ToolError
-from uncollapse.samplers.sequence_dataset import SequenceDataset
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15

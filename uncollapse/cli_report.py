@@ -8,7 +8,7 @@ import sys
 import click
 
 from uncollapse.atomic import atomic_path
-from uncollapse.validators.report import Report
+from uncollapse.report import Report
 
 
 def report_options(command):

@@ -16,7 +16,7 @@ item)::
         ...
 
 ``HardNegativeSequenceDataset`` (same-document hard negatives) lives in
-``uncollapse.samplers.hard_negatives`` and is importable from here too.
+``uncollapse.data.sequences.hard_negatives``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from uncollapse.data.npz import open_npz
+from uncollapse.data.sequences.contract import sequence_windows
 from uncollapse.errors import ToolError
-from uncollapse.pipeline.sequences.build import sequence_windows
-from uncollapse.pipeline.sequences.npzfile import open_npz
 
 
 class SequenceBatch(Sequence):
@@ -232,11 +232,3 @@ class SequenceDataset(Dataset):
         """The batch for ``DataLoader`` (see ``SequenceBatch`` and ``collate_batch``)."""
         return SequenceBatch(self.get_batch(indices))
 
-
-def __getattr__(name):
-    # HardNegativeSequenceDataset builds on SequenceDataset, so it is imported on first use
-    if name == "HardNegativeSequenceDataset":
-        from uncollapse.samplers.hard_negatives import HardNegativeSequenceDataset
-
-        return HardNegativeSequenceDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.attributes.contract import RESERVED_COLUMNS
 from uncollapse.errors import InputError
 from uncollapse.pipeline.whitespace_table import (
     BAD,
@@ -26,11 +27,10 @@ from uncollapse.pipeline.whitespace_table import (
     read_fixed_width_rows,
     read_text_bytes,
 )
-from uncollapse.validators.report import Code, Finding, Report
+from uncollapse.report import Code, Finding, Report
 
 SPLIT_NAMES = ("train", "val", "test")
 ID_COLUMNS = ("image_id", "image", "image_name", "filename", "file_name", "img")
-RESERVED_COLUMNS = ("image_id", "identity", "split")
 MAX_LISTED_LINES = 20
 
 ATTR_COUNT_MISMATCH = Code(
@@ -477,7 +477,7 @@ def build_attributes_cached(source: str | Path, *, identities: str | Path | None
     """
     from uncollapse.cache.store import BuildOutput, Cache, Stage
 
-    stage = Stage(ATTRIBUTES_STAGE_NAME, 1, ("uncollapse.pipeline.attributes",))
+    stage = Stage(ATTRIBUTES_STAGE_NAME, 1, ("uncollapse.pipeline.attributes.build",))
     inputs = {"source": source}
     if identities is not None:
         inputs["identities"] = identities

@@ -1,0 +1,2 @@
+"""Attribute tables for attribute-flip training: contract in ``contract``; the torch
+``AttributeFlipDataset`` in ``dataset``."""

@@ -1,0 +1,1 @@
+"""Caption tables: contract in ``contract``; torch Dataset in ``dataset``."""

@@ -1,0 +1,90 @@
+"""The caption table contract: one row per caption, with the image's real identifier and one
+positive group (``match_id``) per image (docs/data-contracts.md, "Caption table").
+
+``CAPTION_SCHEMA`` is the one definition of the columns and their dtypes; the builders cast to
+it, the pandera model in ``uncollapse.validators.captions`` is generated from it, and
+``read_caption_table`` checks a file against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.errors import InputError
+
+CAPTION_SCHEMA: dict[str, pl.DataType] = {
+    "image_id": pl.String,
+    "match_id": pl.Int64,
+    "caption_idx": pl.Int16,
+    "caption": pl.String,
+    "split": pl.String,
+    "source_row": pl.Int64,
+    "image_path": pl.String,
+}
+"""Column -> polars dtype, in the order the builders write them."""
+
+NON_NULL = ("image_id", "match_id", "caption_idx", "source_row")
+"""Columns that may not hold nulls (``caption`` nulls are reported as empty captions)."""
+
+OPTIONAL_COLUMNS = ("image_path",)
+"""Columns a table may leave out."""
+
+COLUMN_MEANINGS = {
+    "image_id": "the image's real identifier from the source (file name stem, COCO image_id, "
+                "Karpathy cocoid); never a loop counter or row number",
+    "match_id": "positive group: rows with equal match_id are positives of each other; one per "
+                "image_id, numbered in sorted image_id order",
+    "caption_idx": "the caption's number within its image (the source's own numbering)",
+    "caption": "caption text as in the source, surrounding whitespace stripped",
+    "split": "train, val, test, restval, ... or null where the source assigns none",
+    "source_row": "the line or record of the source the caption came from",
+    "image_path": "where the image lives, if known (nullable, optional)",
+}
+
+
+def expected_columns() -> str:
+    """The contract as one line for error messages: ``image_id (String), match_id (Int64), ...``."""
+    return ", ".join(f"{name} ({dtype})" for name, dtype in CAPTION_SCHEMA.items())
+
+
+def schema_problems(schema: pl.Schema | dict) -> list[str]:
+    """Every way ``schema`` (column -> dtype) differs from the contract; empty when it fits."""
+    problems = []
+    for name, dtype in CAPTION_SCHEMA.items():
+        if name not in schema:
+            if name not in OPTIONAL_COLUMNS:
+                problems.append(f"column {name!r} is missing")
+        elif schema[name] != dtype:
+            problems.append(f"column {name!r} is {schema[name]}, expected {dtype}")
+    return problems
+
+
+def read_caption_table(path: str | Path, *, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read a caption table (Parquet) and check its columns against the contract.
+
+    Args:
+        path: the Parquet file.
+        columns: read only these columns (all contract columns by default).
+
+    Raises:
+        InputError: the file is missing or unreadable, or does not match the contract (every
+            mismatch is named, with the expected columns).
+    """
+    path = Path(path)
+    try:
+        schema = pl.read_parquet_schema(path)
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet file ({exc})") from exc
+    if problems := schema_problems(schema):
+        raise InputError(path, "does not match the caption table contract: "
+                         f"{'; '.join(problems)}. Expected columns {expected_columns()}; "
+                         "rebuild it with `uncollapse build captions`")
+    wanted = columns or [c for c in CAPTION_SCHEMA if c in schema]
+    try:
+        return pl.read_parquet(path, columns=wanted)
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet file ({exc})") from exc

@@ -1,0 +1,2 @@
+"""Scene files for object-centric training: contract in ``contract``; torch Dataset in
+``dataset``."""

@@ -1,0 +1,51 @@
+"""The scene file contract: ``images`` [N, H, W, 3] uint8, ``masks`` [N, H, W] uint8 (0 is
+background, 1..K objects), ``num_objects`` [N] int8, in an NPZ that loads without pickle
+(docs/data-contracts.md, "Scene file")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uncollapse.atomic import atomic_path
+from uncollapse.errors import InputError
+
+SCENE_KEYS = ("images", "masks", "num_objects")
+
+
+@dataclass
+class SceneSet:
+    """Scenes in the scene file layout plus how often the visibility rule had to step in."""
+
+    images: np.ndarray       # [N, H, W, 3] uint8
+    masks: np.ndarray        # [N, H, W] uint8, 0 background, 1..num_objects
+    num_objects: np.ndarray  # [N] int8
+    redrawn: int = 0         # scenes drawn again because an object was hidden
+    reduced: int = 0         # scenes whose hidden objects were removed after REDRAW_ROUNDS
+
+    def __len__(self) -> int:
+        return len(self.num_objects)
+
+
+def save_scenes(scenes: SceneSet, path: str | Path, *, compress: bool = True) -> None:
+    """Write ``scenes`` as an NPZ of plain arrays (loadable with ``allow_pickle=False``)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        writer = np.savez_compressed if compress else np.savez
+        writer(tmp, images=scenes.images, masks=scenes.masks, num_objects=scenes.num_objects)
+
+
+def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a scene NPZ, read with ``allow_pickle=False``; keys are not checked here."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise InputError(path, f"holds arrays that need pickle ({exc}); scene files must be "
+                         "plain numeric arrays: images, masks, num_objects") from exc
+    except Exception as exc:  # zipfile.BadZipFile, OSError, ...
+        raise InputError(path, f"not a readable NPZ file ({type(exc).__name__}: {exc})") from exc

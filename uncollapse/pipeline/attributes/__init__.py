@@ -1,0 +1,1 @@
+"""CelebA-style attribute sources -> the attribute table."""

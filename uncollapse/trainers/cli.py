@@ -1,3 +1,0 @@
-"""Commands of uncollapse.trainers."""
-
-COMMANDS: dict = {}
