@@ -1,4 +1,5 @@
-# make test / make demo / make bench each create .venv if it is missing and install what they need.
+# make test / make demo / make bench each create .venv if it is missing and install everything
+# (uncollapse with its torch and hf extras, and the test tools: the dev extra).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -10,7 +11,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# A bare `torch` requirement would pull a multi-GB CUDA build: install the CPU build first.
+	# The torch extra with no torch present would pull a multi-GB CUDA build: install the CPU
+	# build first, then everything the tests use (the torch and hf extras and the test tools).
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 || \
 	  $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 	$(PY) -m pip install -q -e '.[dev]'
