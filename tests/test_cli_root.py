@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,68 @@ def test_build_writes_output_atomically_and_rebuild_forces_a_build(tmp_path):
     assert "cache hit: captions" in second.output
     third = runner.invoke(main, args + ["--rebuild"])
     assert "built: captions" in third.output
+
+
+def test_a_run_that_could_not_happen_is_an_annotation_under_github(tmp_path):
+    not_parquet = tmp_path / "a,b.parquet"
+    not_parquet.write_text("this is not parquet")
+    result = CliRunner().invoke(main, ["validate", "captions", str(not_parquet),
+                                       "--format", "github"])
+    assert result.exit_code == 2
+    annotation = result.stdout.strip()
+    assert annotation.startswith("::error ")
+    assert "title=uncollapse could not run::" in annotation
+    assert "a%2Cb.parquet" in annotation.split("::")[1]  # escaped in the file= property
+    assert "\n" not in annotation
+
+
+def test_a_run_that_could_not_happen_is_json_with_ok_false(tmp_path):
+    not_parquet = tmp_path / "table.parquet"
+    not_parquet.write_text("this is not parquet")
+    report_path = tmp_path / "report.json"
+    report_path.write_text('{"ok": true}')  # a stale report of an earlier run
+    result = CliRunner().invoke(main, ["validate", "captions", str(not_parquet),
+                                       "--format", "json", "--json", str(report_path)])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["exit_code"] == 2
+    assert str(not_parquet) in data["error"]
+    assert data["command"] == "uncollapse validate captions"
+    assert json.loads(report_path.read_text()) == data
+
+
+def test_a_bad_argument_is_json_too_when_json_was_asked_for(tmp_path):
+    missing = tmp_path / "missing.npy"
+    result = CliRunner().invoke(main, ["diagnose", "embeddings", str(missing),
+                                       "--format", "json"])
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and "missing.npy" in data["error"]
+
+
+def test_an_input_error_is_located_at_its_file_and_line(tmp_path, monkeypatch):
+    from uncollapse.errors import InputError
+    from uncollapse.validators import captions
+
+    def broken(*args, **kwargs):
+        raise InputError("src: table.txt", "expected 3 fields", line=7)
+
+    monkeypatch.setattr(captions, "validate_captions", broken)
+    table = tmp_path / "t.parquet"
+    table.write_text("x")
+    result = CliRunner().invoke(main, ["validate", "captions", str(table), "--format", "github"])
+    assert result.exit_code == 2
+    assert result.stdout.startswith("::error file=src%3A table.txt,line=7,"
+                                    "title=uncollapse could not run::src: table.txt, line 7: ")
+
+
+def test_a_missing_optional_dependency_exits_2_naming_the_extra(tmp_path, monkeypatch):
+    import numpy as np
+
+    pred = tmp_path / "pred.npy"
+    np.save(pred, np.zeros((4, 3), dtype=np.float32))
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    result = CliRunner().invoke(main, ["diagnose", "embeddings", str(pred)])
+    assert result.exit_code == 2
+    assert "pip install 'uncollapse[torch]'" in result.stderr
+    assert "Traceback" not in result.output

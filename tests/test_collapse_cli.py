@@ -70,6 +70,17 @@ def test_a_warning_fails_only_under_strict(arrays):
     assert result.exit_code == 1 and "MOMENT_MISMATCH" in result.output
 
 
+def test_strict_json_and_report_file_say_not_ok(arrays, tmp_path):
+    report_path = tmp_path / "report.json"
+    result = run(arrays["shrunk"], "--targets", arrays["targets"], "--strict", "--format",
+                 "json", "--json", str(report_path))
+    assert result.exit_code == 1
+    printed = json.loads(result.stdout)
+    assert printed["ok"] is False and printed["strict"] is True
+    assert [f["severity"] for f in printed["findings"]] == ["warning"]
+    assert json.loads(report_path.read_text()) == printed
+
+
 def test_threshold_options_change_the_verdict(arrays):
     args = [arrays["healthy"], "--targets", arrays["targets"]]
     result = run(*args, "--mean-vector-margin", "0.9", "--format", "json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -73,3 +74,80 @@ def test_text_verdict_follows_strict():
     report.render_text(Console(file=strict, width=120), strict=True)
     assert relaxed.getvalue().splitlines()[0] == "captions t.parquet: OK"
     assert strict.getvalue().splitlines()[0] == "captions t.parquet: INVALID"
+
+
+def test_strict_is_part_of_the_verdict_in_every_format():
+    report = Report("t.parquet", "captions", [DEMO_WARNING.finding("w")], strict=True)
+    assert not report.ok and report.exit_code() == 1
+    data = json.loads(report.to_json())
+    assert data["ok"] is False and data["strict"] is True
+    assert report.to_github().startswith("::error file=t.parquet,title=DEMO_WARNING::w")
+    relaxed = Report("t.parquet", "captions", [DEMO_WARNING.finding("w")])
+    assert relaxed.to_dict()["ok"] is True
+    assert relaxed.to_github().startswith("::warning file=t.parquet,title=DEMO_WARNING::w")
+
+
+def test_github_escapes_property_values_and_message_data():
+    report = Report("data/a:b,c%.parquet", "captions",
+                    [DEMO_ERROR.finding("50% bad\r\nnext: a, b")])
+    line = report.to_github()
+    assert line == ("::error file=data/a%3Ab%2Cc%25.parquet,title=DEMO_ERROR::"
+                    "50%25 bad%0D%0Anext: a, b (count 1) Fix: the fix")
+    assert "\n" not in line
+
+
+def test_github_annotation_carries_the_findings_file_and_line():
+    finding = DEMO_WARNING.finding("malformed", file="tokens,1.txt", line=17)
+    line = Report("tokens.txt", "build captions", [finding]).to_github()
+    assert line.startswith("::warning file=tokens%2C1.txt,line=17,title=DEMO_WARNING::malformed")
+
+
+def test_location_is_in_json_only_when_set_and_old_dicts_still_load():
+    located = DEMO_ERROR.finding("e", file="src.txt", line=np.int64(4))
+    assert located.to_dict()["file"] == "src.txt" and located.to_dict()["line"] == 4
+    assert "file" not in DEMO_ERROR.finding("e").to_dict()
+    assert "line" not in DEMO_ERROR.finding("e").to_dict()
+    report = Report("t", "k", [located], {"n": 1}, strict=True)
+    assert Report.from_dict(report.to_dict()) == report
+    old = {"target": "t", "kind": "k", "ok": True, "stats": {},
+           "findings": [{"code": "DEMO_WARNING", "severity": "warning", "message": "w",
+                         "count": 1, "examples": [], "hint": ""}]}
+    loaded = Report.from_dict(old)
+    assert loaded.strict is False and loaded.findings[0].line is None and loaded.ok
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _rendered(monkeypatch, stream) -> str:
+    monkeypatch.setattr("sys.stdout", stream)
+    Report("t.parquet", "captions", [DEMO_ERROR.finding("e")]).render_text()
+    return stream.getvalue()
+
+
+def test_text_off_a_terminal_is_plain_and_not_wrapped(monkeypatch):
+    from io import StringIO
+
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    long_target = "/data/" + "x" * 150 + ".parquet"
+    stream = StringIO()
+    monkeypatch.setattr("sys.stdout", stream)
+    message = " ".join(["word"] * 60)
+    Report(long_target, "captions", [DEMO_ERROR.finding(message)]).render_text()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"captions {long_target}: INVALID"
+    assert lines[1] == f"  ERROR DEMO_ERROR (1): {message}"
+    assert "\x1b[" not in stream.getvalue()
+
+
+def test_no_color_turns_escape_codes_off_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    assert "\x1b[" in _rendered(monkeypatch, _Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = _rendered(monkeypatch, _Terminal())
+    assert "\x1b[" not in plain and plain.startswith("captions t.parquet: INVALID")

@@ -13,7 +13,9 @@ import os
 import click
 
 from uncollapse import __version__
+from uncollapse.cli_report import emit_could_not_run
 from uncollapse.errors import ToolError
+from uncollapse.extras import missing_extra
 from uncollapse.report import EXIT_TOOL_ERROR
 
 PACKAGE_CLIS = (
@@ -24,24 +26,41 @@ PACKAGE_CLIS = (
 
 
 class _Group(click.Group):
-    """A group that turns a ToolError (or any unexpected error) into exit code 2 and a message."""
+    """A group that turns a ToolError (or any unexpected error) into exit code 2 and a message.
+
+    The outermost group handles errors for every command below it, once: the message goes to
+    stderr and, under ``--format json|github`` (or with ``--json``), the machine output says
+    the run could not happen too.
+    """
 
     def invoke(self, ctx):
+        if ctx.parent is not None:
+            return super().invoke(ctx)
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as exc:  # bad arguments, a bad option value
+            if exc.exit_code == EXIT_TOOL_ERROR:
+                emit_could_not_run(ctx, exc.format_message())
             raise
         except ToolError as exc:
-            raise _could_not_run(str(exc)) from exc
+            raise _could_not_run(ctx, str(exc), file=getattr(exc, "path", None),
+                                 line=getattr(exc, "line", None)) from exc
         except Exception as exc:  # a check that raised is a tool error, never a pass
+            hint = missing_extra(exc) if isinstance(exc, ImportError) else None
+            if hint is not None:
+                raise _could_not_run(ctx, hint) from exc
             if os.environ.get("UNCOLLAPSE_DEBUG"):
                 raise
             raise _could_not_run(
-                f"{type(exc).__name__}: {exc}\n(set UNCOLLAPSE_DEBUG=1 to see the traceback)"
+                ctx, f"{type(exc).__name__}: {exc}\n(set UNCOLLAPSE_DEBUG=1 to see the traceback)"
             ) from exc
 
 
-def _could_not_run(message: str) -> click.ClickException:
+def _could_not_run(ctx: click.Context, message: str, *, file: str | None = None,
+                   line: int | None = None) -> click.ClickException:
+    emit_could_not_run(ctx, message, file=file, line=line)
     error = click.ClickException(message)
     error.exit_code = EXIT_TOOL_ERROR
     return error

@@ -1,23 +1,64 @@
-"""Command-line glue for reports: the shared output options and exit codes."""
+"""Command-line glue for reports: the shared output options, one verdict, and exit codes.
+
+Streams: a report (text, json or github) goes to stdout; progress bars, spinners and status
+lines ("built: ...", "wrote ...") go to stderr, so ``> report.json`` captures the report alone.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import sys
 
 import click
 
+from uncollapse import __version__
 from uncollapse.atomic import atomic_path
-from uncollapse.report import Report
+from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
+
+FORMAT_KEY = "uncollapse.output_format"
+JSON_PATH_KEY = "uncollapse.json_path"
+COMMAND_KEY = "uncollapse.command"
+"""Where the chosen --format and --json (and the command) live in ``ctx.meta``, which every
+nested context shares, so the root group can report a run that could not happen in the same
+format."""
+
+
+def _remember(key):
+    def callback(ctx, param, value):
+        ctx.meta[key] = value
+        ctx.meta[COMMAND_KEY] = _command_name(ctx)
+        return value
+
+    return callback
+
+
+def _command_name(ctx: click.Context) -> str:
+    """``uncollapse validate captions``, however the program itself was invoked."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["uncollapse", *reversed(names)])
+
+
+quiet_option = click.option(
+    "--quiet", is_flag=True,
+    help="No progress bars or spinners; the report and errors still print.")
+"""``--quiet`` with the one meaning it has in every command that shows progress."""
 
 
 def report_options(command):
     """Add ``--format``, ``--json`` and ``--strict`` to a command that returns a Report."""
 
+    # Eager, so the format is known even when a later option fails to parse.
     @click.option("--format", "output_format", type=click.Choice(["text", "json", "github"]),
-                  default="text", show_default=True,
+                  default="text", show_default=True, is_eager=True,
+                  callback=_remember(FORMAT_KEY),
                   help="text for people, json for tools, github for CI annotations.")
-    @click.option("--json", "json_path", type=click.Path(dir_okay=False),
+    @click.option("--json", "json_path", type=click.Path(dir_okay=False), is_eager=True,
+                  callback=_remember(JSON_PATH_KEY),
                   help="Also write the report as JSON to this path.")
     @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
     @functools.wraps(command)
@@ -30,7 +71,12 @@ def report_options(command):
 
 def emit_report(report: Report, *, output_format: str = "text", json_path: str | None = None,
                 strict: bool = False) -> None:
-    """Print ``report`` in the chosen format, write the JSON copy, and exit with its code."""
+    """Print ``report`` in the chosen format, write the JSON copy, and exit with its code.
+
+    ``strict`` becomes part of the report, so the exit code, the text verdict, ``"ok"`` in
+    the JSON and the GitHub annotation levels are one verdict.
+    """
+    report = dataclasses.replace(report, strict=report.strict or strict)
     if json_path:
         with atomic_path(json_path) as tmp:
             tmp.write_text(report.to_json())
@@ -41,5 +87,42 @@ def emit_report(report: Report, *, output_format: str = "text", json_path: str |
         if text:
             click.echo(text)
     else:
-        report.render_text(strict=strict)
-    sys.exit(report.exit_code(strict))
+        report.render_text()
+    sys.exit(report.exit_code())
+
+
+def could_not_run_dict(message: str, *, command: str | None = None, file: str | None = None,
+                       line: int | None = None) -> dict:
+    """The JSON answer of a run that could not happen (exit 2): ``ok`` false and the error."""
+    data = {"tool": "uncollapse", "version": __version__, "command": command, "ok": False,
+            "exit_code": EXIT_TOOL_ERROR, "error": message}
+    if file is not None:
+        data["file"] = str(file)
+    if line is not None:
+        data["line"] = int(line)
+    return data
+
+
+def emit_could_not_run(ctx: click.Context, message: str, *, file: str | None = None,
+                       line: int | None = None) -> None:
+    """Report a run that could not happen in the machine format the command was asked for.
+
+    ``--format github`` prints an ``::error`` annotation, ``--format json`` a JSON object with
+    ``"ok": false`` and ``"error"`` (stdout); ``--json PATH`` gets that object too, so a stale
+    report is never left behind. Text needs nothing here: the message goes to stderr.
+    """
+    output_format = ctx.meta.get(FORMAT_KEY, "text")
+    json_path = ctx.meta.get(JSON_PATH_KEY)
+    data = could_not_run_dict(message, command=ctx.meta.get(COMMAND_KEY, _command_name(ctx)),
+                              file=file, line=line)
+    if json_path:
+        try:
+            with atomic_path(json_path) as tmp:
+                tmp.write_text(json.dumps(data, indent=2))
+        except OSError:
+            pass  # the path itself may be why the run failed; the message still goes out
+    if output_format == "json":
+        click.echo(json.dumps(data, indent=2))
+    elif output_format == "github":
+        click.echo(github_annotation("error", message, file=file, line=line,
+                                     title="uncollapse could not run"))

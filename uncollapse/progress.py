@@ -1,4 +1,8 @@
-"""Progress bars for anything that can take more than a few seconds; ``quiet`` turns them off."""
+"""Progress bars and spinners for anything that can take more than a few seconds.
+
+Both draw on stderr (the report owns stdout), only when stderr is a terminal: a pipe or a CI
+log gets no carriage-return redraws and no escape codes. ``quiet`` turns them off everywhere.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ T = TypeVar("T")
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
              quiet: bool = False) -> Iterator[T]:
-    """Iterate over ``items`` with a tqdm bar on stderr unless ``quiet``."""
-    if quiet:
+    """Iterate over ``items`` with a tqdm bar on stderr unless ``quiet`` or not a terminal."""
+    if quiet or not sys.stderr.isatty():
         yield from items
         return
     from tqdm.auto import tqdm
 
-    yield from tqdm(items, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    yield from tqdm(items, total=total, desc=desc, leave=False, dynamic_ncols=True,
+                    file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -27,7 +32,7 @@ def status(message: str, *, quiet: bool = False):
     if quiet or not sys.stderr.isatty():
         yield
         return
-    from rich.console import Console
+    from uncollapse.report import text_console
 
-    with Console(stderr=True).status(message):
+    with text_console(stderr=True).status(message):
         yield

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +35,17 @@ class Code:
             raise ValueError(f"code {self.name}: severity must be one of {SEVERITIES}")
 
     def finding(self, message: str, *, count: int = 1, examples: list | None = None,
-                hint: str | None = None, severity: str | None = None) -> Finding:
-        """A finding of this code; the hint defaults to the code's documented fix."""
+                hint: str | None = None, severity: str | None = None,
+                file: str | None = None, line: int | None = None) -> Finding:
+        """A finding of this code; the hint defaults to the code's documented fix.
+
+        ``file`` and ``line`` locate the (first) occurrence in a source file, when there is one.
+        """
         return Finding(code=self.name, severity=severity or self.severity, message=message,
                        count=int(count), examples=list(examples or [])[:MAX_EXAMPLES],
-                       hint=self.fix if hint is None else hint)
+                       hint=self.fix if hint is None else hint,
+                       file=None if file is None else str(file),
+                       line=None if line is None else int(line))
 
 
 def to_jsonable(value: Any) -> Any:
@@ -59,16 +67,29 @@ def to_jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem (or observation) of a check, with how many times it occurs.
+
+    ``file`` and ``line`` say where in a source file the (first) occurrence is, when the
+    finding has such a place; they are left out of the JSON when not set.
+    """
+
     code: str
     severity: str
     message: str
     count: int = 1
     examples: list = field(default_factory=list)
     hint: str = ""
+    file: str | None = None
+    line: int | None = None
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "severity": self.severity, "message": self.message,
+        data = {"code": self.code, "severity": self.severity, "message": self.message,
                 "count": self.count, "examples": to_jsonable(self.examples), "hint": self.hint}
+        if self.file is not None:
+            data["file"] = self.file
+        if self.line is not None:
+            data["line"] = self.line
+        return data
 
 
 @dataclass
@@ -80,16 +101,24 @@ class Report:
         kind: the kind of check (``captions``, ``batches``, ``sequences``, ...).
         findings: everything the check found.
         stats: numbers the check measured, healthy or not.
+        strict: warnings fail the check too. ``ok``, the exit code, the text verdict and every
+            machine format follow it, so they can never disagree.
     """
 
     target: str
     kind: str
     findings: list[Finding] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    strict: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        """The verdict: no error, and no warning either when ``strict``."""
+        return not (self.errors or (self.strict and self.warnings))
+
+    def fails(self, finding: Finding) -> bool:
+        """Whether ``finding`` makes the verdict INVALID (an error; a warning when ``strict``)."""
+        return finding.severity == "error" or (self.strict and finding.severity == "warning")
 
     @property
     def errors(self) -> list[Finding]:
@@ -103,41 +132,51 @@ class Report:
         return [f.code for f in self.findings]
 
     def exit_code(self, strict: bool = False) -> int:
-        if self.errors or (strict and self.warnings):
+        """0 when ``ok``, else 1; ``strict`` here fails warnings too (as ``self.strict`` does)."""
+        if self.errors or ((strict or self.strict) and self.warnings):
             return EXIT_INVALID
         return EXIT_VALID
 
     def to_dict(self) -> dict:
         return {"tool": "uncollapse", "version": __version__, "target": self.target,
-                "kind": self.kind, "ok": self.ok,
+                "kind": self.kind, "ok": self.ok, "strict": self.strict,
                 "findings": [f.to_dict() for f in self.findings],
                 "stats": to_jsonable(self.stats)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Report:
-        """The inverse of ``to_dict`` (for reports kept in cache manifests or JSON files)."""
+        """The inverse of ``to_dict`` (for reports kept in cache manifests or JSON files).
+
+        Dicts written before ``strict``, ``file`` and ``line`` existed read as not strict and
+        without a location.
+        """
         return cls(target=data["target"], kind=data["kind"],
-                   findings=[Finding(**f) for f in data["findings"]], stats=data["stats"])
+                   findings=[Finding(**f) for f in data["findings"]], stats=data["stats"],
+                   strict=bool(data.get("strict", False)))
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def to_github(self) -> str:
-        """GitHub Actions workflow commands: one annotation per finding."""
+        """GitHub Actions workflow commands: one annotation per finding.
+
+        A finding that fails the verdict is an ``::error`` (a warning too when ``strict``),
+        located at the finding's file and line when it has them, else at the target.
+        """
         level = {"error": "error", "warning": "warning", "info": "notice"}
         lines = []
         for f in self.findings:
             text = f"{f.message} (count {f.count})" + (f" Fix: {f.hint}" if f.hint else "")
-            text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            lines.append(f"::{level[f.severity]} file={self.target},title={f.code}::{text}")
+            lines.append(github_annotation("error" if self.fails(f) else level[f.severity],
+                                           text, file=f.file or self.target, line=f.line,
+                                           title=f.code))
         return "\n".join(lines)
 
     def render_text(self, console=None, *, strict: bool = False) -> None:
         """Print the report for a person (rich); under ``strict`` warnings make it INVALID."""
-        from rich.console import Console
         from rich.table import Table
 
-        console = console or Console()
+        console = console or text_console()
         verdict = ("[green]OK[/green]" if self.exit_code(strict) == EXIT_VALID
                    else "[red]INVALID[/red]")
         console.print(f"[bold]{self.kind}[/bold] {self.target}: {verdict}")
@@ -157,6 +196,49 @@ class Report:
                 console.print(f"      fix: {f.hint}", highlight=False)
         if not self.findings:
             console.print("  no findings")
+
+
+def github_annotation(level: str, message: str, *, file: str | None = None,
+                      line: int | None = None, title: str | None = None) -> str:
+    """One GitHub Actions workflow command (``::error file=...,line=...,title=...::message``).
+
+    Escaped as the runner parses them: ``%``, CR and LF in the message; ``:`` and ``,`` as
+    well in property values, where they would otherwise end the value.
+    """
+    properties = [f"{name}={_escape_property(value)}"
+                  for name, value in (("file", file), ("line", line), ("title", title))
+                  if value is not None and value != ""]
+    head = f"::{level} {','.join(properties)}" if properties else f"::{level}"
+    return f"{head}::{_escape_data(message)}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: Any) -> str:
+    return _escape_data(str(value)).replace(":", "%3A").replace(",", "%2C")
+
+
+UNWRAPPED_WIDTH = 100_000
+"""Console width off a terminal: a line is as long as its text, never cut at 80 columns."""
+
+
+def text_console(*, stderr: bool = False):
+    """A rich Console for text meant for people, on stdout (or stderr).
+
+    On a terminal: its width, colour unless ``NO_COLOR`` is set (then no escape codes at
+    all). Anywhere else (a pipe, a file, a CI log): plain text, no escape codes, lines as long
+    as their text. ``FORCE_COLOR`` makes rich treat the stream as a terminal.
+    """
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    no_color = os.environ.get("NO_COLOR", "") != ""
+    console = Console(file=stream, color_system=None if no_color else "auto")
+    if not console.is_terminal:
+        console = Console(file=stream, color_system=None, width=UNWRAPPED_WIDTH, soft_wrap=True)
+    return console
 
 
 def _format_stat(value: Any) -> str:

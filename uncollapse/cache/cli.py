@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.cli_report import report_options
+from uncollapse.cli_report import quiet_option, report_options
 
 root_option = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                            help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform "
@@ -55,8 +55,9 @@ def ls_cmd(cache_dir, stage):
 @cache_group.command("verify")
 @root_option
 @click.argument("key", required=False)
+@quiet_option
 @report_options
-def verify_cmd(cache_dir, key):
+def verify_cmd(cache_dir, key, quiet):
     """Re-hash cached files against their manifests (exit 1 on any mismatch).
 
     Example:
@@ -64,8 +65,11 @@ def verify_cmd(cache_dir, key):
         uncollapse cache verify 3fa9c2     # one entry, by key prefix
     """
     from uncollapse.cache.verify import verify_cache
+    from uncollapse.progress import status
 
-    return verify_cache(_cache(cache_dir), key)
+    cache = _cache(cache_dir)
+    with status(f"re-hashing the files of {cache.root}", quiet=quiet):
+        return verify_cache(cache, key)
 
 
 @cache_group.command("explain")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from uncollapse.cli_report import report_options
+from uncollapse.cli_report import quiet_option, report_options
 from uncollapse.errors import InputError, ToolError
 
 _NPY = click.Path(exists=True, dir_okay=False)
@@ -51,9 +51,10 @@ _NPY = click.Path(exists=True, dir_okay=False)
                    "is below this share of the targets'.")
 @click.option("--min-slot-spread", type=float, default=0.1, show_default=True,
               help="SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
+@quiet_option
 @report_options
-def diagnose_embeddings_command(pred, targets, labels, groups, device, max_samples, seed,
-                        **thresholds):
+def diagnose_embeddings_command(pred, targets, labels, groups, device, max_samples, seed, quiet,
+                                **thresholds):
     """Measure collapse of embeddings or model outputs (PRED.npy, [N, D] or slots [N, S, D]).
 
     Reports effective rank (RankMe), uniformity, spread and, with --targets, the mean-vector
@@ -69,6 +70,7 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
     """
     import torch
 
+    from uncollapse.progress import status
     from uncollapse.validators.collapse.diagnose import Thresholds
     from uncollapse.validators.collapse.diagnose import diagnose_embeddings as run
 
@@ -87,9 +89,10 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
     tensors = {name: torch.from_numpy(arrays[name]).to(torch_device)
                for name in ("pred", "targets") if name in arrays}
     try:
-        return run(tensors["pred"], tensors.get("targets"), arrays.get("labels"),
-                   arrays.get("groups"), thresholds=Thresholds(**thresholds),
-                   max_samples=max_samples, seed=seed, target=str(pred))
+        with status(f"diagnosing {pred}", quiet=quiet):
+            return run(tensors["pred"], tensors.get("targets"), arrays.get("labels"),
+                       arrays.get("groups"), thresholds=Thresholds(**thresholds),
+                       max_samples=max_samples, seed=seed, target=str(pred))
     except ToolError as exc:
         files = ", ".join(f"{name} = {path}" for name, path in paths.items() if path)
         raise ToolError(f"{exc} ({files})") from exc
