@@ -15,11 +15,21 @@ from hypothesis import strategies as st
 
 from uncollapse.cli import main
 from uncollapse.data.npz import open_npz, write_npz
-from uncollapse.data.sequences.contract import sequence_windows
+from uncollapse.data.sequences.contract import (
+    COMPACT_ARRAYS,
+    CONCEPT_TEXTS,
+    DENSE_ARRAYS,
+    DOC_KEYS,
+    TEXTS,
+    read_texts,
+    sequence_windows,
+)
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.sequences.build import build_sequences
-from uncollapse.pipeline.sequences.chunks import load_chunks
+from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks
 from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -86,13 +96,15 @@ def test_dense_file_matches_the_contract_and_loads_without_pickle(tmp_path):
     assert {k: (v.dtype.str, v.shape) for k, v in data.items()} == {
         "context_sequences": ("<f4", (3, 2, 3)), "target_vectors": ("<f4", (3, 3)),
         "doc_ids": ("<i8", (3,)), "target_positions": ("<i4", (3,)),
-        "concept_texts": ("<U4", (3,))}
+        "concept_texts_utf8": ("|u1", (12,)), "concept_texts_offsets": ("<i8", (4,))}
+    assert set(data) <= set(DENSE_ARRAYS)
     # rows 0-3 are doc 0, row 4 doc 1 (too short), rows 5-7 doc 2; vector[0] = row + 1
     assert data["target_vectors"][:, 0].tolist() == [3, 4, 8]
     assert data["context_sequences"][:, :, 0].tolist() == [[1, 2], [2, 3], [6, 7]]
     assert data["doc_ids"].tolist() == [0, 0, 2]
     assert data["target_positions"].tolist() == [2, 3, 2]
-    assert data["concept_texts"].tolist() == ["d0p2", "d0p3", "d2p2"]
+    assert read_texts(data, CONCEPT_TEXTS).tolist() == ["d0p2", "d0p3", "d2p2"]
+    assert data["concept_texts_offsets"].tolist() == [0, 4, 8, 12]
 
 
 def test_compact_file_holds_each_vector_once_with_csr_offsets(tmp_path):
@@ -102,11 +114,14 @@ def test_compact_file_holds_each_vector_once_with_csr_offsets(tmp_path):
     build_sequences(chunks, vectors, 2, tmp_path / "seq.npz", compact=True)
     with np.load(tmp_path / "seq.npz", allow_pickle=False) as npz:
         data = {k: npz[k] for k in npz.files}
-    assert sorted(data) == ["context_length", "doc_keys", "doc_offsets", "texts", "vectors"]
+    assert sorted(data) == ["context_length", "doc_keys_offsets", "doc_keys_utf8", "doc_offsets",
+                            "texts_offsets", "texts_utf8", "vectors"]
+    assert set(data) <= set(COMPACT_ARRAYS)
     assert np.array_equal(data["vectors"], np.load(vectors_path))
     assert data["doc_offsets"].tolist() == [0, 4, 5, 8]
-    assert data["doc_keys"].tolist() == ["doc0", "doc1", "doc2"]
-    assert data["texts"].tolist()[:2] == ["d0p0", "d0p1"]
+    assert read_texts(data, DOC_KEYS).tolist() == ["doc0", "doc1", "doc2"]
+    assert read_texts(data, TEXTS)[:2] == ["d0p0", "d0p1"]
+    assert data["texts_utf8"].dtype == np.uint8 and data["texts_offsets"][-1] == 8 * 4
     assert data["context_length"].shape == () and int(data["context_length"]) == 2
 
 
@@ -115,7 +130,45 @@ def test_no_texts_leaves_the_text_arrays_out(tmp_path):
     build_sequences(load_chunks(chunks_path), np.load(vectors_path), 1, tmp_path / "d.npz",
                     texts=False)
     with np.load(tmp_path / "d.npz", allow_pickle=False) as npz:
-        assert "concept_texts" not in npz.files and npz["target_vectors"].shape == (3, 3)
+        assert not [k for k in npz.files if "texts" in k]
+        assert npz["target_vectors"].shape == (3, 3)
+
+
+def test_non_ascii_texts_round_trip_through_utf8_bytes(tmp_path):
+    chunks_path, vectors_path = make_chunks(tmp_path, [3])
+    chunks = load_chunks(chunks_path).with_columns(
+        text=pl.Series(["Ålesund — 北京", "", "naïve 😀"]))
+    build_sequences(chunks, np.load(vectors_path), 1, tmp_path / "c.npz", compact=True)
+    data = open_npz(tmp_path / "c.npz")
+    texts = read_texts(data, TEXTS)
+    assert texts.tolist() == ["Ålesund — 北京", "", "naïve 😀"]
+    assert [texts[i] for i in range(3)] == texts.tolist() and texts[[2, 0]][0] == "naïve 😀"
+    assert data["texts_offsets"].tolist() == [0, 19, 19, 30]  # bytes, not characters
+
+
+def wikitext_vectors(tmp_path: Path, dim: int = 64):
+    chunks, _ = read_chunks(REPO / "data" / "wikitext2" / "wikitext2_test.txt", unit="line")
+    vectors = np.random.default_rng(0).standard_normal((chunks.height, dim)).astype(np.float32)
+    return chunks, vectors
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_wikitext_sequence_file_is_at_most_1_1x_its_vector_and_text_bytes(tmp_path, compact):
+    # The bound of the contract: fixed-width unicode texts made these files ~90% text padding.
+    chunks, vectors = wikitext_vectors(tmp_path)
+    path = tmp_path / "s.npz"
+    stats = build_sequences(chunks, vectors, 4, path, compact=compact)
+    data = open_npz(path)
+    if compact:
+        raw = vectors.nbytes + int(chunks["text"].str.len_bytes().sum())
+        assert data["texts_utf8"].size == int(chunks["text"].str.len_bytes().sum())
+    else:
+        targets = sequence_windows(np.r_[0, np.cumsum(np.bincount(chunks["doc_id"]))], 4)
+        raw = (data["context_sequences"].nbytes + data["target_vectors"].nbytes
+               + int(chunks["text"].gather(targets.target_rows).str.len_bytes().sum()))
+        assert stats["samples"] == targets.target_rows.size
+    size = path.stat().st_size
+    assert size <= 1.1 * raw, (size, raw, size / raw)
 
 
 def test_npz_members_are_memory_mapped_and_aligned(tmp_path):

@@ -19,7 +19,8 @@ WIKITEXT = REPO / "data" / "wikitext2" / "wikitext2_test.txt"
 CHUNK_SCHEMA = pl.Schema({"doc_id": pl.Int64, "doc_key": pl.String, "position": pl.Int32,
                           "text": pl.String})
 
-# WikiText's layout: BOM, leading spaces, ` = Title = ` articles, ` = = Sub = = ` sections.
+# WikiText's layout: BOM, leading spaces, ` = Title = ` articles and ` = = Sub = = ` sections,
+# each between blank lines (` `).
 WIKITEXT_STYLE = (
     "\ufeff \n"
     " = Alpha = \n"
@@ -32,6 +33,7 @@ WIKITEXT_STYLE = (
     " He retired in 1990 .\n"
     " = = = Late years = = = \n"
     " He died .\n"
+    " \n"
     " = Beta ( band ) = \n"
     " \n"
     " Beta is a band .\n"
@@ -84,18 +86,40 @@ def test_sentence_unit_splits_after_terminal_punctuation(tmp_path):
 
 def test_text_before_the_first_title_is_counted_not_kept(tmp_path):
     path = tmp_path / "wiki.txt"
-    path.write_text("stray preface line\n = Alpha = \n Body .\n", encoding="utf-8")
+    path.write_text("stray preface line\n \n = Alpha = \n \n Body .\n", encoding="utf-8")
     chunks, stats = read_chunks(path, unit="line")
     assert rows(chunks) == [(0, "Alpha", 0, "Body .")]
     assert stats.lines_before_first_document == 1
 
 
-def test_bundled_wikitext_gives_its_articles():
+def test_a_title_shaped_line_inside_a_paragraph_is_text_not_a_title(tmp_path):
+    path = tmp_path / "wiki.txt"
+    path.write_text(" \n = Filter = \n \n The impedance is\n = 1 / s and a nominal k = \n"
+                    " which is low .\n \n = Next = \n \n Other .\n", encoding="utf-8")
+    chunks, stats = read_chunks(path, unit="line")
+    assert rows(chunks) == [(0, "Filter", 0, "The impedance is"),
+                            (0, "Filter", 1, "= 1 / s and a nominal k ="),
+                            (0, "Filter", 2, "which is low ."), (1, "Next", 0, "Other .")]
+    assert stats.documents == 2 and stats.title_like_lines == 1
+
+
+def test_a_title_at_the_very_start_and_end_of_a_file_counts_as_standing_alone(tmp_path):
+    path = tmp_path / "wiki.txt"
+    path.write_text(" = First = \n \n body\n \n = Last = ", encoding="utf-8")
+    chunks, stats = read_chunks(path, unit="line")
+    assert rows(chunks) == [(0, "First", 0, "body")] and stats.title_like_lines == 0
+
+
+def test_bundled_wikitext_gives_its_60_articles():
     chunks, stats = read_chunks(WIKITEXT, unit="line")
-    assert stats.documents == 62
+    # two formula lines of "Constant k filter" (` = 1 <unk> / s and a nominal <unk> k = `) look
+    # like titles but sit inside a paragraph
+    assert stats.documents == 60 and stats.title_like_lines == 2
+    assert chunks.filter(pl.col("doc_key") == "Constant k filter")["text"].str.starts_with(
+        "= 1 <unk>").sum() == 2
     assert chunks["doc_key"].unique(maintain_order=True).to_list()[:3] == [
         "Robert <unk>", "Du Fu", "Kiss You ( One Direction song )"]
-    assert not chunks["text"].str.contains(r"^(= )+.* =$").any()
+    assert chunks["text"].str.contains(r"^(= )+.* =$").sum() == 2  # only those formula lines
     assert chunks.group_by("doc_id").agg(ok=(pl.col("position") == pl.int_range(pl.len()))
                                          .all())["ok"].all()
 

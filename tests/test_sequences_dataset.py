@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from uncollapse.data.npz import write_npz
-from uncollapse.data.sequences.contract import sequence_windows
+from uncollapse.data.sequences.contract import (
+    CONCEPT_TEXTS,
+    DOC_KEYS,
+    TEXTS,
+    Texts,
+    sequence_windows,
+    utf8_texts,
+)
 from uncollapse.data.sequences.dataset import SequenceDataset, collate_batch
 from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset
 from uncollapse.errors import ToolError
@@ -72,6 +79,50 @@ def test_out_of_range_index_raises_index_error():
     with pytest.raises(IndexError):
         dataset.get_batch([0, len(dataset)])
     assert dataset[-1][1][0] == dataset[len(dataset) - 1][1][0]
+
+
+def with_texts(arrays: dict) -> dict:
+    """Text of row r is "row r" (doc keys "doc d") in the compact form; target texts in dense."""
+    if "vectors" in arrays:
+        arrays.update(utf8_texts(TEXTS, [f"row {r}" for r in range(len(arrays["vectors"]))]))
+        arrays.update(utf8_texts(DOC_KEYS, [f"doc {d}" for d in range(len(LENGTHS))]))
+    else:
+        rows = arrays["target_vectors"][:, 0].astype(int)
+        arrays.update(utf8_texts(CONCEPT_TEXTS, [f"row {r}" for r in rows]))
+    return arrays
+
+
+@pytest.mark.parametrize("make", [compact, dense])
+def test_target_texts_are_decoded_from_utf8_bytes_on_access(tmp_path, make):
+    write_npz(tmp_path / "s.npz", with_texts(make(LENGTHS)))
+    dataset = SequenceDataset(tmp_path / "s.npz")
+    assert isinstance(dataset.texts, Texts)
+    rows = sequence_windows(compact(LENGTHS)["doc_offsets"], 2).target_rows
+    assert dataset.target_texts([0, 5]) == [f"row {rows[0]}", f"row {rows[5]}"]
+    if make is compact:
+        assert isinstance(dataset.texts._utf8, np.memmap)  # never decoded whole on open
+        assert dataset.doc_keys[int(dataset.doc_ids[5])] == f"doc {dataset.doc_ids[5]}"
+        assert dataset.texts[3] == "row 3"
+    restored = pickle.loads(pickle.dumps(dataset))
+    assert restored.target_texts([5]) == dataset.target_texts([5])
+
+
+def test_files_with_fixed_width_unicode_texts_still_load():
+    arrays = compact(LENGTHS)
+    arrays["texts"] = np.array([f"row {r}" for r in range(len(arrays["vectors"]))])
+    arrays["doc_keys"] = np.array([f"doc {d}" for d in range(len(LENGTHS))])
+    dataset = SequenceDataset(arrays)
+    assert dataset.target_texts([0]) == ["row 2"] and dataset.doc_keys[4] == "doc 4"
+    assert dataset.texts.tolist()[:2] == ["row 0", "row 1"]
+
+
+def test_texts_of_the_wrong_length_are_a_tool_error():
+    arrays = compact(LENGTHS)
+    arrays.update(utf8_texts(TEXTS, ["only one"]))
+    with pytest.raises(ToolError, match="1 texts for 25 vectors"):
+        SequenceDataset(arrays)
+    with pytest.raises(ToolError, match="holds no texts"):
+        SequenceDataset(compact(LENGTHS)).target_texts([0])
 
 
 def test_not_a_sequence_file_is_a_tool_error():

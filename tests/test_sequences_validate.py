@@ -10,7 +10,13 @@ from click.testing import CliRunner
 
 from uncollapse.cli import main
 from uncollapse.data.npz import write_npz
-from uncollapse.data.sequences.contract import sequence_windows
+from uncollapse.data.sequences.contract import (
+    CONCEPT_TEXTS,
+    DOC_KEYS,
+    TEXTS,
+    sequence_windows,
+    utf8_texts,
+)
 from uncollapse.errors import InputError
 from uncollapse.validators.sequences import validate_sequences
 
@@ -21,9 +27,9 @@ def compact_arrays(lengths=(5, 3, 6), seed=0) -> dict:
     rng = np.random.default_rng(seed)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     return {"vectors": rng.standard_normal((offsets[-1], D)).astype(np.float32),
-            "doc_offsets": offsets, "doc_keys": np.array([f"d{i}" for i in range(len(lengths))]),
-            "texts": np.array([f"t{i}" for i in range(offsets[-1])]),
-            "context_length": np.int64(C)}
+            "doc_offsets": offsets, "context_length": np.int64(C),
+            **utf8_texts(DOC_KEYS, [f"d{i}" for i in range(len(lengths))]),
+            **utf8_texts(TEXTS, [f"t{i}" for i in range(offsets[-1])])}
 
 
 def dense_arrays(lengths=(5, 3, 6), seed=0) -> dict:
@@ -35,7 +41,7 @@ def dense_arrays(lengths=(5, 3, 6), seed=0) -> dict:
             "target_vectors": vectors[windows.target_rows],
             "doc_ids": windows.doc_index.astype(np.int64),
             "target_positions": windows.positions,
-            "concept_texts": compact["texts"][windows.target_rows]}
+            **utf8_texts(CONCEPT_TEXTS, [f"t{i}" for i in windows.target_rows])}
 
 
 def codes(arrays) -> list[str]:
@@ -92,6 +98,27 @@ def test_nonfinite_values_report_their_values_and_positions():
     values = [e["value"] for f in as_json["findings"] if f["code"] == "NONFINITE_VALUES"
               for e in f["examples"]]
     assert values == ["inf", "-inf", "nan"]
+
+
+def test_nonfinite_message_names_only_the_arrays_that_hold_them():
+    arrays = dense_arrays()
+    arrays["target_vectors"][3, 1] = np.nan
+    arrays["target_vectors"][4, 0] = np.inf
+    finding = next(f for f in validate_sequences(arrays).findings
+                   if f.code == "NONFINITE_VALUES")
+    assert finding.message == "2 NaN or infinite value(s): 2 in target_vectors"
+    arrays["context_sequences"][1, 0, 0] = np.nan
+    finding = next(f for f in validate_sequences(arrays).findings
+                   if f.code == "NONFINITE_VALUES")
+    assert finding.message == ("3 NaN or infinite value(s): 1 in context_sequences, "
+                               "2 in target_vectors")
+
+
+def test_zero_vector_message_names_only_the_arrays_that_hold_them():
+    arrays = dense_arrays()
+    arrays["target_vectors"][2] = 0
+    finding = next(f for f in validate_sequences(arrays).findings if f.code == "ZERO_VECTORS")
+    assert finding.message == "1 all-zero vector(s): 1 in target_vectors"
 
 
 def test_nonfinite_values_in_compact_vectors():
@@ -177,10 +204,82 @@ def test_length_mismatch_between_per_sample_arrays():
 
 def test_length_mismatch_in_the_compact_form():
     arrays = compact_arrays()
-    arrays["texts"] = arrays["texts"][:3]
-    arrays["doc_keys"] = arrays["doc_keys"][:1]
+    arrays.update(utf8_texts(TEXTS, ["a", "b", "c"]))
+    arrays.update(utf8_texts(DOC_KEYS, ["k"]))
     report = validate_sequences(arrays)
-    assert report.codes().count("LENGTH_MISMATCH") == 2
+    assert report.codes() == ["LENGTH_MISMATCH", "LENGTH_MISMATCH"]
+    assert {"array": "texts", "length": 3} in report.findings[0].examples
+    assert {"array": "doc_keys", "length": 1} in report.findings[1].examples
+
+
+def test_length_mismatch_of_dense_texts():
+    arrays = dense_arrays()
+    arrays.update(utf8_texts(CONCEPT_TEXTS, ["only one"]))
+    finding = validate_sequences(arrays).findings[0]
+    assert finding.code == "LENGTH_MISMATCH"
+    assert {"array": "concept_texts", "length": 1} in finding.examples
+
+
+# texts as UTF-8 bytes plus offsets ----------------------------------------------------------
+def text_problems(arrays) -> list[str]:
+    report = validate_sequences(arrays)
+    assert report.codes() == ["TEXTS_INVALID"], report.codes()
+    return [e["problem"] for e in report.findings[0].examples]
+
+
+def test_text_offsets_that_do_not_rise_from_zero_to_the_byte_count():
+    arrays = compact_arrays()
+    offsets = arrays["texts_offsets"].copy()
+    offsets[0], offsets[-1] = 1, offsets[-1] + 5
+    offsets[4], offsets[5] = offsets[5], offsets[4]
+    arrays["texts_offsets"] = offsets
+    assert text_problems(arrays) == [
+        "texts_offsets starts at 1, not 0",
+        f"texts_offsets ends at {offsets[-1]}, not at the {offsets[-1] - 5} bytes of texts_utf8",
+        "texts_offsets decreases at 1 place(s), first after text 4"]
+
+
+def test_text_bytes_that_are_not_utf8_name_the_byte_and_the_text():
+    arrays = dense_arrays()
+    arrays.update(utf8_texts(CONCEPT_TEXTS, ["ab", "cd", "éf", "x", "y", "z", "u", "v"]))
+    arrays["concept_texts_utf8"] = arrays["concept_texts_utf8"].copy()
+    arrays["concept_texts_utf8"][3] = 0xFF  # second byte of text 1
+    report = validate_sequences(arrays)
+    assert report.codes() == ["TEXTS_INVALID"]
+    example = report.findings[0].examples[0]
+    assert example["problem"].startswith("byte 3 is not UTF-8") and example["text"] == 1
+
+
+def test_an_offset_inside_a_character_is_invalid():
+    arrays = dense_arrays()
+    arrays.update(utf8_texts(CONCEPT_TEXTS, ["é", "b", "c", "d", "e", "f", "g", "h"]))
+    arrays["concept_texts_offsets"] = arrays["concept_texts_offsets"].copy()
+    arrays["concept_texts_offsets"][1] = 1  # between the two bytes of é
+    assert text_problems(arrays) == ["1 offset(s) fall inside a character, first 1"]
+
+
+def test_text_bytes_without_offsets_are_missing_arrays_and_wrong_dtypes_are_reported():
+    arrays = compact_arrays()
+    del arrays["texts_offsets"]
+    report = validate_sequences(arrays)
+    assert report.codes() == ["MISSING_ARRAYS"] and report.findings[0].examples == [
+        "texts_offsets"]
+    arrays = compact_arrays()
+    arrays["doc_keys_utf8"] = arrays["doc_keys_utf8"].astype(np.int64)
+    report = validate_sequences(arrays)
+    assert report.codes() == ["ARRAY_DTYPE"]
+    assert report.findings[0].examples == [{"array": "doc_keys_utf8", "dtype": "int64"}]
+
+
+def test_files_with_fixed_width_unicode_texts_still_validate():
+    arrays = compact_arrays()
+    for keys in (TEXTS, DOC_KEYS):
+        del arrays[keys.utf8], arrays[keys.offsets]
+    arrays["texts"] = np.array([f"t{i}" for i in range(14)])
+    arrays["doc_keys"] = np.array(["d0", "d1", "d2"])
+    assert validate_sequences(arrays).findings == []
+    arrays["doc_keys"] = np.array(["d0"])
+    assert validate_sequences(arrays).codes() == ["LENGTH_MISMATCH"]
 
 
 def test_wrong_dtypes_and_shapes():
@@ -246,7 +345,7 @@ def test_cli_pickled_file_is_not_loaded(tmp_path):
 def test_cli_validates_a_built_file_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
     source = tmp_path / "wiki.txt"
-    source.write_text(" = A = \n one .\n two .\n three .\n four .\n = B = \n x .\n",
+    source.write_text(" \n = A = \n \n one .\n two .\n three .\n four .\n \n = B = \n \n x .\n",
                       encoding="utf-8")
     runner = CliRunner()
     assert runner.invoke(main, ["build", "chunks", str(source), "--unit", "line", "-o",

@@ -62,7 +62,8 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     path = Path(path)
     for name, value in arrays.items():
         if np.asanyarray(value).dtype.hasobject:
-            raise TypeError(f"array {name!r} has dtype object; store text as a unicode array")
+            raise TypeError(f"array {name!r} has dtype object; store text as UTF-8 bytes "
+                            "plus offsets (see uncollapse.data.sequences.contract.utf8_texts)")
     with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as raw:
         members = [_write_member(raw, name, np.asanyarray(value))
                    for name, value in arrays.items()]
@@ -169,7 +170,8 @@ def _read_header(path: Path, fh, info: zipfile.ZipInfo):
                                "the file") from exc
     if dtype.hasobject:
         raise InputError(path, f"array {name!r} holds Python objects; it cannot be loaded "
-                               "safely. Store text as a unicode array (dtype '<U...')")
+                               "safely. Store text as UTF-8 bytes (uint8) plus int64 offsets, or "
+                               "as a unicode array (dtype '<U...')")
     return shape, fortran, dtype
 
 

@@ -1,4 +1,5 @@
-"""Checks of next-vector sequence files, dense or compact (DESIGN.md, "Sequence file").
+"""Checks of next-vector sequence files, dense or compact, against the contract of
+``uncollapse.data.sequences.contract`` (docs/data-contracts.md, "Sequence file").
 
 Arrays are read memory-mapped and scanned in blocks of rows, so a file larger than memory can
 be checked. Nothing is unpickled: an object array makes the check a tool error (exit 2).
@@ -11,7 +12,36 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.npz import open_npz
+from uncollapse.data.sequences.contract import (
+    COMPACT_ARRAYS,
+    COMPACT_TEXTS,
+    CONCEPT_TEXTS,
+    CONTEXT_LENGTH,
+    CONTEXT_SEQUENCES,
+    DENSE_ARRAYS,
+    DENSE_TEXTS,
+    DOC_IDS,
+    DOC_KEYS,
+    DOC_OFFSETS,
+    TARGET_POSITIONS,
+    TARGET_VECTORS,
+    TEXTS,
+    VECTORS,
+    TextKeys,
+    read_texts,
+    required_keys,
+    sequence_form,
+    sequence_windows,
+    spec_ndim,
+    utf8_problems,
+)
 from uncollapse.report import MAX_EXAMPLES, Code, Report
+
+
+def _keys(specs) -> str:
+    return ", ".join(f"`{key}`" for key in required_keys(specs))
+
 
 MISSING_DOC_IDS = Code(
     "MISSING_DOC_IDS", "error",
@@ -23,13 +53,15 @@ MISSING_DOC_IDS = Code(
 MISSING_ARRAYS = Code(
     "MISSING_ARRAYS", "error",
     "An array the sequence-file contract requires is missing.",
-    "Write the keys of DESIGN.md: dense `context_sequences`, `target_vectors`, `doc_ids`, "
-    "`target_positions`; compact `vectors`, `doc_offsets`, `context_length`.")
+    f"Write the arrays of docs/data-contracts.md (\"Sequence file\"): dense "
+    f"{_keys(DENSE_ARRAYS)}; compact {_keys(COMPACT_ARRAYS)}; a text list needs both its "
+    "`_utf8` and its `_offsets` array.")
 ARRAY_DTYPE = Code(
     "ARRAY_DTYPE", "error",
-    "An array has the wrong dtype (vectors must be float32, ids and offsets integers, texts "
-    "unicode).",
-    "Cast before saving, e.g. `vectors.astype(np.float32)`; store text as a `<U` array.")
+    "An array has the wrong dtype (vectors must be float32, ids and offsets integers, text "
+    "bytes uint8).",
+    "Cast before saving, e.g. `vectors.astype(np.float32)`; store texts as UTF-8 bytes plus "
+    "offsets (`uncollapse.data.sequences.contract.utf8_texts`).")
 ARRAY_SHAPE = Code(
     "ARRAY_SHAPE", "error",
     "An array has the wrong number of dimensions, or contexts and targets disagree on the "
@@ -70,6 +102,14 @@ DUPLICATE_TARGETS = Code(
     "One target vector makes up a large share of all targets: the model can lower its loss by "
     "predicting that vector (the batch 'average vector' trap).",
     "Deduplicate the chunks (boilerplate lines, empty texts) before building sequences.")
+TEXTS_INVALID = Code(
+    "TEXTS_INVALID", "error",
+    "A list of texts cannot be decoded: its offsets do not rise from 0 to the number of UTF-8 "
+    "bytes, an offset falls inside a character, or the bytes are not UTF-8.",
+    "Write texts with `uncollapse build sequences` or "
+    "`uncollapse.data.sequences.contract.utf8_texts`: `<name>_utf8` holds the UTF-8 bytes of "
+    "every text one after another and text i is `<name>_utf8[<name>_offsets[i]:"
+    "<name>_offsets[i + 1]]`.")
 UNIT_NORM_VECTORS = Code(
     "UNIT_NORM_VECTORS", "warning",
     "Every vector has norm 1: they were L2-normalised. A decoder trained on raw encoder "
@@ -82,7 +122,7 @@ UNIT_NORM_TOLERANCE = 1e-3
 
 
 def validate_sequences(source: str | Path | Mapping[str, np.ndarray], *,
-                    max_duplicate_share: float = 0.01, min_duplicates: int = 3) -> Report:
+                       max_duplicate_share: float = 0.01, min_duplicates: int = 3) -> Report:
     """Check a sequence NPZ (or its arrays) against the contract; return a Report.
 
     Args:
@@ -95,22 +135,21 @@ def validate_sequences(source: str | Path | Mapping[str, np.ndarray], *,
         >>> report = validate_sequences("sequences.npz")
         >>> report.ok, report.codes()
     """
-    from uncollapse.data.npz import open_npz
-
     if isinstance(source, Mapping):
         target, arrays = "arrays", dict(source)
     else:
         target, arrays = str(source), open_npz(source)
     check = _Check(arrays, max_duplicate_share, min_duplicates)
-    if "vectors" in arrays or "doc_offsets" in arrays:
+    form = sequence_form(arrays)
+    if form == "compact":
         check.compact()
-    elif "context_sequences" in arrays or "target_vectors" in arrays:
+    elif form == "dense":
         check.dense()
     else:
         check.add(MISSING_ARRAYS.finding(
-            f"neither the dense keys (context_sequences, target_vectors) nor the compact keys "
-            f"(vectors, doc_offsets) are present; the file has {sorted(arrays) or 'no arrays'}",
-            count=1, examples=sorted(arrays)))
+            f"neither the dense keys ({CONTEXT_SEQUENCES}, {TARGET_VECTORS}) nor the compact "
+            f"keys ({VECTORS}, {DOC_OFFSETS}) are present; the file has "
+            f"{sorted(arrays) or 'no arrays'}", count=1, examples=sorted(arrays)))
     return Report(target, "sequences", check.findings, check.stats)
 
 
@@ -121,6 +160,15 @@ def _blocks(n: int, values_per_row: int) -> Iterator[slice]:
         yield slice(start, min(n, start + step))
 
 
+def _dtype_ok(dtype: np.dtype, expected: str) -> bool:
+    """Whether ``dtype`` fits a contract dtype: floats exactly, integers of any width."""
+    if expected == "unicode":
+        return dtype.kind == "U"
+    if expected.startswith("int"):
+        return np.issubdtype(dtype, np.integer)
+    return dtype == np.dtype(expected)
+
+
 class _Check:
     def __init__(self, arrays: dict, max_duplicate_share: float, min_duplicates: int):
         self.arrays = arrays
@@ -128,6 +176,7 @@ class _Check:
         self.min_duplicates = min_duplicates
         self.findings = []
         self.stats: dict = {}
+        self.specs = DENSE_ARRAYS
 
     def add(self, finding) -> None:
         self.findings.append(finding)
@@ -141,29 +190,43 @@ class _Check:
                 count=len(missing), examples=missing))
         return not missing
 
-    def _dtype(self, name: str, kind: str) -> bool:
-        """kind: 'f32' float32, 'int' any integer, 'str' unicode."""
+    def _dtype(self, name: str) -> bool:
         if name not in self.arrays:
             return True
-        dtype = self.arrays[name].dtype
-        ok = {"f32": dtype == np.float32, "int": np.issubdtype(dtype, np.integer),
-              "str": dtype.kind == "U"}[kind]
+        dtype, expected = self.arrays[name].dtype, self.specs[name].dtype
+        ok = _dtype_ok(dtype, expected)
         if not ok:
-            expected = {"f32": "float32", "int": "an integer type", "str": "unicode (<U)"}[kind]
-            self.add(ARRAY_DTYPE.finding(f"{name} has dtype {dtype}, expected {expected}",
+            wanted = {"unicode": "unicode (<U)", "int64": "an integer type",
+                      "int32": "an integer type"}.get(expected, expected)
+            self.add(ARRAY_DTYPE.finding(f"{name} has dtype {dtype}, expected {wanted}",
                                          examples=[{"array": name, "dtype": str(dtype)}]))
         return ok
 
-    def _ndim(self, name: str, ndim: int, shape_text: str) -> bool:
-        if name not in self.arrays or self.arrays[name].ndim == ndim:
+    def _ndim(self, name: str) -> bool:
+        spec = self.specs[name]
+        if name not in self.arrays or self.arrays[name].ndim == spec_ndim(spec):
             return True
         self.add(ARRAY_SHAPE.finding(
-            f"{name} has shape {self.arrays[name].shape}, expected {shape_text}",
+            f"{name} has shape {self.arrays[name].shape}, expected {spec.shape}",
             examples=[{"array": name, "shape": list(self.arrays[name].shape)}]))
         return False
 
+    def _typed_and_shaped(self, names) -> tuple[bool, bool]:
+        typed = all([self._dtype(name) for name in names])
+        shaped = all([self._ndim(name) for name in names])
+        return typed, shaped
+
+    def _length(self, name: str) -> int | None:
+        """The number of items ``name`` describes: its length, or a text list's count."""
+        if name in self.arrays:
+            return len(self.arrays[name])
+        text = TextKeys(name)
+        if text.offsets in self.arrays:
+            return max(len(self.arrays[text.offsets]) - 1, 0)
+        return None
+
     def _lengths(self, names: tuple[str, ...], what: str) -> bool:
-        present = {n: len(self.arrays[n]) for n in names if n in self.arrays}
+        present = {n: k for n in names if (k := self._length(n)) is not None}
         if len(set(present.values())) > 1:
             self.add(LENGTH_MISMATCH.finding(
                 f"the per-{what} arrays have different lengths: "
@@ -173,95 +236,136 @@ class _Check:
             return False
         return True
 
+    def _texts(self, keys: TextKeys) -> bool:
+        """Both arrays of a UTF-8 text list present together, offsets within bounds and
+        rising, bytes UTF-8; returns whether the texts can be decoded (True if absent)."""
+        a = self.arrays
+        pair = (keys.utf8, keys.offsets)
+        if not any(k in a for k in pair):
+            return True
+        if not self._require(pair):
+            return False
+        typed, shaped = self._typed_and_shaped(pair)
+        if not (typed and shaped):
+            return False
+        utf8, offsets = a[keys.utf8], np.asarray(a[keys.offsets], dtype=np.int64)
+        problems = []
+        if offsets.size == 0:
+            problems.append((f"{keys.offsets} is empty (it holds one entry more than there "
+                             "are texts)", None))
+        else:
+            if offsets[0] != 0:
+                problems.append((f"{keys.offsets} starts at {offsets[0]}, not 0", 0))
+            if offsets[-1] != len(utf8):
+                problems.append((f"{keys.offsets} ends at {offsets[-1]}, not at the "
+                                 f"{len(utf8)} bytes of {keys.utf8}", len(offsets) - 2))
+            falls = np.flatnonzero(np.diff(offsets) < 0)
+            if falls.size:
+                problems.append((f"{keys.offsets} decreases at {falls.size} place(s), first "
+                                 f"after text {falls[0]}", int(falls[0])))
+            if not problems:
+                problems.extend(utf8_problems(utf8, offsets))
+        if problems:
+            self.add(TEXTS_INVALID.finding(
+                f"{keys.name} cannot be decoded: " + "; ".join(p for p, _ in problems),
+                count=len(problems),
+                examples=[{"array": keys.name, "problem": p, "text": i} for p, i in problems]))
+        return not problems
+
+    def _text_lists(self, text_lists: tuple[TextKeys, ...]) -> set[str]:
+        """The names of the text lists that decode (older ``<U`` arrays always do)."""
+        ok = set()
+        for keys in text_lists:
+            if keys.utf8 in self.arrays or keys.offsets in self.arrays:
+                if self._texts(keys):
+                    ok.add(keys.name)
+            elif keys.legacy in self.arrays and self._dtype(keys.legacy) and \
+                    self._ndim(keys.legacy):
+                ok.add(keys.name)
+        return ok
+
     # forms ----------------------------------------------------------------------------------
     def dense(self) -> None:
         a = self.arrays
+        self.specs = DENSE_ARRAYS
         self.stats["form"] = "dense"
-        has_doc_ids = "doc_ids" in a
+        has_doc_ids = DOC_IDS in a
         if not has_doc_ids:
             self.add(MISSING_DOC_IDS.finding(
-                "no doc_ids array: samples cannot be traced to their documents"))
-        required = self._require(("context_sequences", "target_vectors", "target_positions"))
-        typed = all([self._dtype("context_sequences", "f32"), self._dtype("target_vectors", "f32"),
-                     self._dtype("doc_ids", "int"), self._dtype("target_positions", "int"),
-                     self._dtype("concept_texts", "str")])
-        shaped = all([self._ndim("context_sequences", 3, "[N, C, D]"),
-                      self._ndim("target_vectors", 2, "[N, D]"),
-                      self._ndim("doc_ids", 1, "[N]"), self._ndim("target_positions", 1, "[N]"),
-                      self._ndim("concept_texts", 1, "[N]")])
-        if shaped and "context_sequences" in a and "target_vectors" in a and \
-                a["context_sequences"].shape[2] != a["target_vectors"].shape[1]:
+                f"no {DOC_IDS} array: samples cannot be traced to their documents"))
+        required = self._require(tuple(k for k in required_keys(DENSE_ARRAYS) if k != DOC_IDS))
+        typed, shaped = self._typed_and_shaped(
+            (CONTEXT_SEQUENCES, TARGET_VECTORS, DOC_IDS, TARGET_POSITIONS))
+        decodable = self._text_lists(DENSE_TEXTS)
+        if shaped and CONTEXT_SEQUENCES in a and TARGET_VECTORS in a and \
+                a[CONTEXT_SEQUENCES].shape[2] != a[TARGET_VECTORS].shape[1]:
             shaped = False
             self.add(ARRAY_SHAPE.finding(
-                f"contexts have D={a['context_sequences'].shape[2]} but targets "
-                f"D={a['target_vectors'].shape[1]}"))
-        aligned = shaped and self._lengths(("context_sequences", "target_vectors", "doc_ids",
-                                            "target_positions", "concept_texts"), "sample")
-        if not (shaped and aligned and "target_vectors" in a):
+                f"contexts have D={a[CONTEXT_SEQUENCES].shape[2]} but targets "
+                f"D={a[TARGET_VECTORS].shape[1]}"))
+        aligned = shaped and self._lengths((CONTEXT_SEQUENCES, TARGET_VECTORS, DOC_IDS,
+                                            TARGET_POSITIONS, CONCEPT_TEXTS.name), "sample")
+        if not (shaped and aligned and TARGET_VECTORS in a):
             return
-        targets = a["target_vectors"]
+        targets = a[TARGET_VECTORS]
         self.stats.update(samples=len(targets), dim=int(targets.shape[1]))
-        if "context_sequences" in a:
-            self.stats["context_length"] = int(a["context_sequences"].shape[1])
+        if CONTEXT_SEQUENCES in a:
+            self.stats["context_length"] = int(a[CONTEXT_SEQUENCES].shape[1])
         if has_doc_ids:
-            self.stats["documents"] = int(np.unique(np.asarray(a["doc_ids"])).size)
+            self.stats["documents"] = int(np.unique(np.asarray(a[DOC_IDS])).size)
         if not typed:
             return
-        vector_arrays = [n for n in ("context_sequences", "target_vectors") if n in a]
-        self._values(vector_arrays)
-        self._duplicates(targets, a.get("concept_texts"))
+        self._values([n for n in (CONTEXT_SEQUENCES, TARGET_VECTORS) if n in a])
+        texts = read_texts(a, CONCEPT_TEXTS) if CONCEPT_TEXTS.name in decodable else None
+        self._duplicates(targets, texts)
         if required and has_doc_ids:
             self._context_boundaries()
 
     def compact(self) -> None:
         a = self.arrays
+        self.specs = COMPACT_ARRAYS
         self.stats["form"] = "compact"
-        if "doc_offsets" not in a:
+        if DOC_OFFSETS not in a:
             self.add(MISSING_DOC_IDS.finding(
-                "compact file without doc_offsets: rows cannot be traced to their documents"))
-        self._require(("vectors", "context_length"))
-        typed = all([self._dtype("vectors", "f32"), self._dtype("doc_offsets", "int"),
-                     self._dtype("context_length", "int"), self._dtype("texts", "str"),
-                     self._dtype("doc_keys", "str")])
-        shaped = all([self._ndim("vectors", 2, "[M, D]"), self._ndim("doc_offsets", 1,
-                                                                    "[n_docs + 1]"),
-                      self._ndim("texts", 1, "[M]"), self._ndim("doc_keys", 1, "[n_docs]")])
-        if "context_length" in a and np.asarray(a["context_length"]).size != 1:
+                f"compact file without {DOC_OFFSETS}: rows cannot be traced to their documents"))
+        self._require(tuple(k for k in required_keys(COMPACT_ARRAYS) if k != DOC_OFFSETS))
+        typed, shaped = self._typed_and_shaped((VECTORS, DOC_OFFSETS, CONTEXT_LENGTH))
+        if CONTEXT_LENGTH in a and np.asarray(a[CONTEXT_LENGTH]).size != 1:
             shaped = False
             self.add(ARRAY_SHAPE.finding(
-                f"context_length has shape {a['context_length'].shape}, expected a scalar"))
-        if not (shaped and "vectors" in a):
+                f"{CONTEXT_LENGTH} has shape {a[CONTEXT_LENGTH].shape}, expected a scalar"))
+        decodable = self._text_lists(COMPACT_TEXTS)
+        if not (shaped and VECTORS in a):
             return
-        vectors = a["vectors"]
+        vectors = a[VECTORS]
         self.stats.update(rows=len(vectors), dim=int(vectors.shape[1]))
-        if "texts" in a:
-            self._lengths(("vectors", "texts"), "row")
-        offsets_ok = "doc_offsets" in a and typed and self._offsets(len(vectors))
-        if offsets_ok and "doc_keys" in a and len(a["doc_keys"]) != len(a["doc_offsets"]) - 1:
+        self._lengths((VECTORS, TEXTS.name), "row")
+        offsets_ok = DOC_OFFSETS in a and typed and self._offsets(len(vectors))
+        keys = self._length(DOC_KEYS.name)
+        if offsets_ok and keys is not None and keys != len(a[DOC_OFFSETS]) - 1:
             self.add(LENGTH_MISMATCH.finding(
-                f"{len(a['doc_keys'])} doc_keys for {len(a['doc_offsets']) - 1} documents "
-                "(doc_offsets has one entry more than there are documents)",
-                count=2, examples=[{"array": "doc_keys", "length": len(a["doc_keys"])},
-                                   {"array": "doc_offsets", "length": len(a["doc_offsets"])}]))
+                f"{keys} {DOC_KEYS.name} for {len(a[DOC_OFFSETS]) - 1} documents "
+                f"({DOC_OFFSETS} has one entry more than there are documents)",
+                count=2, examples=[{"array": DOC_KEYS.name, "length": keys},
+                                   {"array": DOC_OFFSETS, "length": len(a[DOC_OFFSETS])}]))
         if not typed:
             return
-        self._values(["vectors"])
-        if offsets_ok and "context_length" in a:
-            from uncollapse.data.sequences.contract import sequence_windows
-
-            c = int(np.asarray(a["context_length"]).reshape(()))
+        self._values([VECTORS])
+        if offsets_ok and CONTEXT_LENGTH in a:
+            c = int(np.asarray(a[CONTEXT_LENGTH]).reshape(()))
             if c < 1:
-                self.add(ARRAY_SHAPE.finding(f"context_length is {c}, expected 1 or more"))
+                self.add(ARRAY_SHAPE.finding(f"{CONTEXT_LENGTH} is {c}, expected 1 or more"))
                 return
-            windows = sequence_windows(np.asarray(a["doc_offsets"]), c)
-            self.stats.update(context_length=c, documents=len(a["doc_offsets"]) - 1,
+            windows = sequence_windows(np.asarray(a[DOC_OFFSETS]), c)
+            self.stats.update(context_length=c, documents=len(a[DOC_OFFSETS]) - 1,
                               samples=int(windows.target_rows.size),
                               short_documents=windows.short_documents)
-            texts = a.get("texts")
+            texts = read_texts(a, TEXTS) if TEXTS.name in decodable and \
+                self._length(TEXTS.name) == len(vectors) else None
             self._duplicates(vectors, texts, rows=windows.target_rows)
 
     def _offsets(self, rows: int) -> bool:
-        offsets = np.asarray(self.arrays["doc_offsets"], dtype=np.int64)
+        offsets = np.asarray(self.arrays[DOC_OFFSETS], dtype=np.int64)
         problems = []
         if offsets.size == 0:
             problems.append("it is empty")
@@ -275,14 +379,16 @@ class _Check:
                 problems.append(f"it decreases at {falls.size} place(s), first at document "
                                 f"{falls[0]}")
         if problems:
-            self.add(DOC_OFFSETS_INVALID.finding("doc_offsets is invalid: " + "; ".join(problems),
-                                                 count=len(problems), examples=problems))
+            self.add(DOC_OFFSETS_INVALID.finding(
+                f"{DOC_OFFSETS} is invalid: " + "; ".join(problems),
+                count=len(problems), examples=problems))
         return not problems
 
     # values ---------------------------------------------------------------------------------
     def _values(self, names: list[str]) -> None:
-        nonfinite, nonfinite_examples = 0, []
-        zero, zero_examples = 0, []
+        nonfinite: dict[str, int] = {}  # per array, so a message names only arrays that hold one
+        zero: dict[str, int] = {}
+        nonfinite_examples, zero_examples = [], []
         unit, finite_rows = True, 0
         for name in names:
             array = self.arrays[name]
@@ -290,7 +396,7 @@ class _Check:
                 block = np.asarray(array[rows])
                 bad = ~np.isfinite(block)
                 if bad.any():
-                    nonfinite += int(bad.sum())
+                    nonfinite[name] = nonfinite.get(name, 0) + int(bad.sum())
                     for position in np.argwhere(bad)[:MAX_EXAMPLES - len(nonfinite_examples)]:
                         index = [int(position[0]) + rows.start, *map(int, position[1:])]
                         nonfinite_examples.append({"array": name, "index": index,
@@ -299,7 +405,7 @@ class _Check:
                 norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64))
                 is_zero = ~(flat != 0).any(axis=1)
                 if is_zero.any():
-                    zero += int(is_zero.sum())
+                    zero[name] = zero.get(name, 0) + int(is_zero.sum())
                     where = np.argwhere(is_zero.reshape(block.shape[:-1]))
                     for position in where[:MAX_EXAMPLES - len(zero_examples)]:
                         zero_examples.append({"array": name, "index": [
@@ -308,12 +414,14 @@ class _Check:
                 finite_rows += int(finite.sum())
                 unit = unit and bool(np.all(np.abs(norms[finite] - 1) < UNIT_NORM_TOLERANCE))
         if nonfinite:
+            total = sum(nonfinite.values())
             self.add(NONFINITE_VALUES.finding(
-                f"{nonfinite} NaN or infinite value(s) in {', '.join(names)}",
-                count=nonfinite, examples=nonfinite_examples))
+                f"{total} NaN or infinite value(s): " + _per_array(nonfinite),
+                count=total, examples=nonfinite_examples))
         if zero:
-            self.add(ZERO_VECTORS.finding(f"{zero} all-zero vector(s) in {', '.join(names)}",
-                                          count=zero, examples=zero_examples))
+            total = sum(zero.values())
+            self.add(ZERO_VECTORS.finding(f"{total} all-zero vector(s): " + _per_array(zero),
+                                          count=total, examples=zero_examples))
         if unit and finite_rows:
             self.add(UNIT_NORM_VECTORS.finding(
                 f"all {finite_rows} finite vectors have norm 1 (within {UNIT_NORM_TOLERANCE})",
@@ -359,9 +467,9 @@ class _Check:
     # documents ------------------------------------------------------------------------------
     def _context_boundaries(self) -> None:
         a = self.arrays
-        c = a["context_sequences"].shape[1]
-        docs = np.asarray(a["doc_ids"], dtype=np.int64)
-        positions = np.asarray(a["target_positions"], dtype=np.int64)
+        c = a[CONTEXT_SEQUENCES].shape[1]
+        docs = np.asarray(a[DOC_IDS], dtype=np.int64)
+        positions = np.asarray(a[TARGET_POSITIONS], dtype=np.int64)
         crossing = np.flatnonzero(positions < c)
         if crossing.size:
             self.add(CONTEXT_CROSSES_DOC.finding(
@@ -378,9 +486,9 @@ class _Check:
                   (positions[order][1:] == positions[order][:-1] + 1)
         earlier, later = order[:-1][follows], order[1:][follows]
         mismatched = []
-        for part in _blocks(earlier.size, 2 * a["target_vectors"].shape[1]):
-            last_context = np.asarray(a["context_sequences"][later[part], c - 1])
-            previous_target = np.asarray(a["target_vectors"][earlier[part]])
+        for part in _blocks(earlier.size, 2 * a[TARGET_VECTORS].shape[1]):
+            last_context = np.asarray(a[CONTEXT_SEQUENCES][later[part], c - 1])
+            previous_target = np.asarray(a[TARGET_VECTORS][earlier[part]])
             differs = ~np.all((last_context == previous_target)
                               | (np.isnan(last_context) & np.isnan(previous_target)), axis=1)
             mismatched.append(later[part][differs])
@@ -392,3 +500,7 @@ class _Check:
                 count=bad.size,
                 examples=[{"sample": int(i), "doc_id": int(docs[i]),
                            "target_position": int(positions[i])} for i in bad[:MAX_EXAMPLES]]))
+
+
+def _per_array(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} in {name}" for name, count in counts.items())

@@ -1,22 +1,231 @@
-"""The sequence file contract: its NPZ keys, their shapes, and the windows a sample reads.
+"""The sequence file contract: one definition of its NPZ arrays, the texts stored in it, and the
+windows a sample reads. Documented for users in docs/data-contracts.md ("Sequence file"),
+which is generated from ``DENSE_ARRAYS`` and ``COMPACT_ARRAYS``.
 
-The format is documented for users in ``docs/data-contracts.md``. Two forms:
+Two forms:
 
 - dense: ``context_sequences`` [N, C, D], ``target_vectors`` [N, D], ``doc_ids`` [N],
-  ``target_positions`` [N], ``concept_texts`` [N];
-- compact: ``vectors`` [M, D], ``doc_offsets`` [n_docs + 1], ``doc_keys``, ``texts``,
-  ``context_length``; windows are read out of ``vectors`` without a C-fold copy.
+  ``target_positions`` [N], optional ``concept_texts_utf8`` + ``concept_texts_offsets``;
+- compact: ``vectors`` [M, D], ``doc_offsets`` [n_docs + 1], ``context_length``, optional
+  ``doc_keys_utf8`` + ``doc_keys_offsets`` and ``texts_utf8`` + ``texts_offsets``; windows are
+  read out of ``vectors`` without a C-fold copy.
+
+Texts are stored as UTF-8 bytes plus offsets (text i is ``utf8[offsets[i]:offsets[i + 1]]``),
+never as fixed-width unicode (4 bytes x the longest text, per row) and never pickled. Files
+written before this layout hold ``concept_texts``, ``texts`` and ``doc_keys`` as ``<U`` arrays:
+they are still read (``read_texts`` serves both), but only the UTF-8 form is written.
 """
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from uncollapse.data.spec import ArraySpec
 from uncollapse.errors import ToolError
 
+CONTEXT_SEQUENCES = "context_sequences"
+TARGET_VECTORS = "target_vectors"
+DOC_IDS = "doc_ids"
+TARGET_POSITIONS = "target_positions"
+VECTORS = "vectors"
+DOC_OFFSETS = "doc_offsets"
+CONTEXT_LENGTH = "context_length"
 
+
+@dataclass(frozen=True)
+class TextKeys:
+    """The keys of one list of texts: ``<name>_utf8`` [bytes] uint8 and ``<name>_offsets``
+    [count + 1] int64; ``<name>`` alone is the fixed-width ``<U`` array of older files."""
+
+    name: str
+
+    @property
+    def utf8(self) -> str:
+        return f"{self.name}_utf8"
+
+    @property
+    def offsets(self) -> str:
+        return f"{self.name}_offsets"
+
+    @property
+    def legacy(self) -> str:
+        return self.name
+
+
+CONCEPT_TEXTS = TextKeys("concept_texts")
+TEXTS = TextKeys("texts")
+DOC_KEYS = TextKeys("doc_keys")
+
+_LEGACY = "Older files only: read, never written (the UTF-8 form replaces it)."
+
+
+def _text_specs(keys: TextKeys, count: str, what: str) -> dict[str, ArraySpec]:
+    return {
+        keys.utf8: ArraySpec("[total_bytes]", "uint8",
+                             f"The UTF-8 bytes of {what}, one after another.", required=False),
+        keys.offsets: ArraySpec(f"[{count} + 1]", "int64",
+                                f"Text i of {what} is {keys.utf8}[{keys.offsets}[i]:"
+                                f"{keys.offsets}[i + 1]]; rises from 0 to len({keys.utf8}).",
+                                required=False),
+        keys.legacy: ArraySpec(f"[{count}]", "unicode",
+                               f"{what[0].upper()}{what[1:]} as a fixed-width unicode array. "
+                               + _LEGACY, required=False),
+    }
+
+
+DENSE_ARRAYS: dict[str, ArraySpec] = {
+    CONTEXT_SEQUENCES: ArraySpec("[N, C, D]", "float32",
+                                 "The C vectors before each target, all in the target's "
+                                 "document."),
+    TARGET_VECTORS: ArraySpec("[N, D]", "float32", "The vector each sample predicts."),
+    DOC_IDS: ArraySpec("[N]", "int64", "The document of each sample (same-document hard "
+                                       "negatives, per-document batch caps)."),
+    TARGET_POSITIONS: ArraySpec("[N]", "int32", "The target's chunk position in its document "
+                                                "(at least C)."),
+    **_text_specs(CONCEPT_TEXTS, "N", "the target chunks' texts"),
+}
+
+COMPACT_ARRAYS: dict[str, ArraySpec] = {
+    VECTORS: ArraySpec("[M, D]", "float32", "Every chunk's vector once, document by document; "
+                                            "a sample is C + 1 consecutive rows of a document."),
+    DOC_OFFSETS: ArraySpec("[n_docs + 1]", "int64",
+                           "CSR offsets: document d owns rows doc_offsets[d]:doc_offsets[d + 1]; "
+                           "rises from 0 to M."),
+    CONTEXT_LENGTH: ArraySpec("[]", "int64", "C, the number of context rows before a target."),
+    **_text_specs(DOC_KEYS, "n_docs", "the documents' names"),
+    **_text_specs(TEXTS, "M", "the chunks' texts"),
+}
+
+# which text lists each form stores, and the count each one is aligned to
+DENSE_TEXTS = (CONCEPT_TEXTS,)
+COMPACT_TEXTS = (DOC_KEYS, TEXTS)
+
+
+def required_keys(specs: Mapping[str, ArraySpec]) -> tuple[str, ...]:
+    return tuple(key for key, spec in specs.items() if spec.required)
+
+
+def spec_ndim(spec: ArraySpec) -> int:
+    """The number of dimensions of ``spec.shape`` (``"[N, C, D]"`` -> 3, ``"[]"`` -> 0)."""
+    inner = spec.shape.strip("[]").strip()
+    return len(inner.split(",")) if inner else 0
+
+
+def sequence_form(arrays: Mapping[str, object]) -> str | None:
+    """``"compact"``, ``"dense"`` or None, from the keys a file holds."""
+    if VECTORS in arrays or DOC_OFFSETS in arrays:
+        return "compact"
+    if CONTEXT_SEQUENCES in arrays or TARGET_VECTORS in arrays:
+        return "dense"
+    return None
+
+
+# texts ----------------------------------------------------------------------------------------
+def utf8_texts(keys: TextKeys, values) -> dict[str, np.ndarray]:
+    """``{keys.utf8: uint8 bytes, keys.offsets: int64 offsets}`` of a polars Series (nulls are
+    empty texts) or a sequence of strings."""
+    if hasattr(values, "str"):  # polars: byte lengths and one join, no Python loop over rows
+        values = values.fill_null("")
+        lengths = values.str.len_bytes().to_numpy()
+        data = values.str.join("").item().encode("utf-8") if len(values) else b""
+    else:
+        encoded = [str(v).encode("utf-8") for v in values]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        data = b"".join(encoded)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return {keys.utf8: np.frombuffer(data, dtype=np.uint8), keys.offsets: offsets}
+
+
+class Texts(Sequence):
+    """A list of texts decoded on access: ``texts[i]`` is a ``str``, ``texts[[i, j]]`` and
+    ``texts[a:b]`` are lists. Backed by UTF-8 bytes and offsets (memory-mapped when the file
+    is), or by the fixed-width ``<U`` array of an older file."""
+
+    def __init__(self, utf8: np.ndarray | None, offsets: np.ndarray | None, *,
+                 unicode: np.ndarray | None = None):
+        self._utf8 = utf8
+        self._offsets = None if offsets is None else np.asarray(offsets, dtype=np.int64)
+        self._unicode = unicode
+
+    def __len__(self) -> int:
+        return len(self._unicode) if self._unicode is not None else len(self._offsets) - 1
+
+    def _one(self, i: int) -> str:
+        if self._unicode is not None:
+            return str(self._unicode[i])
+        start, end = self._offsets[i], self._offsets[i + 1]
+        return self._utf8[start:end].tobytes().decode("utf-8")
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._one(i) for i in range(*index.indices(len(self)))]
+        if isinstance(index, (int, np.integer)):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"text index {index} out of range for {n} texts")
+            return self._one(int(index) % n)
+        return [self[int(i)] for i in np.asarray(index).reshape(-1)]
+
+    def tolist(self) -> list[str]:
+        """Every text: one decode of the whole buffer, cut at character offsets."""
+        if self._unicode is not None:
+            return self._unicode.tolist()
+        data = np.asarray(self._utf8)
+        text = data.tobytes().decode("utf-8")
+        # a character starts at every byte that is not a continuation byte (10xxxxxx)
+        chars = np.r_[0, np.cumsum((data & 0xC0) != 0x80)]
+        cuts = chars[self._offsets].tolist()
+        return [text[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def __repr__(self) -> str:
+        return f"Texts({len(self)} texts)"
+
+
+def read_texts(arrays: Mapping[str, np.ndarray], keys: TextKeys) -> Texts | None:
+    """The texts of ``keys`` in ``arrays`` (UTF-8 form, else an older file's ``<U`` array), or
+    None when the file holds neither. The arrays are not checked here: see
+    ``uncollapse validate sequences``."""
+    if keys.utf8 in arrays and keys.offsets in arrays:
+        return Texts(arrays[keys.utf8], arrays[keys.offsets])
+    if keys.legacy in arrays:
+        return Texts(None, None, unicode=arrays[keys.legacy])
+    return None
+
+
+def utf8_problems(utf8: np.ndarray, offsets: np.ndarray, *,
+                  block: int = 1 << 24) -> list[tuple[str, int]]:
+    """What is wrong with UTF-8 bytes and offsets that already rise from 0 to ``len(utf8)``:
+    ``(problem, text index)`` pairs for bytes that are not UTF-8 and offsets that fall inside
+    a character. Scans ``utf8`` in blocks (a memory map is never read whole)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    problems = []
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size = len(utf8)
+    for start in range(0, max(size, 1), block):
+        chunk = np.asarray(utf8[start:start + block]).tobytes()
+        try:
+            decoder.decode(chunk, final=start + block >= size)
+        except UnicodeDecodeError as exc:
+            at = start + exc.start
+            text = int(np.searchsorted(offsets, at, side="right")) - 1
+            problems.append((f"byte {at} is not UTF-8 ({exc.reason})", text))
+            break
+    inner = offsets[(offsets > 0) & (offsets < size)]
+    if inner.size:
+        inside = inner[(np.asarray(utf8[inner]) & 0xC0) == 0x80]
+        if inside.size:
+            text = int(np.searchsorted(offsets, inside[0], side="left"))
+            problems.append((f"{inside.size} offset(s) fall inside a character, first "
+                             f"{int(inside[0])}", text))
+    return problems
+
+
+# windows --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Windows:
     """Sample windows over rows ``0..M-1`` grouped into documents by ``doc_offsets``.
@@ -44,7 +253,7 @@ def doc_offsets_from_ids(doc_ids: np.ndarray) -> np.ndarray:
 def sequence_windows(doc_offsets: np.ndarray, context_length: int) -> Windows:
     """Every (document, target) window with ``context_length`` chunks of context, vectorised."""
     if context_length < 1:
-        raise ToolError(f"context length must be at least 1, not {context_length}")
+        raise ToolError(f"context_length must be at least 1, not {context_length}")
     offsets = np.asarray(doc_offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     per_doc = np.maximum(lengths - context_length, 0)
@@ -59,11 +268,12 @@ def sequence_windows(doc_offsets: np.ndarray, context_length: int) -> Windows:
                    short_documents=int(np.count_nonzero(lengths < context_length + 1)))
 
 
-def unicode_array(values) -> np.ndarray:
-    """A ``<U`` array (never object) from a polars Series or a list of strings."""
-    if hasattr(values, "to_numpy"):
-        values = values.fill_null("").to_list()
-    array = np.asarray(values, dtype=str)
-    return array if array.size else np.zeros(0, dtype="<U1")
-
-
+def sample_doc_ids(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The document of each sample of either form (the compact form's from its windows, as
+    ``SequenceDataset.doc_ids`` gives them), or None when the file does not record them."""
+    if DOC_IDS in arrays:
+        return np.asarray(arrays[DOC_IDS])
+    if DOC_OFFSETS in arrays and CONTEXT_LENGTH in arrays:
+        return sequence_windows(np.asarray(arrays[DOC_OFFSETS]),
+                                int(np.asarray(arrays[CONTEXT_LENGTH]).reshape(()))).doc_index
+    return None

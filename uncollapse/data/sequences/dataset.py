@@ -1,8 +1,9 @@
 """Datasets over next-vector sequence files, with O(1) same-document hard negatives.
 
-Both forms of the sequence file (DESIGN.md) are served the same way. The compact form is read
-window by window out of the memory-mapped ``vectors`` (see ``uncollapse.pipeline.sequences.
-npzfile``: uncompressed NPZ members are mapped in place), so contexts are never materialised.
+Both forms of the sequence file (docs/data-contracts.md, "Sequence file") are served the same
+way. The compact form is read window by window out of the memory-mapped ``vectors`` (see
+``uncollapse.data.npz``: uncompressed NPZ members are mapped in place), so contexts are never
+materialised.
 
 Items are numpy arrays (``float32`` for files written by ``uncollapse build sequences``).
 Batched access: ``dataset.get_batch(indices)`` returns whole-batch arrays, vectorised over the
@@ -29,7 +30,21 @@ import torch
 from torch.utils.data import Dataset
 
 from uncollapse.data.npz import open_npz
-from uncollapse.data.sequences.contract import sequence_windows
+from uncollapse.data.sequences.contract import (
+    CONCEPT_TEXTS,
+    CONTEXT_LENGTH,
+    CONTEXT_SEQUENCES,
+    DOC_IDS,
+    DOC_KEYS,
+    DOC_OFFSETS,
+    TARGET_POSITIONS,
+    TARGET_VECTORS,
+    TEXTS,
+    VECTORS,
+    Texts,
+    read_texts,
+    sequence_windows,
+)
 from uncollapse.errors import ToolError
 
 
@@ -74,7 +89,7 @@ class SequenceDataset(Dataset):
     Args:
         source: path of a sequence NPZ, or a mapping of its arrays (dense: ``context_sequences``,
             ``target_vectors``, optional ``doc_ids`` and ``target_positions``; compact:
-            ``vectors``, ``doc_offsets``, ``context_length``).
+            ``vectors``, ``doc_offsets``, ``context_length``; texts optional in both).
         mmap: memory-map the file's uncompressed members (default) instead of reading them.
 
     Attributes:
@@ -83,6 +98,10 @@ class SequenceDataset(Dataset):
         target_positions: [N] position of each target within its document.
         target_rows: compact form only: [N] int64 row of each target in ``vectors`` and
             ``texts`` (its context is the C rows before it).
+        texts: the file's texts, decoded on access (``Texts``), or None if it has none:
+            compact, one per row of ``vectors``; dense, one per sample. ``target_texts``
+            gives the targets' texts in either form.
+        doc_keys: compact form only: each document's name (``Texts``), or None.
 
     Example:
         >>> dataset = SequenceDataset("sequences.npz")
@@ -99,46 +118,68 @@ class SequenceDataset(Dataset):
     # loading --------------------------------------------------------------------------------
     def _load(self, arrays: dict) -> None:
         where = str(self._path) if self._path else "arrays"
-        if "vectors" in arrays and "doc_offsets" in arrays:
+        if VECTORS in arrays and DOC_OFFSETS in arrays:
             self.form = "compact"
-            if "context_length" not in arrays:
-                raise ToolError(f"{where}: compact sequence file has no context_length; "
+            if CONTEXT_LENGTH not in arrays:
+                raise ToolError(f"{where}: compact sequence file has no {CONTEXT_LENGTH}; "
                                 "rebuild it with `uncollapse build sequences --compact`")
-            self.vectors = arrays["vectors"]
-            self.doc_offsets = np.asarray(arrays["doc_offsets"], dtype=np.int64)
-            self.context_length = int(np.asarray(arrays["context_length"]).reshape(()))
+            self.vectors = arrays[VECTORS]
+            self.doc_offsets = np.asarray(arrays[DOC_OFFSETS], dtype=np.int64)
+            self.context_length = int(np.asarray(arrays[CONTEXT_LENGTH]).reshape(()))
             if self.doc_offsets.size == 0 or self.doc_offsets[0] != 0 or \
                     self.doc_offsets[-1] != len(self.vectors) or \
                     np.any(np.diff(self.doc_offsets) < 0):
-                raise ToolError(f"{where}: doc_offsets must rise from 0 to {len(self.vectors)}"
-                                " (the number of vectors); run `uncollapse validate sequences`")
+                raise ToolError(f"{where}: {DOC_OFFSETS} must rise from 0 to "
+                                f"{len(self.vectors)} (the number of vectors); run "
+                                "`uncollapse validate sequences`")
             windows = sequence_windows(self.doc_offsets, self.context_length)
             self.target_rows = windows.target_rows
             self.doc_ids = windows.doc_index
             self.target_positions = windows.positions
             self.dim = int(self.vectors.shape[1])
-        elif "context_sequences" in arrays and "target_vectors" in arrays:
+            self.texts = self._texts(arrays, TEXTS, len(self.vectors), "vectors", where)
+            self.doc_keys = self._texts(arrays, DOC_KEYS, len(self.doc_offsets) - 1,
+                                        "documents", where)
+        elif CONTEXT_SEQUENCES in arrays and TARGET_VECTORS in arrays:
             self.form = "dense"
-            self.context_sequences = arrays["context_sequences"]
-            self.target_vectors = arrays["target_vectors"]
+            self.context_sequences = arrays[CONTEXT_SEQUENCES]
+            self.target_vectors = arrays[TARGET_VECTORS]
             n = len(self.target_vectors)
             if len(self.context_sequences) != n:
                 raise ToolError(f"{where}: {len(self.context_sequences)} contexts for {n} "
                                 "targets; run `uncollapse validate sequences`")
             self.context_length = int(self.context_sequences.shape[1])
-            self.doc_ids = (np.asarray(arrays["doc_ids"], dtype=np.int64)
-                            if "doc_ids" in arrays else None)
-            self.target_positions = (np.asarray(arrays["target_positions"], dtype=np.int64)
-                                     if "target_positions" in arrays else None)
-            for name, values in (("doc_ids", self.doc_ids),
-                                 ("target_positions", self.target_positions)):
+            self.doc_ids = (np.asarray(arrays[DOC_IDS], dtype=np.int64)
+                            if DOC_IDS in arrays else None)
+            self.target_positions = (np.asarray(arrays[TARGET_POSITIONS], dtype=np.int64)
+                                     if TARGET_POSITIONS in arrays else None)
+            for name, values in ((DOC_IDS, self.doc_ids),
+                                 (TARGET_POSITIONS, self.target_positions)):
                 if values is not None and len(values) != n:
                     raise ToolError(f"{where}: {len(values)} {name} for {n} targets; run "
                                     "`uncollapse validate sequences` (LENGTH_MISMATCH)")
             self.dim = int(self.target_vectors.shape[1])
+            self.texts = self._texts(arrays, CONCEPT_TEXTS, n, "samples", where)
+            self.doc_keys = None
         else:
-            raise ToolError(f"{where}: not a sequence file (needs context_sequences and "
-                            "target_vectors, or vectors, doc_offsets and context_length)")
+            raise ToolError(f"{where}: not a sequence file (needs {CONTEXT_SEQUENCES} and "
+                            f"{TARGET_VECTORS}, or {VECTORS}, {DOC_OFFSETS} and "
+                            f"{CONTEXT_LENGTH})")
+
+    @staticmethod
+    def _texts(arrays, keys, count: int, what: str, where: str) -> Texts | None:
+        texts = read_texts(arrays, keys)
+        if texts is not None and len(texts) != count:
+            raise ToolError(f"{where}: {len(texts)} {keys.name} for {count} {what}; run "
+                            "`uncollapse validate sequences` (LENGTH_MISMATCH)")
+        return texts
+
+    def target_texts(self, indices: Sequence[int]) -> list[str]:
+        """The texts of the targets of samples ``indices`` (decoded now, only these)."""
+        if self.texts is None:
+            raise ToolError("this sequence file holds no texts; build it with texts=True")
+        idx = self._index_array(indices)
+        return self.texts[self.target_rows[idx] if self.form == "compact" else idx]
 
     def __getstate__(self):
         # A file-backed dataset travels to DataLoader workers as its path, never as a copy of

@@ -1,4 +1,5 @@
-"""Next-vector sequence files (DESIGN.md, "Sequence file") from a chunk table and its vectors.
+"""Next-vector sequence files from a chunk table and its vectors (docs/data-contracts.md,
+"Sequence file"; the arrays are defined once in ``uncollapse.data.sequences.contract``).
 
 A sample is a target chunk and the ``C`` chunks before it *in the same document*. Windows are
 built for all documents at once from the CSR document offsets (``np.arange`` broadcasting), so a
@@ -8,11 +9,14 @@ no samples (they are counted).
 Two forms:
 
 - dense: ``context_sequences`` [N, C, D], ``target_vectors`` [N, D], ``doc_ids`` [N],
-  ``target_positions`` [N], ``concept_texts`` [N] — the layout trainers already read;
-- compact: ``vectors`` [M, D], ``doc_offsets`` [n_docs + 1], ``doc_keys``, ``texts``,
-  ``context_length`` — no C-fold copy; ``SequenceDataset`` reads windows out of it.
-  Document ``d`` of the compact form is the ``d``-th ``doc_id`` in sorted order (the same number
-  for chunk tables made by ``uncollapse build chunks``).
+  ``target_positions`` [N] and the targets' texts — the layout trainers already read;
+- compact: ``vectors`` [M, D], ``doc_offsets`` [n_docs + 1], ``context_length``, the
+  documents' keys and the chunks' texts — no C-fold copy; ``SequenceDataset`` reads windows out
+  of it. Document ``d`` of the compact form is the ``d``-th ``doc_id`` in sorted order (the
+  same number for chunk tables made by ``uncollapse build chunks``).
+
+Texts are written as UTF-8 bytes plus offsets (``<name>_utf8``, ``<name>_offsets``), so a text
+costs its own bytes, not 4 bytes x the longest text.
 """
 
 from __future__ import annotations
@@ -23,9 +27,19 @@ import numpy as np
 
 from uncollapse.data.npz import write_npz
 from uncollapse.data.sequences.contract import (
+    CONCEPT_TEXTS,
+    CONTEXT_LENGTH,
+    CONTEXT_SEQUENCES,
+    DOC_IDS,
+    DOC_KEYS,
+    DOC_OFFSETS,
+    TARGET_POSITIONS,
+    TARGET_VECTORS,
+    TEXTS,
+    VECTORS,
     doc_offsets_from_ids,
     sequence_windows,
-    unicode_array,
+    utf8_texts,
 )
 from uncollapse.errors import InputError, ToolError
 
@@ -62,9 +76,8 @@ def build_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: 
         context_length: C, the number of chunks before each target.
         out_path: where to write the NPZ (atomically, uncompressed).
         compact: write the compact form instead of the dense one.
-        texts: include the chunk texts (``concept_texts`` / ``texts``). Unicode arrays are
-            fixed-width (4 bytes x the longest text per row), so leave them out for corpora
-            with very long chunks.
+        texts: include the chunk texts (dense: the targets' texts; compact: every chunk's),
+            as UTF-8 bytes plus offsets.
     """
     if vectors.shape[0] != chunks.height:
         raise ToolError(f"{vectors.shape[0]} vectors for {chunks.height} chunk rows")
@@ -76,18 +89,18 @@ def build_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: 
              "context_length": int(context_length), "dim": int(vectors.shape[1]),
              "short_documents": windows.short_documents}
     if compact:
-        arrays = {"vectors": _float32(vectors), "doc_offsets": offsets,
-                  "doc_keys": unicode_array(chunks["doc_key"].gather(offsets[:-1])),
-                  "context_length": np.int64(context_length)}
+        arrays = {VECTORS: _float32(vectors), DOC_OFFSETS: offsets,
+                  CONTEXT_LENGTH: np.int64(context_length),
+                  **utf8_texts(DOC_KEYS, chunks["doc_key"].gather(offsets[:-1]))}
         if texts:
-            arrays["texts"] = unicode_array(chunks["text"])
+            arrays.update(utf8_texts(TEXTS, chunks["text"]))
     else:
         targets = windows.target_rows
-        arrays = {"context_sequences": _float32(vectors[windows.context_rows(context_length)]),
-                  "target_vectors": _float32(vectors[targets]),
-                  "doc_ids": doc_ids[targets].astype(np.int64),
-                  "target_positions": chunks["position"].to_numpy()[targets].astype(np.int32)}
+        arrays = {CONTEXT_SEQUENCES: _float32(vectors[windows.context_rows(context_length)]),
+                  TARGET_VECTORS: _float32(vectors[targets]),
+                  DOC_IDS: doc_ids[targets].astype(np.int64),
+                  TARGET_POSITIONS: chunks["position"].to_numpy()[targets].astype(np.int32)}
         if texts:
-            arrays["concept_texts"] = unicode_array(chunks["text"].gather(targets))
+            arrays.update(utf8_texts(CONCEPT_TEXTS, chunks["text"].gather(targets)))
     write_npz(out_path, arrays)
     return stats

@@ -28,6 +28,8 @@ UNITS = ("paragraph", "line", "sentence")
 SOURCE_KINDS = ("auto", "jsonl", "parquet", "text", "folder")
 
 # ` = Title = ` starts an article in WikiText; ` = = Section = = ` does not (second char is `=`).
+# A title also stands alone: the line before it and the line after it are blank (` ` or empty).
+# Lines of the same shape inside a paragraph (formulas such as ` = 1 <unk> / s = `) are text.
 WIKITEXT_TITLE = r"^\s*= ([^=].*?) =\s*$"
 # Section headings (` = = Sub = = `, ` = = = Sub = = = `) are dropped: they are not prose and they
 # end a paragraph.
@@ -41,7 +43,11 @@ CHUNK_COLUMNS = {"doc_id": "Int64", "doc_key": "String", "position": "Int32", "t
 
 @dataclass
 class ChunkStats:
-    """What reading a source found, counted (nothing is dropped silently)."""
+    """What reading a source found, counted (nothing is dropped silently).
+
+    ``title_like_lines``: lines that match WikiText's title pattern but do not stand between
+    blank lines, so they are kept as text of the current document, not taken for titles.
+    """
 
     source_kind: str
     unit: str
@@ -51,6 +57,7 @@ class ChunkStats:
     empty_documents_dropped: int = 0
     lines_before_first_document: int = 0
     heading_lines_dropped: int = 0
+    title_like_lines: int = 0
     files: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -78,7 +85,10 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
             document value form one document, in order of appearance.
         doc_pattern: a regex (Rust syntax) for the heading line that starts a document; its
             first capture group, if any, is the document key. Default for a single text file:
-            WikiText's `` = Title = `` (section headings `` = = Sub = = `` do not match). For a
+            WikiText's `` = Title = `` (section headings `` = = Sub = = `` do not match)
+            standing between blank lines, as in WikiText's files; lines of the same shape
+            inside a paragraph (formulas) are kept as text and counted
+            (``title_like_lines``). A pattern given here matches lines as they are. For a
             folder the default is one document per file.
         glob: which files of a folder to read.
 
@@ -100,7 +110,7 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
     elif kind == "folder":
         parts = _read_folder(source, glob, doc_pattern, unit, stats)
     else:
-        parts = _read_text_file(source, doc_pattern or WIKITEXT_TITLE, unit, stats)
+        parts = _read_text_file(source, doc_pattern, unit, stats)
     return _finish(parts, unit, stats)
 
 
@@ -178,8 +188,12 @@ def _check_pattern(pattern: str):
 
 
 def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats, *,
-                    file_doc_key=None):
-    """Lines of one text source -> (doc_seq, doc_key, text) rows of paragraphs or lines."""
+                    file_doc_key=None, standalone_titles: bool = False):
+    """Lines of one text source -> (doc_seq, doc_key, text) rows of paragraphs or lines.
+
+    ``standalone_titles``: a line matching ``doc_pattern`` starts a document only between
+    blank lines (WikiText's layout); other matches are counted in ``title_like_lines``.
+    """
     import polars as pl
 
     frame = pl.DataFrame({"line": lines}, schema={"line": pl.String})
@@ -191,6 +205,14 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
     if doc_pattern is not None:
         _check_pattern(doc_pattern)
         title = line.str.contains(doc_pattern)
+        if standalone_titles:
+            # the first line of a source (or file) has a blank before it, the last one after it
+            within = ["file"] if file_doc_key is not None else None
+            blank_before = _over(blank.shift(1), within).fill_null(True)
+            blank_after = _over(blank.shift(-1), within).fill_null(True)
+            standalone = title & blank_before & blank_after
+            stats.title_like_lines += int(frame.select((title & ~standalone).sum()).item())
+            title = standalone
         groups = _pattern_groups(doc_pattern)
         key = (line.str.extract(doc_pattern, 1) if groups else line).str.strip_chars()
         doc_start = title
@@ -228,6 +250,10 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
             .select("doc_seq", "doc_key", "text"))
 
 
+def _over(expression, partition):
+    return expression if partition is None else expression.over(partition)
+
+
 def _pattern_groups(pattern: str) -> int:
     import re
 
@@ -237,12 +263,16 @@ def _pattern_groups(pattern: str) -> int:
         return len(re.findall(r"(?<!\\)\((?!\?)", pattern))
 
 
-def _read_text_file(source: Path, doc_pattern: str, unit: str, stats: ChunkStats):
+def _read_text_file(source: Path, doc_pattern: str | None, unit: str, stats: ChunkStats):
     stats.files = 1
     lines = read_text_lines(source)
-    parts = _lines_to_parts(lines, doc_pattern, unit, stats)
+    parts = _lines_to_parts(lines, doc_pattern or WIKITEXT_TITLE, unit, stats,
+                            standalone_titles=doc_pattern is None)
     if parts.height == 0 and stats.lines_before_first_document:
-        raise InputError(source, f"no line matches the document pattern {doc_pattern!r}, so "
+        pattern = doc_pattern or WIKITEXT_TITLE
+        alone = (f" ({stats.title_like_lines} line(s) match it but do not stand between blank "
+                 "lines, as WikiText's titles do)" if stats.title_like_lines else "")
+        raise InputError(source, f"no line matches the document pattern {pattern!r}{alone}, so "
                                  "no document starts; give --doc-pattern for this file's "
                                  "heading lines, or put each document in its own file of a "
                                  "folder")
