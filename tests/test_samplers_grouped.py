@@ -86,14 +86,77 @@ def test_another_epoch_gives_another_plan_and_set_epoch_selects_it():
     assert tuple(map(tuple, other_seed.plan(2).rows.reshape(-1, 20))) != plans[2]
 
 
-def test_a_finished_pass_moves_to_the_next_epoch_unless_set_epoch_says_otherwise():
+def test_a_new_pass_moves_to_the_next_epoch_unless_set_epoch_says_otherwise():
     sampler = GroupedBatchSampler(caption_ids(), batch_size=20, per_group=5, seed=7)
     first, second = list(sampler), list(sampler)
-    assert sampler.epoch == 2
+    assert sampler.epoch == 1
     assert first == sampler.plan(0).rows.reshape(-1, 20).tolist()
     assert second == sampler.plan(1).rows.reshape(-1, 20).tolist()
     sampler.set_epoch(0)
     assert list(sampler) == first
+
+
+def plan_of(sampler, epoch):
+    return sampler.plan(epoch).rows.reshape(-1, sampler.batch_size).tolist()
+
+
+def test_a_loop_that_stops_after_len_batches_still_gets_a_new_plan_each_epoch():
+    # Lightning, and a loop that breaks after len(loader) batches, never exhaust the iterator
+    sampler = GroupedBatchSampler(caption_ids(), batch_size=20, per_group=5, seed=7)
+    loader = DataLoader(range(200), batch_sampler=sampler)
+    epochs = []
+    for _ in range(3):
+        batches = []
+        for step, batch in enumerate(loader):
+            batches.append(batch.tolist())
+            if step + 1 == len(loader):
+                break
+        epochs.append(batches)
+    assert epochs == [plan_of(sampler, e) for e in range(3)]
+    assert len({str(e) for e in epochs}) == 3
+    assert sampler.epoch == 2
+
+
+def test_an_iterator_never_advanced_is_not_a_pass():
+    # a DataLoader with workers calls iter() twice per pass and drops the first iterator
+    sampler = GroupedBatchSampler(caption_ids(), batch_size=20, per_group=5, seed=7)
+    unused = iter(sampler)
+    assert list(sampler) == plan_of(sampler, 0)
+    del unused
+    iter(sampler)
+    assert list(sampler) == plan_of(sampler, 1)
+    loader = DataLoader(range(200), batch_sampler=sampler, num_workers=2)
+    assert [b.tolist() for b in loader] == plan_of(sampler, 2)
+    assert [b.tolist() for b in loader] == plan_of(sampler, 3)
+
+
+def test_a_pass_abandoned_part_way_does_not_hold_back_the_next_epoch_or_its_state():
+    sampler = GroupedBatchSampler(caption_ids(), batch_size=20, per_group=5, seed=7)
+    abandoned = iter(sampler)
+    next(abandoned), next(abandoned)
+    current = iter(sampler)
+    next(current)  # the new pass starts with its first batch
+    next(abandoned)  # an old iterator does not move the new pass's count
+    assert (sampler.epoch, sampler.state_dict()["batches_done"]) == (1, 1)
+
+
+def test_resume_is_exact_and_the_pass_after_it_is_the_next_whole_epoch():
+    ids = caption_ids()
+    reference = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    sampler = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    list(sampler)
+    iterator = iter(sampler)  # epoch 1, stopped after 3 batches
+    head = [next(iterator) for _ in range(3)]
+    resumed = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    resumed.load_state_dict(sampler.state_dict())
+    assert len(resumed) == 7
+    rest = list(resumed)
+    assert head + rest == plan_of(reference, 1)
+    assert len(resumed) == 10
+    assert list(resumed) == plan_of(reference, 2)
+    finished = GroupedBatchSampler(ids, batch_size=20, per_group=5, seed=7)
+    finished.load_state_dict(resumed.state_dict())  # saved at the end of epoch 2
+    assert list(finished) == [] and list(finished) == plan_of(reference, 3)
 
 
 def test_state_dict_from_another_configuration_is_refused():

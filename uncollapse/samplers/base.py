@@ -6,61 +6,144 @@ import hashlib
 from collections.abc import Iterator
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, Sampler
 
-from uncollapse.samplers.distributed import rank_and_world_size
+from uncollapse.samplers.distributed import (
+    accelerate_wrapper,
+    initialised_group,
+    rank_and_world_size,
+    ranks_of_sampler,
+)
 from uncollapse.samplers.planner import Layout, Plan, epoch_batches, plan_epoch
 
 STATE_VERSION = 1
 
+ACCELERATE_RECIPE = ("build the sampler with rank=0, world_size=1 so that accelerate deals its "
+                     "batches to the processes (keep drop_last=True), or do not pass the "
+                     "DataLoader to accelerator.prepare (the sampler then splits the batches "
+                     "across ranks itself)")
 
-class PlannedBatchSampler(Sampler[list[int]]):
+
+def ids_or_refuse(ids, owner: str, argument: str) -> np.ndarray:
+    """``ids`` as an array; a ``Sampler`` in their place means PyTorch Lightning is re-creating
+    the batch sampler as ``cls(sampler, batch_size=..., drop_last=...)``, which cannot work."""
+    if isinstance(ids, Sampler):
+        raise TypeError(
+            f"{owner} got a {type(ids).__name__} where {argument} belong: PyTorch Lightning "
+            f"re-creates a batch sampler this way to add its DistributedSampler when the "
+            f"DataLoader was built outside a *_dataloader hook. {owner} splits its batches "
+            f"across ranks itself: build the DataLoader inside train_dataloader() of the "
+            f"LightningModule or LightningDataModule (Lightning then passes the rank as "
+            f"sampler=), or pass Trainer(use_distributed_sampler=False)")
+    return np.asarray(ids)
+
+
+class EpochLink:
+    """What a training library finds at ``batch_sampler.sampler``: PyTorch Lightning and
+    Hugging Face accelerate call ``set_epoch`` there at the start of every epoch, and this
+    passes it on to the batch sampler, so their epoch count selects its plan."""
+
+    def __init__(self, batch_sampler: PlannedBatchSampler):
+        self.batch_sampler = batch_sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
+
+
+class PlannedBatchSampler(BatchSampler):
     """A batch sampler whose epoch is one plan from :func:`~uncollapse.samplers.planner.plan_epoch`.
 
     Subclasses build the :class:`~uncollapse.samplers.planner.Layout`; this class turns it into
     batches: every rank computes the same global plan for ``(seed, epoch)`` and takes batches
     ``rank, rank + world_size, ...``, the same number on every rank.
 
-    Epochs: ``set_epoch(e)`` selects the plan; a pass that runs to the end moves on to the next
-    epoch by itself, so a training loop that never calls ``set_epoch`` still gets a new plan
-    each epoch (an explicit ``set_epoch`` always wins).
+    Epochs: ``set_epoch(e)`` selects the plan of the next pass; without it, every new pass
+    (every ``iter()``, whether or not the previous one ran to its end) moves on to the next
+    epoch, so a loop that never calls ``set_epoch``, or stops after ``len(loader)`` batches,
+    still gets a new plan each epoch.
+
+    Ranks: ``rank``/``world_size`` if given, else those of ``sampler`` (a
+    ``DistributedSampler``, as PyTorch Lightning passes when it re-creates the batch sampler),
+    else those of the ``torch.distributed`` group, read when the sampler is first used after
+    the group is initialised (so a sampler built before the training library starts the group
+    still splits its batches across ranks).
     """
 
     def __init__(self, layout: Layout, *, seed: int, rank: int | None,
-                 world_size: int | None, kind: str):
-        super().__init__()
+                 world_size: int | None, kind: str, sampler=None):
+        Sampler.__init__(self)  # not BatchSampler's: it wraps a sampler of indices
         if int(seed) < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
-        self.rank, self.world_size = rank_and_world_size(rank, world_size)
+        if sampler is not None:
+            self._ranks: tuple[int, int] | None = ranks_of_sampler(sampler, rank, world_size)
+        elif rank is None and world_size is None:
+            self._ranks = initialised_group()
+        else:
+            self._ranks = rank_and_world_size(rank, world_size)
         self.seed = int(seed)
+        self.sampler = EpochLink(self)
         self._layout = layout
         self._kind = kind
         self._global_batches = epoch_batches(layout)
-        self._per_rank = self._global_batches // self.world_size
-        if self._per_rank == 0:
-            raise ValueError(f"an epoch has only {self._global_batches} batches, fewer than "
-                             f"world_size {self.world_size}: every rank needs at least one; "
-                             f"lower batch_size or use fewer ranks")
         self._epoch = 0
+        self._chosen = True  # the next pass uses self._epoch as it is
+        self._pass = 0
         self._digest: str | None = None
         self._resume_at = 0
         self._yielded = 0
-        rows_full = layout.full_batches * layout.units_per_batch * layout.unit_rows
-        self.stats = dict(layout.stats)
-        self.stats.update({
+        self._check_ranks()
+
+    @property
+    def rank(self) -> int:
+        return self._rank_and_world_size()[0]
+
+    @property
+    def world_size(self) -> int:
+        return self._rank_and_world_size()[1]
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        if self._ranks is None:
+            group = initialised_group()
+            if group is None:
+                return 0, 1
+            self._ranks = group
+            self._check_ranks()
+        return self._ranks
+
+    def _check_ranks(self) -> None:
+        world_size = self.world_size
+        if self._global_batches // world_size == 0:
+            raise ValueError(f"an epoch has only {self._global_batches} batches, fewer than "
+                             f"world_size {world_size}: every rank needs at least one; "
+                             f"lower batch_size or use fewer ranks")
+
+    @property
+    def _per_rank(self) -> int:
+        return self._global_batches // self.world_size
+
+    @property
+    def stats(self) -> dict:
+        """The layout's counts and the epoch's shape on this rank (see the subclass)."""
+        layout = self._layout
+        stats = dict(layout.stats)
+        stats.update({
             "batches_per_epoch": self._global_batches,
             "batches_per_rank": self._per_rank,
             "batches_left_for_rank_balance": self._global_batches % self.world_size,
-            "rows_in_full_batches": rows_full,
+            "rows_in_full_batches": layout.full_batches * layout.units_per_batch
+            * layout.unit_rows,
             "has_smaller_last_batch": layout.has_tail,
         })
+        return stats
 
     @property
     def epoch(self) -> int:
+        """The epoch of the pass in progress (or of the last one, or of the next one after
+        ``set_epoch`` or ``load_state_dict``)."""
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the plan of ``epoch`` from the next pass on (call it on every rank).
+        """Use the plan of ``epoch`` for the next pass (call it on every rank).
 
         Selecting the epoch a loaded state is in keeps its resume point; any other epoch starts
         from its first batch.
@@ -68,8 +151,9 @@ class PlannedBatchSampler(Sampler[list[int]]):
         if int(epoch) != self._epoch:
             # a resume point (or a pass left part-way) belongs to its own epoch only
             self._resume_at = 0
-            self._yielded = 0
+        self._yielded = self._resume_at
         self._epoch = int(epoch)
+        self._chosen = True
 
     def data_digest(self) -> str:
         """A digest of what the plans are dealt from (the rows of each group or document and
@@ -102,19 +186,54 @@ class PlannedBatchSampler(Sampler[list[int]]):
         return int(self.stats["rows"] - len(placed.rows))
 
     def __len__(self) -> int:
-        """Batches the next pass yields (fewer than a full epoch after ``load_state_dict``)."""
+        """Batches of the pass in progress, or of the next one (fewer than a full epoch when it
+        resumes a state from ``load_state_dict``)."""
         return self._per_rank - self._resume_at
 
     def __iter__(self) -> Iterator[list[int]]:
-        plan = self.plan()
-        start = self._resume_at
+        # The pass starts at its first next(), not at iter(): a DataLoader with workers calls
+        # iter() twice per pass and drops the first iterator unused.
+        self._check_wrapper(accelerate_wrapper(self))
+        if not self._chosen:
+            self._epoch += 1
+            self._resume_at = 0
+        self._chosen = False
+        self._pass += 1
+        this_pass, start = self._pass, self._resume_at
         self._yielded = start
+        plan = self.plan()
         for i in range(start, len(plan)):
-            self._yielded = i + 1
+            if this_pass == self._pass:
+                self._yielded = i + 1
             yield plan.batch(i).tolist()
-        self._resume_at = 0
-        self._yielded = 0
-        self._epoch += 1
+        if this_pass == self._pass and not self._chosen:
+            self._resume_at = 0  # the resumed epoch is done: the next pass is a whole one
+
+    def _check_wrapper(self, wrapper) -> None:
+        """Refuse a Hugging Face accelerate loader that would deal this sampler's batches
+        to the processes a second time, or pad them with repeated rows."""
+        if wrapper is None or type(wrapper).__name__ not in ("BatchSamplerShard",
+                                                              "DataLoaderDispatcher"):
+            return
+        if self.world_size > 1:
+            raise RuntimeError(
+                f"accelerate's prepared DataLoader deals batches to the processes itself, and "
+                f"this {type(self).__name__} already gives rank {self.rank} of "
+                f"{self.world_size} its own batches: each process would see only "
+                f"1/{self.world_size} of them and the rest of the rows would be dropped every "
+                f"epoch; {ACCELERATE_RECIPE}")
+        if not self.drop_last:
+            raise RuntimeError(
+                f"accelerate's prepared DataLoader fills a smaller last batch (drop_last=False) "
+                f"with rows of the first batches, which repeats rows in the epoch and breaks "
+                f"the {type(self).__name__}'s batches; use drop_last=True")
+        processes = getattr(wrapper, "num_processes", 1)
+        if getattr(wrapper, "split_batches", False):
+            self._check_split(processes)
+
+    def _check_split(self, pieces: int) -> None:
+        """Raise if a batch cut into ``pieces`` equal pieces (accelerate's ``split_batches``)
+        breaks the guarantee; subclasses whose batches have structure override this."""
 
     def state_dict(self, batches_done: int | None = None) -> dict:
         """Where this rank stands, to resume with :meth:`load_state_dict`.
@@ -153,3 +272,4 @@ class PlannedBatchSampler(Sampler[list[int]]):
         self._epoch = int(state["epoch"])
         self._resume_at = done
         self._yielded = done
+        self._chosen = True

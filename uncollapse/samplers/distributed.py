@@ -1,6 +1,9 @@
-"""Which rank this process is, for samplers that split one global plan across DDP ranks."""
+"""Which rank this process is, for samplers that split one global plan across DDP ranks, and
+what a training library has wrapped around such a sampler."""
 
 from __future__ import annotations
+
+import sys
 
 
 def rank_and_world_size(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -11,13 +14,11 @@ def rank_and_world_size(rank: int | None = None, world_size: int | None = None) 
         ValueError: ``world_size`` is below 1, or ``rank`` is outside ``0..world_size-1``.
     """
     if rank is None or world_size is None:
-        import torch.distributed as dist
-
-        initialised = dist.is_available() and dist.is_initialized()
+        group = initialised_group()
         if world_size is None:
-            world_size = dist.get_world_size() if initialised else 1
+            world_size = group[1] if group else 1
         if rank is None:
-            rank = dist.get_rank() if initialised else 0
+            rank = group[0] if group else 0
     rank, world_size = int(rank), int(world_size)
     if world_size < 1:
         raise ValueError(f"world_size must be at least 1, got {world_size}")
@@ -25,3 +26,54 @@ def rank_and_world_size(rank: int | None = None, world_size: int | None = None) 
         raise ValueError(f"rank must be in 0..{world_size - 1} for world_size {world_size}, "
                          f"got {rank}")
     return rank, world_size
+
+
+def initialised_group() -> tuple[int, int] | None:
+    """``(rank, world_size)`` of the initialised default ``torch.distributed`` group, or None."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+def ranks_of_sampler(sampler, rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``(rank, world_size)`` taken from a ``DistributedSampler``-like ``sampler`` (its ``rank``
+    and ``num_replicas``), checked against the explicit ``rank`` and ``world_size`` if given.
+
+    PyTorch Lightning re-creates a batch sampler with ``sampler=DistributedSampler(...)`` to
+    tell it which rank it serves; only that rank and world size are used, not its order.
+
+    Raises:
+        TypeError: ``sampler`` has no ``rank`` and ``num_replicas``.
+        ValueError: they disagree with the explicit ``rank`` or ``world_size``.
+    """
+    if not (hasattr(sampler, "rank") and hasattr(sampler, "num_replicas")):
+        raise TypeError(f"sampler must be a DistributedSampler (an object with rank and "
+                        f"num_replicas) that names this process's rank, got "
+                        f"{type(sampler).__name__}; leave it out and pass rank and world_size")
+    given = (int(sampler.rank), int(sampler.num_replicas))
+    for name, explicit, value in (("rank", rank, given[0]), ("world_size", world_size, given[1])):
+        if explicit is not None and int(explicit) != value:
+            raise ValueError(f"{name}={explicit} disagrees with the sampler's {value}; "
+                             f"pass one or the other")
+    return rank_and_world_size(*given)
+
+
+def accelerate_wrapper(batch_sampler, depth: int = 16):
+    """The Hugging Face accelerate object that is iterating ``batch_sampler``, or None.
+
+    ``accelerator.prepare(loader)`` wraps a loader's batch sampler in its own
+    ``BatchSamplerShard`` (or iterates it on the main process only and dispatches the
+    batches); either way it deals the batches to the processes itself. Found by looking at
+    the callers of ``iter(batch_sampler)``, so accelerate need not be installed.
+    """
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if owner is not None and type(owner).__module__.startswith("accelerate."):
+            return owner
+    return None

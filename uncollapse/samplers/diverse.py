@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from uncollapse.samplers.base import PlannedBatchSampler
+from uncollapse.samplers.base import PlannedBatchSampler, ids_or_refuse
 from uncollapse.samplers.planner import diverse_layout
 
 
@@ -23,9 +21,13 @@ class DiverseBatchSampler(PlannedBatchSampler):
         seed: the plan of an epoch is a pure function of ``(doc_ids, seed, epoch)``.
         drop_last: drop the rows that do not fill a whole batch (default). With ``False`` they
             form one smaller last batch, under the same cap.
-        rank, world_size: this process's rank; default: the initialised ``torch.distributed``
-            group, else 0 and 1. Every rank gets the same number of batches, disjoint from the
-            other ranks'.
+        rank, world_size: this process's rank; default: those of ``sampler``, else of the
+            ``torch.distributed`` group (read when the sampler is first used after the group is
+            initialised), else 0 and 1. Every rank gets the same number of batches, disjoint
+            from the other ranks'.
+        sampler: a ``DistributedSampler`` naming this process's rank and world size; PyTorch
+            Lightning passes one when it re-creates the batch sampler for DDP. Only its rank
+            and world size are used.
 
     Raises:
         ValueError: not even one batch can be filled under the cap, or fewer batches than ranks.
@@ -44,10 +46,13 @@ class DiverseBatchSampler(PlannedBatchSampler):
     """
 
     def __init__(self, doc_ids, batch_size: int, max_per_doc: int, *, seed: int = 0,
-                 drop_last: bool = True, rank: int | None = None, world_size: int | None = None):
-        layout = diverse_layout(np.asarray(doc_ids), int(batch_size), int(max_per_doc),
+                 drop_last: bool = True, rank: int | None = None, world_size: int | None = None,
+                 sampler=None):
+        doc_ids = ids_or_refuse(doc_ids, "DiverseBatchSampler", "doc_ids")
+        layout = diverse_layout(doc_ids, int(batch_size), int(max_per_doc),
                                 drop_last=drop_last)
-        super().__init__(layout, seed=seed, rank=rank, world_size=world_size, kind="diverse")
+        super().__init__(layout, seed=seed, rank=rank, world_size=world_size, kind="diverse",
+                         sampler=sampler)
         self.batch_size = int(batch_size)
         self.max_per_doc = int(max_per_doc)
         self.drop_last = bool(drop_last)

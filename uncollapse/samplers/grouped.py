@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from uncollapse.samplers.base import PlannedBatchSampler
+from uncollapse.samplers.base import PlannedBatchSampler, ids_or_refuse
 from uncollapse.samplers.planner import grouped_layout
 
 
@@ -31,9 +29,13 @@ class GroupedBatchSampler(PlannedBatchSampler):
         exclude_duplicates: optional key per row (e.g. a hash of the normalised caption). Two
             groups that share a key, directly or through other groups, never meet in one batch,
             so a duplicate caption of another image never appears as a false negative.
-        rank, world_size: this process's rank; default: the initialised ``torch.distributed``
-            group, else 0 and 1. Every rank gets the same number of batches, disjoint from the
-            other ranks'.
+        rank, world_size: this process's rank; default: those of ``sampler``, else of the
+            ``torch.distributed`` group (read when the sampler is first used after the group is
+            initialised), else 0 and 1. Every rank gets the same number of batches, disjoint
+            from the other ranks'.
+        sampler: a ``DistributedSampler`` naming this process's rank and world size; PyTorch
+            Lightning passes one when it re-creates the batch sampler for DDP. Only its rank
+            and world size are used.
 
     Raises:
         ValueError: the request is impossible (``batch_size`` not a multiple of ``per_group``,
@@ -56,12 +58,23 @@ class GroupedBatchSampler(PlannedBatchSampler):
 
     def __init__(self, group_ids, batch_size: int, per_group: int, *, seed: int = 0,
                  drop_last: bool = True, small_groups: str = "drop", exclude_duplicates=None,
-                 rank: int | None = None, world_size: int | None = None):
-        layout = grouped_layout(np.asarray(group_ids), int(batch_size), int(per_group),
+                 rank: int | None = None, world_size: int | None = None, sampler=None):
+        group_ids = ids_or_refuse(group_ids, "GroupedBatchSampler", "group_ids")
+        layout = grouped_layout(group_ids, int(batch_size), int(per_group),
                                 drop_last=drop_last, small_groups=small_groups,
                                 exclude_duplicates=exclude_duplicates)
-        super().__init__(layout, seed=seed, rank=rank, world_size=world_size, kind="grouped")
+        super().__init__(layout, seed=seed, rank=rank, world_size=world_size, kind="grouped",
+                         sampler=sampler)
         self.batch_size = int(batch_size)
         self.per_group = int(per_group)
         self.drop_last = bool(drop_last)
         self.small_groups = small_groups
+
+    def _check_split(self, pieces: int) -> None:
+        piece = self.batch_size // pieces
+        if self.batch_size % pieces or piece % self.per_group:
+            raise RuntimeError(
+                f"accelerate's split_batches cuts every batch of {self.batch_size} rows into "
+                f"{pieces} pieces of {self.batch_size / pieces:g}, which splits groups of "
+                f"{self.per_group} across processes; use a batch_size that is a multiple of "
+                f"{pieces} x per_group ({pieces * self.per_group}), or split_batches=False")
