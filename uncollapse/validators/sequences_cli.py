@@ -18,9 +18,10 @@ from uncollapse.cli_report import report_options
 def validate_sequences_command(file, max_duplicate_share, min_duplicates):
     """Check a next-vector sequence NPZ (dense or compact) against the contract.
 
-    Keys, dtypes and shapes; doc_ids present (MISSING_DOC_IDS); NaN/inf values with their
-    positions; contexts that cross a document boundary; zero, duplicate and unit-norm vectors;
-    arrays of different lengths.
+    Keys, dtypes and shapes (docs/data-contracts.md, "Sequence file"); doc_ids present
+    (MISSING_DOC_IDS); NaN/inf values with their positions; contexts that cross a document
+    boundary; zero, duplicate and unit-norm vectors; arrays of different lengths; texts that
+    do not decode (UTF-8 bytes and offsets, TEXTS_INVALID).
 
     Example:
 
@@ -31,4 +32,4 @@ def validate_sequences_command(file, max_duplicate_share, min_duplicates):
     from uncollapse.validators.sequences import validate_sequences
 
     return validate_sequences(file, max_duplicate_share=max_duplicate_share,
-                           min_duplicates=min_duplicates)
+                              min_duplicates=min_duplicates)

