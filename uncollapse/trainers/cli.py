@@ -1,0 +1,163 @@
+"""``uncollapse train RECIPE``, ``evaluate``, ``report`` and ``serve``.
+
+Each recipe's options are its config dataclass's fields (``uncollapse.trainers.config``), with
+the help text of its docstring, so the command line and the Python API cannot drift apart.
+torch and the recipes are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import types
+import typing
+from pathlib import Path
+
+import click
+
+from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
+
+CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
+           "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
+           "residual": ("mean", "last", "none")}
+HIDDEN = {"recipe", "out"}
+EXAMPLES = {
+    "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
+                   "    --text-features text.npy --image-features images.npy --steps 2000 \\\n"
+                   "    --out runs/contrastive",
+    "lvm": "uncollapse train lvm --sequences sequences.npz --arch gru --steps 5000 \\\n"
+           "    --out runs/lvm",
+}
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """``{field: help}`` from the ``Args:`` sections of ``cls``'s and its bases' docstrings."""
+    helps: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        doc = inspect.cleandoc(klass.__doc__ or "")
+        if "Args:" not in doc:
+            continue
+        current: list[str] = []
+        for line in doc.split("Args:", 1)[1].splitlines():
+            match = re.match(r"^    ([\w, ]+): (.*)$", line)
+            if match:
+                current = [n.strip() for n in match.group(1).split(",")]
+                for name in current:
+                    helps[name] = match.group(2).strip()
+            elif line.startswith("        ") and current:
+                for name in current:
+                    helps[name] += " " + line.strip()
+    return helps
+
+
+def _base_type(annotation):
+    hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return args[0]
+    return hint
+
+
+def config_options(config_class: type[TrainConfig]):
+    """Click options for every field of ``config_class`` (``--batch-size`` for batch_size)."""
+    helps = field_help(config_class)
+
+    def decorate(command):
+        for field in reversed(dataclasses.fields(config_class)):
+            if field.name in HIDDEN:
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            kind = _base_type(field.type)
+            text = helps.get(field.name, "")
+            if kind is bool:
+                option = click.option(flag, field.name, is_flag=True, default=field.default,
+                                      help=text)
+            else:
+                choice = CHOICES.get(field.name)
+                option = click.option(flag, field.name,
+                                      type=click.Choice(choice) if choice else kind,
+                                      default=field.default, show_default=True, help=text,
+                                      required=field.name in ("captions", "text_features",
+                                                              "sequences"))
+            command = option(command)
+        return click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+                            help="The run directory (config, metrics, checkpoints, eval).")(
+            command)
+
+    return decorate
+
+
+def _fail(message: str, code: int):
+    error = click.ClickException(message)
+    error.exit_code = code
+    raise error
+
+
+def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Command:
+    def run(**options):
+        from uncollapse.trainers.engine import recipe_class, train
+        from uncollapse.trainers.recipe import PreflightError
+        from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
+
+        config = config_class(**options)
+        try:
+            result = train(recipe_class(name), config)
+        except PreflightError as exc:
+            _fail(str(exc), 1)
+        except (LossGuardError, CollapseError) as exc:
+            _fail(f"training stopped: {exc}", 1)
+        click.echo(json.dumps(result.evaluation, indent=2, default=str))
+        click.echo(f"run directory: {result.run_dir.path}", err=True)
+
+    summary = {"contrastive": "Dual-tower contrastive training on precomputed caption and "
+                              "image features (multi-positive InfoNCE, GroupedBatchSampler).",
+               "lvm": "Next-vector prediction over a sequence file (InfoNCE with same-document "
+                      "hard negatives, moment matching, DiverseBatchSampler)."}[name]
+    help_text = (f"{summary}\n\nWrites RUN_DIR/config.json, metrics.jsonl, checkpoints/, "
+                 f"eval.json. Exit 1 when the pre-flight check refuses the inputs or a guard "
+                 f"stops the run.\n\nExample:\n    {EXAMPLES[name]}")
+    return click.command(name, help=help_text)(config_options(config_class)(run))
+
+
+@click.group("train")
+def train_group():
+    """Train a reference recipe on data made and checked by uncollapse (GPU or CPU)."""
+
+
+for _name, _config in RECIPE_CONFIGS.items():
+    train_group.add_command(make_train_command(_name, _config))
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--captions", help="Evaluate on this caption table instead (contrastive).")
+@click.option("--text-features", help="Text features aligned to --captions.")
+@click.option("--image-features", help="Image features of --captions' images.")
+@click.option("--eval-split", help="Split to evaluate on ('all': every row).")
+@click.option("--sequences", help="Evaluate on this sequence file instead (lvm).")
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the evaluation here (atomically).")
+def evaluate_command(run_dir, captions, text_features, image_features, eval_split, sequences,
+                     device, json_path):
+    """Re-run a run's evaluation from its newest checkpoint, on its data or any compatible data.
+
+    Example:
+        uncollapse evaluate runs/contrastive --captions other.parquet \\
+            --text-features other_text.npy --eval-split all
+    """
+    from uncollapse.trainers.engine import evaluate_run
+    from uncollapse.trainers.run_dir import RunDir
+
+    overrides = {k: v for k, v in {"captions": captions, "text_features": text_features,
+                                   "image_features": image_features, "eval_split": eval_split,
+                                   "sequences": sequences}.items() if v is not None}
+    evaluation = evaluate_run(run_dir, overrides, device)
+    if json_path:
+        RunDir(run_dir).write_json(Path(json_path), evaluation)
+    click.echo(json.dumps(evaluation, indent=2, default=str))
+
+
+COMMANDS = {"": [train_group, evaluate_command]}

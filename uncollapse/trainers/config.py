@@ -1,0 +1,192 @@
+"""What every recipe's config shares: the run directory, the device, the length of the run, the
+optimiser and schedule, precision, checkpoints, guards and monitors.
+
+Each recipe has its own dataclass that extends ``TrainConfig`` with its data and model options;
+the resolved config is written to ``RUN_DIR/config.json`` and read back by ``--resume``,
+``uncollapse evaluate`` and ``uncollapse serve``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from uncollapse.atomic import atomic_path
+from uncollapse.errors import InputError
+
+PRECISIONS = ("bf16", "fp32")
+DEVICES = ("auto", "cuda", "cpu")
+ON_COLLAPSE = ("warn", "stop")
+
+
+@dataclass
+class TrainConfig:
+    """Options of the training engine (every recipe has them).
+
+    Args:
+        out: the run directory (config, metrics, checkpoints, evaluation).
+        device: ``auto`` (CUDA when available), ``cuda`` or ``cpu``.
+        steps: optimiser steps to run; ``epochs`` instead gives the length in epochs.
+        epochs: length in epochs of the sampler's plan (used when ``steps`` is None).
+        batch_size: rows per batch.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up from 0 to ``lr``; cosine decay to ``lr * min_lr_ratio`` after.
+        min_lr_ratio: the learning rate at the end, as a share of ``lr``.
+        grad_clip: clip the gradient norm to this (0 turns it off).
+        precision: ``bf16`` (autocast on CUDA; CPU runs in fp32) or ``fp32``.
+        compile: wrap the model in ``torch.compile``.
+        seed: seed of the model's initialisation, the sampler's plans and every draw.
+        resume: continue the run in ``out`` from its latest readable checkpoint.
+        log_every: write a line of ``metrics.jsonl`` (and check the loss guard) every N steps.
+        checkpoint_every: write a checkpoint every N steps (and at the end).
+        monitor_every: run the collapse monitor every N steps ...
+        monitor_warmup: ... from this step on (before it the model is untrained).
+        on_collapse: ``warn`` (log and go on) or ``stop`` (end the run with an error).
+        force: start even when the pre-flight check of the inputs finds errors.
+        tensorboard: also write TensorBoard event files to ``out/tensorboard``.
+        quiet: no progress bar.
+    """
+
+    out: str = "run"
+    device: str = "auto"
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    precision: str = "bf16"
+    compile: bool = False
+    seed: int = 0
+    resume: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 500
+    monitor_every: int = 100
+    monitor_warmup: int = 100
+    on_collapse: str = "warn"
+    force: bool = False
+    tensorboard: bool = False
+    quiet: bool = False
+
+    recipe = ""
+
+    def check(self) -> None:
+        """Raise ValueError naming the first option out of range."""
+        if self.steps is None and self.epochs is None:
+            raise ValueError("give steps or epochs (the length of the run)")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "log_every", "checkpoint_every", "monitor_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "monitor_warmup"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name, allowed in (("precision", PRECISIONS), ("device", DEVICES),
+                              ("on_collapse", ON_COLLAPSE)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The config of ``values``, ignoring keys this class does not have (older runs)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"recipe": getattr(self, "recipe", None), **self.to_dict()},
+                                      indent=2) + "\n")
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """The ``config.json`` of a run directory, as a dict (``recipe`` says which recipe)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(path, f"no such file; is {run_dir} a run directory written by "
+                         "`uncollapse train`?") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc})", line=exc.lineno) from exc
+
+
+@dataclass
+class ContrastiveConfig(TrainConfig):
+    """``TrainConfig`` plus the contrastive recipe's data and model options.
+
+    Args:
+        captions: the caption table (Parquet).
+        text_features: ``.npy`` [rows, D_text] aligned to the table's rows.
+        image_features: optional ``.npy`` [groups, D_image] (row k = match_id k) or ``.npz``
+            with ``features`` and ``image_ids``.
+        per_group: captions of each image in a batch (positives of each anchor, itself included).
+        eval_split: the table's split held out for evaluation; when the table has no such
+            split, ``eval_fraction`` of the images are held out by a seeded hash.
+        eval_fraction: share of images held out when ``eval_split`` is not in the table.
+        hidden: width of each tower's hidden layer.
+        dim: dimension of the shared embedding space.
+        temperature: initial temperature of the InfoNCE logits.
+    """
+
+    captions: str = ""
+    text_features: str = ""
+    image_features: str | None = None
+    per_group: int = 2
+    eval_split: str = "test"
+    eval_fraction: float = 0.2
+    hidden: int = 512
+    dim: int = 128
+    temperature: float = 0.07
+    recipe: str = "contrastive"
+
+
+@dataclass
+class LVMConfig(TrainConfig):
+    """``TrainConfig`` plus the LVM recipe's data, model and loss options.
+
+    Args:
+        sequences: the sequence file (NPZ, dense or compact).
+        arch: ``gru``, ``lstm``, ``transformer`` or ``ssm``.
+        hidden, layers, heads, dropout: backbone size.
+        residual: skip from the context added to the head's output: ``mean``, ``last``, ``none``.
+        max_per_doc: samples of one document in a batch (``DiverseBatchSampler``).
+        exclude_window: hard negatives are not drawn within +-w positions of the target.
+        temperature: of the InfoNCE logits.
+        infonce_weight, moment_weight, variance_weight, mse_weight: loss weights.
+        variance_ratio: the variance floor per dimension, as a share of the targets' std.
+        eval_fraction: share of documents held out for evaluation (seeded).
+    """
+
+    sequences: str = ""
+    arch: str = "gru"
+    hidden: int = 512
+    layers: int = 2
+    heads: int = 8
+    dropout: float = 0.1
+    residual: str = "mean"
+    max_per_doc: int = 4
+    exclude_window: int = 1
+    temperature: float = 0.05
+    infonce_weight: float = 1.0
+    moment_weight: float = 1.0
+    variance_weight: float = 1.0
+    mse_weight: float = 0.0
+    variance_ratio: float = 0.5
+    eval_fraction: float = 0.15
+    recipe: str = "lvm"
+
+
+RECIPE_CONFIGS = {"contrastive": ContrastiveConfig, "lvm": LVMConfig}

@@ -1,0 +1,304 @@
+"""The contrastive recipe: dual-tower training on precomputed features of a caption table.
+
+Inputs: the caption table (Parquet, read with pyarrow), text features aligned to its rows, and
+optionally image features aligned to its images: a ``.npy`` whose row ``k`` is ``match_id`` k
+(the table numbers groups in sorted ``image_id`` order), or an ``.npz`` with ``features`` and
+``image_ids`` (aligned by ``image_id``). Without image features it trains caption-to-caption:
+the captions of one image are each other's positives.
+
+Batches come from ``GroupedBatchSampler``: ``per_group`` captions of each of
+``batch_size // per_group`` images. Loss: symmetric multi-positive InfoNCE with a learnable
+temperature (clamped to at most 100 as a logit scale). Monitored: the positive-negative
+similarity gap, effective rank, alignment and uniformity. Evaluation on the held-out split:
+recall@1/5/10 in both directions, all captions of an image counted as positives.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uncollapse.errors import InputError
+from uncollapse.report import Report
+from uncollapse.samplers.grouped import GroupedBatchSampler
+from uncollapse.trainers.config import ContrastiveConfig
+from uncollapse.trainers.losses import multi_positive_infonce, similarity_gap
+from uncollapse.trainers.preflight import caption_preflight
+from uncollapse.trainers.recipe import Recipe, StepOutput
+from uncollapse.validators.collapse.metrics import (
+    alignment,
+    effective_rank,
+    recall_at_k,
+    uniformity,
+)
+
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+class Tower(nn.Module):
+    """A small MLP projection head: linear, GELU, LayerNorm, linear; L2-normalised output."""
+
+    def __init__(self, d_in: int, hidden: int, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.LayerNorm(hidden),
+                                 nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=-1)
+
+
+class DualTower(nn.Module):
+    """Text tower, optional image tower, and a learnable logit scale (1 / temperature)."""
+
+    def __init__(self, d_text: int, d_image: int | None, hidden: int, dim: int,
+                 temperature: float):
+        super().__init__()
+        self.text = Tower(d_text, hidden, dim)
+        self.image = Tower(d_image, hidden, dim) if d_image else None
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.clamp(0.0, MAX_LOGIT_SCALE).exp()
+
+
+def read_caption_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """``match_id``, ``image_id`` and ``split`` of a caption table, with pyarrow only."""
+    path = Path(path)
+    try:
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=[c for c in ("match_id", "image_id", "split")
+                                             if c in names])
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet caption table ({exc})") from exc
+    for column in ("match_id", "image_id"):
+        if column not in table.column_names:
+            raise InputError(path, f"has no {column!r} column; build the table with "
+                             "`uncollapse build captions`")
+    if table.column("match_id").null_count or table.column("image_id").null_count:
+        raise InputError(path, "match_id or image_id holds nulls; run `uncollapse validate "
+                         "captions` to see which rows")
+    split = (table.column("split").to_numpy(zero_copy_only=False)
+             if "split" in table.column_names else np.full(table.num_rows, None, dtype=object))
+    return {"match_id": table.column("match_id").to_numpy().astype(np.int64),
+            "image_id": table.column("image_id").to_numpy(zero_copy_only=False).astype(str),
+            "split": split}
+
+
+def load_features(path: str | Path, rows: int | None, what: str) -> np.ndarray:
+    """A float ``.npy`` feature matrix (never unpickled), checked against ``rows``."""
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except ValueError as exc:
+        raise InputError(path, f"cannot read {what} ({exc}); save them with numpy.save") from exc
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+        raise InputError(path, f"{what} must be a float matrix [rows, dim], got "
+                         f"{array.dtype} {array.shape}")
+    if rows is not None and array.shape[0] != rows:
+        raise InputError(path, f"{array.shape[0]} rows of {what} for {rows} rows of the caption "
+                         "table: row i must be the features of table row i")
+    return array
+
+
+def image_rows(path: str | Path, table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Image features and, for every group (match_id), its row in them."""
+    path = Path(path)
+    groups = int(table["match_id"].max()) + 1 if len(table["match_id"]) else 0
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            if not {"features", "image_ids"} <= set(npz.files):
+                raise InputError(path, f"an image-feature NPZ needs 'features' and 'image_ids', "
+                                 f"it has {sorted(npz.files)}")
+            features, ids = npz["features"], npz["image_ids"].astype(str)
+        order = np.argsort(ids)
+        # the image_id of each group, then where that id sits in the NPZ
+        first = np.unique(table["match_id"], return_index=True)
+        group_image = np.full(groups, "", dtype=object)
+        group_image[first[0]] = table["image_id"][first[1]]
+        where = np.searchsorted(ids[order], group_image.astype(str))
+        where = np.minimum(where, len(ids) - 1)
+        found = ids[order][where] == group_image.astype(str)
+        present = np.zeros(groups, dtype=bool)
+        present[first[0]] = True
+        missing = present & ~found
+        if missing.any():
+            examples = group_image[missing][:5].tolist()
+            raise InputError(path, f"{int(missing.sum())} image(s) of the caption table have no "
+                             f"features here, e.g. image_id {examples}")
+        return features, order[where]
+    features = load_features(path, None, "image features")
+    if features.shape[0] < groups:
+        raise InputError(path, f"{features.shape[0]} rows of image features for {groups} groups "
+                         "(match_id 0..max): row k must hold the image of match_id k")
+    return features, np.arange(groups)
+
+
+def held_out_mask(table: dict[str, np.ndarray], split: str, fraction: float,
+                  seed: int) -> np.ndarray:
+    """Rows held out for evaluation: the ``split`` rows, else a seeded share of images."""
+    splits = table["split"]
+    if split != "all" and np.any(splits == split) and not np.all(splits == split):
+        return splits == split
+    if split == "all":
+        return np.ones(len(splits), dtype=bool)
+    groups = np.unique(table["match_id"])
+    rng = np.random.default_rng(seed)
+    chosen = groups[rng.random(len(groups)) < fraction]
+    return np.isin(table["match_id"], chosen)
+
+
+class ContrastiveRecipe(Recipe):
+    config_class = ContrastiveConfig
+    name = "contrastive"
+    lower_bounds = {"infonce": 0.0, "infonce_text_to_image": 0.0, "infonce_image_to_text": 0.0}
+
+    def preflight(self) -> Report:
+        config = self.config
+        self.table = read_caption_arrays(config.captions)
+        return caption_preflight(self.table, config.captions, batch_size=config.batch_size)
+
+    def setup(self) -> None:
+        config, table = self.config, self.table
+        n = len(table["match_id"])
+        text = load_features(config.text_features, n, "text features")
+        self.text = torch.from_numpy(np.asarray(text, dtype=np.float32)).to(self.device)
+        self.match_id = torch.from_numpy(table["match_id"]).to(self.device)
+        if config.image_features:
+            images, group_row = image_rows(config.image_features, table)
+            self.images = torch.from_numpy(np.asarray(images, dtype=np.float32)).to(self.device)
+            self.group_row = torch.from_numpy(group_row).to(self.device)
+        else:
+            self.images = self.group_row = None
+        held_out = held_out_mask(table, config.eval_split, config.eval_fraction, config.seed)
+        self.train_rows_np = np.flatnonzero(~held_out)
+        self.eval_rows_np = np.flatnonzero(held_out)
+        if len(self.train_rows_np) == 0 and config.steps != 0:
+            raise ValueError(f"no training rows: every row of {config.captions} is held out "
+                             f"(eval_split {config.eval_split!r})")
+        self.train_rows = torch.from_numpy(self.train_rows_np).to(self.device)
+        self.eval_rows = torch.from_numpy(self.eval_rows_np).to(self.device)
+        self.per_group = config.per_group
+        train_groups = table["match_id"][self.train_rows_np]
+        if config.force and np.bincount(np.unique(train_groups, return_inverse=True)[1]).max() \
+                < config.per_group:
+            # broken grouping, trained anyway: every row is its own group of one
+            self.per_group = 1
+        self.sampler = GroupedBatchSampler(train_groups, config.batch_size, self.per_group,
+                                           seed=config.seed, drop_last=True)
+
+    def model_config(self) -> dict:
+        return {"d_text": int(self.text.shape[1]),
+                "d_image": int(self.images.shape[1]) if self.images is not None else None,
+                "hidden": self.config.hidden, "dim": self.config.dim}
+
+    def build_model(self) -> nn.Module:
+        c = self.model_config()
+        return DualTower(c["d_text"], c["d_image"], c["hidden"], c["dim"],
+                         self.config.temperature)
+
+    def step(self, model: nn.Module, rows: torch.Tensor) -> StepOutput:
+        rows = self.train_rows[rows]
+        groups = self.match_id[rows]
+        text = model.text(self.text[rows])
+        scale = model.scale() if not hasattr(model, "_orig_mod") else model._orig_mod.scale()
+        k = self.per_group
+        if self.images is None:
+            logits = scale * text @ text.T
+            eye = torch.eye(len(rows), dtype=torch.bool, device=rows.device)
+            same = groups[:, None] == groups[None, :]
+            loss = multi_positive_infonce(logits, same & ~eye, candidates=~eye)
+            terms = {"infonce": loss}
+            probe = {"outputs": text.detach(), "groups": groups}
+        else:
+            # rows of a group sit next to each other: group g holds rows g*k .. g*k+k-1
+            first = rows[::k]
+            image = model.image(self.images[self.group_row[self.match_id[first]]])
+            logits = scale * text @ image.T                                   # [B, G]
+            owner = torch.arange(len(first), device=rows.device).repeat_interleave(k)
+            text_to_image = F.cross_entropy(logits.float(), owner)
+            positives = owner[None, :] == torch.arange(len(first), device=rows.device)[:, None]
+            image_to_text = multi_positive_infonce(logits.T, positives)
+            loss = 0.5 * (text_to_image + image_to_text)
+            terms = {"infonce_text_to_image": text_to_image,
+                     "infonce_image_to_text": image_to_text}
+            probe = {"outputs": text.detach(), "targets": image[owner].detach(),
+                     "groups": groups}
+        terms["temperature"] = 1.0 / scale.detach()
+        return StepOutput(loss, terms, probe)
+
+    def monitor(self, probe: dict) -> dict:
+        outputs, groups = probe["outputs"].float(), probe["groups"]
+        same = groups[:, None] == groups[None, :]
+        if "targets" in probe:
+            targets = probe["targets"].float()
+            gap = similarity_gap(outputs, targets, same, exclude_diagonal=False)
+            partner = targets
+        else:
+            gap = similarity_gap(outputs, outputs, same, exclude_diagonal=True)
+            k = self.per_group
+            partner = outputs.reshape(-1, k, outputs.shape[1]).roll(1, dims=1).reshape_as(outputs)
+        return {"similarity_gap": float(gap), "effective_rank": effective_rank(outputs),
+                "alignment": alignment(outputs, partner), "uniformity": uniformity(outputs)}
+
+    def evaluate(self, model: nn.Module) -> tuple[dict, dict]:
+        rows = self.eval_rows if len(self.eval_rows) else self.train_rows
+        groups = self.match_id[rows]
+        text = model.text(self.text[rows]).float()
+        metrics: dict = {"eval_rows": int(len(rows)),
+                         "eval_images": int(torch.unique(groups).numel())}
+        if self.images is not None:
+            image_groups = torch.unique(groups)
+            image = model.image(self.images[self.group_row[image_groups]]).float()
+            t2i = recall_at_k(text, image, groups, gallery_groups=image_groups)
+            i2t = recall_at_k(image, text, image_groups, gallery_groups=groups)
+            metrics.update({f"text_to_image/{k}": v for k, v in t2i.items()})
+            metrics.update({f"image_to_text/{k}": v for k, v in i2t.items()})
+            same = groups[:, None] == image_groups[None, :]
+            metrics["similarity_gap"] = float(similarity_gap(text, image, same, False))
+            target = image[torch.searchsorted(image_groups, groups)]
+        else:
+            metrics.update({f"caption_to_caption/{k}": v
+                            for k, v in caption_recall(text, groups).items()})
+            same = groups[:, None] == groups[None, :]
+            metrics["similarity_gap"] = float(similarity_gap(text, text, same, True))
+            target = None
+        metrics["effective_rank"] = effective_rank(text)
+        metrics["uniformity"] = uniformity(text)
+        arrays = {"pred": text.cpu().numpy(), "groups": groups.cpu().numpy()}
+        if target is not None:
+            arrays["target"] = target.cpu().numpy()
+        return metrics, arrays
+
+
+def caption_recall(embeddings: torch.Tensor, groups: torch.Tensor,
+                   ks: tuple[int, ...] = (1, 5, 10)) -> dict:
+    """Caption-to-caption recall@k: the other captions of a caption's image are its positives
+    (the caption itself is not a candidate). Captions without another caption are left out."""
+    x = F.normalize(embeddings.float(), dim=-1)
+    hits = torch.zeros(len(ks), dtype=torch.float64, device=x.device)
+    counted = torch.zeros((), dtype=torch.float64, device=x.device)
+    k_values = torch.tensor(ks, device=x.device)
+    for start in range(0, x.shape[0], 1024):
+        block = x[start:start + 1024] @ x.T
+        index = torch.arange(start, start + block.shape[0], device=x.device)
+        block[torch.arange(block.shape[0], device=x.device), index] = float("-inf")
+        positive = groups[start:start + 1024, None] == groups[None, :]
+        positive[torch.arange(block.shape[0], device=x.device), index] = False
+        best = block.masked_fill(~positive, float("-inf")).max(dim=1).values
+        rank = (block > best[:, None]).sum(dim=1)
+        has = positive.any(dim=1)
+        hits += ((rank[:, None] < k_values[None, :]) & has[:, None]).sum(dim=0)
+        counted += has.sum()
+    if counted.item() == 0:
+        return {f"recall@{k}": math.nan for k in ks}
+    return dict(zip((f"recall@{k}" for k in ks), (hits / counted).tolist(), strict=True))

@@ -1,0 +1,286 @@
+"""The training loop every recipe runs, in one function you can read top to bottom.
+
+Order: config -> run directory -> pre-flight check -> data on the device -> model -> AdamW ->
+(resume) -> compile -> steps -> evaluation. The data path costs next to nothing: each epoch's
+batch plan is copied to the device once, and a step gathers its batch there by indexing, so
+there is no per-step host work and no per-step host-to-device copy. The host reads values back
+only every ``log_every`` steps (loss guard, metrics) and at monitor steps.
+
+Ready for DDP: the sampler takes ``rank``/``world_size`` and deals each rank its own batches;
+the model would be wrapped after ``build_model`` and only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from uncollapse.atomic import atomic_path
+from uncollapse.extras import require
+from uncollapse.trainers.config import TrainConfig, read_run_config
+from uncollapse.trainers.contrastive import ContrastiveRecipe
+from uncollapse.trainers.lvm import LVMRecipe
+from uncollapse.trainers.recipe import PreflightError, Recipe
+from uncollapse.trainers.run_dir import RunDir
+from uncollapse.trainers.schedule import learning_rate
+from uncollapse.validators.collapse.monitor import CollapseError, CollapseMonitor, LossGuard
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns: where the run lives, its last step, and its evaluation."""
+
+    run_dir: RunDir
+    step: int
+    evaluation: dict
+
+
+def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
+    """Train ``recipe_class`` with ``config``; see the module docstring for the order of work.
+
+    Raises:
+        PreflightError: the inputs failed their check (unless ``config.force``).
+        LossGuardError: a loss term went non-finite or below its declared bound.
+        CollapseError: the monitor found a collapse and ``config.on_collapse == "stop"``.
+    """
+    # config, run directory, device ------------------------------------------------------
+    config.check()
+    run = RunDir(config.out)
+    if config.resume and not run.config.exists():
+        raise ValueError(f"resume: {run.path} holds no run to continue (no config.json)")
+    run.create()
+    config.save(run.config)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    recipe = recipe_class(config, device)
+
+    # pre-flight: refuse broken inputs before any GPU time is spent ---------------------------
+    preflight = recipe.preflight()
+    run.write_json(run.path / "preflight.json", preflight.to_dict())
+    if preflight.errors and not config.force:
+        raise PreflightError(preflight)
+
+    # data on the device, model, optimiser -------------------------------------------------
+    recipe.setup()
+    model = recipe.build_model().to(device)
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=config.lr, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
+    per_epoch = recipe.batches_per_epoch()
+    total_steps = config.steps or max(1, math.ceil(config.epochs * per_epoch))
+    step, epoch, batch_in_epoch = 0, 0, 0
+
+    # resume: model, optimiser, step, sampler position and RNG, exactly as they were -----------
+    if config.resume:
+        state, path = run.load_checkpoint()
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        recipe.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        run.truncate_metrics(step)
+    else:
+        run.metrics.unlink(missing_ok=True)
+
+    compiled = torch.compile(model) if config.compile else model
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if device.type == "cuda" and config.precision == "bf16"
+                else contextlib.nullcontext())
+    guard = LossGuard(recipe.lower_bounds)
+    monitor = CollapseMonitor(every=config.monitor_every,
+                              on_finding="raise" if config.on_collapse == "stop" else "warn")
+    writer = _tensorboard(run) if config.tensorboard else None
+
+    def save(at_step: int) -> None:
+        run.save_checkpoint(at_step, {
+            "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "sampler": recipe.sampler.state_dict(batches_done=batch_in_epoch),
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "recipe": recipe.name, "model_config": recipe.model_config()})
+
+    # the loop ---------------------------------------------------------------------------------
+    recipe.on_epoch(epoch)
+    plan = recipe.epoch_plan(epoch)
+    pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # terms not yet read back
+    bar = tqdm(total=total_steps, initial=step, desc=f"train {recipe.name}", leave=False,
+               dynamic_ncols=True, disable=config.quiet)
+    model.train()
+    clock, samples_since = time.perf_counter(), 0
+    while step < total_steps:
+        if batch_in_epoch == len(plan):
+            epoch, batch_in_epoch = epoch + 1, 0
+            recipe.sampler.set_epoch(epoch)
+            recipe.on_epoch(epoch)
+            plan = recipe.epoch_plan(epoch)
+        lr = learning_rate(step, peak=config.lr, warmup_steps=config.warmup_steps,
+                           total_steps=total_steps, min_ratio=config.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        rows = plan[batch_in_epoch]
+        with autocast:
+            out = recipe.step(compiled, rows)
+        out.loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        pending.append((step, {"loss": out.loss.detach(),
+                               **{k: v.detach() for k, v in out.terms.items()}}))
+        samples_since += rows.shape[0]
+        step, batch_in_epoch = step + 1, batch_in_epoch + 1
+
+        record = {}
+        if step - 1 >= config.monitor_warmup and (step - 1) % config.monitor_every == 0:
+            record.update(_monitor(recipe, monitor, step - 1, out.probe))
+        if step % config.log_every == 0 or step == total_steps or record:
+            values = _read_back(pending)
+            for at, terms in values:
+                guard.check(at, **terms)
+            pending.clear()
+            elapsed = time.perf_counter() - clock
+            last = values[-1][1]
+            record = {"step": step, "epoch": epoch, "lr": lr, **last, **record,
+                      "samples_per_s": samples_since / elapsed if elapsed > 0 else math.nan}
+            run.append_metrics(record)
+            if writer is not None:
+                for key, value in record.items():
+                    if isinstance(value, (int, float)) and key != "step":
+                        writer.add_scalar(key, value, step)
+            bar.set_postfix(loss=f"{last['loss']:.4g}",
+                            samples_s=f"{record['samples_per_s']:.0f}")
+            clock, samples_since = time.perf_counter(), 0
+        bar.update(1)
+        if step % config.checkpoint_every == 0 and step < total_steps:
+            save(step)
+    bar.close()
+    save(step)
+
+    # evaluation -------------------------------------------------------------------------------
+    model.eval()
+    with torch.no_grad(), autocast:
+        evaluation, arrays = recipe.evaluate(model)
+    evaluation = {"recipe": recipe.name, "step": step, **evaluation}
+    run.write_json(run.eval, evaluation)
+    save_projection(run, arrays)
+    if writer is not None:
+        writer.close()
+    return RunResult(run, step, evaluation)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; "
+                         "use device 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict) -> dict:
+    """The recipe's own monitors plus the collapse monitor's metrics and findings."""
+    record = {f"monitor/{k}": v for k, v in recipe.monitor(probe).items()}
+    outputs = probe.get("outputs")
+    if outputs is None:
+        return record
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = monitor.update(step, outputs.float(), _float_or_none(probe.get("targets")),
+                                    groups=probe.get("groups"))
+        for warning in caught:
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+    except CollapseError:
+        raise
+    record.update({f"monitor/{k}": v for k, v in values.items()})
+    if monitor.last_report is not None and monitor.last_report.findings:
+        record["monitor/findings"] = monitor.last_report.codes()
+    return record
+
+
+def _float_or_none(tensor):
+    return None if tensor is None else tensor.float()
+
+
+def _read_back(pending: list[tuple[int, dict[str, torch.Tensor]]]) -> list[tuple[int, dict]]:
+    """Every pending step's terms as floats, read from the device with one synchronisation."""
+    if not pending:
+        return []
+    names = list(pending[0][1])
+    stacked = torch.stack([torch.stack([terms[n].float().reshape(()) for n in names])
+                           for _, terms in pending]).cpu().tolist()
+    return [(at, dict(zip(names, row, strict=True)))
+            for (at, _), row in zip(pending, stacked, strict=True)]
+
+
+def save_projection(run: RunDir, arrays: dict) -> None:
+    """Arrays for the report's 2-D projection (``projection.npz``), written atomically."""
+    if not arrays:
+        return
+    with atomic_path(run.path / "projection.npz", suffix=".npz") as tmp:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def _tensorboard(run: RunDir):
+    require("tensorboard", "tensorboard", "tensorboard logging (--tensorboard)")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run.path / "tensorboard"))
+
+
+RECIPES: dict[str, type[Recipe]] = {"contrastive": ContrastiveRecipe, "lvm": LVMRecipe}
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    """The recipe of a name (``contrastive``, ``lvm``)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; one of {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "auto"):
+    """The recipe (set up on its data, or on ``overrides``' data) and the trained model of a run.
+
+    Returns ``(recipe, model)`` with the model in eval mode, from the newest readable checkpoint.
+    """
+    values = read_run_config(run_dir)
+    cls = recipe_class(values.get("recipe") or "")
+    config = cls.config_class.from_dict({**values, **(overrides or {}), "device": device,
+                                         "resume": False})
+    recipe = cls(config, resolve_device(device))
+    recipe.preflight()
+    recipe.setup()
+    state, _ = RunDir(run_dir).load_checkpoint(map_location=recipe.device)
+    model = recipe.build_model().to(recipe.device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return recipe, model
+
+
+def evaluate_run(run_dir: str | Path, overrides: dict | None = None,
+                 device: str = "auto") -> dict:
+    """Re-run a run's evaluation from its checkpoint, on its own data or on ``overrides``'."""
+    recipe, model = load_run(run_dir, overrides, device)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if recipe.device.type == "cuda" and recipe.config.precision == "bf16"
+                else contextlib.nullcontext())
+    with torch.no_grad(), autocast:
+        evaluation, _ = recipe.evaluate(model)
+    return {"recipe": recipe.name, "run": str(run_dir), "data": overrides or {}, **evaluation}

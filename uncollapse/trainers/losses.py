@@ -1,0 +1,69 @@
+"""Loss terms of the recipes. Each is non-negative by construction, which the loss guard checks.
+
+- ``multi_positive_infonce``: InfoNCE where every row of the same group is a positive
+  (Khosla et al. 2020, "sum inside the log" form)::
+
+      L_i = -log( sum_{p in P(i)} exp(s_ip / T) / sum_{a != i} exp(s_ia / T) )
+
+  averaged over anchors with at least one positive. ``L_i >= 0`` because the numerator's
+  terms are a subset of the denominator's.
+- ``moment_matching``: squared distance of the batch's per-dimension mean and std to the
+  targets' (computed once from the data): keeps a raw-scale decoder output on the targets' scale.
+- ``variance_floor``: VICReg's hinge on the per-dimension std (Bardes et al. 2022).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def multi_positive_infonce(logits: torch.Tensor, positives: torch.Tensor,
+                           candidates: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over anchors (rows of ``logits``) that have a positive.
+
+    Args:
+        logits: [A, C] similarities divided by the temperature.
+        positives: [A, C] bool, the positives of each anchor.
+        candidates: [A, C] bool, what the denominator sums over (default: every column).
+    """
+    logits = logits.float()
+    if candidates is not None:
+        logits = logits.masked_fill(~candidates, float("-inf"))
+        positives = positives & candidates
+    log_denominator = torch.logsumexp(logits, dim=1)
+    log_numerator = torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=1)
+    has_positive = positives.any(dim=1)
+    per_anchor = (log_denominator - log_numerator).clamp_min(0)
+    per_anchor = torch.where(has_positive, per_anchor, torch.zeros_like(per_anchor))
+    return per_anchor.sum() / has_positive.sum().clamp_min(1)
+
+
+def moment_matching(y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """mean_d (mean(y_d) - mean_d)^2 + (std(y_d) - std_d)^2, on the targets' scale."""
+    y = y.float()
+    return ((y.mean(dim=0) - mean).pow(2) + (y.std(dim=0) - std).pow(2)).mean()
+
+
+def variance_floor(y: torch.Tensor, gamma: torch.Tensor | float, eps: float = 1e-4):
+    """mean_d max(0, gamma_d - sqrt(Var(y_d) + eps))."""
+    y = y.float()
+    return F.relu(gamma - torch.sqrt(y.var(dim=0) + eps)).mean()
+
+
+def similarity_gap(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor,
+                   exclude_diagonal: bool) -> torch.Tensor:
+    """Mean cosine of positive pairs minus mean cosine of negative pairs.
+
+    ``same[i, j]`` says whether row i of ``a`` and row j of ``b`` are positives. The classic sign
+    of broken grouping (every caption its own image id) is a gap that never opens.
+    """
+    cos = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+    pos, neg = same.clone(), ~same
+    if exclude_diagonal:
+        eye = torch.eye(cos.shape[0], dtype=torch.bool, device=cos.device)
+        pos &= ~eye
+        neg &= ~eye
+    positive = (cos * pos).sum() / pos.sum().clamp_min(1)
+    negative = (cos * neg).sum() / neg.sum().clamp_min(1)
+    return positive - negative

@@ -1,0 +1,241 @@
+"""The next-vector (LVM) recipe: predict the next chunk's vector from the vectors before it.
+
+Data: a sequence file, either form, held on the device (compact: the vectors once, windows by
+index arithmetic; dense: contexts and targets). Batches from ``DiverseBatchSampler`` on
+``doc_ids`` (at most ``max_per_doc`` samples of one document per batch); each sample's hard
+negative is another target of its document (``HardNegativeSequenceDataset``'s draw, made for
+the whole epoch at once and copied to the device once per epoch).
+
+Loss (weights are options; every term is >= 0 and declared so to the loss guard):
+symmetric InfoNCE on ``y_cos`` against the normalised targets, with in-batch negatives and the
+hard negatives; moment matching of ``y_dec``'s per-dimension mean and std to the targets'
+(computed once from the training targets); a variance floor on ``y_dec``; optional MSE.
+
+Evaluation on held-out documents, every metric beside three baselines computed the same way:
+the global mean target, the last context vector, and the mean of the context vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset
+from uncollapse.report import Report
+from uncollapse.samplers.diverse import DiverseBatchSampler
+from uncollapse.trainers.config import LVMConfig
+from uncollapse.trainers.losses import moment_matching, variance_floor
+from uncollapse.trainers.lvm_models import LVMModelConfig, NextVectorModel
+from uncollapse.trainers.preflight import sequence_preflight
+from uncollapse.trainers.recipe import Recipe, StepOutput
+from uncollapse.validators.collapse.metrics import effective_rank, moment_comparison
+
+BLOCK = 1024
+
+
+class LVMRecipe(Recipe):
+    config_class = LVMConfig
+    name = "lvm"
+    lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0}
+
+    def preflight(self) -> Report:
+        return sequence_preflight(self.config.sequences)
+
+    # data -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        config = self.config
+        self.data = HardNegativeSequenceDataset(config.sequences,
+                                                exclude_window=config.exclude_window,
+                                                seed=config.seed)
+        data, device = self.data, self.device
+        self.context_length = data.context_length
+        doc_ids = np.asarray(data.doc_ids, dtype=np.int64)
+        docs = np.unique(doc_ids)
+        rng = np.random.default_rng(config.seed)
+        held = docs[rng.random(len(docs)) < config.eval_fraction]
+        if len(held) == 0 and len(docs) > 1:
+            held = docs[-1:]
+        is_eval = np.isin(doc_ids, held)
+        self.train_samples_np = np.flatnonzero(~is_eval)
+        self.eval_samples_np = np.flatnonzero(is_eval)
+        self.train_samples = torch.from_numpy(self.train_samples_np).to(device)
+        self.eval_samples = torch.from_numpy(self.eval_samples_np).to(device)
+        self.doc_ids = torch.from_numpy(doc_ids).to(device)
+        positions = (data.target_positions if data.target_positions is not None
+                     else np.arange(len(doc_ids)))
+        self.positions = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(device)
+        if data.form == "compact":
+            self.vectors = torch.from_numpy(np.asarray(data.vectors, dtype=np.float32)).to(device)
+            self.target_rows = torch.from_numpy(np.asarray(data.target_rows)).to(device)
+            self.offsets = torch.arange(-self.context_length, 0, device=device)
+        else:
+            self.contexts = torch.from_numpy(
+                np.asarray(data.context_sequences, dtype=np.float32)).to(device)
+            self.targets_dense = torch.from_numpy(
+                np.asarray(data.target_vectors, dtype=np.float32)).to(device)
+        train_targets = self.target(self.train_samples)
+        self.target_mean = train_targets.mean(dim=0)
+        self.target_std = train_targets.std(dim=0)
+        self.sampler = DiverseBatchSampler(doc_ids[self.train_samples_np], config.batch_size,
+                                           config.max_per_doc, seed=config.seed, drop_last=True)
+
+    def context(self, samples: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "vectors"):
+            return self.vectors[self.target_rows[samples][:, None] + self.offsets]
+        return self.contexts[samples]
+
+    def target(self, samples: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "vectors"):
+            return self.vectors[self.target_rows[samples]]
+        return self.targets_dense[samples]
+
+    def on_epoch(self, epoch: int) -> None:
+        self.data.set_epoch(epoch)
+        negatives = self.data.negative_indices(np.arange(len(self.data)))
+        self.negatives = torch.from_numpy(negatives).to(self.device)
+
+    # model and loss ---------------------------------------------------------------------------
+    def model_config(self) -> dict:
+        c = self.config
+        return LVMModelConfig(dim=int(self.target_mean.shape[0]),
+                              context_length=self.context_length, arch=c.arch, hidden=c.hidden,
+                              layers=c.layers, heads=c.heads, dropout=c.dropout,
+                              residual=c.residual).to_dict()
+
+    def build_model(self) -> nn.Module:
+        return NextVectorModel(LVMModelConfig(**self.model_config()))
+
+    def step(self, model: nn.Module, rows: torch.Tensor) -> StepOutput:
+        c = self.config
+        samples = self.train_samples[rows]
+        target = self.target(samples)
+        negative = self.target(self.negatives[samples])
+        y_dec = model(self.context(samples)).float()
+        y_cos = F.normalize(y_dec, dim=-1)
+        t_cos, n_cos = F.normalize(target, dim=-1), F.normalize(negative, dim=-1)
+        logits = y_cos @ t_cos.T / c.temperature                       # [B, B]
+        hard = (y_cos * n_cos).sum(-1, keepdim=True) / c.temperature  # [B, 1]
+        labels = torch.arange(len(samples), device=samples.device)
+        forward = F.cross_entropy(torch.cat([logits, hard], dim=1), labels)
+        backward = F.cross_entropy(logits.T, labels)
+        terms = {"infonce": 0.5 * (forward + backward),
+                 "moment": moment_matching(y_dec, self.target_mean, self.target_std),
+                 "variance": variance_floor(y_dec, c.variance_ratio * self.target_std)}
+        if c.mse_weight:
+            terms["mse"] = F.mse_loss(y_dec, target)
+        weights = {"infonce": c.infonce_weight, "moment": c.moment_weight,
+                   "variance": c.variance_weight, "mse": c.mse_weight}
+        loss = sum(weights[name] * value for name, value in terms.items())
+        return StepOutput(loss, terms, {"outputs": y_dec.detach(), "targets": target})
+
+    def monitor(self, probe: dict) -> dict:
+        y_dec, target = probe["outputs"].float(), probe["targets"].float()
+        cos = F.cosine_similarity(y_dec, target, dim=-1).mean()
+        return {"cosine_to_target": float(cos), "effective_rank": effective_rank(y_dec)}
+
+    # evaluation -------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module) -> tuple[dict, dict]:
+        samples = self.eval_samples if len(self.eval_samples) else self.train_samples
+        context, target = self.context(samples), self.target(samples)
+        y_dec = torch.cat([model(context[i:i + BLOCK]).float()
+                           for i in range(0, len(samples), BLOCK)])
+        predictors = {
+            "model": y_dec,
+            "baseline_mean_target": self.target_mean.expand_as(target),
+            "baseline_last_context": context[:, -1],
+            "baseline_context_mean": context.mean(dim=1),
+        }
+        docs, positions = self.doc_ids[samples], self.positions[samples]
+        metrics: dict = {"eval_samples": int(len(samples)),
+                         "eval_documents": int(torch.unique(docs).numel())}
+        for name, prediction in predictors.items():
+            metrics[name] = predictor_metrics(prediction, target, docs, positions,
+                                              self.context_length)
+        metrics["model"]["effective_rank_y_dec"] = effective_rank(y_dec)
+        metrics["round_trip"] = round_trip(self.corpus(), self.corpus_rows(samples), target,
+                                           y_dec)
+        arrays = {"pred": y_dec.cpu().numpy(), "target": target.cpu().numpy(),
+                  "context_mean": context.mean(dim=1).cpu().numpy()}
+        return metrics, arrays
+
+    def corpus(self) -> torch.Tensor:
+        """Every chunk vector the file holds (what a vector is decoded against)."""
+        if hasattr(self, "vectors"):
+            return self.vectors
+        return self.targets_dense
+
+    def corpus_rows(self, samples: torch.Tensor) -> torch.Tensor:
+        """Each sample's target row in ``corpus()``."""
+        return self.target_rows[samples] if hasattr(self, "vectors") else samples
+
+
+def predictor_metrics(pred: torch.Tensor, target: torch.Tensor, docs: torch.Tensor,
+                      positions: torch.Tensor, context_length: int) -> dict:
+    """Mean cosine to the target, within-document retrieval with the context excluded, and
+    contrastive accuracy against the target's hardest same-document negative.
+
+    Retrieval: the candidates of sample i are the targets of the held-out samples of its
+    document, except those at the positions of i's own context (``pos_i - C .. pos_i - 1``):
+    otherwise copying the last context vector finds its own sentence. Reported as recall@1
+    and MRR of the true target by cosine.
+    """
+    p, t = F.normalize(pred.float(), dim=-1), F.normalize(target.float(), dim=-1)
+    n = len(p)
+    ranks = torch.empty(n, dtype=torch.float64, device=p.device)
+    beats_hardest = torch.empty(n, dtype=torch.bool, device=p.device)
+    true_cos = (p * t).sum(-1)
+    for start in range(0, n, BLOCK):
+        stop = min(n, start + BLOCK)
+        rows = torch.arange(start, stop, device=p.device)
+        same_doc = docs[start:stop, None] == docs[None, :]
+        offset = positions[start:stop, None] - positions[None, :]
+        in_context = (offset >= 1) & (offset <= context_length)
+        candidate = same_doc & ~in_context
+        sim = p[start:stop] @ t.T
+        sim = sim.masked_fill(~candidate, float("-inf"))
+        ranks[start:stop] = (sim > true_cos[start:stop, None]).sum(dim=1).double() + 1
+        # the target's hardest same-document negative: the most similar other target
+        target_sim = (t[start:stop] @ t.T).masked_fill(~same_doc, float("-inf"))
+        target_sim[rows - start, rows] = float("-inf")
+        hardest = target_sim.argmax(dim=1)
+        has_negative = torch.isfinite(target_sim.max(dim=1).values)
+        negative_cos = (p[start:stop] * t[hardest]).sum(-1)
+        beats_hardest[start:stop] = (true_cos[start:stop] > negative_cos) | ~has_negative
+    return {"mean_cosine": float(true_cos.mean()),
+            "recall@1": float((ranks == 1).double().mean()),
+            "mrr": float((1.0 / ranks).mean()),
+            "contrastive_accuracy_hardest": float(beats_hardest.double().mean()),
+            **{k: v for k, v in moment_comparison(pred.float(), target.float()).items()
+               if k in ("std_ratio_median", "mean_shift_median")}}
+
+
+def round_trip(corpus: torch.Tensor, truth: torch.Tensor, target: torch.Tensor,
+               y_dec: torch.Tensor) -> dict:
+    """Decode a vector by its nearest chunk in the raw-scale corpus (L2), without a text decoder.
+
+    Top-1: the share of samples whose vector decodes to the true target's chunk (row ``truth``
+    of ``corpus``), for (A) the
+    encoder's own target vectors, (B) the same vectors L2-normalised, (C) ``y_dec``, and, for
+    contrast, ``y_cos`` (what an L2-normalised head would hand a decoder). A decoder trained on
+    raw vectors reads (B) and ``y_cos`` off-distribution unless the corpus is unit-norm itself.
+    """
+    corpus = corpus.float()
+    norms = corpus.pow(2).sum(-1)
+
+    def top1(vectors: torch.Tensor) -> float:
+        return float((nearest(corpus, norms, vectors.float()) == truth).double().mean())
+
+    return {"A_encoder_top1": top1(target), "B_normalised_top1": top1(F.normalize(target, dim=-1)),
+            "C_y_dec_top1": top1(y_dec), "y_cos_top1": top1(F.normalize(y_dec, dim=-1)),
+            "corpus_mean_norm": float(norms.sqrt().mean())}
+
+
+def nearest(corpus: torch.Tensor, norms: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """Index of each query's nearest corpus row by L2 distance."""
+    out = []
+    for start in range(0, len(queries), BLOCK):
+        q = queries[start:start + BLOCK]
+        out.append((norms[None, :] - 2 * q @ corpus.T).argmin(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=corpus.device)

@@ -1,0 +1,154 @@
+"""Next-vector models: a sequence backbone over the context vectors and a two-layer head.
+
+Backbones (``arch``): ``gru``, ``lstm``, ``transformer`` (pre-norm encoder over the context with
+learned positions, read at the last position) and ``ssm``, a Mamba-style selective state-space
+block written in plain torch (Gu & Dao 2023: input-dependent step size, B and C; a depthwise
+causal convolution; a gated output). The ``mamba-ssm`` package's fused kernel needs a CUDA build
+and is not used; contexts here are a few vectors long, so the scan is a short loop over them.
+
+Head: linear, GELU, LayerNorm, linear, giving ``y_dec`` in the targets' raw scale, plus a skip
+from the context (``residual``: the context mean, the last context vector, or none), so the
+model starts from a strong baseline and learns the correction; ``y_cos`` is ``y_dec``
+L2-normalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHS = ("gru", "lstm", "transformer", "ssm")
+RESIDUALS = ("mean", "last", "none")
+
+
+@dataclass
+class LVMModelConfig:
+    dim: int
+    context_length: int
+    arch: str = "gru"
+    hidden: int = 512
+    layers: int = 2
+    heads: int = 8
+    dropout: float = 0.1
+    residual: str = "mean"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SelectiveSSM(nn.Module):
+    """One Mamba-style selective SSM layer on [B, L, H] (pure torch, sequential scan over L)."""
+
+    def __init__(self, hidden: int, state: int = 16, expand: int = 2, conv: int = 4):
+        super().__init__()
+        inner = expand * hidden
+        self.rank = max(1, hidden // 16)
+        self.in_proj = nn.Linear(hidden, 2 * inner)
+        self.conv = nn.Conv1d(inner, inner, conv, padding=conv - 1, groups=inner)
+        self.x_proj = nn.Linear(inner, self.rank + 2 * state, bias=False)
+        self.dt_proj = nn.Linear(self.rank, inner)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, state + 1, dtype=torch.float32))
+                                  .repeat(inner, 1))
+        self.D = nn.Parameter(torch.ones(inner))
+        self.out_proj = nn.Linear(inner, hidden)
+        self.state = state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        u, gate = self.in_proj(x).chunk(2, dim=-1)
+        u = F.silu(self.conv(u.transpose(1, 2))[..., :length].transpose(1, 2))
+        dt, b, c = self.x_proj(u).split([self.rank, self.state, self.state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt)).float()                # [B, L, inner]
+        a = -torch.exp(self.A_log.float())                        # [inner, N]
+        h = u.new_zeros(u.shape[0], u.shape[2], self.state, dtype=torch.float32)
+        outputs = []
+        for t in range(length):
+            decay = torch.exp(dt[:, t, :, None] * a)
+            h = decay * h + dt[:, t, :, None] * b[:, t, None, :].float() * u[:, t, :, None].float()
+            outputs.append((h * c[:, t, None, :].float()).sum(-1))
+        y = torch.stack(outputs, dim=1).to(u.dtype) + self.D * u
+        return self.out_proj(y * F.silu(gate))
+
+
+class SSMBackbone(nn.Module):
+    def __init__(self, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(SelectiveSSM(hidden) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for norm, block in zip(self.norms, self.blocks, strict=True):
+            x = x + self.dropout(block(norm(x)))
+        return x[:, -1]
+
+
+class RNNBackbone(nn.Module):
+    def __init__(self, kind: str, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        cls = nn.GRU if kind == "gru" else nn.LSTM
+        self.rnn = cls(hidden, hidden, num_layers=layers, batch_first=True,
+                       dropout=dropout if layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][:, -1]
+
+
+class TransformerBackbone(nn.Module):
+    def __init__(self, hidden: int, layers: int, heads: int, dropout: float, length: int):
+        super().__init__()
+        self.position = nn.Parameter(torch.zeros(1, length, hidden))
+        layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout,
+                                           activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # right-aligned positions: a shorter context uses the last positions
+        x = x + self.position[:, -x.shape[1]:]
+        return self.norm(self.encoder(x))[:, -1]
+
+
+class NextVectorModel(nn.Module):
+    """Context vectors [B, C, D] -> ``y_dec`` [B, D] (raw scale); ``y_cos`` is its unit copy."""
+
+    def __init__(self, config: LVMModelConfig):
+        super().__init__()
+        if config.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {config.arch!r}")
+        if config.residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got {config.residual!r}")
+        self.config = config
+        h = config.hidden
+        self.embed = nn.Sequential(nn.Linear(config.dim, h), nn.LayerNorm(h))
+        if config.arch in ("gru", "lstm"):
+            self.backbone = RNNBackbone(config.arch, h, config.layers, config.dropout)
+        elif config.arch == "transformer":
+            self.backbone = TransformerBackbone(h, config.layers, config.heads, config.dropout,
+                                                config.context_length)
+        else:
+            self.backbone = SSMBackbone(h, config.layers, config.dropout)
+        self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h),
+                                  nn.Linear(h, config.dim))
+        if config.residual != "none":
+            # start exactly at the residual baseline; training learns the correction
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        """``y_dec``: the predicted next vector in the targets' raw scale."""
+        y = self.head(self.backbone(self.embed(context)))
+        if self.config.residual == "mean":
+            y = y + context.mean(dim=1)
+        elif self.config.residual == "last":
+            y = y + context[:, -1]
+        return y
+
+    @staticmethod
+    def cosine(y_dec: torch.Tensor) -> torch.Tensor:
+        """``y_cos``: ``y_dec`` L2-normalised."""
+        return F.normalize(y_dec.float(), dim=-1)

@@ -1,0 +1,95 @@
+"""What a recipe gives the training engine: its data on the device, its model, one step's loss,
+its monitors and its evaluation. One short module per recipe implements this (contrastive,
+lvm); the engine (``engine.train``) runs any of them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from uncollapse.errors import ToolError
+from uncollapse.report import Report
+
+
+class PreflightError(ToolError):
+    """The inputs failed the recipe's pre-flight check (exit 1: the data is invalid)."""
+
+    exit_code = 1
+
+    def __init__(self, report: Report):
+        self.report = report
+        codes = ", ".join(f"{f.code} ({f.message})" for f in report.errors)
+        super().__init__(f"pre-flight check of the inputs failed, training not started: {codes}. "
+                         "Fix the data, or pass force=True (--force) to train anyway")
+
+
+@dataclass
+class StepOutput:
+    """One step's result: the loss to minimise, its named terms, and what the monitors read.
+
+    ``probe`` holds detached tensors of this batch for the collapse monitor: ``outputs``
+    (required), and optionally ``targets`` and ``groups``.
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    probe: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Recipe:
+    """Base class of a recipe. Subclasses set ``name`` and ``lower_bounds`` and implement the
+    methods below; everything a step touches lives on ``self.device`` after ``setup``."""
+
+    name = "recipe"
+    lower_bounds: dict[str, float] = {}
+
+    def __init__(self, config, device: torch.device):
+        self.config = config
+        self.device = device
+
+    def preflight(self) -> Report:
+        """Check the inputs before anything is trained; errors stop the run unless forced."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Load the data onto the device and build the batch sampler (``self.sampler``)."""
+        raise NotImplementedError
+
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def model_config(self) -> dict:
+        """What ``build_model`` needs to rebuild the same architecture (stored in checkpoints)."""
+        return {}
+
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler.plan(0))
+
+    def epoch_plan(self, epoch: int) -> torch.Tensor:
+        """[batches, batch_size] row indices of this rank's batches of ``epoch``, on the device.
+
+        One host-to-device copy per epoch; each step takes one row of it.
+        """
+        plan = self.sampler.plan(epoch)
+        sizes = np.diff(plan.offsets)
+        if len(sizes) and (sizes != sizes[0]).any():
+            raise ValueError("the engine needs batches of one size (drop_last=True)")
+        rows = plan.rows.reshape(len(plan), -1)
+        return torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
+
+    def on_epoch(self, epoch: int) -> None:
+        """Per-epoch draws (hard negatives, flips) before the epoch's first step."""
+
+    def step(self, model: torch.nn.Module, rows: torch.Tensor) -> StepOutput:
+        raise NotImplementedError
+
+    def monitor(self, probe: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Recipe-specific metrics of a probe (similarity gap, effective rank, ...)."""
+        return {}
+
+    def evaluate(self, model: torch.nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
+        """Held-out metrics, and arrays for the report's projection (``pred``, ``target``)."""
+        raise NotImplementedError
