@@ -17,16 +17,19 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtra(
-            f"{purpose} need(s) {module}, which is not installed: "
-            f"pip install 'uncollapse[{extra}]' (in a checkout: pip install -e '.[{extra}]')"
-        ) from exc
+        raise MissingExtra(_hint(module, extra, purpose)) from exc
+
+
+def _hint(module: str, extra: str, purpose: str) -> str:
+    return (f"{module} is not installed (needed for {purpose}): pip install "
+            f"'uncollapse[{extra}]' (in a checkout: pip install -e '.[{extra}]')")
 
 
 EXTRA_OF_MODULE = {
     "torch": "torch",
     "datasets": "hf",
     "sentence_transformers": "encoders",
+    "tensorboard": "tensorboard",
 }
 """Top-level module -> the extra that installs it."""
 
@@ -39,5 +42,4 @@ def missing_extra(exc: ImportError) -> str | None:
     extra = EXTRA_OF_MODULE.get(name)
     if extra is None:
         return None
-    return (f"this command needs {name}, which is not installed: pip install "
-            f"'uncollapse[{extra}]' (in a checkout: pip install -e '.[{extra}]')")
+    return _hint(name, extra, "this command")
