@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from uncollapse.data.npz import open_npz
 from uncollapse.data.sequences.contract import (
@@ -78,8 +78,6 @@ def collate_batch(batch):
     """
     if isinstance(batch, SequenceBatch):
         return tuple(torch.from_numpy(part) for part in batch.arrays)
-    from torch.utils.data import default_collate
-
     return default_collate(batch)
 
 

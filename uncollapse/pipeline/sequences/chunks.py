@@ -16,11 +16,15 @@ user (``doc_pattern``) use the Rust ``regex`` syntax of polars: no look-around.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
+from uncollapse.atomic import atomic_path
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.text_files import read_text_lines
 
@@ -127,8 +131,6 @@ def detect_kind(source: Path) -> str:
 
 # records ------------------------------------------------------------------------------------
 def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
-    import polars as pl
-
     try:
         table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
     except Exception as exc:  # polars does not say which line broke; find it for the user
@@ -164,8 +166,6 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
 
 
 def _bad_json_line(source: Path) -> int | None:
-    import json
-
     with open(source, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.strip():
@@ -178,8 +178,6 @@ def _bad_json_line(source: Path) -> int | None:
 
 # text ---------------------------------------------------------------------------------------
 def _check_pattern(pattern: str):
-    import polars as pl
-
     try:
         pl.Series(["x"]).str.contains(pattern)
     except Exception as exc:
@@ -194,8 +192,6 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
     ``standalone_titles``: a line matching ``doc_pattern`` starts a document only between
     blank lines (WikiText's layout); other matches are counted in ``title_like_lines``.
     """
-    import polars as pl
-
     frame = pl.DataFrame({"line": lines}, schema={"line": pl.String})
     if file_doc_key is not None:  # the source's lines are already tagged with their document
         frame = frame.with_columns(file_doc_key)
@@ -255,8 +251,6 @@ def _over(expression, partition):
 
 
 def _pattern_groups(pattern: str) -> int:
-    import re
-
     try:
         return re.compile(pattern).groups
     except re.error:  # Rust-only syntax: count unescaped '(' not followed by '?'
@@ -281,8 +275,6 @@ def _read_text_file(source: Path, doc_pattern: str | None, unit: str, stats: Chu
 
 def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
                  stats: ChunkStats):
-    import polars as pl
-
     files = sorted(p for p in source.rglob(glob) if p.is_file())
     if not files:
         raise InputError(source, f"no files matching {glob!r} in this folder; give --glob")
@@ -303,8 +295,6 @@ def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
 
 # all sources --------------------------------------------------------------------------------
 def _finish(parts, unit: str, stats: ChunkStats):
-    import polars as pl
-
     if unit == "sentence":
         parts = (parts.with_columns(text=pl.col("text").fill_null("")
                                     .str.replace_all(SENTENCE_END, "${1}" + _SEP + "${2}")
@@ -326,8 +316,6 @@ def _finish(parts, unit: str, stats: ChunkStats):
 
 def write_chunks(chunks, path: str | Path) -> Path:
     """Write the chunk table to Parquet atomically."""
-    from uncollapse.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         chunks.write_parquet(tmp)
     return Path(path)
@@ -338,8 +326,6 @@ def load_chunks(path: str | Path):
 
     Raises InputError naming the column or row that breaks the contract.
     """
-    import polars as pl
-
     path = Path(path)
     try:
         chunks = pl.read_parquet(path)
