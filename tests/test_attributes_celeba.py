@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from uncollapse.cli import main
 from uncollapse.errors import InputError
-from uncollapse.pipeline.attributes.build import build_attribute_table
+from uncollapse.pipeline.attributes import read_attributes
 
 NAMES = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling", "Male"]
 
@@ -41,7 +41,7 @@ def values():
 
 def test_lf_file_with_trailing_space_on_names_line_reads_every_row(tmp_path, values):
     source = write(tmp_path / "list_attr_celeba.txt", celeba_text(values))
-    built = build_attribute_table(source)
+    built = read_attributes(source)
     table = built.table
     assert table.columns == ["image_id", "identity", "split", *NAMES]
     assert table.schema["image_id"] == pl.String
@@ -54,18 +54,20 @@ def test_lf_file_with_trailing_space_on_names_line_reads_every_row(tmp_path, val
 
 
 def test_crlf_and_runs_of_whitespace_read_the_same_as_lf(tmp_path, values):
-    lf = build_attribute_table(write(tmp_path / "a.txt", celeba_text(values))).table
-    crlf = build_attribute_table(write(tmp_path / "b.txt", celeba_text(
+    lf = read_attributes(write(tmp_path / "a.txt", celeba_text(values))).table
+    crlf = read_attributes(write(tmp_path / "b.txt", celeba_text(
         values, eol="\r\n", sep="  \t "))).table
     assert crlf.equals(lf)
 
 
 def test_count_line_that_disagrees_with_rows_is_reported(tmp_path, values):
     source = write(tmp_path / "a.txt", celeba_text(values, count=202599))
-    built = build_attribute_table(source)
+    built = read_attributes(source)
     (finding,) = [f for f in built.report.findings if f.code == "ATTR_COUNT_MISMATCH"]
-    assert finding.count == 202599 - 30
+    # one irregularity (the count line), however many rows it is off by
+    assert finding.count == 1
     assert "202599" in finding.message and "30 rows" in finding.message
+    assert f"({30 - 202599:+d})" in finding.message
     assert built.table.height == 30
 
 
@@ -75,7 +77,7 @@ def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path, val
     lines[9] = lines[9][:-2] + " 2"                    # value 2, file line 10
     lines[12] = lines[12][:-2] + " x"                  # not a number, file line 13
     source = write(tmp_path / "a.txt", "\n".join(lines))
-    built = build_attribute_table(source)
+    built = read_attributes(source)
     malformed = [f for f in built.report.findings if f.code == "ATTR_MALFORMED_ROW"]
     reported_lines = sorted(e["line"] for f in malformed for e in f.examples)
     assert reported_lines == [5, 10, 13]
@@ -91,16 +93,16 @@ def test_strict_input_makes_irregularities_fatal_naming_lines(tmp_path, values):
     lines[6] = "000005.jpg 1"
     source = write(tmp_path / "a.txt", "\n".join(lines))
     with pytest.raises(InputError, match=r"ATTR_MALFORMED_ROW.*line 7"):
-        build_attribute_table(source, strict=True)
+        read_attributes(source, strict=True)
 
 
 def test_blank_line_inside_the_rows_is_malformed_but_trailing_blank_lines_are_not(
         tmp_path, values):
     text = celeba_text(values[:3]) + "\n\n"
-    assert build_attribute_table(write(tmp_path / "a.txt", text)).report.findings == []
+    assert read_attributes(write(tmp_path / "a.txt", text)).report.findings == []
     lines = celeba_text(values[:3]).split("\n")
     lines.insert(3, "   ")
-    built = build_attribute_table(write(tmp_path / "b.txt", "\n".join(lines)))
+    built = read_attributes(write(tmp_path / "b.txt", "\n".join(lines)))
     assert [e["line"] for f in built.report.findings if f.code == "ATTR_MALFORMED_ROW"
             for e in f.examples] == [4]
 
@@ -108,7 +110,7 @@ def test_blank_line_inside_the_rows_is_malformed_but_trailing_blank_lines_are_no
 def test_duplicate_images_keep_the_first_row(tmp_path, values):
     lines = celeba_text(values[:4]).split("\n")
     lines.insert(6, "000001.jpg " + " ".join(["1"] * 4))
-    built = build_attribute_table(write(tmp_path / "a.txt", "\n".join(lines)))
+    built = read_attributes(write(tmp_path / "a.txt", "\n".join(lines)))
     (dup,) = [f for f in built.report.findings if f.code == "ATTR_DUPLICATE_IMAGE"]
     assert dup.examples == [{"line": 7, "image_id": "000001.jpg"}]
     assert built.table.height == 4
@@ -122,7 +124,7 @@ def test_identity_and_partition_files_are_joined_and_missing_images_reported(tmp
     partition = write(tmp_path / "list_eval_partition.txt",
                       "000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n000004.jpg 7\n"
                       "000005.jpg 0\n000006.jpg 0\n000099.jpg 2\n")
-    built = build_attribute_table(source, identities=identities, partition=partition)
+    built = read_attributes(source, identities=identities, partition=partition)
     table = built.table
     assert table["identity"].to_list() == [101, 102, 103, 104, 105, None]
     assert table["split"].to_list() == ["train", "val", "test", None, "train", "train"]
@@ -135,7 +137,7 @@ def test_identity_and_partition_files_are_joined_and_missing_images_reported(tmp
 
 def test_file_without_count_line_is_read_and_noted(tmp_path, values):
     text = celeba_text(values[:3]).split("\n", 1)[1]
-    built = build_attribute_table(write(tmp_path / "a.txt", text))
+    built = read_attributes(write(tmp_path / "a.txt", text))
     assert built.table.height == 3
     assert built.report.codes() == ["ATTR_NO_COUNT_LINE"]
 
@@ -143,16 +145,16 @@ def test_file_without_count_line_is_read_and_noted(tmp_path, values):
 def test_unknown_attribute_selection_names_the_available_ones(tmp_path, values):
     source = write(tmp_path / "a.txt", celeba_text(values))
     with pytest.raises(InputError, match="unknown attributes.*Smiling"):
-        build_attribute_table(source, attributes=["Smiling", "Bald"])
-    picked = build_attribute_table(source, attributes=["Male", "Smiling"]).table
+        read_attributes(source, attributes=["Smiling", "Bald"])
+    picked = read_attributes(source, attributes=["Male", "Smiling"]).table
     assert picked.columns == ["image_id", "identity", "split", "Male", "Smiling"]
 
 
 def test_not_utf8_or_bad_first_line_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="not UTF-8"):
-        build_attribute_table(_raw(tmp_path / "b.txt", b"2\nA B\n\xff\xfe 1 1\n"))
+        read_attributes(_raw(tmp_path / "b.txt", b"2\nA B\n\xff\xfe 1 1\n"))
     with pytest.raises(InputError, match="line 1"):
-        build_attribute_table(write(tmp_path / "c.txt", "12 13\nA B\nx.jpg 1 1\n"))
+        read_attributes(write(tmp_path / "c.txt", "12 13\nA B\nx.jpg 1 1\n"))
 
 
 def _raw(path, data: bytes):
@@ -169,7 +171,7 @@ def test_csv_and_parquet_tables_with_either_encoding(tmp_path, values, encoding)
     frame.write_csv(tmp_path / "a.csv")
     frame.write_parquet(tmp_path / "a.parquet")
     for name in ("a.csv", "a.parquet"):
-        built = build_attribute_table(tmp_path / name)
+        built = read_attributes(tmp_path / name)
         np.testing.assert_array_equal(built.table.select(NAMES).to_numpy(), (values + 1) // 2)
         assert built.table["identity"].to_list() == list(range(len(values)))
         assert built.report.stats["source_encoding"] == encoding
@@ -177,7 +179,7 @@ def test_csv_and_parquet_tables_with_either_encoding(tmp_path, values, encoding)
 
 def test_csv_row_with_a_bad_value_is_reported_with_its_line(tmp_path):
     (tmp_path / "a.csv").write_text("image_id,Smiling,Male\na.jpg,1,0\nb.jpg,5,1\nc.jpg,0,1\n")
-    built = build_attribute_table(tmp_path / "a.csv")
+    built = read_attributes(tmp_path / "a.csv")
     (finding,) = built.report.findings
     assert finding.code == "ATTR_MALFORMED_ROW" and finding.examples[0]["line"] == 3
     assert built.table["image_id"].to_list() == ["a.jpg", "c.jpg"]
@@ -190,7 +192,7 @@ def test_build_command_writes_table_reports_and_hits_the_cache(tmp_path, values)
     cache = tmp_path / "cache"
     args = ["build", "attributes", str(source), "--attributes", "Smiling,Male",
             "-o", str(tmp_path / "attrs.parquet"), "--cache-dir", str(cache),
-            "--report", str(tmp_path / "report.json")]
+            "--json", str(tmp_path / "report.json")]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "ATTR_COUNT_MISMATCH" in first.output and "ATTR_MALFORMED_ROW" in first.output
@@ -206,6 +208,9 @@ def test_build_command_writes_table_reports_and_hits_the_cache(tmp_path, values)
     strict = CliRunner().invoke(main, [*args, "--strict"])
     assert strict.exit_code == 1
     assert "line 4" in strict.output and "nothing written" in strict.output
+    # two kinds of irregularity, one occurrence each: the count line and the malformed row
+    assert ("2 kind(s) of irregularity in the input [ATTR_COUNT_MISMATCH (1), "
+            "ATTR_MALFORMED_ROW (1)]") in strict.stderr
     assert not (tmp_path / "attrs.parquet").exists()
 
 
@@ -220,7 +225,7 @@ def test_build_command_missing_rows_only_gives_exit_2(tmp_path):
 def test_full_size_file_parses_in_one_pass(tmp_path):
     rng = np.random.default_rng(1)
     values = rng.choice([-1, 1], size=(20000, len(NAMES)))
-    built = build_attribute_table(write(tmp_path / "a.txt", celeba_text(values)))
+    built = read_attributes(write(tmp_path / "a.txt", celeba_text(values)))
     np.testing.assert_array_equal(built.table.select(NAMES).to_numpy(), (values + 1) // 2)
     assert built.table["image_id"][-1] == "020000.jpg"
 
@@ -230,7 +235,7 @@ def test_one_minus_one_row_in_a_zero_one_csv_is_the_only_row_rejected(tmp_path):
     lines = [f"{i:06d}.jpg,{i % 2},{(i // 2) % 2}" for i in range(1, 41)]
     lines.append("000041.jpg,-1,1")
     source = write(tmp_path / "attrs.csv", "image_id,Smiling,Male\n" + "\n".join(lines) + "\n")
-    built = build_attribute_table(source)
+    built = read_attributes(source)
     assert built.table.height == 40
     assert built.report.stats["source_encoding"] == "0/1"
     (finding,) = built.report.findings
@@ -242,7 +247,7 @@ def test_one_minus_one_row_in_a_zero_one_csv_is_the_only_row_rejected(tmp_path):
 def test_one_zero_in_a_celeba_file_rejects_only_its_row(tmp_path, values):
     text = celeba_text(values).replace("000005.jpg  1", "000005.jpg  0").replace(
         "000005.jpg -1", "000005.jpg  0")
-    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
+    built = read_attributes(write(tmp_path / "list_attr_celeba.txt", text))
     assert built.table.height == len(values) - 1
     assert built.report.stats["source_encoding"] == "-1/1"
     (finding,) = built.report.findings
@@ -266,7 +271,7 @@ def test_regular_and_irregular_files_read_their_good_rows_identically(seed, crlf
         regular = write(Path(tmp) / "regular.txt", eol.join([*head, *rows]) + eol * 2)
         broken = write(Path(tmp) / "broken.txt",
                        eol.join([*head, *rows, "999999.jpg 1 -1"]) + eol)
-        fast, slow = build_attribute_table(regular), build_attribute_table(broken)
+        fast, slow = read_attributes(regular), read_attributes(broken)
     assert fast.report.findings == []
     assert fast.table.equals(slow.table)
     assert fast.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()
@@ -278,7 +283,7 @@ def test_regular_and_irregular_files_read_their_good_rows_identically(seed, crlf
 def test_out_of_range_value_in_a_well_formed_file_names_its_line(tmp_path, values):
     text = celeba_text(values).replace("000004.jpg -1", "000004.jpg  7").replace(
         "000004.jpg  1", "000004.jpg  7")
-    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
+    built = read_attributes(write(tmp_path / "list_attr_celeba.txt", text))
     (finding,) = built.report.findings
     assert finding.code == "ATTR_MALFORMED_ROW"
     assert finding.examples == [{"line": 6, "problem": "attribute '5_o_Clock_Shadow' is 7, "
@@ -296,8 +301,8 @@ def test_fixed_width_celeba_layout_reads_as_the_tokeniser_does(tmp_path, values,
     # one more blank in one row: same values, no longer fixed-width, so the tokeniser reads it
     retabbed = text.replace("000003.jpg ", "000003.jpg\t ")
     assert read_fixed_width_rows(retabbed.encode().split(b"\n", 2)[2], len(NAMES) + 1) is None
-    fast = build_attribute_table(write(tmp_path / "fixed.txt", text))
-    slow = build_attribute_table(write(tmp_path / "tabbed.txt", retabbed))
+    fast = read_attributes(write(tmp_path / "fixed.txt", text))
+    slow = read_attributes(write(tmp_path / "tabbed.txt", retabbed))
     assert fast.table.equals(slow.table)
     assert fast.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()
     assert fast.report.findings == slow.report.findings == []
@@ -312,7 +317,7 @@ def test_bad_value_in_a_fixed_width_file_names_its_line(tmp_path, values, token,
     lines = celeba_text(values).split("\n")
     row = lines[4]  # line 5, image 000003.jpg
     lines[4] = row[:14] + token + row[16:]
-    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", "\n".join(lines)))
+    built = read_attributes(write(tmp_path / "list_attr_celeba.txt", "\n".join(lines)))
     (finding,) = built.report.findings
     assert finding.code == "ATTR_MALFORMED_ROW"
     assert finding.examples == [{"line": 5, "problem": problem}]
@@ -322,7 +327,7 @@ def test_bad_value_in_a_fixed_width_file_names_its_line(tmp_path, values, token,
 
 def test_plus_one_in_a_fixed_width_file_is_one(tmp_path, values):
     text = celeba_text(values).replace(" 1", "+1")
-    built = build_attribute_table(write(tmp_path / "list_attr_celeba.txt", text))
+    built = read_attributes(write(tmp_path / "list_attr_celeba.txt", text))
     assert built.report.findings == []
     assert built.table.select(NAMES).to_numpy().tolist() == ((values + 1) // 2).tolist()
 
@@ -331,7 +336,7 @@ def test_non_integer_identity_column_names_the_lines(tmp_path):
     source = write(tmp_path / "attrs.csv", "image_id,identity,Smiling\n"
                    "1.jpg,7,1\n2.jpg,seven,0\n3.jpg,8,1\n4.jpg,x9,0\n")
     with pytest.raises(InputError) as caught:
-        build_attribute_table(source)
+        read_attributes(source)
     message = str(caught.value)
     assert "attrs.csv" in message and "2 that do not" in message
     assert "line 3: 'seven'" in message and "line 5: 'x9'" in message
@@ -356,13 +361,13 @@ def test_fixed_width_path_keeps_and_skips_the_rows_the_tokeniser_does(rows, crlf
         # one short row appended: the file is no longer fixed-width and goes to the tokeniser
         tokenised = write(Path(tmp) / "tokenised.txt", text + "999999.jpg 1" + eol)
         try:
-            fast = build_attribute_table(fixed)
+            fast = read_attributes(fixed)
         except InputError as exc:  # no valid row at all: the tokeniser must say the same
             with pytest.raises(InputError):
-                build_attribute_table(tokenised)
+                read_attributes(tokenised)
             assert "no valid attribute rows" in str(exc)
             return
-        slow = build_attribute_table(tokenised)
+        slow = read_attributes(tokenised)
     assert fast.table.equals(slow.table)
     assert fast.report.stats["source_encoding"] == slow.report.stats["source_encoding"]
     assert fast.report.stats["skipped_lines"] == slow.report.stats["skipped_lines"][:-1]
@@ -373,9 +378,9 @@ def test_cached_build_key_covers_the_text_reader_modules(tmp_path, values):
     # a fix to the byte-level reader must invalidate cached tables, as a fix to the builder does
     from uncollapse.cache.hashing import source_digest
     from uncollapse.cache.store import Cache
-    from uncollapse.pipeline.attributes.build import build_attributes_cached
+    from uncollapse.pipeline.attributes import build_attributes
 
     source = write(tmp_path / "list_attr_celeba.txt", celeba_text(values))
-    entry = build_attributes_cached(source, cache=Cache(tmp_path / "cache"))
+    entry = build_attributes(source, cache=Cache(tmp_path / "cache")).entry
     assert entry.manifest["key_inputs"]["code"] == source_digest(
         ("uncollapse.pipeline.attributes.build", "uncollapse.pipeline.whitespace_table"))

@@ -130,7 +130,7 @@ def test_explicit_format(tmp_path):
     assert f"{path}, line 1: cannot tell the caption format" in undetected.output
     assert not out.exists()
 
-    result = run("build", "captions", path, "--format", "tokens", "-o", out)
+    result = run("build", "captions", path, "--source-format", "tokens", "-o", out)
     assert result.exit_code == 0
     assert pl.read_parquet(out)["caption"].to_list() == ["one", "two"]
 
@@ -142,7 +142,7 @@ def test_undetectable_or_missing_source_exits_2(tmp_path):
     result = run("build", "captions", notes)
     assert result.exit_code == 2
     assert str(notes) in result.output
-    assert "--format" in result.output
+    assert "(--source-format, one of hf, karpathy" in result.output
 
     missing = run("build", "captions", tmp_path / "missing.json")
     assert missing.exit_code == 2
@@ -232,13 +232,16 @@ def test_strict_ignores_informational_findings(tmp_path):
     assert out.exists()
 
 
-def test_quiet_prints_no_report_and_cache_dir_is_used(tmp_path, isolated_caption_cache):
+def test_quiet_still_prints_the_report_and_cache_dir_is_used(tmp_path, isolated_caption_cache):
     elsewhere = tmp_path / "elsewhere"
 
     result = run("build", "captions", COCO_1000, "--quiet", "--cache-dir", elsewhere)
 
+    # --quiet turns off spinners only: the report and the status lines still print
     assert result.exit_code == 0
-    assert result.stdout == ""
+    assert result.stdout.startswith(f"build captions {COCO_1000}: OK")
+    assert "captions" in result.stdout and "5005" in result.stdout
+    assert "built: captions" in result.stderr
     assert list(elsewhere.glob("captions/*/*/manifest.json"))
     assert not isolated_caption_cache.exists()
     manifest = json.loads(next(elsewhere.glob("captions/*/*/manifest.json")).read_text())

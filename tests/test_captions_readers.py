@@ -508,7 +508,9 @@ def test_karpathy_coco_ids_are_cocoids_and_splits_filter(tmp_path):
     assert sorted(kept["image_id"].unique().to_list()) == ["318556", "522418"]
     left_out = finding(report, "SOURCE_ROWS_OUTSIDE_SPLITS")
     assert left_out.severity == "info"
-    assert left_out.count == 2  # one row per split left out: test and val
+    # the count is the captions left out (not the splits they are in); one example per split
+    assert left_out.count == 3
+    assert left_out.message.startswith("3 caption(s) left out")
     assert {e["split"]: e["captions"] for e in left_out.examples} == {"test": 2, "val": 1}
     # match_id is renumbered over what is kept.
     assert sorted(kept["match_id"].unique().to_list()) == [0, 1]
@@ -757,5 +759,5 @@ def test_unreadable_sources_are_tool_errors(tmp_path):
         read_captions(latin, format="tokens")
     with pytest.raises(InputError, match=r"captions_val2017.json, line 2: invalid JSON"):
         read_captions(broken)
-    with pytest.raises(ToolError, match="--split-file applies to token"):
+    with pytest.raises(ToolError, match=r"split lists \(split_files\) apply to token"):
         read_captions(broken, split_files={"train": latin})

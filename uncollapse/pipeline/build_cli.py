@@ -1,37 +1,91 @@
-"""What every ``uncollapse build ...`` command shares: the cache options and publishing results."""
+"""What every ``uncollapse build ...`` command shares: its options, the report, publishing.
+
+A build command returns a ``Built``; ``build_options`` prints its report like a validate
+command does (``--format text|json|github``, ``--json PATH``, to stdout) and writes the output.
+Status lines ("cache hit", "built", "wrote") go to stderr. ``--strict`` makes any irregularity
+in the input fatal: exit 1, nothing written.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 from pathlib import Path
 
 import click
 
 from uncollapse.atomic import atomic_copy
+from uncollapse.cache.store import Cache
+from uncollapse.cli_report import report_options
+from uncollapse.errors import InputError, ToolError
+from uncollapse.extras import MissingExtra
 
 
 def build_options(command):
-    """Add ``-o/--output``, ``--rebuild`` and ``--cache-dir`` to a build command."""
+    """Add ``-o/--output``, ``--rebuild``, ``--cache-dir``, ``--quiet`` and the report options.
 
+    ``command`` is called with ``cache`` (a ``Cache``) and ``quiet`` besides its own options,
+    and returns a ``Built`` (``uncollapse.pipeline.result``).
+    """
+
+    @report_options
     @click.option("-o", "--output", type=click.Path(dir_okay=False),
                   help="Also write the result here (atomically).")
     @click.option("--rebuild", is_flag=True, help="Build again even if the cache has it.")
     @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                   help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform cache).")
+    @click.option("--quiet", is_flag=True,
+                  help="No progress bars or spinners; the report and errors still print.")
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        return command(*args, **kwargs)
+    def wrapper(*args, output, rebuild, cache_dir, quiet, **kwargs):
+        built = command(*args, cache=Cache(cache_dir), rebuild=rebuild, quiet=quiet, **kwargs)
+        # --strict belongs to the report options, which turn it into the exit code; here it
+        # also decides whether the output may be published
+        strict = click.get_current_context().params["strict"]
+        irregular = [f for f in built.report.findings if f.severity != "info"]
+        if strict and irregular:
+            codes = ", ".join(f"{f.code} ({f.count})" for f in irregular)
+            click.echo(f"--strict: {len(irregular)} kind(s) of irregularity in the input "
+                       f"[{codes}]; nothing written", err=True)
+        else:
+            publish(built, output)
+        return built.report
 
     return wrapper
 
 
-def publish(entry, name: str, output: str | None) -> Path:
-    """Copy the cached file ``name`` of ``entry`` to ``output`` atomically; say where it is."""
-    cached = entry.file(name)
-    state = "cache hit" if entry.hit else "built"
-    click.echo(f"{state}: {entry.stage} {entry.key[:16]} -> {cached}", err=True)
+def publish(built, output: str | None) -> Path:
+    """Say where the built file is; copy it to ``output`` atomically when one is given."""
+    entry = built.entry
+    state = "cache hit" if built.hit else "built"
+    click.echo(f"{state}: {entry.stage} {entry.key[:16]} -> {built.path}", err=True)
     if output:
-        atomic_copy(cached, output)
+        atomic_copy(built.path, output)
         click.echo(f"wrote {output}", err=True)
         return Path(output)
-    return cached
+    return built.path
+
+
+@contextlib.contextmanager
+def flags_in_errors(flags: dict[str, str]):
+    """Reword the library's argument errors with the command's flags (``size`` -> ``--size``).
+
+    The library names its parameters; a command-line user knows the flags. ``flags`` maps a
+    parameter name as the library writes it (``size``, ``format=``) to the flag.
+    """
+    try:
+        yield
+    except MissingExtra:
+        raise
+    except ToolError as exc:
+        message = str(exc)
+        if isinstance(exc, InputError):  # reword what follows "path, line N: "
+            where = exc.path if exc.line is None else f"{exc.path}, line {exc.line}"
+            message = message.removeprefix(f"{where}: ")
+        for name, flag in flags.items():
+            end = r"(?!\w)" if name[-1].isalnum() or name[-1] == "_" else ""
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, message)
+        if isinstance(exc, InputError):
+            raise InputError(exc.path, message, line=exc.line) from exc
+        raise ToolError(message) from exc

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.cache.store import BuildOutput, Cache, Stage
 from uncollapse.data.scenes.contract import SceneSet, save_scenes
 from uncollapse.errors import ToolError
+from uncollapse.pipeline.result import Built, built_from, with_report
+from uncollapse.report import Report
 
 SHAPE_KINDS = ("circle", "square", "triangle", "diamond")
 CHUNK = 512
@@ -68,16 +71,16 @@ def generate_scenes(num: int, size: int, max_objects: int, *, seed: int = 0,
 
 def _check_arguments(num, size, max_objects, min_objects, min_visible) -> None:
     if num < 1:
-        raise ToolError(f"--num must be at least 1, got {num}")
+        raise ToolError(f"num must be at least 1, got {num}")
     if size < 8:
-        raise ToolError(f"--size must be at least 8 pixels, got {size}")
+        raise ToolError(f"size must be at least 8 pixels, got {size}")
     if not 1 <= min_objects <= max_objects <= 255:
-        raise ToolError(f"need 1 <= --min-objects ({min_objects}) <= --max-objects "
+        raise ToolError(f"need 1 <= min_objects ({min_objects}) <= max_objects "
                         f"({max_objects}) <= 255 (mask labels are uint8)")
     smallest = smallest_shape_area(size)
     if not 1 <= min_visible <= smallest:
-        raise ToolError(f"--min-visible must be between 1 and {smallest} (the area of the "
-                        f"smallest shape at size {size}), got {min_visible}")
+        raise ToolError(f"min_visible must be between 1 and {smallest} (the area of the "
+                        f"smallest shape in {size}x{size} images), got {min_visible}")
 
 
 def smallest_shape_area(size: int) -> int:
@@ -187,20 +190,22 @@ def _drop_hidden(masks, counts, hidden):
 
 
 SCENES_FILE = "scenes.npz"
+SCENES_STAGE = Stage("scenes", 2, ("uncollapse.pipeline.scenes",))
 
 
-def build_scenes_cached(num: int, size: int, max_objects: int, *, seed: int = 0,
-                        min_objects: int = 1, min_visible: int = 4, compress: bool = True,
-                        cache=None, rebuild: bool = False):
-    """``generate_scenes`` + ``save_scenes`` through the cache: returns the cache ``Entry``.
+def build_scenes(num: int, size: int, max_objects: int, *, seed: int = 0,
+                 min_objects: int = 1, min_visible: int = 4, compress: bool = True,
+                 cache: Cache | None = None, rebuild: bool = False) -> Built:
+    """``generate_scenes`` + ``save_scenes`` through the cache.
 
-    ``entry.file(SCENES_FILE)`` is the NPZ; ``entry.result`` holds counts of the scenes,
-    objects, and of scenes redrawn or reduced by the visibility rule.
+    ``built.path`` is the NPZ; ``built.report.stats`` counts the scenes, the objects, and the
+    scenes redrawn or reduced by the visibility rule.
+
+    Example:
+        >>> built = build_scenes(1000, 64, 6, seed=0)
+        >>> built.report.stats["objects_per_scene"]
     """
-    from uncollapse.cache.store import BuildOutput, Cache, Stage
-
     _check_arguments(num, size, max_objects, min_objects, min_visible)
-    stage = Stage("scenes", 1, ("uncollapse.pipeline.scenes",))
     options = {"num": num, "size": size, "max_objects": max_objects, "seed": seed,
                "min_objects": min_objects, "min_visible": min_visible, "compress": compress}
 
@@ -209,14 +214,16 @@ def build_scenes_cached(num: int, size: int, max_objects: int, *, seed: int = 0,
                                  min_visible=min_visible)
         save_scenes(scenes, out_dir / SCENES_FILE, compress=compress)
         histogram = np.bincount(scenes.num_objects, minlength=max_objects + 1)
-        return BuildOutput(
+        stats = {"scenes": len(scenes), "objects": int(scenes.num_objects.sum()),
+                 "objects_per_scene": {str(k): int(c) for k, c in enumerate(histogram) if c},
+                 "redrawn_scenes": scenes.redrawn, "reduced_scenes": scenes.reduced}
+        output = BuildOutput(
             rows={SCENES_FILE: len(scenes)},
             schema={"images": f"[{num}, {size}, {size}, 3] uint8",
-                    "masks": f"[{num}, {size}, {size}] uint8", "num_objects": f"[{num}] int8"},
-            result={"scenes": len(scenes), "objects": int(scenes.num_objects.sum()),
-                    "objects_per_scene": {str(k): int(c) for k, c in enumerate(histogram)
-                                          if c},
-                    "redrawn_scenes": scenes.redrawn, "reduced_scenes": scenes.reduced})
+                    "masks": f"[{num}, {size}, {size}] uint8", "num_objects": f"[{num}] int8"})
+        return with_report(output, Report(f"{num} scenes, {size}x{size}, seed {seed}",
+                                          "build scenes", [], stats))
 
-    return (cache or Cache()).build(stage, options=options, inputs={}, builder=builder,
-                                    rebuild=rebuild)
+    entry = (cache or Cache()).build(SCENES_STAGE, options=options, inputs={}, builder=builder,
+                                     rebuild=rebuild)
+    return built_from(entry, SCENES_FILE)

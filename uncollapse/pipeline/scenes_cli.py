@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.pipeline.build_cli import build_options, publish
+from uncollapse.pipeline.build_cli import build_options, flags_in_errors
 
 
 @click.command("scenes")
@@ -21,8 +21,8 @@ from uncollapse.pipeline.build_cli import build_options, publish
 @click.option("--compress/--no-compress", default=True, show_default=True,
               help="Write a compressed NPZ (much smaller; flat colours compress well).")
 @build_options
-def build_scenes_command(num, size, max_objects, min_objects, min_visible, seed, compress, output,
-                 rebuild, cache_dir):
+def build_scenes_command(num, size, max_objects, min_objects, min_visible, seed, compress,
+                         cache, rebuild, quiet):
     """Generate multi-object scenes (circles, squares, triangles, diamonds) with instance masks.
 
     Writes an NPZ with images [N,H,W,3] uint8, masks [N,H,W] uint8 (0 background, 1..K in
@@ -32,17 +32,13 @@ def build_scenes_command(num, size, max_objects, min_objects, min_visible, seed,
     Example:
         uncollapse build scenes --num 10000 --size 64 --max-objects 6 --seed 0 -o scenes.npz
     """
-    from uncollapse.cache.store import Cache
-    from uncollapse.pipeline.scenes import SCENES_FILE, build_scenes_cached
+    from uncollapse.pipeline.scenes import build_scenes
 
-    entry = build_scenes_cached(num, size, max_objects, seed=seed, min_objects=min_objects,
-                                min_visible=min_visible, compress=compress,
-                                cache=Cache(cache_dir), rebuild=rebuild)
-    result = entry.result
-    click.echo(f"{result['scenes']} scenes, {result['objects']} objects "
-               f"(per scene: {result['objects_per_scene']}); redrawn {result['redrawn_scenes']},"
-               f" reduced {result['reduced_scenes']}", err=True)
-    publish(entry, SCENES_FILE, output)
+    with flags_in_errors({"num": "--num", "size": "--size", "max_objects": "--max-objects",
+                          "min_objects": "--min-objects", "min_visible": "--min-visible"}):
+        return build_scenes(num, size, max_objects, seed=seed, min_objects=min_objects,
+                            min_visible=min_visible, compress=compress, cache=cache,
+                            rebuild=rebuild)
 
 
 COMMANDS = {"build": [build_scenes_command]}

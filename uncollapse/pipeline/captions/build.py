@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
-from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
+from uncollapse.cache.store import BuildOutput, Cache, Stage
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.irregularities import Irregularities
 from uncollapse.pipeline.captions.table import caption_stats, finalize
-from uncollapse.report import Report
+from uncollapse.pipeline.result import Built, SourceTable, built_from, with_report
 
 FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
 STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions",))
@@ -42,20 +39,21 @@ def detect_format(source: str) -> str:
         if '"annotations"' in head or '"images"' in head or '"info"' in head:
             return "coco"
         raise InputError(path, "a JSON file that is neither COCO captions (images/annotations) "
-                         "nor Karpathy split JSON (images[].sentences); pass --format")
+                         "nor Karpathy split JSON (images[].sentences); give the format "
+                         f"(format=, one of {', '.join(FORMATS)})")
     first = next((line for line in stripped.splitlines() if line.strip()), "")
     if re.match(lines.TOKEN_LINE, first):
         return "tokens"
     if first.startswith("image_name") or re.match(lines.CSV_LINE, first):
         return "flickr-csv"
     raise InputError(path, f"cannot tell the caption format from the first line {first[:80]!r}; "
-                     f"pass --format (one of {', '.join(FORMATS)})", line=1)
+                     f"give the format (format=, one of {', '.join(FORMATS)})", line=1)
 
 
 def read_captions(source: str | Path, *, format: str | None = None,
                   splits: list[str] | None = None, split: str | None = None,
                   split_files: dict[str, str | Path] | None = None,
-                  hf_split: str | None = None) -> tuple[pl.DataFrame, Report]:
+                  hf_split: str | None = None) -> SourceTable:
     """Read a caption source into the caption table (no cache).
 
     Args:
@@ -71,7 +69,7 @@ def read_captions(source: str | Path, *, format: str | None = None,
     """
     table, report, _ = _read(str(source), format=format, splits=splits, split=split,
                              split_files=split_files, hf_split=hf_split)
-    return table, report
+    return SourceTable(table, report)
 
 
 def _read(source: str, *, format, splits, split, split_files, hf_split, hf_frame=None):
@@ -79,7 +77,8 @@ def _read(source: str, *, format, splits, split, split_files, hf_split, hf_frame
     if format not in FORMATS:
         raise ToolError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if split_files and format not in ("tokens", "flickr-csv"):
-        raise ToolError("--split-file applies to token and Flickr30k CSV files only")
+        raise ToolError(f"split lists (split_files) apply to token and Flickr30k CSV files "
+                        f"only, not to {format!r} sources")
     irregular = Irregularities(source)
     path = Path(source)
     if format == "hf":
@@ -98,33 +97,15 @@ def _read(source: str, *, format, splits, split, split_files, hf_split, hf_frame
     return table, irregular.report({"format": format, **caption_stats(table)}), format
 
 
-@dataclass
-class CaptionBuild:
-    """A built caption table: where it is cached, and what the build reported."""
-
-    entry: Entry
-    report: Report
-
-    @property
-    def path(self) -> Path:
-        return self.entry.file(OUTPUT_NAME)
-
-    def table(self) -> pl.DataFrame:
-        return pl.read_parquet(self.path)
-
-    def to_dataset(self):
-        """The table as a ``datasets.Dataset`` (for training code that expects one)."""
-        import datasets
-
-        return datasets.Dataset(pl.read_parquet(self.path).to_arrow())
-
-
 def build_captions(source: str | Path, *, format: str | None = None,
                    splits: list[str] | None = None, split: str | None = None,
                    split_files: dict[str, str | Path] | None = None,
                    hf_split: str | None = None, cache: Cache | None = None,
-                   rebuild: bool = False) -> CaptionBuild:
+                   rebuild: bool = False) -> Built:
     """Build the caption table of ``source`` through the cache (see ``read_captions``).
+
+    ``built.path`` is ``captions.parquet``; ``built.report`` lists every irregularity of the
+    source; ``built.to_dataset()`` gives a ``datasets.Dataset``.
 
     Example:
         >>> built = build_captions("captions_val2017.json")
@@ -153,10 +134,10 @@ def build_captions(source: str | Path, *, format: str | None = None,
         table, report, _ = _read(source, format=format, splits=splits, split=split,
                                  split_files=split_files, hf_split=hf_split, hf_frame=hf_frame)
         table.write_parquet(out_dir / OUTPUT_NAME)
-        return BuildOutput(rows={OUTPUT_NAME: table.height},
-                           schema={OUTPUT_NAME: {k: str(v) for k, v in table.schema.items()}},
-                           result={"report": report.to_dict()})
+        output = BuildOutput(rows={OUTPUT_NAME: table.height},
+                             schema={OUTPUT_NAME: {k: str(v) for k, v in table.schema.items()}})
+        return with_report(output, report)
 
     entry = cache.build(STAGE, options=options, inputs=inputs, builder=builder, rebuild=rebuild)
-    return CaptionBuild(entry, Report.from_dict(entry.result["report"]))
+    return built_from(entry, OUTPUT_NAME)
 

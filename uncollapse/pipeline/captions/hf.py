@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc
 
 from uncollapse.errors import InputError, ToolError
+from uncollapse.extras import require
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
     Irregularities,
@@ -44,9 +47,6 @@ def _frame_from_datasets(dataset) -> pl.DataFrame:
 def _read_arrow(path: Path) -> pl.DataFrame:
     """An Arrow file without its images: the IPC stream format that ``datasets`` writes, or
     the IPC file (Feather v2) format that pyarrow and polars write."""
-    import pyarrow as pa
-    import pyarrow.ipc
-
     try:
         with pa.memory_map(str(path)) as source:
             try:
@@ -63,8 +63,7 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
     """Read the source's rows (no images) and say how to key it in the cache."""
     path = Path(source)
     if is_saved_dataset(path):
-        import datasets
-
+        datasets = require("datasets", "hf", "save_to_disk folders")
         dataset = datasets.load_from_disk(str(path))
         if hf_split:
             dataset = dataset[hf_split]
@@ -87,7 +86,7 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
         return pl.concat(frames, how="diagonal_relaxed"), {"path": str(path)}
     # Not a local path: a hub id, read through the datasets library (needs the network or
     # a populated HF cache).
-    import datasets
+    datasets = require("datasets", "hf", "Hugging Face hub ids")
 
     try:
         dataset = datasets.load_dataset(source, split=hf_split)

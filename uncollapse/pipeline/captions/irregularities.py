@@ -17,6 +17,21 @@ SOURCE_MALFORMED_LINE = Code(
     "A line of the source does not have the expected layout; it was skipped.",
     "Fix the line in the source (the example gives file and line), or rebuild without "
     "--strict to skip it.")
+SOURCE_RECORDS_ON_ONE_LINE = Code(
+    "SOURCE_RECORDS_ON_ONE_LINE", "warning",
+    "A line of the source holds more than one record (a TAB, then another `name.jpg#n` key and "
+    "caption); it was split into its records, each keeping the line number.",
+    "Put each record on a line of its own in the source (a lost line break, often from a "
+    "bad merge or copy).")
+SOURCE_TAB_IN_CAPTION = Code(
+    "SOURCE_TAB_IN_CAPTION", "warning",
+    "A caption contains a TAB (kept as it is); fields of the source may have run together.",
+    "Check the line; replace the TAB with a space if it belongs to the caption.")
+SOURCE_RECORD_KEY_IN_CAPTION = Code(
+    "SOURCE_RECORD_KEY_IN_CAPTION", "warning",
+    "A caption contains a record key such as `name.jpg#n` (kept as it is); two records may "
+    "have run together on one line.",
+    "Check the line and put each record on a line of its own.")
 SOURCE_EMPTY_CAPTION = Code(
     "SOURCE_EMPTY_CAPTION", "warning",
     "A caption is empty after stripping whitespace; it was skipped.",
@@ -68,14 +83,21 @@ class Irregularities:
     source: str
     findings: list[Finding] = field(default_factory=list)
 
-    def add(self, code: Code, rows: pl.DataFrame, message: str) -> None:
-        """Record ``rows`` (one per occurrence, with a ``line`` column) under ``code``."""
+    def add(self, code: Code, rows: pl.DataFrame, message: str, *,
+            count: int | None = None) -> None:
+        """Record ``rows`` under ``code``; ``message`` names what is counted.
+
+        ``rows`` are the occurrences (with their line or source row), and the count is their
+        number, unless ``count`` is given because each row summarises several (a split and its
+        number of captions, say): the count always counts what the message names.
+        """
         if rows.height == 0:
             return
+        count = rows.height if count is None else int(count)
         examples = rows.head(10).to_dicts()
         for example in examples:
             example.setdefault("file", self.source)
-        self.findings.append(code.finding(f"{rows.height} {message}", count=rows.height,
+        self.findings.append(code.finding(f"{count} {message}", count=count,
                                           examples=examples))
 
     def report(self, stats: dict) -> Report:

@@ -44,7 +44,7 @@ def _records(path: Path, data: dict, key: str, fields: dict[str, pl.DataType]) -
     missing = [f for f in fields if f not in frame.columns]
     if missing and records:
         raise InputError(path, f"records under {key!r} lack the field(s) {missing}; "
-                         "is this the right --format?")
+                         "is this the right format?")
     if not records:
         return pl.DataFrame(schema=fields)
     return frame.with_row_index("index").select(

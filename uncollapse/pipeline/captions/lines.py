@@ -10,6 +10,7 @@ from uncollapse.pipeline.captions.irregularities import (
     SOURCE_IMAGE_IN_TWO_SPLITS,
     SOURCE_IMAGE_NOT_IN_SPLIT,
     SOURCE_MALFORMED_LINE,
+    SOURCE_RECORDS_ON_ONE_LINE,
     SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
     Irregularities,
 )
@@ -23,6 +24,10 @@ TOKEN_LINE = r"^\s*(?P<file>[^\s#]+)#(?P<number>\d+)(?:\t|\s+)(?P<caption>.*)$"
 # The real file separates fields with "| "; that one space is part of the separator.
 CSV_LINE = r"^\s*(?P<file>[^|]+?)\s*\|\s*(?P<number>\d+)\s*\| ?(?P<caption>.*)$"
 IMAGE_SUFFIX = r"(?i)\.(jpe?g|png|gif|bmp)(\.\d+)?$"
+# `2677656448_6b7e7702af.jpg#3`: the key of a token-file record, found inside a caption
+RECORD_KEY = r"[^\s#]+\.(?i:jpe?g|png|gif|bmp)#\d+"
+# a TAB, then a second record's key and its TAB: where a lost line break joined two records
+SECOND_RECORD = rf"\t({RECORD_KEY}\t)"
 
 
 def read_lines(path: Path) -> pl.DataFrame:
@@ -38,13 +43,20 @@ def image_stem(file_col: pl.Expr) -> pl.Expr:
 
 
 def parse_numbered_lines(path: Path, pattern: str, irregular: Irregularities,
-                         *, header_prefix: str | None = None) -> pl.DataFrame:
-    """Split ``file#n caption`` style lines into columns; report lines that do not match."""
+                         *, header_prefix: str | None = None,
+                         second_record: str | None = None) -> pl.DataFrame:
+    """Split ``file#n caption`` style lines into columns; report lines that do not match.
+
+    ``second_record``: a regex (group 1 starts the next record) of where two records share a
+    line; such lines are split into their records and reported.
+    """
     lines = read_lines(path)
     lines = lines.filter(pl.col("text").str.strip_chars() != "")
     if header_prefix is not None and lines.height and lines["text"][0].strip().startswith(
             header_prefix):
         lines = lines.slice(1)
+    if second_record is not None:
+        lines = _split_joined_records(lines, second_record, irregular)
     parsed = lines.with_columns(pl.col("text").str.extract_groups(pattern).alias("m")).unnest("m")
     # A caption number that does not fit caption_idx (int16) is a malformed line, not a crash.
     parsed = parsed.with_columns(pl.col("number").cast(pl.Int16, strict=False))
@@ -64,8 +76,22 @@ def parse_numbered_lines(path: Path, pattern: str, irregular: Irregularities,
     )
 
 
+def _split_joined_records(lines: pl.DataFrame, second_record: str,
+                          irregular: Irregularities) -> pl.DataFrame:
+    """One row per record: a line holding several is split (a line never holds a newline)."""
+    pieces = lines.with_columns(
+        records=pl.col("text").str.replace_all(second_record, "\n${1}").str.split("\n"))
+    joined = pieces.filter(pl.col("records").list.len() > 1)
+    irregular.add(SOURCE_RECORDS_ON_ONE_LINE,
+                  joined.select("line", records=pl.col("records").list.len(),
+                                text=pl.col("text").str.slice(0, 120)),
+                  f"line(s) hold more than one record ({joined['records'].list.len().sum()} "
+                  "records in all); each was split into its records")
+    return pieces.select("line", text="records").explode("text")
+
+
 def read_token_file(path: Path, irregular: Irregularities) -> pl.DataFrame:
-    return parse_numbered_lines(path, TOKEN_LINE, irregular)
+    return parse_numbered_lines(path, TOKEN_LINE, irregular, second_record=SECOND_RECORD)
 
 
 def read_flickr_csv(path: Path, irregular: Irregularities) -> pl.DataFrame:

