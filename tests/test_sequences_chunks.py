@@ -256,4 +256,4 @@ def test_cli_missing_field_exits_2_with_the_message(tmp_path):
     path.write_text('{"id": 1, "text": "x"}\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["build", "chunks", str(path)])
     assert result.exit_code == 2
-    assert "--doc-field" in result.output
+    assert "no field 'doc_id'" in result.output and "doc_field and text_field" in result.output

@@ -142,7 +142,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
     if missing:
         raise InputError(source, f"no field {', '.join(map(repr, missing))}; the records have "
                                  f"{', '.join(map(repr, table.columns))}. Name the fields with "
-                                 "--doc-field and --text-field")
+                                 "doc_field and text_field")
     table = table.select(doc=pl.col(doc_field), text=pl.col(text_field)).with_row_index("row")
     if table["doc"].dtype == pl.Null or table["doc"].null_count():
         row = int(table.filter(pl.col("doc").is_null())["row"][0])
@@ -181,7 +181,7 @@ def _check_pattern(pattern: str):
     try:
         pl.Series(["x"]).str.contains(pattern)
     except Exception as exc:
-        raise ToolError(f"--doc-pattern {pattern!r} is not a valid regular expression (Rust "
+        raise ToolError(f"doc_pattern {pattern!r} is not a valid regular expression (Rust "
                         f"regex syntax, no look-around): {exc}") from exc
 
 
@@ -267,7 +267,7 @@ def _read_text_file(source: Path, doc_pattern: str | None, unit: str, stats: Chu
         alone = (f" ({stats.title_like_lines} line(s) match it but do not stand between blank "
                  "lines, as WikiText's titles do)" if stats.title_like_lines else "")
         raise InputError(source, f"no line matches the document pattern {pattern!r}{alone}, so "
-                                 "no document starts; give --doc-pattern for this file's "
+                                 "no document starts; give a doc_pattern for this file's "
                                  "heading lines, or put each document in its own file of a "
                                  "folder")
     return parts
@@ -277,7 +277,7 @@ def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
                  stats: ChunkStats):
     files = sorted(p for p in source.rglob(glob) if p.is_file())
     if not files:
-        raise InputError(source, f"no files matching {glob!r} in this folder; give --glob")
+        raise InputError(source, f"no files matching {glob!r} in this folder; give another glob")
     stats.files = len(files)
     all_lines: list[str] = []
     file_index: list[np.ndarray] = []
