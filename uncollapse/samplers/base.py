@@ -24,20 +24,6 @@ ACCELERATE_RECIPE = ("build the sampler with rank=0, world_size=1 so that accele
                      "across ranks itself)")
 
 
-def ids_or_refuse(ids, owner: str, argument: str) -> np.ndarray:
-    """``ids`` as an array; a ``Sampler`` in their place means PyTorch Lightning is re-creating
-    the batch sampler as ``cls(sampler, batch_size=..., drop_last=...)``, which cannot work."""
-    if isinstance(ids, Sampler):
-        raise TypeError(
-            f"{owner} got a {type(ids).__name__} where {argument} belong: PyTorch Lightning "
-            f"re-creates a batch sampler this way to add its DistributedSampler when the "
-            f"DataLoader was built outside a *_dataloader hook. {owner} splits its batches "
-            f"across ranks itself: build the DataLoader inside train_dataloader() of the "
-            f"LightningModule or LightningDataModule (Lightning then passes the rank as "
-            f"sampler=), or pass Trainer(use_distributed_sampler=False)")
-    return np.asarray(ids)
-
-
 class EpochLink:
     """What a training library finds at ``batch_sampler.sampler``: PyTorch Lightning and
     Hugging Face accelerate call ``set_epoch`` there at the start of every epoch, and this
@@ -68,6 +54,20 @@ class PlannedBatchSampler(BatchSampler):
     the group is initialised (so a sampler built before the training library starts the group
     still splits its batches across ranks).
     """
+
+    def __new__(cls, *args, **kwargs):
+        # PyTorch Lightning re-creates a batch sampler it cannot capture the arguments of as
+        # cls(sampler, batch_size=..., drop_last=...); say what to do before __init__ fails
+        if args and isinstance(args[0], Sampler):
+            raise TypeError(
+                f"{cls.__name__} got a {type(args[0]).__name__} where its ids belong: PyTorch "
+                f"Lightning re-creates a batch sampler this way to add its DistributedSampler "
+                f"when the DataLoader was built outside a *_dataloader hook. {cls.__name__} "
+                f"splits its batches across ranks itself: build the DataLoader inside "
+                f"train_dataloader() of the LightningModule or LightningDataModule (Lightning "
+                f"then passes the rank as sampler=), or pass "
+                f"Trainer(use_distributed_sampler=False)")
+        return super().__new__(cls)
 
     def __init__(self, layout: Layout, *, seed: int, rank: int | None,
                  world_size: int | None, kind: str, sampler=None):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from uncollapse.samplers.base import PlannedBatchSampler, ids_or_refuse
+import numpy as np
+
+from uncollapse.samplers.base import PlannedBatchSampler
 from uncollapse.samplers.planner import diverse_layout
 
 
@@ -48,8 +50,7 @@ class DiverseBatchSampler(PlannedBatchSampler):
     def __init__(self, doc_ids, batch_size: int, max_per_doc: int, *, seed: int = 0,
                  drop_last: bool = True, rank: int | None = None, world_size: int | None = None,
                  sampler=None):
-        doc_ids = ids_or_refuse(doc_ids, "DiverseBatchSampler", "doc_ids")
-        layout = diverse_layout(doc_ids, int(batch_size), int(max_per_doc),
+        layout = diverse_layout(np.asarray(doc_ids), int(batch_size), int(max_per_doc),
                                 drop_last=drop_last)
         super().__init__(layout, seed=seed, rank=rank, world_size=world_size, kind="diverse",
                          sampler=sampler)

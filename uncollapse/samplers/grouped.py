@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from uncollapse.samplers.base import PlannedBatchSampler, ids_or_refuse
+import numpy as np
+
+from uncollapse.samplers.base import PlannedBatchSampler
 from uncollapse.samplers.planner import grouped_layout
 
 
@@ -59,8 +61,7 @@ class GroupedBatchSampler(PlannedBatchSampler):
     def __init__(self, group_ids, batch_size: int, per_group: int, *, seed: int = 0,
                  drop_last: bool = True, small_groups: str = "drop", exclude_duplicates=None,
                  rank: int | None = None, world_size: int | None = None, sampler=None):
-        group_ids = ids_or_refuse(group_ids, "GroupedBatchSampler", "group_ids")
-        layout = grouped_layout(group_ids, int(batch_size), int(per_group),
+        layout = grouped_layout(np.asarray(group_ids), int(batch_size), int(per_group),
                                 drop_last=drop_last, small_groups=small_groups,
                                 exclude_duplicates=exclude_duplicates)
         super().__init__(layout, seed=seed, rank=rank, world_size=world_size, kind="grouped",
