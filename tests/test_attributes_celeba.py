@@ -384,3 +384,48 @@ def test_cached_build_key_covers_the_text_reader_modules(tmp_path, values):
     entry = build_attributes(source, cache=Cache(tmp_path / "cache")).entry
     assert entry.manifest["key_inputs"]["code"] == source_digest(
         ("uncollapse.pipeline.attributes.build", "uncollapse.pipeline.whitespace_table"))
+
+
+def test_truncated_celeba_file_under_strict_counts_irregularities_not_missing_rows(tmp_path,
+                                                                                  values):
+    # a download cut off mid-line: the count line promises 202599 images, 30 rows follow and
+    # the last one stops after two values
+    text = celeba_text(values, count=202599)
+    truncated = text[:text.rstrip("\n").rfind("\n") + 1] + "000031.jpg  1 -1"
+    source = write(tmp_path / "list_attr_celeba.txt", truncated)
+    args = ["build", "attributes", str(source), "--cache-dir", str(tmp_path / "cache"),
+            "-o", str(tmp_path / "attrs.parquet")]
+
+    result = CliRunner().invoke(main, [*args, "--strict", "--format", "json"])
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    counts = {f["code"]: f["count"] for f in report["findings"]}
+    assert counts == {"ATTR_COUNT_MISMATCH": 1, "ATTR_MALFORMED_ROW": 1}
+    assert report["stats"]["skipped_lines"] == [32]
+    assert ("2 kind(s) of irregularity in the input [ATTR_COUNT_MISMATCH (1), "
+            "ATTR_MALFORMED_ROW (1)]; nothing written") in result.stderr
+    assert "182599" not in result.output
+    assert not (tmp_path / "attrs.parquet").exists()
+    with pytest.raises(InputError) as refused:
+        read_attributes(source, strict=True)
+    assert "ATTR_COUNT_MISMATCH (1): line 1 says 202599 images" in str(refused.value)
+    assert "ATTR_MALFORMED_ROW (1)" in str(refused.value)
+
+
+def test_build_attributes_returns_the_build_result_shape(tmp_path, values):
+    from uncollapse.cache.store import Cache
+    from uncollapse.pipeline.attributes import build_attributes
+
+    source = write(tmp_path / "list_attr_celeba.txt", celeba_text(values, count=31))
+    cache = Cache(tmp_path / "cache")
+    built = build_attributes(source, cache=cache)
+    again = build_attributes(source, cache=cache)
+
+    assert (built.hit, again.hit) == (False, True)
+    assert built.path == built.entry.file("attributes.parquet") and built.path.exists()
+    assert built.table().height == 30
+    assert again.report.codes() == built.report.codes() == ["ATTR_COUNT_MISMATCH"]
+    assert again.report.stats["rows"] == 30
+    with pytest.raises(InputError, match=r"ATTR_COUNT_MISMATCH \(1\)"):
+        build_attributes(source, cache=cache, strict=True)

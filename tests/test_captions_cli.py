@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from uncollapse.cli import main
+from uncollapse.errors import ToolError
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
@@ -254,3 +255,150 @@ def test_help_has_an_example():
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert "--split-file" in result.output
+
+
+def test_two_records_on_one_line_are_split_and_reported_with_the_line(tmp_path):
+    path = tmp_path / "Flickr8k.token.txt"
+    path.write_text("a1.jpg#0\tA dog runs .\tb2.jpg#0\tA cat sits .\n"
+                    "a1.jpg#1\tTwo\tdogs .\n"
+                    "b2.jpg#1\tsee c3.jpg#2 here\n")
+    out = tmp_path / "captions.parquet"
+
+    result = run("build", "captions", path, "--format", "json", "-o", out)
+
+    assert result.exit_code == 0, result.output
+    findings = {f["code"]: f for f in json.loads(result.stdout)["findings"]}
+    joined = findings["SOURCE_RECORDS_ON_ONE_LINE"]
+    assert joined["count"] == 1 and joined["examples"][0]["line"] == 1
+    assert joined["examples"][0]["records"] == 2
+    assert findings["SOURCE_TAB_IN_CAPTION"]["examples"][0]["source_row"] == 2
+    assert findings["SOURCE_RECORD_KEY_IN_CAPTION"]["examples"][0]["source_row"] == 3
+    table = pl.read_parquet(out)
+    assert table.select("image_id", "caption_idx", "caption", "source_row").rows() == [
+        ("a1", 0, "A dog runs .", 1), ("a1", 1, "Two\tdogs .", 2),
+        ("b2", 0, "A cat sits .", 1), ("b2", 1, "see c3.jpg#2 here", 3)]
+
+    strict = run("build", "captions", path, "--strict", "-o", tmp_path / "strict.parquet")
+    assert strict.exit_code == 1
+    assert "nothing written" in strict.stderr
+    assert not (tmp_path / "strict.parquet").exists()
+
+
+def test_splits_filter_counts_the_captions_left_out_not_the_splits(tmp_path):
+    # the Flickr30k CSV layout with split lists: 3 train, 2 val and 1 test image, 5 captions each
+    images = {"train": ["1000092795", "10002456", "1000268201"],
+              "val": ["1000344755", "1000366164"], "test": ["1000523639"]}
+    csv = tmp_path / "results.csv"
+    csv.write_text("image_name| comment_number| comment\n" + "".join(
+        f"{image}.jpg| {n}| caption {n} of {image} .\n"
+        for names in images.values() for image in names for n in range(5)))
+    lists = []
+    for split, names in images.items():
+        (tmp_path / f"{split}.txt").write_text("".join(f"{n}.jpg\n" for n in names))
+        lists += ["--split-file", f"{split}={tmp_path / f'{split}.txt'}"]
+
+    result = run("build", "captions", csv, *lists, "--splits", "train", "--format", "json",
+                 "-o", tmp_path / "train.parquet")
+
+    assert result.exit_code == 0, result.output
+    (left_out,) = [f for f in json.loads(result.stdout)["findings"]
+                   if f["code"] == "SOURCE_ROWS_OUTSIDE_SPLITS"]
+    assert left_out["count"] == 15
+    assert left_out["message"].startswith("15 caption(s) left out")
+    assert {e["split"]: e["captions"] for e in left_out["examples"]} == {"test": 5, "val": 10}
+    assert pl.read_parquet(tmp_path / "train.parquet").height == 15
+
+
+# every build command reports like a validate command -------------------------------------------
+
+def _build_args(tmp_path: Path) -> dict[str, list]:
+    """Arguments of each build command, on small inputs written here."""
+    import numpy as np
+
+    wiki = tmp_path / "wiki.txt"
+    wiki.write_text("\n = A = \n\n one .\n two .\n three .\n\n = B = \n\n x .\n y .\n")
+    chunks = tmp_path / "chunks.parquet"
+    run("build", "chunks", wiki, "--unit", "line", "-o", chunks, "--cache-dir", tmp_path / "prep")
+    np.save(tmp_path / "v.npy", np.ones((5, 4), dtype=np.float32))
+    attrs = tmp_path / "attrs.csv"
+    attrs.write_text("image_id,Smiling,Male\na.jpg,1,-1\nb.jpg,-1,1\n")
+    return {
+        "captions": ["captions", clean_tokens(tmp_path)],
+        "chunks": ["chunks", wiki, "--unit", "line"],
+        "sequences": ["sequences", chunks, "--vectors", tmp_path / "v.npy", "--context", "1"],
+        "attributes": ["attributes", attrs],
+        "scenes": ["scenes", "--num", "4", "--size", "16", "--max-objects", "2"],
+    }
+
+
+@pytest.mark.parametrize("family", ["captions", "chunks", "sequences", "attributes", "scenes"])
+def test_every_build_prints_its_report_in_the_chosen_format(tmp_path, family):
+    args = ["build", *_build_args(tmp_path)[family]]
+    out = tmp_path / "out" / family
+    out.parent.mkdir()
+
+    as_json = run(*args, "--format", "json", "--json", tmp_path / "r.json", "--quiet", "-o", out)
+
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)  # stdout holds the report alone
+    assert report["kind"] == f"build {family}" and report["ok"] is True
+    assert report["stats"] and json.loads((tmp_path / "r.json").read_text()) == report
+    assert "built: " in as_json.stderr and f"wrote {out}" in as_json.stderr
+    assert out.exists()
+    as_text = run(*args)
+    assert as_text.exit_code == 0
+    assert as_text.stdout.startswith(f"build {family} ")
+    assert "cache hit: " in as_text.stderr and "cache hit" not in as_text.stdout
+    as_github = run(*args, "--format", "github")
+    assert as_github.exit_code == 0
+    assert all(line.startswith("::") for line in as_github.stdout.splitlines())
+
+
+def test_build_returns_one_result_shape_for_every_family(tmp_path):
+    import numpy as np
+
+    from uncollapse.cache.store import Cache
+    from uncollapse.pipeline.attributes import build_attributes
+    from uncollapse.pipeline.captions import build_captions
+    from uncollapse.pipeline.result import Built
+    from uncollapse.pipeline.scenes import build_scenes
+    from uncollapse.pipeline.sequences import build_chunks, build_sequences
+
+    cache = Cache(tmp_path / "cache")
+    wiki = tmp_path / "wiki.txt"
+    wiki.write_text("\n = A = \n\n one .\n two .\n three .\n\n = B = \n\n x .\n y .\n")
+    attrs = tmp_path / "attrs.csv"
+    attrs.write_text("image_id,Smiling\na.jpg,1\nb.jpg,-1\n")
+    chunks = build_chunks(wiki, unit="line", cache=cache)
+    np.save(tmp_path / "v.npy", np.ones((chunks.table().height, 3), dtype=np.float32))
+    results = {
+        "captions": build_captions(clean_tokens(tmp_path), cache=cache),
+        "chunks": chunks,
+        "sequences": build_sequences(chunks.path, vectors=tmp_path / "v.npy", context_length=1,
+                                     cache=cache),
+        "attributes": build_attributes(attrs, cache=cache),
+        "scenes": build_scenes(3, 16, 2, cache=cache),
+    }
+    for family, built in results.items():
+        assert isinstance(built, Built)
+        assert built.path.exists() and built.path.parent == built.entry.path
+        assert built.report.kind == f"build {family}" and built.hit is False
+    assert results["chunks"].report.stats["documents"] == 2
+    assert results["sequences"].report.stats["samples"] == 3
+    assert results["scenes"].report.stats["scenes"] == 3
+    assert results["captions"].table().height == 10
+    with pytest.raises(ToolError, match="not a table"):
+        results["scenes"].table()
+    assert build_scenes(3, 16, 2, cache=cache).hit is True
+
+
+def test_to_dataset_without_the_hf_extra_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from uncollapse.extras import MissingExtra
+    from uncollapse.pipeline.captions import build_captions
+
+    built = build_captions(clean_tokens(tmp_path))
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now fails
+    with pytest.raises(MissingExtra, match=r"uncollapse\[hf\]"):
+        built.to_dataset()
