@@ -172,15 +172,12 @@ class Texts(Sequence):
         return [self[int(i)] for i in np.asarray(index).reshape(-1)]
 
     def tolist(self) -> list[str]:
-        """Every text: one decode of the whole buffer, cut at character offsets."""
+        """Every text, decoded from one copy of the bytes."""
         if self._unicode is not None:
             return self._unicode.tolist()
-        data = np.asarray(self._utf8)
-        text = data.tobytes().decode("utf-8")
-        # a character starts at every byte that is not a continuation byte (10xxxxxx)
-        chars = np.r_[0, np.cumsum((data & 0xC0) != 0x80)]
-        cuts = chars[self._offsets].tolist()
-        return [text[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        raw = np.asarray(self._utf8).tobytes()
+        cuts = self._offsets.tolist()
+        return [raw[a:b].decode("utf-8") for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
     def __repr__(self) -> str:
         return f"Texts({len(self)} texts)"
