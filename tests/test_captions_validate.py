@@ -13,7 +13,7 @@ from uncollapse.cli import main
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions import read_captions
 from uncollapse.validators.captions import (
-    CaptionRules,
+    CaptionTable,
     normalised_caption,
     validate_caption_frame,
     validate_captions,
@@ -472,7 +472,7 @@ def test_json_format(tmp_path):
 
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    assert set(report) == {"tool", "version", "target", "kind", "ok", "findings", "stats"}
+    assert {"tool", "version", "target", "kind", "ok", "findings", "stats"} <= set(report)
     assert report["tool"] == "uncollapse"
     assert report["target"] == str(path)
     assert report["kind"] == "captions"
@@ -526,10 +526,12 @@ def test_github_format(tmp_path):
     assert clean.stdout == ""
 
 
-def test_rules_run_independently():
-    rules = CaptionRules(healthy_table(), min_group=5, max_group=5)
-    assert [rule() for rule in rules.rules()] == [None] * len(rules.rules())
-    assert len(rules.rules()) == 9
+def test_every_rule_is_a_check_of_the_model_and_all_pass_on_a_healthy_table():
+    checks = [check.name for check in CaptionTable.to_schema().checks]
+    assert len(checks) == 12
+    assert {"groups_are_not_all_unique", "no_image_in_two_splits",
+            "captions_hold_no_record_key"} <= set(checks)
+    assert CaptionTable.validate(healthy_table(), lazy=True).height == 50
 
 
 def test_help_has_an_example():

@@ -1,21 +1,45 @@
-"""The caption table contract (a pandera schema) and its grouping rules (polars expressions)."""
+"""The caption table as a pandera model: its fields are the contract, its checks are the rules.
+
+``CaptionTable`` is a ``pandera.polars.DataFrameModel`` whose fields come from
+``CAPTION_SCHEMA`` and whose dataframe-level checks are every rule of
+``uncollapse validate captions``, written as polars expressions::
+
+    CaptionTable.validate(frame, lazy=True)            # SchemaErrors lists every failed rule
+    caption_table_model(min_group=5, max_group=7).validate(frame, lazy=True)
+
+Rules with severity ``warning`` are checks with ``raise_warning=True``: they emit a pandera
+``SchemaWarning`` and let the frame pass. ``validate_caption_frame`` runs the same model and
+turns each failed check into a finding code with its count and examples.
+
+Speed: the checks share one measurement of the frame (per-row flags and hashes in one parallel
+pass, per-group aggregates once, repeated captions found by one hash grouping), made once per
+``validate`` call; a check that fails then marks its rows for pandera's failure cases.
+"""
 
 from __future__ import annotations
 
+import warnings
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-import numpy as np
+import pandera.polars as pa
 import polars as pl
+from pandera.errors import SchemaErrors, SchemaWarning
 
-from uncollapse.data.captions.contract import CAPTION_SCHEMA, NON_NULL, read_caption_table
+from uncollapse.data.captions.contract import (
+    CAPTION_SCHEMA,
+    NON_NULL,
+    OPTIONAL_COLUMNS,
+    expected_columns,
+    read_caption_table,
+    schema_problems,
+)
+from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Code, Finding, Report
+from uncollapse.validators.match_ids import GROUPS_ALL_UNIQUE
 
-GROUPS_ALL_UNIQUE = Code(
-    "GROUPS_ALL_UNIQUE", "error",
-    "Every match_id (or almost every one) holds a single row, so contrastive batches have no "
-    "positive pairs.",
-    "Take image_id from the source's own identifier (file name stem, img_id, COCO image_id), "
-    "never a loop counter; rebuild with `uncollapse build captions`.")
 IMAGE_ID_POSITIONAL = Code(
     "IMAGE_ID_POSITIONAL", "error",
     "image_id values are row numbers or a running counter, not the source's identifiers.",
@@ -50,8 +74,33 @@ NULL_VALUES = Code(
     "NULL_VALUES", "error",
     "A column that may not hold nulls (image_id, match_id, caption_idx, source_row) has nulls.",
     "Rebuild the table with `uncollapse build captions`.")
+CAPTION_CONTROL_CHARACTER = Code(
+    "CAPTION_CONTROL_CHARACTER", "warning",
+    "A caption holds a control character (TAB, newline, carriage return, NUL, ...): usually "
+    "two records or fields of the source run together.",
+    "Look at the source line of each listed row (source_row); split or clean the record and "
+    "rebuild with `uncollapse build captions`.")
+CAPTION_HOLDS_RECORD_KEY = Code(
+    "CAPTION_HOLDS_RECORD_KEY", "error",
+    "A caption contains a second record key (a Flickr token such as `1000092795.jpg#2`): two "
+    "records of the source were read as one, so one caption is lost and a foreign image's "
+    "words sit in this one.",
+    "Fix the source line (each record on its own line) and rebuild with "
+    "`uncollapse build captions`.")
+CAPTION_LENGTH_IMPLAUSIBLE = Code(
+    "CAPTION_LENGTH_IMPLAUSIBLE", "warning",
+    "A caption is implausibly short (fewer than min_caption_chars characters, 2 by default: "
+    "a single character) or long (more than max_caption_chars, 1,000 by default).",
+    "Check the listed rows in the source: a truncated or merged record; adjust "
+    "--min-caption-chars/--max-caption-chars if such captions are legitimate.")
 
 PUNCTUATION_AND_SPACE = ".,;:!?'\"()[]{}-_ \t\r\n"
+CONTROL_CHARACTER = r"[\x00-\x1f\x7f]"
+"""Any ASCII control character, TAB and newline included (a caption is one line of text)."""
+RECORD_KEY = r"(?i)[^\s#]+\.(?:jpe?g|png|gif|bmp|webp)#\d+"
+"""A Flickr-style record key, ``<image file>#<caption number>``."""
+RECORD_KEY_MARK = "#"
+"""A literal every record key contains: the regular expression runs only where it occurs."""
 
 
 def normalised_caption(caption: pl.Expr) -> pl.Expr:
@@ -63,235 +112,590 @@ def normalised_caption(caption: pl.Expr) -> pl.Expr:
     return caption.str.to_lowercase().str.strip_chars(PUNCTUATION_AND_SPACE)
 
 
-def _segments(sorted_keys: np.ndarray) -> np.ndarray:
-    """Start index of each run of equal values in a sorted array."""
-    if len(sorted_keys) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+@dataclass(frozen=True)
+class CaptionLimits:
+    """The thresholds of the rules (see ``caption_table_model``)."""
+
+    min_group: int = 2
+    max_group: int | None = None
+    max_singleton_share: float = 0.9
+    min_caption_chars: int = 2
+    max_caption_chars: int = 1000
+
+    def __post_init__(self):
+        if self.min_group < 1:
+            raise ToolError(f"min_group must be >= 1, got {self.min_group}")
+        if self.max_group is not None and self.max_group < self.min_group:
+            raise ToolError(f"max_group ({self.max_group}) must be >= min_group "
+                            f"({self.min_group})")
+        if not 0 < self.max_singleton_share <= 1:
+            raise ToolError("max_singleton_share must be in (0, 1], got "
+                            f"{self.max_singleton_share}")
+        if self.min_caption_chars < 1:
+            raise ToolError(f"min_caption_chars must be >= 1, got {self.min_caption_chars}")
+        if self.max_caption_chars < self.min_caption_chars:
+            raise ToolError(f"max_caption_chars ({self.max_caption_chars}) must be >= "
+                            f"min_caption_chars ({self.min_caption_chars})")
+
+    def group_range(self) -> str:
+        return (f"{self.min_group}..{self.max_group}" if self.max_group is not None
+                else f">= {self.min_group}")
 
 
-class CaptionRules:
-    """The grouping rules of a caption table; each method returns a Finding or None.
+# Measuring a frame once for all the checks ----------------------------------------------------
 
-    Work is shared between rules: image ids and normalised captions are hashed once, and the
-    per-group statistics come from one sort of ``match_id`` (skipped when the table is already
-    sorted, as built tables are). Slow, exact paths run only when a fast count shows a problem.
+def _row_number() -> pl.Expr:
+    return pl.int_range(pl.len(), dtype=pl.Int64)
+
+
+def _split_code() -> pl.Expr:
+    return pl.col("split").cast(pl.Categorical).to_physical().cast(pl.Int64)
+
+
+@dataclass
+class CaptionMeasurements:
+    """What the checks of one frame share: per-row hashes, per-group aggregates and counts.
+
+    ``lean`` holds one row per caption (``match_id``, image and normalised-caption hashes,
+    split code, blank flag); ``groups`` one row per ``match_id`` (size, whether its images or
+    splits differ); ``repeated`` the rows whose normalised caption occurs more than once
+    (usually a small share), with their row number.
     """
 
-    def __init__(self, frame: pl.DataFrame, *, min_group: int = 2, max_group: int | None = None,
-                 max_singleton_share: float = 0.9):
-        self.frame = frame
-        self.min_group, self.max_group = min_group, max_group
-        self.max_singleton_share = max_singleton_share
-        lean = frame.select(
+    limits: CaptionLimits
+    lean: pl.DataFrame
+    counts: dict
+    groups: pl.DataFrame
+    repeated: pl.DataFrame
+    n_images: int
+    cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, frame: pl.LazyFrame, limits: CaptionLimits) -> CaptionMeasurements:
+        caption = pl.col("caption")
+        length = caption.str.len_chars()
+        image_number = pl.col("image_id").cast(pl.Int64, strict=False)
+        lean_plan = frame.select(
             match_id=pl.col("match_id").fill_null(-1),
             image=pl.col("image_id").hash(),
-            split=pl.col("split").cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1),
-            caption=normalised_caption(pl.col("caption")),
-        ).with_columns(empty=pl.col("caption").fill_null("").str.len_bytes() == 0,
-                       caption=pl.col("caption").hash())
-        self.lean = lean
-        self.groups = self._group_stats(lean)
-        self.n_images = lean["image"].n_unique()
+            split=_split_code(),
+            key=normalised_caption(caption).hash(),
+            blank=normalised_caption(caption).str.len_bytes().fill_null(0) == 0,
+        )
+        counts_plan = frame.select(
+            rows=pl.len(),
+            **{f"nulls_{c}": pl.col(c).null_count() for c in NON_NULL},
+            control=caption.str.contains(CONTROL_CHARACTER).sum(),
+            record_key=caption.filter(caption.str.contains(RECORD_KEY_MARK, literal=True))
+            .str.contains(RECORD_KEY).sum(),
+            too_short=caption.filter(length < limits.min_caption_chars)
+            .str.strip_chars().str.len_chars().is_between(1, limits.min_caption_chars - 1).sum(),
+            too_long=(length > limits.max_caption_chars).sum(),
+            number_nulls=image_number.null_count(),
+            number_min=image_number.min(),
+            number_max=image_number.max(),
+            number_is_row=((image_number == _row_number()) | (image_number == _row_number() + 1)
+                           | (image_number == pl.col("source_row"))).mean(),
+        )
+        lean, counts = pl.collect_all([lean_plan, counts_plan])
+        counts = counts.row(0, named=True)
+        ids = lean.get_column("match_id")
+        lean_lazy = lean.lazy()
+        if ids.is_sorted():  # built tables are: group without hashing
+            lean_lazy = lean_lazy.with_columns(pl.col("match_id").set_sorted())
+        groups_plan = (lean_lazy.group_by("match_id").agg(
+            size=pl.len(),
+            images_differ=pl.col("image").min() != pl.col("image").max(),
+            splits_differ=(pl.col("split").min() != pl.col("split").max()).fill_null(False)))
+        repeated_keys = lean.lazy().group_by("key").len().filter(pl.col("len") > 1)
+        repeated_plan = (lean.lazy().with_row_index("row")
+                         .join(repeated_keys.select("key"), on="key", how="semi"))
+        images_plan = lean.lazy().select(pl.col("image").n_unique())
+        groups, repeated, n_images = pl.collect_all([groups_plan, repeated_plan, images_plan])
+        return cls(limits=limits, lean=lean, counts=counts, groups=groups.sort("match_id"),
+                   repeated=repeated.sort("row"), n_images=int(n_images.item()))
 
-    @staticmethod
-    def _group_stats(lean: pl.DataFrame) -> pl.DataFrame:
-        match_id = lean["match_id"].to_numpy()
-        order = None if bool(np.all(match_id[1:] >= match_id[:-1])) else np.argsort(
-            match_id, kind="stable")
-        take = (lambda a: a) if order is None else (lambda a: a[order])
-        ids = take(match_id)
-        starts = _segments(ids)
-        image = take(lean["image"].to_numpy())
-        split = take(lean["split"].to_numpy())
-        big = np.iinfo(np.int64).max
-        if len(starts) == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return pl.DataFrame({"match_id": empty, "size": empty, "images_differ": empty > 0,
-                                 "splits_differ": empty > 0})
-        return pl.DataFrame({
-            "match_id": ids[starts],
-            "size": np.diff(np.r_[starts, len(ids)]),
-            "images_differ": np.minimum.reduceat(image, starts)
-            != np.maximum.reduceat(image, starts),
-            "splits_differ": np.minimum.reduceat(np.where(split < 0, big, split), starts)
-            < np.maximum.reduceat(split, starts),
-        })
+    def once(self, name: str, compute):
+        if name not in self.cache:
+            self.cache[name] = compute()
+        return self.cache[name]
 
-    def rules(self):
-        return [self.no_nulls, self.no_empty_captions, self.groups_have_positives,
-                self.image_ids_are_not_positions, self.groups_have_expected_size,
-                self.one_match_id_per_image, self.no_image_in_two_splits,
-                self.no_duplicate_caption_in_group, self.no_caption_shared_across_groups]
+    # Each property below is the measured outcome of one rule, as a count (0: the rule holds).
 
-    def _rows(self, mask: pl.Series, *columns: str, limit: int = 10) -> list[dict]:
-        rows = self.frame.with_row_index("row").filter(mask).head(limit)
-        return rows.select("row", *columns).to_dicts()
-
-    def no_nulls(self) -> Finding | None:
-        nulls = self.frame.select(pl.col(NON_NULL).null_count()).row(0, named=True)
-        bad = {k: v for k, v in nulls.items() if v}
-        if not bad:
-            return None
-        mask = self.frame.select(pl.any_horizontal(pl.col(NON_NULL).is_null())).to_series()
-        return NULL_VALUES.finding(f"nulls in {', '.join(f'{k} ({v})' for k, v in bad.items())}",
-                                   count=sum(bad.values()), examples=self._rows(mask, *NON_NULL))
-
-    def no_empty_captions(self) -> Finding | None:
-        empty = self.lean["empty"]
-        if not empty.any():
-            return None
-        # The normalised caption also drops punctuation; "?" is a caption, only whitespace is
-        # empty. Checked exactly on the candidate rows alone.
-        rows = empty.arg_true()
-        blank = self.frame["caption"].gather(rows).str.strip_chars().fill_null("") == ""
-        empty = empty.clone().scatter(rows.filter(~blank), False)
-        if not empty.any():
-            return None
-        count = int(empty.sum())
-        return EMPTY_CAPTION.finding(f"{count} empty caption(s)", count=count,
-                                     examples=self._rows(empty, "image_id", "source_row"))
-
-    def groups_have_positives(self) -> Finding | None:
+    def singleton_share(self) -> float:
         n_groups = self.groups.height
-        singletons = int((self.groups["size"] == 1).sum())
-        if n_groups == 0 or singletons / n_groups < self.max_singleton_share:
+        return float((self.groups["size"] == 1).sum()) / n_groups if n_groups else 0.0
+
+    def groups_out_of_range(self) -> pl.DataFrame:
+        size = pl.col("size")
+        too_big = (size > self.limits.max_group if self.limits.max_group is not None
+                   else pl.lit(False))
+        return self.once("out_of_range", lambda: self.groups.filter(
+            (size < self.limits.min_group) | too_big))
+
+    def one_to_one(self) -> bool:
+        """image_id -> match_id is one-to-one (the fast path of two rules)."""
+        return not self.groups["images_differ"].any() and self.n_images == self.groups.height
+
+    def blank_rows(self, frame: pl.LazyFrame) -> pl.Series:
+        """Rows whose caption is null or whitespace; punctuation alone ("?") is a caption."""
+        def compute():
+            candidates = self.lean.get_column("blank").arg_true()
+            if candidates.len() == 0:
+                return candidates
+            text = (frame.select("caption").collect().get_column("caption").gather(candidates))
+            return candidates.filter(text.str.strip_chars().fill_null("") == "")
+        return self.once("blank", compute)
+
+    def repeated_in_group(self) -> pl.DataFrame:
+        return self.once("in_group", lambda: self.repeated.filter(
+            pl.len().over("key", "match_id") > 1))
+
+    def shared_keys(self) -> pl.DataFrame:
+        return self.once("shared", lambda: (
+            self.repeated.group_by("key")
+            .agg(match_ids=pl.col("match_id").unique().sort(), row=pl.col("row").min())
+            .filter(pl.col("match_ids").list.len() > 1).sort("row")))
+
+
+_RUN: ContextVar[dict | None] = ContextVar("caption_table_run", default=None)
+
+
+def measure(model: type[CaptionTable], frame: pl.LazyFrame) -> CaptionMeasurements:
+    """The measurements of ``frame``, made once per ``validate`` call and shared by its checks.
+
+    pandera hands every dataframe check the same LazyFrame within one call, so the frame's
+    identity is the key; outside a ``CaptionTable.validate`` call nothing is kept.
+    """
+    run = _RUN.get()
+    if run is not None and run.get("frame") is frame and run["model"] is model:
+        return run["measurements"]
+    measurements = CaptionMeasurements.of(frame, model._limits)
+    if run is not None:
+        run.update(frame=frame, model=model, measurements=measurements)
+    return measurements
+
+
+def _record(check: str, passed: bool) -> None:
+    run = _RUN.get()
+    if run is not None:
+        run.setdefault("failed", set())
+        if not passed:
+            run["failed"].add(check)
+
+
+def _outcome(check: str, passed: bool, frame: pl.LazyFrame, rows_ok: pl.Expr):
+    """What a check returns to pandera: True, or (failing) a per-row mask of the good rows.
+
+    A failing check always returns rows: pandera cannot report a scalar False beside them.
+    """
+    _record(check, passed)
+    if passed:
+        return True
+    return frame.select(rows_ok.fill_null(False).alias(check))
+
+
+# The model ------------------------------------------------------------------------------------
+
+class CaptionTableRules(pa.DataFrameModel):
+    """The rules of a caption table (dataframe-level checks); ``CaptionTable`` adds the fields.
+
+    Every check measures the frame through ``measure`` (shared by all checks of one
+    ``validate`` call) and, when it fails, returns the mask of the rows that satisfy it, so
+    pandera's failure cases are the offending rows.
+    """
+
+    _limits: ClassVar[CaptionLimits] = CaptionLimits()
+
+    class Config:
+        name = "CaptionTable"
+        strict = False
+        coerce = False
+
+    @classmethod
+    def validate(cls, check_obj, *args, **kwargs):
+        """``pandera`` validation, with the frame measured once for all checks."""
+        if _RUN.get() is not None:
+            return super().validate(check_obj, *args, **kwargs)
+        token = _RUN.set({})
+        try:
+            return super().validate(check_obj, *args, **kwargs)
+        finally:
+            _RUN.reset(token)
+
+    @pa.dataframe_check
+    def captions_are_not_empty(cls, data) -> bool | pl.LazyFrame:
+        """EMPTY_CAPTION: no caption is null or whitespace only."""
+        blank = measure(cls, data.lazyframe).blank_rows(data.lazyframe)
+        return _outcome("captions_are_not_empty", blank.len() == 0, data.lazyframe,
+                        ~_row_number().is_in(blank.implode()))
+
+    @pa.dataframe_check
+    def groups_are_not_all_unique(cls, data) -> bool | pl.LazyFrame:
+        """GROUPS_ALL_UNIQUE: fewer than max_singleton_share of the groups hold one row."""
+        m = measure(cls, data.lazyframe)
+        passed = m.groups.height == 0 or m.singleton_share() < cls._limits.max_singleton_share
+        return _outcome("groups_are_not_all_unique", passed, data.lazyframe,
+                        pl.len().over("match_id") > 1)
+
+    @pa.dataframe_check
+    def image_ids_are_not_row_numbers(cls, data) -> bool | pl.LazyFrame:
+        """IMAGE_ID_POSITIONAL: image_id is not a counter with one number per row, nor the
+        row number (0- or 1-based, or source_row) in 90% of rows."""
+        why = _positional(measure(cls, data.lazyframe), data.lazyframe)
+        number = pl.col("image_id").cast(pl.Int64, strict=False)
+        at_row = ((number == _row_number()) | (number == _row_number() + 1)
+                  | (number == pl.col("source_row")))
+        return _outcome("image_ids_are_not_row_numbers", why is None, data.lazyframe,
+                        pl.repeat(False, pl.len()) if why and "counter" in why else ~at_row)
+
+    @pa.dataframe_check(raise_warning=True)
+    def image_ids_are_not_an_image_counter(cls, data) -> bool | pl.LazyFrame:
+        """IMAGE_ID_POSITIONAL (warning): image_id is not 0,0,0,0,0,1,1,...: such ids group
+        correctly but name no image of the source."""
+        m = measure(cls, data.lazyframe)
+        return _outcome("image_ids_are_not_an_image_counter",
+                        _positional(m, data.lazyframe) is not None
+                        or not _per_image_counter(m, data.lazyframe), data.lazyframe,
+                        pl.repeat(False, pl.len()))
+
+    @pa.dataframe_check(raise_warning=True)
+    def groups_have_expected_size(cls, data) -> bool | pl.LazyFrame:
+        """GROUP_SIZE_OUT_OF_RANGE: every group has min_group..max_group rows."""
+        bad = measure(cls, data.lazyframe).groups_out_of_range()
+        return _outcome("groups_have_expected_size", bad.height == 0, data.lazyframe,
+                        ~pl.col("match_id").fill_null(-1).is_in(bad["match_id"].implode()))
+
+    @pa.dataframe_check
+    def one_match_id_per_image(cls, data) -> bool | pl.LazyFrame:
+        """MATCH_ID_INCONSISTENT: image_id and match_id map one to one."""
+        m = measure(cls, data.lazyframe)
+        passed = m.one_to_one() or _inconsistent(m, data.lazyframe)[2] == 0
+        return _outcome("one_match_id_per_image", passed, data.lazyframe,
+                        (pl.col("match_id").n_unique().over("image_id") == 1)
+                        & (pl.col("image_id").n_unique().over("match_id") == 1))
+
+    @pa.dataframe_check
+    def no_image_in_two_splits(cls, data) -> bool | pl.LazyFrame:
+        """SPLIT_LEAKAGE: every image sits in one split (null splits are ignored)."""
+        m = measure(cls, data.lazyframe)
+        passed = ((m.one_to_one() and not m.groups["splits_differ"].any())
+                  or _leaked(m, data.lazyframe).height == 0)
+        return _outcome("no_image_in_two_splits", passed, data.lazyframe,
+                        pl.col("split").drop_nulls().n_unique().over("image_id") <= 1)
+
+    @pa.dataframe_check(raise_warning=True)
+    def no_duplicate_caption_in_group(cls, data) -> bool | pl.LazyFrame:
+        """CAPTION_DUPLICATE_IN_GROUP: no normalised caption twice in one group."""
+        repeated = measure(cls, data.lazyframe).repeated_in_group()
+        return _outcome("no_duplicate_caption_in_group", repeated.height == 0, data.lazyframe,
+                        ~_row_number().is_in(repeated["row"].implode()))
+
+    @pa.dataframe_check(raise_warning=True)
+    def no_caption_shared_across_groups(cls, data) -> bool | pl.LazyFrame:
+        """CAPTION_SHARED_ACROSS_GROUPS: a normalised caption belongs to one group only."""
+        m = measure(cls, data.lazyframe)
+        shared = m.shared_keys()
+        rows = m.repeated.filter(pl.col("key").is_in(shared["key"].implode()))["row"]
+        return _outcome("no_caption_shared_across_groups", shared.height == 0, data.lazyframe,
+                        ~_row_number().is_in(rows.implode()))
+
+    @pa.dataframe_check(raise_warning=True)
+    def captions_have_no_control_characters(cls, data) -> bool | pl.LazyFrame:
+        """CAPTION_CONTROL_CHARACTER: no TAB, newline or other control character."""
+        passed = measure(cls, data.lazyframe).counts["control"] == 0
+        return _outcome("captions_have_no_control_characters", passed, data.lazyframe,
+                        ~pl.col("caption").str.contains(CONTROL_CHARACTER).fill_null(False))
+
+    @pa.dataframe_check
+    def captions_hold_no_record_key(cls, data) -> bool | pl.LazyFrame:
+        """CAPTION_HOLDS_RECORD_KEY: no caption holds a second record key (`name.jpg#2`)."""
+        passed = measure(cls, data.lazyframe).counts["record_key"] == 0
+        return _outcome("captions_hold_no_record_key", passed, data.lazyframe,
+                        ~pl.col("caption").str.contains(RECORD_KEY).fill_null(False))
+
+    @pa.dataframe_check(raise_warning=True)
+    def captions_have_plausible_length(cls, data) -> bool | pl.LazyFrame:
+        """CAPTION_LENGTH_IMPLAUSIBLE: min_caption_chars..max_caption_chars characters (blank
+        captions are EMPTY_CAPTION's)."""
+        counts = measure(cls, data.lazyframe).counts
+        return _outcome("captions_have_plausible_length",
+                        counts["too_short"] + counts["too_long"] == 0, data.lazyframe,
+                        ~_implausible_length(cls._limits))
+
+
+def _implausible_length(limits: CaptionLimits) -> pl.Expr:
+    stripped = pl.col("caption").str.strip_chars().str.len_chars()
+    return ((stripped.is_between(1, limits.min_caption_chars - 1))
+            | (pl.col("caption").str.len_chars() > limits.max_caption_chars)).fill_null(False)
+
+
+def _positional(m: CaptionMeasurements, frame: pl.LazyFrame) -> str | None:
+    """Why image_id is a row counter or row number, or None."""
+    def compute():
+        counts = m.counts
+        rows = counts["rows"]
+        if counts["number_nulls"] or rows < 2:
             return None
-        single = self.groups.filter(pl.col("size") == 1)["match_id"].head(5)
+        low, high = counts["number_min"], counts["number_max"]
+        span = high - low + 1
+        if span == rows and _unique_numbers(m, frame) == rows:
+            return f"image_id is a running counter from {low} to {high}, one per row"
+        if counts["number_is_row"] >= 0.9:
+            return "image_id equals the row number in at least 90% of rows"
+        return None
+    return m.once("positional", compute)
+
+
+def _per_image_counter(m: CaptionMeasurements, frame: pl.LazyFrame) -> bool:
+    counts = m.counts
+    if counts["number_nulls"] or counts["rows"] < 2 or m.n_images < 2:
+        return False
+    low, high = counts["number_min"], counts["number_max"]
+    # distinct numbers <= distinct ids: a span wider than the images rules a counter out cheaply
+    return (low in (0, 1) and high - low + 1 <= m.n_images
+            and high - low + 1 == _unique_numbers(m, frame))
+
+
+def _unique_numbers(m: CaptionMeasurements, frame: pl.LazyFrame) -> int:
+    return m.once("unique_numbers", lambda: frame.select(
+        pl.col("image_id").cast(pl.Int64, strict=False).n_unique()).collect().item())
+
+
+def _inconsistent(m: CaptionMeasurements, frame: pl.LazyFrame):
+    """(images under several match_ids, match_ids over several images, total)."""
+    def compute():
+        with_row = frame.select("image_id", "match_id").with_row_index("row")
+        per_image = (with_row.group_by("image_id")
+                     .agg(match_ids=pl.col("match_id").unique().sort(),
+                          first=pl.col("row").min())
+                     .filter(pl.col("match_ids").list.len() > 1).sort("first").drop("first")
+                     .collect())
+        per_group = (with_row.group_by("match_id")
+                     .agg(image_ids=pl.col("image_id").unique().sort())
+                     .filter(pl.col("image_ids").list.len() > 1).sort("match_id").collect())
+        return per_image, per_group, per_image.height + per_group.height
+    return m.once("inconsistent", compute)
+
+
+def _leaked(m: CaptionMeasurements, frame: pl.LazyFrame) -> pl.DataFrame:
+    return m.once("leaked", lambda: (
+        frame.filter(pl.col("split").is_not_null())
+        .group_by("image_id").agg(splits=pl.col("split").unique().sort())
+        .filter(pl.col("splits").list.len() > 1).sort("image_id").collect()))
+
+
+def _contract_model(name: str, rules: type[CaptionTableRules]) -> type[CaptionTableRules]:
+    """A model class with one field per ``CAPTION_SCHEMA`` column on top of ``rules``."""
+    fields = {column: pa.Field(nullable=column not in NON_NULL,
+                               required=column not in OPTIONAL_COLUMNS)
+              for column in CAPTION_SCHEMA}
+    return type(name, (rules,), {
+        "__annotations__": dict(CAPTION_SCHEMA), **fields, "__module__": __name__,
+        "__doc__": CAPTION_TABLE_DOC})
+
+
+CAPTION_TABLE_DOC = """The caption table contract and its rules, as a pandera (polars) model.
+
+Fields: one per column of ``CAPTION_SCHEMA`` (image_id, match_id, caption_idx and source_row
+may not hold nulls; image_path may be absent). Checks: every rule of `validate captions`, one
+method each, named after the rule. Thresholds: ``caption_table_model(...)``.
+
+Example:
+    >>> CaptionTable.validate(frame, lazy=True)   # raises SchemaErrors listing every failure
+"""
+
+CaptionTable = _contract_model("CaptionTable", CaptionTableRules)
+
+
+def caption_table_model(min_group: int = 2, max_group: int | None = None, *,
+                        max_singleton_share: float = 0.9, min_caption_chars: int = 2,
+                        max_caption_chars: int = 1000,
+                        group_size: int | None = None) -> type[CaptionTable]:
+    """``CaptionTable`` with other thresholds.
+
+    Args:
+        min_group, max_group: the accepted group sizes (``group_size`` sets both).
+        max_singleton_share: GROUPS_ALL_UNIQUE when at least this share of groups has one row.
+        min_caption_chars, max_caption_chars: captions outside this length (in characters,
+            surrounding whitespace ignored for the minimum) are implausible.
+
+    Example:
+        >>> model = caption_table_model(min_group=5, max_group=7)
+        >>> model.validate(frame, lazy=True)
+    """
+    if group_size is not None:
+        min_group = max_group = group_size
+    limits = CaptionLimits(min_group=min_group, max_group=max_group,
+                           max_singleton_share=max_singleton_share,
+                           min_caption_chars=min_caption_chars,
+                           max_caption_chars=max_caption_chars)
+    if limits == CaptionTable._limits:
+        return CaptionTable
+    return type("CaptionTable", (CaptionTable,), {"_limits": limits, "__module__": __name__})
+
+
+# From failed checks to findings ---------------------------------------------------------------
+
+def _rows(frame: pl.DataFrame, rows: pl.Series, *columns: str) -> list[dict]:
+    return (frame.with_row_index("row")[rows.head(10).cast(pl.Int64)]
+            .select("row", *columns).to_dicts())
+
+
+def _nulls_finding(frame: pl.DataFrame, m: CaptionMeasurements) -> Finding | None:
+    bad = {c: m.counts[f"nulls_{c}"] for c in NON_NULL if m.counts[f"nulls_{c}"]}
+    if not bad:
+        return None
+    rows = frame.select(pl.any_horizontal(pl.col(NON_NULL).is_null())).to_series().arg_true()
+    return NULL_VALUES.finding(f"nulls in {', '.join(f'{k} ({v})' for k, v in bad.items())}",
+                               count=sum(bad.values()), examples=_rows(frame, rows, *NON_NULL))
+
+
+def _findings(check: str, frame: pl.DataFrame, m: CaptionMeasurements) -> Finding:
+    """The finding of one failed check, with its count and examples."""
+    lazy, limits = frame.lazy(), m.limits
+    if check == "captions_are_not_empty":
+        blank = m.blank_rows(lazy)
+        return EMPTY_CAPTION.finding(f"{blank.len()} empty caption(s)", count=blank.len(),
+                                     examples=_rows(frame, blank, "image_id", "source_row"))
+    if check == "groups_are_not_all_unique":
+        single = m.groups.filter(pl.col("size") == 1)["match_id"]
+        n_groups = m.groups.height
+        rows = frame["match_id"].is_in(single.head(5).implode()).arg_true()
         return GROUPS_ALL_UNIQUE.finding(
-            f"{singletons} of {n_groups} groups ({singletons / n_groups:.1%}) hold a single row: "
-            "a contrastive batch built from this table has no positive pairs",
-            count=singletons,
-            examples=self._rows(self.frame["match_id"].is_in(single.implode()), "match_id",
-                                "image_id", "caption", limit=5))
-
-    def image_ids_are_not_positions(self) -> Finding | None:
-        ids = self.frame["image_id"].cast(pl.Int64, strict=False)
-        if ids.null_count() or self.frame.height < 2:
-            return None
-        row = pl.int_range(0, self.frame.height, dtype=pl.Int64, eager=True)
-        unique = ids.n_unique()
-        counter = unique == self.frame.height and int(ids.max()) - int(ids.min()) + 1 == unique
-        equals_row = float(((ids == row) | (ids == row + 1)
-                            | (ids == self.frame["source_row"])).mean()) >= 0.9
-        if counter or equals_row:
-            return IMAGE_ID_POSITIONAL.finding(
-                f"image_id is a running counter from {ids.min()} to {ids.max()}, one per row"
-                if counter else "image_id equals the row number in at least 90% of rows",
-                count=self.frame.height,
-                examples=self._rows(row < 5, "image_id", "source_row", limit=5))
-        # A per-image counter (0,0,0,0,0,1,1,...) groups correctly, but cannot be traced back to
-        # an image of the source (nlphuji/flickr30k's `img_id` is one): a warning, not an error.
-        per_image_counter = (self.n_images > 1 and int(ids.min()) in (0, 1)
-                             and int(ids.max()) - int(ids.min()) + 1 == ids.n_unique())
-        if not per_image_counter:
-            return None
+            f"{single.len()} of {n_groups} groups ({single.len() / n_groups:.1%}) hold a single "
+            "row: a contrastive batch built from this table has no positive pairs",
+            count=single.len(), examples=_rows(frame, rows.head(5), "match_id", "image_id",
+                                               "caption"))
+    if check == "image_ids_are_not_row_numbers":
         return IMAGE_ID_POSITIONAL.finding(
-            f"image_id runs from {ids.min()} to {ids.max()} without a gap, one number per image: "
-            "a counter, not the source's identifiers (file name stems, COCO ids)",
-            count=self.n_images, severity="warning",
-            examples=self._rows(row < 5, "image_id", "caption", limit=5))
-
-    def groups_have_expected_size(self) -> Finding | None:
-        too_small = pl.col("size") < self.min_group
-        too_big = pl.col("size") > self.max_group if self.max_group is not None else pl.lit(False)
-        bad = self.groups.filter(too_small | too_big)
-        if bad.height == 0:
-            return None
-        wanted = (f"{self.min_group}..{self.max_group}" if self.max_group is not None
-                  else f">= {self.min_group}")
+            _positional(m, lazy), count=frame.height,
+            examples=_rows(frame, pl.Series(range(min(5, frame.height))), "image_id",
+                           "source_row"))
+    if check == "image_ids_are_not_an_image_counter":
+        low, high = m.counts["number_min"], m.counts["number_max"]
+        return IMAGE_ID_POSITIONAL.finding(
+            f"image_id runs from {low} to {high} without a gap, one number per image: a counter, "
+            "not the source's identifiers (file name stems, COCO ids)",
+            count=m.n_images, severity="warning",
+            examples=_rows(frame, pl.Series(range(min(5, frame.height))), "image_id",
+                           "caption"))
+    if check == "groups_have_expected_size":
+        bad = m.groups_out_of_range()
         histogram = dict(bad.group_by("size").len().sort("size").iter_rows())
         shown = bad.select("match_id", "size").head(10)
         # The image id traces a group back to the source; looked up for the shown groups only.
-        image_of = (self.frame.filter(pl.col("match_id").is_in(shown["match_id"].implode()))
-                    .group_by("match_id").agg(pl.col("image_id").first()))
+        image_of = (frame.filter(pl.col("match_id").fill_null(-1)
+                                 .is_in(shown["match_id"].implode()))
+                    .group_by(pl.col("match_id").fill_null(-1))
+                    .agg(pl.col("image_id").first()))
         examples = shown.join(image_of, on="match_id", how="left", maintain_order="left")
         return GROUP_SIZE_OUT_OF_RANGE.finding(
-            f"{bad.height} group(s) outside the expected size {wanted} (sizes: {histogram})",
-            count=bad.height,
+            f"{bad.height} group(s) outside the expected size {limits.group_range()} "
+            f"(sizes: {histogram})", count=bad.height,
             examples=examples.select("match_id", "image_id", "size").to_dicts())
-
-    def _images_map_to_one_group(self) -> bool:
-        """True when image_id -> match_id is one-to-one (the fast path of two rules)."""
-        if not hasattr(self, "_one_to_one"):
-            self._one_to_one = (not self.groups["images_differ"].any()
-                                and self.n_images == self.groups.height)
-        return self._one_to_one
-
-    def one_match_id_per_image(self) -> Finding | None:
-        if self._images_map_to_one_group():
-            return None
-        per_group = self.groups.filter("images_differ")["match_id"]
-        with_row = self.frame.with_row_index("row")
-        per_image = (with_row.group_by("image_id")
-                     .agg(match_ids=pl.col("match_id").unique().sort(), first=pl.col("row").min())
-                     .filter(pl.col("match_ids").list.len() > 1).sort("first").drop("first"))
-        examples = per_image.head(5).to_dicts() + (
-            with_row.filter(pl.col("match_id").is_in(per_group.head(5).implode()))
-            .group_by("match_id").agg(image_ids=pl.col("image_id").unique().sort().head(5))
-            .sort("match_id").to_dicts())
-        count = per_image.height + per_group.len()
-        if count == 0:
-            return None
+    if check == "one_match_id_per_image":
+        per_image, per_group, count = _inconsistent(m, lazy)
         return MATCH_ID_INCONSISTENT.finding(
-            f"{per_image.height} image_id(s) under several match_ids, {per_group.len()} "
-            "match_id(s) covering several image_ids", count=count, examples=examples)
-
-    def no_image_in_two_splits(self) -> Finding | None:
-        if self._images_map_to_one_group() and not self.groups["splits_differ"].any():
-            return None
-        leaked = (self.frame.filter(pl.col("split").is_not_null())
-                  .group_by("image_id").agg(splits=pl.col("split").unique().sort())
-                  .filter(pl.col("splits").list.len() > 1).sort("image_id"))
-        if leaked.height == 0:
-            return None
+            f"{per_image.height} image_id(s) under several match_ids, {per_group.height} "
+            "match_id(s) covering several image_ids", count=count,
+            examples=per_image.head(5).to_dicts() + per_group.head(5).with_columns(
+                pl.col("image_ids").list.head(5)).to_dicts())
+    if check == "no_image_in_two_splits":
+        leaked = _leaked(m, lazy)
         return SPLIT_LEAKAGE.finding(f"{leaked.height} image(s) appear in more than one split",
                                      count=leaked.height, examples=leaked.head(10).to_dicts())
-
-    def _repeated_captions(self) -> pl.DataFrame:
-        """Rows whose normalised caption occurs more than once (usually a small share)."""
-        if not hasattr(self, "_repeated"):
-            lean = self.lean.with_row_index("row")
-            self._repeated = lean.filter(lean["caption"].is_duplicated())
-        return self._repeated
-
-    def no_duplicate_caption_in_group(self) -> Finding | None:
-        repeated = self._repeated_captions()
-        in_group = repeated.filter(pl.len().over("caption", "match_id") > 1)
-        extra = in_group.height - in_group.select(pl.struct("caption", "match_id")
-                                                  .n_unique()).item()
-        if extra == 0:
-            return None
-        rows = in_group.sort("row")["row"].head(10)
-        examples = self.frame.with_row_index("row")[rows].select("row", "match_id", "caption")
+    if check == "no_duplicate_caption_in_group":
+        in_group = m.repeated_in_group()
+        extra = in_group.height - in_group.select(pl.struct("key", "match_id").n_unique()).item()
         return CAPTION_DUPLICATE_IN_GROUP.finding(
             f"{extra} caption(s) repeat another caption of the same group", count=extra,
-            examples=examples.to_dicts())
-
-    def no_caption_shared_across_groups(self) -> Finding | None:
-        shared = (self._repeated_captions().group_by("caption")
-                  .agg(match_ids=pl.col("match_id").unique().sort(), row=pl.col("row").min())
-                  .filter(pl.col("match_ids").list.len() > 1).sort("row"))
-        if shared.height == 0:
-            return None
-        texts = self.frame["caption"].gather(shared["row"].head(10))
+            examples=_rows(frame, in_group["row"], "match_id", "caption"))
+    if check == "no_caption_shared_across_groups":
+        shared = m.shared_keys()
+        texts = frame["caption"].gather(shared["row"].head(10))
         examples = [{"caption": text, "match_ids": ids[:5]} for text, ids in
                     zip(texts.to_list(), shared["match_ids"].head(10).to_list(), strict=True)]
         return CAPTION_SHARED_ACROSS_GROUPS.finding(
             f"{shared.height} normalised caption(s) occur under more than one group: "
             "false negatives for InfoNCE", count=shared.height, examples=examples)
+    if check == "captions_have_no_control_characters":
+        rows = frame["caption"].str.contains(CONTROL_CHARACTER).fill_null(False).arg_true()
+        examples = _rows(frame, rows, "image_id", "source_row", "caption")
+        for example in examples:
+            example["characters"] = sorted({f"U+{ord(c):04X}" for c in example["caption"]
+                                            if ord(c) < 32 or ord(c) == 127})
+        return CAPTION_CONTROL_CHARACTER.finding(
+            f"{rows.len()} caption(s) hold a control character (TAB, newline, ...)",
+            count=rows.len(), examples=examples)
+    if check == "captions_hold_no_record_key":
+        rows = frame["caption"].str.contains(RECORD_KEY).fill_null(False).arg_true()
+        examples = _rows(frame, rows, "image_id", "source_row", "caption")
+        for example in examples:
+            example["record_key"] = (pl.Series([example["caption"]])
+                                     .str.extract(f"({RECORD_KEY})").item())
+        return CAPTION_HOLDS_RECORD_KEY.finding(
+            f"{rows.len()} caption(s) hold a second record key (two records read as one)",
+            count=rows.len(), examples=examples)
+    if check == "captions_have_plausible_length":
+        short, long = m.counts["too_short"], m.counts["too_long"]
+        rows = frame.select(_implausible_length(limits)).to_series().arg_true()
+        examples = (frame.with_row_index("row")[rows.head(10)]
+                    .select("row", "image_id", "source_row",
+                            pl.col("caption").str.head(80),
+                            length=pl.col("caption").str.len_chars()).to_dicts())
+        return CAPTION_LENGTH_IMPLAUSIBLE.finding(
+            f"{short} caption(s) shorter than {limits.min_caption_chars} characters, {long} "
+            f"longer than {limits.max_caption_chars}", count=short + long, examples=examples)
+    raise AssertionError(f"no finding for check {check}")
+
+
+CHECK_ORDER = ("captions_are_not_empty", "groups_are_not_all_unique",
+               "image_ids_are_not_row_numbers", "image_ids_are_not_an_image_counter",
+               "groups_have_expected_size", "one_match_id_per_image", "no_image_in_two_splits",
+               "no_duplicate_caption_in_group", "no_caption_shared_across_groups",
+               "captions_have_no_control_characters", "captions_hold_no_record_key",
+               "captions_have_plausible_length")
+"""The model's dataframe checks, in the order findings are listed."""
 
 
 def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_group: int = 2,
-                           max_group: int | None = None,
-                           max_singleton_share: float = 0.9) -> Report:
-    """Run every rule on an in-memory caption table."""
-    rules = CaptionRules(frame, min_group=min_group, max_group=max_group,
-                         max_singleton_share=max_singleton_share)
-    findings = [f for f in (rule() for rule in rules.rules()) if f is not None]
-    sizes = rules.groups["size"]
-    stats = {"rows": frame.height, "images": rules.n_images,
-             "groups": rules.groups.height,
+                           max_group: int | None = None, max_singleton_share: float = 0.9,
+                           min_caption_chars: int = 2,
+                           max_caption_chars: int = 1000) -> Report:
+    """Run ``CaptionTable`` (lazily, every check) on an in-memory table; failures become findings.
+
+    Raises:
+        InputError: a column is missing or has another dtype than the contract's (every
+            mismatch named, with the expected columns).
+    """
+    if problems := schema_problems(frame.schema):
+        raise InputError(target, "does not match the caption table contract: "
+                         f"{'; '.join(problems)}. Expected columns {expected_columns()}")
+    model = caption_table_model(min_group, max_group, max_singleton_share=max_singleton_share,
+                                min_caption_chars=min_caption_chars,
+                                max_caption_chars=max_caption_chars)
+    run: dict = {}
+    token = _RUN.set(run)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SchemaWarning)
+            model.validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        unexpected = [e for e in exc.schema_errors
+                      if getattr(e.check, "name", e.check) not in (*CHECK_ORDER, "not_nullable")]
+        if unexpected:  # a dtype or column problem schema_problems did not foresee
+            raise InputError(target, f"does not match the caption table contract: {exc}") from exc
+    finally:
+        _RUN.reset(token)
+    measurements = run.get("measurements") or CaptionMeasurements.of(frame.lazy(), model._limits)
+    failed = run.get("failed", set())
+    findings = [f for f in [_nulls_finding(frame, measurements)] if f is not None]
+    findings += [_findings(check, frame, measurements) for check in CHECK_ORDER
+                 if check in failed]
+    sizes = measurements.groups["size"]
+    stats = {"rows": frame.height, "images": measurements.n_images,
+             "groups": measurements.groups.height,
              "group_size_min": int(sizes.min()) if sizes.len() else 0,
              "group_size_max": int(sizes.max()) if sizes.len() else 0,
              "singleton_groups": int((sizes == 1).sum())}
@@ -299,8 +703,9 @@ def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_
 
 
 def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | None = None,
-                      max_singleton_share: float = 0.9) -> Report:
-    """Validate a caption table file (Parquet).
+                      max_singleton_share: float = 0.9, min_caption_chars: int = 2,
+                      max_caption_chars: int = 1000) -> Report:
+    """Validate a caption table file (Parquet or CSV; ``"-"`` reads standard input).
 
     Example:
         >>> report = validate_captions("captions.parquet", min_group=5, max_group=7)
@@ -308,5 +713,13 @@ def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | 
     """
     # image_path is part of the contract but no rule reads its values: skip its bytes
     frame = read_caption_table(path, columns=[c for c in CAPTION_SCHEMA if c != "image_path"])
-    return validate_caption_frame(frame, str(path), min_group=min_group, max_group=max_group,
-                                  max_singleton_share=max_singleton_share)
+    return validate_caption_frame(frame, "<stdin>" if str(path) == "-" else str(path),
+                                  min_group=min_group, max_group=max_group,
+                                  max_singleton_share=max_singleton_share,
+                                  min_caption_chars=min_caption_chars,
+                                  max_caption_chars=max_caption_chars)
+
+
+__all__ = ["CaptionTable", "CaptionTableRules", "CaptionLimits", "CaptionMeasurements",
+           "caption_table_model", "normalised_caption", "validate_caption_frame",
+           "validate_captions"]

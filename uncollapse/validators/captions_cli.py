@@ -8,21 +8,29 @@ from uncollapse.cli_report import report_options
 
 
 @click.command("captions")
-@click.argument("table", type=click.Path(dir_okay=False))
+@click.argument("table", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--group-size", type=int, help="Every group must have exactly this many captions.")
 @click.option("--min-group", type=int, default=None,
               help="Smallest acceptable group (default 2: a group of one has no positive).")
 @click.option("--max-group", type=int, default=None, help="Largest acceptable group.")
 @click.option("--max-singleton-share", type=float, default=0.9, show_default=True,
               help="GROUPS_ALL_UNIQUE when at least this share of groups holds one row.")
+@click.option("--min-caption-chars", type=int, default=2, show_default=True,
+              help="Shorter captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
+@click.option("--max-caption-chars", type=int, default=1000, show_default=True,
+              help="Longer captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
 @click.option("--quiet", is_flag=True, help="No spinner while checking.")
 @report_options
-def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share, quiet):
-    """Check a caption table: schema, grouping, positional ids, split leakage, duplicates.
+def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share,
+                              min_caption_chars, max_caption_chars, quiet):
+    """Check a caption table (Parquet or CSV; - reads standard input) against the pandera
+    model CaptionTable: schema, grouping, positional ids, split leakage, duplicates, caption text.
 
     Example:
         uncollapse validate captions captions.parquet --group-size 5
         uncollapse validate captions captions.parquet --min-group 5 --max-group 7 --format github
+        uncollapse validate captions captions.csv
+        cat captions.parquet | uncollapse validate captions -
     """
     from uncollapse.progress import status
     from uncollapse.validators.captions import validate_captions as run
@@ -31,7 +39,8 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
         min_group = max_group = group_size
     with status(f"checking {table}", quiet=quiet):
         return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
-                   max_singleton_share=max_singleton_share)
+                   max_singleton_share=max_singleton_share, min_caption_chars=min_caption_chars,
+                   max_caption_chars=max_caption_chars)
 
 
 @click.command("match-ids")

@@ -9,8 +9,15 @@ import numpy as np
 from uncollapse.data.captions.contract import read_caption_table
 from uncollapse.errors import ToolError
 from uncollapse.report import Code, Report
-from uncollapse.validators.captions import GROUPS_ALL_UNIQUE
 
+# Defined here, not beside the other caption rules, so that `diagnose match-ids` does not import
+# pandera; uncollapse.validators.captions imports it.
+GROUPS_ALL_UNIQUE = Code(
+    "GROUPS_ALL_UNIQUE", "error",
+    "Every match_id (or almost every one) holds a single row, so contrastive batches have no "
+    "positive pairs.",
+    "Take image_id from the source's own identifier (file name stem, img_id, COCO image_id), "
+    "never a loop counter; rebuild with `uncollapse build captions`.")
 FEW_POSITIVES_IN_RANDOM_BATCHES = Code(
     "FEW_POSITIVES_IN_RANDOM_BATCHES", "warning",
     "Uniformly random batches of this size often hold no positive pair, so a shuffling "
@@ -91,4 +98,5 @@ def diagnose_match_ids(path: str | Path, *, batch_size: int, seed: int = 0,
                                    max_batches=max_batches)
 
 
-__all__ = ["diagnose_match_ids", "diagnose_match_id_array", "random_batch_positives"]
+__all__ = ["GROUPS_ALL_UNIQUE", "diagnose_match_ids", "diagnose_match_id_array",
+           "random_batch_positives"]
