@@ -30,6 +30,9 @@ EXTRA_OF_MODULE = {
     "datasets": "hf",
     "sentence_transformers": "encoders",
     "tensorboard": "tensorboard",
+    "matplotlib": "plots",
+    "fastapi": "serve",
+    "uvicorn": "serve",
 }
 """Top-level module -> the extra that installs it."""
 

@@ -1,7 +1,7 @@
 """Collapse diagnostics: metrics, ``diagnose_embeddings`` and training-time guards.
 
-Names are imported on first use, so that importing this package (or its command line) does
-not load torch.
+Needs torch (extra ``torch``): importing this package without it raises ``MissingExtra``
+with the command that installs it.
 
 - ``uncollapse.validators.collapse.metrics``: the metric functions (numpy or torch in, on any
   device; floats out).
@@ -11,21 +11,19 @@ not load torch.
   and ``LossGuard`` (stop on a non-finite loss or a term below its lower bound).
 """
 
-from __future__ import annotations
+from uncollapse.extras import require
 
-import importlib
+require("torch", "torch", "the collapse diagnostics")
 
-_EXPORTS = {
-    "diagnose_embeddings": "diagnose", "Thresholds": "diagnose",
-    "CollapseMonitor": "monitor", "CollapseError": "monitor", "CollapseWarning": "monitor",
-    "LossGuard": "monitor", "LossGuardError": "monitor",
-}
+from uncollapse.validators.collapse import metrics  # noqa: E402
+from uncollapse.validators.collapse.diagnose import Thresholds, diagnose_embeddings  # noqa: E402
+from uncollapse.validators.collapse.monitor import (  # noqa: E402
+    CollapseError,
+    CollapseMonitor,
+    CollapseWarning,
+    LossGuard,
+    LossGuardError,
+)
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard", "LossGuardError",
+           "Thresholds", "diagnose_embeddings", "metrics"]
