@@ -44,7 +44,7 @@ def test_monitor_measures_every_n_steps_and_returns_the_metrics():
 
 
 def test_monitor_raises_naming_the_step_and_code():
-    monitor = CollapseMonitor(every=5, on_finding="raise")
+    monitor = CollapseMonitor(every=5, warmup=0, on_finding="raise")
     _, targets = batch(1)
     with pytest.raises(CollapseError, match="step 15.*MEAN_VECTOR_COLLAPSE") as caught:
         monitor.update(15, collapsed(targets), targets)
@@ -53,7 +53,7 @@ def test_monitor_raises_naming_the_step_and_code():
 
 
 def test_monitor_can_warn_instead_and_still_returns_the_metrics():
-    monitor = CollapseMonitor(every=1, on_finding="warn")
+    monitor = CollapseMonitor(every=1, warmup=0, on_finding="warn")
     _, targets = batch(2)
     with pytest.warns(CollapseWarning, match="MEAN_VECTOR_COLLAPSE"):
         values = monitor(7, collapsed(targets), targets)
@@ -64,14 +64,14 @@ def test_monitor_acts_on_warnings_only_when_asked():
     outputs, targets = batch(3)
     shrunk = 0.3 * outputs
     assert CollapseMonitor(every=1)(0, shrunk, targets)["std_ratio_median"] < 0.5
-    strict = CollapseMonitor(every=1, severities=("error", "warning"))
+    strict = CollapseMonitor(every=1, warmup=0, severities=("error", "warning"))
     with pytest.raises(CollapseError, match="MOMENT_MISMATCH"):
         strict(0, shrunk, targets)
 
 
 def test_monitor_thresholds_are_passed_through():
     outputs, targets = batch(4)
-    monitor = CollapseMonitor(every=1, thresholds=Thresholds(mean_vector_margin=2.0))
+    monitor = CollapseMonitor(every=1, warmup=0, thresholds=Thresholds(mean_vector_margin=2.0))
     with pytest.raises(CollapseError, match="MEAN_VECTOR_COLLAPSE"):
         monitor(0, outputs, targets)
 
@@ -88,10 +88,27 @@ def test_monitor_leaves_the_autograd_graph_alone():
 def test_monitor_takes_slots_and_numpy():
     slots = np.repeat(np.random.default_rng(6).normal(size=(32, 1, 16)), 4, axis=1)
     with pytest.raises(CollapseError, match="SLOTS_IDENTICAL"):
-        CollapseMonitor(every=1)(0, slots)
+        CollapseMonitor(every=1, warmup=0)(0, slots)
 
 
-@pytest.mark.parametrize("kwargs", [{"every": 0}, {"on_finding": "ignore"}])
+def test_monitor_gives_no_verdict_during_the_warm_up_but_records_the_metrics():
+    torch.manual_seed(0)
+    targets = torch.randn(256, 32)
+    untrained = torch.nn.Linear(32, 32)(targets + 0.1 * torch.randn_like(targets)).detach()
+    monitor = CollapseMonitor(every=200, on_finding="raise")  # the default warm-up: 1000 steps
+    assert monitor.warmup == 1000
+    values = monitor(0, untrained, targets)  # an untrained model: a finding, no verdict yet
+    assert "MEAN_VECTOR_COLLAPSE" in monitor.last_report.codes()
+    assert values["mean_vector_margin"] < 0.02
+    monitor(800, untrained, targets)
+    assert [step for step, _ in monitor.history] == [0, 800]
+    with pytest.raises(CollapseError, match="step 1000.*MEAN_VECTOR_COLLAPSE"):
+        monitor(1000, untrained, targets)
+    with pytest.raises(CollapseError, match="step 0"):
+        CollapseMonitor(every=200, warmup=0)(0, untrained, targets)
+
+
+@pytest.mark.parametrize("kwargs", [{"every": 0}, {"on_finding": "ignore"}, {"warmup": -1}])
 def test_monitor_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         CollapseMonitor(**kwargs)

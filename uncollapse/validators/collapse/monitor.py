@@ -2,7 +2,7 @@
 
 A trainer calls both from its loop::
 
-    monitor = CollapseMonitor(every=200, on_finding="raise")
+    monitor = CollapseMonitor(every=200, on_finding="raise")   # no verdict before step 1000
     guard = LossGuard({"diversity": 0.0})
     for step, batch in enumerate(loader):
         outputs, targets = model(batch), batch.targets
@@ -43,6 +43,10 @@ class CollapseMonitor:
 
     Args:
         every: measure on steps that are multiples of ``every`` (step 0 included).
+        warmup: no verdict before this step (default 1000): an untrained model's outputs sit
+            near their mean vector, which is a collapse finding at step 0. Checks during the
+            warm-up are still measured and recorded (``history``, ``last_report``, the returned
+            metrics); they only do not raise or warn. ``warmup=0`` judges from the first check.
         on_finding: ``"raise"`` (``CollapseError``) or ``"warn"`` (``CollapseWarning``).
         severities: finding severities that trigger it (default errors only; add
             ``"warning"`` to act on MOMENT_MISMATCH too).
@@ -56,18 +60,21 @@ class CollapseMonitor:
     ``torch.no_grad`` on their own device.
 
     Example:
-        >>> monitor = CollapseMonitor(every=100, on_finding="warn")
+        >>> monitor = CollapseMonitor(every=100, warmup=500, on_finding="warn")
         >>> metrics = monitor(step, outputs, targets)   # {"effective_rank": ..., ...}
     """
 
-    def __init__(self, every: int = 100, *, on_finding: str = "raise",
+    def __init__(self, every: int = 100, *, warmup: int = 1000, on_finding: str = "raise",
                  severities: tuple[str, ...] = ("error",), thresholds: Thresholds | None = None,
                  max_samples: int | None = 2048, seed: int = 0):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be a step >= 0, got {warmup}")
         if on_finding not in ("raise", "warn"):
             raise ValueError(f"on_finding must be 'raise' or 'warn', got {on_finding!r}")
-        self.every, self.on_finding, self.severities = every, on_finding, tuple(severities)
+        self.every, self.warmup = every, warmup
+        self.on_finding, self.severities = on_finding, tuple(severities)
         self.thresholds = thresholds or Thresholds()
         self.max_samples, self.seed = max_samples, seed
         self.last_report: Report | None = None
@@ -90,7 +97,7 @@ class CollapseMonitor:
                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
         self.history.append((step, values))
         triggered = [f for f in report.findings if f.severity in self.severities]
-        if triggered:
+        if triggered and step >= self.warmup:
             error = CollapseError(step, report, triggered)
             if self.on_finding == "raise":
                 raise error
