@@ -9,6 +9,8 @@ from uncollapse.extras import require
 require("torch", "torch", "the samplers and datasets")
 
 from uncollapse.data.attributes.dataset import AttributeFlipDataset  # noqa: E402
+from uncollapse.data.captions.dataset import CaptionDataset  # noqa: E402
+from uncollapse.data.scenes.dataset import SceneDataset  # noqa: E402
 from uncollapse.data.sequences.dataset import (  # noqa: E402
     SequenceBatch,
     SequenceDataset,
@@ -19,6 +21,6 @@ from uncollapse.samplers.collate import GroupedCollate, positive_mask  # noqa: E
 from uncollapse.samplers.diverse import DiverseBatchSampler  # noqa: E402
 from uncollapse.samplers.grouped import GroupedBatchSampler  # noqa: E402
 
-__all__ = ["AttributeFlipDataset", "DiverseBatchSampler", "GroupedBatchSampler",
-           "GroupedCollate", "HardNegativeSequenceDataset", "SequenceBatch", "SequenceDataset",
-           "collate_batch", "positive_mask"]
+__all__ = ["AttributeFlipDataset", "CaptionDataset", "DiverseBatchSampler",
+           "GroupedBatchSampler", "GroupedCollate", "HardNegativeSequenceDataset",
+           "SceneDataset", "SequenceBatch", "SequenceDataset", "collate_batch", "positive_mask"]

@@ -1,6 +1,12 @@
-"""The scene file contract: ``images`` [N, H, W, 3] uint8, ``masks`` [N, H, W] uint8 (0 is
-background, 1..K objects), ``num_objects`` [N] int8, in an NPZ that loads without pickle
-(docs/data-contracts.md, "Scene file")."""
+"""The scene file contract: synthetic scenes for object-centric (slot attention) training.
+
+A scene file is one NPZ of plain arrays (it loads with ``allow_pickle=False``); scene ``i`` is
+row ``i`` of every array. ``images`` holds the RGB pixels, ``masks`` the object each pixel
+shows (0 is background, 1..``num_objects[i]`` the objects, each visible), ``num_objects`` how
+many objects the scene holds. ``SCENE_ARRAYS`` is the one definition of the arrays; the
+builder writes them, ``uncollapse validate scenes`` checks them and ``SceneDataset``
+(``uncollapse.data.scenes.dataset``) serves them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.spec import ArraySpec
 from uncollapse.errors import InputError
 
-SCENE_KEYS = ("images", "masks", "num_objects")
+SCENE_ARRAYS: dict[str, ArraySpec] = {
+    "images": ArraySpec("[N, H, W, 3]", "uint8", "RGB pixels of each scene, 0..255"),
+    "masks": ArraySpec("[N, H, W]", "uint8", "the object each pixel shows: 0 background, "
+                       "1..num_objects the objects (each with at least a few visible pixels)"),
+    "num_objects": ArraySpec("[N]", "int8", "objects in each scene, 1..K"),
+}
+"""Array name -> its shape, dtype and meaning; N scenes of H x W pixels, at most K objects."""
 
 
 @dataclass
