@@ -22,7 +22,7 @@ from uncollapse.errors import InputError
 SCENE_ARRAYS: dict[str, ArraySpec] = {
     "images": ArraySpec("[N, H, W, 3]", "uint8", "RGB pixels of each scene, 0..255"),
     "masks": ArraySpec("[N, H, W]", "uint8", "the object each pixel shows: 0 background, "
-                       "1..num_objects the objects (each with at least a few visible pixels)"),
+                       "1..num_objects the objects, each one visible"),
     "num_objects": ArraySpec("[N]", "int8", "objects in each scene, 1..K"),
 }
 """Array name -> its shape, dtype and meaning; N scenes of H x W pixels, at most K objects."""

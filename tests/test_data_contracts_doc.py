@@ -1,0 +1,56 @@
+"""docs/data-contracts.md is generated from the contracts' definitions and kept in sync."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from uncollapse.data.captions.contract import CAPTION_SCHEMA
+from uncollapse.data.contracts_doc import COMMAND, array_table, contracts_markdown
+from uncollapse.data.scenes.contract import SCENE_ARRAYS
+from uncollapse.data.sequences.contract import COMPACT_ARRAYS, DENSE_ARRAYS
+from uncollapse.data.spec import ArraySpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "data-contracts.md"
+
+
+def test_docs_file_is_what_the_generator_writes():
+    assert DOC.read_text() == contracts_markdown(), (
+        f"docs/data-contracts.md is stale: run {COMMAND}")
+
+
+def test_module_run_prints_the_document():
+    out = subprocess.run([sys.executable, "-m", "uncollapse.data.contracts_doc"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert out == contracts_markdown()
+
+
+def test_every_contract_entry_is_listed_with_its_dtype():
+    doc = contracts_markdown()
+    for name, dtype in CAPTION_SCHEMA.items():
+        assert f"| `{name}` | {dtype} |" in doc
+    for arrays in (SCENE_ARRAYS, DENSE_ARRAYS, COMPACT_ARRAYS):
+        for name, spec in arrays.items():
+            assert f"| `{name}` | {spec.shape} | {spec.dtype} |" in doc
+    for title in ("## Caption table", "## Attribute table", "## Scene file", "## Sequence file"):
+        assert title in doc  # the section names other docs and docstrings point to
+    assert "| `identity` | Int64 | yes |" in doc
+    assert "| every other column | Int8 | no | one attribute, 0 or 1 |" in doc
+
+
+def test_array_table_escapes_pipes_and_marks_optional_arrays():
+    lines = array_table({"x": ArraySpec("[N]", "int8", "a | b", required=False)})
+    assert lines[-1] == "| `x` | [N] | int8 | no | a \\| b |"
+
+
+def test_a_changed_contract_changes_the_document(monkeypatch):
+    import uncollapse.data.contracts_doc as contracts_doc
+
+    before = contracts_markdown()
+    monkeypatch.setitem(contracts_doc.SCENE_ARRAYS, "depth",
+                        ArraySpec("[N, H, W]", "float32", "distance to the camera"))
+    after = contracts_markdown()
+    assert after != before
+    assert "| `depth` | [N, H, W] | float32 | yes | distance to the camera |" in after
