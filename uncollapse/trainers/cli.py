@@ -160,4 +160,44 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
     click.echo(json.dumps(evaluation, indent=2, default=str))
 
 
-COMMANDS = {"": [train_group, evaluate_command]}
+@click.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report_command(run_dir):
+    """Plot a run: PNG curves of every loss term and monitor, a PCA projection of predictions
+    against targets, and RUN_DIR/report/index.html with all of them (extra: plots).
+
+    Example:
+        uncollapse report runs/lvm
+    """
+    from uncollapse.extras import require
+
+    require("matplotlib", "plots", "uncollapse report")
+    from uncollapse.trainers.plots import write_report
+
+    click.echo(str(write_report(run_dir)))
+
+
+@click.command("serve")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+def serve_command(run_dir, host, port, device):
+    """Serve a trained LVM run over HTTP: POST /predict with context vectors and
+    "output": "decoder" (y_dec, raw scale) or "cosine" (y_cos); GET /health (extra: serve).
+
+    Example:
+        uncollapse serve runs/lvm --port 8000
+        curl -s localhost:8000/predict -H 'content-type: application/json' \\
+            -d '{"context": [[0.1, ...], ...], "output": "decoder"}'
+    """
+    from uncollapse.extras import require
+
+    require("fastapi", "serve", "uncollapse serve")
+    uvicorn = require("uvicorn", "serve", "uncollapse serve")
+    from uncollapse.trainers.serve import create_app
+
+    uvicorn.run(create_app(run_dir, device), host=host, port=port, log_level="warning")
+
+
+COMMANDS = {"": [train_group, evaluate_command, report_command, serve_command]}

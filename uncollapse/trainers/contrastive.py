@@ -171,24 +171,25 @@ class ContrastiveRecipe(Recipe):
         config, table = self.config, self.table
         n = len(table["match_id"])
         text = load_features(config.text_features, n, "text features")
-        self.text = torch.from_numpy(np.asarray(text, dtype=np.float32)).to(self.device)
+        self.text = torch.tensor(np.asarray(text), dtype=torch.float32, device=self.device)
         self.match_id = torch.from_numpy(table["match_id"]).to(self.device)
         if config.image_features:
             images, group_row = image_rows(config.image_features, table)
-            self.images = torch.from_numpy(np.asarray(images, dtype=np.float32)).to(self.device)
+            self.images = torch.tensor(np.asarray(images), dtype=torch.float32,
+                                       device=self.device)
             self.group_row = torch.from_numpy(group_row).to(self.device)
         else:
             self.images = self.group_row = None
         held_out = held_out_mask(table, config.eval_split, config.eval_fraction, config.seed)
         self.train_rows_np = np.flatnonzero(~held_out)
         self.eval_rows_np = np.flatnonzero(held_out)
-        if len(self.train_rows_np) == 0 and config.steps != 0:
-            raise ValueError(f"no training rows: every row of {config.captions} is held out "
-                             f"(eval_split {config.eval_split!r})")
         self.train_rows = torch.from_numpy(self.train_rows_np).to(self.device)
         self.eval_rows = torch.from_numpy(self.eval_rows_np).to(self.device)
         self.per_group = config.per_group
         train_groups = table["match_id"][self.train_rows_np]
+        if len(train_groups) == 0:  # evaluation only (eval_split "all")
+            self.sampler = None
+            return
         if config.force and np.bincount(np.unique(train_groups, return_inverse=True)[1]).max() \
                 < config.per_group:
             # broken grouping, trained anyway: every row is its own group of one
@@ -218,7 +219,7 @@ class ContrastiveRecipe(Recipe):
             same = groups[:, None] == groups[None, :]
             loss = multi_positive_infonce(logits, same & ~eye, candidates=~eye)
             terms = {"infonce": loss}
-            probe = {"outputs": text.detach(), "groups": groups}
+            probe = {"outputs": text.detach(), "labels": groups}
         else:
             # rows of a group sit next to each other: group g holds rows g*k .. g*k+k-1
             first = rows[::k]
@@ -237,7 +238,8 @@ class ContrastiveRecipe(Recipe):
         return StepOutput(loss, terms, probe)
 
     def monitor(self, probe: dict) -> dict:
-        outputs, groups = probe["outputs"].float(), probe["groups"]
+        outputs = probe["outputs"].float()
+        groups = probe["groups"] if "groups" in probe else probe["labels"]
         same = groups[:, None] == groups[None, :]
         if "targets" in probe:
             targets = probe["targets"].float()

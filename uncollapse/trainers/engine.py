@@ -70,6 +70,9 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
 
     # data on the device, model, optimiser -------------------------------------------------
     recipe.setup()
+    if recipe.sampler is None:
+        raise ValueError("no training rows: the evaluation split holds every row; choose "
+                         "another eval split")
     model = recipe.build_model().to(device)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -204,7 +207,7 @@ def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict) -
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             values = monitor.update(step, outputs.float(), _float_or_none(probe.get("targets")),
-                                    groups=probe.get("groups"))
+                                    labels=probe.get("labels"), groups=probe.get("groups"))
         for warning in caught:
             warnings.warn(warning.message, warning.category, stacklevel=2)
     except CollapseError:

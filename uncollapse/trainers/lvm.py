@@ -67,14 +67,14 @@ class LVMRecipe(Recipe):
                      else np.arange(len(doc_ids)))
         self.positions = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(device)
         if data.form == "compact":
-            self.vectors = torch.from_numpy(np.asarray(data.vectors, dtype=np.float32)).to(device)
+            self.vectors = torch.tensor(np.asarray(data.vectors), dtype=torch.float32, device=device)
             self.target_rows = torch.from_numpy(np.asarray(data.target_rows)).to(device)
             self.offsets = torch.arange(-self.context_length, 0, device=device)
         else:
-            self.contexts = torch.from_numpy(
-                np.asarray(data.context_sequences, dtype=np.float32)).to(device)
-            self.targets_dense = torch.from_numpy(
-                np.asarray(data.target_vectors, dtype=np.float32)).to(device)
+            self.contexts = torch.tensor(np.asarray(data.context_sequences),
+                                         dtype=torch.float32, device=device)
+            self.targets_dense = torch.tensor(np.asarray(data.target_vectors),
+                                              dtype=torch.float32, device=device)
         train_targets = self.target(self.train_samples)
         self.target_mean = train_targets.mean(dim=0)
         self.target_std = train_targets.std(dim=0)

@@ -31,7 +31,8 @@ class StepOutput:
     """One step's result: the loss to minimise, its named terms, and what the monitors read.
 
     ``probe`` holds detached tensors of this batch for the collapse monitor: ``outputs``
-    (required), and optionally ``targets`` and ``groups``.
+    (required), and optionally ``targets``, ``groups`` (which targets are positives of a row)
+    and ``labels`` (a class per row, without targets).
     """
 
     loss: torch.Tensor
@@ -45,6 +46,7 @@ class Recipe:
 
     name = "recipe"
     lower_bounds: dict[str, float] = {}
+    sampler = None
 
     def __init__(self, config, device: torch.device):
         self.config = config
