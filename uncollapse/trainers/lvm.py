@@ -67,7 +67,8 @@ class LVMRecipe(Recipe):
                      else np.arange(len(doc_ids)))
         self.positions = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(device)
         if data.form == "compact":
-            self.vectors = torch.tensor(np.asarray(data.vectors), dtype=torch.float32, device=device)
+            self.vectors = torch.tensor(np.asarray(data.vectors), dtype=torch.float32,
+                                        device=device)
             self.target_rows = torch.from_numpy(np.asarray(data.target_rows)).to(device)
             self.offsets = torch.arange(-self.context_length, 0, device=device)
         else:
