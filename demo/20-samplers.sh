@@ -32,3 +32,25 @@ for epoch in range(2):
 batch = next(iter(loader))
 print("first batch, first image:", batch["match_id"][:5].tolist(), batch["caption"][0])
 PY
+
+banner "samplers: a loop that stops after len(loader) batches still gets a new plan each epoch"
+show "python: no set_epoch, break after len(loader) batches (as PyTorch Lightning does)"
+python - "$DEMO_OUT/captions.parquet" <<'PY'
+import sys
+
+import polars as pl
+from torch.utils.data import DataLoader
+
+from uncollapse.samplers import GroupedBatchSampler
+
+match_id = pl.read_parquet(sys.argv[1], columns=["match_id"])["match_id"].to_numpy()
+sampler = GroupedBatchSampler(match_id, batch_size=50, per_group=5, seed=0)
+loader = DataLoader(range(len(match_id)), batch_sampler=sampler)
+for epoch in range(3):
+    for step, batch in enumerate(loader):
+        if step == 0:
+            first = batch[:5].tolist()
+        if step + 1 == len(loader):
+            break
+    print(f"pass {epoch}: sampler epoch {sampler.epoch}, first rows of the first batch {first}")
+PY

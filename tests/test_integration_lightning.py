@@ -79,9 +79,12 @@ def test_lightning_hook_re_creation_passes_the_rank_through_sampler():
     assert list(sampler) == list(expected)
 
 
-def test_set_epoch_where_lightning_and_accelerate_call_it_selects_the_plan():
-    sampler = grouped_loader().batch_sampler
-    sampler.sampler.set_epoch(4)  # Lightning: dataloader.batch_sampler.sampler.set_epoch(e)
+def test_lightnings_set_epoch_reaches_the_sampler_and_selects_the_plan():
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    loader = grouped_loader()
+    sampler = loader.batch_sampler
+    _set_sampler_epoch(loader, 4)  # what Lightning calls at the start of every epoch
     assert sampler.epoch == 4
     assert list(sampler) == sampler.plan(4).rows.reshape(-1, 40).tolist()
 
