@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors, SchemaWarning
@@ -144,12 +145,43 @@ class CaptionLimits:
 
 # Measuring a frame once for all the checks ----------------------------------------------------
 
+def _group_stats(lean: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """One row per match_id (size, whether its images or its non-null splits differ), and each
+    group's first image hash.
+
+    Built tables are sorted by match_id: their groups are runs, reduced with numpy segment
+    operations instead of a hash grouping.
+    """
+    match_id = lean.get_column("match_id")
+    if not match_id.is_sorted() or lean.height == 0:
+        groups = (lean.group_by("match_id").agg(
+            size=pl.len(),
+            images_differ=pl.col("image").min() != pl.col("image").max(),
+            splits_differ=(pl.col("split").min() != pl.col("split").max()).fill_null(False),
+            image=pl.col("image").first()).sort("match_id"))
+        return groups.drop("image"), groups.get_column("image")
+    ids = match_id.to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    image = lean.get_column("image").to_numpy()
+    split = lean.get_column("split")
+    big = np.iinfo(np.uint64).max
+    groups = pl.DataFrame({
+        "match_id": ids[starts],
+        "size": np.diff(np.r_[starts, len(ids)]),
+        "images_differ": np.minimum.reduceat(image, starts) != np.maximum.reduceat(image, starts),
+        "splits_differ": np.minimum.reduceat(split.fill_null(big).to_numpy(), starts)
+        < np.maximum.reduceat(split.fill_null(0).to_numpy(), starts),
+    }, schema_overrides={"size": pl.UInt32})
+    return groups, pl.Series(image[starts])
+
+
 def _row_number() -> pl.Expr:
     return pl.int_range(pl.len(), dtype=pl.Int64)
 
 
 def _split_code() -> pl.Expr:
-    return pl.col("split").cast(pl.Categorical).to_physical().cast(pl.Int64)
+    """The split as a number (a hash), null where the split is null."""
+    return pl.when(pl.col("split").is_not_null()).then(pl.col("split").hash())
 
 
 @dataclass
@@ -157,7 +189,7 @@ class CaptionMeasurements:
     """What the checks of one frame share: per-row hashes, per-group aggregates and counts.
 
     ``lean`` holds one row per caption (``match_id``, image and normalised-caption hashes,
-    split code, blank flag); ``groups`` one row per ``match_id`` (size, whether its images or
+    split code); ``groups`` one row per ``match_id`` (size, whether its images or
     splits differ); ``repeated`` the rows whose normalised caption occurs more than once
     (usually a small share), with their row number.
     """
@@ -174,15 +206,15 @@ class CaptionMeasurements:
     def of(cls, frame: pl.LazyFrame, limits: CaptionLimits) -> CaptionMeasurements:
         caption = pl.col("caption")
         length = caption.str.len_chars()
-        image_number = pl.col("image_id").cast(pl.Int64, strict=False)
+        number = pl.col("image_number")
         lean_plan = frame.select(
             match_id=pl.col("match_id").fill_null(-1),
             image=pl.col("image_id").hash(),
             split=_split_code(),
             key=normalised_caption(caption).hash(),
-            blank=normalised_caption(caption).str.len_bytes().fill_null(0) == 0,
         )
-        counts_plan = frame.select(
+        counts_plan = frame.with_columns(
+            image_number=pl.col("image_id").cast(pl.Int64, strict=False)).select(
             rows=pl.len(),
             **{f"nulls_{c}": pl.col(c).null_count() for c in NON_NULL},
             control=caption.str.contains(CONTROL_CHARACTER).sum(),
@@ -191,29 +223,22 @@ class CaptionMeasurements:
             too_short=caption.filter(length < limits.min_caption_chars)
             .str.strip_chars().str.len_chars().is_between(1, limits.min_caption_chars - 1).sum(),
             too_long=(length > limits.max_caption_chars).sum(),
-            number_nulls=image_number.null_count(),
-            number_min=image_number.min(),
-            number_max=image_number.max(),
-            number_is_row=((image_number == _row_number()) | (image_number == _row_number() + 1)
-                           | (image_number == pl.col("source_row"))).mean(),
+            number_nulls=number.null_count(),
+            number_min=number.min(),
+            number_max=number.max(),
+            number_is_row=((number - _row_number()).is_between(0, 1)
+                           | (number == pl.col("source_row"))).mean(),
         )
         lean, counts = pl.collect_all([lean_plan, counts_plan])
-        counts = counts.row(0, named=True)
-        ids = lean.get_column("match_id")
-        lean_lazy = lean.lazy()
-        if ids.is_sorted():  # built tables are: group without hashing
-            lean_lazy = lean_lazy.with_columns(pl.col("match_id").set_sorted())
-        groups_plan = (lean_lazy.group_by("match_id").agg(
-            size=pl.len(),
-            images_differ=pl.col("image").min() != pl.col("image").max(),
-            splits_differ=(pl.col("split").min() != pl.col("split").max()).fill_null(False)))
-        repeated_keys = lean.lazy().group_by("key").len().filter(pl.col("len") > 1)
-        repeated_plan = (lean.lazy().with_row_index("row")
-                         .join(repeated_keys.select("key"), on="key", how="semi"))
-        images_plan = lean.lazy().select(pl.col("image").n_unique())
-        groups, repeated, n_images = pl.collect_all([groups_plan, repeated_plan, images_plan])
-        return cls(limits=limits, lean=lean, counts=counts, groups=groups.sort("match_id"),
-                   repeated=repeated.sort("row"), n_images=int(n_images.item()))
+        groups, group_image = _group_stats(lean)
+        # one image per group: the images are the groups' images (2M values, not 10M rows)
+        n_images = (group_image.n_unique() if not groups["images_differ"].any()
+                    else lean.get_column("image").n_unique())
+        repeated_keys = lean.lazy().group_by("key").len().filter(pl.col("len") > 1).collect()
+        repeated = (lean.with_row_index("row")
+                    .filter(pl.col("key").is_in(repeated_keys.get_column("key").implode())))
+        return cls(limits=limits, lean=lean, counts=counts.row(0, named=True), groups=groups,
+                   repeated=repeated, n_images=int(n_images))
 
     def once(self, name: str, compute):
         if name not in self.cache:
@@ -240,7 +265,10 @@ class CaptionMeasurements:
     def blank_rows(self, frame: pl.LazyFrame) -> pl.Series:
         """Rows whose caption is null or whitespace; punctuation alone ("?") is a caption."""
         def compute():
-            candidates = self.lean.get_column("blank").arg_true()
+            empty = pl.DataFrame({"caption": ["", None]}, schema={"caption": pl.String}).select(
+                normalised_caption(pl.col("caption")).hash()).to_series()
+            # a hash collision only adds a candidate: the text itself decides below
+            candidates = self.lean.get_column("key").is_in(empty.implode()).arg_true()
             if candidates.len() == 0:
                 return candidates
             text = (frame.select("caption").collect().get_column("caption").gather(candidates))
