@@ -204,6 +204,7 @@ def test_thresholds_are_settable():
     assert failed_checks(caption_table_model(group_size=5), table()) == (set(), set())
     assert caption_table_model() is CaptionTable
     assert issubclass(caption_table_model(min_group=5), CaptionTable)
+    assert caption_table_model(min_group=5) is caption_table_model(min_group=5)
 
     short = with_caption(table(), 0, "dog")
     assert failed_checks(caption_table_model(min_caption_chars=4), short)[1] == {

@@ -18,6 +18,7 @@ pass, per-group aggregates once, repeated captions found by one hash grouping), 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -558,6 +559,12 @@ def caption_table_model(min_group: int = 2, max_group: int | None = None, *,
                            max_singleton_share=max_singleton_share,
                            min_caption_chars=min_caption_chars,
                            max_caption_chars=max_caption_chars)
+    return _model_with(limits)
+
+
+@functools.cache
+def _model_with(limits: CaptionLimits) -> type[CaptionTable]:
+    """One class per set of thresholds (pandera keeps a schema per class)."""
     if limits == CaptionTable._limits:
         return CaptionTable
     return type("CaptionTable", (CaptionTable,), {"_limits": limits, "__module__": __name__})
