@@ -246,7 +246,7 @@ class CaptionMeasurements:
             self.cache[name] = compute()
         return self.cache[name]
 
-    # Each property below is the measured outcome of one rule, as a count (0: the rule holds).
+    # The measured outcome of the rules, each computed once, on first use.
 
     def singleton_share(self) -> float:
         n_groups = self.groups.height
