@@ -60,8 +60,12 @@ def test_diverse_sampler_passes_its_own_cap():
     docs = np.repeat(np.arange(30), np.arange(30) % 7 + 1)
     sampler = DiverseBatchSampler(docs, 16, 2)
     report = audit_batches(sampler, doc_ids=docs, max_per_doc=2, epochs=2)
-    assert report.ok and report.findings == []
+    assert report.ok and report.codes() == ["ROWS_NOT_PLACED"]
     assert report.stats["max_rows_per_doc_in_batch"]["max"] <= 2
+    # 115 rows, 7 full batches of 16: 3 rows fill no batch; 2.6% is below the warning share
+    not_placed = report.findings[0]
+    assert (not_placed.count, not_placed.severity) == (3, "info")
+    assert not_placed.examples[0]["bound"] == 115 == sampler.rows_unplaced() + 112
 
 
 def test_padding_distributed_sampler_overlaps_ranks():

@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
+from uncollapse.data.sequences.contract import sequence_windows
 from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Report
+from uncollapse.samplers.diverse import DiverseBatchSampler
+from uncollapse.samplers.grouped import GroupedBatchSampler
 from uncollapse.validators.batches import audit_batches
 
 SAMPLER_KINDS = ("grouped", "diverse", "random")
@@ -34,8 +38,6 @@ def read_id_column(path, column: str) -> np.ndarray:
                 if column == "doc_ids" and column not in npz.files and \
                         {"doc_offsets", "context_length"} <= set(npz.files):
                     # the compact sequence form: one id per sample (window), not per chunk row
-                    from uncollapse.data.sequences.contract import sequence_windows
-
                     return sequence_windows(npz["doc_offsets"],
                                             int(npz["context_length"])).doc_index
                 if column not in npz.files:
@@ -49,8 +51,6 @@ def read_id_column(path, column: str) -> np.ndarray:
             raise InputError(path, f"array {column!r} has shape {values.shape}; expected one id "
                                    f"per row (1-d)")
         return values
-    import polars as pl
-
     try:
         if suffix in (".parquet", ".pq"):
             names = pl.read_parquet_schema(path).names()
@@ -87,8 +87,6 @@ def table_samplers(n_rows: int, sampler: str, batch_size: int, *, group_ids=None
     ``RandomSampler`` (``DistributedSampler`` across ranks) cut into batches.
     """
     if sampler == "grouped":
-        from uncollapse.samplers.grouped import GroupedBatchSampler
-
         if per_group is None:
             raise ValueError("--sampler grouped needs --per-group K (rows of each group per "
                              "batch)")
@@ -96,8 +94,6 @@ def table_samplers(n_rows: int, sampler: str, batch_size: int, *, group_ids=None
                                     drop_last=drop_last, exclude_duplicates=exclude_duplicates,
                                     rank=r, world_size=world_size) for r in range(world_size)]
     if sampler == "diverse":
-        from uncollapse.samplers.diverse import DiverseBatchSampler
-
         if max_per_doc is None:
             raise ValueError("--sampler diverse needs --max-per-doc M (most rows of one "
                              "document per batch)")

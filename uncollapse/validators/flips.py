@@ -7,11 +7,14 @@ Works on any map-style dataset whose items carry source and target attributes: d
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 import numpy as np
 
+from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, combination_ids
 from uncollapse.errors import ToolError
+from uncollapse.progress import progress
 from uncollapse.report import Code, Report
 
 FLIPS_NOT_ALWAYS_APPLIED = Code(
@@ -61,9 +64,11 @@ def _pick(item, keys: tuple[str, ...], position: int):
 
 def fetch_attributes(dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[n, A] source and target attributes of ``indices``, through ``__getitems__`` if present."""
-    from uncollapse.data.attributes.dataset import AttributeFlipDataset
-
-    if isinstance(dataset, AttributeFlipDataset):  # its batched path: no per-item dicts
+    # An AttributeFlipDataset exists only once its (torch) module is imported: look it up there
+    # rather than import torch for an isinstance test.
+    flip_module = sys.modules.get("uncollapse.data.attributes.dataset")
+    if flip_module is not None and isinstance(dataset, flip_module.AttributeFlipDataset):
+        # its batched path: no per-item dicts
         batch = dataset.batch(indices)
         return batch["source_attributes"].numpy(), batch["target_attributes"].numpy()
     indices = [int(i) for i in indices]
@@ -98,9 +103,6 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
         ``flip_counts`` (share of samples per number of flipped attributes) and
         ``combinations_per_batch`` (min/mean/max distinct target combinations in a batch).
     """
-    from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, combination_ids
-    from uncollapse.progress import progress
-
     if epoch is not None:
         for thing in (dataset, batches):
             if hasattr(thing, "set_epoch"):
