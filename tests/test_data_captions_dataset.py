@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,24 @@ def test_null_group_and_missing_columns_are_named():
         CaptionDataset(table)
     with pytest.raises(ValueError, match="no column.* caption"):
         CaptionDataset(table.drop("caption"))
+
+
+def test_readme_datasets_example_runs_on_the_bundled_data(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Datasets: captions and scenes", 1)[1].split("\n### ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    checks = """
+assert batch["image"].shape == (64, 3, 32, 32) and batch["mask"].shape == (64, 32, 32)
+assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+caption_batch = next(iter(loader))
+assert caption_batch["image_features"].shape == (250, 512)
+assert caption_batch["positive_mask"].sum(1).tolist() == [4] * 250
+assert len(set(caption_batch["image_id"][:5])) == 1
+"""
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    script = tmp_path / "example.py"
+    script.write_text(code + checks)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "scenes.npz").exists()
