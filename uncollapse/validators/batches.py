@@ -611,6 +611,8 @@ def _coverage(stats, distinct, batch_epoch, n_rows, epochs) -> np.ndarray:
     covered = np.bincount(row_epoch, minlength=epochs)
     stats["rows_covered_per_epoch"] = covered.tolist() if epochs > 1 else int(covered[0])
     stats["coverage"] = round(float(covered.min()) / max(n_rows, 1), 4)
+    missing = n_rows - covered
+    stats["rows_not_placed"] = missing.tolist() if epochs > 1 else int(missing[0])
     return covered
 
 
@@ -652,8 +654,9 @@ def _rows_not_placed(covered: np.ndarray, n_rows: int, sizes: np.ndarray,
                 f"slot per batch; groups of fewer than {per_group} rows are dropped); "
                 f"drop_last=False keeps the rows of the last, smaller batch.")
     if "bound" in example and n > n_rows - example["bound"]:
-        message += (f", {n - (n_rows - example['bound'])} fill no full batch (drop_last) or "
-                    f"were left out so that ranks get equal numbers of batches")
+        message += (f", {n - (n_rows - example['bound'])} are in no full batch (the last, "
+                    f"smaller batch: dropped by drop_last, or limited by the cap) or in "
+                    f"batches left out so that ranks get equal numbers")
     severity = "warning" if share > ROWS_NOT_PLACED_WARN_SHARE else "info"
     return [ROWS_NOT_PLACED.finding(message, count=n, examples=[example], hint=hint,
                                     severity=severity)]
