@@ -185,9 +185,12 @@ class BatchAssignment(pa.DataFrameModel):
         >>> frame = pl.DataFrame({"epoch": [0, 0, 0, 0], "rank": [0, 0, 0, 0],
         ...                       "batch": [0, 0, 1, 1], "row": [0, 1, 2, 2],
         ...                       "group": [7, 7, 8, 8]})
-        >>> batch_assignment_model(per_group=2).validate(frame, lazy=True)
-        Traceback (most recent call last):
-        pandera.errors.SchemaErrors: ... no_duplicate_index_in_batch ... groups_have_per_group_rows
+        >>> try:
+        ...     batch_assignment_model(per_group=2).validate(frame, lazy=True)
+        ... except pandera.errors.SchemaErrors as exc:
+        ...     print(sorted(error.check.name for error in exc.schema_errors))
+        ['every_batch_has_positives', 'every_row_has_a_positive', 'groups_have_per_group_rows',
+         'no_duplicate_index_in_batch']
     """
 
     epoch: int = pa.Field(ge=0)
