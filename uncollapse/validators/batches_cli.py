@@ -39,7 +39,8 @@ def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc,
     Reports positives per batch, distinct groups per batch, most rows of one document in a
     batch, duplicate indices, rows covered per epoch and rank overlap. Exit 1 when a batch
     breaks a guarantee (BATCH_WITHOUT_POSITIVES, DOC_OVER_CAP, DUPLICATE_INDEX_IN_BATCH,
-    RANKS_OVERLAP, RANK_LENGTHS_DIFFER, ...).
+    RANKS_OVERLAP, RANK_LENGTHS_DIFFER, ...). Rows an epoch leaves out are ROWS_NOT_PLACED, a
+    warning above 5% of the table, with the most rows any plan of that many batches places.
 
     TABLE is a caption table (Parquet with match_id), a CSV, or an NPZ sequence file
     (doc_ids).
