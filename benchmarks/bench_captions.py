@@ -22,7 +22,7 @@ from timing import median_time
 from uncollapse.cache.store import Cache
 from uncollapse.pipeline.captions import build_captions
 from uncollapse.validators.captions import (
-    CONTROL_CHARACTER,
+    CONTROL_CHARACTERS,
     RECORD_KEY,
     caption_table_model,
     normalised_caption,
@@ -98,7 +98,7 @@ def plain_polars_rules(frame: pl.DataFrame, min_group: int, max_group: int) -> d
         nulls=pl.sum_horizontal(pl.col("image_id", "match_id", "caption_idx",
                                        "source_row").null_count()),
         empty=(caption.str.strip_chars().fill_null("") == "").sum(),
-        control=caption.str.contains(CONTROL_CHARACTER).sum(),
+        control=caption.str.contains_any(CONTROL_CHARACTERS).sum(),
         record_key=caption.str.contains(RECORD_KEY).sum(),
         length=(~caption.str.len_chars().is_between(2, 1000)).sum(),
         positional=((number == row) | (number == row + 1)
