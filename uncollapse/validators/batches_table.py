@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from uncollapse.data.sequences.contract import sequence_windows
+from uncollapse.data.sequences.contract import (
+    CONTEXT_LENGTH,
+    DOC_IDS,
+    DOC_OFFSETS,
+    sequence_windows,
+)
 from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
@@ -35,11 +40,11 @@ def read_id_column(path, column: str) -> np.ndarray:
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as npz:
-                if column == "doc_ids" and column not in npz.files and \
-                        {"doc_offsets", "context_length"} <= set(npz.files):
+                if column == DOC_IDS and column not in npz.files and \
+                        {DOC_OFFSETS, CONTEXT_LENGTH} <= set(npz.files):
                     # the compact sequence form: one id per sample (window), not per chunk row
-                    return sequence_windows(npz["doc_offsets"],
-                                            int(npz["context_length"])).doc_index
+                    return sequence_windows(npz[DOC_OFFSETS],
+                                            int(npz[CONTEXT_LENGTH])).doc_index
                 if column not in npz.files:
                     raise InputError(path, f"has no array {column!r} (arrays: "
                                            f"{', '.join(npz.files)}); pass the name of the id "
@@ -167,4 +172,4 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
 
 
 def _default_doc_column(path) -> str:
-    return "doc_ids" if str(path).lower().endswith(".npz") else "doc_id"
+    return DOC_IDS if str(path).lower().endswith(".npz") else "doc_id"
