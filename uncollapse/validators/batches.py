@@ -106,10 +106,6 @@ ROWS_NOT_PLACED_WARN_SHARE = 0.05
 _BATCH = ["epoch", "rank", "batch"]
 
 
-def _has(data: PolarsData, column: str) -> bool:
-    return column in data.lazyframe.collect_schema().names()
-
-
 class _Keys:
     """One value per distinct combination of integer columns of one frame.
 
