@@ -84,7 +84,7 @@ def _image_feature_rows(keys: pl.Series, image_ids, n_images: int, image_key: st
         raise ValueError(f"image_ids names {_examples(repeated.sort().to_list())} more than "
                          "once; each image needs exactly one feature row")
     found = (keys.to_frame(image_key).with_row_index("_table_row")
-             .join(lookup, on=image_key, how="left", maintain_order="left"))
+             .join(lookup, on=image_key, how="left").sort("_table_row"))
     missing = found.filter(pl.col("_feature_row").is_null())
     if len(missing):
         ids_missing = missing[image_key].unique(maintain_order=True).to_list()
