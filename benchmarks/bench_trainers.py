@@ -1,0 +1,230 @@
+"""Where a training step's time goes: the engine's full step against the model's forward and
+backward pass alone, and against the same model fed the common way.
+
+Three measurements of one recipe, same model, same batch size, same precision, in one process:
+
+1. ``engine``: ``uncollapse.trainers.engine.train`` itself (the per-epoch plan on the device, the
+   batch gathered there by indexing, the loss guard and metrics every ``log_every`` steps);
+   samples/s from its ``metrics.jsonl``, the first interval (warm-up) left out.
+2. ``forward+backward``: the recipe's loss, backward and optimiser step on one batch gathered
+   once and kept on the device (no data path at all).
+3. ``common way``: a per-item ``Dataset`` (one ``__getitem__`` per sample, numpy arrays), a
+   ``DataLoader`` with the same batch sampler and torch's default collate, and a host-to-device
+   copy of every batch (pinned memory, ``non_blocking``), then the same loss and step.
+
+Run on a GPU (it runs on a CPU too, slowly)::
+
+    python benchmarks/bench_trainers.py --recipe lvm --sequences seq.npz --steps 300
+    python benchmarks/bench_trainers.py --recipe contrastive --synthetic-captions 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from uncollapse.data.npz import write_npz
+from uncollapse.trainers.config import ContrastiveConfig, LVMConfig
+from uncollapse.trainers.engine import recipe_class, resolve_device, train
+from uncollapse.trainers.run_dir import RunDir
+
+
+class PerItemSequences(Dataset):
+    """The common way: one sample at a time, (context, target, negative) numpy arrays."""
+
+    def __init__(self, recipe):
+        self.data = recipe.data  # a HardNegativeSequenceDataset: its own negative draw per item
+        self.samples = recipe.train_samples_np
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        context, target, negative = self.data[int(self.samples[i])]
+        return np.asarray(context), np.asarray(target), np.asarray(negative)
+
+
+class PerItemCaptions(Dataset):
+    def __init__(self, recipe):
+        self.text = recipe.text.cpu().numpy()
+        self.groups = recipe.match_id.cpu().numpy()
+        self.rows = recipe.train_rows_np
+        self.images = None if recipe.images is None else recipe.images.cpu().numpy()
+        self.group_row = None if recipe.group_row is None else recipe.group_row.cpu().numpy()
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        row = int(self.rows[i])
+        item = {"text": self.text[row], "groups": self.groups[row]}
+        if self.images is not None:
+            item["image"] = self.images[self.group_row[self.groups[row]]]
+        return item
+
+
+def synthetic_sequences(path: Path, docs: int, length: int, dim: int, context: int) -> Path:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(docs * length, dim)).astype(np.float32)
+    write_npz(path, {"vectors": vectors,
+                     "doc_offsets": np.arange(0, docs * length + 1, length, dtype=np.int64),
+                     "context_length": np.array(context, dtype=np.int64)})
+    return path
+
+
+def synthetic_captions(folder: Path, images: int, dim: int) -> tuple[Path, Path, Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    match_id = np.repeat(np.arange(images), 5)
+    table = pa.table({"image_id": pa.array(match_id.astype(str)),
+                      "match_id": pa.array(match_id, pa.int64()),
+                      "caption_idx": pa.array(np.tile(np.arange(5), images), pa.int16()),
+                      "caption": pa.array([f"caption {i}" for i in range(len(match_id))]),
+                      "split": pa.array(["train"] * len(match_id)),
+                      "source_row": pa.array(np.arange(len(match_id)), pa.int64()),
+                      "image_path": pa.array([None] * len(match_id), pa.string())})
+    pq.write_table(table, folder / "captions.parquet")
+    direction = rng.normal(size=(images, dim)).astype(np.float32)
+    np.save(folder / "text.npy", direction[match_id] + rng.normal(size=(len(match_id), dim))
+            .astype(np.float32))
+    np.save(folder / "images.npy", direction)
+    return folder / "captions.parquet", folder / "text.npy", folder / "images.npy"
+
+
+def rate(samples: int, seconds: float) -> float:
+    return samples / seconds
+
+
+def measure(config, steps: int, workers: list[int]) -> dict:
+    device = resolve_device(config.device)
+    cls = recipe_class(config.recipe)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # 1. the engine itself
+    config.steps, config.log_every = steps, max(1, steps // 6)
+    config.monitor_warmup, config.checkpoint_every = steps + 1, steps + 1
+    train(cls, config)
+    records = RunDir(config.out).read_metrics()
+    engine = statistics.median(r["samples_per_s"] for r in records[1:])
+
+    # 2. forward+backward alone on one batch kept on the device
+    torch.manual_seed(config.seed)
+    recipe = cls(config, device)
+    recipe.preflight()
+    recipe.setup()
+    recipe.on_epoch(0)
+    model = recipe.build_model().to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  fused=device.type == "cuda")
+    compiled = torch.compile(model) if config.compile else model
+    batch = recipe.batch(recipe.epoch_plan(0)[0])
+    batch_size = len(next(iter(batch.values())))
+
+    def train_step(b):
+        with autocast:
+            out = recipe.loss(compiled, b)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(10):
+        train_step(batch)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(batch)
+    sync()
+    alone = rate(steps * batch_size, time.perf_counter() - start)
+
+    # 3. the common way: per-item dataset, DataLoader, default collate, copy each batch
+    dataset = PerItemSequences(recipe) if config.recipe == "lvm" else PerItemCaptions(recipe)
+    common = {}
+    for n_workers in workers:
+        loader = DataLoader(dataset, batch_sampler=recipe.sampler, num_workers=n_workers,
+                            pin_memory=device.type == "cuda",
+                            persistent_workers=n_workers > 0)
+        names = ("context", "target", "negative") if config.recipe == "lvm" else None
+        done, start, timed = 0, None, 0
+        while done < steps + 10:
+            for item in loader:
+                if names:
+                    item = dict(zip(names, item, strict=True))
+                b = {k: v.to(device, non_blocking=True) for k, v in item.items()}
+                train_step(b)
+                done += 1
+                if done == 10:
+                    sync()
+                    start = time.perf_counter()
+                elif done > 10:
+                    timed += 1
+                if done >= steps + 10:
+                    break
+        sync()
+        common[f"common_way_workers_{n_workers}"] = rate(timed * batch_size,
+                                                         time.perf_counter() - start)
+    best_common = max(common.values())
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"recipe": config.recipe, "device": torch.cuda.get_device_name(0)
+            if device.type == "cuda" else "cpu", "batch_size": batch_size,
+            "parameters": parameters, "steps": steps, "engine_samples_per_s": engine,
+            "forward_backward_samples_per_s": alone, **common,
+            "engine_step_over_forward_backward": alone / engine,
+            "engine_over_best_common_way": engine / best_common}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=("lvm", "contrastive"), default="lvm")
+    parser.add_argument("--sequences", help="sequence file (default: synthetic)")
+    parser.add_argument("--synthetic-captions", type=int, default=100_000,
+                        help="images of the synthetic caption table (5 captions each)")
+    parser.add_argument("--arch", default="gru")
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--workers", default="0,4")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        common = dict(out=str(folder / "run"), device=args.device, batch_size=args.batch_size,
+                      hidden=args.hidden, compile=args.compile, quiet=True, lr=1e-3)
+        if args.recipe == "lvm":
+            sequences = args.sequences or synthetic_sequences(folder / "seq.npz", 2000, 100,
+                                                              384, 8)
+            config = LVMConfig(sequences=str(sequences), arch=args.arch, max_per_doc=8,
+                               eval_fraction=0.05, **common)
+        else:
+            captions, text, images = synthetic_captions(folder, args.synthetic_captions, 384)
+            config = ContrastiveConfig(captions=str(captions), text_features=str(text),
+                                       image_features=str(images), per_group=2,
+                                       eval_split="none", eval_fraction=0.02, **common)
+        result = measure(config, args.steps, [int(w) for w in args.workers.split(",")])
+        result.update({"arch": args.arch if args.recipe == "lvm" else "dual tower",
+                       "hidden": args.hidden, "compile": args.compile})
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
