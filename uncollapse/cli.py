@@ -22,6 +22,7 @@ PACKAGE_CLIS = (
     "uncollapse.pipeline.cli",
     "uncollapse.validators.cli",
     "uncollapse.cache.cli",
+    "uncollapse.trainers.cli",
 )
 
 

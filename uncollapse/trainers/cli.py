@@ -49,7 +49,7 @@ def field_help(cls: type) -> dict[str, str]:
             elif line.startswith("        ") and current:
                 for name in current:
                     helps[name] += " " + line.strip()
-    return helps
+    return {name: text.replace("``", "") for name, text in helps.items()}
 
 
 def _base_type(annotation):

@@ -207,27 +207,34 @@ class ContrastiveRecipe(Recipe):
         return DualTower(c["d_text"], c["d_image"], c["hidden"], c["dim"],
                          self.config.temperature)
 
-    def step(self, model: nn.Module, rows: torch.Tensor) -> StepOutput:
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = self.train_rows[rows]
         groups = self.match_id[rows]
-        text = model.text(self.text[rows])
-        scale = model.scale() if not hasattr(model, "_orig_mod") else model._orig_mod.scale()
-        k = self.per_group
-        if self.images is None:
+        batch = {"text": self.text[rows], "groups": groups}
+        if self.images is not None:
+            # rows of a group sit next to each other: group g holds rows g*k .. g*k+k-1
+            batch["image"] = self.images[self.group_row[groups[::self.per_group]]]
+        return batch
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        groups = batch["groups"]
+        text = model.text(batch["text"])
+        scale = (model._orig_mod if hasattr(model, "_orig_mod") else model).scale()
+        if "image" not in batch:
             logits = scale * text @ text.T
-            eye = torch.eye(len(rows), dtype=torch.bool, device=rows.device)
+            eye = torch.eye(len(groups), dtype=torch.bool, device=groups.device)
             same = groups[:, None] == groups[None, :]
             loss = multi_positive_infonce(logits, same & ~eye, candidates=~eye)
             terms = {"infonce": loss}
             probe = {"outputs": text.detach(), "labels": groups}
         else:
-            # rows of a group sit next to each other: group g holds rows g*k .. g*k+k-1
-            first = rows[::k]
-            image = model.image(self.images[self.group_row[self.match_id[first]]])
+            image = model.image(batch["image"])
             logits = scale * text @ image.T                                   # [B, G]
-            owner = torch.arange(len(first), device=rows.device).repeat_interleave(k)
+            n_images = image.shape[0]
+            owner = torch.arange(n_images, device=groups.device).repeat_interleave(
+                len(groups) // n_images)
             text_to_image = F.cross_entropy(logits.float(), owner)
-            positives = owner[None, :] == torch.arange(len(first), device=rows.device)[:, None]
+            positives = owner[None, :] == torch.arange(n_images, device=groups.device)[:, None]
             image_to_text = multi_positive_infonce(logits.T, positives)
             loss = 0.5 * (text_to_image + image_to_text)
             terms = {"infonce_text_to_image": text_to_image,

@@ -108,17 +108,20 @@ class LVMRecipe(Recipe):
     def build_model(self) -> nn.Module:
         return NextVectorModel(LVMModelConfig(**self.model_config()))
 
-    def step(self, model: nn.Module, rows: torch.Tensor) -> StepOutput:
-        c = self.config
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         samples = self.train_samples[rows]
-        target = self.target(samples)
-        negative = self.target(self.negatives[samples])
-        y_dec = model(self.context(samples)).float()
+        return {"context": self.context(samples), "target": self.target(samples),
+                "negative": self.target(self.negatives[samples])}
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        c = self.config
+        target, negative = batch["target"], batch["negative"]
+        y_dec = model(batch["context"]).float()
         y_cos = F.normalize(y_dec, dim=-1)
         t_cos, n_cos = F.normalize(target, dim=-1), F.normalize(negative, dim=-1)
         logits = y_cos @ t_cos.T / c.temperature                       # [B, B]
         hard = (y_cos * n_cos).sum(-1, keepdim=True) / c.temperature  # [B, 1]
-        labels = torch.arange(len(samples), device=samples.device)
+        labels = torch.arange(len(target), device=target.device)
         forward = F.cross_entropy(torch.cat([logits, hard], dim=1), labels)
         backward = F.cross_entropy(logits.T, labels)
         terms = {"infonce": 0.5 * (forward + backward),

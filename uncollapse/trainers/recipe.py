@@ -85,8 +85,16 @@ class Recipe:
     def on_epoch(self, epoch: int) -> None:
         """Per-epoch draws (hard negatives, flips) before the epoch's first step."""
 
-    def step(self, model: torch.nn.Module, rows: torch.Tensor) -> StepOutput:
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gather one batch on the device from the plan's row indices (the whole data path)."""
         raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        """The model's forward pass and loss terms on a gathered batch."""
+        raise NotImplementedError
+
+    def step(self, model: torch.nn.Module, rows: torch.Tensor) -> StepOutput:
+        return self.loss(model, self.batch(rows))
 
     def monitor(self, probe: dict[str, torch.Tensor]) -> dict[str, float]:
         """Recipe-specific metrics of a probe (similarity gap, effective rank, ...)."""
