@@ -1,0 +1,159 @@
+"""``uncollapse train``, ``evaluate``, ``report`` and ``serve`` as a user runs them: through the
+command line, and the server as a real process called with a real HTTP client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from click.testing import CliRunner
+from trainer_data import caption_features, caption_table, drift_sequences, with_unique_match_ids
+
+from uncollapse.cli import main
+from uncollapse.trainers.serve import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--device", "cpu", "--quiet", "--hidden", "32", "--warmup-steps", "2", "--log-every",
+        "2", "--monitor-warmup", "1000"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    table = caption_table(tmp, images=60)
+    text, images = caption_features(table, tmp)
+    return {"table": table, "text": text, "images": images,
+            "broken": with_unique_match_ids(table, tmp), "sequences": drift_sequences(tmp)}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def contrastive(data, out, *extra):
+    return invoke("train", "contrastive", "--captions", data["table"], "--text-features",
+                  data["text"], "--steps", 6, "--batch-size", 20, "--out", out, *FAST, *extra)
+
+
+def test_train_contrastive_prints_the_evaluation_and_fills_the_run_directory(data, tmp_path):
+    result = contrastive(data, tmp_path / "run", "--image-features", data["images"])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.stdout)
+    assert evaluation["recipe"] == "contrastive" and evaluation["step"] == 6
+    assert "text_to_image/recall@10" in evaluation
+    run = tmp_path / "run"
+    assert json.loads((run / "eval.json").read_text()) == evaluation
+    config = json.loads((run / "config.json").read_text())
+    assert config["batch_size"] == 20 and config["image_features"] == str(data["images"])
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert [p.name for p in (run / "checkpoints").glob("*.pt")] == ["step-00000006.pt"]
+
+
+def test_train_refuses_loop_counter_ids_with_exit_1_unless_forced(data, tmp_path):
+    result = invoke("train", "contrastive", "--captions", data["broken"], "--text-features",
+                    data["text"], "--steps", 4, "--batch-size", 20, "--out", tmp_path / "a",
+                    *FAST)
+    assert result.exit_code == 1
+    assert "GROUPS_ALL_UNIQUE" in result.output and "--force" in result.output
+    forced = invoke("train", "contrastive", "--captions", data["broken"], "--text-features",
+                    data["text"], "--steps", 4, "--batch-size", 20, "--out", tmp_path / "b",
+                    "--force", *FAST)
+    assert forced.exit_code == 0, forced.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp16"], "fp16"),
+    (["--steps", "0"], "steps must be at least 1"),
+    (["--text-features", "missing.npy"], "missing.npy"),
+])
+def test_bad_options_exit_2_with_the_reason(data, tmp_path, args, message):
+    result = invoke("train", "contrastive", "--captions", data["table"], "--text-features",
+                    data["text"], "--steps", 4, "--out", tmp_path / "run", *FAST, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_reruns_on_other_data_and_report_writes_a_self_contained_page(data, tmp_path):
+    assert contrastive(data, tmp_path / "run").exit_code == 0
+    result = invoke("evaluate", tmp_path / "run", "--captions", data["table"], "--eval-split",
+                    "all", "--device", "cpu", "--json", tmp_path / "eval_all.json")
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.stdout)
+    assert evaluation["eval_rows"] == json.loads((tmp_path / "eval_all.json").read_text())[
+        "eval_rows"]
+    assert evaluation["data"]["eval_split"] == "all"
+    rows = __import__("pyarrow.parquet", fromlist=["x"]).read_metadata(data["table"]).num_rows
+    assert evaluation["eval_rows"] == rows
+
+    page = invoke("report", tmp_path / "run")
+    assert page.exit_code == 0, page.output
+    html = (tmp_path / "run" / "report" / "index.html").read_text()
+    pngs = sorted(p.name for p in (tmp_path / "run" / "report").glob("*.png"))
+    assert "curve-loss.png" in pngs and "projection.png" in pngs
+    assert html.count("data:image/png;base64,") == len(pngs)
+    first = html.split("data:image/png;base64,")[1].split('"')[0]
+    assert base64.b64decode(first)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_predictions_and_rejects_bad_input_with_4xx(data, tmp_path):
+    run = tmp_path / "lvm"
+    trained = invoke("train", "lvm", "--sequences", data["sequences"], "--steps", 4,
+                     "--batch-size", 16, "--layers", "1", "--out", run, *FAST)
+    assert trained.exit_code == 0, trained.output
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "uncollapse", "serve", str(run), "--port",
+                               str(port), "--device", "cpu"], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                health = httpx.get(f"{base}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read().decode()
+                time.sleep(0.2)
+        assert health["dim"] == 8 and health["context_length"] == 3
+        model, _ = load_model(str(run), "cpu")
+        context = [[float(i + j) for j in range(8)] for i in range(3)]
+        with torch.no_grad():
+            expected = model(torch.tensor([context]))[0]
+        decoded = httpx.post(f"{base}/predict", json={"context": context}).json()
+        assert decoded["shape"] == [8] and decoded["output"] == "decoder"
+        assert torch.allclose(torch.tensor(decoded["vectors"]), expected, atol=1e-4)
+        cosine = httpx.post(f"{base}/predict", json={"context": [context, context],
+                                                     "output": "cosine"}).json()
+        assert cosine["shape"] == [2, 8]
+        assert abs(torch.tensor(cosine["vectors"][0]).norm().item() - 1) < 1e-5
+
+        bad = {"wrong dimension": {"context": [[1.0, 2.0]] * 3},
+               "too long": {"context": [context[0]] * 9},
+               "ragged": {"context": [[1.0] * 8, [1.0] * 7]},
+               "unknown output": {"context": context, "output": "raw"},
+               "not numbers": {"context": [["a"] * 8]}}
+        for name, body in bad.items():
+            response = httpx.post(f"{base}/predict", json=body)
+            assert response.status_code == 422, (name, response.text)
+        non_finite = httpx.post(f"{base}/predict", headers={"content-type": "application/json"},
+                                content='{"context": [[NaN, 1, 1, 1, 1, 1, 1, 1]]}')
+        assert non_finite.status_code == 422 and "non-finite" in non_finite.text
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
