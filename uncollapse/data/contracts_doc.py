@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from uncollapse.data.attributes.contract import (
-    ATTRIBUTE_DTYPE,
-    IDENTITY_DTYPE,
-    MAX_ATTRIBUTES,
-    RESERVED_COLUMNS,
-)
+from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, RESERVED_COLUMNS
+from uncollapse.data.attributes.table import ATTRIBUTE_DTYPE, IDENTITY_DTYPE
 from uncollapse.data.captions.contract import (
     CAPTION_SCHEMA,
     COLUMN_MEANINGS,
@@ -77,7 +73,7 @@ The finding codes are explained in [finding-codes.md](finding-codes.md).
 ATTRIBUTES = f"""\
 ## Attribute table
 
-One row per image. Read by `uncollapse.data.attributes.contract.read_attribute_table`
+One row per image. Read by `uncollapse.data.attributes.table.read_attribute_table`
 (Parquet, or CSV with `image_id` and `split` kept as text), written by
 `uncollapse build attributes`, checked by `uncollapse validate attributes`; the flips of
 `AttributeFlipDataset` are drawn from its attribute columns.

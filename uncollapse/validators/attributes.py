@@ -21,12 +21,11 @@ from pandera.api.polars.types import PolarsData
 from pandera.constants import CHECK_OUTPUT_KEY
 
 from uncollapse.data.attributes.contract import (
-    ATTRIBUTE_DTYPE,
     attribute_columns,
     combination_ids,
     decode_combination_ids,
-    read_attribute_table,
 )
+from uncollapse.data.attributes.table import ATTRIBUTE_DTYPE, read_attribute_table
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Finding, Report
 

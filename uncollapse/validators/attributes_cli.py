@@ -99,8 +99,9 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
 
         import numpy as np
 
-        from uncollapse.data.attributes.contract import attribute_columns, read_attribute_table
+        from uncollapse.data.attributes.contract import attribute_columns
         from uncollapse.data.attributes.dataset import AttributeFlipDataset
+        from uncollapse.data.attributes.table import read_attribute_table
 
         frame = read_attribute_table(table)
         names = _names(attributes) or attribute_columns(frame)

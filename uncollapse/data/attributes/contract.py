@@ -3,22 +3,16 @@ one int8 0/1 column per attribute (docs/data-contracts.md), and the combination 
 a row of attributes into one int64.
 
 Also the counter-based flip draw that ``AttributeFlipDataset`` and the flip audit share: the
-flips of sample ``i`` in epoch ``e`` are a hash of ``(seed, e, i)``.
+flips of sample ``i`` in epoch ``e`` are a hash of ``(seed, e, i)``. numpy only (the training
+path runs where polars is not installed); reading a table is ``uncollapse.data.attributes.table``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import polars as pl
-
-from uncollapse.errors import InputError
 
 RESERVED_COLUMNS = ("image_id", "identity", "split")
 """The columns of an attribute table that are not attributes."""
-ATTRIBUTE_DTYPE = pl.Int8
-IDENTITY_DTYPE = pl.Int64
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MAX_ATTRIBUTES = 62  # combination ids pack one bit per attribute into an int64
@@ -79,23 +73,6 @@ def decode_combination_ids(ids: np.ndarray, n_attributes: int) -> np.ndarray:
     return ((ids[:, None] >> np.arange(n_attributes, dtype=np.int64)) & 1).astype(np.int8)
 
 
-def attribute_columns(table: pl.DataFrame) -> list[str]:
+def attribute_columns(table) -> list[str]:
     """The attribute columns of an attribute table: every column but image_id/identity/split."""
     return [c for c in table.columns if c not in RESERVED_COLUMNS]
-
-
-def read_attribute_table(path: str | Path) -> pl.DataFrame:
-    """The attribute table at ``path`` (Parquet, or CSV with string ids kept as strings)."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".csv":
-            # ids such as 000001 must stay strings (inference would make them integers 1, ...)
-            header = pl.read_csv(path, n_rows=0).columns
-            text_columns = {c: pl.String for c in ("image_id", "split") if c in header}
-            return pl.read_csv(path, schema_overrides=text_columns)
-        return pl.read_parquet(path)
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise InputError(path, f"cannot read the attribute table ({exc}); expected the "
-                         "Parquet written by `uncollapse build attributes`") from exc

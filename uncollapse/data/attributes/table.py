@@ -1,0 +1,30 @@
+"""Reading an attribute table (Parquet, or CSV with string ids kept as strings), and its dtypes
+as polars types (docs/data-contracts.md, "Attribute table")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.errors import InputError
+
+ATTRIBUTE_DTYPE = pl.Int8
+IDENTITY_DTYPE = pl.Int64
+
+
+def read_attribute_table(path: str | Path) -> pl.DataFrame:
+    """The attribute table at ``path`` (Parquet, or CSV with string ids kept as strings)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            # ids such as 000001 must stay strings (inference would make them integers 1, ...)
+            header = pl.read_csv(path, n_rows=0).columns
+            text_columns = {c: pl.String for c in ("image_id", "split") if c in header}
+            return pl.read_csv(path, schema_overrides=text_columns)
+        return pl.read_parquet(path)
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise InputError(path, f"cannot read the attribute table ({exc}); expected the "
+                         "Parquet written by `uncollapse build attributes`") from exc
