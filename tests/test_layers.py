@@ -25,6 +25,10 @@ ALLOWED_SIDEWAYS = {("pipeline", "cache"), ("validators", "samplers")}
 LAZY_ALLOWED = {"torch", "pandera", "datasets", "sentence_transformers", "transformers", "sklearn",
                 "matplotlib", "rich", "tqdm", "lightning", "accelerate", "fastapi", "uvicorn",
                 "tensorboard", "ray"}
+# package modules that pull one of those in (pandera), imported lazily where they are optional:
+# the trainers' pre-flight runs every caption rule where pandera is installed, and only the
+# grouping check on a GPU host without it
+LAZY_PACKAGE_MODULES = {"uncollapse.validators.captions"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -91,7 +95,8 @@ def layer_violations(package_root: Path) -> list[str]:
                                 f"top, or list it in LAZY_ALLOWED if it is heavy and optional)")
             if first != PACKAGE:
                 continue
-            if not top and not is_cli(module) and line not in guarded_lines:
+            if not top and not is_cli(module) and line not in guarded_lines and \
+                    target not in LAZY_PACKAGE_MODULES:
                 problems.append(f"{where}: imports {target} inside a function; package "
                                 "imports belong at the top of the module")
             if is_cli(module):
@@ -123,7 +128,7 @@ def test_a_planted_upward_import_is_caught(tmp_path):
     shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     spec = copy / "data" / "spec.py"
     spec.write_text(spec.read_text() + "\nfrom uncollapse.pipeline.scenes import generate_scenes\n")
-    problems = layer_violations(copy)
+    problems = sorted(set(layer_violations(copy)) - set(layer_violations(ROOT / PACKAGE)))
     assert len(problems) == 1
     assert problems[0].startswith("uncollapse/data/spec.py:")
     assert "may not import uncollapse.pipeline.scenes" in problems[0]
@@ -135,7 +140,8 @@ def test_a_planted_sideways_and_lazy_import_are_caught(tmp_path):
     planner = copy / "samplers" / "planner.py"
     planner.write_text(planner.read_text() + "\n\ndef _late():\n    import polars\n"
                        "    from uncollapse.validators import batches\n")
-    problems = layer_violations(copy)
+    problems = sorted(set(layer_violations(copy)) - set(layer_violations(ROOT / PACKAGE)))
+    assert len(problems) == 3
     assert any("imports polars inside a function" in p for p in problems)
     assert any("may not import uncollapse.validators" in p for p in problems)
     assert all(p.startswith("uncollapse/samplers/planner.py:") for p in problems)
