@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from uncollapse.report import text_console
+
 T = TypeVar("T")
 
 
@@ -32,7 +34,5 @@ def status(message: str, *, quiet: bool = False):
     if quiet or not sys.stderr.isatty():
         yield
         return
-    from uncollapse.report import text_console
-
     with text_console(stderr=True).status(message):
         yield
