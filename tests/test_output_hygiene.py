@@ -73,11 +73,11 @@ def test_exit_code_text_json_and_github_give_one_verdict(command, strict, warned
     assert levels == ({"::error"} if strict else {"::warning"})
 
 
-def uncollapse(*args, env_extra=None) -> subprocess.CompletedProcess:
+def uncollapse(*args) -> subprocess.CompletedProcess:
     """The real command line with stdout and stderr piped (not a terminal)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR")}
-    env.update({"COLUMNS": "40", "TERM": "xterm-256color"}, **(env_extra or {}))
+    env.update({"COLUMNS": "40", "TERM": "xterm-256color"})
     command = [sys.executable, "-c", "from uncollapse.cli import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
