@@ -17,12 +17,8 @@ from click.testing import CliRunner
 from pandera.errors import SchemaErrors, SchemaWarning
 
 from uncollapse.cli import main
-from uncollapse.data.captions.contract import (
-    CAPTION_SCHEMA,
-    NON_NULL,
-    OPTIONAL_COLUMNS,
-    read_caption_table,
-)
+from uncollapse.data.captions.contract import NON_NULL, OPTIONAL_COLUMNS
+from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table
 from uncollapse.errors import InputError
 from uncollapse.validators import captions as captions_module
 from uncollapse.validators.captions import (

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from uncollapse.data.captions.contract import CAPTION_SCHEMA
+from uncollapse.data.captions.table import CAPTION_SCHEMA
 from uncollapse.data.contracts_doc import COMMAND, array_table, contracts_markdown
 from uncollapse.data.scenes.contract import SCENE_ARRAYS
 from uncollapse.data.sequences.contract import COMPACT_ARRAYS, DENSE_ARRAYS

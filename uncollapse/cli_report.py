@@ -6,15 +6,19 @@ lines ("built: ...", "wrote ...") go to stderr, so ``> report.json`` captures th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import re
 import sys
 
 import click
 
 from uncollapse import __version__
 from uncollapse.atomic import atomic_path
+from uncollapse.errors import InputError, ToolError
+from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
 
 FORMAT_KEY = "uncollapse.output_format"
@@ -126,3 +130,27 @@ def emit_could_not_run(ctx: click.Context, message: str, *, file: str | None = N
     elif output_format == "github":
         click.echo(github_annotation("error", message, file=file, line=line,
                                      title="uncollapse could not run"))
+
+
+@contextlib.contextmanager
+def flags_in_errors(flags: dict[str, str]):
+    """Reword the library's argument errors with the command's flags (``size`` -> ``--size``).
+
+    The library names its parameters; a command-line user knows the flags. ``flags`` maps a
+    parameter name as the library writes it (``size``, ``format=``) to the flag.
+    """
+    try:
+        yield
+    except MissingExtra:
+        raise
+    except ToolError as exc:
+        message = str(exc)
+        if isinstance(exc, InputError):  # reword what follows "path, line N: "
+            where = exc.path if exc.line is None else f"{exc.path}, line {exc.line}"
+            message = message.removeprefix(f"{where}: ")
+        for name, flag in flags.items():
+            end = r"(?!\w)" if name[-1].isalnum() or name[-1] == "_" else ""
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, message)
+        if isinstance(exc, InputError):
+            raise InputError(exc.path, message, line=exc.line) from exc
+        raise ToolError(message) from exc

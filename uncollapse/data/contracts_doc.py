@@ -12,12 +12,8 @@ import polars as pl
 
 from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, RESERVED_COLUMNS
 from uncollapse.data.attributes.table import ATTRIBUTE_DTYPE, IDENTITY_DTYPE
-from uncollapse.data.captions.contract import (
-    CAPTION_SCHEMA,
-    COLUMN_MEANINGS,
-    NON_NULL,
-    OPTIONAL_COLUMNS,
-)
+from uncollapse.data.captions.contract import COLUMN_MEANINGS, NON_NULL, OPTIONAL_COLUMNS
+from uncollapse.data.captions.table import CAPTION_SCHEMA
 from uncollapse.data.scenes.contract import SCENE_ARRAYS
 from uncollapse.data.sequences.contract import COMPACT_ARRAYS, DENSE_ARRAYS
 from uncollapse.data.spec import ArraySpec
@@ -45,7 +41,7 @@ Rules shared by every family:
 CAPTIONS = """\
 ## Caption table
 
-One row per caption. Read by `uncollapse.data.captions.contract.read_caption_table` (Parquet,
+One row per caption. Read by `uncollapse.data.captions.table.read_caption_table` (Parquet,
 or CSV with a header row whose values are cast to the dtypes below; `-` is standard input),
 written by `uncollapse build captions`, checked by `uncollapse validate captions` and the
 pandera model `uncollapse.validators.captions.CaptionTable`, served for training by

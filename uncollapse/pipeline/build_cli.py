@@ -8,9 +8,7 @@ in the input fatal: exit 1, nothing written.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import re
 from pathlib import Path
 
 import click
@@ -18,8 +16,6 @@ import click
 from uncollapse.atomic import atomic_copy
 from uncollapse.cache.store import Cache
 from uncollapse.cli_report import report_options
-from uncollapse.errors import InputError, ToolError
-from uncollapse.extras import MissingExtra
 
 
 def build_options(command):
@@ -67,25 +63,3 @@ def publish(built, output: str | None) -> Path:
     return built.path
 
 
-@contextlib.contextmanager
-def flags_in_errors(flags: dict[str, str]):
-    """Reword the library's argument errors with the command's flags (``size`` -> ``--size``).
-
-    The library names its parameters; a command-line user knows the flags. ``flags`` maps a
-    parameter name as the library writes it (``size``, ``format=``) to the flag.
-    """
-    try:
-        yield
-    except MissingExtra:
-        raise
-    except ToolError as exc:
-        message = str(exc)
-        if isinstance(exc, InputError):  # reword what follows "path, line N: "
-            where = exc.path if exc.line is None else f"{exc.path}, line {exc.line}"
-            message = message.removeprefix(f"{where}: ")
-        for name, flag in flags.items():
-            end = r"(?!\w)" if name[-1].isalnum() or name[-1] == "_" else ""
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, message)
-        if isinstance(exc, InputError):
-            raise InputError(exc.path, message, line=exc.line) from exc
-        raise ToolError(message) from exc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.pipeline.build_cli import build_options, flags_in_errors
+from uncollapse.cli_report import flags_in_errors
+from uncollapse.pipeline.build_cli import build_options
 
 
 @click.command("scenes")

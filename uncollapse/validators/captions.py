@@ -30,14 +30,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors, SchemaWarning
 
-from uncollapse.data.captions.contract import (
-    CAPTION_SCHEMA,
-    NON_NULL,
-    OPTIONAL_COLUMNS,
-    expected_columns,
-    read_caption_table,
-    schema_problems,
-)
+from uncollapse.data.captions.contract import NON_NULL, OPTIONAL_COLUMNS, expected_columns
+from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table, schema_problems
 from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Code, Finding, Report
 from uncollapse.validators.match_ids import GROUPS_ALL_UNIQUE

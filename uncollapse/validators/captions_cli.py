@@ -59,6 +59,8 @@ def diagnose_match_ids_command(table, batch_size, seed, max_batches):
     Example:
         uncollapse diagnose match-ids captions.parquet --batch-size 256
     """
+    from uncollapse.cli_report import flags_in_errors
     from uncollapse.validators.match_ids import diagnose_match_ids as run
 
-    return run(table, batch_size=batch_size, seed=seed, max_batches=max_batches)
+    with flags_in_errors({"batch_size": "--batch-size", "max_batches": "--max-batches"}):
+        return run(table, batch_size=batch_size, seed=seed, max_batches=max_batches)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from uncollapse.data.captions.contract import read_caption_table
 from uncollapse.errors import ToolError
 from uncollapse.report import Code, Report
 
@@ -33,11 +32,11 @@ def random_batch_positives(match_ids: np.ndarray, batch_size: int, *, seed: int 
     so equal ids sit side by side, and runs of equal ids give the positives.
     """
     if max_batches < 1:
-        raise ToolError(f"--max-batches must be at least 1, got {max_batches}")
+        raise ToolError(f"max_batches must be at least 1, got {max_batches}")
     n_batches = min(len(match_ids) // batch_size, max_batches)
     if n_batches == 0:
         raise ToolError(f"the table has {len(match_ids)} rows, fewer than one batch of "
-                        f"{batch_size}; use a smaller --batch-size")
+                        f"{batch_size}; use a smaller batch_size")
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(match_ids))[: n_batches * batch_size]
     batches = np.sort(match_ids[rows].reshape(n_batches, batch_size), axis=1)
@@ -56,7 +55,7 @@ def diagnose_match_id_array(match_ids: np.ndarray, batch_size: int, target: str 
                             max_share_without_positive: float = 0.1) -> Report:
     """Group-size histogram, the expected and simulated positives of random batches, a verdict."""
     if batch_size < 2:
-        raise ToolError(f"--batch-size must be at least 2, got {batch_size}")
+        raise ToolError(f"batch_size must be at least 2, got {batch_size}")
     _, sizes = np.unique(match_ids, return_counts=True)
     n = len(match_ids)
     size_values, size_counts = np.unique(sizes, return_counts=True)
@@ -92,6 +91,10 @@ def diagnose_match_id_array(match_ids: np.ndarray, batch_size: int, target: str 
 def diagnose_match_ids(path: str | Path, *, batch_size: int, seed: int = 0,
                        max_batches: int = 2000) -> Report:
     """``diagnose_match_id_array`` on the ``match_id`` column of a caption table file."""
+    # polars reads the table; the array check above runs without it (the trainers' pre-flight
+    # on GPU hosts)
+    from uncollapse.data.captions.table import read_caption_table
+
     frame = read_caption_table(path, columns=["image_id", "match_id"])
     match_ids = frame.get_column("match_id").fill_null(-1).to_numpy()
     return diagnose_match_id_array(match_ids, batch_size, str(path), seed=seed,

@@ -1,31 +1,25 @@
 """The caption table contract: one row per caption, with the image's real identifier and one
 positive group (``match_id``) per image (docs/data-contracts.md, "Caption table").
 
-``CAPTION_SCHEMA`` is the one definition of the columns and their dtypes; the builders cast to
-it, the pandera model in ``uncollapse.validators.captions`` is generated from it, and
-``read_caption_table`` checks a file against it.
+``CAPTION_DTYPES`` is the one definition of the columns and their dtypes (polars type names);
+``uncollapse.data.captions.table`` turns it into polars types (``CAPTION_SCHEMA``), the builders
+cast to it, the pandera model in ``uncollapse.validators.captions`` is generated from it, and
+``read_caption_table`` checks a file against it. This module needs nothing but Python, so the
+training path (torch, numpy, pyarrow) can use the contract where polars is not installed.
 """
 
 from __future__ import annotations
 
-import io
-import sys
-from pathlib import Path
-
-import polars as pl
-
-from uncollapse.errors import InputError
-
-CAPTION_SCHEMA: dict[str, pl.DataType] = {
-    "image_id": pl.String,
-    "match_id": pl.Int64,
-    "caption_idx": pl.Int16,
-    "caption": pl.String,
-    "split": pl.String,
-    "source_row": pl.Int64,
-    "image_path": pl.String,
+CAPTION_DTYPES: dict[str, str] = {
+    "image_id": "String",
+    "match_id": "Int64",
+    "caption_idx": "Int16",
+    "caption": "String",
+    "split": "String",
+    "source_row": "Int64",
+    "image_path": "String",
 }
-"""Column -> polars dtype, in the order the builders write them."""
+"""Column -> polars dtype name, in the order the builders write them."""
 
 NON_NULL = ("image_id", "match_id", "caption_idx", "source_row")
 """Columns that may not hold nulls (``caption`` nulls are reported as empty captions)."""
@@ -48,99 +42,4 @@ COLUMN_MEANINGS = {
 
 def expected_columns() -> str:
     """The contract as one line for error messages: ``image_id (String), match_id (Int64), ...``."""
-    return ", ".join(f"{name} ({dtype})" for name, dtype in CAPTION_SCHEMA.items())
-
-
-def schema_problems(schema: pl.Schema | dict) -> list[str]:
-    """Every way ``schema`` (column -> dtype) differs from the contract; empty when it fits."""
-    problems = []
-    for name, dtype in CAPTION_SCHEMA.items():
-        if name not in schema:
-            if name not in OPTIONAL_COLUMNS:
-                problems.append(f"column {name!r} is missing")
-        elif schema[name] != dtype:
-            problems.append(f"column {name!r} is {schema[name]}, expected {dtype}")
-    return problems
-
-
-def read_caption_table(path: str | Path, *, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read a caption table (Parquet or CSV) and check its columns against the contract.
-
-    Parquet is recognised by its magic bytes (``PAR1``), anything else is read as CSV with a
-    header row; CSV values are read as text (ids keep their leading zeros) and cast to the
-    contract's dtypes. ``"-"`` reads the table from standard input.
-
-    Args:
-        path: the file, or ``"-"`` for standard input.
-        columns: read only these columns (all contract columns by default).
-
-    Raises:
-        InputError: the file is missing or unreadable, does not match the contract (every
-            mismatch is named, with the expected columns), or a CSV value does not convert to
-            its column's dtype (the line is named).
-    """
-    if str(path) == "-":
-        name, source = "<stdin>", io.BytesIO(sys.stdin.buffer.read())
-        magic = source.getvalue()[:4]
-    else:
-        name = source = Path(path)
-        try:
-            with open(source, "rb") as handle:
-                magic = handle.read(4)
-        except FileNotFoundError as exc:
-            raise InputError(name, "no such file") from exc
-        except OSError as exc:
-            raise InputError(name, f"could not be read ({exc})") from exc
-    if magic == PARQUET_MAGIC:
-        return _read_parquet(name, source, columns)
-    if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
-        raise InputError(name, "not a readable Parquet file (it does not start with PAR1)")
-    return _read_csv(name, source, columns)
-
-
-PARQUET_MAGIC = b"PAR1"
-PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-def _contract_error(name, problems: list[str]) -> InputError:
-    return InputError(name, "does not match the caption table contract: "
-                      f"{'; '.join(problems)}. Expected columns {expected_columns()}; "
-                      "rebuild it with `uncollapse build captions`")
-
-
-def _read_parquet(name, source, columns: list[str] | None) -> pl.DataFrame:
-    try:
-        schema = pl.read_parquet_schema(source)
-    except Exception as exc:
-        raise InputError(name, f"not a readable Parquet file ({exc})") from exc
-    if problems := schema_problems(schema):
-        raise _contract_error(name, problems)
-    wanted = columns or [c for c in CAPTION_SCHEMA if c in schema]
-    try:
-        return pl.read_parquet(source, columns=wanted)
-    except Exception as exc:
-        raise InputError(name, f"not a readable Parquet file ({exc})") from exc
-
-
-def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
-    try:
-        text = pl.read_csv(source, infer_schema=False)
-    except Exception as exc:
-        raise InputError(name, f"not a readable Parquet or CSV file ({exc})") from exc
-    missing = [f"column {c!r} is missing" for c in CAPTION_SCHEMA
-               if c not in text.columns and c not in OPTIONAL_COLUMNS]
-    if missing:
-        raise _contract_error(name, missing)
-    wanted = columns or [c for c in CAPTION_SCHEMA if c in text.columns]
-    text = text.select(wanted)
-    cast = text.select(pl.col(c).cast(CAPTION_SCHEMA.get(c, pl.String), strict=False)
-                       for c in wanted)
-    for column in wanted:
-        failed = (cast[column].is_null() & text[column].is_not_null()).arg_true()
-        if failed.len():
-            row = int(failed[0])
-            raise InputError(name, f"column {column!r} holds {text[column][row]!r}, which is "
-                             f"not a {CAPTION_SCHEMA[column]} ({failed.len()} value(s) like it); "
-                             "fix the value or rebuild the table with `uncollapse build captions`",
-                             line=row + 2)
-    return cast
+    return ", ".join(f"{name} ({dtype})" for name, dtype in CAPTION_DTYPES.items())

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 from torch.utils.data import Dataset
 
-from uncollapse.data.captions.contract import CAPTION_SCHEMA, read_caption_table
+from uncollapse.data.captions.contract import CAPTION_DTYPES
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# polars is imported where a table is read, not at the top: ``uncollapse.samplers`` exports this
+# dataset, and the training path must import on GPU hosts that have torch, numpy and pyarrow only
 
 ITEM_COLUMNS = ("image_id", "match_id", "caption")
 """The caption table columns a ``CaptionDataset`` needs."""
@@ -43,6 +49,8 @@ def _feature_rows(features, name: str) -> int:
 
 def _image_feature_rows(keys: pl.Series, image_ids, n_images: int, image_key: str) -> np.ndarray:
     """Row of the image features of every table row, matched on ``image_key`` (vectorised)."""
+    import polars as pl
+
     if image_ids is None:
         if image_key != "match_id":
             raise ValueError("image_ids is needed to align image_features by image_id; pass "
@@ -99,6 +107,8 @@ class _Texts:
     workers (polars' thread pool can deadlock after a fork, so items never touch polars)."""
 
     def __init__(self, values: pl.Series):
+        import polars as pl
+
         values = values.cast(pl.String).fill_null("")
         self.data = np.frombuffer(values.str.join("").item().encode("utf-8"), dtype=np.uint8)
         self.offsets = np.zeros(len(values) + 1, dtype=np.int64)
@@ -146,7 +156,7 @@ class CaptionDataset(Dataset):
             the rows or images (the message names the rows and ids concerned).
 
     Example:
-        >>> table = read_caption_table("captions.parquet")
+        >>> table = pl.read_parquet("captions.parquet")
         >>> data = CaptionDataset(table, image_features=np.load("image_feats.npy"),
         ...                       image_ids=np.load("image_feats_ids.npy"))
         >>> sampler = GroupedBatchSampler(data.match_ids, batch_size=250, per_group=5)
@@ -161,12 +171,16 @@ class CaptionDataset(Dataset):
 
     def __init__(self, table: pl.DataFrame | str | Path, *, text_features=None,
                  image_features=None, image_ids=None, image_key: str = "image_id"):
+        import polars as pl
+
+        from uncollapse.data.captions.table import read_caption_table
+
         if not isinstance(table, pl.DataFrame):
             table = read_caption_table(table, columns=list(ITEM_COLUMNS))
         missing = [c for c in ITEM_COLUMNS if c not in table.columns]
         if missing:
             raise ValueError(f"the caption table has no column(s) {', '.join(missing)}; a "
-                             f"caption table has {', '.join(CAPTION_SCHEMA)}")
+                             f"caption table has {', '.join(CAPTION_DTYPES)}")
         if image_key not in IMAGE_KEYS:
             raise ValueError(f"image_key must be one of {', '.join(IMAGE_KEYS)}, not "
                              f"{image_key!r}")

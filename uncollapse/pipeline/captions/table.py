@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from uncollapse.data.captions.contract import CAPTION_SCHEMA
+from uncollapse.data.captions.table import CAPTION_SCHEMA
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_CAPTION_COUNT_UNUSUAL,
     SOURCE_DUPLICATE_CAPTION_NUMBER,

@@ -1,0 +1,118 @@
+"""Reading and checking a caption table with polars (docs/data-contracts.md, "Caption table").
+
+``CAPTION_SCHEMA`` is ``CAPTION_DTYPES`` of the contract as polars types.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from uncollapse.data.captions.contract import (
+    CAPTION_DTYPES,
+    OPTIONAL_COLUMNS,
+    expected_columns,
+)
+from uncollapse.errors import InputError
+
+CAPTION_SCHEMA: dict[str, pl.DataType] = {name: getattr(pl, dtype)
+                                          for name, dtype in CAPTION_DTYPES.items()}
+"""Column -> polars dtype, in the order the builders write them."""
+
+
+def schema_problems(schema: pl.Schema | dict) -> list[str]:
+    """Every way ``schema`` (column -> dtype) differs from the contract; empty when it fits."""
+    problems = []
+    for name, dtype in CAPTION_SCHEMA.items():
+        if name not in schema:
+            if name not in OPTIONAL_COLUMNS:
+                problems.append(f"column {name!r} is missing")
+        elif schema[name] != dtype:
+            problems.append(f"column {name!r} is {schema[name]}, expected {dtype}")
+    return problems
+
+
+def read_caption_table(path: str | Path, *, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read a caption table (Parquet or CSV) and check its columns against the contract.
+
+    Parquet is recognised by its magic bytes (``PAR1``), anything else is read as CSV with a
+    header row; CSV values are read as text (ids keep their leading zeros) and cast to the
+    contract's dtypes. ``"-"`` reads the table from standard input.
+
+    Args:
+        path: the file, or ``"-"`` for standard input.
+        columns: read only these columns (all contract columns by default).
+
+    Raises:
+        InputError: the file is missing or unreadable, does not match the contract (every
+            mismatch is named, with the expected columns), or a CSV value does not convert to
+            its column's dtype (the line is named).
+    """
+    if str(path) == "-":
+        name, source = "<stdin>", io.BytesIO(sys.stdin.buffer.read())
+        magic = source.getvalue()[:4]
+    else:
+        name = source = Path(path)
+        try:
+            with open(source, "rb") as handle:
+                magic = handle.read(4)
+        except FileNotFoundError as exc:
+            raise InputError(name, "no such file") from exc
+        except OSError as exc:
+            raise InputError(name, f"could not be read ({exc})") from exc
+    if magic == PARQUET_MAGIC:
+        return _read_parquet(name, source, columns)
+    if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
+        raise InputError(name, "not a readable Parquet file (it does not start with PAR1)")
+    return _read_csv(name, source, columns)
+
+
+PARQUET_MAGIC = b"PAR1"
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _contract_error(name, problems: list[str]) -> InputError:
+    return InputError(name, "does not match the caption table contract: "
+                      f"{'; '.join(problems)}. Expected columns {expected_columns()}; "
+                      "rebuild it with `uncollapse build captions`")
+
+
+def _read_parquet(name, source, columns: list[str] | None) -> pl.DataFrame:
+    try:
+        schema = pl.read_parquet_schema(source)
+    except Exception as exc:
+        raise InputError(name, f"not a readable Parquet file ({exc})") from exc
+    if problems := schema_problems(schema):
+        raise _contract_error(name, problems)
+    wanted = columns or [c for c in CAPTION_SCHEMA if c in schema]
+    try:
+        return pl.read_parquet(source, columns=wanted)
+    except Exception as exc:
+        raise InputError(name, f"not a readable Parquet file ({exc})") from exc
+
+
+def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
+    try:
+        text = pl.read_csv(source, infer_schema=False)
+    except Exception as exc:
+        raise InputError(name, f"not a readable Parquet or CSV file ({exc})") from exc
+    missing = [f"column {c!r} is missing" for c in CAPTION_SCHEMA
+               if c not in text.columns and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise _contract_error(name, missing)
+    wanted = columns or [c for c in CAPTION_SCHEMA if c in text.columns]
+    text = text.select(wanted)
+    cast = text.select(pl.col(c).cast(CAPTION_SCHEMA.get(c, pl.String), strict=False)
+                       for c in wanted)
+    for column in wanted:
+        failed = (cast[column].is_null() & text[column].is_not_null()).arg_true()
+        if failed.len():
+            row = int(failed[0])
+            raise InputError(name, f"column {column!r} holds {text[column][row]!r}, which is "
+                             f"not a {CAPTION_SCHEMA[column]} ({failed.len()} value(s) like it); "
+                             "fix the value or rebuild the table with `uncollapse build captions`",
+                             line=row + 2)
+    return cast
