@@ -89,3 +89,13 @@ def test_head_outputs_raw_scale_and_its_cosine_copy_is_unit_norm():
     # zero-initialised correction: the model starts at the context mean, in the raw scale
     assert torch.allclose(y_dec, torch.full((2, 6), 10.0))
     assert torch.allclose(NextVectorModel.cosine(y_dec).norm(dim=-1), torch.ones(2))
+
+
+def test_learned_residual_starts_at_the_context_mean_and_can_move_to_the_last_vector():
+    model = NextVectorModel(LVMModelConfig(dim=2, context_length=3, hidden=4,
+                                           residual="learned"))
+    context = torch.tensor([[[0.0, 0.0], [3.0, 0.0], [0.0, 6.0]]])
+    assert torch.allclose(model(context), torch.tensor([[1.0, 2.0]]))
+    with torch.no_grad():
+        model.position_logits.copy_(torch.tensor([-50.0, -50.0, 50.0]))
+    assert torch.allclose(model(context), torch.tensor([[0.0, 6.0]]), atol=1e-4)

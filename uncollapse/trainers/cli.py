@@ -21,7 +21,7 @@ from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
-           "residual": ("mean", "last", "none")}
+           "residual": ("mean", "last", "learned", "none")}
 HIDDEN = {"recipe", "out"}
 EXAMPLES = {
     "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"

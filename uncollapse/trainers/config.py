@@ -161,11 +161,13 @@ class LVMConfig(TrainConfig):
         sequences: the sequence file (NPZ, dense or compact).
         arch: ``gru``, ``lstm``, ``transformer`` or ``ssm``.
         hidden, layers, heads, dropout: backbone size.
-        residual: skip from the context added to the head's output: ``mean``, ``last``, ``none``.
+        residual: skip from the context added to the head's output: ``mean``, ``last``,
+            ``learned`` (softmax weights over the context positions, starting equal), ``none``.
         max_per_doc: samples of one document in a batch (``DiverseBatchSampler``).
         exclude_window: hard negatives are not drawn within +-w positions of the target.
         temperature: of the InfoNCE logits.
-        infonce_weight, moment_weight, variance_weight, mse_weight: loss weights.
+        infonce_weight, moment_weight, variance_weight, mse_weight, cosine_weight: loss
+            weights (cosine: mean 1 - cos(y_dec, target)).
         variance_ratio: the variance floor per dimension, as a share of the targets' std.
         eval_fraction: share of documents held out for evaluation (seeded).
     """
@@ -184,6 +186,7 @@ class LVMConfig(TrainConfig):
     moment_weight: float = 1.0
     variance_weight: float = 1.0
     mse_weight: float = 0.0
+    cosine_weight: float = 0.0
     variance_ratio: float = 0.5
     eval_fraction: float = 0.15
     recipe: str = "lvm"

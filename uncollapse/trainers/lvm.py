@@ -38,7 +38,7 @@ BLOCK = 1024
 class LVMRecipe(Recipe):
     config_class = LVMConfig
     name = "lvm"
-    lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0}
+    lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0}
 
     def preflight(self) -> Report:
         return sequence_preflight(self.config.sequences)
@@ -129,8 +129,11 @@ class LVMRecipe(Recipe):
                  "variance": variance_floor(y_dec, c.variance_ratio * self.target_std)}
         if c.mse_weight:
             terms["mse"] = F.mse_loss(y_dec, target)
+        if c.cosine_weight:
+            terms["cosine"] = (1.0 - (y_cos * t_cos).sum(-1)).mean()
         weights = {"infonce": c.infonce_weight, "moment": c.moment_weight,
-                   "variance": c.variance_weight, "mse": c.mse_weight}
+                   "variance": c.variance_weight, "mse": c.mse_weight,
+                   "cosine": c.cosine_weight}
         loss = sum(weights[name] * value for name, value in terms.items())
         return StepOutput(loss, terms, {"outputs": y_dec.detach(), "targets": target})
 

@@ -7,9 +7,9 @@ causal convolution; a gated output). The ``mamba-ssm`` package's fused kernel ne
 and is not used; contexts here are a few vectors long, so the scan is a short loop over them.
 
 Head: linear, GELU, LayerNorm, linear, giving ``y_dec`` in the targets' raw scale, plus a skip
-from the context (``residual``: the context mean, the last context vector, or none), so the
-model starts from a strong baseline and learns the correction; ``y_cos`` is ``y_dec``
-L2-normalised.
+from the context (``residual``: the context mean, the last context vector, a learned weighting
+of the context vectors that starts at their mean, or none), so the model starts from a strong
+baseline and learns the correction; ``y_cos`` is ``y_dec`` L2-normalised.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("gru", "lstm", "transformer", "ssm")
-RESIDUALS = ("mean", "last", "none")
+RESIDUALS = ("mean", "last", "learned", "none")
 
 
 @dataclass
@@ -134,6 +134,9 @@ class NextVectorModel(nn.Module):
             self.backbone = SSMBackbone(h, config.layers, config.dropout)
         self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h),
                                   nn.Linear(h, config.dim))
+        if config.residual == "learned":
+            # softmax weights over the context positions, equal at the start (the context mean)
+            self.position_logits = nn.Parameter(torch.zeros(config.context_length))
         if config.residual != "none":
             # start exactly at the residual baseline; training learns the correction
             nn.init.zeros_(self.head[-1].weight)
@@ -146,6 +149,9 @@ class NextVectorModel(nn.Module):
             y = y + context.mean(dim=1)
         elif self.config.residual == "last":
             y = y + context[:, -1]
+        elif self.config.residual == "learned":
+            weights = torch.softmax(self.position_logits[-context.shape[1]:], dim=0)
+            y = y + torch.einsum("c,bcd->bd", weights.to(context.dtype), context)
         return y
 
     @staticmethod
