@@ -71,7 +71,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
 
         def run(arch: str, options: dict, seed: int) -> tuple[dict, float]:
-            values = dict(out=str(Path(tmp) / f"{arch}-{seed}"), sequences=args.sequences,
+            values = dict(out=tempfile.mkdtemp(prefix=f"{arch}-{seed}-", dir=tmp),
+                          sequences=args.sequences,
                           arch=arch, steps=args.steps, batch_size=args.batch_size,
                           hidden=args.hidden, layers=args.layers, lr=args.lr,
                           dropout=args.dropout, eval_fraction=args.eval_fraction,

@@ -62,7 +62,7 @@ PY
 
 banner "trainers: next-vector (LVM) training on WikiText-2, beside its three baselines"
 expect 0 uncollapse train lvm --sequences "$DEMO_OUT/wiki_sequences_compact.npz" --arch gru \
-  --steps 150 --batch-size 64 --max-per-doc 4 --hidden 128 --layers 1 --lr 2e-3 --device cpu \
+  --steps 150 --batch-size 64 --max-per-doc 4 --hidden 128 --layers 1 --lr 5e-4 --device cpu \
   --quiet --monitor-warmup 50 --out "$DEMO_OUT/runs/lvm"
 python - "$DEMO_OUT/runs/lvm/eval.json" <<'PY'
 import json
@@ -74,6 +74,8 @@ for name in ("model", "baseline_mean_target", "baseline_last_context", "baseline
     print(f"{name:24s} cosine {m['mean_cosine']:.3f}  recall@1 {m['recall@1']:.3f}  "
           f"MRR {m['mrr']:.3f}  vs hardest negative {m['contrastive_accuracy_hardest']:.3f}")
 print("decoding round trip (top-1):", json.dumps(evaluation["round_trip"]))
+print("(150 CPU steps on seeded bag-of-words vectors: the model starts at the context mean and "
+      "barely moves; real sentence embeddings on a GPU are in BENCHMARKS.md)")
 PY
 show "the sequence file without doc_ids is refused before training"
 expect 1 uncollapse train lvm --sequences "$DEMO_OUT/wiki_sequences_no_doc_ids.npz" --steps 10 \

@@ -157,3 +157,58 @@ def test_serve_answers_predictions_and_rejects_bad_input_with_4xx(data, tmp_path
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_directory_that_holds_a_run_is_refused_without_resume(data, tmp_path):
+    assert contrastive(data, tmp_path / "run").exit_code == 0
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    again = contrastive(data, tmp_path / "run", "--hidden", "16")
+    assert again.exit_code == 2
+    assert "already holds a run" in again.output and "--resume" in again.output
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--eval-fraction", "1"], "--eval-fraction must be in [0, 1)"),
+    (["--epochs", "2"], "give --steps or --epochs, not both"),
+    (["--batch-size", "7"], "--batch-size"),
+])
+def test_refused_options_leave_no_run_directory(data, tmp_path, args, message):
+    result = contrastive(data, tmp_path / "run", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_features_are_refused_naming_the_row(data, tmp_path):
+    import numpy as np
+
+    text = np.load(data["text"])
+    text[5, 3] = np.nan
+    np.save(tmp_path / "nan.npy", text)
+    result = invoke("train", "contrastive", "--captions", data["table"], "--text-features",
+                    tmp_path / "nan.npy", "--steps", 4, "--batch-size", 20, "--out",
+                    tmp_path / "run", *FAST)
+    assert result.exit_code == 2
+    assert "row 5 holds a NaN" in result.output
+
+
+def test_lvm_without_doc_ids_is_refused_even_with_force(data, tmp_path):
+    import numpy as np
+
+    from uncollapse.data.npz import open_npz, write_npz
+
+    arrays = {k: np.asarray(v) for k, v in open_npz(data["sequences"]).items()}
+    dense = {"context_sequences": np.stack([arrays["vectors"][i - 3:i] for i in range(3, 40)]),
+             "target_vectors": arrays["vectors"][3:40]}
+    write_npz(tmp_path / "no_docs.npz", dense)
+    result = invoke("train", "lvm", "--sequences", tmp_path / "no_docs.npz", "--steps", 2,
+                    "--force", "--out", tmp_path / "run", *FAST)
+    assert result.exit_code == 1
+    assert "MISSING_DOC_IDS" in result.output and "cannot train on it" in result.output
+
+
+def test_report_and_serve_refuse_what_is_not_a_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert invoke("report", tmp_path / "empty").exit_code == 2
+    assert not (tmp_path / "empty" / "report").exists()

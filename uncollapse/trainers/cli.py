@@ -89,6 +89,20 @@ def config_options(config_class: type[TrainConfig]):
     return decorate
 
 
+PROSE_WORDS = {"out", "device", "captions", "sequences", "compile", "quiet", "force", "resume",
+               "precision", "dropout", "residual", "temperature", "dim", "recipe", "tensorboard"}
+
+
+def option_flags(config_class: type[TrainConfig]) -> dict[str, str]:
+    """Parameter name -> flag, for rewording the library's errors (``batch_size`` ->
+    ``--batch-size``); names that are also plain words are left alone."""
+    flags = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(config_class)
+             if f.name not in PROSE_WORDS}
+    flags.update({"force=True": "--force", "resume=True": "--resume",
+                  "out directory": "--out directory"})
+    return flags
+
+
 def _fail(message: str, code: int):
     error = click.ClickException(message)
     error.exit_code = code
@@ -97,6 +111,9 @@ def _fail(message: str, code: int):
 
 def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Command:
     def run(**options):
+        from uncollapse.cli_report import flags_in_errors
+        from uncollapse.errors import ToolError
+        from uncollapse.report import to_jsonable
         from uncollapse.trainers.engine import recipe_class, train
         from uncollapse.trainers.recipe import PreflightError
         from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
@@ -105,10 +122,13 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
         try:
             result = train(recipe_class(name), config)
         except PreflightError as exc:
-            _fail(str(exc), 1)
+            _fail(str(exc).replace("force=True", "--force"), 1)
         except (LossGuardError, CollapseError) as exc:
             _fail(f"training stopped: {exc}", 1)
-        click.echo(json.dumps(result.evaluation, indent=2, default=str))
+        except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
+            with flags_in_errors(option_flags(config_class)):
+                raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
+        click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
         click.echo(f"run directory: {result.run_dir.path}", err=True)
 
     summary = {"contrastive": "Dual-tower contrastive training on precomputed caption and "
@@ -154,10 +174,12 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
     overrides = {k: v for k, v in {"captions": captions, "text_features": text_features,
                                    "image_features": image_features, "eval_split": eval_split,
                                    "sequences": sequences}.items() if v is not None}
+    from uncollapse.report import to_jsonable
+
     evaluation = evaluate_run(run_dir, overrides, device)
     if json_path:
         RunDir(run_dir).write_json(Path(json_path), evaluation)
-    click.echo(json.dumps(evaluation, indent=2, default=str))
+    click.echo(json.dumps(to_jsonable(evaluation), indent=2))
 
 
 @click.command("report")
@@ -172,8 +194,10 @@ def report_command(run_dir):
     from uncollapse.extras import require
 
     require("matplotlib", "plots", "uncollapse report")
+    from uncollapse.trainers.config import read_run_config
     from uncollapse.trainers.plots import write_report
 
+    read_run_config(run_dir)  # a run directory, or exit 2 saying what is missing
     click.echo(str(write_report(run_dir)))
 
 
@@ -195,9 +219,22 @@ def serve_command(run_dir, host, port, device):
 
     require("fastapi", "serve", "uncollapse serve")
     uvicorn = require("uvicorn", "serve", "uncollapse serve")
+    import socket
+
+    from uncollapse.errors import ToolError
     from uncollapse.trainers.serve import create_app
 
-    uvicorn.run(create_app(run_dir, device), host=host, port=port, log_level="warning")
+    try:
+        app = create_app(run_dir, device)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from exc
+    with socket.socket() as probe:  # uvicorn exits 3 on a taken port: say so with exit 2
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ToolError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                            "--port or stop what holds it") from exc
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 COMMANDS = {"": [train_group, evaluate_command, report_command, serve_command]}

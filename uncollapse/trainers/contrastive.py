@@ -107,6 +107,12 @@ def load_features(path: str | Path, rows: int | None, what: str) -> np.ndarray:
     if rows is not None and array.shape[0] != rows:
         raise InputError(path, f"{array.shape[0]} rows of {what} for {rows} rows of the caption "
                          "table: row i must be the features of table row i")
+    for start in range(0, array.shape[0], 1 << 16):  # blockwise: the file may be memory-mapped
+        finite = np.isfinite(array[start:start + (1 << 16)]).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            raise InputError(path, f"{what} row {row} holds a NaN or infinite value; every "
+                             "feature must be finite (re-encode that row)")
     return array
 
 
@@ -115,11 +121,15 @@ def image_rows(path: str | Path, table: dict[str, np.ndarray]) -> tuple[np.ndarr
     path = Path(path)
     groups = int(table["match_id"].max()) + 1 if len(table["match_id"]) else 0
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            if not {"features", "image_ids"} <= set(npz.files):
-                raise InputError(path, f"an image-feature NPZ needs 'features' and 'image_ids', "
-                                 f"it has {sorted(npz.files)}")
-            features, ids = npz["features"], npz["image_ids"].astype(str)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if not {"features", "image_ids"} <= set(npz.files):
+                    raise InputError(path, f"an image-feature NPZ needs 'features' and "
+                                     f"'image_ids', it has {sorted(npz.files)}")
+                features, ids = npz["features"], npz["image_ids"].astype(str)
+        except ValueError as exc:  # object arrays need pickle, which is refused
+            raise InputError(path, f"cannot read without pickle ({exc}); save image_ids as a "
+                             "string or integer array (numpy.savez)") from exc
         order = np.argsort(ids)
         # the image_id of each group, then where that id sits in the NPZ
         first = np.unique(table["match_id"], return_index=True)

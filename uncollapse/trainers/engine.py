@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -56,17 +57,20 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     run = RunDir(config.out)
     if config.resume and not run.config.exists():
         raise ValueError(f"resume: {run.path} holds no run to continue (no config.json)")
-    run.create()
-    config.save(run.config)
+    if not config.resume and run.holds_a_run():
+        raise ValueError(f"{run.path} already holds a run; pass resume=True to continue it, "
+                         "or choose a new out directory")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     recipe = recipe_class(config, device)
 
-    # pre-flight: refuse broken inputs before any GPU time is spent ---------------------------
+    # pre-flight: refuse broken inputs before any GPU time is spent; nothing is written -------
     preflight = recipe.preflight()
-    run.write_json(run.path / "preflight.json", preflight.to_dict())
-    if preflight.errors and not config.force:
-        raise PreflightError(preflight)
+    blocking = [f for f in preflight.errors
+                if not config.force or f.code in recipe.unforceable]
+    if blocking:
+        raise PreflightError(preflight, forceable=not any(
+            f.code in recipe.unforceable for f in blocking))
 
     # data on the device, model, optimiser -------------------------------------------------
     recipe.setup()
@@ -74,6 +78,9 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
         raise ValueError("no training rows: the evaluation split holds every row; choose "
                          "another eval split")
     model = recipe.build_model().to(device)
+    run.create()
+    config.save(run.config)
+    run.write_json(run.path / "preflight.json", preflight.to_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -121,7 +128,7 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     plan = recipe.epoch_plan(epoch)
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # terms not yet read back
     bar = tqdm(total=total_steps, initial=step, desc=f"train {recipe.name}", leave=False,
-               dynamic_ncols=True, disable=config.quiet)
+               dynamic_ncols=True, disable=config.quiet or not sys.stderr.isatty())
     model.train()
     clock, samples_since = time.perf_counter(), 0
     while step < total_steps:

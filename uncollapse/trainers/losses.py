@@ -8,8 +8,10 @@
   averaged over anchors with at least one positive. ``L_i >= 0`` because the numerator's
   terms are a subset of the denominator's.
 - ``moment_matching``: squared distance of the batch's per-dimension mean and std to the
-  targets' (computed once from the data): keeps a raw-scale decoder output on the targets' scale.
-- ``variance_floor``: VICReg's hinge on the per-dimension std (Bardes et al. 2022).
+  targets' (computed once from the data), in units of the targets' std so that it weighs the
+  same on unit-norm and on raw-scale vectors: keeps a decoder's input on the targets' scale.
+- ``variance_floor``: VICReg's hinge on the per-dimension std (Bardes et al. 2022), here on the
+  standardised output: ``mean_d max(0, ratio - std(y_d) / std_d)``.
 """
 
 from __future__ import annotations
@@ -40,15 +42,15 @@ def multi_positive_infonce(logits: torch.Tensor, positives: torch.Tensor,
 
 
 def moment_matching(y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """mean_d (mean(y_d) - mean_d)^2 + (std(y_d) - std_d)^2, on the targets' scale."""
-    y = y.float()
-    return ((y.mean(dim=0) - mean).pow(2) + (y.std(dim=0) - std).pow(2)).mean()
+    """mean_d ((mean(y_d) - mean_d) / std_d)^2 + (std(y_d) / std_d - 1)^2."""
+    z = (y.float() - mean) / std
+    return (z.mean(dim=0).pow(2) + (z.std(dim=0) - 1).pow(2)).mean()
 
 
-def variance_floor(y: torch.Tensor, gamma: torch.Tensor | float, eps: float = 1e-4):
-    """mean_d max(0, gamma_d - sqrt(Var(y_d) + eps))."""
-    y = y.float()
-    return F.relu(gamma - torch.sqrt(y.var(dim=0) + eps)).mean()
+def variance_floor(y: torch.Tensor, std: torch.Tensor, ratio: float, eps: float = 1e-4):
+    """mean_d max(0, ratio - sqrt(Var(y_d / std_d) + eps))."""
+    z = y.float() / std
+    return F.relu(ratio - torch.sqrt(z.var(dim=0) + eps)).mean()
 
 
 def similarity_gap(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor,

@@ -39,6 +39,8 @@ class LVMRecipe(Recipe):
     config_class = LVMConfig
     name = "lvm"
     lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0}
+    # hard negatives and the per-document cap need documents
+    unforceable = frozenset({"MISSING_DOC_IDS"})
 
     def preflight(self) -> Report:
         return sequence_preflight(self.config.sequences)
@@ -78,7 +80,9 @@ class LVMRecipe(Recipe):
                                               dtype=torch.float32, device=device)
         train_targets = self.target(self.train_samples)
         self.target_mean = train_targets.mean(dim=0)
-        self.target_std = train_targets.std(dim=0)
+        # a dimension the targets never vary in would divide by zero: floor it
+        std = train_targets.std(dim=0)
+        self.target_std = std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12)))
         self.sampler = DiverseBatchSampler(doc_ids[self.train_samples_np], config.batch_size,
                                            config.max_per_doc, seed=config.seed, drop_last=True)
 
@@ -126,7 +130,7 @@ class LVMRecipe(Recipe):
         backward = F.cross_entropy(logits.T, labels)
         terms = {"infonce": 0.5 * (forward + backward),
                  "moment": moment_matching(y_dec, self.target_mean, self.target_std),
-                 "variance": variance_floor(y_dec, c.variance_ratio * self.target_std)}
+                 "variance": variance_floor(y_dec, self.target_std, c.variance_ratio)}
         if c.mse_weight:
             terms["mse"] = F.mse_loss(y_dec, target)
         if c.cosine_weight:

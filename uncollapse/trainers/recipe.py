@@ -19,11 +19,13 @@ class PreflightError(ToolError):
 
     exit_code = 1
 
-    def __init__(self, report: Report):
+    def __init__(self, report: Report, *, forceable: bool = True):
         self.report = report
         codes = ", ".join(f"{f.code} ({f.message})" for f in report.errors)
-        super().__init__(f"pre-flight check of the inputs failed, training not started: {codes}. "
-                         "Fix the data, or pass force=True (--force) to train anyway")
+        advice = ("Fix the data, or pass force=True to train on it anyway" if forceable else
+                  "Fix the data: this recipe cannot train on it even with force=True")
+        super().__init__(f"pre-flight check of the inputs failed, training not started: "
+                         f"{codes}. {advice}")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Recipe:
 
     name = "recipe"
     lower_bounds: dict[str, float] = {}
+    unforceable: frozenset[str] = frozenset()  # finding codes force=True cannot train past
     sampler = None
 
     def __init__(self, config, device: torch.device):

@@ -30,6 +30,10 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.eval = self.path / "eval.json"
 
+    def holds_a_run(self) -> bool:
+        """Whether a run has written here (its config or a checkpoint)."""
+        return self.config.exists() or any(self.checkpoints.glob("step-*.pt"))
+
     def create(self) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
@@ -87,11 +91,12 @@ class RunDir:
             try:
                 state = torch.load(path, map_location=map_location, weights_only=True)
             except Exception as exc:  # truncated zip, bad pickle opcode, ...
-                broken.append(f"{path.name} ({type(exc).__name__}: {str(exc)[:120]})")
+                broken.append(f"{path.name} ({type(exc).__name__}: {exc})")
                 continue
             if broken:
                 warnings.warn(f"skipped unreadable checkpoint(s) {'; '.join(broken)}; resuming "
                               f"from {path.name}", RuntimeWarning, stacklevel=2)
             return state, path
         detail = f"; unreadable: {'; '.join(broken)}" if broken else ""
-        raise InputError(self.checkpoints, f"no readable checkpoint to resume from{detail}")
+        raise InputError(self.checkpoints, f"no readable checkpoint{detail}; is this a run "
+                         "directory written by `uncollapse train`?")
