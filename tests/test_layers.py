@@ -164,3 +164,9 @@ def test_training_path_imports_with_torch_numpy_and_pyarrow_only():
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported"
+
+
+def test_no_file_of_the_package_cites_a_document_users_do_not_have():
+    cited = [str(p.relative_to(ROOT)) for p in (ROOT / PACKAGE).rglob("*.py")
+             if "DESIGN.md" in p.read_text(encoding="utf-8")]
+    assert cited == []

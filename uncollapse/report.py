@@ -1,4 +1,4 @@
-"""Findings and reports: the one result shape every check returns (DESIGN.md)."""
+"""Findings and reports: the one result shape every check returns (README, "Reports")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The content-addressed artifact store (DESIGN.md, "Cache").
+"""The content-addressed artifact store (README, "Cache").
 
 An entry lives at ``<root>/<stage>/<key[:2]>/<key>/``. It is built in a temporary directory
 beside it, under a lock, and renamed into place with its ``manifest.json`` written last, so a

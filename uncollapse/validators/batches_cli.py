@@ -54,8 +54,14 @@ def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc,
 
     if epochs < 1 or world_size < 1 or batch_size < 1:
         raise click.BadParameter("--batch-size, --world-size and --epochs must be at least 1")
-    return audit_table(table, sampler=sampler, batch_size=batch_size, per_group=per_group,
-                       max_per_doc=max_per_doc, group_column=group_column,
-                       doc_column=doc_column, world_size=world_size, epochs=epochs, seed=seed,
-                       drop_last=not keep_last,
-                       exclude_duplicates_column=exclude_duplicates_column)
+    from uncollapse.cli_report import flags_in_errors
+
+    flags = {"batch_size": "--batch-size", "per_group": "--per-group",
+             "max_per_doc": "--max-per-doc", "drop_last=False": "--keep-last",
+             "world_size": "--world-size"}
+    with flags_in_errors(flags):
+        return audit_table(table, sampler=sampler, batch_size=batch_size, per_group=per_group,
+                           max_per_doc=max_per_doc, group_column=group_column,
+                           doc_column=doc_column, world_size=world_size, epochs=epochs,
+                           seed=seed, drop_last=not keep_last,
+                           exclude_duplicates_column=exclude_duplicates_column)

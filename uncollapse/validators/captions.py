@@ -36,6 +36,10 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Code, Finding, Report
 from uncollapse.validators.match_ids import GROUPS_ALL_UNIQUE
 
+CAPTION_TABLE_EMPTY = Code(
+    "CAPTION_TABLE_EMPTY", "error",
+    "The caption table has no rows: nothing to train on, so a check that passed would mislead.",
+    "Rebuild the table from its source (a failed export or a filter that kept nothing).")
 IMAGE_ID_POSITIONAL = Code(
     "IMAGE_ID_POSITIONAL", "error",
     "image_id values are row numbers or a running counter, not the source's identifiers.",
@@ -727,6 +731,8 @@ def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_
     measurements = run.get("measurements") or CaptionMeasurements.of(frame.lazy(), model._limits)
     failed = run.get("failed", set())
     findings = [f for f in [_nulls_finding(frame, measurements)] if f is not None]
+    if frame.height == 0:
+        findings.append(CAPTION_TABLE_EMPTY.finding(f"{target} holds no caption rows", count=0))
     findings += [_findings(check, frame, measurements) for check in CHECK_ORDER
                  if check in failed]
     sizes = measurements.groups["size"]

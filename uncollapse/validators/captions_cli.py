@@ -37,7 +37,12 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
 
     if group_size is not None:
         min_group = max_group = group_size
-    with status(f"checking {table}", quiet=quiet):
+    from uncollapse.cli_report import flags_in_errors
+
+    flags = {"min_group": "--min-group", "max_group": "--max-group",
+             "max_singleton_share": "--max-singleton-share",
+             "min_caption_chars": "--min-caption-chars", "max_caption_chars": "--max-caption-chars"}
+    with status(f"checking {table}", quiet=quiet), flags_in_errors(flags):
         return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
                    max_singleton_share=max_singleton_share, min_caption_chars=min_caption_chars,
                    max_caption_chars=max_caption_chars)

@@ -1,4 +1,4 @@
-"""Checks of a scene NPZ (DESIGN.md, "Scene file") for object-centric training.
+"""Checks of a scene NPZ (docs/data-contracts.md, "Scene file") for object-centric training.
 
 The keys, dtypes and shapes of the contract; masks whose labels agree with ``num_objects``
 (no label above it, none of 1..num_objects missing); every object visible with at least
