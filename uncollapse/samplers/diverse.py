@@ -40,7 +40,7 @@ class DiverseBatchSampler(PlannedBatchSampler):
             ``has_smaller_last_batch``.
 
     Example:
-        >>> sampler = DiverseBatchSampler(np.load("seqs.npz")["doc_ids"], batch_size=512,
+        >>> sampler = DiverseBatchSampler(np.load("seqs.npz")["doc_ids"], batch_size=64,
         ...                               max_per_doc=4)
         >>> sampler.rows_unplaced()
         1873
