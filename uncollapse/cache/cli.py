@@ -64,12 +64,12 @@ def verify_cmd(cache_dir, key, quiet):
         uncollapse cache verify            # every entry
         uncollapse cache verify 3fa9c2     # one entry, by key prefix
     """
-    from uncollapse.cache.verify import verify_cache
+    from uncollapse.cache.verify import validate_cache
     from uncollapse.progress import status
 
     cache = _cache(cache_dir)
     with status(f"re-hashing the files of {cache.root}", quiet=quiet):
-        return verify_cache(cache, key)
+        return validate_cache(cache, key)
 
 
 @cache_group.command("explain")

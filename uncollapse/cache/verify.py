@@ -15,7 +15,7 @@ CACHE_HASH_MISMATCH = Code("CACHE_HASH_MISMATCH", "error",
                            "Rebuild the artifact (`--rebuild`); check the disk if it recurs.")
 
 
-def verify_cache(cache: Cache, key_prefix: str | None = None) -> Report:
+def validate_cache(cache: Cache, key_prefix: str | None = None) -> Report:
     """Re-hash every file of every entry (or of one entry) against its manifest."""
     entries = [cache.find(key_prefix)] if key_prefix else cache.entries()
     missing, mismatched = [], []

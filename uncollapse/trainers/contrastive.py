@@ -29,7 +29,7 @@ from uncollapse.report import Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
 from uncollapse.trainers.config import ContrastiveConfig
 from uncollapse.trainers.losses import multi_positive_infonce, similarity_gap
-from uncollapse.trainers.preflight import caption_preflight
+from uncollapse.trainers.preflight import validate_caption_inputs
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.collapse.metrics import (
     alignment,
@@ -175,7 +175,7 @@ class ContrastiveRecipe(Recipe):
     def preflight(self) -> Report:
         config = self.config
         self.table = read_caption_arrays(config.captions)
-        return caption_preflight(self.table, config.captions, batch_size=config.batch_size)
+        return validate_caption_inputs(self.table, config.captions, batch_size=config.batch_size)
 
     def setup(self) -> None:
         config, table = self.config, self.table

@@ -28,7 +28,7 @@ from uncollapse.samplers.diverse import DiverseBatchSampler
 from uncollapse.trainers.config import LVMConfig
 from uncollapse.trainers.losses import moment_matching, variance_floor
 from uncollapse.trainers.lvm_models import LVMModelConfig, NextVectorModel
-from uncollapse.trainers.preflight import sequence_preflight
+from uncollapse.trainers.preflight import validate_sequence_inputs
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.collapse.metrics import effective_rank, moment_comparison
 
@@ -43,7 +43,7 @@ class LVMRecipe(Recipe):
     unforceable = frozenset({"MISSING_DOC_IDS"})
 
     def preflight(self) -> Report:
-        return sequence_preflight(self.config.sequences)
+        return validate_sequence_inputs(self.config.sequences)
 
     # data -------------------------------------------------------------------------------------
     def setup(self) -> None:

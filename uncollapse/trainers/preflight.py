@@ -20,7 +20,8 @@ from uncollapse.validators.sequences import validate_sequences
 RANDOM_BATCH_CODES = {"FEW_POSITIVES_IN_RANDOM_BATCHES"}
 
 
-def caption_preflight(table: dict[str, np.ndarray], target: str, *, batch_size: int) -> Report:
+def validate_caption_inputs(table: dict[str, np.ndarray], target: str, *,
+                            batch_size: int) -> Report:
     """Check a caption table (its ``match_id``, ``image_id`` and ``split`` arrays)."""
     if importlib.util.find_spec("polars") and importlib.util.find_spec("pandera"):
         from uncollapse.validators.captions import validate_captions  # pandera: heavy, lazy
@@ -35,7 +36,7 @@ def caption_preflight(table: dict[str, np.ndarray], target: str, *, batch_size: 
     return report
 
 
-def sequence_preflight(path: str) -> Report:
+def validate_sequence_inputs(path: str) -> Report:
     """``validate sequences`` on the sequence file."""
     report = validate_sequences(path)
     report.stats["checks"] = "validate sequences"
