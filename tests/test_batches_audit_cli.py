@@ -94,7 +94,7 @@ def test_diverse_sampler_on_a_compact_sequence_file_uses_its_sample_documents(tm
 def test_unusable_requests_exit_2_with_the_reason(captions, tmp_path):
     result = run(captions, "--sampler", "grouped", "-b", "52", "-k", "5")
     assert result.exit_code == 2
-    assert "batch_size 52 is not a multiple of per_group 5" in result.output
+    assert "--batch-size 52 is not a multiple of --per-group 5" in result.output
     result = run(captions, "--sampler", "grouped", "-b", "50")
     assert result.exit_code == 2 and "needs --per-group" in result.output
     result = run(captions, "--sampler", "grouped", "-b", "50", "-k", "5", "--group-column",

@@ -212,3 +212,10 @@ def test_report_and_serve_refuse_what_is_not_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
     assert invoke("report", tmp_path / "empty").exit_code == 2
     assert not (tmp_path / "empty" / "report").exists()
+
+
+def test_tensorboard_writes_event_files(data, tmp_path):
+    result = contrastive(data, tmp_path / "run", "--tensorboard")
+    assert result.exit_code == 0, result.output
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.cli_report import report_options
+from uncollapse.cli_report import quiet_option, report_options
 
 
 @click.command("batches")
@@ -30,10 +30,11 @@ from uncollapse.cli_report import report_options
               help="Epochs to replay (set_epoch is called before each).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--keep-last", is_flag=True, help="Keep the smaller last batch (drop_last=False).")
+@quiet_option
 @report_options
 def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc, group_column,
-                     doc_column, exclude_duplicates_column, world_size, epochs, seed,
-                     keep_last):
+                             doc_column, exclude_duplicates_column, world_size, epochs, seed,
+                             keep_last, quiet):
     """Replay a sampler over TABLE's ids and check every batch it yields.
 
     Reports positives per batch, distinct groups per batch, most rows of one document in a
@@ -59,7 +60,10 @@ def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc,
     flags = {"batch_size": "--batch-size", "per_group": "--per-group",
              "max_per_doc": "--max-per-doc", "drop_last=False": "--keep-last",
              "world_size": "--world-size"}
-    with flags_in_errors(flags):
+    from uncollapse.progress import status
+
+    with status(f"replaying the {sampler} sampler over {table}", quiet=quiet), \
+            flags_in_errors(flags):
         return audit_table(table, sampler=sampler, batch_size=batch_size, per_group=per_group,
                            max_per_doc=max_per_doc, group_column=group_column,
                            doc_column=doc_column, world_size=world_size, epochs=epochs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.cli_report import report_options
+from uncollapse.cli_report import quiet_option, report_options
 
 
 @click.command("captions")
@@ -19,7 +19,7 @@ from uncollapse.cli_report import report_options
               help="Shorter captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
 @click.option("--max-caption-chars", type=int, default=1000, show_default=True,
               help="Longer captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
-@click.option("--quiet", is_flag=True, help="No spinner while checking.")
+@quiet_option
 @report_options
 def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share,
                               min_caption_chars, max_caption_chars, quiet):
@@ -54,8 +54,9 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-batches", type=int, default=2000, show_default=True,
               help="Random batches to draw for the simulated shares.")
+@quiet_option
 @report_options
-def diagnose_match_ids_command(table, batch_size, seed, max_batches):
+def diagnose_match_ids_command(table, batch_size, seed, max_batches, quiet):
     """Group-size histogram and what uniformly random batches would hold.
 
     Prints the share of random batches of B rows with no positive pair, the mean number of
@@ -65,7 +66,9 @@ def diagnose_match_ids_command(table, batch_size, seed, max_batches):
         uncollapse diagnose match-ids captions.parquet --batch-size 256
     """
     from uncollapse.cli_report import flags_in_errors
+    from uncollapse.progress import status
     from uncollapse.validators.match_ids import diagnose_match_ids as run
 
-    with flags_in_errors({"batch_size": "--batch-size", "max_batches": "--max-batches"}):
+    with status(f"drawing random batches of {table}", quiet=quiet), \
+            flags_in_errors({"batch_size": "--batch-size", "max_batches": "--max-batches"}):
         return run(table, batch_size=batch_size, seed=seed, max_batches=max_batches)
