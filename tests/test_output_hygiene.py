@@ -134,3 +134,24 @@ def test_progress_draws_nothing_off_a_terminal(capsys):
         assert list(progress(range(5), total=5, desc="counting")) == [0, 1, 2, 3, 4]
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_a_reader_that_leaves_early_does_not_change_the_verdict(tmp_path):
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from uncollapse.cli import main
+
+    table = tmp_path / "coco.parquet"
+    coco = Path(__file__).resolve().parents[1] / "data" / "coco" / "captions_val2017_1000.json"
+    assert CliRunner().invoke(main, ["build", "captions", str(coco), "-o", str(table),
+                                     "--cache-dir", str(tmp_path / "cache")]).exit_code == 0
+    process = subprocess.Popen([sys.executable, "-m", "uncollapse", "validate", "captions",
+                                str(table)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # like `| head -c 0`: the reader is gone before the report is written
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 import re
 import sys
 
@@ -84,14 +85,20 @@ def emit_report(report: Report, *, output_format: str = "text", json_path: str |
     if json_path:
         with atomic_path(json_path) as tmp:
             tmp.write_text(report.to_json())
-    if output_format == "json":
-        click.echo(report.to_json())
-    elif output_format == "github":
-        text = report.to_github()
-        if text:
-            click.echo(text)
-    else:
-        report.render_text()
+    try:
+        if output_format == "json":
+            click.echo(report.to_json())
+        elif output_format == "github":
+            text = report.to_github()
+            if text:
+                click.echo(text)
+        else:
+            report.render_text()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader left (`| head`): the verdict still decides the exit code; send what is
+        # left of the output nowhere so the interpreter's final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(report.exit_code())
 
 

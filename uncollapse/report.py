@@ -238,7 +238,12 @@ def text_console(*, stderr: bool = False):
     console = Console(file=stream, color_system=None if no_color else "auto")
     if not console.is_terminal:
         console = Console(file=stream, color_system=None, width=UNWRAPPED_WIDTH, soft_wrap=True)
+    console.on_broken_pipe = _reader_left  # rich would exit 1 itself, whatever the verdict
     return console
+
+
+def _reader_left() -> None:
+    raise BrokenPipeError("the reader of the output went away")
 
 
 def _format_stat(value: Any) -> str:
