@@ -64,14 +64,14 @@ class LVMRecipe(Recipe):
         self.eval_samples_np = np.flatnonzero(is_eval)
         self.train_samples = torch.from_numpy(self.train_samples_np).to(device)
         self.eval_samples = torch.from_numpy(self.eval_samples_np).to(device)
-        self.doc_ids = torch.from_numpy(doc_ids).to(device)
+        self.doc_ids = torch.tensor(doc_ids, device=device)
         positions = (data.target_positions if data.target_positions is not None
                      else np.arange(len(doc_ids)))
-        self.positions = torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(device)
+        self.positions = torch.tensor(np.asarray(positions, dtype=np.int64), device=device)
         if data.form == "compact":
             self.vectors = torch.tensor(np.asarray(data.vectors), dtype=torch.float32,
                                         device=device)
-            self.target_rows = torch.from_numpy(np.asarray(data.target_rows)).to(device)
+            self.target_rows = torch.tensor(np.asarray(data.target_rows), device=device)
             self.offsets = torch.arange(-self.context_length, 0, device=device)
         else:
             self.contexts = torch.tensor(np.asarray(data.context_sequences),

@@ -65,7 +65,8 @@ def context_tensor(context: list, dim: int, max_length: int) -> tuple[torch.Tens
         raise HTTPException(422, f"batch of {batch}; give 1 to {MAX_BATCH} contexts")
     if not torch.isfinite(tensor).all():
         bad = torch.nonzero(~torch.isfinite(tensor))[0].tolist()
-        raise HTTPException(422, f"context holds a non-finite value at index {bad}")
+        raise HTTPException(422, f"context holds a non-finite value at index {bad} (NaN, "
+                            "infinity, or beyond the float32 range)")
     return tensor, single
 
 
