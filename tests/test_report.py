@@ -151,3 +151,19 @@ def test_no_color_turns_escape_codes_off_on_a_terminal(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     plain = _rendered(monkeypatch, _Terminal())
     assert "\x1b[" not in plain and plain.startswith("captions t.parquet: INVALID")
+
+
+def test_text_stats_lines_carry_no_trailing_padding():
+    import io
+
+    from rich.console import Console
+
+    from uncollapse.report import Report
+
+    report = Report("t", "captions", stats={"rows": 5, "histogram": {str(i): i for i in range(60)}})
+    buffer = io.StringIO()
+    report.render_text(Console(file=buffer, width=10_000, soft_wrap=True, color_system=None))
+    lines = buffer.getvalue().splitlines()
+    rows = next(line for line in lines if line.strip().startswith("rows"))
+    assert rows == rows.rstrip() and rows.split() == ["rows", "5"]
+    assert all(line == line.rstrip() for line in lines)

@@ -174,17 +174,18 @@ class Report:
 
     def render_text(self, console=None, *, strict: bool = False) -> None:
         """Print the report for a person (rich); under ``strict`` warnings make it INVALID."""
-        from rich.table import Table
+        from rich.markup import escape
 
         console = console or text_console()
         verdict = ("[green]OK[/green]" if self.exit_code(strict) == EXIT_VALID
                    else "[red]INVALID[/red]")
         console.print(f"[bold]{self.kind}[/bold] {self.target}: {verdict}")
         if self.stats:
-            table = Table(show_header=False, box=None, pad_edge=False)
+            # plain aligned lines: a table would pad every line to its longest value
+            width = max(len(str(key)) for key in self.stats)
             for key, value in self.stats.items():
-                table.add_row(f"  {key}", _format_stat(value))
-            console.print(table)
+                console.print(f"  {str(key).ljust(width)}  {escape(_format_stat(value))}",
+                              highlight=False, soft_wrap=True)
         colour = {"error": "red", "warning": "yellow", "info": "cyan"}
         for f in self.findings:
             console.print(f"  [{colour[f.severity]}]{f.severity.upper()} {f.code}[/] "
