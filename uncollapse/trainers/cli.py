@@ -21,7 +21,8 @@ from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
-           "residual": ("mean", "last", "learned", "none")}
+           "residual": ("mean", "last", "learned", "none"),
+           "init": ("learned", "spectral", "kmeans"), "diversity": ("clamped", "unclamped")}
 HIDDEN = {"recipe", "out"}
 EXAMPLES = {
     "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
@@ -29,6 +30,8 @@ EXAMPLES = {
                    "    --out runs/contrastive",
     "lvm": "uncollapse train lvm --sequences sequences.npz --arch gru --steps 5000 \\\n"
            "    --out runs/lvm",
+    "slots": "uncollapse train slots --scenes scenes.npz --slots 5 --init learned \\\n"
+             "    --steps 30000 --out runs/slots",
 }
 
 
@@ -80,7 +83,7 @@ def config_options(config_class: type[TrainConfig]):
                                       type=click.Choice(choice) if choice else kind,
                                       default=field.default, show_default=True, help=text,
                                       required=field.name in ("captions", "text_features",
-                                                              "sequences"))
+                                                              "sequences", "scenes"))
             command = option(command)
         return click.option("--out", "out", required=True, type=click.Path(file_okay=False),
                             help="The run directory (config, metrics, checkpoints, eval).")(
@@ -134,7 +137,9 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
     summary = {"contrastive": "Dual-tower contrastive training on precomputed caption and "
                               "image features (multi-positive InfoNCE, GroupedBatchSampler).",
                "lvm": "Next-vector prediction over a sequence file (InfoNCE with same-document "
-                      "hard negatives, moment matching, DiverseBatchSampler)."}[name]
+                      "hard negatives, moment matching, DiverseBatchSampler).",
+               "slots": "Slot-attention autoencoder on a scene file (reconstruction plus a "
+                        "clamped slot-diversity term; learned, spectral or k-means slots)."}[name]
     help_text = (f"{summary}\n\nWrites RUN_DIR/config.json, metrics.jsonl, checkpoints/, "
                  f"eval.json. Exit 1 when the pre-flight check refuses the inputs or a guard "
                  f"stops the run.\n\nExample:\n    {EXAMPLES[name]}")

@@ -219,4 +219,57 @@ class LVMConfig(TrainConfig):
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
-RECIPE_CONFIGS = {"contrastive": ContrastiveConfig, "lvm": LVMConfig}
+@dataclass
+class SlotsConfig(TrainConfig):
+    """``TrainConfig`` plus the slot-attention recipe's data, model and loss options.
+
+    Args:
+        scenes: the scene file (NPZ from ``uncollapse build scenes``).
+        slots: slots per image (at least the most objects a scene holds plus the background).
+        slot_dim: width of the slots and of the encoder's output features.
+        iterations: rounds of slot attention.
+        channels: channels of the encoder's and decoder's convolutions.
+        init: initial slots: ``learned`` (a learned Gaussian), ``spectral`` (eigenvectors of the
+            features' normalised-Laplacian affinity graph) or ``kmeans`` (centroids of the
+            features).
+        diversity: ``clamped`` (mean of max(0, cos) between slots, in [0, 1]) or
+            ``unclamped`` (plain mean cosine, which can go negative: the loss guard stops it).
+        diversity_weight: weight of the diversity term (0: logged and guarded, not trained on).
+        diversity_warmup: epochs over which the diversity weight ramps up from 0.
+        eval_fraction: share of the scenes held out for evaluation (seeded).
+    """
+
+    scenes: str = ""
+    batch_size: int = 64
+    lr: float = 4e-4
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    slots: int = 5
+    slot_dim: int = 64
+    iterations: int = 3
+    channels: int = 64
+    init: str = "learned"
+    diversity: str = "clamped"
+    diversity_weight: float = 0.0
+    diversity_warmup: float = 1.0
+    eval_fraction: float = 0.1
+    recipe: str = "slots"
+
+    def check(self) -> None:
+        super().check()
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        for name in ("slots", "slot_dim", "iterations", "channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("diversity_weight", "diversity_warmup"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name, allowed in (("init", ("learned", "spectral", "kmeans")),
+                              ("diversity", ("clamped", "unclamped"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+RECIPE_CONFIGS = {"contrastive": ContrastiveConfig, "lvm": LVMConfig,
+                  "slots": SlotsConfig}

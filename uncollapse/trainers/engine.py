@@ -32,6 +32,7 @@ from uncollapse.trainers.lvm import LVMRecipe
 from uncollapse.trainers.recipe import PreflightError, Recipe
 from uncollapse.trainers.run_dir import RunDir
 from uncollapse.trainers.schedule import learning_rate
+from uncollapse.trainers.slots import SlotsRecipe
 from uncollapse.validators.collapse.monitor import CollapseError, CollapseMonitor, LossGuard
 
 
@@ -255,7 +256,8 @@ def _tensorboard(run: RunDir):
     return SummaryWriter(str(run.path / "tensorboard"))
 
 
-RECIPES: dict[str, type[Recipe]] = {"contrastive": ContrastiveRecipe, "lvm": LVMRecipe}
+RECIPES: dict[str, type[Recipe]] = {"contrastive": ContrastiveRecipe, "lvm": LVMRecipe,
+                                      "slots": SlotsRecipe}
 
 
 def recipe_class(name: str) -> type[Recipe]:
