@@ -22,7 +22,8 @@ from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
            "residual": ("mean", "last", "learned", "none"),
-           "init": ("learned", "spectral", "kmeans"), "diversity": ("clamped", "unclamped")}
+           "init": ("learned", "spectral", "kmeans"), "diversity": ("clamped", "unclamped"),
+           "prototypes": ("bank", "batch")}
 HIDDEN = {"recipe", "out"}
 EXAMPLES = {
     "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
@@ -30,6 +31,8 @@ EXAMPLES = {
                    "    --out runs/contrastive",
     "lvm": "uncollapse train lvm --sequences sequences.npz --arch gru --steps 5000 \\\n"
            "    --out runs/lvm",
+    "flow": "uncollapse train flow --embeddings embeddings.npy --attributes attributes.parquet \\\n"
+            "    --flow-steps 2 --steps 2000 --out runs/flow",
     "slots": "uncollapse train slots --scenes scenes.npz --slots 5 --init learned \\\n"
              "    --steps 30000 --out runs/slots",
 }
@@ -83,7 +86,8 @@ def config_options(config_class: type[TrainConfig]):
                                       type=click.Choice(choice) if choice else kind,
                                       default=field.default, show_default=True, help=text,
                                       required=field.name in ("captions", "text_features",
-                                                              "sequences", "scenes"))
+                                                              "sequences", "scenes", "embeddings",
+                                                              "attributes"))
             command = option(command)
         return click.option("--out", "out", required=True, type=click.Path(file_okay=False),
                             help="The run directory (config, metrics, checkpoints, eval).")(
@@ -138,6 +142,8 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
                               "image features (multi-positive InfoNCE, GroupedBatchSampler).",
                "lvm": "Next-vector prediction over a sequence file (InfoNCE with same-document "
                       "hard negatives, moment matching, DiverseBatchSampler).",
+               "flow": "Attribute flow in a frozen embedding space (a vector field toward target "
+                       "attributes; prototype InfoNCE against real-embedding prototypes).",
                "slots": "Slot-attention autoencoder on a scene file (reconstruction plus a "
                         "clamped slot-diversity term; learned, spectral or k-means slots)."}[name]
     help_text = (f"{summary}\n\nWrites RUN_DIR/config.json, metrics.jsonl, checkpoints/, "

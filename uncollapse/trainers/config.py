@@ -19,6 +19,7 @@ from uncollapse.errors import InputError
 PRECISIONS = ("bf16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")
 ON_COLLAPSE = ("warn", "stop")
+PROTOTYPES = ("bank", "batch")
 
 
 @dataclass
@@ -219,6 +220,76 @@ class LVMConfig(TrainConfig):
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
+
+@dataclass
+class FlowConfig(TrainConfig):
+    """``TrainConfig`` plus the attribute-flow recipe's data, model and loss options.
+
+    Args:
+        embeddings: ``.npy`` [rows, D] of frozen embeddings, row i of the attribute table.
+        attributes: the attribute table (Parquet, docs/data-contracts.md).
+        attributes_to_flip: comma-separated attribute names to flip and condition on
+            (default: every attribute column, at most 8 so that each combination has rows).
+        min_flips, max_flips: every sample flips between these many attributes (1..2).
+        per_group: samples of each target combination in a batch.
+        flow_steps: Euler steps from z to z'; each is z <- normalize(z + alpha/flow_steps * v).
+        alpha: total step length of the flow.
+        hidden: width of the vector field's MLP.
+        temperature: of the prototype InfoNCE logits.
+        identity_weight: weight of mean |z' - z|^2.
+        divergence_weight: weight of the squared Hutchinson divergence estimate of v.
+        curl_weight: weight of the squared antisymmetric-Jacobian estimate of v.
+        prototypes: ``bank`` (means of the real embeddings of every combination, no
+            gradient; the fix) or ``batch`` (means of the flowed batch, with gradient: the
+            broken variant, kept to show its collapse).
+        eval_split: the table's split held out for evaluation (else ``eval_fraction`` of the
+            identities, or of the rows without identities, by a seeded draw).
+        eval_fraction: share held out when ``eval_split`` is not in the table.
+    """
+
+    embeddings: str = ""
+    attributes: str = ""
+    attributes_to_flip: str = ""
+    min_flips: int = 1
+    max_flips: int = 2
+    per_group: int = 8
+    flow_steps: int = 2
+    alpha: float = 1.0
+    hidden: int = 512
+    temperature: float = 0.1
+    identity_weight: float = 0.1
+    divergence_weight: float = 0.01
+    curl_weight: float = 0.01
+    prototypes: str = "bank"
+    eval_split: str = "test"
+    eval_fraction: float = 0.2
+    lr: float = 1e-3
+    recipe: str = "flow"
+
+    def check(self) -> None:
+        super().check()
+        if not 1 <= self.min_flips <= self.max_flips:
+            raise ValueError(f"need 1 <= min_flips ({self.min_flips}) <= max_flips "
+                             f"({self.max_flips}): every sample must flip")
+        for name in ("per_group", "flow_steps", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("alpha", "temperature"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("identity_weight", "divergence_weight", "curl_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.prototypes not in PROTOTYPES:
+            raise ValueError(f"prototypes must be one of {PROTOTYPES}, got {self.prototypes!r}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.batch_size % self.per_group:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of per_group "
+                             f"({self.per_group})")
+
+
+
 @dataclass
 class SlotsConfig(TrainConfig):
     """``TrainConfig`` plus the slot-attention recipe's data, model and loss options.
@@ -271,5 +342,5 @@ class SlotsConfig(TrainConfig):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
-RECIPE_CONFIGS = {"contrastive": ContrastiveConfig, "lvm": LVMConfig,
+RECIPE_CONFIGS = {"contrastive": ContrastiveConfig, "lvm": LVMConfig, "flow": FlowConfig,
                   "slots": SlotsConfig}

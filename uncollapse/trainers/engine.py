@@ -28,6 +28,7 @@ from uncollapse.atomic import atomic_path
 from uncollapse.extras import require
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.contrastive import ContrastiveRecipe
+from uncollapse.trainers.flow import FlowRecipe
 from uncollapse.trainers.lvm import LVMRecipe
 from uncollapse.trainers.recipe import PreflightError, Recipe
 from uncollapse.trainers.run_dir import RunDir
@@ -257,7 +258,7 @@ def _tensorboard(run: RunDir):
 
 
 RECIPES: dict[str, type[Recipe]] = {"contrastive": ContrastiveRecipe, "lvm": LVMRecipe,
-                                      "slots": SlotsRecipe}
+                                      "flow": FlowRecipe, "slots": SlotsRecipe}
 
 
 def recipe_class(name: str) -> type[Recipe]:

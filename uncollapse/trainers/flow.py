@@ -1,0 +1,439 @@
+"""The attribute-flow recipe: a vector field that moves frozen embeddings to target attributes.
+
+Inputs: ``.npy`` embeddings [rows, D] (e.g. CLIP image embeddings of faces), row ``i`` described
+by row ``i`` of an attribute table (Parquet, read with pyarrow). A field ``v(z, a)`` (an MLP over
+the embedding and the target attributes) moves ``z`` in ``flow_steps`` Euler steps on the
+sphere, ``z <- normalize(z + alpha / flow_steps * v(z, a))``, to ``z'``.
+
+Data: ``AttributeFlipDataset`` gives every training row a target that differs from its source in
+``min_flips..max_flips`` attributes, drawn per epoch from ``(seed, epoch, row)``; the targets of
+an epoch are copied to the device once (``on_epoch``). Batches come from ``GroupedBatchSampler``
+over that epoch's target combination ids (``per_group`` rows of each combination), so the plan
+of epoch ``e`` is a pure function of ``(seed, e)`` and a resumed run sees the same batches.
+
+Loss terms (each >= 0, declared to the loss guard):
+
+- ``infonce``: cross-entropy of ``z' . P / temperature`` over prototypes ``P``, the target
+  combination's prototype the positive. With ``prototypes="bank"`` (the default, and the fix)
+  ``P`` holds the normalised means of the *real* training embeddings of every combination, a
+  constant. With ``prototypes="batch"`` they are the means of the flowed batch itself, with
+  gradient: prototypes that move with the outputs let each combination's outputs shrink onto
+  their own mean, the input forgotten (kept only to show that collapse).
+- ``identity``: mean ``|z' - z|^2``, a small pull towards the input.
+- ``divergence``: the squared Hutchinson estimate ``(u^T J u)^2`` of the field's divergence at
+  the input, ``J = dv/dz``, ``u`` a Rademacher probe (E[u^T J u] = tr J); its expectation is
+  div(v)^2 plus the estimator's variance, so it bounds the squared divergence from above.
+- ``curl``: ``0.5 |J u - J^T u|^2``, whose expectation over the same probe is
+  ``0.5 |J - J^T|_F^2``, the squared norm of the Jacobian's antisymmetric (rotational) part.
+  ``J^T u`` is one vector-Jacobian product, ``J u`` the double-vjp trick (the vjp of a vjp);
+  both keep their graph so the terms are trained. The probe comes from torch's generator of
+  the device, which the engine checkpoints, so a resumed run draws the same probes.
+
+Evaluation on held-out rows with targets drawn once (seed + 1): movement, per-step distance,
+silhouette and cluster purity by target combination, attribute-transfer accuracy and
+preservation of the unflipped attributes read by linear probes trained on real embeddings, and
+nearest-neighbour identity retrieval where the table has identities; the same for the
+mean-difference steering baseline ``normalize(z + P[target] - P[source])``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uncollapse.data.attributes.contract import RESERVED_COLUMNS, combination_ids
+from uncollapse.data.attributes.dataset import AttributeFlipDataset
+from uncollapse.errors import InputError
+from uncollapse.report import Finding, Report
+from uncollapse.samplers.grouped import GroupedBatchSampler
+from uncollapse.trainers.config import FlowConfig
+from uncollapse.trainers.contrastive import load_features
+from uncollapse.trainers.recipe import Recipe, StepOutput
+from uncollapse.validators.collapse.metrics import cluster_purity, label_spread, silhouette
+from uncollapse.validators.flips import FLIPS_NOT_ALWAYS_APPLIED, audit_flips
+
+MAX_DEFAULT_ATTRIBUTES = 8
+PROBE_STEPS = 300
+
+
+class FlowField(nn.Module):
+    """``v(z, a)``: an MLP over the embedding and the target attributes, and the Euler flow."""
+
+    def __init__(self, dim: int, n_attributes: int, hidden: int, flow_steps: int,
+                 alpha: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim + n_attributes, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim))
+        self.flow_steps, self.alpha = int(flow_steps), float(alpha)
+
+    def field(self, z: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, attributes.to(z.dtype)], dim=-1))
+
+    def forward(self, z: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        """The trajectory [flow_steps + 1, B, D]: the input, then each Euler step's point."""
+        step = self.alpha / self.flow_steps
+        points = [z]
+        for _ in range(self.flow_steps):
+            z = F.normalize(z + step * self.field(z, attributes), dim=-1)
+            points.append(z)
+        return torch.stack(points)
+
+
+class TargetCombinationSampler:
+    """``GroupedBatchSampler`` over each epoch's target combination ids.
+
+    The groups change every epoch (the targets are redrawn), so the grouped sampler of epoch
+    ``e`` is built from ``dataset.target_combination_ids(e)``; its plan is a pure function of
+    ``(seed, e)``. Gives the engine what it uses of a planned sampler: ``plan``, ``set_epoch``,
+    ``state_dict`` and ``load_state_dict``.
+    """
+
+    def __init__(self, dataset: AttributeFlipDataset, batch_size: int, per_group: int, *,
+                 seed: int):
+        self.dataset, self.batch_size, self.per_group = dataset, batch_size, per_group
+        self.seed, self.epoch = int(seed), 0
+        self._cached: tuple[int, GroupedBatchSampler] | None = None
+
+    def sampler(self, epoch: int) -> GroupedBatchSampler:
+        if self._cached is None or self._cached[0] != epoch:
+            grouped = GroupedBatchSampler(self.dataset.target_combination_ids(epoch),
+                                          self.batch_size, self.per_group, seed=self.seed,
+                                          drop_last=True, rank=0, world_size=1)
+            self._cached = (epoch, grouped)
+        return self._cached[1]
+
+    def plan(self, epoch: int | None = None):
+        epoch = self.epoch if epoch is None else int(epoch)
+        return self.sampler(epoch).plan(epoch)
+
+    def __iter__(self):
+        plan = self.plan()
+        return (plan.batch(i).tolist() for i in range(len(plan)))
+
+    def __len__(self) -> int:
+        return len(self.plan())
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def data_digest(self) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(np.ascontiguousarray(self.dataset.source).data)
+        digest.update(repr((self.batch_size, self.per_group, self.dataset.min_flips,
+                            self.dataset.max_flips, self.dataset.seed)).encode())
+        return digest.hexdigest()
+
+    def state_dict(self, batches_done: int = 0) -> dict:
+        return {"kind": "target-combinations", "seed": self.seed, "epoch": self.epoch,
+                "batches_done": int(batches_done), "data": self.data_digest()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != "target-combinations" or state.get("seed") != self.seed or \
+                state.get("data") != self.data_digest():
+            raise ValueError("the checkpoint's sampler state is of other data, seed or flip "
+                             "settings; resume with the run's own config")
+        self.epoch = int(state["epoch"])
+
+
+def read_attribute_arrays(path: str | Path, names: list[str] | None) -> dict:
+    """``identity``, ``split`` and the [rows, A] 0/1 attributes of an attribute table, with
+    pyarrow only. ``names``: the attributes to use (default every attribute column)."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet attribute table ({exc})") from exc
+    available = [c for c in table.column_names if c not in RESERVED_COLUMNS]
+    if names:
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise InputError(path, f"has no attribute column(s) {missing}; it has {available}")
+    elif len(available) > MAX_DEFAULT_ATTRIBUTES:
+        raise InputError(path, f"has {len(available)} attribute columns; name at most "
+                         f"{MAX_DEFAULT_ATTRIBUTES} to flip (attributes_to_flip) so that every "
+                         "target combination has rows")
+    names = list(names or available)
+    if not names:
+        raise InputError(path, "has no attribute columns (every column but image_id, identity "
+                         "and split is an attribute)")
+    values = np.stack([table.column(n).to_numpy(zero_copy_only=False) for n in names], axis=1)
+    if not np.isin(values, (0, 1)).all():
+        row, col = np.argwhere(~np.isin(values, (0, 1)))[0]
+        raise InputError(path, f"attribute {names[col]!r} of row {row} is {values[row, col]}; "
+                         "attributes must be 0/1 (run `uncollapse validate attributes`)")
+    n = table.num_rows
+    identity = (table.column("identity").to_numpy(zero_copy_only=False)
+                if "identity" in table.column_names else np.full(n, None, dtype=object))
+    split = (table.column("split").to_numpy(zero_copy_only=False)
+             if "split" in table.column_names else np.full(n, None, dtype=object))
+    return {"names": names, "attributes": values.astype(np.int8), "identity": identity,
+            "split": split}
+
+
+def held_out_rows(table: dict, split: str, fraction: float, seed: int) -> np.ndarray:
+    """Rows held out for evaluation: the ``split`` rows, else a seeded share of identities
+    (of rows where the table has no identities)."""
+    splits = table["split"]
+    if np.any(splits == split) and not np.all(splits == split):
+        return splits == split
+    identity = table["identity"]
+    rng = np.random.default_rng(seed)
+    if all(v is not None for v in identity) and len(identity):
+        ids, inverse = np.unique(identity.astype(np.int64), return_inverse=True)
+        return (rng.random(len(ids)) < fraction)[inverse]
+    return rng.random(len(splits)) < fraction
+
+
+def linear_probes(x: torch.Tensor, labels: torch.Tensor, steps: int = PROBE_STEPS):
+    """One logistic regression per attribute (columns of ``labels``), fitted full-batch with
+    Adam from zero weights (deterministic). Returns ``(weight [D, A], bias [A])``."""
+    weight = torch.zeros(x.shape[1], labels.shape[1], device=x.device, requires_grad=True)
+    bias = torch.zeros(labels.shape[1], device=x.device, requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=0.05)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = F.binary_cross_entropy_with_logits(x @ weight + bias, labels.float())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return weight.detach(), bias.detach()
+
+
+class FlowRecipe(Recipe):
+    config_class = FlowConfig
+    name = "flow"
+    lower_bounds = {"infonce": 0.0, "identity": 0.0, "divergence": 0.0, "curl": 0.0}
+    unforceable = frozenset({FLIPS_NOT_ALWAYS_APPLIED.name})
+
+    # data ----------------------------------------------------------------------------------
+    def preflight(self) -> Report:
+        config = self.config
+        names = [n.strip() for n in config.attributes_to_flip.split(",") if n.strip()]
+        self.table = read_attribute_arrays(config.attributes, names or None)
+        n = len(self.table["attributes"])
+        self.embeddings = load_features(config.embeddings, n, "embeddings")
+        if not 1 <= config.min_flips <= config.max_flips <= len(self.table["names"]):
+            raise ValueError(f"max_flips ({config.max_flips}) must be at most the number of "
+                             f"attributes flipped ({len(self.table['names'])})")
+        held_out = held_out_rows(self.table, config.eval_split, config.eval_fraction, config.seed)
+        self.train_rows_np, self.eval_rows_np = np.flatnonzero(~held_out), np.flatnonzero(held_out)
+        source = self.table["attributes"][self.train_rows_np]
+        self.dataset = AttributeFlipDataset(np.asarray(self.embeddings)[self.train_rows_np],
+                                            source, min_flips=config.min_flips,
+                                            max_flips=config.max_flips, seed=config.seed,
+                                            attribute_names=self.table["names"])
+        report = Report(config.attributes, "flow inputs", [], {
+            "rows": n, "train_rows": len(self.train_rows_np),
+            "eval_rows": len(self.eval_rows_np), "attributes": self.table["names"]})
+        report.findings += self.combination_findings(source)
+        try:
+            self.sampler = TargetCombinationSampler(self.dataset, config.batch_size,
+                                                    config.per_group, seed=config.seed)
+            batches = self.sampler.sampler(0)
+        except ValueError as exc:  # too few combinations with per_group rows for one batch
+            report.stats["sampler"] = str(exc)
+            batches = None
+        audit = audit_flips(self.dataset, batches=batches, batch_size=config.batch_size,
+                            target=config.attributes)
+        report.findings += audit.findings
+        report.stats["flips"] = audit.stats
+        self.sampler = None
+        return report
+
+    def combination_findings(self, source: np.ndarray) -> list[Finding]:
+        """Combinations (absent ones included: a flip can land there) with fewer training
+        rows than ``per_group``: their prototype is missing or rests on a handful of rows."""
+        a = source.shape[1]
+        counts = np.bincount(combination_ids(source), minlength=1 << a)
+        small = np.flatnonzero(counts < self.config.per_group)
+        if not len(small):
+            return []
+        examples = [{"combination": dict(zip(self.table["names"],
+                                             ((c >> np.arange(a)) & 1).tolist(), strict=True)),
+                     "rows": int(counts[c])} for c in small[:5]]
+        return [Finding(code="ATTR_COMBINATION_TOO_SMALL", severity="error",
+                        message=f"{len(small)} of {1 << a} combinations of "
+                                f"{self.table['names']} have fewer than per_group "
+                                f"({self.config.per_group}) training rows",
+                        count=len(small), examples=examples,
+                        hint="Flip fewer or more frequent attributes (attributes_to_flip), "
+                             "lower per_group, or gather data for the listed combinations.")]
+
+    def setup(self) -> None:
+        config, device = self.config, self.device
+        embeddings = np.asarray(self.embeddings, dtype=np.float32)
+        self.z = F.normalize(torch.from_numpy(embeddings[self.train_rows_np]).to(device), dim=-1)
+        self.z_eval = F.normalize(torch.from_numpy(embeddings[self.eval_rows_np]).to(device),
+                                  dim=-1)
+        source = self.dataset.source
+        a = source.shape[1]
+        self.n_attributes, self.n_combinations = a, 1 << a
+        combos = torch.from_numpy(combination_ids(source)).to(device)
+        sums = torch.zeros(self.n_combinations, self.z.shape[1], device=device)
+        sums.index_add_(0, combos, self.z)
+        counts = torch.bincount(combos, minlength=self.n_combinations)
+        self.present = counts > 0
+        # prototypes: means of the real training embeddings of every combination, constant
+        self.bank = F.normalize(sums / counts.clamp_min(1)[:, None], dim=-1)
+        self.source_attributes = torch.from_numpy(source.astype(np.float32)).to(device)
+        self.source_combination = combos
+        self.sampler = TargetCombinationSampler(self.dataset, config.batch_size,
+                                                config.per_group, seed=config.seed)
+
+    def on_epoch(self, epoch: int) -> None:
+        """This epoch's targets of every training row, copied to the device once."""
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        target = self.dataset.targets(np.arange(len(self.dataset)))
+        self.target_attributes = torch.from_numpy(target.astype(np.float32)).to(self.device)
+        self.target_combination = torch.from_numpy(combination_ids(target)).to(self.device)
+
+    # model ---------------------------------------------------------------------------------
+    def model_config(self) -> dict:
+        c = self.config
+        return {"dim": int(self.z.shape[1]), "n_attributes": self.n_attributes,
+                "hidden": c.hidden, "flow_steps": c.flow_steps, "alpha": c.alpha}
+
+    def build_model(self) -> nn.Module:
+        return FlowField(**self.model_config())
+
+    # one step ------------------------------------------------------------------------------
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"z": self.z[rows], "target": self.target_attributes[rows],
+                "combination": self.target_combination[rows]}
+
+    def prototype_logits(self, flowed: torch.Tensor, combination: torch.Tensor):
+        """Logits of ``flowed`` against the prototypes, the index of each row's positive, and
+        which rows have one (a target combination without training rows has no prototype)."""
+        if self.config.prototypes == "batch":
+            # the broken variant: means of the flowed batch (rows of a combination are
+            # contiguous, per_group each), with gradient
+            k = self.config.per_group
+            prototypes = F.normalize(flowed.reshape(-1, k, flowed.shape[1]).mean(dim=1), dim=-1)
+            owner = torch.arange(prototypes.shape[0], device=flowed.device).repeat_interleave(k)
+            return flowed @ prototypes.T, owner, torch.ones_like(owner, dtype=torch.bool)
+        logits = flowed @ self.bank.T
+        logits = logits.masked_fill(~self.present[None, :], float("-inf"))
+        return logits, combination, self.present[combination]
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        c = self.config
+        z, target = batch["z"], batch["target"]
+        trajectory = model(z, target)
+        flowed = trajectory[-1].float()
+        logits, positive, has = self.prototype_logits(flowed, batch["combination"])
+        per_row = F.cross_entropy(logits / c.temperature, positive.masked_fill(~has, 0),
+                                  reduction="none")
+        infonce = (per_row * has).sum() / has.sum().clamp_min(1)
+        identity = (flowed - z).pow(2).sum(dim=-1).mean()
+        divergence, curl = self.field_regularisers(model, z, target)
+        loss = (infonce + c.identity_weight * identity + c.divergence_weight * divergence
+                + c.curl_weight * curl)
+        terms = {"infonce": infonce, "identity": identity, "divergence": divergence,
+                 "curl": curl}
+        probe = {"outputs": flowed.detach(), "labels": batch["combination"], "inputs": z}
+        return StepOutput(loss, terms, probe)
+
+    @staticmethod
+    def field_regularisers(model: nn.Module, z: torch.Tensor, target: torch.Tensor):
+        """Squared Hutchinson divergence and antisymmetric-Jacobian (curl) estimates of the
+        field at the batch's inputs, one Rademacher probe per row (see the module)."""
+        module = getattr(model, "_orig_mod", model)
+        z = z.detach().float().requires_grad_(True)
+        with torch.autocast(z.device.type, enabled=False):
+            v = module.field(z, target)
+            u = torch.randint(0, 2, z.shape, device=z.device).float() * 2 - 1
+            jt_u = torch.autograd.grad(v, z, u, create_graph=True)[0]            # J^T u
+            w = torch.zeros_like(v, requires_grad=True)
+            jt_w = torch.autograd.grad(v, z, w, create_graph=True)[0]            # J^T w
+            j_u = torch.autograd.grad(jt_w, w, u, create_graph=True)[0]          # J u
+        divergence = (u * j_u).sum(dim=-1).pow(2).mean()
+        curl = 0.5 * (j_u - jt_u).pow(2).sum(dim=-1).mean()
+        return divergence, curl
+
+    def monitor(self, probe: dict) -> dict:
+        outputs, inputs = probe["outputs"].float(), probe["inputs"].float()
+        return {"movement": float((outputs - inputs).norm(dim=-1).mean()),
+                "label_spread": label_spread(outputs, probe["labels"])}
+
+    # evaluation ----------------------------------------------------------------------------
+    def eval_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Source and target attributes of the evaluation rows (targets drawn with seed + 1)."""
+        rows = self.eval_rows_np if len(self.eval_rows_np) else self.train_rows_np
+        source = self.table["attributes"][rows]
+        data = AttributeFlipDataset(np.zeros((len(rows), 1)), source,
+                                    min_flips=self.config.min_flips,
+                                    max_flips=self.config.max_flips, seed=self.config.seed + 1)
+        return source, data.targets(np.arange(len(rows)), epoch=0)
+
+    def evaluate(self, model: nn.Module) -> tuple[dict, dict]:
+        device = self.device
+        z = self.z_eval if len(self.eval_rows_np) else self.z
+        rows = self.eval_rows_np if len(self.eval_rows_np) else self.train_rows_np
+        source, target = self.eval_targets()
+        source_combo = torch.from_numpy(combination_ids(source)).to(device)
+        target_combo = torch.from_numpy(combination_ids(target)).to(device)
+        # rows whose source and target combinations both have a prototype (the baseline needs
+        # both; the same rows for the flow)
+        keep = self.present[source_combo] & self.present[target_combo]
+        z, source_combo, target_combo = z[keep], source_combo[keep], target_combo[keep]
+        keep_np = keep.cpu().numpy()
+        source_t = torch.from_numpy(source[keep_np].astype(np.float32)).to(device)
+        target_t = torch.from_numpy(target[keep_np].astype(np.float32)).to(device)
+        identity = self.table["identity"][rows][keep_np]
+
+        trajectory = model(z, target_t).float()
+        steering = F.normalize(z + self.bank[target_combo] - self.bank[source_combo], dim=-1)
+        weight, bias = linear_probes(self.z, self.source_attributes)
+        metrics: dict = {"eval_rows": int(keep.sum()),
+                         "eval_rows_without_prototype": int((~keep).sum()),
+                         "probe_accuracy_real": self._probe_accuracy(z, source_t, weight, bias)}
+        for name, points in (("flow", trajectory), ("steering", torch.stack([z, steering]))):
+            metrics.update({f"{name}/{k}": v for k, v in self._transfer_metrics(
+                points, source_t, target_t, target_combo, identity, weight, bias).items()})
+        arrays = {"pred": trajectory[-1].cpu().numpy(), "target": z.cpu().numpy(),
+                  "groups": target_combo.cpu().numpy(), "trajectory": trajectory.cpu().numpy(),
+                  "steering": steering.cpu().numpy()}
+        return metrics, arrays
+
+    @staticmethod
+    def _probe_accuracy(x, labels, weight, bias) -> float:
+        return float(((x @ weight + bias > 0).float() == labels).float().mean())
+
+    def _transfer_metrics(self, points, source, target, target_combo, identity, weight,
+                          bias) -> dict:
+        """Metrics of one method's points [steps + 1, n, D] (the input first)."""
+        z, moved = points[0], points[-1]
+        predicted = (moved @ weight + bias > 0).float()
+        flipped = source != target
+        correct = predicted == target
+        metrics = {
+            "movement": float((moved - z).norm(dim=-1).mean()),
+            "step_distance": [float(d) for d in (points[1:] - points[:-1]).norm(dim=-1)
+                              .mean(dim=1).tolist()],
+            "transfer_accuracy": float(correct[flipped].float().mean()),
+            "transfer_all_accuracy": float(correct.all(dim=1).float().mean()),
+            "preservation": float(correct[~flipped].float().mean())
+            if (~flipped).any() else float("nan"),
+            "cluster_purity": cluster_purity((moved @ self.bank.T).masked_fill(
+                ~self.present[None, :], float("-inf")).argmax(dim=1), target_combo),
+        }
+        try:
+            metrics["silhouette"] = silhouette(moved, target_combo)
+        except ValueError:  # a single target combination among the evaluation rows
+            metrics["silhouette"] = float("nan")
+        if len(identity) and all(v is not None for v in identity):
+            ids = torch.from_numpy(identity.astype(np.int64)).to(z.device)
+            similarity = moved @ z.T
+            similarity.fill_diagonal_(float("-inf"))  # its own source image is not a match
+            metrics["identity_recall@1"] = float((ids[similarity.argmax(dim=1)] == ids)
+                                                 .float().mean())
+        return metrics
