@@ -16,6 +16,8 @@ Run on a GPU (it runs on a CPU too, slowly)::
 
     python benchmarks/bench_trainers.py --recipe lvm --sequences seq.npz --steps 300
     python benchmarks/bench_trainers.py --recipe contrastive --synthetic-captions 200000
+    python benchmarks/bench_trainers.py --recipe flow --synthetic-rows 100000
+    python benchmarks/bench_trainers.py --recipe slots --batch-size 64 --scenes 20000
 """
 
 from __future__ import annotations
@@ -32,8 +34,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from uncollapse.data.attributes.synthetic import (
+    synthetic_attribute_embeddings,
+    write_attribute_table,
+)
 from uncollapse.data.npz import write_npz
-from uncollapse.trainers.config import ContrastiveConfig, LVMConfig
+from uncollapse.data.scenes.contract import save_scenes
+from uncollapse.trainers.config import ContrastiveConfig, FlowConfig, LVMConfig, SlotsConfig
 from uncollapse.trainers.engine import recipe_class, resolve_device, train
 from uncollapse.trainers.run_dir import RunDir
 
@@ -70,6 +77,42 @@ class PerItemCaptions(Dataset):
         if self.images is not None:
             item["image"] = self.images[self.group_row[self.groups[row]]]
         return item
+
+
+class PerItemFlow(Dataset):
+    """The common way for the flow recipe: one (embedding, target attributes, target
+    combination) triple per item, numpy arrays on the host."""
+
+    def __init__(self, recipe):
+        self.z = recipe.z.cpu().numpy()
+        self.target = recipe.target_attributes.cpu().numpy()
+        self.combination = recipe.target_combination.cpu().numpy()
+
+    def __len__(self):
+        return len(self.z)
+
+    def __getitem__(self, i):
+        return {"z": self.z[i], "target": self.target[i], "combination": self.combination[i]}
+
+
+class PerItemScenes(Dataset):
+    """The common way for the slots recipe: one uint8 image per item, converted to floats in
+    [-1, 1] on the host."""
+
+    def __init__(self, recipe):
+        self.images = recipe.images.cpu().numpy()
+        self.scenes = recipe.train_scenes.cpu().numpy()
+
+    def __len__(self):
+        return len(self.scenes)
+
+    def __getitem__(self, i):
+        image = self.images[self.scenes[i]].transpose(2, 0, 1).astype(np.float32)
+        return {"images": image / 127.5 - 1.0}
+
+
+PER_ITEM = {"lvm": PerItemSequences, "contrastive": PerItemCaptions, "flow": PerItemFlow,
+            "slots": PerItemScenes}
 
 
 def synthetic_sequences(path: Path, docs: int, length: int, dim: int, context: int) -> Path:
@@ -154,7 +197,7 @@ def measure(config, steps: int, workers: list[int]) -> dict:
     alone = rate(steps * batch_size, time.perf_counter() - start)
 
     # 3. the common way: per-item dataset, DataLoader, default collate, copy each batch
-    dataset = PerItemSequences(recipe) if config.recipe == "lvm" else PerItemCaptions(recipe)
+    dataset = PER_ITEM[config.recipe](recipe)
     common = {}
     for n_workers in workers:
         loader = DataLoader(dataset, batch_sampler=recipe.sampler, num_workers=n_workers,
@@ -189,12 +232,22 @@ def measure(config, steps: int, workers: list[int]) -> dict:
             "engine_over_best_common_way": engine / best_common}
 
 
+ARCH = {"contrastive": "dual tower", "flow": "vector-field MLP, 2 Euler steps",
+        "slots": "slot attention, 5 slots, 32x32"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=("lvm", "contrastive"), default="lvm")
+    parser.add_argument("--recipe", choices=tuple(PER_ITEM), default="lvm")
     parser.add_argument("--sequences", help="sequence file (default: synthetic)")
     parser.add_argument("--synthetic-captions", type=int, default=100_000,
                         help="images of the synthetic caption table (5 captions each)")
+    parser.add_argument("--synthetic-rows", type=int, default=100_000,
+                        help="rows of the synthetic attribute embeddings (flow)")
+    parser.add_argument("--scenes", type=int, default=20_000,
+                        help="generated scenes of 32x32 with up to 4 objects (slots)")
+    parser.add_argument("--scene-file", help="a scene file instead (the GPU host lacks polars, "
+                        "which the scene builder's package imports)")
     parser.add_argument("--arch", default="gru")
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -213,14 +266,30 @@ def main() -> None:
                                                               384, 8)
             config = LVMConfig(sequences=str(sequences), arch=args.arch, max_per_doc=8,
                                eval_fraction=0.05, **common)
+        elif args.recipe == "flow":
+            config = FlowConfig(embeddings=str(folder / "e.npy"),
+                                attributes=str(folder / "a.parquet"), **common)
+            embeddings, table = synthetic_attribute_embeddings(args.synthetic_rows, 512,
+                                                               attributes=5, identities=2000)
+            np.save(config.embeddings, embeddings)
+            write_attribute_table(table, config.attributes)
+        elif args.recipe == "slots":
+            scene_file = args.scene_file
+            if not scene_file:
+                from uncollapse.pipeline.scenes import generate_scenes  # needs polars
+
+                scene_file = folder / "scenes.npz"
+                save_scenes(generate_scenes(args.scenes, 32, 4, seed=0), scene_file)
+            common.pop("hidden")
+            config = SlotsConfig(scenes=str(scene_file), **common)
         else:
             captions, text, images = synthetic_captions(folder, args.synthetic_captions, 384)
             config = ContrastiveConfig(captions=str(captions), text_features=str(text),
                                        image_features=str(images), per_group=2,
                                        eval_split="none", eval_fraction=0.02, **common)
         result = measure(config, args.steps, [int(w) for w in args.workers.split(",")])
-        result.update({"arch": args.arch if args.recipe == "lvm" else "dual tower",
-                       "hidden": args.hidden, "compile": args.compile})
+        result.update({"arch": ARCH.get(args.recipe, args.arch), "compile": args.compile,
+                       **({} if args.recipe == "slots" else {"hidden": args.hidden})})
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

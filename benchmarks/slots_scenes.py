@@ -1,0 +1,164 @@
+"""The slots recipe on generated scenes: foreground ARI against wall-clock time, for the three
+slot initialisations (learned, spectral, k-means).
+
+Generates ``--scenes`` scenes (``uncollapse.pipeline.scenes.generate_scenes``: flat-coloured
+circles, squares, triangles and diamonds, 1 to ``--max-objects`` per scene), then trains one run
+per initialisation for a wall-clock budget each. A short probe run first measures samples/s, and
+the run's step count is the budget times that rate, so the cosine schedule ends when the budget
+does. Checkpoints are written every tenth of the run and all kept; afterwards each one is
+evaluated on both halves of the held-out scenes, which gives foreground ARI at each checkpoint's
+wall-clock time (its file's write time minus the run's start); the checkpoint with the best ARI
+on the validation half is reported on the test half.
+
+Run on a GPU (on a CPU too, very slowly)::
+
+    uncollapse build scenes --num 50000 --size 32 --max-objects 4 -o scenes32.npz
+    python benchmarks/slots_scenes.py --scene-file scenes32.npz \\
+        --minutes learned=6,spectral=1.5,kmeans=1.5 --json benchmarks/results/slots_scenes_h200.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import uncollapse.trainers.run_dir as run_dir_module
+from uncollapse.data.scenes.contract import load_scenes, save_scenes
+from uncollapse.trainers.config import SlotsConfig
+from uncollapse.trainers.engine import recipe_class, resolve_device, train
+from uncollapse.trainers.run_dir import RunDir
+
+CHECKPOINTS = 10
+
+
+def probe_rate(config: SlotsConfig, steps: int) -> float:
+    """Median samples/s of a short run of the same model and batch (warm-up interval left out)."""
+    probe = SlotsConfig.from_dict({**config.to_dict(), "out": config.out + "-probe",
+                                   "steps": steps, "log_every": max(1, steps // 5),
+                                   "checkpoint_every": steps + 1,
+                                   "monitor_warmup": steps + 1})
+    train(recipe_class("slots"), probe)
+    records = RunDir(probe.out).read_metrics()
+    return statistics.median(r["samples_per_s"] for r in records[1:] if "samples_per_s" in r)
+
+
+def evaluate_checkpoints(config: SlotsConfig, started: float) -> list[dict]:
+    """Every checkpoint of the run, oldest first, evaluated on the two halves of the held-out
+    scenes: ``validation`` (to choose a checkpoint) and ``test`` (to report it)."""
+    device = resolve_device(config.device)
+    recipe = recipe_class("slots")(config, device)
+    recipe.preflight()
+    recipe.setup()
+    held_out = recipe.eval_scenes  # a seeded random draw, so its halves are random too
+    halves = {"validation": held_out[: len(held_out) // 2],
+              "test": held_out[len(held_out) // 2:]}
+    model = recipe.build_model().to(device)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+    curve = []
+    for path in sorted(RunDir(config.out).checkpoint_paths()):
+        state = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        model.eval()
+        point = {"step": int(path.stem.split("-")[1]),
+                 "seconds": round(path.stat().st_mtime - started, 1)}
+        for name, scenes in halves.items():
+            recipe.eval_scenes = scenes
+            with torch.no_grad(), autocast:
+                metrics, _ = recipe.evaluate(model)
+            point[name] = {k: metrics[k] for k in ("eval_scenes", "fg_ari", "fg_ari_by_objects",
+                                                   "slot_cosine", "init_slot_cosine",
+                                                   "reconstruction_mse")}
+        curve.append(point)
+    return curve
+
+
+def run(scenes: Path, folder: Path, init: str, minutes: float, args) -> dict:
+    config = SlotsConfig(scenes=str(scenes), out=str(folder / init), init=init,
+                         device=args.device, batch_size=args.batch_size, lr=args.lr,
+                         warmup_steps=args.warmup_steps, slots=args.max_objects + 1,
+                         slot_dim=args.slot_dim, channels=args.channels, quiet=True,
+                         log_every=100, monitor_every=500, monitor_warmup=500,
+                         eval_fraction=args.eval_fraction, seed=args.seed)
+    rate = probe_rate(config, args.probe_steps)
+    config.steps = max(CHECKPOINTS, int(minutes * 60 * rate / args.batch_size))
+    config.checkpoint_every = max(1, config.steps // CHECKPOINTS)
+    started = time.time()
+    train(recipe_class("slots"), config)
+    seconds = time.time() - started
+    final = json.loads(RunDir(config.out).eval.read_text())
+    curve = evaluate_checkpoints(config, started)
+    chosen = max(curve, key=lambda point: point["validation"]["fg_ari"])
+    reached = next((point for point in curve if point["test"]["fg_ari"] >= args.target), None)
+    return {"init": init, "budget_minutes": minutes, "steps": config.steps,
+            "train_seconds": round(seconds, 1), "probe_samples_per_s": round(rate, 1),
+            "samples_per_s": round(config.steps * args.batch_size / seconds, 1),
+            "fg_ari": final["fg_ari"], "fg_ari_by_objects": final["fg_ari_by_objects"],
+            "slot_cosine": final["slot_cosine"], "init_slot_cosine": final["init_slot_cosine"],
+            "reconstruction_mse": final["reconstruction_mse"],
+            "findings": final.get("findings", []),
+            "chosen_on_validation": {"step": chosen["step"], "seconds": chosen["seconds"],
+                                     **chosen["test"]},
+            f"first_checkpoint_at_test_fg_ari_{args.target}": reached, "curve": curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", default="learned=6,spectral=1.5,kmeans=1.5",
+                        help="init=minutes of training, comma-separated, run in this order")
+    parser.add_argument("--scenes", type=int, default=50_000)
+    parser.add_argument("--scene-file", help="a scene file to use instead of generating one "
+                        "(the GPU host lacks polars, which the scene builder's package imports)")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--max-objects", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--warmup-steps", type=int, default=1000)
+    parser.add_argument("--slot-dim", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--eval-fraction", type=float, default=0.05)
+    parser.add_argument("--probe-steps", type=int, default=150)
+    parser.add_argument("--target", type=float, default=0.85)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+    run_dir_module.KEEP_CHECKPOINTS = CHECKPOINTS + 2  # keep the whole curve
+    device = resolve_device(args.device)
+    result: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+                    "batch_size": args.batch_size, "lr": args.lr, "slot_dim": args.slot_dim,
+                    "channels": args.channels, "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        scenes = folder / "scenes.npz"
+        if args.scene_file:
+            scenes = Path(args.scene_file)
+            arrays = load_scenes(scenes)
+            args.scenes, args.size = len(arrays["images"]), int(arrays["images"].shape[1])
+            args.max_objects = int(arrays["num_objects"].max())
+        else:
+            from uncollapse.pipeline.scenes import generate_scenes  # needs polars
+
+            save_scenes(generate_scenes(args.scenes, args.size, args.max_objects,
+                                        seed=args.seed), scenes, compress=False)
+        result.update({"scenes": args.scenes, "size": args.size,
+                       "max_objects": args.max_objects, "slots": args.max_objects + 1})
+        for item in args.minutes.split(","):
+            init, minutes = item.split("=")
+            result["runs"].append(run(scenes, folder, init, float(minutes), args))
+            print(json.dumps({k: v for k, v in result["runs"][-1].items() if k != "curve"}),
+                  flush=True)
+            if args.json:  # after every run, so a cut-off call still leaves the finished ones
+                Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
