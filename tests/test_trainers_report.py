@@ -161,6 +161,7 @@ def _rewrite(run_dir, tmp_path, **changes):
 @pytest.mark.parametrize(("which", "changes", "message"), [
     ("flow", {"trajectory": lambda a: a[-1]}, "trajectory has shape"),
     ("flow", {"steering": lambda a: a[:-1]}, "steering has shape"),
+    ("flow", {"target": lambda a: a[:-1]}, "target has shape"),
     ("flow", {"trajectory": lambda a: np.where(np.arange(a.shape[1])[None, :, None] == 0,
                                                np.nan, a)}, "non-finite"),
     ("slots", {"masks": lambda a: a[:, :, :-1]}, "masks has shape"),

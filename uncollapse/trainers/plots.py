@@ -52,6 +52,8 @@ def pca_2d(*arrays: np.ndarray) -> list[np.ndarray]:
 
 
 DPI = 110
+REWRITE = ("the training run writes it at its end: train again, or move it away to report the "
+           "curves alone")
 
 
 def _save(figure, path: Path, *, tight: bool = True) -> Path:
@@ -74,15 +76,21 @@ def read_projection(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(path, f"not a readable NPZ of plain arrays ({exc}); evaluate the run "
-                         "again to rewrite it") from exc
+        raise InputError(path, f"not a readable NPZ of plain arrays ({exc}); {REWRITE}") from exc
     if "pred" not in arrays or arrays["pred"].ndim != 2 or not len(arrays["pred"]):
         shape = list(arrays["pred"].shape) if "pred" in arrays else None
-        raise InputError(path, f"expected a 'pred' array [rows >= 1, dim], found {shape}")
-    if plots_flow.is_flow(arrays):
-        plots_flow.check_flow_arrays(arrays, path)
-    if plots_slots.is_slots(arrays):
-        plots_slots.check_slots_arrays(arrays, path)
+        raise InputError(path, f"expected a 'pred' array [rows >= 1, dim], found {shape}; "
+                         f"{REWRITE}")
+    if "target" in arrays and arrays["target"].shape != arrays["pred"].shape:
+        raise InputError(path, f"target has shape {list(arrays['target'].shape)}; expected "
+                         f"{list(arrays['pred'].shape)} like pred; {REWRITE}")
+    try:
+        if plots_flow.is_flow(arrays):
+            plots_flow.check_flow_arrays(arrays)
+        if plots_slots.is_slots(arrays):
+            plots_slots.check_slots_arrays(arrays)
+    except ValueError as exc:
+        raise InputError(path, f"{exc}; {REWRITE}") from exc
     return arrays
 
 

@@ -12,14 +12,10 @@ from their stars.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-
-from uncollapse.errors import InputError
 
 FIGURE_INCHES = (11.0, 5.5)
 TRAJECTORY_ROWS = 40
@@ -31,32 +27,31 @@ def is_flow(arrays: dict) -> bool:
     return "trajectory" in arrays
 
 
-def check_flow_arrays(arrays: dict, path: Path) -> None:
-    """Raise ``InputError`` naming ``path`` unless the arrays fit together as the flow recipe
-    writes them (``trajectory`` [steps + 1, n, D], ``steering`` [n, D], ``groups`` [n], and
-    optionally ``prototypes`` [C, D] with ``prototype_ids`` [C])."""
+def check_flow_arrays(arrays: dict) -> None:
+    """Raise ``ValueError`` unless the arrays fit together as the flow recipe writes them
+    (``trajectory`` [steps + 1, n, D], ``steering`` [n, D], ``groups`` [n], and optionally
+    ``prototypes`` [C, D] with ``prototype_ids`` [C]); the caller names the file."""
     trajectory = arrays["trajectory"]
     if trajectory.ndim != 3 or trajectory.shape[0] < 2 or trajectory.shape[1] < 1:
-        raise InputError(path, f"trajectory has shape {list(trajectory.shape)}; expected "
-                         "[flow_steps + 1, rows, dim] with at least one step and one row. "
-                         "Evaluate the run again to rewrite it")
+        raise ValueError(f"trajectory has shape {list(trajectory.shape)}; expected "
+                         "[flow_steps + 1, rows, dim] with at least one step and one row")
     _, n, dim = trajectory.shape
     expected = {"steering": (n, dim), "groups": (n,)}
     if "prototypes" in arrays:
         expected["prototype_ids"] = (len(arrays["prototypes"]),)
         if arrays["prototypes"].ndim != 2 or arrays["prototypes"].shape[1] != dim:
-            raise InputError(path, f"prototypes has shape {list(arrays['prototypes'].shape)}; "
+            raise ValueError(f"prototypes has shape {list(arrays['prototypes'].shape)}; "
                              f"expected [combinations, {dim}] like the trajectory")
     for key, shape in expected.items():
         if key not in arrays:
-            raise InputError(path, f"has a trajectory but no {key!r} array; expected the flow "
+            raise ValueError(f"has a trajectory but no {key!r} array; expected the flow "
                              "recipe's arrays (trajectory, steering, groups)")
         if arrays[key].shape != shape:
-            raise InputError(path, f"{key} has shape {list(arrays[key].shape)}; expected "
+            raise ValueError(f"{key} has shape {list(arrays[key].shape)}; expected "
                              f"{list(shape)} to match trajectory {list(trajectory.shape)}")
     for key in ("trajectory", "steering", "prototypes"):
         if key in arrays and not np.isfinite(arrays[key]).all():
-            raise InputError(path, f"{key} holds non-finite values (NaN or inf); the run's "
+            raise ValueError(f"{key} holds non-finite values (NaN or inf); the run's "
                              "evaluation diverged, so there is nothing to project")
 
 

@@ -10,14 +10,10 @@ whole image (grey everywhere) are the collapse that FG-ARI measures.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-
-from uncollapse.errors import InputError
 
 CELL_INCHES = 1.2
 TITLE_INCHES = 0.5
@@ -31,25 +27,25 @@ def is_slots(arrays: dict) -> bool:
     return all(key in arrays for key in SLOTS_KEYS)
 
 
-def check_slots_arrays(arrays: dict, path: Path) -> None:
-    """Raise ``InputError`` naming ``path`` unless ``images`` [n, H, W, 3] uint8,
-    ``reconstructions`` of the same shape, ``masks`` [n, K, H, W] and ``true_masks`` [n, H, W]
-    fit together."""
+def check_slots_arrays(arrays: dict) -> None:
+    """Raise ``ValueError`` unless ``images`` [n, H, W, 3] uint8, ``reconstructions`` of the
+    same shape, ``masks`` [n, K, H, W] and ``true_masks`` [n, H, W] fit together; the caller
+    names the file."""
     images = arrays["images"]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
-        raise InputError(path, f"images has shape {list(images.shape)} and dtype {images.dtype}; "
+        raise ValueError(f"images has shape {list(images.shape)} and dtype {images.dtype}; "
                          "expected [n >= 1, H, W, 3] uint8 as the slots recipe writes them")
     n, height, width, _ = images.shape
     masks = arrays["masks"]
     if masks.ndim != 4 or masks.shape[0] != n or masks.shape[2:] != (height, width):
-        raise InputError(path, f"masks has shape {list(masks.shape)}; expected "
+        raise ValueError(f"masks has shape {list(masks.shape)}; expected "
                          f"[{n}, slots, {height}, {width}] to match images")
     for key, shape in (("reconstructions", images.shape), ("true_masks", (n, height, width))):
         if arrays[key].shape != shape:
-            raise InputError(path, f"{key} has shape {list(arrays[key].shape)}; expected "
+            raise ValueError(f"{key} has shape {list(arrays[key].shape)}; expected "
                              f"{list(shape)} to match images")
     if not np.isfinite(masks).all():
-        raise InputError(path, "masks holds non-finite values (NaN or inf); the run's "
+        raise ValueError("masks holds non-finite values (NaN or inf); the run's "
                          "evaluation diverged, so there is nothing to show")
 
 
