@@ -165,6 +165,7 @@ def _rewrite(run_dir, tmp_path, **changes):
     ("flow", {"trajectory": lambda a: np.where(np.arange(a.shape[1])[None, :, None] == 0,
                                                np.nan, a)}, "non-finite"),
     ("slots", {"masks": lambda a: a[:, :, :-1]}, "masks has shape"),
+    ("slots", {"pred": lambda a: np.full_like(a, np.inf)}, "pred holds non-finite values"),
     ("slots", {"images": lambda a: a.astype(np.float32)}, "expected [n >= 1, H, W, 3] uint8"),
 ])
 def test_a_projection_that_does_not_fit_its_recipe_is_refused(flow_run, slots_run, tmp_path,

@@ -84,6 +84,10 @@ def read_projection(path: Path) -> dict[str, np.ndarray]:
     if "target" in arrays and arrays["target"].shape != arrays["pred"].shape:
         raise InputError(path, f"target has shape {list(arrays['target'].shape)}; expected "
                          f"{list(arrays['pred'].shape)} like pred; {REWRITE}")
+    for key in ("pred", "target"):
+        if key in arrays and not np.isfinite(arrays[key]).all():
+            raise InputError(path, f"{key} holds non-finite values (NaN or inf): the run's "
+                             f"evaluation diverged, so there is nothing to project; {REWRITE}")
     try:
         if plots_flow.is_flow(arrays):
             plots_flow.check_flow_arrays(arrays)
