@@ -197,7 +197,9 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report_command(run_dir):
     """Plot a run: PNG curves of every loss term and monitor, a PCA projection of predictions
-    against targets, and RUN_DIR/report/index.html with all of them (extra: plots).
+    against targets, the recipe's own figure (flow: trajectories from source to target beside
+    the steering baseline; slots: images, reconstructions and per-slot masks), and
+    RUN_DIR/report/index.html with all of them (extra: plots).
 
     Example:
         uncollapse report runs/lvm

@@ -33,7 +33,12 @@ Evaluation on held-out rows with targets drawn once (seed + 1): movement, per-st
 silhouette and cluster purity by target combination, attribute-transfer accuracy and
 preservation of the unflipped attributes read by linear probes trained on real embeddings, and
 nearest-neighbour identity retrieval where the table has identities; the same for the
-mean-difference steering baseline ``normalize(z + P[target] - P[source])``.
+mean-difference steering baseline ``normalize(z + P[target] - P[source])``. Arrays for
+``uncollapse report`` (``projection.npz``): ``trajectory`` [flow_steps + 1, n, D] (the input,
+then each Euler step's point), ``pred`` (its last point), ``target`` (each row's target
+prototype), ``groups`` (the target combination ids), ``steering`` (the baseline's endpoints),
+``prototypes`` with their ``prototype_ids`` (the bank's present combinations) and
+``attribute_names`` (bit ``j`` of a combination id is attribute ``j``).
 """
 
 from __future__ import annotations
@@ -399,9 +404,13 @@ class FlowRecipe(Recipe):
         for name, points in (("flow", trajectory), ("steering", torch.stack([z, steering]))):
             metrics.update({f"{name}/{k}": v for k, v in self._transfer_metrics(
                 points, source_t, target_t, target_combo, identity, weight, bias).items()})
-        arrays = {"pred": trajectory[-1].cpu().numpy(), "target": z.cpu().numpy(),
+        arrays = {"pred": trajectory[-1].cpu().numpy(),
+                  "target": self.bank[target_combo].cpu().numpy(),
                   "groups": target_combo.cpu().numpy(), "trajectory": trajectory.cpu().numpy(),
-                  "steering": steering.cpu().numpy()}
+                  "steering": steering.cpu().numpy(),
+                  "prototypes": self.bank[self.present].cpu().numpy(),
+                  "prototype_ids": torch.nonzero(self.present).flatten().cpu().numpy(),
+                  "attribute_names": np.array(self.table["names"], dtype=str)}
         return metrics, arrays
 
     @staticmethod

@@ -1,18 +1,27 @@
 """``uncollapse report RUN_DIR``: PNG training curves of every loss term and monitor, a 2-D PCA
-projection of predictions against targets, and one self-contained HTML page with all of them
-(images embedded as base64). Needs the ``plots`` extra (matplotlib)."""
+projection of predictions against targets, the recipe's own figure where it has one (flow
+trajectories, ``plots_flow``; the slots grid of images, reconstructions and masks,
+``plots_slots``), and one self-contained HTML page with all of them (images embedded as
+base64). Needs the ``plots`` extra (matplotlib).
+
+``projection.npz`` is read and checked before anything is drawn, so a file that does not fit
+its recipe's layout stops the report with the file named and nothing written.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
+import zipfile
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
 from uncollapse.atomic import atomic_path
+from uncollapse.errors import InputError
+from uncollapse.trainers import plots_flow, plots_slots
 from uncollapse.trainers.run_dir import RunDir
 
 matplotlib.use("Agg")  # files only, no display
@@ -42,30 +51,80 @@ def pca_2d(*arrays: np.ndarray) -> list[np.ndarray]:
     return [(a - mean) @ vt[:2].T for a in arrays]
 
 
-def _save(figure, path: Path) -> Path:
+DPI = 110
+REWRITE = ("the training run writes it at its end: train again, or move it away to report the "
+           "curves alone")
+
+
+def _save(figure, path: Path, *, tight: bool = True) -> Path:
+    """Write ``figure`` as PNG; ``tight=False`` keeps its size exactly (inches x ``DPI``)."""
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        figure.savefig(tmp, format="png", dpi=DPI,
+                       **({"bbox_inches": "tight"} if tight else {}))
     plt.close(figure)
     return path
+
+
+def read_projection(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``projection.npz``, checked against the layout of the recipe that wrote
+    them (a flow trajectory, a slots grid).
+
+    Raises:
+        InputError: unreadable, or arrays that do not fit together.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(path, f"not a readable NPZ of plain arrays ({exc}); {REWRITE}") from exc
+    if "pred" not in arrays or arrays["pred"].ndim != 2 or not len(arrays["pred"]):
+        shape = list(arrays["pred"].shape) if "pred" in arrays else None
+        raise InputError(path, f"expected a 'pred' array [rows >= 1, dim], found {shape}; "
+                         f"{REWRITE}")
+    if "target" in arrays and arrays["target"].shape != arrays["pred"].shape:
+        raise InputError(path, f"target has shape {list(arrays['target'].shape)}; expected "
+                         f"{list(arrays['pred'].shape)} like pred; {REWRITE}")
+    for key in ("pred", "target"):
+        if key in arrays and not np.isfinite(arrays[key]).all():
+            raise InputError(path, f"{key} holds non-finite values (NaN or inf): the run's "
+                             f"evaluation diverged, so there is nothing to project; {REWRITE}")
+    try:
+        if plots_flow.is_flow(arrays):
+            plots_flow.check_flow_arrays(arrays)
+        if plots_slots.is_slots(arrays):
+            plots_slots.check_slots_arrays(arrays)
+    except ValueError as exc:
+        raise InputError(path, f"{exc}; {REWRITE}") from exc
+    return arrays
 
 
 def write_report(run_dir: str | Path, *, max_points: int = 2000, seed: int = 0) -> Path:
     """Write ``RUN_DIR/report/*.png`` and ``RUN_DIR/report/index.html``; return the page."""
     run = RunDir(run_dir)
     out = run.path / "report"
+    projection = run.path / "projection.npz"
+    arrays = read_projection(projection) if projection.exists() else None
+    records = run.read_metrics()
+    evaluation = json.loads(run.eval.read_text()) if run.eval.exists() else {}
     out.mkdir(exist_ok=True)
+    sections: list[tuple[str, list[tuple[str, Path]]]] = []
+    if arrays is not None and plots_flow.is_flow(arrays):
+        figure = plots_flow.trajectory_figure(arrays, pca_2d, seed=seed)
+        sections.append(("Flow trajectories", [
+            ("flow-trajectories", _save(figure, out / "flow-trajectories.png", tight=False))]))
+    if arrays is not None and plots_slots.is_slots(arrays):
+        figure = plots_slots.slots_grid(arrays)
+        sections.append(("Slots: images, reconstructions and masks", [
+            ("slots-grid", _save(figure, out / "slots-grid.png", tight=False))]))
     images: list[tuple[str, Path]] = []
-    for name, (steps, values) in curves(run.read_metrics()).items():
+    for name, (steps, values) in curves(records).items():
         figure, axis = plt.subplots(figsize=(5, 3))
         axis.plot(steps, values)
         axis.set_xlabel("step")
         axis.set_title(name)
         axis.grid(alpha=0.3)
         images.append((name, _save(figure, out / f"curve-{name.replace('/', '_')}.png")))
-    projection = run.path / "projection.npz"
-    if projection.exists():
-        with np.load(projection, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+    if arrays is not None:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.permutation(len(arrays["pred"]))[:max_points])
         parts = [arrays["pred"][pick]] + ([arrays["target"][pick]] if "target" in arrays else [])
@@ -77,22 +136,33 @@ def write_report(run_dir: str | Path, *, max_points: int = 2000, seed: int = 0) 
         axis.legend()
         axis.set_title("PCA of predictions and targets")
         images.append(("projection", _save(figure, out / "projection.png")))
-    evaluation = json.loads(run.eval.read_text()) if run.eval.exists() else {}
+    sections.append(("Training curves and projection", images))
     page = out / "index.html"
     with atomic_path(page) as tmp:
-        tmp.write_text(_html(run.path.name, images, evaluation), encoding="utf-8")
+        tmp.write_text(_html(run.path.name, sections, evaluation), encoding="utf-8")
     return page
 
 
-def _html(title: str, images: list[tuple[str, Path]], evaluation: dict) -> str:
-    figures = "\n".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(name)}'
-        "</figcaption></figure>" for name, path in images)
+def _html(title: str, sections: list[tuple[str, list[tuple[str, Path]]]],
+          evaluation: dict) -> str:
+    body = "".join(f"<h2>{html.escape(heading)}</h2>{_figures(images)}\n"
+                   for heading, images in sections)
     return ("<!doctype html><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;"
-            "margin:.5em}img{max-width:480px}pre{background:#f4f4f4;padding:1em}</style>"
+            "margin:.5em}img{max-width:480px}img.wide{max-width:100%}"
+            "pre{background:#f4f4f4;padding:1em}</style>"
             f"<h1>Run {html.escape(title)}</h1><h2>Evaluation</h2>"
-            f"<pre>{html.escape(json.dumps(evaluation, indent=2))}</pre>"
-            f"<h2>Training curves and projection</h2>{figures}\n")
+            f"<pre>{html.escape(json.dumps(evaluation, indent=2))}</pre>\n{body}")
+
+
+def _figures(images: list[tuple[str, Path]]) -> str:
+    """Each PNG as an embedded ``<figure>``; the recipe figures (not curves) at full width."""
+    return "\n".join(
+        f'<figure><img alt="{html.escape(name)}"'
+        f'{" class=wide" if name in WIDE else ""} src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(name)}'
+        "</figcaption></figure>" for name, path in images)
+
+
+WIDE = {"flow-trajectories", "slots-grid"}
