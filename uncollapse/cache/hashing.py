@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -12,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from uncollapse.cache.crashpoints import crash_point
+from uncollapse.errors import ToolError
 
 CHUNK = 1 << 20
 
@@ -49,7 +51,7 @@ class DigestMemo:
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.hashed_bytes = 0  # bytes actually read by this object, for tests and reports
-        with self._connect() as db:
+        with self._database() as db:
             db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (path TEXT PRIMARY KEY, "
                        "inode INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
                        "sha256 TEXT)")
@@ -61,7 +63,7 @@ class DigestMemo:
         path = Path(path).resolve()
         st = path.stat()
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        with self._connect() as db:
+        with self._database() as db:
             row = db.execute(f"SELECT inode, size, mtime_ns, ctime_ns, sha256 FROM {self.TABLE} "
                              "WHERE path=?", (str(path),)).fetchone()
         if row and tuple(row[:4]) == stamp:
@@ -69,10 +71,21 @@ class DigestMemo:
         digest = sha256_file(path)
         self.hashed_bytes += st.st_size
         crash_point("input-hashed")
-        with self._connect() as db:
+        with self._database() as db:
             db.execute(f"INSERT OR REPLACE INTO {self.TABLE} VALUES (?,?,?,?,?,?)",
                        (str(path), *stamp, digest))
         return digest
+
+    @contextlib.contextmanager
+    def _database(self):
+        try:
+            with self._connect() as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise ToolError(f"the cache directory {self.db_path.parent} cannot be written "
+                            f"(its record of input digests, {self.db_path.name}: {exc}); point "
+                            "the cache at a writable directory with --cache-dir DIR or "
+                            "UNCOLLAPSE_CACHE=DIR") from exc
 
     def path(self, path: str | os.PathLike) -> str:
         """Digest of a file, or of a directory as its sorted (relative path, file digest) list."""

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from uncollapse.cache.hashing import CHUNK
 
 MANIFEST = "manifest.json"
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Problem(NamedTuple):
@@ -56,7 +56,7 @@ def manifest_problem(manifest, *, stage: str, key: str) -> str | None:
         return "the manifest lists no files"
     for name, meta in files.items():
         if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
-                and SHA256.match(meta["sha256"]) and type(meta.get("bytes")) is int):
+                and SHA256.fullmatch(meta["sha256"]) and type(meta.get("bytes")) is int):
             return f"the manifest's record of {name!r} lacks a sha256 or a byte count"
     rows = manifest.get("rows", {})
     if not isinstance(rows, dict) or any(type(v) is not int for v in rows.values()):

@@ -39,8 +39,8 @@ from uncollapse.cache.outputs import check_output
 from uncollapse.errors import ToolError
 
 TMP_PREFIX = ".tmp-"
-STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-KEY = re.compile(r"^[0-9a-f]{64}$")
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+KEY = re.compile(r"[0-9a-f]{64}")
 TMP_KEY = re.compile(r"^\.tmp-(?:old-)?([0-9a-f]{12,64})-")
 
 
@@ -57,7 +57,7 @@ def default_root() -> Path:
 
 def check_stage_name(name: str) -> str:
     """``name`` if it is a plain stage name (one directory under the root), else ToolError."""
-    if not isinstance(name, str) or not STAGE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not STAGE_NAME.fullmatch(name) or ".." in name:
         raise ToolError(f"stage {name!r} is not a stage name: a stage is one plain directory "
                         "name under the cache root (letters, digits, '-', '_', '.'; no '/', "
                         "no '..'), such as captions or chunks; `uncollapse cache ls` lists them")
@@ -309,7 +309,7 @@ class Cache:
             return []
         names = [stage] if stage else sorted(os.listdir(self.root))
         return [self.root / n for n in names
-                if STAGE_NAME.match(n) and _is_plain_dir(self.root / n)]
+                if STAGE_NAME.fullmatch(n) and _is_plain_dir(self.root / n)]
 
     def _slots(self, stage: str | None):
         """(stage, bucket directory, name) of every entry and leftover, without following
@@ -325,7 +325,7 @@ class Cache:
         """Every entry (of one stage), the unusable ones with ``broken`` saying why."""
         found = []
         for stage_name, bucket, name in self._slots(stage):
-            if not KEY.match(name):
+            if not KEY.fullmatch(name):
                 continue
             manifest, problem = _load_manifest(bucket / name, stage_name, name)
             found.append(Entry(stage_name, name, bucket / name, manifest or {}, hit=True,
@@ -362,7 +362,7 @@ class Cache:
         them). Leftovers are removed only when no live build holds their key's lock."""
         removed = kept = 0
         for _, bucket, name in list(self._slots(stage)):
-            if KEY.match(name):
+            if KEY.fullmatch(name):
                 locks = [bucket / f"{name}.lock", bucket / f"{name}.use"]
             elif match := TMP_KEY.match(name):
                 prefix = match.group(1)
@@ -372,8 +372,8 @@ class Cache:
             with self._writing(bucket), try_exclusive(*locks) as free:
                 if free:
                     self._remove(bucket / name)
-                removed += bool(free and KEY.match(name))
-                kept += bool(not free and KEY.match(name))
+                removed += bool(free and KEY.fullmatch(name))
+                kept += bool(not free and KEY.fullmatch(name))
         return removed, kept
 
     def _remove(self, path: Path) -> None:
