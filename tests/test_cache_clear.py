@@ -76,7 +76,7 @@ def test_links_inside_the_root_are_removed_never_followed(tmp_path, victim):
 
 
 BROKEN = {"not json": "{", "a list": "[]", "no files": None, "files not a dict": "files",
-          "another key": "key"}
+          "another key": "key", "key inputs edited": "key_inputs"}
 
 
 def break_manifest(entry, how: str) -> None:
@@ -90,6 +90,9 @@ def break_manifest(entry, how: str) -> None:
         text = json.dumps({**manifest, "files": ["out.txt"]})
     elif how == "another key":
         text = json.dumps({**manifest, "key": "f" * 64})
+    elif how == "key inputs edited":
+        text = json.dumps({**manifest, "key_inputs": {**manifest["key_inputs"], "options": {
+            "splits": ["train"]}}})
     path.chmod(0o644)
     path.write_text(text)
 

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from uncollapse.cache.hashing import CHUNK
+from uncollapse.cache.hashing import CHUNK, sha256_json
 
 MANIFEST = "manifest.json"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -63,6 +63,8 @@ def manifest_problem(manifest, *, stage: str, key: str) -> str | None:
         return "the manifest's row counts are not whole numbers"
     if not isinstance(manifest["key_inputs"], dict):
         return "the manifest's key inputs are not an object"
+    if sha256_json(manifest["key_inputs"]) != key:
+        return "the manifest's key inputs do not hash to the entry's key"
     return None
 
 
