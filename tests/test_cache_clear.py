@@ -185,6 +185,14 @@ def test_a_read_only_cache_directory_is_named_with_the_fix(tmp_path):
         assert "OperationalError" not in built.output and "Traceback" not in built.output
 
 
+def test_a_cache_root_that_is_a_link_lists_and_clears_its_entries(tmp_path):
+    one_entry(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert len(Cache(tmp_path / "link").entries()) == 1
+    assert run("cache", "clear", "--cache-dir", tmp_path / "link").output.strip() == (
+        "removed 1 entry")
+
+
 def test_a_cache_root_below_a_file_is_named_with_the_fix(tmp_path):
     source = tmp_path / "t.token.txt"
     source.write_text("a.jpg#0\ta caption .\n")

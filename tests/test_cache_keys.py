@@ -137,8 +137,14 @@ def a_link(out: Path) -> BuildOutput:
     return BuildOutput()
 
 
+def a_manifest(out: Path) -> BuildOutput:
+    (out / "manifest.json").write_text("{}")
+    return BuildOutput()
+
+
 @pytest.mark.parametrize(("builder", "message"), [
     (write_nothing, "wrote no file"), (rows_that_lie, "holds 3 rows but the build reports 5"),
+    (a_manifest, "the name the cache keeps for its own record"),
     (npy_that_lies, "holds 0 rows but the build reports 10"),
     (a_link, "not a regular file")])
 def test_outputs_that_fail_the_common_checks_are_never_committed(tmp_path, builder, message):

@@ -4,7 +4,10 @@ Each entry key has two lock files beside its entry: ``<key>.lock``, held exclusi
 entry is checked, built or replaced, and ``<key>.use``, held shared by every process that still
 reads the entry (a build that got it, until it has copied its output). ``cache clear`` takes
 both without waiting and skips the entry when either is held, so it never removes the
-temporary directory of a build in progress nor an entry someone is reading.
+temporary directory of a build in progress nor an entry someone is reading. A build that must
+replace an entry (``--rebuild``, or a bad entry) waits, for a bounded time, until no other
+process reads it; a use lock is only ever taken under the build lock, so no new reader can
+appear while it waits.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
+from collections import Counter
 from pathlib import Path
+
+_HELD_HERE: Counter = Counter()  # use-lock paths this process holds, with how many holds
 
 
 @contextlib.contextmanager
@@ -30,17 +37,21 @@ class SharedHold:
     """A shared lock on a file, held until ``release()`` or until the object is collected."""
 
     def __init__(self, path: str | os.PathLike):
+        self.path = str(Path(path).absolute())
         self.fd: int | None = _open(path)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_SH)
         except BaseException:
-            self.release()
+            os.close(self.fd)
+            self.fd = None
             raise
+        _HELD_HERE[self.path] += 1
 
     def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+            _HELD_HERE[self.path] -= 1
 
     def __del__(self):
         self.release()
@@ -64,6 +75,21 @@ def try_exclusive(*paths: str | os.PathLike):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def wait_for_readers(path: str | os.PathLike, timeout: float) -> bool:
+    """Wait until no other process holds a shared lock on ``path`` (True), or ``timeout``
+    seconds (False). Holds of this very process are not waited for: they could never end."""
+    if _HELD_HERE[str(Path(path).absolute())] > 0:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        with try_exclusive(path) as free:
+            if free:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _open(path: str | os.PathLike) -> int:

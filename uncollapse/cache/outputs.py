@@ -10,6 +10,7 @@ import os
 import stat
 from pathlib import Path
 
+from uncollapse.cache.integrity import MANIFEST
 from uncollapse.errors import ToolError
 
 
@@ -29,6 +30,9 @@ def check_output(out_dir: Path, output) -> None:
                 files.append(path.relative_to(out_dir).as_posix())
     if not files:
         raise ToolError("the build wrote no file; nothing was cached")
+    if MANIFEST in files:
+        raise ToolError(f"the build wrote {MANIFEST}, the name the cache keeps for its own "
+                        "record of an entry; name the output otherwise (nothing was cached)")
     for name, rows in output.rows.items():
         if name not in files:
             raise ToolError(f"the build reports rows for {name}, which it did not write; "

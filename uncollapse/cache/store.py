@@ -34,11 +34,12 @@ from uncollapse.cache.integrity import (
     manifest_problem,
     sha256_nofollow,
 )
-from uncollapse.cache.lock import SharedHold, file_lock, try_exclusive
+from uncollapse.cache.lock import SharedHold, file_lock, try_exclusive, wait_for_readers
 from uncollapse.cache.outputs import check_output
 from uncollapse.errors import ToolError
 
 TMP_PREFIX = ".tmp-"
+READERS_TIMEOUT_S = 15.0
 STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 KEY = re.compile(r"[0-9a-f]{64}")
 TMP_KEY = re.compile(r"^\.tmp-(?:old-)?([0-9a-f]{12,64})-")
@@ -219,17 +220,13 @@ class Cache:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 held.enter_context(file_lock(final.parent / f"{key}.lock"))
             crash_point("locked")
-            with self._writing(final.parent):
+            entry = None if rebuild else self._serve(stage.name, key, final)
+            if entry is None:
+                manifest = self._commit(stage, key, key_inputs, final, builder, check)
+                entry = Entry(stage.name, key, final, manifest, hit=False)
+                crash_point("committed")
+            with self._writing(final.parent):  # still under the build lock: clear waits
                 hold = SharedHold(final.parent / f"{key}.use")
-            try:
-                entry = None if rebuild else self._serve(stage.name, key, final)
-                if entry is None:
-                    manifest = self._commit(stage, key, key_inputs, final, builder, check)
-                    entry = Entry(stage.name, key, final, manifest, hit=False)
-                    crash_point("committed")
-            except BaseException:
-                hold.release()
-                raise
         entry.hold = hold
         crash_point("returned")
         return entry
@@ -254,11 +251,19 @@ class Cache:
                   f"not served: {'; '.join(problems)}. Removed it; building it again.")
         with self._writing(final):
             trash = final.parent / f"{TMP_PREFIX}{key}-bad-{os.getpid()}-{time.time_ns()}"
+            self._wait_for_readers(stage, key, final)
             os.replace(final, trash)
             crash_point("bad-moved")
             self._remove(trash)
         crash_point("bad-removed")
         return None
+
+    def _wait_for_readers(self, stage: str, key: str, final: Path) -> None:
+        """Before an entry is moved away, let the processes still reading it finish (bounded:
+        a reader that never lets go gets a warning, not a hang)."""
+        if not wait_for_readers(final.parent / f"{key}.use", READERS_TIMEOUT_S):
+            self.warn(f"cache entry {stage} {key[:16]} is still held by another process after "
+                      f"{READERS_TIMEOUT_S:g} s; replacing it anyway")
 
     def _refresh(self, final: Path, manifest: dict, refreshed: dict) -> None:
         """Write back fingerprints that moved while the content stayed (a copied or restored
@@ -282,20 +287,23 @@ class Cache:
             if check is not None:
                 check(tmp, output)
             crash_point("checked")
-            manifest = _manifest(stage, key, key_inputs, tmp, output)
-            crash_point("sealed")
-            _write_manifest(tmp, manifest)
-            if os.path.lexists(final):
-                trash = final.parent / f"{TMP_PREFIX}{key}-old-{os.getpid()}-{time.time_ns()}"
-                os.replace(final, trash)
-                crash_point("old-moved")
-                os.replace(tmp, final)
-                crash_point("replaced")
-                self._remove(trash)
-            else:
-                os.replace(tmp, final)
-                crash_point("renamed")
-            _fsync_dir(final.parent)
+            with self._writing(tmp):
+                manifest = _manifest(stage, key, key_inputs, tmp, output)
+                crash_point("sealed")
+                _write_manifest(tmp, manifest)
+            with self._writing(final):
+                if os.path.lexists(final):
+                    trash = final.parent / f"{TMP_PREFIX}{key}-old-{os.getpid()}-{time.time_ns()}"
+                    self._wait_for_readers(stage.name, key, final)
+                    os.replace(final, trash)
+                    crash_point("old-moved")
+                    os.replace(tmp, final)
+                    crash_point("replaced")
+                    self._remove(trash)
+                else:
+                    os.replace(tmp, final)
+                    crash_point("renamed")
+                _fsync_dir(final.parent)
         finally:
             if os.path.lexists(tmp):
                 self._remove(tmp)
@@ -305,7 +313,7 @@ class Cache:
     def _stage_dirs(self, stage: str | None) -> list[Path]:
         if stage is not None:
             check_stage_name(stage)
-        if not _is_plain_dir(self.root):
+        if not self.root.is_dir():  # the root itself may be a link (a cache on another disk)
             return []
         names = [stage] if stage else sorted(os.listdir(self.root))
         return [self.root / n for n in names
