@@ -53,6 +53,19 @@ def test_an_edit_in_place_with_size_and_mtime_restored_is_never_served_stale(tmp
     assert second.file("copy.txt").read_text() == "new content\n"
 
 
+def test_a_damaged_digest_memo_is_started_afresh(tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_text("content\n")
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / ".digests.sqlite").write_bytes(b"not a database at all" * 100)
+    entry = Cache(root).build(STAGE, options={}, inputs={"src": source},
+                              builder=content_builder(source))
+    assert entry.file("copy.txt").read_text() == "content\n"
+    assert Cache(root).digests.file(source) == entry.manifest["key_inputs"]["inputs"]["src"][
+        "sha256"]
+
+
 def chunks_of(root: Path, source: Path, tmp_path: Path):
     out = tmp_path / f"{source.name}.{root.name}.parquet"
     result = run("build", "chunks", source, "--cache-dir", root, "-o", out, "--quiet")

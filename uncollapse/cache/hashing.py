@@ -51,6 +51,16 @@ class DigestMemo:
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.hashed_bytes = 0  # bytes actually read by this object, for tests and reports
+        try:
+            self._create()
+        except ToolError as exc:
+            if type(exc.__cause__) is not sqlite3.DatabaseError:  # not a damaged file
+                raise
+            # only a memo: a damaged one (not a database, malformed) is started afresh
+            self.db_path.unlink()
+            self._create()
+
+    def _create(self):
         with self._database() as db:
             db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (path TEXT PRIMARY KEY, "
                        "inode INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
