@@ -151,6 +151,9 @@ def test_killed_build_leaves_no_entry_and_the_next_build_works(tmp_path, source_
     assert len(leftovers) == 1  # the dead build's scratch space, never taken for an entry
     entry = cache.build(STAGE, options={}, inputs={"src": source_file}, builder=write_builder([]))
     assert not entry.hit and entry.file("out.txt").read_text() == "hello"
+    assert cache.clear_counts() == (0, 1)  # the dead build's leftover goes, the held entry stays
+    assert list((tmp_path / "c" / "unit").glob("*/.tmp-*")) == []
+    entry.release()
     assert cache.clear() == 1
     assert list((tmp_path / "c" / "unit").glob("*/.tmp-*")) == []
 
@@ -210,6 +213,7 @@ def test_verify_catches_a_flipped_byte_and_a_missing_file(tmp_path, source_file)
     assert ok.exit_code == 0, ok.output
     data = bytearray(entry.file("out.txt").read_bytes())
     data[0] ^= 0x01
+    entry.file("out.txt").chmod(0o644)  # sealed read-only at commit
     entry.file("out.txt").write_bytes(bytes(data))
     bad = runner.invoke(main, ["cache", "verify", "--cache-dir", str(cache.root),
                                entry.key[:8], "--format", "json"])
@@ -235,6 +239,9 @@ def test_cache_cli_ls_path_clear(tmp_path, source_file, monkeypatch):
     assert runner.invoke(main, ["cache", "path"]).output.strip() == str(tmp_path / "env-cache")
     listing = runner.invoke(main, ["cache", "ls"]).output
     assert a.key[:16] in listing and "other" in listing
+    held = runner.invoke(main, ["cache", "clear", "--stage", "unit"])
+    assert held.output.strip() == "removed 0 entries; kept 1 in use by a running build"
+    a.release()
     cleared = runner.invoke(main, ["cache", "clear", "--stage", "unit"])
     assert cleared.output.strip() == "removed 1 entry"
     assert [e.stage for e in Cache().entries()] == ["other"]

@@ -37,7 +37,7 @@ def path_cmd(cache_dir):
 @root_option
 @click.option("--stage", help="Only entries of this stage.")
 def ls_cmd(cache_dir, stage):
-    """List cached entries: stage, key, rows, size, created.
+    """List cached entries: stage, key, rows, size, created (or why an entry is broken).
 
     Example:
         uncollapse cache ls --stage captions
@@ -46,6 +46,10 @@ def ls_cmd(cache_dir, stage):
     if not entries:
         click.echo("no entries")
     for entry in entries:
+        if entry.broken:
+            click.echo(f"{entry.stage:<12} {entry.key[:16]}  BROKEN: {entry.broken}; remove it "
+                       f"with `uncollapse cache clear --stage {entry.stage}`")
+            continue
         size = sum(f["bytes"] for f in entry.files.values())
         rows = sum(entry.manifest.get("rows", {}).values())
         click.echo(f"{entry.stage:<12} {entry.key[:16]}  rows={rows:<10} bytes={size:<10} "
@@ -95,11 +99,16 @@ def explain_cmd(cache_dir, key_a, key_b):
 def clear_cmd(cache_dir, stage):
     """Remove cached entries (and leftovers of crashed builds).
 
+    Entries and temporary directories that a running build holds are kept.
+
     Example:
         uncollapse cache clear --stage captions
     """
-    removed = _cache(cache_dir).clear(stage)
-    click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+    removed, kept = _cache(cache_dir).clear_counts(stage)
+    line = f"removed {removed} entr{'y' if removed == 1 else 'ies'}"
+    if kept:
+        line += f"; kept {kept} in use by a running build"
+    click.echo(line)
 
 
 COMMANDS = {"": [cache_group]}

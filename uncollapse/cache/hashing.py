@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -10,6 +11,9 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+
+from uncollapse.cache.crashpoints import crash_point
+from uncollapse.errors import ToolError
 
 CHUNK = 1 << 20
 
@@ -33,20 +37,34 @@ def sha256_json(value) -> str:
 
 
 class DigestMemo:
-    """SHA-256 of input files, remembered by (path, inode, size, mtime).
+    """SHA-256 of input files, remembered by (path, inode, size, mtime, ctime).
 
     A second build over a large unchanged input does not read it again; any change of size,
-    mtime or inode (a replaced file) makes it re-hash.
+    mtime, inode (a replaced file) or ctime makes it re-hash. ctime matters: an edit in place
+    that keeps the size and restores the mtime (``touch -d``, ``cp -p``, ``os.utime``) still
+    moves the ctime, which no user call can set back.
     """
+
+    TABLE = "input_digests"
 
     def __init__(self, db_path: str | os.PathLike):
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.hashed_bytes = 0  # bytes actually read by this object, for tests and reports
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT, inode INTEGER, "
-                       "size INTEGER, mtime_ns INTEGER, sha256 TEXT, "
-                       "PRIMARY KEY (path, inode, size, mtime_ns))")
+        try:
+            self._create()
+        except ToolError as exc:
+            if type(exc.__cause__) is not sqlite3.DatabaseError:  # not a damaged file
+                raise
+            # only a memo: a damaged one (not a database, malformed) is started afresh
+            self.db_path.unlink()
+            self._create()
+
+    def _create(self):
+        with self._database() as db:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (path TEXT PRIMARY KEY, "
+                       "inode INTEGER, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
+                       "sha256 TEXT)")
 
     def _connect(self):
         return sqlite3.connect(self.db_path, timeout=30)
@@ -54,18 +72,30 @@ class DigestMemo:
     def file(self, path: str | os.PathLike) -> str:
         path = Path(path).resolve()
         st = path.stat()
-        row_key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._connect() as db:
-            row = db.execute("SELECT sha256 FROM digests WHERE path=? AND inode=? AND size=? "
-                             "AND mtime_ns=?", row_key).fetchone()
-        if row:
-            return row[0]
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._database() as db:
+            row = db.execute(f"SELECT inode, size, mtime_ns, ctime_ns, sha256 FROM {self.TABLE} "
+                             "WHERE path=?", (str(path),)).fetchone()
+        if row and tuple(row[:4]) == stamp:
+            return row[4]
         digest = sha256_file(path)
         self.hashed_bytes += st.st_size
-        with self._connect() as db:
-            db.execute("DELETE FROM digests WHERE path=?", (str(path),))
-            db.execute("INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)", (*row_key, digest))
+        crash_point("input-hashed")
+        with self._database() as db:
+            db.execute(f"INSERT OR REPLACE INTO {self.TABLE} VALUES (?,?,?,?,?,?)",
+                       (str(path), *stamp, digest))
         return digest
+
+    @contextlib.contextmanager
+    def _database(self):
+        try:
+            with self._connect() as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise ToolError(f"the cache directory {self.db_path.parent} cannot be written "
+                            f"(its record of input digests, {self.db_path.name}: {exc}); point "
+                            "the cache at a writable directory with --cache-dir DIR or "
+                            "UNCOLLAPSE_CACHE=DIR") from exc
 
     def path(self, path: str | os.PathLike) -> str:
         """Digest of a file, or of a directory as its sorted (relative path, file digest) list."""

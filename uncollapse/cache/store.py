@@ -1,15 +1,22 @@
 """The content-addressed artifact store (README, "Cache").
 
 An entry lives at ``<root>/<stage>/<key[:2]>/<key>/``. It is built in a temporary directory
-beside it, under a lock, and renamed into place with its ``manifest.json`` written last, so a
-crash leaves a stray temporary directory (ignored and cleaned by ``clear``) and never a half entry.
+beside it (``.tmp-<key>-...``) under the key's lock, checked, sealed (files read-only, each
+file's SHA-256 and fingerprint in ``manifest.json``, written last) and renamed into place, so
+a crash leaves a stray temporary directory (ignored, and removed by ``clear`` once its owner is
+gone) and never a half entry. A hit is served only after its files matched the manifest
+(``integrity``); a bad entry is reported, removed and built again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import sqlite3
+import stat
 import sys
 import tempfile
 import time
@@ -18,12 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uncollapse import __version__
-from uncollapse.cache.hashing import DigestMemo, sha256_file, sha256_json, source_digest
-from uncollapse.cache.lock import file_lock
+from uncollapse.cache.crashpoints import crash_point
+from uncollapse.cache.hashing import DigestMemo, sha256_json, source_digest
+from uncollapse.cache.integrity import (
+    MANIFEST,
+    check_files,
+    fingerprint,
+    manifest_problem,
+    sha256_nofollow,
+)
+from uncollapse.cache.lock import SharedHold, file_lock, try_exclusive, wait_for_readers
+from uncollapse.cache.outputs import check_output
 from uncollapse.errors import ToolError
 
-MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
+READERS_TIMEOUT_S = 15.0
+STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+KEY = re.compile(r"[0-9a-f]{64}")
+TMP_KEY = re.compile(r"^\.tmp-(?:old-)?([0-9a-f]{12,64})-")
 
 
 def default_root() -> Path:
@@ -35,6 +54,15 @@ def default_root() -> Path:
     if os.name == "nt":
         return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "uncollapse" / "cache"
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uncollapse"
+
+
+def check_stage_name(name: str) -> str:
+    """``name`` if it is a plain stage name (one directory under the root), else ToolError."""
+    if not isinstance(name, str) or not STAGE_NAME.fullmatch(name) or ".." in name:
+        raise ToolError(f"stage {name!r} is not a stage name: a stage is one plain directory "
+                        "name under the cache root (letters, digits, '-', '_', '.'; no '/', "
+                        "no '..'), such as captions or chunks; `uncollapse cache ls` lists them")
+    return name
 
 
 @dataclass(frozen=True)
@@ -54,26 +82,39 @@ class Stage:
     modules: tuple[str, ...]
     format_version: int = 1
 
+    def __post_init__(self):
+        check_stage_name(self.name)
+
 
 @dataclass
 class Entry:
+    """A cache entry. One returned by ``Cache.build`` holds the entry's use lock while it
+    lives (``release()`` lets go earlier), so ``cache clear`` never removes it under a reader.
+    ``broken`` says why an entry found by ``Cache.entries`` cannot be used."""
+
     stage: str
     key: str
     path: Path
     manifest: dict
     hit: bool = False
+    broken: str | None = None
+    hold: SharedHold | None = field(default=None, repr=False, compare=False)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     @property
     def files(self) -> dict:
-        return self.manifest["files"]
+        return {} if self.broken else self.manifest["files"]
 
     @property
     def result(self) -> dict:
         """What the builder returned besides its files (for example its build report)."""
         return self.manifest.get("result", {})
+
+    def release(self) -> None:
+        if self.hold is not None:
+            self.hold.release()
 
 
 @dataclass
@@ -92,24 +133,51 @@ class BuildOutput:
                                 f"{type(getattr(self, name)).__name__}")
 
 
+def stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class Cache:
     """A content-addressed store of built artifacts.
 
     Example:
         >>> cache = Cache("/tmp/uc-cache")
         >>> entry = cache.build(Stage("demo", 1, ("uncollapse.cache.store",)), options={},
-        ...                     inputs={}, builder=lambda out: BuildOutput())
+        ...                     inputs={}, builder=lambda out: (out / "a.txt").write_text("a")
+        ...                     and BuildOutput())
     """
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None,
+                 warn: Callable[[str], None] = stderr_warning):
         self.root = Path(root) if root is not None else default_root()
-        self.digests = DigestMemo(self.root / ".digests.sqlite")
+        self.warn = warn
+        self._digests: DigestMemo | None = None
+
+    @property
+    def digests(self) -> DigestMemo:
+        """The input-digest memo, opened on first use (``cache path`` and ``ls`` never need
+        to write)."""
+        if self._digests is None:
+            with self._writing(self.root):
+                self._digests = DigestMemo(self.root / ".digests.sqlite")
+        return self._digests
+
+    @contextlib.contextmanager
+    def _writing(self, where: Path):
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ToolError(f"the cache directory {self.root} cannot be written ({where}: "
+                            f"{reason}); point the cache at a writable directory with "
+                            "--cache-dir DIR or UNCOLLAPSE_CACHE=DIR") from exc
 
     # keys -----------------------------------------------------------------------------------
     def key_inputs(self, stage: Stage, *, options: Mapping, inputs: Mapping) -> dict:
         """Everything that can change a stage's output, as plain JSON values.
 
-        ``inputs`` maps a role to a file or directory path (hashed by content) or to a dict
+        ``inputs`` maps a role to a file or directory path (hashed by content, and named: the
+        path decides how the file is read and what the build report says) or to a dict
         ``{"digest": ...}`` for inputs that are not local files (a hub dataset's fingerprint).
         """
         input_digests = {}
@@ -120,7 +188,7 @@ class Cache:
                 path = Path(value)
                 if not path.exists():
                     raise ToolError(f"{path}: input does not exist")
-                input_digests[role] = {"sha256": self.digests.path(path)}
+                input_digests[role] = {"sha256": self.digests.path(path), "path": str(value)}
         return {"stage": stage.name, "stage_version": stage.version,
                 "code": source_digest(stage.modules), "options": dict(options),
                 "inputs": input_digests, "format_version": stage.format_version}
@@ -130,61 +198,146 @@ class Cache:
         return sha256_json(key_inputs)
 
     def entry_dir(self, stage: str, key: str) -> Path:
-        return self.root / stage / key[:2] / key
+        return self.root / check_stage_name(stage) / key[:2] / key
 
     # build ----------------------------------------------------------------------------------
     def build(self, stage: Stage, *, options: Mapping, inputs: Mapping,
-              builder: Callable[[Path], BuildOutput], rebuild: bool = False) -> Entry:
+              builder: Callable[[Path], BuildOutput], rebuild: bool = False,
+              check: Callable[[Path, BuildOutput], None] | None = None) -> Entry:
         """Return the cached entry for these inputs, building it with ``builder`` on a miss.
 
         ``builder(out_dir)`` writes its files into ``out_dir`` and returns a ``BuildOutput``.
+        ``check(out_dir, output)``, when given, raises if the output is not fit to keep
+        (beyond the checks every output gets: files present, row counts readable back); an
+        output is committed only if the builder and every check succeeded.
         """
         key_inputs = self.key_inputs(stage, options=options, inputs=inputs)
         key = self.key(key_inputs)
         final = self.entry_dir(stage.name, key)
-        with file_lock(final.parent / f"{key}.lock"):
-            if not rebuild and (final / MANIFEST).exists():
-                return Entry(stage.name, key, final, _read_manifest(final), hit=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key[:12]}-", dir=final.parent))
-            try:
-                output = builder(tmp)
-                manifest = self._manifest(stage, key, key_inputs, tmp, output)
-                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-                if final.exists():
-                    trash = final.parent / f"{TMP_PREFIX}old-{key[:12]}-{os.getpid()}"
+        crash_point("key-computed")
+        with contextlib.ExitStack() as held:
+            with self._writing(final.parent):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                held.enter_context(file_lock(final.parent / f"{key}.lock"))
+            crash_point("locked")
+            entry = None if rebuild else self._serve(stage.name, key, final)
+            if entry is None:
+                manifest = self._commit(stage, key, key_inputs, final, builder, check)
+                entry = Entry(stage.name, key, final, manifest, hit=False)
+                crash_point("committed")
+            with self._writing(final.parent):  # still under the build lock: clear waits
+                hold = SharedHold(final.parent / f"{key}.use")
+        entry.hold = hold
+        crash_point("returned")
+        return entry
+
+    def _serve(self, stage: str, key: str, final: Path) -> Entry | None:
+        """The entry at ``final`` if every file matches its manifest; a bad one is reported
+        and removed (None: build it)."""
+        if not os.path.lexists(final):
+            return None
+        manifest, problem = _load_manifest(final, stage, key)
+        problems = [problem] if problem else []
+        if manifest is not None:
+            found, refreshed = check_files(final, manifest["files"])
+            problems += [p.line() for p in found]
+            if not found and refreshed:
+                self._refresh(final, manifest, refreshed)
+        if not problems:
+            crash_point("hit-checked")
+            return Entry(stage, key, final, manifest, hit=True)
+        crash_point("bad-found")
+        self.warn(f"cache entry {stage} {key[:16]} is not what its manifest promises and was "
+                  f"not served: {'; '.join(problems)}. Removed it; building it again.")
+        with self._writing(final):
+            trash = final.parent / f"{TMP_PREFIX}{key}-bad-{os.getpid()}-{time.time_ns()}"
+            self._wait_for_readers(stage, key, final)
+            os.replace(final, trash)
+            crash_point("bad-moved")
+            self._remove(trash)
+        crash_point("bad-removed")
+        return None
+
+    def _wait_for_readers(self, stage: str, key: str, final: Path) -> None:
+        """Before an entry is moved away, let the processes still reading it finish (bounded:
+        a reader that never lets go gets a warning, not a hang)."""
+        if not wait_for_readers(final.parent / f"{key}.use", READERS_TIMEOUT_S):
+            self.warn(f"cache entry {stage} {key[:16]} is still held by another process after "
+                      f"{READERS_TIMEOUT_S:g} s; replacing it anyway")
+
+    def _refresh(self, final: Path, manifest: dict, refreshed: dict) -> None:
+        """Write back fingerprints that moved while the content stayed (a copied or restored
+        cache), so the next hit is cheap again. Best effort: a read-only cache still serves."""
+        for name, fp in refreshed.items():
+            manifest["files"][name]["fingerprint"] = fp
+        with contextlib.suppress(OSError):
+            _write_manifest(final, manifest, replace=True)
+            crash_point("refreshed")
+
+    def _commit(self, stage: Stage, key: str, key_inputs: dict, final: Path,
+                builder: Callable[[Path], BuildOutput],
+                check: Callable[[Path, BuildOutput], None] | None) -> dict:
+        with self._writing(final.parent):
+            tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=final.parent))
+        try:
+            crash_point("tmp-created")
+            output = builder(tmp)
+            crash_point("built")
+            check_output(tmp, output)
+            if check is not None:
+                check(tmp, output)
+            crash_point("checked")
+            with self._writing(tmp):
+                manifest = _manifest(stage, key, key_inputs, tmp, output)
+                crash_point("sealed")
+                _write_manifest(tmp, manifest)
+            with self._writing(final):
+                if os.path.lexists(final):
+                    trash = final.parent / f"{TMP_PREFIX}{key}-old-{os.getpid()}-{time.time_ns()}"
+                    self._wait_for_readers(stage.name, key, final)
                     os.replace(final, trash)
+                    crash_point("old-moved")
                     os.replace(tmp, final)
-                    shutil.rmtree(trash, ignore_errors=True)
+                    crash_point("replaced")
+                    self._remove(trash)
                 else:
                     os.replace(tmp, final)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-        return Entry(stage.name, key, final, manifest, hit=False)
-
-    @staticmethod
-    def _manifest(stage: Stage, key: str, key_inputs: dict, out_dir: Path,
-                  output: BuildOutput) -> dict:
-        files = {}
-        for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
-            name = path.relative_to(out_dir).as_posix()
-            files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        return {"key": key, "stage": stage.name, "key_inputs": key_inputs, "files": files,
-                "rows": output.rows, "schema": output.schema, "result": output.result,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "uncollapse_version": __version__}
+                    crash_point("renamed")
+                _fsync_dir(final.parent)
+        finally:
+            if os.path.lexists(tmp):
+                self._remove(tmp)
+        return manifest
 
     # inspection -----------------------------------------------------------------------------
-    def entries(self, stage: str | None = None) -> list[Entry]:
-        stages = [self.root / stage] if stage else sorted(
-            p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
-        found = []
-        for stage_dir in stages:
-            for manifest in sorted(stage_dir.glob(f"*/*/{MANIFEST}")):
-                if manifest.parent.name.startswith(TMP_PREFIX):
+    def _stage_dirs(self, stage: str | None) -> list[Path]:
+        if stage is not None:
+            check_stage_name(stage)
+        if not self.root.is_dir():  # the root itself may be a link (a cache on another disk)
+            return []
+        names = [stage] if stage else sorted(os.listdir(self.root))
+        return [self.root / n for n in names
+                if STAGE_NAME.fullmatch(n) and _is_plain_dir(self.root / n)]
+
+    def _slots(self, stage: str | None):
+        """(stage, bucket directory, name) of every entry and leftover, without following
+        links."""
+        for stage_dir in self._stage_dirs(stage):
+            for bucket in sorted(os.listdir(stage_dir)):
+                if not _is_plain_dir(stage_dir / bucket):
                     continue
-                found.append(Entry(stage_dir.name, manifest.parent.name, manifest.parent,
-                                   _read_manifest(manifest.parent), hit=True))
+                for name in sorted(os.listdir(stage_dir / bucket)):
+                    yield stage_dir.name, stage_dir / bucket, name
+
+    def entries(self, stage: str | None = None) -> list[Entry]:
+        """Every entry (of one stage), the unusable ones with ``broken`` saying why."""
+        found = []
+        for stage_name, bucket, name in self._slots(stage):
+            if not KEY.fullmatch(name):
+                continue
+            manifest, problem = _load_manifest(bucket / name, stage_name, name)
+            found.append(Entry(stage_name, name, bucket / name, manifest or {}, hit=True,
+                               broken=problem))
         return found
 
     def find(self, key_prefix: str) -> Entry:
@@ -201,28 +354,112 @@ class Cache:
     def explain(self, key_a: str, key_b: str) -> list[tuple[str, object, object]]:
         """The key inputs that differ between two entries, as (dotted path, a, b)."""
         a, b = self.find(key_a), self.find(key_b)
+        for entry in (a, b):
+            if entry.broken:
+                raise ToolError(f"{entry.path / MANIFEST}: {entry.broken}; remove the entry "
+                                f"with `uncollapse cache clear --stage {entry.stage}`")
         return _diff(a.manifest["key_inputs"], b.manifest["key_inputs"])
 
     def clear(self, stage: str | None = None) -> int:
-        """Remove all entries (of one stage) and stray temporary directories; return the count."""
-        removed = 0
-        for entry in self.entries(stage):
-            shutil.rmtree(entry.path)
-            removed += 1
-        stage_dirs = [self.root / stage] if stage else [p for p in self.root.glob("*")
-                                                          if p.is_dir()]
-        for stage_dir in stage_dirs:
-            for leftover in stage_dir.glob(f"*/{TMP_PREFIX}*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-        return removed
+        """Remove all entries (of one stage) and leftovers of dead builds; return how many
+        entries went. What a live build holds is kept (see ``clear_counts``)."""
+        return self.clear_counts(stage)[0]
+
+    def clear_counts(self, stage: str | None = None) -> tuple[int, int]:
+        """``clear``, returning (entries removed, entries kept because a live process holds
+        them). Leftovers are removed only when no live build holds their key's lock."""
+        removed = kept = 0
+        for _, bucket, name in list(self._slots(stage)):
+            if KEY.fullmatch(name):
+                locks = [bucket / f"{name}.lock", bucket / f"{name}.use"]
+            elif match := TMP_KEY.match(name):
+                prefix = match.group(1)
+                locks = sorted(bucket.glob(f"{prefix}*.lock"))  # held while a build runs
+            else:
+                continue  # lock files, and anything the cache did not make
+            with self._writing(bucket), try_exclusive(*locks) as free:
+                if free:
+                    self._remove(bucket / name)
+                removed += bool(free and KEY.fullmatch(name))
+                kept += bool(not free and KEY.fullmatch(name))
+        return removed, kept
+
+    def _remove(self, path: Path) -> None:
+        """Delete ``path`` (a directory tree, a file or a link, never what a link points to),
+        after checking that it lies inside the cache root."""
+        root = self.root.resolve()
+        parent = path.parent.resolve()
+        if parent != root and root not in parent.parents:
+            raise ToolError(f"refusing to delete {path}: it is not inside the cache root {root}")
+        if _is_plain_dir(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
 
 
-def _read_manifest(entry_dir: Path) -> dict:
+def _is_plain_dir(path: Path) -> bool:
     try:
-        return json.loads((entry_dir / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ToolError(f"{entry_dir / MANIFEST}: unreadable manifest ({exc}); "
-                        "remove the entry with `uncollapse cache clear`") from exc
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _load_manifest(entry_dir: Path, stage: str, key: str) -> tuple[dict | None, str | None]:
+    """(manifest, None) for a usable manifest, else (None, why not)."""
+    path = entry_dir / MANIFEST
+    try:
+        if not _is_plain_dir(entry_dir):
+            return None, "the entry is not a plain directory"
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            return None, "the manifest is a symbolic link"
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            manifest = json.loads(fh.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None, "the manifest is missing"
+    except (OSError, ValueError, RecursionError) as exc:
+        return None, f"the manifest cannot be read ({type(exc).__name__}: {exc})"
+    problem = manifest_problem(manifest, stage=stage, key=key)
+    return (None, problem) if problem else (manifest, None)
+
+
+def _manifest(stage: Stage, key: str, key_inputs: dict, out_dir: Path,
+              output: BuildOutput) -> dict:
+    """Seal the files of ``out_dir`` (read-only) and describe each: SHA-256, bytes and the
+    fingerprint taken after sealing."""
+    files = {}
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        name = path.relative_to(out_dir).as_posix()
+        os.chmod(path, 0o444)
+        digest, st = sha256_nofollow(path)
+        files[name] = {"sha256": digest, "bytes": st.st_size, "fingerprint": fingerprint(st)}
+    return {"key": key, "stage": stage.name, "key_inputs": key_inputs, "files": files,
+            "rows": output.rows, "schema": output.schema, "result": output.result,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "uncollapse_version": __version__}
+
+
+def _write_manifest(entry_dir: Path, manifest: dict, *, replace: bool = False) -> None:
+    """Write the manifest durably and read-only; ``replace`` swaps it in atomically."""
+    target = entry_dir / MANIFEST
+    path = entry_dir / f"{TMP_PREFIX}{MANIFEST}" if replace else target
+    with open(path, "w") as fh:
+        fh.write(json.dumps(manifest, indent=2, default=str))
+        fh.flush()
+        crash_point("manifest-written")
+        os.fsync(fh.fileno())
+    os.chmod(path, 0o444)
+    crash_point("manifest-synced")
+    if replace:
+        os.replace(path, target)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _diff(a, b, prefix: str = "") -> list[tuple[str, object, object]]:

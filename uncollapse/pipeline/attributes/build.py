@@ -89,14 +89,14 @@ def read_attributes(source: str | Path, *, identities: str | Path | None = None,
     source = Path(source)
     findings: list[Finding] = []
     stats: dict = {"source": str(source)}
-    suffix = source.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    reader = source_reader(source)
+    if reader == "parquet":
         parsed = read_parquet_table(source)
-    elif suffix == ".csv":
+    elif reader == "csv":
         parsed = read_csv_table(source)
     else:
         parsed = read_celeba_text(source, findings, stats)
-    where = "row" if suffix in (".parquet", ".pq") else "line"
+    where = "row" if reader == "parquet" else "line"
 
     columns = select_attributes(source, parsed.names, attributes)
     values, encoding, keep = binary_values(source, parsed, columns, where, findings)
@@ -141,6 +141,14 @@ def read_attributes(source: str | Path, *, identities: str | Path | None = None,
     return SourceTable(table, report)
 
 
+def source_reader(source: str | Path) -> str:
+    """How a source is read, from its suffix: ``parquet``, ``csv`` or ``celeba-text``."""
+    suffix = Path(source).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    return "csv" if suffix == ".csv" else "celeba-text"
+
+
 def build_attributes(source: str | Path, *, identities: str | Path | None = None,
                      partition: str | Path | None = None, attributes: list[str] | None = None,
                      strict: bool = False, cache: Cache | None = None,
@@ -168,7 +176,8 @@ def build_attributes(source: str | Path, *, identities: str | Path | None = None
                            report)
 
     entry = (cache or Cache()).build(
-        ATTRIBUTES_STAGE, options={"attributes": list(attributes) if attributes else None},
+        ATTRIBUTES_STAGE, options={"attributes": list(attributes) if attributes else None,
+                                   "reader": source_reader(source)},
         inputs=inputs, builder=builder, rebuild=rebuild)
     built = built_from(entry, ATTRIBUTES_FILE)
     if strict and irregularities(built.report):

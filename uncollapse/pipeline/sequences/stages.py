@@ -15,7 +15,12 @@ from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
 from uncollapse.errors import ToolError
 from uncollapse.pipeline.result import Built, built_from, with_report
 from uncollapse.pipeline.sequences import build as sequence_files
-from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks, write_chunks
+from uncollapse.pipeline.sequences.chunks import (
+    detect_kind,
+    load_chunks,
+    read_chunks,
+    write_chunks,
+)
 from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
 from uncollapse.report import Report
 
@@ -41,6 +46,8 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
         >>> built = build_chunks("wikitext2_test.txt", unit="line")
         >>> built.table().height, built.report.stats["documents"]
     """
+    # the kind a suffix implies decides how the bytes are read, so the key holds it resolved
+    kind = detect_kind(Path(source)) if kind == "auto" else kind
     options = {"unit": unit, "kind": kind, "doc_field": doc_field, "text_field": text_field,
                "doc_pattern": doc_pattern, "glob": glob}
 
@@ -72,9 +79,17 @@ def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
         return BuildOutput(rows={VECTORS_FILE: len(vectors)},
                            result={"dim": int(vectors.shape[1]), "model": str(model_dir)})
 
+    def check(out_dir: Path, output: BuildOutput) -> None:
+        rows = load_chunks(chunks_path).height
+        vectors = np.load(out_dir / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+        if vectors.ndim != 2 or vectors.shape[0] != rows or vectors.shape[1] < 1:
+            raise ToolError(f"encoding {chunks_path} with {model} gave vectors of shape "
+                            f"{vectors.shape} for {rows} chunk rows (expected [{rows}, dim "
+                            "> 0]); nothing was cached, check the encoder and --batch-size")
+
     return (cache or Cache()).build(ENCODE_STAGE, options={},
                                     inputs={"chunks": chunks_path, "model": model_dir},
-                                    builder=builder, rebuild=rebuild)
+                                    builder=builder, rebuild=rebuild, check=check)
 
 
 def build_sequences(chunks_path: str | Path, *, context_length: int,
