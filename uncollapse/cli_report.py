@@ -18,6 +18,7 @@ import click
 
 from uncollapse import __version__
 from uncollapse.atomic import atomic_path
+from uncollapse.cli_paths import OutputPath
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
@@ -62,7 +63,7 @@ def report_options(command):
                   default="text", show_default=True, is_eager=True,
                   callback=_remember(FORMAT_KEY),
                   help="text for people, json for tools, github for CI annotations.")
-    @click.option("--json", "json_path", type=click.Path(dir_okay=False), is_eager=True,
+    @click.option("--json", "json_path", type=OutputPath(), is_eager=True,
                   callback=_remember(JSON_PATH_KEY),
                   help="Also write the report as JSON to this path.")
     @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
@@ -130,7 +131,7 @@ def emit_could_not_run(ctx: click.Context, message: str, *, file: str | None = N
         try:
             with atomic_path(json_path) as tmp:
                 tmp.write_text(json.dumps(data, indent=2))
-        except OSError:
+        except (OSError, ToolError):
             pass  # the path itself may be why the run failed; the message still goes out
     if output_format == "json":
         click.echo(json.dumps(data, indent=2))
