@@ -41,14 +41,17 @@ def _load_dataset(spec: str):
     from pathlib import Path
 
     from uncollapse.errors import ToolError
+    from uncollapse.paths import check_input
 
     location, _, name = spec.rpartition(":")
     if not location or not name:
         raise ToolError(f"--dataset {spec!r}: expected FILE.py:NAME or module:NAME")
     if location.endswith(".py"):
         path = Path(location)
-        if not path.is_file():
-            raise ToolError(f"--dataset: {path} does not exist")
+        try:
+            check_input(path)
+        except ToolError as exc:
+            raise ToolError(f"--dataset: {exc}") from exc
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
