@@ -1,0 +1,108 @@
+"""An output that is one of the command's inputs is refused with exit 2 before any work.
+
+``build captions x.txt -o x.txt`` used to overwrite its own input. The cases are every pair of
+an input parameter and an output parameter of every command (walked from the Click group),
+with the output given as the same path, as a symlink to the input and as a hard link to it,
+and with the output before or after the input on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import pytest
+from io_safety_commands import argv, commands, flag, invoke
+
+from uncollapse.cli_paths import OutputPath
+
+PAIRS = [(c, i, o) for c in commands() for i in c.input_params() for o in c.params()
+         if isinstance(o.type, OutputPath) and isinstance(i.type, click.Path) and i.type.file_okay]
+LINKS = ["same path", "symlink", "hard link", "relative path"]
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "other.txt").write_text("other\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "out").mkdir()
+    return {"file": tmp_path / "other.txt", "dir": tmp_path / "d", "out": tmp_path / "out"}
+
+
+def _output_for(source: Path, link: str, tmp_path: Path, monkeypatch) -> str:
+    if link == "same path":
+        return str(source)
+    if link == "relative path":
+        monkeypatch.chdir(tmp_path)
+        return os.path.join(".", "d", "..", source.name)
+    out = tmp_path / "out" / f"{link.replace(' ', '-')}.out"
+    if link == "symlink":
+        out.symlink_to(source)
+    else:
+        os.link(source, out)
+    return str(out)
+
+
+def test_every_command_with_an_input_and_an_output_is_covered():
+    covered = {c.name for c, _, _ in PAIRS}
+    assert len(PAIRS) >= 30
+    assert {"build captions", "build attributes", "build chunks", "build sequences",
+            "validate captions", "validate batches", "validate sequences", "validate attributes",
+            "validate flips", "validate scenes", "diagnose match-ids", "diagnose embeddings",
+            "evaluate"} <= covered
+
+
+@pytest.mark.parametrize("outputs_first", [False, True], ids=["input-first", "output-first"])
+@pytest.mark.parametrize("link", LINKS)
+@pytest.mark.parametrize("command, source_param, output_param", PAIRS,
+                         ids=[f"{c.name}:{flag(i)}->{flag(o)}" for c, i, o in PAIRS])
+def test_output_equal_to_an_input_is_refused_and_the_input_kept(
+        tmp_path, monkeypatch, command, source_param, output_param, link, outputs_first):
+    source = tmp_path / "precious.dat"
+    source.write_bytes(b"the only copy\n")
+    before = os.stat(source)
+    files = _files(tmp_path)
+    output = _output_for(source, link, tmp_path, monkeypatch)
+    args = argv(command, {source_param.name: str(source), output_param.name: output}, files,
+                outputs_first=outputs_first)
+    args += ["--cache-dir", str(tmp_path / "cache")] if command.name.startswith("build") else []
+    result, hung = invoke(args)
+    assert not hung and result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "is the same file as" in message and "would destroy the input" in message, message
+    after = os.stat(source)
+    assert source.read_bytes() == b"the only copy\n"
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.*"))
+
+
+def test_split_file_equal_to_output_is_refused(tmp_path):
+    source, listing = tmp_path / "captions.txt", tmp_path / "train.txt"
+    source.write_text("1.jpg#0\ta dog\n")
+    listing.write_text("1.jpg\n")
+    result, hung = invoke(["build", "captions", str(source), "--split-file", f"train={listing}",
+                           "-o", str(listing), "--cache-dir", str(tmp_path / "cache")])
+    assert not hung and result.exit_code == 2
+    assert f"--output {listing} is the same file as --split-file {listing}" in \
+        " ".join(result.output.split())
+    assert listing.read_text() == "1.jpg\n"
+
+
+def test_two_outputs_on_one_file_are_refused(tmp_path):
+    report = tmp_path / "r.out"
+    result, hung = invoke(["build", "scenes", "--num", "2", "--size", "16", "-o", str(report),
+                           "--json", str(report), "--cache-dir", str(tmp_path / "cache")])
+    assert not hung and result.exit_code == 2
+    assert "two outputs would overwrite each other" in " ".join(result.output.split())
+    assert not report.exists() and not (tmp_path / "cache").exists()
+
+
+def test_json_equal_to_input_gets_no_could_not_run_report(tmp_path):
+    """The refusal is reported on stdout (--format json), never written over the input."""
+    table = tmp_path / "t.parquet"
+    table.write_bytes(b"PAR1 not really\n")
+    result, hung = invoke(["validate", "captions", str(table), "--json", str(table),
+                           "--format", "json"])
+    assert not hung and result.exit_code == 2
+    assert '"ok": false' in result.stdout and "is the same file as" in result.stdout
+    assert table.read_bytes() == b"PAR1 not really\n"
