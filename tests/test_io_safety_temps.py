@@ -13,10 +13,12 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from uncollapse.atomic import STALE_AFTER_S, atomic_copy, atomic_path, remove_stale_temps
+from uncollapse.errors import ToolError
 
 
 def _dead_pid() -> int:
@@ -98,3 +100,13 @@ def test_a_destination_name_of_250_characters_still_gets_a_temp(tmp_path):
         assert len(tmp.name) < 255
         tmp.write_bytes(b"x")
     assert dest.read_bytes() == b"x"
+
+
+def test_an_unwritable_folder_is_a_tool_error_naming_the_destination(tmp_path):
+    (tmp_path / "file").write_text("x")
+    dest = tmp_path / "file" / "out.bin"  # its folder is a file: cannot be created
+    with pytest.raises(ToolError, match=f"{dest}: cannot create its folder"):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"x")
+    with pytest.raises(ToolError, match="/proc/self/out.bin: cannot write a file in /proc/self"):
+        atomic_copy(tmp_path / "file", Path("/proc/self") / "out.bin")  # not writable, even as root

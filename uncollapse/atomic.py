@@ -52,7 +52,11 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
         finally:
             tmp.unlink(missing_ok=True)
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"{dest}: cannot create its folder {dest.parent} ({exc.strerror}); "
+                        "give a path in a writable folder") from exc
     remove_stale_temps(dest)
     tmp = _create_temp(dest.parent, dest, suffix)
     try:
@@ -155,6 +159,9 @@ def _create_temp(directory: Path, dest: Path, suffix: str | None) -> Path:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ToolError(f"{dest}: cannot write a file in {directory} ({exc.strerror}); "
+                            "give a path in a writable folder") from exc
         return path
     raise ToolError(f"{directory}: could not create a temporary file for {dest.name}")
 
