@@ -114,3 +114,11 @@ def test_real_process_on_a_fifo_exits_2_and_does_not_hang(tmp_path, words):
     assert done.returncode == 2
     assert f"{fifo}: is a {FIFO}" in " ".join(done.stderr.split())
     assert file_kind(os.stat(fifo).st_mode) == FIFO
+
+
+def test_symlink_to_a_fifo_is_refused_like_the_fifo(specials, tmp_path):
+    link = tmp_path / "table.parquet"
+    link.symlink_to(specials["specials"] / "fifo.py")
+    result, hung = invoke(["diagnose", "match-ids", str(link), "-b", "2"])
+    assert not hung and result.exit_code == 2
+    assert f"{link}: is a {FIFO}" in " ".join(result.output.split())
