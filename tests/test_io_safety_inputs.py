@@ -25,7 +25,7 @@ from io_safety_commands import (
     invoke,
 )
 
-from uncollapse.cli_paths import DirectoryPath
+from uncollapse.cli_paths import DirectoryPath, InputPath
 from uncollapse.paths import FIFO, file_kind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +122,29 @@ def test_symlink_to_a_fifo_is_refused_like_the_fifo(specials, tmp_path):
     result, hung = invoke(["diagnose", "match-ids", str(link), "-b", "2"])
     assert not hung and result.exit_code == 2
     assert f"{link}: is a {FIFO}" in " ".join(result.output.split())
+
+
+FOLDER_PARAMS = [(c, p) for c, p in PARAMS
+                 if isinstance(p.type, InputPath) and p.type.dir_okay]
+
+
+def test_folder_inputs_are_found():
+    assert {f"{c.name}:{flag(p)}" for c, p in FOLDER_PARAMS} == {
+        "build captions:source", "build chunks:source", "build sequences:--encoder",
+        "evaluate:run_dir", "report:run_dir", "serve:run_dir"}
+
+
+@pytest.mark.parametrize("command, param", FOLDER_PARAMS,
+                         ids=[f"{c.name}:{flag(p)}" for c, p in FOLDER_PARAMS])
+@pytest.mark.parametrize("inner", ["config.json", "sub/data.txt"])
+def test_a_folder_holding_a_fifo_is_refused_naming_it(specials, tmp_path, command, param,
+                                                       inner):
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("some text\n")
+    os.mkfifo(folder / inner)
+    result, hung = invoke(argv(command, {param.name: str(folder)}, specials))
+    assert not hung, f"{command.name} {flag(param)} blocked on {inner}"
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"{folder / inner}: is a {FIFO} inside the folder {folder}" in message, message

@@ -14,7 +14,14 @@ import os
 import click
 
 from uncollapse.errors import ToolError
-from uncollapse.paths import DIRECTORY, check_input, check_output, kind_of, same_file
+from uncollapse.paths import (
+    DIRECTORY,
+    check_input,
+    check_output,
+    check_tree,
+    kind_of,
+    same_file,
+)
 
 SEEN_KEY = "uncollapse.paths"
 """``ctx.meta`` list of (role, path, parameter name) parsed so far: role is input or output."""
@@ -23,7 +30,8 @@ SEEN_KEY = "uncollapse.paths"
 class InputPath(click.Path):
     """An existing regular file (or directory, with ``dir_okay``) that a command reads.
 
-    A FIFO, character or block device, or socket is refused (exit 2) before anything opens it.
+    A FIFO, character or block device, or socket is refused (exit 2) before anything opens it,
+    and so is a folder that holds one.
     ``missing_ok`` lets a value that names nothing on disk through unchanged (a hub dataset
     id, an installed model package). ``stream_hint`` tells the user how the command reads a
     stream instead, if it can.
@@ -41,8 +49,10 @@ class InputPath(click.Path):
         if (self.allow_dash and value == "-") or (self.missing_ok and kind_of(value) is None):
             return super().convert(value, param, ctx)
         try:
-            check_input(value, file_okay=self.file_okay, dir_okay=self.dir_okay,
-                        stream_hint=self.stream_hint)
+            kind = check_input(value, file_okay=self.file_okay, dir_okay=self.dir_okay,
+                               stream_hint=self.stream_hint)
+            if kind == DIRECTORY:
+                check_tree(value)
         except ToolError as exc:
             self.fail(str(exc), param, ctx)
         value = super().convert(value, param, ctx)

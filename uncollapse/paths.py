@@ -69,6 +69,24 @@ def check_input(path: str | os.PathLike, *, file_okay: bool = True, dir_okay: bo
                            f"{hint}")
 
 
+def check_tree(root: str | os.PathLike) -> None:
+    """Raise InputError naming the first FIFO, device or socket inside the folder ``root``.
+
+    A command that reads a folder (a run directory, a saved dataset, a folder of text files)
+    opens what it finds there, so one such file would hang it as surely as a FIFO named on the
+    command line. Symlinks are judged by what they point to but not descended into; broken
+    ones are left to the reader.
+    """
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            kind = kind_of(path)
+            if kind not in (None, REGULAR, DIRECTORY):
+                raise InputError(path, f"is a {kind} inside the folder {root}: "
+                                       f"{_WHY_NOT_READ.get(kind, '')}. Remove it from the "
+                                       "folder or give another folder")
+
+
 def check_output(path: str | os.PathLike, *, dir_okay: bool = False) -> str | None:
     """Raise ToolError unless ``path`` may be written; return its kind (None: nothing there).
 
