@@ -153,3 +153,33 @@ def test_failed_block_leaves_the_device_untouched_and_no_temp(tmp_path, devices,
             raise RuntimeError("writer failed")
     assert _kind(null) == CHAR_DEVICE
     assert not [p for p in tmp_path.iterdir() if TEMP_MARK in p.name]
+
+
+def test_symlink_to_a_file_is_written_through_and_kept(tmp_path):
+    target = tmp_path / "real" / "report.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "report.json"
+    link.symlink_to(target)
+    with atomic_path(link) as tmp:
+        tmp.write_text("new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real", "report.json"]
+
+
+def test_a_stdout_like_link_to_a_redirected_file_is_not_replaced(tmp_path):
+    """``--json /dev/stdout > report.json``: /dev/stdout links to /proc/self/fd/1, which names
+    the redirected file; the link (in /dev, for every process) must survive the write."""
+    redirected = tmp_path / "redirected.json"
+    fd = os.open(redirected, os.O_WRONLY | os.O_CREAT, 0o644)
+    stdout_link = tmp_path / "stdout"
+    stdout_link.symlink_to(f"/proc/self/fd/{fd}")
+    scenes = tmp_path / "scenes.npz"
+    try:
+        assert _scenes(tmp_path, "-o", str(scenes))[0].exit_code == 0
+        result, hung = invoke(["validate", "scenes", str(scenes), "--json", str(stdout_link)])
+    finally:
+        os.close(fd)
+    assert not hung and result.exit_code == 0, result.output
+    assert stdout_link.is_symlink()
+    assert json.loads(redirected.read_text())["ok"] is True

@@ -108,5 +108,5 @@ def test_an_unwritable_folder_is_a_tool_error_naming_the_destination(tmp_path):
     with pytest.raises(ToolError, match=f"{dest}: cannot create its folder"):
         with atomic_path(dest) as tmp:
             tmp.write_bytes(b"x")
-    with pytest.raises(ToolError, match="/proc/self/out.bin: cannot write a file in /proc/self"):
+    with pytest.raises(ToolError, match=r"/proc/\d+/out.bin: cannot write a file in /proc/\d+ "):
         atomic_copy(tmp_path / "file", Path("/proc/self") / "out.bin")  # not writable, even as root

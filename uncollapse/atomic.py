@@ -6,6 +6,7 @@ process killed mid-write (SIGKILL, power loss) leaves something recognisable, an
 to the same destination removes it once its owner is gone (or it is older than a day).
 A character device (``/dev/null``) or a FIFO is written in place, never renamed over: renaming
 would replace the device with a regular file. A directory, block device or socket is refused.
+A symlink is written through: the file it names is replaced and the link stays.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
         finally:
             tmp.unlink(missing_ok=True)
         return
+    # rename over what a symlink names, never over the link: /dev/stdout redirected to a file
+    # is a link in /dev, and replacing it would break /dev/stdout for every process
+    dest = Path(os.path.realpath(dest))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
