@@ -125,13 +125,15 @@ def test_symlink_to_a_fifo_is_refused_like_the_fifo(specials, tmp_path):
 
 
 FOLDER_PARAMS = [(c, p) for c, p in PARAMS
-                 if isinstance(p.type, InputPath) and p.type.dir_okay]
+                 if (isinstance(p.type, InputPath) and p.type.dir_okay)
+                 or getattr(p.type, "check_contents", False)]
 
 
 def test_folder_inputs_are_found():
     assert {f"{c.name}:{flag(p)}" for c, p in FOLDER_PARAMS} == {
         "build captions:source", "build chunks:source", "build sequences:--encoder",
-        "evaluate:run_dir", "report:run_dir", "serve:run_dir"}
+        "evaluate:run_dir", "report:run_dir", "serve:run_dir", "train contrastive:--out",
+        "train flow:--out", "train lvm:--out", "train slots:--out"}
 
 
 @pytest.mark.parametrize("command, param", FOLDER_PARAMS,

@@ -80,16 +80,24 @@ class OutputPath(click.Path):
 
 class DirectoryPath(click.Path):
     """A directory a command creates or fills (a run directory, the cache root): refused
-    (exit 2) when something other than a directory is there."""
+    (exit 2) when something other than a directory is there. ``check_contents`` also refuses
+    an existing directory holding a FIFO, device or socket (a run directory is read back on
+    --resume; the cache checks its own entries)."""
 
-    def __init__(self):
+    def __init__(self, *, check_contents: bool = False):
         super().__init__(file_okay=False)
+        self.check_contents = check_contents
 
     def convert(self, value, param, ctx):
         kind = kind_of(value)
         if kind not in (None, DIRECTORY):
             self.fail(f"{value}: is a {kind}; expected a directory (or a path to create one "
                       "at)", param, ctx)
+        if kind == DIRECTORY and self.check_contents:
+            try:
+                check_tree(value)
+            except ToolError as exc:
+                self.fail(str(exc), param, ctx)
         return super().convert(value, param, ctx)
 
 

@@ -93,7 +93,7 @@ def config_options(config_class: type[TrainConfig]):
                                                               "sequences", "scenes", "embeddings",
                                                               "attributes"))
             command = option(command)
-        return click.option("--out", "out", required=True, type=DirectoryPath(),
+        return click.option("--out", "out", required=True, type=DirectoryPath(check_contents=True),
                             help="The run directory (config, metrics, checkpoints, eval).")(
             command)
 
