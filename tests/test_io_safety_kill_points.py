@@ -160,3 +160,25 @@ def test_fuzz_kill_at_every_step_of_build_o_on_a_16_mb_output(tmp_path):
     _summary("build scenes -o (16 MB)", outcomes)
     assert len(outcomes) >= 30
     assert {o["dest"] for o in outcomes} == {"old", "new"}
+
+
+def test_a_full_disk_during_o_is_exit_2_with_the_old_file_kept_and_no_temp(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE) makes the copy fail with EFBIG, as a full disk fails
+    with ENOSPC: the command says so naming the destination and leaves the old file."""
+    _, dest, _, _ = _cli_case(tmp_path, 40)
+    dest.write_bytes(b"old")
+
+    def limit():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    argv = [*SCENES, "--num", "40", "--cache-dir", str(tmp_path / "cache"), "-o", str(dest)]
+    done = subprocess.run([sys.executable, "-m", "uncollapse", *argv], preexec_fn=limit,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"{dest}: writing the output failed (File too large); the file there is unchanged" \
+        in " ".join(done.stderr.split())
+    assert dest.read_bytes() == b"old" and _leftovers(dest) == []

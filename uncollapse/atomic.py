@@ -31,6 +31,8 @@ STALE_AFTER_S = 24 * 3600
 reused by an unrelated process); one whose owner is gone is removed at once."""
 _NAME_KEEP = 120  # characters of the destination's name kept in a temp name (NAME_MAX is 255)
 _CHUNK = 1 << 20
+_WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+"""Errors that say the destination's file system cannot take the output (not a bad input)."""
 
 
 @contextlib.contextmanager
@@ -70,6 +72,11 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
+    except OSError as exc:
+        if exc.errno not in _WRITE_FAILURES:
+            raise
+        raise ToolError(f"{dest}: writing the output failed ({exc.strerror}); the file there "
+                        "is unchanged. Free space or give another path") from exc
     finally:
         tmp.unlink(missing_ok=True)
 
