@@ -8,6 +8,7 @@ and with the output before or after the input on the command line.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -106,3 +107,48 @@ def test_json_equal_to_input_gets_no_could_not_run_report(tmp_path):
     assert not hung and result.exit_code == 2
     assert '"ok": false' in result.stdout and "is the same file as" in result.stdout
     assert table.read_bytes() == b"PAR1 not really\n"
+
+
+def _bad_option(command) -> click.Option | None:
+    """An option whose value can be made invalid (a number or a choice)."""
+    for param in command.params():
+        if isinstance(param, click.Option) and not param.is_flag and isinstance(
+                param.type, (click.types.IntParamType, click.types.FloatParamType,
+                             click.Choice)) and flag(param) != "--format":
+            return param
+    return None
+
+
+EARLY_FAILURES = [(c, i) for c, i, o in PAIRS if o.name == "json_path" and _bad_option(c)]
+
+
+def test_early_failure_cases_cover_the_report_commands():
+    assert len(EARLY_FAILURES) >= 20
+    assert len({c.name for c, _ in EARLY_FAILURES}) >= 12
+
+
+@pytest.mark.parametrize("command, source_param", EARLY_FAILURES,
+                         ids=[f"{c.name}:{flag(i)}" for c, i in EARLY_FAILURES])
+def test_a_bad_option_before_the_input_does_not_write_the_report_over_it(
+        tmp_path, command, source_param):
+    """``--json t.parquet --min-group abc t.parquet`` fails at --min-group before TABLE is
+    checked; the could-not-run report must not land on the input then."""
+    source = tmp_path / "precious.dat"
+    source.write_bytes(b"the only copy\n")
+    files = _files(tmp_path)
+    rest = argv(command, {source_param.name: str(source)}, files)[len(command.words):]
+    bad = _bad_option(command)
+    result, hung = invoke([*command.words, "--json", str(source), flag(bad), "not-a-value",
+                           *rest])
+    assert not hung and result.exit_code == 2, result.output
+    assert source.read_bytes() == b"the only copy\n"
+
+
+def test_the_could_not_run_report_still_replaces_an_earlier_report(tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text('{\n  "tool": "uncollapse",\n  "ok": true\n}\n')
+    result, hung = invoke(["validate", "captions", "--json", str(report), "--min-group", "abc",
+                           str(tmp_path / "t.parquet")])
+    assert not hung and result.exit_code == 2
+    written = json.loads(report.read_text())
+    assert written["ok"] is False and "--min-group" in written["error"]

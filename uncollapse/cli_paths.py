@@ -15,7 +15,10 @@ import click
 
 from uncollapse.errors import ToolError
 from uncollapse.paths import (
+    CHAR_DEVICE,
     DIRECTORY,
+    FIFO,
+    REGULAR,
     check_input,
     check_output,
     check_tree,
@@ -23,6 +26,8 @@ from uncollapse.paths import (
     same_file,
 )
 
+REPORT_HEAD = b'{"tool":"uncollapse"'
+"""How every JSON report (and could-not-run answer) starts, without its whitespace."""
 SEEN_KEY = "uncollapse.paths"
 """``ctx.meta`` list of (role, path, parameter name) parsed so far: role is input or output."""
 
@@ -132,6 +137,26 @@ def remember(ctx: click.Context | None, param: click.Parameter | None, role: str
             f"{output_name} {output} is the same file as {input_name} {input_}: {why}. "
             f"Give {output_name} another path", ctx=ctx)
     seen.append((role, value, name))
+
+
+def may_hold_a_report(path: str | os.PathLike) -> bool:
+    """Whether a could-not-run report may be written to ``path`` (``--json``).
+
+    Parsing can stop at a bad option before the inputs are checked, so ``--json`` may still
+    name an input then: only a path with nothing there, an empty file, a device or FIFO, or an
+    earlier uncollapse JSON report is written; anything else is left alone.
+    """
+    kind = kind_of(path)
+    if kind in (None, CHAR_DEVICE, FIFO):
+        return True
+    if kind != REGULAR:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(REPORT_HEAD) + 8)
+    except OSError:
+        return False
+    return head == b"" or head.replace(b" ", b"").replace(b"\n", b"").startswith(REPORT_HEAD)
 
 
 def _forget_json_path(ctx: click.Context, *paths) -> None:

@@ -18,7 +18,7 @@ import click
 
 from uncollapse import __version__
 from uncollapse.atomic import atomic_path
-from uncollapse.cli_paths import OutputPath
+from uncollapse.cli_paths import OutputPath, may_hold_a_report
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
@@ -127,7 +127,7 @@ def emit_could_not_run(ctx: click.Context, message: str, *, file: str | None = N
     json_path = ctx.meta.get(JSON_PATH_KEY)
     data = could_not_run_dict(message, command=ctx.meta.get(COMMAND_KEY, _command_name(ctx)),
                               file=file, line=line)
-    if json_path:
+    if json_path and may_hold_a_report(json_path):
         try:
             with atomic_path(json_path) as tmp:
                 tmp.write_text(json.dumps(data, indent=2))
