@@ -16,7 +16,7 @@ import click
 import pytest
 from io_safety_commands import argv, commands, flag, invoke
 
-from uncollapse.cli_paths import OutputPath
+from uncollapse.cli_paths import DirectoryPath, OutputPath
 
 PAIRS = [(c, i, o) for c in commands() for i in c.input_params() for o in c.params()
          if isinstance(o.type, OutputPath) and isinstance(i.type, click.Path) and i.type.file_okay]
@@ -152,3 +152,38 @@ def test_the_could_not_run_report_still_replaces_an_earlier_report(tmp_path):
     assert not hung and result.exit_code == 2
     written = json.loads(report.read_text())
     assert written["ok"] is False and "--min-group" in written["error"]
+
+
+FOLDER_PAIRS = [(c, i, o) for c in commands() for i in c.input_params() for o in c.params()
+                if isinstance(o.type, OutputPath) and isinstance(i.type, click.Path)
+                and i.type.dir_okay and not isinstance(i.type, DirectoryPath)]
+
+
+def test_folder_pairs_cover_builds_and_evaluate():
+    assert {c.name for c, _, _ in FOLDER_PAIRS} == {"build captions", "build chunks",
+                                                    "build sequences", "evaluate"}
+    assert len(FOLDER_PAIRS) == 7
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])
+@pytest.mark.parametrize("command, folder_param, output_param", FOLDER_PAIRS,
+                         ids=[f"{c.name}:{flag(i)}->{flag(o)}" for c, i, o in FOLDER_PAIRS])
+def test_output_inside_an_input_folder_is_refused(tmp_path, command, folder_param,
+                                                  output_param, existing):
+    """``build chunks docs/ -o docs/out.txt`` would add a document to its own input."""
+    folder = tmp_path / "input-folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("some text\n")
+    output = folder / "sub" / ("a.txt" if existing else "out.txt")
+    if existing:
+        output.write_text("kept\n")
+    args = argv(command, {folder_param.name: str(folder), output_param.name: str(output)},
+                _files(tmp_path))
+    result, hung = invoke(args)
+    assert not hung and result.exit_code == 2, result.output
+    shown = flag(folder_param) if isinstance(folder_param, click.Option) else \
+        folder_param.human_readable_name
+    assert f"{output} is inside {shown} {folder}, a folder the command reads" in \
+        " ".join(result.output.split())
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == \
+        ["a.txt", "sub"] + (["sub/a.txt"] if existing else [])

@@ -118,25 +118,40 @@ def input_file(ctx: click.Context | None, param: click.Parameter | None, value: 
 
 def remember(ctx: click.Context | None, param: click.Parameter | None, role: str,
              value: str | os.PathLike) -> None:
-    """Record a parsed path; refuse an output that is an input or another output (exit 2)."""
+    """Record a parsed path; refuse (exit 2) an output that is an input, lies inside an input
+    folder, or is another output."""
     if ctx is None or value is None or (role == "input" and kind_of(value) is None):
         return
     seen = ctx.meta.setdefault(SEEN_KEY, [])
     name = _name(param)
     for other_role, other, other_name in seen:
-        if "output" not in (role, other_role) or not same_file(value, other):
+        if "output" not in (role, other_role):
             continue
-        _forget_json_path(ctx, value, other)
-        if role == other_role:
-            why = "two outputs would overwrite each other"
-        else:
-            why = "writing the output would destroy the input"
         output, output_name = (value, name) if role == "output" else (other, other_name)
         input_, input_name = (other, other_name) if role == "output" else (value, name)
-        raise click.UsageError(
-            f"{output_name} {output} is the same file as {input_name} {input_}: {why}. "
-            f"Give {output_name} another path", ctx=ctx)
+        if same_file(value, other):
+            if role == other_role:
+                why = "two outputs would overwrite each other"
+            else:
+                why = "writing the output would destroy the input"
+            problem = f"is the same file as {input_name} {input_}: {why}"
+        elif role != other_role and _inside(output, input_):
+            problem = (f"is inside {input_name} {input_}, a folder the command reads: writing "
+                       "there would change its input")
+        else:
+            continue
+        _forget_json_path(ctx, value, other)
+        raise click.UsageError(f"{output_name} {output} {problem}. Give {output_name} another "
+                               "path", ctx=ctx)
     seen.append((role, value, name))
+
+
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` lies below the directory ``folder`` (symlinks resolved)."""
+    if kind_of(folder) != DIRECTORY:
+        return False
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    return real != root and os.path.commonpath([real, root]) == root
 
 
 def may_hold_a_report(path: str | os.PathLike) -> bool:

@@ -29,6 +29,8 @@ COMMAND_KEY = "uncollapse.command"
 """Where the chosen --format and --json (and the command) live in ``ctx.meta``, which every
 nested context shares, so the root group can report a run that could not happen in the same
 format."""
+PARSED_KEY = "uncollapse.parsed"
+"""Set once the command line is parsed: every input and output path has been checked."""
 
 
 def _remember(key):
@@ -69,6 +71,7 @@ def report_options(command):
     @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
     @functools.wraps(command)
     def wrapper(*args, output_format, json_path, strict, **kwargs):
+        click.get_current_context().meta[PARSED_KEY] = True
         report = command(*args, **kwargs)
         emit_report(report, output_format=output_format, json_path=json_path, strict=strict)
 
@@ -127,7 +130,8 @@ def emit_could_not_run(ctx: click.Context, message: str, *, file: str | None = N
     json_path = ctx.meta.get(JSON_PATH_KEY)
     data = could_not_run_dict(message, command=ctx.meta.get(COMMAND_KEY, _command_name(ctx)),
                               file=file, line=line)
-    if json_path and may_hold_a_report(json_path):
+    # every path was checked once parsing finished; before that --json may name an input
+    if json_path and (ctx.meta.get(PARSED_KEY) or may_hold_a_report(json_path)):
         try:
             with atomic_path(json_path) as tmp:
                 tmp.write_text(json.dumps(data, indent=2))
