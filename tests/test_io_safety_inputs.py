@@ -150,3 +150,15 @@ def test_a_folder_holding_a_fifo_is_refused_naming_it(specials, tmp_path, comman
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert f"{folder / inner}: is a {FIFO} inside the folder {folder}" in message, message
+
+
+@pytest.mark.parametrize("args", [["validate", "scenes", "{loop}"], ["build", "scenes", "--num",
+                                  "2", "-o", "{loop}"], ["cache", "ls", "--cache-dir", "{loop}"]])
+def test_a_symlink_loop_is_exit_2_naming_it(tmp_path, args):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    result, hung = invoke([a.format(loop=loop) for a in args])
+    assert not hung and result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert f"{loop}: cannot be examined (Too many levels of symbolic links)" in message, message
+    assert "Traceback" not in result.output

@@ -51,9 +51,10 @@ class InputPath(click.Path):
         self.stream_hint = stream_hint
 
     def convert(self, value, param, ctx):
-        if (self.allow_dash and value == "-") or (self.missing_ok and kind_of(value) is None):
-            return super().convert(value, param, ctx)
         try:
+            if (self.allow_dash and value == "-") or (self.missing_ok and
+                                                      kind_of(value) is None):
+                return super().convert(value, param, ctx)
             kind = check_input(value, file_okay=self.file_okay, dir_okay=self.dir_okay,
                                stream_hint=self.stream_hint)
             if kind == DIRECTORY:
@@ -94,7 +95,10 @@ class DirectoryPath(click.Path):
         self.check_contents = check_contents
 
     def convert(self, value, param, ctx):
-        kind = kind_of(value)
+        try:
+            kind = kind_of(value)
+        except ToolError as exc:
+            self.fail(str(exc), param, ctx)
         if kind not in (None, DIRECTORY):
             self.fail(f"{value}: is a {kind}; expected a directory (or a path to create one "
                       "at)", param, ctx)

@@ -39,13 +39,18 @@ def file_kind(st_mode: int) -> str:
 
 
 def kind_of(path: str | os.PathLike) -> str | None:
-    """The kind of what ``path`` names after following symlinks; None when nothing is there."""
+    """The kind of what ``path`` names after following symlinks; None when nothing is there.
+
+    A path that cannot be examined (a symlink loop, a folder without search permission, a
+    name too long) is an InputError naming it.
+    """
     try:
         return file_kind(os.stat(path).st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectory: a parent is a file
         return None
-    except NotADirectoryError:  # a parent component is a file
-        return None
+    except OSError as exc:
+        raise InputError(path, f"cannot be examined ({exc.strerror}); check the path and the "
+                               "permissions of its folders") from exc
 
 
 def check_input(path: str | os.PathLike, *, file_okay: bool = True, dir_okay: bool = False,
