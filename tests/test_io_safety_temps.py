@@ -1,9 +1,9 @@
 """Temporary files are recognisable, and the next write to a destination removes stale ones.
 
 A SIGKILL during ``-o`` used to leave anonymous ``.tmp`` files of tens of MB that nothing
-removed. Temps are now ``.<name>.uncollapse-tmp-<pid>-<random>``: one whose process is gone, or
-that nobody touched for a day, is removed by the next write to the same destination; a live
-writer's is kept.
+removed. Temps are now ``.<name>.uncollapse-tmp-<pid>-<host>-<random>``: one whose process
+is gone, or that nobody touched for a day, is removed by the next write to the same
+destination; a live writer's is kept.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from uncollapse.atomic import STALE_AFTER_S, atomic_copy, atomic_path, remove_stale_temps
+from uncollapse.atomic import (
+    HOST_TAG,
+    STALE_AFTER_S,
+    atomic_copy,
+    atomic_path,
+    remove_stale_temps,
+)
 from uncollapse.errors import ToolError
 
 
@@ -39,8 +45,8 @@ def test_temp_name_says_what_it_is_for_and_whose_it_is(tmp_path):
     dest = tmp_path / "captions.parquet"
     with atomic_path(dest) as tmp:
         assert tmp.parent == tmp_path
-        assert re.fullmatch(rf"\.captions\.parquet\.uncollapse-tmp-{os.getpid()}-[0-9a-f]{{8}}",
-                            tmp.name)
+        assert re.fullmatch(rf"\.captions\.parquet\.uncollapse-tmp-{os.getpid()}-{HOST_TAG}-"
+                            r"[0-9a-f]{8}", tmp.name)
         tmp.write_bytes(b"x")
     with atomic_path(tmp_path / "s.npz", suffix=".npz") as tmp:
         assert tmp.name.endswith(".npz")
@@ -51,9 +57,9 @@ def test_temp_name_says_what_it_is_for_and_whose_it_is(tmp_path):
 def test_next_write_removes_temps_of_dead_writers_only(tmp_path, live_pid):
     dest = tmp_path / "out.bin"
     dead = _dead_pid()
-    stale = tmp_path / f".out.bin.uncollapse-tmp-{dead}-0badf00d"
-    live = tmp_path / f".out.bin.uncollapse-tmp-{live_pid}-0000beef"
-    others = [tmp_path / f".other.bin.uncollapse-tmp-{dead}-12345678",  # another destination
+    stale = tmp_path / f".out.bin.uncollapse-tmp-{dead}-{HOST_TAG}-0badf00d"
+    live = tmp_path / f".out.bin.uncollapse-tmp-{live_pid}-{HOST_TAG}-0000beef"
+    others = [tmp_path / f".other.bin.uncollapse-tmp-{dead}-{HOST_TAG}-12345678",  # not ours
               tmp_path / ".out.bin.uncollapse-tmp-notapid", tmp_path / "out.bin.bak",
               tmp_path / ".out.bin.1a2b3c.bin.tmp"]
     for path in (stale, live, *others):
@@ -67,7 +73,7 @@ def test_next_write_removes_temps_of_dead_writers_only(tmp_path, live_pid):
 
 def test_a_live_pid_does_not_keep_a_temp_older_than_a_day(tmp_path, live_pid):
     dest = tmp_path / "out.bin"
-    old = tmp_path / f".out.bin.uncollapse-tmp-{live_pid}-0000beef"
+    old = tmp_path / f".out.bin.uncollapse-tmp-{live_pid}-{HOST_TAG}-0000beef"
     old.write_bytes(b"x")
     day_ago = time.time() - STALE_AFTER_S - 60
     os.utime(old, (day_ago, day_ago))
@@ -77,7 +83,7 @@ def test_a_live_pid_does_not_keep_a_temp_older_than_a_day(tmp_path, live_pid):
 
 def test_cleanup_runs_even_when_the_new_write_fails(tmp_path):
     dest = tmp_path / "out.bin"
-    stale = tmp_path / f".out.bin.uncollapse-tmp-{_dead_pid()}-0badf00d"
+    stale = tmp_path / f".out.bin.uncollapse-tmp-{_dead_pid()}-{HOST_TAG}-0badf00d"
     stale.write_bytes(b"x")
     with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
         tmp.write_bytes(b"half")
@@ -88,7 +94,7 @@ def test_cleanup_runs_even_when_the_new_write_fails(tmp_path):
 def test_a_symlink_named_like_a_temp_is_left_alone(tmp_path):
     target = tmp_path / "keep.me"
     target.write_bytes(b"x")
-    link = tmp_path / f".out.bin.uncollapse-tmp-{_dead_pid()}-0badf00d"
+    link = tmp_path / f".out.bin.uncollapse-tmp-{_dead_pid()}-{HOST_TAG}-0badf00d"
     link.symlink_to(target)
     assert remove_stale_temps(tmp_path / "out.bin") == []
     assert link.is_symlink() and target.read_bytes() == b"x"
@@ -110,3 +116,15 @@ def test_an_unwritable_folder_is_a_tool_error_naming_the_destination(tmp_path):
             tmp.write_bytes(b"x")
     with pytest.raises(ToolError, match=r"/proc/\d+/out.bin: cannot write a file in /proc/\d+ "):
         atomic_copy(tmp_path / "file", Path("/proc/self") / "out.bin")  # not writable, even as root
+
+
+def test_another_hosts_temp_waits_a_day_whatever_its_pid(tmp_path):
+    """On a shared file system a pid means nothing here: another machine's writer may be alive."""
+    dest = tmp_path / "out.bin"
+    other_host = "ffffffff" if HOST_TAG != "ffffffff" else "00000000"
+    theirs = tmp_path / f".out.bin.uncollapse-tmp-{_dead_pid()}-{other_host}-0badf00d"
+    theirs.write_bytes(b"x")
+    assert remove_stale_temps(dest) == []
+    day_ago = time.time() - STALE_AFTER_S - 60
+    os.utime(theirs, (day_ago, day_ago))
+    assert remove_stale_temps(dest) == [theirs]

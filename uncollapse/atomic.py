@@ -1,9 +1,11 @@
 """Write outputs so that a crash never leaves a half-written file at the destination.
 
 A regular destination is written through a temporary file beside it, renamed over it only when
-the write succeeded. The temporary file is named ``.<name>.uncollapse-tmp-<pid>-<random>``, so a
-process killed mid-write (SIGKILL, power loss) leaves something recognisable, and the next write
-to the same destination removes it once its owner is gone (or it is older than a day).
+the write succeeded. The temporary file is named ``.<name>.uncollapse-tmp-<pid>-<host>-<random>``
+(``<host>``: 8 hex digits of the host name's hash), so a process killed mid-write (SIGKILL, power
+loss) leaves something recognisable, and the next write to the same destination removes it once
+its owner is gone (or it is older than a day). The pid is only checked on its own host: on a
+shared file system, another machine's writer keeps its temp until it is a day old.
 A character device (``/dev/null``) or a FIFO is written in place, never renamed over: renaming
 would replace the device with a regular file. A directory, block device or socket is refused.
 A symlink is written through: the file it names is replaced and the link stays.
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import tempfile
 import time
@@ -31,6 +35,8 @@ STALE_AFTER_S = 24 * 3600
 reused by an unrelated process); one whose owner is gone is removed at once."""
 _NAME_KEEP = 120  # characters of the destination's name kept in a temp name (NAME_MAX is 255)
 _CHUNK = 1 << 20
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+"""This host in temp names: a pid is only meaningful on the host that wrote it."""
 _WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 """Errors that say the destination's file system cannot take the output (not a bad input)."""
 
@@ -100,8 +106,9 @@ def temp_prefix(dest: str | os.PathLike) -> str:
 def remove_stale_temps(dest: str | os.PathLike, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove temporary files left beside ``dest`` by writers that died; return them.
 
-    A temp is stale when the process named in it no longer runs, or when it has not been
-    modified for ``max_age_s`` seconds. Files of live writers are kept.
+    A temp is stale when the process named in it no longer runs on this host, or when it has
+    not been modified for ``max_age_s`` seconds. Files of live writers, and fresh ones of
+    other hosts (whose processes this one cannot see), are kept.
     """
     dest = Path(dest)
     prefix = temp_prefix(dest)
@@ -112,7 +119,7 @@ def remove_stale_temps(dest: str | os.PathLike, *, max_age_s: float = STALE_AFTE
         return removed
     now = time.time()
     for entry in entries:
-        match = re.match(r"(\d+)-", entry.name[len(prefix):]) \
+        match = re.match(r"(\d+)-([0-9a-f]{8})-", entry.name[len(prefix):]) \
             if entry.name.startswith(prefix) else None
         if match is None:
             continue
@@ -122,7 +129,8 @@ def remove_stale_temps(dest: str | os.PathLike, *, max_age_s: float = STALE_AFTE
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
-        if _process_alive(int(match.group(1))) and now - info.st_mtime < max_age_s:
+        owner_may_run = match.group(2) != HOST_TAG or _process_alive(int(match.group(1)))
+        if owner_may_run and now - info.st_mtime < max_age_s:
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(entry.path)
@@ -165,7 +173,8 @@ def write_in_place(src: str | os.PathLike, dest: str | os.PathLike) -> None:
 
 def _create_temp(directory: Path, dest: Path, suffix: str | None) -> Path:
     for _ in range(100):
-        path = directory / f"{temp_prefix(dest)}{os.getpid()}-{secrets.token_hex(4)}{suffix or ''}"
+        name = f"{temp_prefix(dest)}{os.getpid()}-{HOST_TAG}-{secrets.token_hex(4)}{suffix or ''}"
+        path = directory / name
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
