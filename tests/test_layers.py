@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "uncollapse"
 
-GROUND = {"errors", "report", "atomic", "progress", "extras", "data"}
+GROUND = {"errors", "report", "atomic", "paths", "progress", "extras", "data"}
 MIDDLE = {"pipeline", "validators", "samplers", "cache"}
 ALLOWED_SIDEWAYS = {("pipeline", "cache"), ("validators", "samplers")}
 LAZY_ALLOWED = {"torch", "pandera", "datasets", "sentence_transformers", "transformers", "sklearn",

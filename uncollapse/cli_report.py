@@ -18,6 +18,7 @@ import click
 
 from uncollapse import __version__
 from uncollapse.atomic import atomic_path
+from uncollapse.cli_paths import OutputPath, may_hold_a_report
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
@@ -28,6 +29,8 @@ COMMAND_KEY = "uncollapse.command"
 """Where the chosen --format and --json (and the command) live in ``ctx.meta``, which every
 nested context shares, so the root group can report a run that could not happen in the same
 format."""
+PARSED_KEY = "uncollapse.parsed"
+"""Set once the command line is parsed: every input and output path has been checked."""
 
 
 def _remember(key):
@@ -62,12 +65,13 @@ def report_options(command):
                   default="text", show_default=True, is_eager=True,
                   callback=_remember(FORMAT_KEY),
                   help="text for people, json for tools, github for CI annotations.")
-    @click.option("--json", "json_path", type=click.Path(dir_okay=False), is_eager=True,
+    @click.option("--json", "json_path", type=OutputPath(), is_eager=True,
                   callback=_remember(JSON_PATH_KEY),
                   help="Also write the report as JSON to this path.")
     @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
     @functools.wraps(command)
     def wrapper(*args, output_format, json_path, strict, **kwargs):
+        click.get_current_context().meta[PARSED_KEY] = True
         report = command(*args, **kwargs)
         emit_report(report, output_format=output_format, json_path=json_path, strict=strict)
 
@@ -126,11 +130,12 @@ def emit_could_not_run(ctx: click.Context, message: str, *, file: str | None = N
     json_path = ctx.meta.get(JSON_PATH_KEY)
     data = could_not_run_dict(message, command=ctx.meta.get(COMMAND_KEY, _command_name(ctx)),
                               file=file, line=line)
-    if json_path:
+    # every path was checked once parsing finished; before that --json may name an input
+    if json_path and (ctx.meta.get(PARSED_KEY) or may_hold_a_report(json_path)):
         try:
             with atomic_path(json_path) as tmp:
                 tmp.write_text(json.dumps(data, indent=2))
-        except OSError:
+        except (OSError, ToolError):
             pass  # the path itself may be why the run failed; the message still goes out
     if output_format == "json":
         click.echo(json.dumps(data, indent=2))

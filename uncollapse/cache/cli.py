@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import DirectoryPath
 from uncollapse.cli_report import quiet_option, report_options
 
-root_option = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+root_option = click.option("--cache-dir", type=DirectoryPath(), default=None,
                            help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform "
                                 "cache directory).")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.pipeline.build_cli import build_options
 
 
@@ -12,10 +13,10 @@ def _names(value: str | None) -> list[str] | None:
 
 
 @click.command("attributes")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False))
-@click.option("--identities", type=click.Path(exists=True, dir_okay=False),
+@click.argument("source", type=InputPath())
+@click.option("--identities", type=InputPath(),
               help="CelebA identity_CelebA.txt (`<image> <identity>` per line).")
-@click.option("--partition", type=click.Path(exists=True, dir_okay=False),
+@click.option("--partition", type=InputPath(),
               help="CelebA list_eval_partition.txt (`<image> 0|1|2`, train/val/test).")
 @click.option("--attributes", help="Comma-separated attribute columns to keep, in this order "
                                    "(default: all).")

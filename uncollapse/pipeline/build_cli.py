@@ -15,6 +15,7 @@ import click
 
 from uncollapse.atomic import atomic_copy
 from uncollapse.cache.store import Cache
+from uncollapse.cli_paths import DirectoryPath, OutputPath
 from uncollapse.cli_report import report_options
 
 
@@ -26,10 +27,10 @@ def build_options(command):
     """
 
     @report_options
-    @click.option("-o", "--output", type=click.Path(dir_okay=False),
+    @click.option("-o", "--output", type=OutputPath(),
                   help="Also write the result here (atomically).")
     @click.option("--rebuild", is_flag=True, help="Build again even if the cache has it.")
-    @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+    @click.option("--cache-dir", type=DirectoryPath(), default=None,
                   help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform cache).")
     @click.option("--quiet", is_flag=True,
                   help="No progress bars or spinners; the report and errors still print.")

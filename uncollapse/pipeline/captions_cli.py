@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath, input_file
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
@@ -16,12 +17,12 @@ def _split_file(ctx, param, values):
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise click.BadParameter(f"{value!r}: expected SPLIT=PATH, e.g. train=trainImages.txt")
-        parsed[name] = path
+        parsed[name] = input_file(ctx, param, path)
     return parsed
 
 
 @click.command("captions")
-@click.argument("source")
+@click.argument("source", type=InputPath(dir_okay=True, missing_ok=True))
 @click.option("--source-format", type=click.Choice(FORMAT_CHOICES),
               help="Format of SOURCE (default: detected from the content). --format chooses "
                    "the report's format, as in every command.")

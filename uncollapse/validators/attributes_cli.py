@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.cli_report import report_options
 
 
@@ -12,7 +13,7 @@ def _names(value: str | None) -> list[str] | None:
 
 
 @click.command("attributes")
-@click.argument("table", type=click.Path(dir_okay=False))
+@click.argument("table", type=InputPath(missing_ok=True))
 @click.option("--attributes", help="Comma-separated attributes you flip; their combinations "
                                    "are checked (default: all, if there are at most 8).")
 @click.option("--min-rows", type=int, default=8, show_default=True,
@@ -40,14 +41,17 @@ def _load_dataset(spec: str):
     from pathlib import Path
 
     from uncollapse.errors import ToolError
+    from uncollapse.paths import check_input
 
     location, _, name = spec.rpartition(":")
     if not location or not name:
         raise ToolError(f"--dataset {spec!r}: expected FILE.py:NAME or module:NAME")
     if location.endswith(".py"):
         path = Path(location)
-        if not path.is_file():
-            raise ToolError(f"--dataset: {path} does not exist")
+        try:
+            check_input(path)
+        except ToolError as exc:
+            raise ToolError(f"--dataset: {exc}") from exc
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
@@ -60,7 +64,7 @@ def _load_dataset(spec: str):
 
 
 @click.command("flips")
-@click.option("--table", type=click.Path(exists=True, dir_okay=False),
+@click.option("--table", type=InputPath(),
               help="Attribute table: audit AttributeFlipDataset over it.")
 @click.option("--dataset", "dataset_spec",
               help="Audit your own dataset instead: FILE.py:NAME or module:NAME (a dataset, or "
@@ -133,7 +137,7 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
 
 
 @click.command("scenes")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=InputPath(missing_ok=True))
 @click.option("--min-visible", type=int, default=4, show_default=True,
               help="SCENE_OBJECT_INVISIBLE for objects with fewer visible pixels.")
 @report_options

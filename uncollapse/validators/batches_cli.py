@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.cli_report import quiet_option, report_options
 
 
 @click.command("batches")
-@click.argument("table", type=click.Path(exists=True, dir_okay=False))
+@click.argument("table", type=InputPath())
 @click.option("--sampler", type=click.Choice(["grouped", "diverse", "random"]), required=True,
               help="grouped: GroupedBatchSampler; diverse: DiverseBatchSampler; random: "
                    "torch's RandomSampler (DistributedSampler across ranks), the usual default.")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.cli_report import quiet_option, report_options
 
 
 @click.command("captions")
-@click.argument("table", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("table", type=InputPath(allow_dash=True, missing_ok=True,
+                                         stream_hint="pass - to read standard input"))
 @click.option("--group-size", type=int, help="Every group must have exactly this many captions.")
 @click.option("--min-group", type=int, default=None,
               help="Smallest acceptable group (default 2: a group of one has no positive).")
@@ -49,7 +51,7 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
 
 
 @click.command("match-ids")
-@click.argument("table", type=click.Path(dir_okay=False))
+@click.argument("table", type=InputPath(missing_ok=True))
 @click.option("--batch-size", "-b", type=int, required=True, help="Rows per random batch.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-batches", type=int, default=2000, show_default=True,

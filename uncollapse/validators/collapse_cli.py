@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 import numpy as np
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.cli_report import quiet_option, report_options
 from uncollapse.errors import InputError, ToolError
 
-_NPY = click.Path(exists=True, dir_okay=False)
+_NPY = InputPath()
 
 
 @click.command("embeddings")

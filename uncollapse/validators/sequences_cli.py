@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_paths import InputPath
 from uncollapse.cli_report import report_options
 
 
 @click.command("sequences")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=InputPath(missing_ok=True))
 @click.option("--max-duplicate-share", type=float, default=0.01, show_default=True,
               help="DUPLICATE_TARGETS when one target vector is more than this share of all "
                    "targets ...")
