@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
+from uncollapse.trainers.option_ranges import FIELD_RANGES, PORT
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
@@ -83,7 +84,8 @@ def config_options(config_class: type[TrainConfig]):
             else:
                 choice = CHOICES.get(field.name)
                 option = click.option(flag, field.name,
-                                      type=click.Choice(choice) if choice else kind,
+                                      type=click.Choice(choice) if choice
+                                      else FIELD_RANGES.get(field.name, kind),
                                       default=field.default, show_default=True, help=text,
                                       required=field.name in ("captions", "text_features",
                                                               "sequences", "scenes", "embeddings",
@@ -215,7 +217,7 @@ def report_command(run_dir):
 @click.command("serve")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=PORT, default=8000, show_default=True)
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
 def serve_command(run_dir, host, port, device):
     """Serve a trained LVM run over HTTP: POST /predict with context vectors and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, check_order, count
 from uncollapse.cli_report import report_options
 
 
@@ -15,7 +16,7 @@ def _names(value: str | None) -> list[str] | None:
 @click.argument("table", type=click.Path(dir_okay=False))
 @click.option("--attributes", help="Comma-separated attributes you flip; their combinations "
                                    "are checked (default: all, if there are at most 8).")
-@click.option("--min-rows", type=int, default=8, show_default=True,
+@click.option("--min-rows", type=count(1), default=8, show_default=True,
               help="ATTR_COMBINATION_TOO_SMALL below this many rows per combination (use the "
                    "per_group of your batch sampler).")
 @report_options
@@ -67,12 +68,13 @@ def _load_dataset(spec: str):
                    "a function returning one, whose items carry source and target attributes).")
 @click.option("--attributes", help="Comma-separated attributes to flip (with --table; default: "
                                    "all attribute columns).")
-@click.option("--min-flips", type=int, default=1, show_default=True)
-@click.option("--max-flips", type=int, default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epoch", type=int, default=0, show_default=True, help="Epoch to replay.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--per-group", type=int, default=None,
+@click.option("--min-flips", type=count(1), default=1, show_default=True)
+@click.option("--max-flips", type=count(1), default=2, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--epoch", type=NON_NEGATIVE_INT, default=0, show_default=True,
+              help="Epoch to replay.")
+@click.option("--batch-size", type=count(1), default=256, show_default=True)
+@click.option("--per-group", type=count(1), default=None,
               help="Replay the batches of GroupedBatchSampler over the target combination ids "
                    "with this many rows per combination (default: sequential batches).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -91,6 +93,7 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
     from uncollapse.errors import ToolError
     from uncollapse.validators.flips import audit_flips
 
+    check_order("--min-flips", min_flips, "--max-flips", max_flips)
     if (table is None) == (dataset_spec is None):
         raise ToolError("give exactly one of --table (audit AttributeFlipDataset) or --dataset")
     if dataset_spec:
@@ -134,7 +137,7 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
 
 @click.command("scenes")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--min-visible", type=int, default=4, show_default=True,
+@click.option("--min-visible", type=count(1), default=4, show_default=True,
               help="SCENE_OBJECT_INVISIBLE for objects with fewer visible pixels.")
 @report_options
 def validate_scenes_command(file, min_visible):
