@@ -13,7 +13,35 @@ import math
 import click
 
 
-class Finite(click.FloatRange):
+class _Worded:
+    """Range errors worded as the library words them: ``--steps must be at least 1, got 0``."""
+
+    def _range_words(self) -> str:
+        low, high = self.min, self.max
+        if high is None:
+            return f"greater than {low:g}" if self.min_open else f"at least {low:g}"
+        if low is None:
+            return f"less than {high:g}" if self.max_open else f"at most {high:g}"
+        return (f"in {'(' if self.min_open else '['}{low:g}, {high:g}"
+                f"{')' if self.max_open else ']'}")
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            number = click.FLOAT.convert(value, param, ctx) if isinstance(self, Finite) else \
+                click.INT.convert(value, param, ctx)
+            if not isinstance(self, Finite) or math.isfinite(number):
+                flag = param.opts[0] if param is not None and param.opts else "the value"
+                self.fail(f"{flag} must be {self._range_words()}, got {value}", param, ctx)
+            raise exc
+
+
+class Count(_Worded, click.IntRange):
+    """An ``IntRange`` whose error reads like the rest of the tool's."""
+
+
+class Finite(_Worded, click.FloatRange):
     """A ``FloatRange`` that also refuses NaN and +-inf."""
 
     name = "float"
@@ -27,9 +55,9 @@ class Finite(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
-def count(minimum: int = 1, maximum: int | None = None) -> click.IntRange:
+def count(minimum: int = 1, maximum: int | None = None) -> Count:
     """An integer of at least ``minimum`` (a size, a number of rows, steps or batches)."""
-    return click.IntRange(min=minimum, max=maximum)
+    return Count(min=minimum, max=maximum)
 
 
 def finite(minimum: float | None = None, maximum: float | None = None, *,
@@ -38,7 +66,7 @@ def finite(minimum: float | None = None, maximum: float | None = None, *,
     return Finite(min=minimum, max=maximum, min_open=min_open, max_open=max_open)
 
 
-SEED = click.IntRange(0, 2**32 - 1)
+SEED = count(0, 2**32 - 1)
 """numpy's and torch's seeds: 0 .. 2**32-1."""
 
 NON_NEGATIVE_INT = count(0)

@@ -6,11 +6,14 @@ the replay and the checks themselves are ``uncollapse.validators.batches.audit_b
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from uncollapse.data.csv_header import refuse_duplicate_columns
+from uncollapse.data.npy import refuse_empty
 from uncollapse.data.sequences.contract import (
     CONTEXT_LENGTH,
     DOC_IDS,
@@ -38,6 +41,8 @@ def read_id_column(path, column: str) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        refuse_empty(path, "NPZ file", "write it with numpy.savez (uncollapse build sequences "
+                                       "does)")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 if column == DOC_IDS and column not in npz.files and \
@@ -50,8 +55,9 @@ def read_id_column(path, column: str) -> np.ndarray:
                                            f"{', '.join(npz.files)}); pass the name of the id "
                                            f"array (--doc-column / --group-column)")
                 values = npz[column]
-        except (OSError, ValueError) as exc:
-            raise InputError(path, f"cannot be read as NPZ without pickle: {exc}") from exc
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(path, f"cannot be read as NPZ without pickle ({exc}); write it "
+                                   "with numpy.savez from numeric arrays") from exc
         if values.ndim != 1:
             raise InputError(path, f"array {column!r} has shape {values.shape}; expected one id "
                                    f"per row (1-d)")
@@ -64,6 +70,7 @@ def read_id_column(path, column: str) -> np.ndarray:
                                        f"pass the id column with --group-column / --doc-column")
             series = pl.read_parquet(path, columns=[column]).to_series()
         elif suffix == ".csv":
+            refuse_duplicate_columns(path)
             frame = pl.read_csv(path)
             if column not in frame.columns:
                 raise InputError(path, f"has no column {column!r} (columns: "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import numpy as np
 
@@ -18,6 +16,7 @@ from uncollapse.cli_ranges import (
     finite,
 )
 from uncollapse.cli_report import quiet_option, report_options
+from uncollapse.data.npy import load_npy
 from uncollapse.errors import InputError, ToolError
 
 _NPY = click.Path(exists=True, dir_okay=False)
@@ -112,13 +111,4 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
 
 def _load_npy(path: str) -> np.ndarray:
     """A .npy array, never unpickled; unreadable files become an InputError naming the file."""
-    try:
-        array = np.load(Path(path), allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(path, f"cannot be read without pickle ({exc}); save it with a numeric "
-                               "or string dtype (np.save(path, array))") from exc
-    except OSError as exc:
-        raise InputError(path, f"is not a readable .npy file ({exc})") from exc
-    if not isinstance(array, np.ndarray):
-        raise InputError(path, "holds several arrays (.npz); save one array per .npy file")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(load_npy(path))

@@ -16,6 +16,7 @@ from uncollapse.data.captions.contract import (
     OPTIONAL_COLUMNS,
     expected_columns,
 )
+from uncollapse.data.csv_header import refuse_duplicate_columns
 from uncollapse.errors import InputError
 
 CAPTION_SCHEMA: dict[str, pl.DataType] = {name: getattr(pl, dtype)
@@ -95,6 +96,7 @@ def _read_parquet(name, source, columns: list[str] | None) -> pl.DataFrame:
 
 
 def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
+    refuse_duplicate_columns(name, None if isinstance(source, Path) else source)
     try:
         text = pl.read_csv(source, infer_schema=False)
     except Exception as exc:

@@ -171,7 +171,7 @@ def _bad_json_line(source: Path) -> int | None:
             if line.strip():
                 try:
                     json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):  # too deeply nested is bad too
                     return number
     return None
 
