@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, check_order, count
@@ -31,6 +33,26 @@ def validate_attributes_command(table, attributes, min_rows):
     from uncollapse.validators.attributes import validate_attributes
 
     return validate_attributes(table, attributes=_names(attributes), min_rows=min_rows)
+
+
+@contextlib.contextmanager
+def user_code(spec: str):
+    """Run the code of a ``--dataset`` module: its ``sys.exit`` or exception is exit 2 naming
+    the module, never the exit code of this command (``sys.exit(0)`` would read as valid)."""
+    from uncollapse.errors import ToolError
+
+    try:
+        yield
+    except ToolError:
+        raise
+    except SystemExit as exc:
+        raise ToolError(f"--dataset {spec}: the module called sys.exit({exc.code!r}) while it "
+                        "was imported or read; a dataset module must not exit (move the "
+                        "script part under `if __name__ == \"__main__\":`)") from exc
+    except Exception as exc:
+        raise ToolError(f"--dataset {spec}: the module failed while it was imported or read "
+                        f"({type(exc).__name__}: {exc}); fix it, or run it with python to see "
+                        "the traceback") from exc
 
 
 def _load_dataset(spec: str):
@@ -97,7 +119,8 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
     if (table is None) == (dataset_spec is None):
         raise ToolError("give exactly one of --table (audit AttributeFlipDataset) or --dataset")
     if dataset_spec:
-        dataset, target = _load_dataset(dataset_spec), dataset_spec
+        with user_code(dataset_spec):
+            dataset, target = _load_dataset(dataset_spec), dataset_spec
     else:
 
         import numpy as np
@@ -131,8 +154,9 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
                                           per_group, seed=seed, rank=0, world_size=1)
         except ValueError as exc:
             raise ToolError(f"GroupedBatchSampler: {exc}") from exc
-    return audit_flips(dataset, batch_size=batch_size, batches=batches, epoch=epoch,
-                       target=target, quiet=quiet)
+    with user_code(dataset_spec) if dataset_spec else contextlib.nullcontext():
+        return audit_flips(dataset, batch_size=batch_size, batches=batches, epoch=epoch,
+                           target=target, quiet=quiet)
 
 
 @click.command("scenes")

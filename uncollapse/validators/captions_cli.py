@@ -55,7 +55,7 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
 
 @click.command("match-ids")
 @click.argument("table", type=click.Path(dir_okay=False))
-@click.option("--batch-size", "-b", type=count(1), required=True, help="Rows per random batch.")
+@click.option("--batch-size", "-b", type=count(2), required=True, help="Rows per random batch.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--max-batches", type=count(1), default=2000, show_default=True,
               help="Random batches to draw for the simulated shares.")
