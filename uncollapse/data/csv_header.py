@@ -13,6 +13,19 @@ from pathlib import Path
 
 from uncollapse.errors import InputError
 
+HEADER_LIMIT = 1 << 20
+"""Bytes of the first line read for the header (a binary file has no line end)."""
+
+
+def refuse_wide_integers(path: Path | str, frame) -> None:
+    """Raise ``InputError`` for a column polars read as 128-bit integers (values beyond
+    int64, which numpy and every id column of this tool cannot hold)."""
+    for name, dtype in frame.schema.items():
+        if str(dtype) in ("Int128", "UInt128"):
+            raise InputError(path, f"column {name!r} holds integers beyond the 64-bit range "
+                                   f"(e.g. {frame[name].drop_nulls().head(1).to_list()}); ids "
+                                   "and attributes must fit in int64: fix those values")
+
 
 def refuse_duplicate_columns(path: Path | str, source=None) -> None:
     """Raise ``InputError`` (line 1) when a column name occurs twice in the CSV header.
@@ -22,16 +35,19 @@ def refuse_duplicate_columns(path: Path | str, source=None) -> None:
     """
     if source is not None:
         position = source.tell()
-        first = source.readline()
+        first = source.readline(HEADER_LIMIT)
         source.seek(position)
     else:
         try:
             with open(path, "rb") as handle:
-                first = handle.readline()
+                first = handle.readline(HEADER_LIMIT)
         except OSError:
             return  # the reader reports an unreadable file with its own message
     line = first.decode("utf-8", errors="replace").lstrip("\ufeff")
-    header = next(csv.reader(io.StringIO(line)), [])
+    try:
+        header = next(csv.reader(io.StringIO(line)), [])
+    except csv.Error:  # not a CSV header at all: the reader says so with its own message
+        return
     seen: dict[str, int] = {}
     for number, name in enumerate(header, 1):
         name = name.strip()

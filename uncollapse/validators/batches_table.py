@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from uncollapse.data.csv_header import refuse_duplicate_columns
+from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.data.npy import refuse_empty
 from uncollapse.data.sequences.contract import (
     CONTEXT_LENGTH,
@@ -44,7 +44,11 @@ def read_id_column(path, column: str) -> np.ndarray:
         refuse_empty(path, "NPZ file", "write it with numpy.savez (uncollapse build sequences "
                                        "does)")
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not hasattr(loaded, "files"):
+                raise InputError(path, "holds a single .npy array, not an NPZ archive; save "
+                                       "the id arrays with numpy.savez (or use a .npy name)")
+            with loaded as npz:
                 if column == DOC_IDS and column not in npz.files and \
                         {DOC_OFFSETS, CONTEXT_LENGTH} <= set(npz.files):
                     # the compact sequence form: one id per sample (window), not per chunk row
@@ -72,6 +76,7 @@ def read_id_column(path, column: str) -> np.ndarray:
         elif suffix == ".csv":
             refuse_duplicate_columns(path)
             frame = pl.read_csv(path)
+            refuse_wide_integers(path, frame)
             if column not in frame.columns:
                 raise InputError(path, f"has no column {column!r} (columns: "
                                        f"{', '.join(frame.columns)}); pass the id column with "
