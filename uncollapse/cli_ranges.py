@@ -79,6 +79,12 @@ FRACTION = finite(0.0, 1.0, max_open=True)
 """A share of rows held out: 1 would leave nothing to train on."""
 
 
+MAX_WORLD_SIZE = 1 << 16
+"""Ranks a replay simulates: one sampler object each, so 10**12 would never finish."""
+MAX_EPOCHS = 1000
+"""Epochs a replay audits, each a full pass over the table."""
+
+
 def check_order(low_flag: str, low, high_flag: str, high) -> None:
     """Refuse ``low > high`` (exit 2), naming both flags."""
     if low is not None and high is not None and low > high:

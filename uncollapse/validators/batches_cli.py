@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uncollapse.cli_ranges import SEED, count
+from uncollapse.cli_ranges import MAX_EPOCHS, MAX_WORLD_SIZE, SEED, count
 from uncollapse.cli_report import quiet_option, report_options
 
 
@@ -25,9 +25,9 @@ from uncollapse.cli_report import quiet_option, report_options
 @click.option("--exclude-duplicates", "exclude_duplicates_column", default=None,
               help="grouped: column whose equal values mark duplicates to keep apart "
                    "(e.g. the caption text or its hash).")
-@click.option("--world-size", "-w", type=count(1), default=1, show_default=True,
+@click.option("--world-size", "-w", type=count(1, MAX_WORLD_SIZE), default=1, show_default=True,
               help="Ranks to simulate; every rank's batches are audited together.")
-@click.option("--epochs", "-e", type=count(1), default=1, show_default=True,
+@click.option("--epochs", "-e", type=count(1, MAX_EPOCHS), default=1, show_default=True,
               help="Epochs to replay (set_epoch is called before each).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--keep-last", is_flag=True, help="Keep the smaller last batch (drop_last=False).")

@@ -119,6 +119,15 @@ def table_samplers(n_rows: int, sampler: str, batch_size: int, *, group_ids=None
                 for r in range(world_size)]
     if sampler != "random":
         raise ValueError(f"sampler must be one of {SAMPLER_KINDS}, got {sampler!r}")
+    per_rank = -(-n_rows // world_size)
+    if batch_size > per_rank:
+        # torch's BatchSampler allocates batch_size slots up front: a batch larger than the rows
+        # would be a MemoryError, and with drop_last an epoch without batches
+        if drop_last:
+            raise ValueError(f"batch_size {batch_size} is larger than the {per_rank} rows of "
+                             f"each of world_size {world_size} rank(s): an epoch would have "
+                             "no batch; lower --batch-size (or --keep-last for one short batch)")
+        batch_size = per_rank
     import torch
     from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler
 
