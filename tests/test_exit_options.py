@@ -121,3 +121,57 @@ def test_the_issue_cases_exit_2_before_reading_the_input(tmp_path, args, flag):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{flag}'" in result.output
+
+
+@pytest.fixture(scope="module")
+def caption_table(tmp_path_factory):
+    import polars as pl
+
+    from uncollapse.data.captions.table import CAPTION_SCHEMA
+
+    path = tmp_path_factory.mktemp("huge") / "captions.parquet"
+    pl.DataFrame({"image_id": [str(i // 5) for i in range(40)],
+                  "match_id": [i // 5 for i in range(40)],
+                  "caption_idx": [i % 5 for i in range(40)],
+                  "caption": [f"caption {i}" for i in range(40)], "split": ["train"] * 40,
+                  "source_row": list(range(40)), "image_path": [None] * 40},
+                 schema=CAPTION_SCHEMA).write_parquet(path)
+    return path
+
+
+HUGE = str(10**12)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["validate", "batches", "{t}", "--sampler", "random", "-b", HUGE],
+     "--batch-size 1000000000000 is larger than the 40 rows"),
+    (["validate", "batches", "{t}", "--sampler", "random", "-b", "4", "-e", HUGE],
+     "--epochs must be in [1, 1000]"),
+    (["validate", "batches", "{t}", "--sampler", "random", "-b", "1", "-w", HUGE],
+     "--world-size must be in [1, 65536]"),
+    (["diagnose", "match-ids", "{t}", "-b", HUGE], "fewer than one batch of 1000000000000"),
+    (["build", "scenes", "--num", HUGE, "--size", "8", "--cache-dir", "{c}"],
+     "more than the"),
+    (["build", "scenes", "--num", "1", "--size", HUGE, "--cache-dir", "{c}"],
+     "lower --num or --size"),
+])
+def test_huge_sizes_exit_2_naming_the_option_not_a_memory_error(tmp_path, caption_table, args,
+                                                                 expected):
+    args = [a.format(t=caption_table, c=tmp_path / "cache") for a in args]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "MemoryError" not in result.output
+
+
+def test_a_bare_memory_error_says_what_to_lower(monkeypatch, caption_table):
+    import uncollapse.validators.batches_table as batches_table
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(batches_table, "audit_table", exhausted)
+    result = CliRunner().invoke(main, ["validate", "batches", str(caption_table), "--sampler",
+                                       "random", "-b", "4"])
+    assert result.exit_code == 2
+    assert "ran out of memory (no detail given); lower the sizes given" in result.output

@@ -53,7 +53,7 @@ class _Group(click.Group):
             if hint is not None:
                 raise _could_not_run(ctx, hint) from exc
             if isinstance(exc, MemoryError):  # numpy's says the size; a bare one says nothing
-                raise _could_not_run(ctx, f"ran out of memory ({exc or 'no detail given'}); "
+                raise _could_not_run(ctx, f"ran out of memory ({str(exc) or 'no detail given'}); "
                                           "lower the sizes given (a batch size, --num, "
                                           "--max-samples, --context) or use a machine with "
                                           "more memory") from exc

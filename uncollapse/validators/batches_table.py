@@ -24,7 +24,7 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
 from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.validators.batches import audit_batches
+from uncollapse.validators.batches import NO_BATCHES, audit_batches
 
 SAMPLER_KINDS = ("grouped", "diverse", "random")
 
@@ -176,6 +176,11 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
     if exclude_duplicates_column is not None:
         keys = read_id_column(path, exclude_duplicates_column)
     n_rows = len(group_ids if group_ids is not None else doc_ids)
+    target = f"{path} ({sampler} sampler, batch size {batch_size})"
+    if n_rows == 0:  # an empty table is invalid data, not a sampler that cannot be built
+        return Report(target, "batches", [NO_BATCHES.finding(
+            f"{path} has no rows, so no sampler can yield a batch", count=0)],
+            {"sampler_kind": sampler, "rows": 0})
     try:
         samplers = table_samplers(n_rows, sampler, batch_size, group_ids=group_ids,
                                   doc_ids=doc_ids, per_group=per_group, max_per_doc=max_per_doc,
@@ -183,7 +188,6 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
                                   exclude_duplicates=keys)
     except ValueError as exc:
         raise ToolError(f"{path}: cannot build the {sampler} sampler: {exc}") from exc
-    target = f"{path} ({sampler} sampler, batch size {batch_size})"
     report = audit_batches(ranks=samplers, group_ids=group_ids, doc_ids=doc_ids,
                            per_group=per_group if sampler == "grouped" else None,
                            max_per_doc=max_per_doc, n_rows=n_rows, epochs=epochs,

@@ -132,7 +132,10 @@ def detect_kind(source: Path) -> str:
 # records ------------------------------------------------------------------------------------
 def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
     try:
-        table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
+        if kind == "jsonl" and _blank(source):  # no records: an empty result, not a bad file
+            table = pl.DataFrame(schema={doc_field: pl.String, text_field: pl.String})
+        else:
+            table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
     except Exception as exc:  # polars does not say which line broke; find it for the user
         if kind == "jsonl":
             line, reason = _bad_json_line(source)
@@ -168,6 +171,15 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                       text=paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP))
               .explode("text"))
     return pieces
+
+
+def _blank(source: Path) -> bool:
+    """Whether the file holds only whitespace (read in blocks until the first other byte)."""
+    with open(source, "rb") as fh:
+        while block := fh.read(1 << 20):
+            if block.strip():
+                return False
+    return True
 
 
 def _not_json(constant: str):
