@@ -6,6 +6,9 @@ ids that are NaN or Infinity, repeated CSV columns, float32 outputs near 1e30, a
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -156,3 +159,52 @@ def test_a_dataset_module_that_exits_does_not_make_validate_flips_pass(tmp_path,
     result = run("validate", "flips", "--dataset", f"{module}:make")
     assert result.exit_code == 2
     assert f"--dataset {module}:make: the module" in result.output
+
+
+def _invoke_as_unprivileged(args) -> tuple[int, str]:
+    """Run the CLI where file permissions apply: as this user, or, under root (who reads
+    everything), in a forked child that has dropped to uid/gid 65534 first."""
+    if os.geteuid() != 0:
+        result = CliRunner().invoke(main, args)
+        return result.exit_code, result.output
+    import uncollapse.data.captions.table  # noqa: F401 - imported before the child drops
+    import uncollapse.pipeline.captions  # noqa: F401   the rights to read the environment
+    import uncollapse.progress  # noqa: F401
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, run, report, and leave without cleanup
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            result = CliRunner().invoke(main, args)
+            os.write(write_end, json.dumps([result.exit_code, result.output]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        payload = pipe.read()
+    os.waitpid(pid, 0)
+    return tuple(json.loads(payload))
+
+
+@pytest.mark.parametrize("name, command", [
+    ("captions_val2017.json", ["build", "captions"]),
+    ("captions.parquet", ["build", "captions"]),
+])
+def test_an_unreadable_input_is_named_with_the_fix(name, command):
+    # pytest's own temporary folders are private to root: this one is open to uid 65534
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        root = Path(folder)
+        root.chmod(0o777)
+        (root / "cache").mkdir(mode=0o777)
+        (root / "cache").chmod(0o777)
+        source = root / name
+        source.write_text('{"images": [], "annotations": []}')
+        source.chmod(0)
+        code, output = _invoke_as_unprivileged([*command, str(source), "--cache-dir",
+                                                str(root / "cache")])
+    assert code == 2, output
+    assert f"{source}: cannot be read (permission denied); check its permissions" in output
+    assert "Errno" not in output and "PermissionError" not in output

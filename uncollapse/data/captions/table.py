@@ -17,6 +17,7 @@ from uncollapse.data.captions.contract import (
     expected_columns,
 )
 from uncollapse.data.csv_header import refuse_duplicate_columns
+from uncollapse.data.readable import unreadable
 from uncollapse.errors import InputError
 
 CAPTION_SCHEMA: dict[str, pl.DataType] = {name: getattr(pl, dtype)
@@ -63,7 +64,7 @@ def read_caption_table(path: str | Path, *, columns: list[str] | None = None) ->
         except FileNotFoundError as exc:
             raise InputError(name, "no such file") from exc
         except OSError as exc:
-            raise InputError(name, f"could not be read ({exc})") from exc
+            raise unreadable(name, exc) from exc
     if magic == PARQUET_MAGIC:
         return _read_parquet(name, source, columns)
     if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
