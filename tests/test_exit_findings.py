@@ -208,3 +208,12 @@ def test_an_unreadable_input_is_named_with_the_fix(name, command):
     assert code == 2, output
     assert f"{source}: cannot be read (permission denied); check its permissions" in output
     assert "Errno" not in output and "PermissionError" not in output
+
+
+def test_an_attribute_source_with_only_a_header_says_so(tmp_path):
+    source = tmp_path / "attributes.csv"
+    source.write_text("image_id,Smiling\n")
+    result = run("build", "attributes", source, "--cache-dir", tmp_path / "c")
+    assert result.exit_code == 2
+    assert f"{source}: no valid attribute rows: the source has no data rows after its header" \
+        in result.output
