@@ -17,7 +17,7 @@ import click
 from uncollapse.atomic import atomic_copy
 from uncollapse.cache.store import Cache
 from uncollapse.cli_report import report_options
-from uncollapse.pipeline.empty import with_empty_check
+from uncollapse.pipeline.empty import audit_empty_result
 
 
 def build_options(command):
@@ -41,7 +41,7 @@ def build_options(command):
     def wrapper(*args, output, rebuild, cache_dir, quiet, allow_empty, **kwargs):
         built = command(*args, cache=Cache(cache_dir), rebuild=rebuild, quiet=quiet, **kwargs)
         rows = built.entry.manifest.get("rows", {}).get(built.name)
-        built = dataclasses.replace(built, report=with_empty_check(
+        built = dataclasses.replace(built, report=audit_empty_result(
             built.report, built.entry.stage, rows, allowed=allow_empty))
         # --strict belongs to the report options, which turn it into the exit code; here it
         # also decides whether the output may be published

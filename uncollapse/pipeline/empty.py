@@ -45,7 +45,7 @@ def empty_finding(stage: str, rows: int | None, stats: dict, *,
         severity="warning" if allowed else None)
 
 
-def with_empty_check(report: Report, stage: str, rows: int | None, *,
+def audit_empty_result(report: Report, stage: str, rows: int | None, *,
                      allowed: bool) -> Report:
     """``report`` plus ``BUILD_EMPTY`` when the output is empty (a new Report; the cached one
     is left as the build wrote it)."""
