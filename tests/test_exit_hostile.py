@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from uncollapse.cli import main
+from uncollapse.data.captions.table import CAPTION_SCHEMA
 
 RAW = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|Traceback|\bErrno\b|UNCOLLAPSE_DEBUG|"
                  r"NoneType|object has no attribute")
@@ -101,6 +102,13 @@ COMMANDS = {
     "validate scenes": (["validate", "scenes", "{path}"], ["npz"]),
     "diagnose match-ids": (["diagnose", "match-ids", "{path}", "-b", "4"], ["parquet", "csv"]),
     "diagnose embeddings": (["diagnose", "embeddings", "{path}"], ["npy"]),
+    "train contrastive": (["train", "contrastive", "--captions", "{captions}",
+                           "--text-features", "{path}", "--steps", "1", "--device", "cpu",
+                           "--out", "{out}"], ["npy"]),
+    "train lvm": (["train", "lvm", "--sequences", "{path}", "--steps", "1", "--device", "cpu",
+                   "--out", "{out}"], ["npz"]),
+    "train slots": (["train", "slots", "--scenes", "{path}", "--steps", "1", "--device", "cpu",
+                     "--out", "{out}"], ["npz"]),
 }
 KINDS_BY_SUFFIX = {
     "json": ["empty", "garbage", "deep-json", "json-scalar", "json-null", "coco-missing-lists",
@@ -128,12 +136,19 @@ def sequence_inputs(tmp_path_factory):
                   "text": ["x", "y", "z"]}).write_parquet(chunks)
     vectors = root / "vectors.npy"
     np.save(vectors, np.ones((3, 4), np.float32))
-    return chunks, vectors
+    captions = root / "captions.parquet"
+    pl.DataFrame({"image_id": [str(i // 2) for i in range(6)],
+                  "match_id": [i // 2 for i in range(6)],
+                  "caption_idx": [i % 2 for i in range(6)],
+                  "caption": [f"caption {i}" for i in range(6)], "split": ["train"] * 6,
+                  "source_row": list(range(6)), "image_path": [None] * 6},
+                 schema=CAPTION_SCHEMA).write_parquet(captions)
+    return chunks, vectors, captions
 
 
 def test_the_table_covers_every_reader_family():
     assert len(CASES) >= 120
-    assert {c[0].split()[0] for c in CASES} == {"build", "validate", "diagnose"}
+    assert {c[0].split()[0] for c in CASES} == {"build", "validate", "diagnose", "train"}
 
 
 @pytest.mark.parametrize("name, suffix, kind", CASES,
@@ -144,8 +159,9 @@ def test_a_hostile_input_exits_1_or_2_with_a_message_naming_it(tmp_path, sequenc
     if path is None:
         pytest.fail(f"{kind} does not apply to .{suffix}: fix the table")
     template, _ = COMMANDS[name]
-    chunks, vectors = sequence_inputs
-    args = [a.format(path=path, chunks=chunks, vectors=vectors) for a in template]
+    chunks, vectors, captions = sequence_inputs
+    args = [a.format(path=path, chunks=chunks, vectors=vectors, captions=captions,
+                     out=tmp_path / "run") for a in template]
     if args[0] == "build":
         args += ["--cache-dir", str(tmp_path / "cache")]
     result = CliRunner().invoke(main, args)

@@ -39,6 +39,8 @@ def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np
         raise InputError(path, f"is a directory; give the .npy file of the {what}")
     try:
         size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror}); check the path and its "
                                "permissions") from exc

@@ -53,6 +53,8 @@ def save_scenes(scenes: SceneSet, path: str | Path, *, compress: bool = True) ->
 def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of a scene NPZ, read with ``allow_pickle=False``; keys are not checked here."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory; give the scene .npz file")
     refuse_empty(path, "scene NPZ", "write it with `uncollapse build scenes`")
     try:
         with np.load(path, allow_pickle=False) as data:
