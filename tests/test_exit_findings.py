@@ -217,3 +217,15 @@ def test_an_attribute_source_with_only_a_header_says_so(tmp_path):
     assert result.exit_code == 2
     assert f"{source}: no valid attribute rows: the source has no data rows after its header" \
         in result.output
+
+
+def test_a_trainer_error_keeps_the_build_command_it_names(tmp_path):
+    """The option-name rewording of the train commands must not turn `build scenes` into
+    `build --scenes` in the fix it gives."""
+    scenes = tmp_path / "scenes.npz"
+    scenes.write_bytes(b"")
+    result = run("train", "slots", "--scenes", scenes, "--steps", 1, "--device", "cpu",
+                 "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert f"{scenes}: is empty (0 bytes), not a scene NPZ; write it with `uncollapse build " \
+           "scenes`" in result.output

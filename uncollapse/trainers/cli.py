@@ -99,7 +99,8 @@ def config_options(config_class: type[TrainConfig]):
 
 
 PROSE_WORDS = {"out", "device", "captions", "sequences", "compile", "quiet", "force", "resume",
-               "precision", "dropout", "residual", "temperature", "dim", "recipe", "tensorboard"}
+               "precision", "dropout", "residual", "temperature", "dim", "recipe", "tensorboard",
+               "scenes"}
 
 
 def option_flags(config_class: type[TrainConfig]) -> dict[str, str]:
