@@ -104,8 +104,12 @@ def test_build_coco_with_split_override_and_splits_filter(tmp_path):
     assert pl.read_parquet(out)["split"].unique().to_list() == ["test"]
 
     kept = run("build", "captions", COCO_1000, "--splits", "train,restval", "-o", out)
-    assert kept.exit_code == 0
-    assert "SOURCE_ROWS_OUTSIDE_SPLITS" in kept.stdout
+    assert kept.exit_code == 1  # nothing of a val file is in train or restval: BUILD_EMPTY
+    assert "SOURCE_ROWS_OUTSIDE_SPLITS" in kept.stdout and "BUILD_EMPTY" in kept.stdout
+    assert pl.read_parquet(out).height == 5005  # the earlier output is left as it was
+    allowed = run("build", "captions", COCO_1000, "--splits", "train,restval", "-o", out,
+                  "--allow-empty")
+    assert allowed.exit_code == 0
     assert pl.read_parquet(out).height == 0
 
 

@@ -52,6 +52,11 @@ class _Group(click.Group):
             hint = missing_extra(exc) if isinstance(exc, ImportError) else None
             if hint is not None:
                 raise _could_not_run(ctx, hint) from exc
+            if isinstance(exc, MemoryError):  # numpy's says the size; a bare one says nothing
+                raise _could_not_run(ctx, f"ran out of memory ({str(exc) or 'no detail given'}); "
+                                          "lower the sizes given (a batch size, --num, "
+                                          "--max-samples, --context) or use a machine with "
+                                          "more memory") from exc
             if os.environ.get("UNCOLLAPSE_DEBUG"):
                 raise
             raise _could_not_run(

@@ -8,6 +8,7 @@ in the input fatal: exit 1, nothing written.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from uncollapse.atomic import atomic_copy
 from uncollapse.cache.store import Cache
 from uncollapse.cli_paths import DirectoryPath, OutputPath
 from uncollapse.cli_report import report_options
+from uncollapse.pipeline.empty import audit_empty_result
 
 
 def build_options(command):
@@ -34,9 +36,14 @@ def build_options(command):
                   help="Cache root (default: $UNCOLLAPSE_CACHE, else the platform cache).")
     @click.option("--quiet", is_flag=True,
                   help="No progress bars or spinners; the report and errors still print.")
+    @click.option("--allow-empty", is_flag=True,
+                  help="An empty result (0 rows) is what you want: a warning, not an error.")
     @functools.wraps(command)
-    def wrapper(*args, output, rebuild, cache_dir, quiet, **kwargs):
+    def wrapper(*args, output, rebuild, cache_dir, quiet, allow_empty, **kwargs):
         built = command(*args, cache=Cache(cache_dir), rebuild=rebuild, quiet=quiet, **kwargs)
+        rows = built.entry.manifest.get("rows", {}).get(built.name)
+        built = dataclasses.replace(built, report=audit_empty_result(
+            built.report, built.entry.stage, rows, allowed=allow_empty))
         # --strict belongs to the report options, which turn it into the exit code; here it
         # also decides whether the output may be published
         strict = click.get_current_context().params["strict"]
@@ -45,6 +52,9 @@ def build_options(command):
             codes = ", ".join(f"{f.code} ({f.count})" for f in irregular)
             click.echo(f"--strict: {len(irregular)} kind(s) of irregularity in the input "
                        f"[{codes}]; nothing written", err=True)
+        elif built.report.errors:
+            codes = ", ".join(f.code for f in built.report.errors)
+            click.echo(f"the result is invalid [{codes}]; nothing written", err=True)
         else:
             publish(built, output)
         return built.report

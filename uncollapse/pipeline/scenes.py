@@ -16,6 +16,7 @@ broadcast over every scene of a chunk.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,23 @@ def _check_arguments(num, size, max_objects, min_objects, min_visible) -> None:
     if not 1 <= min_objects <= max_objects <= 255:
         raise ToolError(f"need 1 <= min_objects ({min_objects}) <= max_objects "
                         f"({max_objects}) <= 255 (mask labels are uint8)")
+    needed, memory = num * size * size * 4, physical_memory()
+    if memory is not None and needed > memory:
+        raise ToolError(f"{num} scenes of {size}x{size} need {needed / 2**30:.3g} GiB (RGB "
+                        f"images and masks), more than the {memory / 2**30:.3g} GiB of memory "
+                        f"here; lower num or size")
     smallest = smallest_shape_area(size)
     if not 1 <= min_visible <= smallest:
         raise ToolError(f"min_visible must be between 1 and {smallest} (the area of the "
                         f"smallest shape in {size}x{size} images), got {min_visible}")
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def smallest_shape_area(size: int) -> int:

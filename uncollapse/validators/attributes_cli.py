@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from uncollapse.cli_paths import InputPath
+from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, check_order, count
 from uncollapse.cli_report import report_options
 
 
@@ -16,7 +19,7 @@ def _names(value: str | None) -> list[str] | None:
 @click.argument("table", type=InputPath(missing_ok=True))
 @click.option("--attributes", help="Comma-separated attributes you flip; their combinations "
                                    "are checked (default: all, if there are at most 8).")
-@click.option("--min-rows", type=int, default=8, show_default=True,
+@click.option("--min-rows", type=count(1), default=8, show_default=True,
               help="ATTR_COMBINATION_TOO_SMALL below this many rows per combination (use the "
                    "per_group of your batch sampler).")
 @report_options
@@ -31,6 +34,26 @@ def validate_attributes_command(table, attributes, min_rows):
     from uncollapse.validators.attributes import validate_attributes
 
     return validate_attributes(table, attributes=_names(attributes), min_rows=min_rows)
+
+
+@contextlib.contextmanager
+def user_code(spec: str):
+    """Run the code of a ``--dataset`` module: its ``sys.exit`` or exception is exit 2 naming
+    the module, never the exit code of this command (``sys.exit(0)`` would read as valid)."""
+    from uncollapse.errors import ToolError
+
+    try:
+        yield
+    except ToolError:
+        raise
+    except SystemExit as exc:
+        raise ToolError(f"--dataset {spec}: the module called sys.exit({exc.code!r}) while it "
+                        "was imported or read; a dataset module must not exit (move the "
+                        "script part under `if __name__ == \"__main__\":`)") from exc
+    except Exception as exc:
+        raise ToolError(f"--dataset {spec}: the module failed while it was imported or read "
+                        f"({type(exc).__name__}: {exc}); fix it, or run it with python to see "
+                        "the traceback") from exc
 
 
 def _load_dataset(spec: str):
@@ -71,12 +94,13 @@ def _load_dataset(spec: str):
                    "a function returning one, whose items carry source and target attributes).")
 @click.option("--attributes", help="Comma-separated attributes to flip (with --table; default: "
                                    "all attribute columns).")
-@click.option("--min-flips", type=int, default=1, show_default=True)
-@click.option("--max-flips", type=int, default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epoch", type=int, default=0, show_default=True, help="Epoch to replay.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--per-group", type=int, default=None,
+@click.option("--min-flips", type=count(1), default=1, show_default=True)
+@click.option("--max-flips", type=count(1), default=2, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--epoch", type=NON_NEGATIVE_INT, default=0, show_default=True,
+              help="Epoch to replay.")
+@click.option("--batch-size", type=count(1), default=256, show_default=True)
+@click.option("--per-group", type=count(1), default=None,
               help="Replay the batches of GroupedBatchSampler over the target combination ids "
                    "with this many rows per combination (default: sequential batches).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -95,10 +119,12 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
     from uncollapse.errors import ToolError
     from uncollapse.validators.flips import audit_flips
 
+    check_order("--min-flips", min_flips, "--max-flips", max_flips)
     if (table is None) == (dataset_spec is None):
         raise ToolError("give exactly one of --table (audit AttributeFlipDataset) or --dataset")
     if dataset_spec:
-        dataset, target = _load_dataset(dataset_spec), dataset_spec
+        with user_code(dataset_spec):
+            dataset, target = _load_dataset(dataset_spec), dataset_spec
     else:
 
         import numpy as np
@@ -132,13 +158,14 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
                                           per_group, seed=seed, rank=0, world_size=1)
         except ValueError as exc:
             raise ToolError(f"GroupedBatchSampler: {exc}") from exc
-    return audit_flips(dataset, batch_size=batch_size, batches=batches, epoch=epoch,
-                       target=target, quiet=quiet)
+    with user_code(dataset_spec) if dataset_spec else contextlib.nullcontext():
+        return audit_flips(dataset, batch_size=batch_size, batches=batches, epoch=epoch,
+                           target=target, quiet=quiet)
 
 
 @click.command("scenes")
 @click.argument("file", type=InputPath(missing_ok=True))
-@click.option("--min-visible", type=int, default=4, show_default=True,
+@click.option("--min-visible", type=count(1), default=4, show_default=True,
               help="SCENE_OBJECT_INVISIBLE for objects with fewer visible pixels.")
 @report_options
 def validate_scenes_command(file, min_visible):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from uncollapse.cli_paths import InputPath
+from uncollapse.cli_ranges import MAX_EPOCHS, MAX_WORLD_SIZE, SEED, count
 from uncollapse.cli_report import quiet_option, report_options
 
 
@@ -13,9 +14,9 @@ from uncollapse.cli_report import quiet_option, report_options
 @click.option("--sampler", type=click.Choice(["grouped", "diverse", "random"]), required=True,
               help="grouped: GroupedBatchSampler; diverse: DiverseBatchSampler; random: "
                    "torch's RandomSampler (DistributedSampler across ranks), the usual default.")
-@click.option("--batch-size", "-b", type=int, required=True, help="Rows per batch.")
-@click.option("--per-group", "-k", type=int, help="grouped: rows of each group per batch.")
-@click.option("--max-per-doc", "-m", type=int,
+@click.option("--batch-size", "-b", type=count(1), required=True, help="Rows per batch.")
+@click.option("--per-group", "-k", type=count(1), help="grouped: rows of each group per batch.")
+@click.option("--max-per-doc", "-m", type=count(1),
               help="Most rows of one document per batch (diverse; checked for any sampler "
                    "when --doc-column is given).")
 @click.option("--group-column", default="match_id", show_default=True,
@@ -25,11 +26,11 @@ from uncollapse.cli_report import quiet_option, report_options
 @click.option("--exclude-duplicates", "exclude_duplicates_column", default=None,
               help="grouped: column whose equal values mark duplicates to keep apart "
                    "(e.g. the caption text or its hash).")
-@click.option("--world-size", "-w", type=int, default=1, show_default=True,
+@click.option("--world-size", "-w", type=count(1, MAX_WORLD_SIZE), default=1, show_default=True,
               help="Ranks to simulate; every rank's batches are audited together.")
-@click.option("--epochs", "-e", type=int, default=1, show_default=True,
+@click.option("--epochs", "-e", type=count(1, MAX_EPOCHS), default=1, show_default=True,
               help="Epochs to replay (set_epoch is called before each).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--keep-last", is_flag=True, help="Keep the smaller last batch (drop_last=False).")
 @quiet_option
 @report_options

@@ -6,11 +6,14 @@ the replay and the checks themselves are ``uncollapse.validators.batches.audit_b
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
+from uncollapse.data.npy import refuse_empty
 from uncollapse.data.sequences.contract import (
     CONTEXT_LENGTH,
     DOC_IDS,
@@ -21,7 +24,7 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
 from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.validators.batches import audit_batches
+from uncollapse.validators.batches import NO_BATCHES, audit_batches
 
 SAMPLER_KINDS = ("grouped", "diverse", "random")
 
@@ -38,8 +41,14 @@ def read_id_column(path, column: str) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        refuse_empty(path, "NPZ file", "write it with numpy.savez (uncollapse build sequences "
+                                       "does)")
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not hasattr(loaded, "files"):
+                raise InputError(path, "holds a single .npy array, not an NPZ archive; save "
+                                       "the id arrays with numpy.savez (or use a .npy name)")
+            with loaded as npz:
                 if column == DOC_IDS and column not in npz.files and \
                         {DOC_OFFSETS, CONTEXT_LENGTH} <= set(npz.files):
                     # the compact sequence form: one id per sample (window), not per chunk row
@@ -50,8 +59,9 @@ def read_id_column(path, column: str) -> np.ndarray:
                                            f"{', '.join(npz.files)}); pass the name of the id "
                                            f"array (--doc-column / --group-column)")
                 values = npz[column]
-        except (OSError, ValueError) as exc:
-            raise InputError(path, f"cannot be read as NPZ without pickle: {exc}") from exc
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(path, f"cannot be read as NPZ without pickle ({exc}); write it "
+                                   "with numpy.savez from numeric arrays") from exc
         if values.ndim != 1:
             raise InputError(path, f"array {column!r} has shape {values.shape}; expected one id "
                                    f"per row (1-d)")
@@ -64,7 +74,9 @@ def read_id_column(path, column: str) -> np.ndarray:
                                        f"pass the id column with --group-column / --doc-column")
             series = pl.read_parquet(path, columns=[column]).to_series()
         elif suffix == ".csv":
+            refuse_duplicate_columns(path)
             frame = pl.read_csv(path)
+            refuse_wide_integers(path, frame)
             if column not in frame.columns:
                 raise InputError(path, f"has no column {column!r} (columns: "
                                        f"{', '.join(frame.columns)}); pass the id column with "
@@ -107,6 +119,15 @@ def table_samplers(n_rows: int, sampler: str, batch_size: int, *, group_ids=None
                 for r in range(world_size)]
     if sampler != "random":
         raise ValueError(f"sampler must be one of {SAMPLER_KINDS}, got {sampler!r}")
+    per_rank = -(-n_rows // world_size)
+    if batch_size > per_rank:
+        # torch's BatchSampler allocates batch_size slots up front: a batch larger than the rows
+        # would be a MemoryError, and with drop_last an epoch without batches
+        if drop_last:
+            raise ValueError(f"batch_size {batch_size} is larger than the {per_rank} rows of "
+                             f"each of world_size {world_size} rank(s): an epoch would have "
+                             "no batch; lower --batch-size (or --keep-last for one short batch)")
+        batch_size = per_rank
     import torch
     from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler
 
@@ -155,6 +176,11 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
     if exclude_duplicates_column is not None:
         keys = read_id_column(path, exclude_duplicates_column)
     n_rows = len(group_ids if group_ids is not None else doc_ids)
+    target = f"{path} ({sampler} sampler, batch size {batch_size})"
+    if n_rows == 0:  # an empty table is invalid data, not a sampler that cannot be built
+        return Report(target, "batches", [NO_BATCHES.finding(
+            f"{path} has no rows, so no sampler can yield a batch", count=0)],
+            {"sampler_kind": sampler, "rows": 0})
     try:
         samplers = table_samplers(n_rows, sampler, batch_size, group_ids=group_ids,
                                   doc_ids=doc_ids, per_group=per_group, max_per_doc=max_per_doc,
@@ -162,7 +188,6 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
                                   exclude_duplicates=keys)
     except ValueError as exc:
         raise ToolError(f"{path}: cannot build the {sampler} sampler: {exc}") from exc
-    target = f"{path} ({sampler} sampler, batch size {batch_size})"
     report = audit_batches(ranks=samplers, group_ids=group_ids, doc_ids=doc_ids,
                            per_group=per_group if sampler == "grouped" else None,
                            max_per_doc=max_per_doc, n_rows=n_rows, epochs=epochs,

@@ -5,21 +5,23 @@ from __future__ import annotations
 import click
 
 from uncollapse.cli_paths import InputPath
+from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, THRESHOLD_SHARE, check_order, count
 from uncollapse.cli_report import quiet_option, report_options
 
 
 @click.command("captions")
 @click.argument("table", type=InputPath(allow_dash=True, missing_ok=True,
                                          stream_hint="pass - to read standard input"))
-@click.option("--group-size", type=int, help="Every group must have exactly this many captions.")
-@click.option("--min-group", type=int, default=None,
+@click.option("--group-size", type=count(1),
+              help="Every group must have exactly this many captions.")
+@click.option("--min-group", type=count(1), default=None,
               help="Smallest acceptable group (default 2: a group of one has no positive).")
-@click.option("--max-group", type=int, default=None, help="Largest acceptable group.")
-@click.option("--max-singleton-share", type=float, default=0.9, show_default=True,
+@click.option("--max-group", type=count(1), default=None, help="Largest acceptable group.")
+@click.option("--max-singleton-share", type=THRESHOLD_SHARE, default=0.9, show_default=True,
               help="GROUPS_ALL_UNIQUE when at least this share of groups holds one row.")
-@click.option("--min-caption-chars", type=int, default=2, show_default=True,
+@click.option("--min-caption-chars", type=NON_NEGATIVE_INT, default=2, show_default=True,
               help="Shorter captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
-@click.option("--max-caption-chars", type=int, default=1000, show_default=True,
+@click.option("--max-caption-chars", type=count(1), default=1000, show_default=True,
               help="Longer captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
 @quiet_option
 @report_options
@@ -37,6 +39,9 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
     from uncollapse.progress import status
     from uncollapse.validators.captions import validate_captions as run
 
+    check_order("--min-group", min_group, "--max-group", max_group)
+    check_order("--min-caption-chars", min_caption_chars, "--max-caption-chars",
+                max_caption_chars)
     if group_size is not None:
         min_group = max_group = group_size
     from uncollapse.cli_report import flags_in_errors
@@ -52,9 +57,9 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
 
 @click.command("match-ids")
 @click.argument("table", type=InputPath(missing_ok=True))
-@click.option("--batch-size", "-b", type=int, required=True, help="Rows per random batch.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-batches", type=int, default=2000, show_default=True,
+@click.option("--batch-size", "-b", type=count(2), required=True, help="Rows per random batch.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--max-batches", type=count(1), default=2000, show_default=True,
               help="Random batches to draw for the simulated shares.")
 @quiet_option
 @report_options

@@ -23,6 +23,7 @@ CODE_MODULES = (
     "uncollapse.validators.attributes",
     "uncollapse.validators.flips",
     "uncollapse.validators.scenes",
+    "uncollapse.pipeline.empty",
 )
 
 

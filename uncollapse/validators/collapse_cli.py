@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import numpy as np
 
 from uncollapse.cli_paths import InputPath
+from uncollapse.cli_ranges import (
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    SHARE,
+    THRESHOLD_SHARE,
+    check_order,
+    count,
+    finite,
+)
 from uncollapse.cli_report import quiet_option, report_options
+from uncollapse.data.npy import load_npy
 from uncollapse.errors import InputError, ToolError
 
 _NPY = InputPath()
@@ -23,34 +32,34 @@ _NPY = InputPath()
               help="Positive group of each row (.npy, [N], e.g. match_id); needs --targets.")
 @click.option("--device", default="cpu", show_default=True,
               help="Torch device to compute on (cpu, cuda, cuda:1, ...).")
-@click.option("--max-samples", type=int, default=4096, show_default=True,
+@click.option("--max-samples", type=count(2), default=4096, show_default=True,
               help="Row cap of the all-pairs metrics (a seeded subset above it).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--mean-vector-margin", type=float, default=0.02, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--mean-vector-margin", type=finite(-2.0, 2.0), default=0.02, show_default=True,
               help="MEAN_VECTOR_COLLAPSE when cos(pred, target) beats the mean vector's by less.")
-@click.option("--min-rank-fraction", type=float, default=0.05, show_default=True,
+@click.option("--min-rank-fraction", type=SHARE, default=0.05, show_default=True,
               help="DIMENSIONAL_COLLAPSE when effective rank / min(rows, dim) is below this.")
-@click.option("--min-rank-ratio", type=float, default=0.25, show_default=True,
+@click.option("--min-rank-ratio", type=NON_NEGATIVE, default=0.25, show_default=True,
               help="DIMENSIONAL_COLLAPSE when effective rank / targets' is below this.")
-@click.option("--unit-norm-tol", type=float, default=0.01, show_default=True,
+@click.option("--unit-norm-tol", type=NON_NEGATIVE, default=0.01, show_default=True,
               help="A row is unit-norm when | |x| - 1 | is at most this.")
-@click.option("--unit-norm-share", type=float, default=0.99, show_default=True,
+@click.option("--unit-norm-share", type=THRESHOLD_SHARE, default=0.99, show_default=True,
               help="UNIT_NORM_OUTPUT when at least this share of outputs is unit-norm.")
-@click.option("--min-std-ratio", type=float, default=0.5, show_default=True,
+@click.option("--min-std-ratio", type=NON_NEGATIVE, default=0.5, show_default=True,
               help="MOMENT_MISMATCH when the median std ratio (pred / targets) is below this.")
-@click.option("--max-std-ratio", type=float, default=2.0, show_default=True,
+@click.option("--max-std-ratio", type=POSITIVE, default=2.0, show_default=True,
               help="MOMENT_MISMATCH when the median std ratio is above this.")
-@click.option("--max-mean-shift", type=float, default=0.5, show_default=True,
+@click.option("--max-mean-shift", type=NON_NEGATIVE, default=0.5, show_default=True,
               help="MOMENT_MISMATCH when the median mean shift (in target stds) is above this.")
-@click.option("--min-relative-spread", type=float, default=1e-3, show_default=True,
+@click.option("--min-relative-spread", type=NON_NEGATIVE, default=1e-3, show_default=True,
               help="POINT_COLLAPSE when total variance / mean squared norm is below this.")
-@click.option("--min-label-spread", type=float, default=1e-3, show_default=True,
+@click.option("--min-label-spread", type=NON_NEGATIVE, default=1e-3, show_default=True,
               help="POINT_COLLAPSE (labels, no targets) when spread around each label's mean / "
                    "mean squared norm is below this.")
-@click.option("--min-label-spread-ratio", type=float, default=0.01, show_default=True,
+@click.option("--min-label-spread-ratio", type=NON_NEGATIVE, default=0.01, show_default=True,
               help="POINT_COLLAPSE (labels and targets) when the outputs' spread within labels "
                    "is below this share of the targets'.")
-@click.option("--min-slot-spread", type=float, default=0.1, show_default=True,
+@click.option("--min-slot-spread", type=NON_NEGATIVE, default=0.1, show_default=True,
               help="SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
 @quiet_option
 @report_options
@@ -75,6 +84,8 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
     from uncollapse.validators.collapse.diagnose import Thresholds
     from uncollapse.validators.collapse.diagnose import diagnose_embeddings as run
 
+    check_order("--min-std-ratio", thresholds["min_std_ratio"], "--max-std-ratio",
+                thresholds["max_std_ratio"])
     try:
         torch_device = torch.device(device)
         torch.empty(0, device=torch_device)
@@ -101,13 +112,4 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
 
 def _load_npy(path: str) -> np.ndarray:
     """A .npy array, never unpickled; unreadable files become an InputError naming the file."""
-    try:
-        array = np.load(Path(path), allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(path, f"cannot be read without pickle ({exc}); save it with a numeric "
-                               "or string dtype (np.save(path, array))") from exc
-    except OSError as exc:
-        raise InputError(path, f"is not a readable .npy file ({exc})") from exc
-    if not isinstance(array, np.ndarray):
-        raise InputError(path, "holds several arrays (.npz); save one array per .npy file")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(load_npy(path))

@@ -40,6 +40,12 @@ FLIP_BATCH_SINGLE_COMBINATION = Code(
     "Batches hold a single target combination, so a prototype loss has nothing to contrast.",
     "Batch with GroupedBatchSampler over the target combination ids (several groups a batch).")
 
+FLIPS_NO_SAMPLES = Code(
+    "FLIPS_NO_SAMPLES", "error",
+    "The dataset (or the sampler over it) yielded no samples: an epoch would train on nothing.",
+    "Give a table with rows, or fix the dataset's __len__ / the sampler so an epoch has "
+    "batches.")
+
 SOURCE_KEYS = ("source_attributes", "source")
 TARGET_KEYS = ("target_attributes", "target")
 
@@ -140,7 +146,10 @@ def audit_flips(dataset, *, batch_size: int = 256, batches: Iterable | None = No
         if first_batch is None:
             first_batch, first_target = batch, tgt
     if not flip_counts:
-        raise ToolError("the dataset or sampler produced no batches to audit")
+        return Report(target, "flips", [FLIPS_NO_SAMPLES.finding(
+            f"{target or 'the dataset'}: {n} samples, and the sampler yielded no non-empty "
+            "batch", count=0)],
+            {"samples": 0, "batches": 0})
 
     flips = np.concatenate(flip_counts)
     indices = np.concatenate(index_parts)

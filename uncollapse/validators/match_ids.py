@@ -94,11 +94,19 @@ def diagnose_match_ids(path: str | Path, *, batch_size: int, seed: int = 0,
     # polars reads the table; the array check above runs without it (the trainers' pre-flight
     # on GPU hosts)
     from uncollapse.data.captions.table import read_caption_table
+    from uncollapse.validators.captions import CAPTION_TABLE_EMPTY
 
     frame = read_caption_table(path, columns=["image_id", "match_id"])
+    if frame.height == 0:
+        return Report(target=str(path), kind="match-ids", stats={"rows": 0, "groups": 0},
+                      findings=[CAPTION_TABLE_EMPTY.finding(f"{path} holds no caption rows",
+                                                            count=0)])
     match_ids = frame.get_column("match_id").fill_null(-1).to_numpy()
-    return diagnose_match_id_array(match_ids, batch_size, str(path), seed=seed,
-                                   max_batches=max_batches)
+    try:
+        return diagnose_match_id_array(match_ids, batch_size, str(path), seed=seed,
+                                       max_batches=max_batches)
+    except ToolError as exc:
+        raise ToolError(f"{path}: {exc}") from exc
 
 
 __all__ = ["GROUPS_ALL_UNIQUE", "diagnose_match_ids", "diagnose_match_id_array",

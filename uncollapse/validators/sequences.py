@@ -110,6 +110,11 @@ TEXTS_INVALID = Code(
     "`uncollapse.data.sequences.contract.utf8_texts`: `<name>_utf8` holds the UTF-8 bytes of "
     "every text one after another and text i is `<name>_utf8[<name>_offsets[i]:"
     "<name>_offsets[i + 1]]`.")
+SEQUENCES_EMPTY = Code(
+    "SEQUENCES_EMPTY", "error",
+    "The file holds no samples: nothing to train or evaluate on.",
+    "Rebuild it with `uncollapse build sequences` and a --context shorter than the documents "
+    "(a document of n chunks gives n - C samples).")
 UNIT_NORM_VECTORS = Code(
     "UNIT_NORM_VECTORS", "warning",
     "Every vector has norm 1: they were L2-normalised. A decoder trained on raw encoder "
@@ -150,6 +155,11 @@ def validate_sequences(source: str | Path | Mapping[str, np.ndarray], *,
             f"neither the dense keys ({CONTEXT_SEQUENCES}, {TARGET_VECTORS}) nor the compact "
             f"keys ({VECTORS}, {DOC_OFFSETS}) are present; the file has "
             f"{sorted(arrays) or 'no arrays'}", count=1, examples=sorted(arrays)))
+    if check.stats.get("samples") == 0 or check.stats.get("rows") == 0:
+        check.add(SEQUENCES_EMPTY.finding(
+            f"no samples ({check.stats.get('rows', 0)} vectors, "
+            f"{check.stats.get('documents', 0)} documents, context length "
+            f"{check.stats.get('context_length', '?')})", count=1, examples=[check.stats]))
     return Report(target, "sequences", check.findings, check.stats)
 
 
@@ -309,6 +319,8 @@ class _Check:
             return
         targets = a[TARGET_VECTORS]
         self.stats.update(samples=len(targets), dim=int(targets.shape[1]))
+        if not self._has_width(TARGET_VECTORS):
+            return
         if CONTEXT_SEQUENCES in a:
             self.stats["context_length"] = int(a[CONTEXT_SEQUENCES].shape[1])
         if has_doc_ids:
@@ -339,6 +351,8 @@ class _Check:
             return
         vectors = a[VECTORS]
         self.stats.update(rows=len(vectors), dim=int(vectors.shape[1]))
+        if not self._has_width(VECTORS):
+            return
         self._lengths((VECTORS, TEXTS.name), "row")
         offsets_ok = DOC_OFFSETS in a and typed and self._offsets(len(vectors))
         keys = self._length(DOC_KEYS.name)
@@ -363,6 +377,16 @@ class _Check:
             texts = read_texts(a, TEXTS) if TEXTS.name in decodable and \
                 self._length(TEXTS.name) == len(vectors) else None
             self._duplicates(vectors, texts, rows=windows.target_rows)
+
+    def _has_width(self, name: str) -> bool:
+        """Vectors of 0 dimensions carry nothing; every later check would divide by D."""
+        if self.arrays[name].shape[-1] > 0:
+            return True
+        self.add(ARRAY_SHAPE.finding(
+            f"{name} has shape {self.arrays[name].shape}: vectors of 0 dimensions",
+            examples=[{"array": name, "shape": list(self.arrays[name].shape)}],
+            hint="Encode the chunks again: the vectors file was written without its columns."))
+        return False
 
     def _offsets(self, rows: int) -> bool:
         offsets = np.asarray(self.arrays[DOC_OFFSETS], dtype=np.int64)

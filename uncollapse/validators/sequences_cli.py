@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from uncollapse.cli_paths import InputPath
+from uncollapse.cli_ranges import SHARE, count
 from uncollapse.cli_report import report_options
 
 
 @click.command("sequences")
 @click.argument("file", type=InputPath(missing_ok=True))
-@click.option("--max-duplicate-share", type=float, default=0.01, show_default=True,
+@click.option("--max-duplicate-share", type=SHARE, default=0.01, show_default=True,
               help="DUPLICATE_TARGETS when one target vector is more than this share of all "
                    "targets ...")
-@click.option("--min-duplicates", type=int, default=3, show_default=True,
+@click.option("--min-duplicates", type=count(2), default=3, show_default=True,
               help="... and occurs at least this many times.")
 @report_options
 def validate_sequences_command(file, max_duplicate_share, min_duplicates):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.errors import InputError
 
 ATTRIBUTE_DTYPE = pl.Int8
@@ -18,11 +19,16 @@ def read_attribute_table(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     try:
         if path.suffix.lower() == ".csv":
+            refuse_duplicate_columns(path)
             # ids such as 000001 must stay strings (inference would make them integers 1, ...)
             header = pl.read_csv(path, n_rows=0).columns
             text_columns = {c: pl.String for c in ("image_id", "split") if c in header}
-            return pl.read_csv(path, schema_overrides=text_columns)
+            frame = pl.read_csv(path, schema_overrides=text_columns)
+            refuse_wide_integers(path, frame)
+            return frame
         return pl.read_parquet(path)
+    except InputError:
+        raise
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
     except Exception as exc:  # polars raises several types for unreadable files

@@ -16,6 +16,8 @@ from uncollapse.data.captions.contract import (
     OPTIONAL_COLUMNS,
     expected_columns,
 )
+from uncollapse.data.csv_header import refuse_duplicate_columns
+from uncollapse.data.readable import unreadable
 from uncollapse.errors import InputError
 
 CAPTION_SCHEMA: dict[str, pl.DataType] = {name: getattr(pl, dtype)
@@ -62,7 +64,7 @@ def read_caption_table(path: str | Path, *, columns: list[str] | None = None) ->
         except FileNotFoundError as exc:
             raise InputError(name, "no such file") from exc
         except OSError as exc:
-            raise InputError(name, f"could not be read ({exc})") from exc
+            raise unreadable(name, exc) from exc
     if magic == PARQUET_MAGIC:
         return _read_parquet(name, source, columns)
     if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
@@ -95,6 +97,7 @@ def _read_parquet(name, source, columns: list[str] | None) -> pl.DataFrame:
 
 
 def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
+    refuse_duplicate_columns(name, None if isinstance(source, Path) else source)
     try:
         text = pl.read_csv(source, infer_schema=False)
     except Exception as exc:

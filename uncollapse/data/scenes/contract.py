@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.npy import refuse_empty
 from uncollapse.data.spec import ArraySpec
 from uncollapse.errors import InputError
 
@@ -52,6 +53,9 @@ def save_scenes(scenes: SceneSet, path: str | Path, *, compress: bool = True) ->
 def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of a scene NPZ, read with ``allow_pickle=False``; keys are not checked here."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory; give the scene .npz file")
+    refuse_empty(path, "scene NPZ", "write it with `uncollapse build scenes`")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -61,4 +65,6 @@ def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
         raise InputError(path, f"holds arrays that need pickle ({exc}); scene files must be "
                          "plain numeric arrays: images, masks, num_objects") from exc
     except Exception as exc:  # zipfile.BadZipFile, OSError, ...
-        raise InputError(path, f"not a readable NPZ file ({type(exc).__name__}: {exc})") from exc
+        raise InputError(path, f"not a readable NPZ file ({exc or 'truncated'}); write it with "
+                               "`uncollapse build scenes` (numpy.savez of images, masks, "
+                               "num_objects)") from exc

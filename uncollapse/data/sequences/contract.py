@@ -237,6 +237,8 @@ class Windows:
     short_documents: int
 
     def context_rows(self, context_length: int) -> np.ndarray:
+        if self.target_rows.size == 0:  # no window: nothing to allocate, whatever the length
+            return np.empty((0, context_length), dtype=np.int64)
         return self.target_rows[:, None] + np.arange(-context_length, 0, dtype=np.int64)
 
 

@@ -118,8 +118,10 @@ def read_attributes(source: str | Path, *, identities: str | Path | None = None,
     table = pl.concat([table, pl.from_numpy(attribute_values, schema=names, orient="row")],
                       how="horizontal")
     if table.height == 0:
-        raise InputError(source, "no valid attribute rows; why the rows were rejected:"
-                         + refused(findings))
+        why = refused(findings)
+        raise InputError(source, "no valid attribute rows; why the rows were rejected:" + why
+                         if why else "no valid attribute rows: the source has no data rows "
+                         "after its header; add rows of an image id and -1/1 or 0/1 values")
 
     if identities is not None:
         side = read_side_file(Path(identities), "identity", findings)

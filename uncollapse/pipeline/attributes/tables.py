@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.csv_header import refuse_duplicate_columns
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.rows import ID_COLUMNS, ParsedSource, check_names
 from uncollapse.pipeline.whitespace_table import BAD
@@ -14,6 +15,7 @@ from uncollapse.pipeline.whitespace_table import BAD
 
 def read_csv_table(path: Path) -> ParsedSource:
     """A CSV file (every field read as text); locations are line numbers (header on line 1)."""
+    refuse_duplicate_columns(path)
     return _read_table(path, lambda p: pl.read_csv(p, infer_schema=False), "line",
                        first_location=2)
 

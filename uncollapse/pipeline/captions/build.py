@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
+from uncollapse.data.readable import check_readable
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.irregularities import Irregularities
@@ -113,6 +114,7 @@ def build_captions(source: str | Path, *, format: str | None = None,
     """
     cache = cache or Cache()
     source = str(source)
+    check_readable(source)
     format = format or detect_format(source)
     hf_frame = None
     inputs: dict = {}

@@ -66,6 +66,11 @@ SOURCE_UNKNOWN_IMAGE = Code(
     "A caption refers to an image id that the file's image list does not contain "
     "(kept, without image path).",
     "Check that the annotations and images of the file belong together.")
+SOURCE_INVALID_ID = Code(
+    "SOURCE_INVALID_ID", "warning",
+    "A record's id is NaN, Infinity or a number with a fraction (JSON ids are integers or "
+    "strings); the record was skipped, since every such id would join to the wrong image.",
+    "Fix the id in the source (the example gives the list and the record's position).")
 SOURCE_WHITESPACE_STRIPPED = Code(
     "SOURCE_WHITESPACE_STRIPPED", "info",
     "Captions whose surrounding whitespace (spaces, newlines) was stripped.",

@@ -11,6 +11,7 @@ import polars as pl
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_DUPLICATE_IMAGE,
+    SOURCE_INVALID_ID,
     SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
     SOURCE_UNKNOWN_IMAGE,
     Irregularities,
@@ -27,16 +28,25 @@ def load_json(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}", line=exc.lineno) from exc
+    except RecursionError as exc:
+        raise InputError(path, "JSON nested too deeply to be a caption file (thousands of "
+                               "levels of [ or {); check that this is the COCO or Karpathy "
+                               "JSON") from exc
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object at the top level")
     return data
 
 
-def _records(path: Path, data: dict, key: str, fields: dict[str, pl.DataType]) -> pl.DataFrame:
+def _records(path: Path, data: dict, key: str, fields: dict[str, pl.DataType],
+             irregular: Irregularities | None = None,
+             ids: tuple[str, ...] = ()) -> pl.DataFrame:
+    """The records under ``key`` as a frame of ``fields`` with their ``index``; a record whose
+    id field (``ids``) is NaN, Infinity or fractional is skipped as SOURCE_INVALID_ID."""
     records = data.get(key)
     if not isinstance(records, list):
-        raise InputError(path, f"expected a list under the key {key!r}; found "
-                         f"{type(records).__name__}")
+        found = "no such key" if key not in data else f"a JSON {_json_kind(records)}"
+        raise InputError(path, f"expected a list under the key {key!r}; found {found} (is "
+                         "this a COCO caption file?)")
     try:
         frame = pl.DataFrame(records, infer_schema_length=None)
     except Exception as exc:  # polars raises several types for ragged records
@@ -46,9 +56,28 @@ def _records(path: Path, data: dict, key: str, fields: dict[str, pl.DataType]) -
         raise InputError(path, f"records under {key!r} lack the field(s) {missing}; "
                          "is this the right format?")
     if not records:
-        return pl.DataFrame(schema=fields)
-    return frame.with_row_index("index").select(
+        return pl.DataFrame(schema={"index": pl.UInt32, **fields})
+    frame = frame.with_row_index("index")
+    for name in ids:
+        if frame[name].dtype.is_float():
+            value = pl.col(name)
+            bad = value.is_not_null() & (value.is_nan() | value.is_infinite() |
+                                         (value != value.floor()))
+            if irregular is not None:
+                irregular.add(SOURCE_INVALID_ID, frame.filter(bad).select(
+                    list=pl.lit(key), record=pl.col("index"),
+                    **{name: value.cast(pl.String)}),
+                    f"record(s) under {key!r} with a {name!r} that is not an integer or a "
+                    "string, skipped")
+            frame = frame.filter(~bad).with_columns(value.cast(pl.Int64))
+    return frame.select(
         "index", *[pl.col(f).cast(dtype, strict=False) for f, dtype in fields.items()])
+
+
+def _json_kind(value) -> str:
+    """The JSON name of a decoded value's type (``object``, not ``dict``)."""
+    return {dict: "object", str: "string", bool: "boolean", type(None): "null", int: "number",
+            float: "number"}.get(type(value), "value")
 
 
 def coco_split_from_name(path: Path) -> str | None:
@@ -60,9 +89,11 @@ def coco_split_from_name(path: Path) -> str | None:
 def read_coco(path: Path, irregular: Irregularities, split: str | None = None) -> pl.DataFrame:
     """COCO caption JSON: ``images[]`` (``id``, ``file_name``) and ``annotations[]``."""
     data = load_json(path)
-    images = _records(path, data, "images", {"id": pl.String, "file_name": pl.String})
+    images = _records(path, data, "images", {"id": pl.String, "file_name": pl.String},
+                      irregular, ids=("id",))
     annotations = _records(path, data, "annotations",
-                           {"image_id": pl.String, "id": pl.Int64, "caption": pl.String})
+                           {"image_id": pl.String, "id": pl.Int64, "caption": pl.String},
+                           irregular, ids=("image_id", "id"))
     split = split or coco_split_from_name(path)
     repeated = images.filter(pl.int_range(pl.len()).over("id") > 0).sort("index")
     irregular.add(SOURCE_DUPLICATE_IMAGE, repeated.select(image_id="id", image=pl.col("index")),

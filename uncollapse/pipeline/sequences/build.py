@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.npy import load_npy
 from uncollapse.data.npz import write_npz
 from uncollapse.data.sequences.contract import (
     CONCEPT_TEXTS,
@@ -47,13 +48,12 @@ from uncollapse.errors import InputError, ToolError
 def load_vectors(path: str | Path, rows: int) -> np.ndarray:
     """A ``.npy`` of vectors aligned to ``rows`` chunk rows, memory-mapped, checked."""
     path = Path(path)
-    try:
-        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(path, f"cannot read as a .npy array ({exc}); save the vectors with "
-                               "numpy.save") from exc
+    vectors = load_npy(path, mmap=True, what="vectors")
     if vectors.ndim != 2:
         raise InputError(path, f"vectors have shape {vectors.shape}, expected [rows, dim]")
+    if vectors.shape[1] == 0:
+        raise InputError(path, f"vectors have shape {vectors.shape}: 0 dimensions; encode the "
+                               "chunks again (one row of D > 0 floats per chunk row)")
     if vectors.shape[0] != rows:
         raise InputError(path, f"{vectors.shape[0]} vectors for {rows} chunk rows; vector i "
                                "must belong to chunk row i, so encode the chunk table as it is")
@@ -81,6 +81,9 @@ def build_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: 
     """
     if vectors.shape[0] != chunks.height:
         raise ToolError(f"{vectors.shape[0]} vectors for {chunks.height} chunk rows")
+    if vectors.ndim != 2 or vectors.shape[1] == 0:
+        raise ToolError(f"vectors have shape {vectors.shape}, expected [chunk rows, D > 0]; the "
+                        "encoder returned no dimensions")
     doc_ids = chunks["doc_id"].to_numpy()
     offsets = doc_offsets_from_ids(doc_ids)
     windows = sequence_windows(offsets, context_length)

@@ -132,11 +132,19 @@ def detect_kind(source: Path) -> str:
 # records ------------------------------------------------------------------------------------
 def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
     try:
-        table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
+        if kind == "jsonl" and _blank(source):  # no records: an empty result, not a bad file
+            table = pl.DataFrame(schema={doc_field: pl.String, text_field: pl.String})
+        else:
+            table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
     except Exception as exc:  # polars does not say which line broke; find it for the user
         if kind == "jsonl":
+            line, reason = _bad_json_line(source)
+            if line is not None:
+                raise InputError(source, f"not a JSON object ({reason}); each line must be one "
+                                         "JSON object, such as "
+                                         '{"doc_id": "a", "text": "..."}', line=line) from exc
             raise InputError(source, f"cannot read as JSON lines ({exc}); each line must be "
-                                     "one JSON object", line=_bad_json_line(source)) from exc
+                                     "one JSON object") from exc
         raise InputError(source, f"cannot read as Parquet ({exc})") from exc
     missing = [f for f in (doc_field, text_field) if f not in table.columns]
     if missing:
@@ -165,15 +173,36 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
     return pieces
 
 
-def _bad_json_line(source: Path) -> int | None:
+def _blank(source: Path) -> bool:
+    """Whether the file holds only whitespace (read in blocks until the first other byte)."""
+    with open(source, "rb") as fh:
+        while block := fh.read(1 << 20):
+            if block.strip():
+                return False
+    return True
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON value (write null or a number)")
+
+
+def _bad_json_line(source: Path) -> tuple[int | None, str]:
+    """The first line that is not one JSON object, and why (polars does not say which)."""
     with open(source, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    json.loads(line)
-                except json.JSONDecodeError:
-                    return number
-    return None
+                    value = json.loads(line, parse_constant=_not_json)
+                except json.JSONDecodeError as exc:
+                    return number, f"column {exc.colno}: {exc.msg}"
+                except ValueError as exc:
+                    return number, str(exc)
+                except RecursionError:
+                    return number, "nested too deeply"
+                if not isinstance(value, dict):
+                    kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+                    return number, f"a JSON {kind.get(type(value), 'number')}"
+    return None, ""
 
 
 # text ---------------------------------------------------------------------------------------

@@ -149,6 +149,9 @@ def diagnose_embeddings(pred, targets=None, labels=None, groups=None, *,
     t = None
     if targets is not None:
         t = _load(targets, "targets", ndims=(2, 3)).to(p.device)
+        if t.shape[-1] == 0:
+            raise ToolError(f"targets: vectors of 0 dimensions (shape {tuple(t.shape)}); "
+                            "save the targets as [N, D] with D >= 1")
         t = t.reshape(-1, t.shape[-1])
         if t.shape != p.shape:
             raise ToolError(f"targets has shape {tuple(t.shape)} but pred has {tuple(p.shape)} "
@@ -158,6 +161,9 @@ def diagnose_embeddings(pred, targets=None, labels=None, groups=None, *,
     n_rows, dim = p.shape
     if n_rows < 2:
         raise ToolError(f"pred: need at least two rows to measure collapse, got {n_rows}")
+    if dim == 0:
+        raise ToolError(f"pred: vectors of 0 dimensions (shape {tuple(p.shape)}); save the "
+                        "outputs as [N, D] with D >= 1")
     labels = _per_row(labels, "labels", n_rows, slots)
     groups = _per_row(groups, "groups", n_rows, slots)
 
@@ -174,6 +180,7 @@ def diagnose_embeddings(pred, targets=None, labels=None, groups=None, *,
             count=sum(non_finite.values())))
         return Report(target, "embeddings", findings, stats)
 
+    p, t = _in_range(p, t)
     sample = {"max_samples": max_samples, "seed": seed}
     norms = p.norm(dim=1)
     stats["norm_mean"], stats["norm_std"] = _floats(norms.mean(), norms.std(correction=0))
@@ -344,6 +351,23 @@ def _non_finite_rows(p: torch.Tensor, t) -> dict[str, int]:
             if bad:
                 counts[name] = bad
     return counts
+
+
+FLOAT32_SAFE = (1e-15, 1e15)
+"""Largest |value| within which float32 sums of squares over up to 1e8 dimensions neither
+overflow (3.4e38) nor underflow to 0; outside it the metrics are computed in float64."""
+
+
+def _in_range(p: torch.Tensor, t):
+    """``p`` and ``t`` in float64 when a float32 norm or Gram entry would overflow to inf (or
+    underflow to 0): finite outputs near 1e30 must not read as inf norms and a false
+    MEAN_VECTOR_COLLAPSE."""
+    if p.dtype == torch.float64:
+        return p, t
+    largest = max(float(x.abs().max().item()) for x in (p, t) if x is not None and x.numel())
+    if largest == 0 or FLOAT32_SAFE[0] <= largest <= FLOAT32_SAFE[1]:
+        return p, t
+    return p.to(torch.float64), None if t is None else t.to(torch.float64)
 
 
 def _unit_norm_share(norms: torch.Tensor, tol: float) -> float:

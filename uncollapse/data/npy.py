@@ -1,0 +1,65 @@
+"""Reading a ``.npy`` file so that every way it can be unreadable names the file and the fix.
+
+``np.load`` reports an empty file as ``EOFError: No data left in file``, a text file as a
+``ValueError`` about pickles, and an NPZ as a ``NpzFile``; none of them says which file or what
+to do. Never unpickles.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from uncollapse.errors import InputError
+
+SAVE_HINT = "write it with numpy.save(path, array) from a numeric array"
+
+
+def refuse_empty(path: Path, what: str, hint: str) -> None:
+    """An ``InputError`` for a 0-byte file, which numpy reports as a bare ``EOFError``."""
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return
+    if empty:
+        raise InputError(path, f"is empty (0 bytes), not a {what}; {hint}")
+
+
+def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np.ndarray:
+    """The array of the ``.npy`` at ``path`` (memory-mapped read-only when ``mmap``).
+
+    Raises:
+        InputError: not a regular file, empty, not a ``.npy``, an object array (needs pickle),
+            or an ``.npz`` of several arrays.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, f"is a directory; give the .npy file of the {what}")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror}); check the path and its "
+                               "permissions") from exc
+    if size == 0:
+        raise InputError(path, f"is empty (0 bytes), not a .npy {what}; {SAVE_HINT}")
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise InputError(path, f"is not a plain .npy {what}: it would need pickle, which "
+                                   f"is refused (an object array or not a .npy file); "
+                                   f"{SAVE_HINT}") from exc
+        raise InputError(path, f"is not a readable .npy {what} ({exc}); {SAVE_HINT}") from exc
+    except (EOFError, OSError, zipfile.BadZipFile) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise InputError(path, f"is not a readable .npy {what} (truncated or another format: "
+                               f"{reason}); {SAVE_HINT}") from exc
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise InputError(path, f"holds several arrays (.npz); save the {what} as one .npy "
+                               "file with numpy.save")
+    return array
