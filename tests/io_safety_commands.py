@@ -75,7 +75,8 @@ def harmless(param: click.Parameter, files: dict[str, Path]) -> str:
     if isinstance(kind, click.Choice):
         return str(kind.choices[0])
     if isinstance(kind, (click.types.IntParamType, click.types.FloatParamType)):
-        return "1"
+        low = getattr(kind, "min", None)  # a range type's smallest allowed value
+        return str(max(1, low)) if low is not None else "1"
     return "x"
 
 

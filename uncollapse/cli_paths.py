@@ -59,6 +59,9 @@ class InputPath(click.Path):
                                stream_hint=self.stream_hint)
             if kind == DIRECTORY:
                 check_tree(value)
+            if not os.access(value, os.R_OK):
+                raise ToolError(f"{value}: cannot be read (permission denied); check its "
+                                "permissions")
         except ToolError as exc:
             self.fail(str(exc), param, ctx)
         value = super().convert(value, param, ctx)

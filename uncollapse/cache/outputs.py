@@ -10,6 +10,8 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
+
 from uncollapse.cache.integrity import MANIFEST
 from uncollapse.errors import ToolError
 
@@ -53,8 +55,6 @@ def _stored_rows(path: Path) -> int | None:
 
         return int(pl.scan_parquet(path).select(pl.len()).collect().item())
     if path.suffix == ".npy":
-        import numpy as np
-
         array = np.load(path, mmap_mode="r", allow_pickle=False)
         return int(array.shape[0]) if array.ndim else None
     return None

@@ -19,7 +19,7 @@ import click
 
 from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
 from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
-from uncollapse.trainers.option_ranges import FIELD_RANGES, PORT
+from uncollapse.trainers.options_cli import FIELD_RANGES, PORT
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),

@@ -34,12 +34,8 @@ from uncollapse.data.captions.contract import NON_NULL, OPTIONAL_COLUMNS, expect
 from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table, schema_problems
 from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Code, Finding, Report
-from uncollapse.validators.match_ids import GROUPS_ALL_UNIQUE
+from uncollapse.validators.match_ids import CAPTION_TABLE_EMPTY, GROUPS_ALL_UNIQUE
 
-CAPTION_TABLE_EMPTY = Code(
-    "CAPTION_TABLE_EMPTY", "error",
-    "The caption table has no rows: nothing to train on, so a check that passed would mislead.",
-    "Rebuild the table from its source (a failed export or a filter that kept nothing).")
 IMAGE_ID_POSITIONAL = Code(
     "IMAGE_ID_POSITIONAL", "error",
     "image_id values are row numbers or a running counter, not the source's identifiers.",

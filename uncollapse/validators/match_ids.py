@@ -10,7 +10,11 @@ from uncollapse.errors import ToolError
 from uncollapse.report import Code, Report
 
 # Defined here, not beside the other caption rules, so that `diagnose match-ids` does not import
-# pandera; uncollapse.validators.captions imports it.
+# pandera; uncollapse.validators.captions imports them.
+CAPTION_TABLE_EMPTY = Code(
+    "CAPTION_TABLE_EMPTY", "error",
+    "The caption table has no rows: nothing to train on, so a check that passed would mislead.",
+    "Rebuild the table from its source (a failed export or a filter that kept nothing).")
 GROUPS_ALL_UNIQUE = Code(
     "GROUPS_ALL_UNIQUE", "error",
     "Every match_id (or almost every one) holds a single row, so contrastive batches have no "
@@ -94,7 +98,6 @@ def diagnose_match_ids(path: str | Path, *, batch_size: int, seed: int = 0,
     # polars reads the table; the array check above runs without it (the trainers' pre-flight
     # on GPU hosts)
     from uncollapse.data.captions.table import read_caption_table
-    from uncollapse.validators.captions import CAPTION_TABLE_EMPTY
 
     frame = read_caption_table(path, columns=["image_id", "match_id"])
     if frame.height == 0:
@@ -109,5 +112,5 @@ def diagnose_match_ids(path: str | Path, *, batch_size: int, seed: int = 0,
         raise ToolError(f"{path}: {exc}") from exc
 
 
-__all__ = ["GROUPS_ALL_UNIQUE", "diagnose_match_ids", "diagnose_match_id_array",
-           "random_batch_positives"]
+__all__ = ["CAPTION_TABLE_EMPTY", "GROUPS_ALL_UNIQUE", "diagnose_match_ids",
+           "diagnose_match_id_array", "random_batch_positives"]
