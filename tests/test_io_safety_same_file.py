@@ -170,11 +170,14 @@ def test_folder_pairs_cover_builds_and_evaluate():
                          ids=[f"{c.name}:{flag(i)}->{flag(o)}" for c, i, o in FOLDER_PAIRS])
 def test_output_inside_an_input_folder_is_refused(tmp_path, command, folder_param,
                                                   output_param, existing):
-    """``build chunks docs/ -o docs/out.txt`` would add a document to its own input."""
+    """``build chunks docs/ -o docs/out.txt`` would add a document to its own input; for a
+    folder whose type names what is read in it (a run directory), inside one of those."""
     folder = tmp_path / "input-folder"
-    (folder / "sub").mkdir(parents=True)
+    reads = folder_param.type.reads_inside
+    sub = sorted(reads)[0] if reads else "sub"
+    (folder / sub).mkdir(parents=True)
     (folder / "a.txt").write_text("some text\n")
-    output = folder / "sub" / ("a.txt" if existing else "out.txt")
+    output = folder / sub / ("a.txt" if existing else "out.txt")
     if existing:
         output.write_text("kept\n")
     args = argv(command, {folder_param.name: str(folder), output_param.name: str(output)},
@@ -186,4 +189,16 @@ def test_output_inside_an_input_folder_is_refused(tmp_path, command, folder_para
     assert f"{output} is inside {shown} {folder}, a folder the command reads" in \
         " ".join(result.output.split())
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == \
-        ["a.txt", "sub"] + (["sub/a.txt"] if existing else [])
+        sorted(["a.txt", sub] + ([f"{sub}/a.txt"] if existing else []))
+
+
+def test_a_report_beside_a_runs_own_files_is_not_refused(tmp_path):
+    """``evaluate RUN --json RUN/eval_other.json`` writes beside the run: nothing it reads."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    result, hung = invoke(["evaluate", str(run), "--json", str(run / "eval_other.json")])
+    assert not hung and "is inside" not in result.output
+    refused, _ = invoke(["evaluate", str(run), "--json", str(run / "config.json")])
+    assert refused.exit_code == 2 and "is inside" in " ".join(refused.output.split())
+    assert (run / "config.json").read_text() == "{}"

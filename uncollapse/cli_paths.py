@@ -39,16 +39,19 @@ class InputPath(click.Path):
     and so is a folder that holds one.
     ``missing_ok`` lets a value that names nothing on disk through unchanged (a hub dataset
     id, an installed model package). ``stream_hint`` tells the user how the command reads a
-    stream instead, if it can.
+    stream instead, if it can. ``reads_inside``: for a folder, the names of its top-level
+    entries that the command reads; an output may then go anywhere else in it (a report beside
+    a run's checkpoints). Without it, any output inside the folder is refused.
     """
 
     def __init__(self, *, file_okay: bool = True, dir_okay: bool = False,
                  allow_dash: bool = False, missing_ok: bool = False,
-                 stream_hint: str | None = None):
+                 stream_hint: str | None = None, reads_inside: frozenset[str] | None = None):
         super().__init__(exists=not missing_ok, file_okay=file_okay, dir_okay=dir_okay,
                          allow_dash=allow_dash)
         self.missing_ok = missing_ok
         self.stream_hint = stream_hint
+        self.reads_inside = reads_inside
 
     def convert(self, value, param, ctx):
         try:
@@ -65,7 +68,7 @@ class InputPath(click.Path):
         except ToolError as exc:
             self.fail(str(exc), param, ctx)
         value = super().convert(value, param, ctx)
-        remember(ctx, param, "input", value)
+        remember(ctx, param, "input", value, reads_inside=self.reads_inside)
         return value
 
 
@@ -124,25 +127,27 @@ def input_file(ctx: click.Context | None, param: click.Parameter | None, value: 
 
 
 def remember(ctx: click.Context | None, param: click.Parameter | None, role: str,
-             value: str | os.PathLike) -> None:
+             value: str | os.PathLike, reads_inside: frozenset[str] | None = None) -> None:
     """Record a parsed path; refuse (exit 2) an output that is an input, lies inside an input
-    folder, or is another output."""
+    folder (inside its entries ``reads_inside``, when the folder's type names them), or is
+    another output."""
     if ctx is None or value is None or (role == "input" and kind_of(value) is None):
         return
     seen = ctx.meta.setdefault(SEEN_KEY, [])
     name = _name(param)
-    for other_role, other, other_name in seen:
+    for other_role, other, other_name, other_reads in seen:
         if "output" not in (role, other_role):
             continue
         output, output_name = (value, name) if role == "output" else (other, other_name)
         input_, input_name = (other, other_name) if role == "output" else (value, name)
+        reads = other_reads if role == "output" else reads_inside
         if same_file(value, other):
             if role == other_role:
                 why = "two outputs would overwrite each other"
             else:
                 why = "writing the output would destroy the input"
             problem = f"is the same file as {input_name} {input_}: {why}"
-        elif role != other_role and _inside(output, input_):
+        elif role != other_role and _inside(output, input_, reads):
             problem = (f"is inside {input_name} {input_}, a folder the command reads: writing "
                        "there would change its input")
         else:
@@ -150,15 +155,19 @@ def remember(ctx: click.Context | None, param: click.Parameter | None, role: str
         _forget_json_path(ctx, value, other)
         raise click.UsageError(f"{output_name} {output} {problem}. Give {output_name} another "
                                "path", ctx=ctx)
-    seen.append((role, value, name))
+    seen.append((role, value, name, reads_inside))
 
 
-def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Whether ``path`` lies below the directory ``folder`` (symlinks resolved)."""
+def _inside(path: str | os.PathLike, folder: str | os.PathLike,
+            reads: frozenset[str] | None = None) -> bool:
+    """Whether ``path`` lies below the directory ``folder`` (symlinks resolved), and, when
+    ``reads`` names the folder's entries that are read, below one of those."""
     if kind_of(folder) != DIRECTORY:
         return False
     real, root = os.path.realpath(path), os.path.realpath(folder)
-    return real != root and os.path.commonpath([real, root]) == root
+    if real == root or os.path.commonpath([real, root]) != root:
+        return False
+    return reads is None or os.path.relpath(real, root).split(os.sep)[0] in reads
 
 
 def may_hold_a_report(path: str | os.PathLike) -> bool:

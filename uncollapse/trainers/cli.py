@@ -29,7 +29,10 @@ CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
 HIDDEN = {"recipe", "out"}
 INPUT_FIELDS = {"captions", "text_features", "image_features", "sequences", "scenes",
                 "embeddings", "attributes"}
-RUN_DIR = InputPath(file_okay=False, dir_okay=True)
+# what evaluate, report and serve read of a run directory (an output elsewhere in it is fine)
+RUN_FILES = frozenset({"config.json", "metrics.jsonl", "eval.json", "projection.npz",
+                       "checkpoints", "report", "tensorboard"})
+RUN_DIR = InputPath(file_okay=False, dir_okay=True, reads_inside=RUN_FILES)
 EXAMPLES = {
     "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
                    "    --text-features text.npy --image-features images.npy --steps 2000 \\\n"
