@@ -2,6 +2,9 @@
 # Contrastive: the bundled COCO captions with their real all-MiniLM-L6-v2 embeddings (the 2,003
 # captions of 400 images under data/coco/embeddings/), caption-to-caption (the captions of one
 # image are positives). Next-vector: the WikiText-2 sequence file of section 30.
+# A run directory that holds a run is refused without --resume: start this section's afresh.
+rm -rf "$DEMO_OUT/runs/contrastive" "$DEMO_OUT/runs/contrastive_row_ids" "$DEMO_OUT/runs/lvm" \
+  "$DEMO_OUT/runs/lvm_no_doc_ids"
 banner "trainers: contrastive training on correct grouping next to loop-counter ids"
 show "python: the caption rows that have embeddings, in the embeddings' order, and a copy with row-number ids"
 mkdir -p "$DEMO_OUT/train"
