@@ -1,10 +1,13 @@
-# make test / make demo / make bench each create .venv if it is missing and install everything
+# make test / make demo / make bench / make fuzz each create .venv if it is missing and install everything
 # (uncollapse with its torch and hf extras, and the test tools: the dev extra).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+FUZZ_SECONDS ?= 600
+FUZZ_OUT ?= fuzz-out
+
+.PHONY: install test fuzz demo bench clean
 
 install: $(STAMP)
 
@@ -22,6 +25,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check uncollapse tests benchmarks
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+# Every fuzz target for its share of FUZZ_SECONDS, then every test marked `fuzz` (long kill-point
+# runs); failing inputs and per-target numbers land in FUZZ_OUT (fuzz/README.md).
+fuzz: $(STAMP)
+	rm -rf $(FUZZ_OUT)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_OUT=$(abspath $(FUZZ_OUT)) $(PY) -m pytest -q -m fuzz fuzz tests; \
+	  status=$$?; $(PY) -m fuzz.stats $(FUZZ_OUT); exit $$status
+
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash demo/run.sh
 
@@ -30,4 +40,4 @@ bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf demo-out .pytest_cache .ruff_cache
+	rm -rf demo-out .pytest_cache .ruff_cache fuzz-out
