@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,8 @@ class Log:
     mutations: dict = field(default_factory=dict)
     findings: dict = field(default_factory=dict)
 
-    def add(self, case: Case, outcome: Outcome, broken: list[tuple[str, str]]) -> None:
+    def add(self, case: Case, outcome: Outcome, broken: list[tuple[str, str]],
+            originals: dict[Path, bytes] | None = None) -> None:
         self.runs += 1
         self.subprocess_runs += case.subprocess
         code = "hang" if outcome.timed_out else str(outcome.exit_code)
@@ -66,7 +66,7 @@ class Log:
                 case.target, invariant, detail, case.mutation, case.note,
                 "uncollapse " + " ".join(_relative(a, case.work) for a in case.args),
                 outcome.exit_code, _relative(outcome.output.strip(), case.work)[-1500:])
-            _save(case, self.findings[key])
+            _save(case, self.findings[key], originals or {})
 
     def summary(self) -> str:
         lines = [f"{self.target}: {self.examples} examples, {self.runs} runs "
@@ -86,19 +86,23 @@ def _relative(text: str, work: Path) -> str:
 
 def _signature(detail: str, case: Case) -> str:
     text = _relative(detail, case.work)
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
-    return re.sub(r"\d+", "N", text)[:120]
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'_'", text)
+    return re.sub(r"0x[0-9a-fA-F]+|\d+", "N", text)[:120]
 
 
-def _save(case: Case, finding: Finding) -> None:
+def _originals(case: Case) -> dict[Path, bytes]:
+    """The inputs' bytes before the run (kept with a finding, since a run may rewrite them)."""
+    return {p: p.read_bytes() for p in case.inputs.values() if p.is_file() and not p.is_symlink()}
+
+
+def _save(case: Case, finding: Finding, originals: dict[Path, bytes]) -> None:
     out = os.environ.get("FUZZ_OUT")
     if not out:
         return
     folder = Path(out) / case.target / f"{time.time_ns()}"
     folder.mkdir(parents=True, exist_ok=True)
-    for path in case.inputs.values():
-        if path.is_file() and not path.is_symlink():
-            shutil.copyfile(path, folder / path.name)
+    for path, blob in originals.items():
+        (folder / path.name).write_bytes(blob)
     with open(Path(out) / "findings.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({**finding.__dict__, "inputs": str(folder)}) + "\n")
 
@@ -112,12 +116,12 @@ def explore_once(name: str, data: st.DataObject, work: Path, log: Log, *,
     else:
         cases = [(draw_case(BY_NAME[name], data, work, allow_subprocess=allow_subprocess), None)]
     for case, extra in cases:
-        before = snapshot(work)
+        before, originals = snapshot(work), _originals(case)
         outcome = run(case)
         broken = violations(case, outcome, before)
         if extra is not None and not outcome.timed_out:
             broken += extra(case, outcome)
-        log.add(case, outcome, broken)
+        log.add(case, outcome, broken, originals)
         if os.environ.get("FUZZ_VERBOSE"):
             print(f"{outcome.seconds:6.2f}s exit {outcome.exit_code} {case.target} "
                   f"{case.mutation} {case.role} {case.note} {[b[0] for b in broken]}")

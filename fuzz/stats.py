@@ -1,8 +1,9 @@
 """Print the numbers of a fuzz run (``FUZZ_OUT/stats.jsonl``) as a Markdown table.
 
-Usage: ``python -m fuzz.stats FUZZ_OUT``. One row per target: examples, command runs (the cache
-target runs four commands per example), runs as separate processes, seconds, exit codes and
-distinct failures; a last row sums them.
+Usage: ``python -m fuzz.stats FUZZ_OUT [--findings]``. One row per target: examples, command
+runs (the cache target runs four commands per example), runs as separate processes, seconds,
+exit codes and distinct failures; a last row sums them. ``--findings`` lists every distinct
+failure instead (command, mutation, exit code, output, where its inputs were kept).
 """
 
 from __future__ import annotations
@@ -28,7 +29,24 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(folder: str) -> None:
+def findings(rows: list[dict]) -> str:
+    out = []
+    for r in sorted(rows, key=lambda r: (r["invariant"], r["target"])):
+        output = r["output"].strip()[-600:]
+        out.append(f"- **{r['target']}** [{r['invariant']}] {r['mutation']} {r['note']}: "
+                   f"{r['detail']}\n  - `{r['command']}` -> exit {r['exit_code']}"
+                   f" (seen {r['count']}x; inputs kept in `{r['inputs']}`)\n"
+                   + "".join(f"    > {line}\n" for line in output.splitlines()[-6:]))
+    return "\n".join(out)
+
+
+def main(folder: str, show_findings: bool = False) -> None:
+    if show_findings:
+        path = Path(folder) / "findings.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line] \
+            if path.exists() else []
+        print(findings(rows) if rows else "no failures")
+        return
     path = Path(folder) / "stats.jsonl"
     if not path.exists():
         print(f"{path}: no fuzz statistics (did the run start?)")
@@ -37,4 +55,5 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "fuzz-out")
+    args = [a for a in sys.argv[1:] if a != "--findings"]
+    main(args[0] if args else "fuzz-out", "--findings" in sys.argv[1:])

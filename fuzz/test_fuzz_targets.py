@@ -26,7 +26,7 @@ pytestmark = pytest.mark.fuzz
 
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "600"))
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "100000"))
-BATCH = int(os.environ.get("FUZZ_BATCH", "20"))
+BATCH = int(os.environ.get("FUZZ_BATCH", "8"))
 SELECTED = [n for n in os.environ.get("FUZZ_TARGETS", "").split(",") if n] or NAMES
 
 
