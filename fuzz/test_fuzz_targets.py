@@ -1,6 +1,7 @@
 """``make fuzz``: every target explored by hypothesis for its share of ``FUZZ_SECONDS``.
 
-Each target gets ``FUZZ_SECONDS / number of targets`` of wall time (default 600 s in all) and at
+Each target gets an equal share of what is left of ``FUZZ_SECONDS`` (default 600 s in all, counted
+from the first target, so that a target that overran leaves less to the rest) and at
 most ``FUZZ_MAX_EXAMPLES`` examples, drawn in hypothesis runs of ``FUZZ_BATCH`` examples (a run
 is never cut short: hypothesis checks that a run draws the same way each time it replays).
 ``FUZZ_TARGETS`` (comma-separated names) runs only some. A target fails with the list of every
@@ -30,6 +31,17 @@ BATCH = int(os.environ.get("FUZZ_BATCH", "8"))
 SELECTED = [n for n in os.environ.get("FUZZ_TARGETS", "").split(",") if n] or NAMES
 
 
+_started: list[float] = []
+
+
+def _share(name: str) -> float:
+    """Seconds for target ``name``: what is left of the budget over the targets still to run."""
+    if not _started:
+        _started.append(time.monotonic())
+    left = SECONDS - (time.monotonic() - _started[0])
+    return max(0.0, left) / (len(SELECTED) - SELECTED.index(name))
+
+
 def _record(log: Log) -> None:
     print("\n" + log.summary())
     if out := os.environ.get("FUZZ_OUT"):
@@ -45,7 +57,7 @@ def _record(log: Log) -> None:
 @pytest.mark.parametrize("name", SELECTED)
 def test_fuzz_target(name, tmp_path_factory):
     log = Log(name)
-    stop = time.monotonic() + SECONDS / len(SELECTED)
+    stop = time.monotonic() + _share(name)
 
     @settings(max_examples=BATCH, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
@@ -57,6 +69,7 @@ def test_fuzz_target(name, tmp_path_factory):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    explore()
     while time.monotonic() < stop and log.examples < MAX_EXAMPLES:
         explore()
     _record(log)
