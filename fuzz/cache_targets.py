@@ -2,8 +2,9 @@
 
 The entry is what ``build chunks docs.jsonl`` stores. One damage is drawn: the manifest's bytes
 mutated or its structure broken (missing ``files``, wrong types, a file entry pointing outside
-the entry), the stored Parquet bit-flipped, truncated, emptied, replaced by another table,
-removed, or turned into a symlink, directory or FIFO, a stray temporary directory, or a hostile
+the entry), the stored Parquet bit-flipped, truncated, emptied, padded, replaced by its first
+half (same schema, fewer rows, old mtime), removed, or turned into a directory, a FIFO or a
+symlink to a file outside the cache, a stray temporary directory, or a hostile
 ``--stage`` name with a victim folder beside the cache. Besides the invariants of every run,
 a build that exits 0 must hand over exactly the table a fresh build makes, and nothing outside
 the cache root is ever removed.
@@ -23,7 +24,6 @@ from fuzz.invariants import Case, Outcome
 from fuzz.mutations import BYTE_MUTATIONS, CORPUS
 
 SOURCE = CORPUS / "chunks" / "docs.jsonl"
-REPLACEMENT = CORPUS / "sequences" / "chunks.parquet"
 MANIFEST_DAMAGE = ["drop_files", "files_not_a_dict", "file_outside", "wrong_sha", "drop_key",
                    "drop_key_inputs", "files_empty", "bytes_negative", "not_an_object",
                    "deep_nesting", "rows_string"]
@@ -52,7 +52,15 @@ def prepare(work: Path, run_in_process) -> tuple[Path, Path]:
     return manifest.parent, good
 
 
+def _writable(path: Path) -> None:
+    """Undo the read-only seal of an entry (as any user who wants to damage it can)."""
+    os.chmod(path.parent, 0o755)
+    if path.exists() and not path.is_symlink():
+        os.chmod(path, 0o644)
+
+
 def _damage_manifest(path: Path, data: st.DataObject) -> str:
+    _writable(path)
     if data.draw(st.booleans(), label="bytes or structure"):
         name = data.draw(st.sampled_from(sorted(BYTE_MUTATIONS)), label="mutation")
         path.write_bytes(BYTE_MUTATIONS[name](path.read_bytes(), data))
@@ -87,10 +95,16 @@ def _damage_manifest(path: Path, data: st.DataObject) -> str:
     return f"manifest {damage}"
 
 
+def _half(path: Path):
+    """The stored table's first half: valid Parquet with the right schema and wrong rows."""
+    table = pq.read_table(path)
+    return table.slice(0, table.num_rows // 2)
+
+
 def _damage_file(path: Path, data: st.DataObject, work: Path) -> tuple[str, bool]:
     """Damage the stored table; returns (description, whether it needs a subprocess)."""
     damage = data.draw(st.sampled_from(FILE_DAMAGE), label="file damage")
-    os.chmod(path, 0o644)
+    _writable(path)
     blob = path.read_bytes()
     if damage in ("bit_flipped", "truncated"):
         path.write_bytes(BYTE_MUTATIONS[damage](blob, data))
@@ -99,14 +113,14 @@ def _damage_file(path: Path, data: st.DataObject, work: Path) -> tuple[str, bool
     elif damage == "appended":
         path.write_bytes(blob + b"\0" * 16)
     elif damage == "replaced":
-        shutil.copyfile(REPLACEMENT, path)
         original = path.stat()
+        pq.write_table(_half(path), path)
         os.utime(path, ns=(original.st_atime_ns, original.st_mtime_ns))
     elif damage == "removed":
         path.unlink()
     elif damage == "symlink_outside":
         outside = work / "outside.parquet"
-        shutil.copyfile(REPLACEMENT, outside)
+        pq.write_table(_half(path), outside)
         path.unlink()
         path.symlink_to(outside)
     elif damage == "directory":
