@@ -2,7 +2,7 @@
 
 - the exit code is 0, 1 or 2 and no exception escaped the command;
 - the output holds no Python traceback and no raw exception class name (``KeyError: 'x'``) on a
-  line that names neither a file of the run nor an option;
+  line that names neither a file (of the run, or any path or file name) nor an option;
 - no pickle was executed (the payload of ``fuzz.arrays.PicklePayload`` creates a marker);
 - inputs are unchanged (bytes and file type), special files stay special files;
 - no temporary file is left anywhere in the run's folder or cache, an output exists after exit 0
@@ -23,6 +23,8 @@ from pathlib import Path
 
 TRACEBACK = "Traceback (most recent call last)"
 RAW_EXCEPTION = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception|Interrupt|Exit|Warning)\b")
+FILE_NAME = re.compile(r"[\w.-]+\.(?:json|jsonl|parquet|arrow|npz|npy|txt|csv|py|lock|sqlite)\b|"
+                       r"/[\w.-]+/")
 TEMP_NAME = re.compile(r"(^\.tmp|\.tmp\b|^tmp[a-z0-9_]{6,}|\.partial$|~$)")
 
 
@@ -102,7 +104,8 @@ def _raw_exception_lines(case: Case, text: str) -> list[str]:
     for line in text.splitlines():
         if not RAW_EXCEPTION.search(line):
             continue
-        if "--" in line or " -o" in line or any(n and n in line for n in names):
+        if ("--" in line or " -o" in line or any(n and n in line for n in names)
+                or FILE_NAME.search(line)):
             continue
         bad.append(line.strip()[:300])
     return bad

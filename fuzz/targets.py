@@ -193,7 +193,11 @@ def draw_case(target: Target, data: st.DataObject, work: Path, *,
         classes += ["structured"] * 3
     if target.options:
         classes += ["option"]
-    if allow_subprocess or not paths:
+    specials = [s for s in SPECIALS if paths or s in ("device_output", "fifo_output")]
+    if not allow_subprocess:
+        specials = [s for s in specials if s in ("directory_input", "output_is_input",
+                                                 "report_is_input", "symlink_input_outside")]
+    if specials:
         classes += ["special"]
     kind = data.draw(st.sampled_from(classes), label="class")
     role = data.draw(st.sampled_from(sorted(paths)), label="role") if paths else "none"
@@ -218,11 +222,7 @@ def draw_case(target: Target, data: st.DataObject, work: Path, *,
         extra = [option, value]
         mutation, note, subprocess = "option", f"{option} {value!r}", allow_subprocess
     else:
-        choices = [s for s in SPECIALS if paths or s in ("device_output", "fifo_output")]
-        if not allow_subprocess:
-            choices = [s for s in choices if s in ("directory_input", "output_is_input",
-                                                   "report_is_input", "symlink_input_outside")]
-        mutation = data.draw(st.sampled_from(choices), label="special")
+        mutation = data.draw(st.sampled_from(specials), label="special")
         subprocess = allow_subprocess
         if mutation == "fifo_input":
             paths[role].unlink()
