@@ -5,8 +5,9 @@
   line that names neither a file (of the run, or any path or file name) nor an option;
 - no pickle was executed (the payload of ``fuzz.arrays.PicklePayload`` creates a marker);
 - inputs are unchanged (bytes and file type), special files stay special files;
-- no temporary file is left anywhere in the run's folder or cache, an output exists after exit 0
-  and reads back in its format, no output exists after a failure, a JSON report is whole JSON;
+- no temporary file is left in the run's folder, its cache or its TMPDIR (``systmp``); an
+  output exists after exit 0 and reads back in its format, no output exists after a failure,
+  a JSON report is whole JSON;
 - the run ends before the timeout (no hang);
 - a zero-byte input never passes (exit 0).
 """
@@ -25,7 +26,9 @@ TRACEBACK = "Traceback (most recent call last)"
 RAW_EXCEPTION = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception|Interrupt|Exit|Warning)\b")
 FILE_NAME = re.compile(r"[\w.-]+\.(?:json|jsonl|parquet|arrow|npz|npy|txt|csv|py|lock|sqlite)\b|"
                        r"/[\w.-]+/")
-TEMP_NAME = re.compile(r"(^\.tmp|\.tmp\b|^tmp[a-z0-9_]{6,}|\.partial$|~$)")
+TEMP_NAME = re.compile(r"(^\.tmp|\.tmp|-tmp-|^tmp[a-z0-9_]{6,}|\.partial$|~$)")
+SYSTEM_TEMP = "systmp"
+LIBRARY_CACHE = re.compile(r"^(torchinductor_|matplotlib-|triton|numba)")  # libraries', not ours
 
 
 @dataclass
@@ -144,7 +147,11 @@ def violations(case: Case, outcome: Outcome, before: dict) -> list[tuple[str, st
             found.append(("inputs never modified", f"{Path(path).name} was rewritten"))
     for path in sorted(set(after) - set(before)):
         p = Path(path)
-        if TEMP_NAME.search(p.name) and not p.name.endswith(".lock"):
+        if p == case.work / SYSTEM_TEMP or any(LIBRARY_CACHE.match(q.name) for q in [p, *p.parents]
+                                               if q.parent == case.work / SYSTEM_TEMP):
+            continue
+        if (TEMP_NAME.search(p.name) and not p.name.endswith(".lock")) or (
+                case.work / SYSTEM_TEMP in p.parents):
             found.append(("no temp files left", str(p.relative_to(case.work))))
         elif not _inside(p, owned) and p != case.marker:
             found.append(("no stray files", str(p.relative_to(case.work))))

@@ -13,11 +13,12 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from fuzz.invariants import Case, Outcome
+from fuzz.invariants import SYSTEM_TEMP, Case, Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "45"))
@@ -29,8 +30,10 @@ class Hang(BaseException):
 
 
 def _environment(case: Case) -> dict[str, str]:
+    """The run's cache and TMPDIR live in its folder, where leftovers are looked for."""
+    (case.work / SYSTEM_TEMP).mkdir(exist_ok=True)
     return {"UNCOLLAPSE_CACHE": str(case.work / "cache"), "NO_COLOR": "1", "COLUMNS": "200",
-            "TQDM_DISABLE": "1"}
+            "TQDM_DISABLE": "1", "TMPDIR": str(case.work / SYSTEM_TEMP)}
 
 
 def run_in_process(case: Case, timeout: float = TIMEOUT) -> Outcome:
@@ -41,18 +44,21 @@ def run_in_process(case: Case, timeout: float = TIMEOUT) -> Outcome:
     def alarm(signum, frame):
         raise Hang()
 
+    env = _environment(case)
     previous = signal.signal(signal.SIGALRM, alarm)
+    previous_tempdir, tempfile.tempdir = tempfile.tempdir, env["TMPDIR"]
     signal.setitimer(signal.ITIMER_REAL, timeout)
     start = time.monotonic()
     cwd = os.getcwd()
     try:
         os.chdir(case.work)
-        result = CliRunner(env=_environment(case)).invoke(main, case.args)
+        result = CliRunner(env=env).invoke(main, case.args)
     except Hang:
         return Outcome(None, "", timed_out=True, seconds=time.monotonic() - start)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        tempfile.tempdir = previous_tempdir
         os.chdir(cwd)
     escaped = None
     if result.exception is not None and not isinstance(result.exception, SystemExit):

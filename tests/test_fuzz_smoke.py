@@ -44,3 +44,53 @@ def test_target_keeps_every_invariant_on_a_few_hostile_inputs(name, tmp_path_fac
     explore()
     assert log.examples == EXAMPLES
     assert not log.findings, log.summary()
+
+
+def test_pickle_payload_creates_its_marker_when_loaded_with_pickle_and_is_reported(tmp_path):
+    import numpy as np
+
+    from fuzz.arrays import pickled_array
+    from fuzz.invariants import Case, Outcome, snapshot, violations
+
+    marker = tmp_path / "PICKLE_EXECUTED"
+    np.save(tmp_path / "x.npy", pickled_array(marker), allow_pickle=True)
+    case = Case("t", "structured.npy", "pred", ["diagnose"], tmp_path,
+                {"pred": tmp_path / "x.npy"}, marker=marker)
+    before = snapshot(tmp_path)
+    np.load(tmp_path / "x.npy", allow_pickle=True)
+    assert marker.is_dir()
+    assert ("no pickle executed", "PICKLE_EXECUTED was created") in violations(
+        case, Outcome(2, "x.npy: object arrays are refused"), before)
+
+
+def test_every_broken_invariant_is_reported(tmp_path):
+    from fuzz.invariants import Case, Outcome, snapshot, violations
+
+    source = tmp_path / "in" / "a.txt"
+    source.parent.mkdir()
+    source.write_text("x\n")
+    out = tmp_path / "out.parquet"
+    case = Case("t", "empty", "source", ["build", str(source), "-o", str(out)], tmp_path,
+                {"source": source}, {"output": out}, empty_input=True)
+    before = snapshot(tmp_path)
+    source.write_text("rewritten\n")
+    (tmp_path / ".out.parquet.tmp123").write_bytes(b"half")
+    output = "Error: KeyError: 'files'\nTraceback (most recent call last):\n"
+    found = {name for name, _ in violations(case, Outcome(0, output), before)}
+    assert found == {"inputs never modified", "no temp files left", "no traceback",
+                     "no raw exception without file or option", "empty input never passes",
+                     "output written on success"}
+    out.write_bytes(b"PAR1 half")
+    assert ("no half-written output", "exit 2 left out.parquet (9 bytes)") in violations(
+        case, Outcome(2, "a.txt: not a token file"), before)
+    assert violations(case, Outcome(None, "", timed_out=True, seconds=45), before) == [
+        ("no hang", "still running after 45 s (killed)")]
+
+
+def test_a_message_naming_a_file_or_option_is_not_raw(tmp_path):
+    from fuzz.invariants import Case, Outcome, violations
+
+    case = Case("t", "bit_flipped", "source", ["validate", "captions", "x.parquet"], tmp_path, {})
+    named = ("Error: x.parquet: ArrowInvalid: bad footer\n"
+             "Error: --batch-size: ValueError: must be positive\n")
+    assert violations(case, Outcome(2, named), {}) == []
