@@ -90,8 +90,8 @@ def _damage_manifest(path: Path, data: st.DataObject) -> str:
     elif damage == "not_an_object":
         manifest = [manifest]
     else:
-        manifest["result"] = json.loads("[" * 5000 + "]" * 5000)
-    path.write_text(json.dumps(manifest))
+        manifest["result"] = "DEEP"
+    path.write_text(json.dumps(manifest).replace('"DEEP"', "[" * 5000 + "]" * 5000))
     return f"manifest {damage}"
 
 

@@ -55,6 +55,11 @@ def run_in_process(case: Case, timeout: float = TIMEOUT) -> Outcome:
         result = CliRunner(env=env).invoke(main, case.args)
     except Hang:
         return Outcome(None, "", timed_out=True, seconds=time.monotonic() - start)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a BaseException (a Rust panic from polars) escaped the CLI
+        return Outcome(1, "", escaped="".join(traceback.format_exception(exc)),
+                       seconds=time.monotonic() - start)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
