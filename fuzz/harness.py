@@ -139,3 +139,15 @@ def run_seed(name: str, work: Path, log: Log) -> Outcome:
     outcome = run(case)
     log.add(case, outcome, violations(case, outcome, before))
     return outcome
+
+
+def run_regression(name: str, regression: Path, work: Path, log: Log) -> Outcome:
+    """Run target ``name`` with its first input of ``regression``'s suffix replaced by it."""
+    case = seed_case(BY_NAME[name], work)
+    role = next(r for r, p in sorted(case.inputs.items()) if p.suffix == regression.suffix)
+    case.inputs[role].write_bytes(regression.read_bytes())
+    case.mutation, case.role, case.note = "known_bad", role, regression.name
+    before, originals = snapshot(work), _originals(case)
+    outcome = run(case)
+    log.add(case, outcome, violations(case, outcome, before), originals)
+    return outcome

@@ -3,7 +3,8 @@
 Each mutation is one class of input a careless or malicious user hands over (issue 13): empty,
 truncated, bit-flipped, another format's bytes, NaN/inf and huge numbers in place of numbers,
 deeply nested JSON, bytes that are not UTF-8, control characters, a TAB inside a caption, a
-duplicated header column and one very long line. They work on any file; the array and table
+duplicated header column, one very long line, and the committed inputs that once broke a
+reader (``corpus/regressions``). They work on any file; the array and table
 mutations of ``fuzz.arrays`` understand ``.npy``, ``.npz`` and ``.parquet`` seeds.
 """
 
@@ -48,6 +49,12 @@ def bit_flipped(blob: bytes, data: st.DataObject) -> bytes:
         at = data.draw(st.integers(0, len(out) - 1), label="byte")
         out[at] ^= 1 << data.draw(st.integers(0, 7), label="bit")
     return bytes(out)
+
+
+def known_bad(blob: bytes, data: st.DataObject) -> bytes:
+    """An input that once broke a reader (``corpus/regressions``), or another seed's bytes."""
+    found = sorted((CORPUS / "regressions").glob("*"))
+    return data.draw(st.sampled_from(found), label="regression").read_bytes() if found else blob
 
 
 def wrong_format(blob: bytes, data: st.DataObject) -> bytes:
@@ -131,4 +138,5 @@ BYTE_MUTATIONS: dict[str, Mutation] = {
     "wrong_format": wrong_format, "non_utf8": non_utf8, "control_characters": control_characters,
     "tab_in_text": tab_in_text, "hostile_number": hostile_number, "deep_json": deep_json,
     "duplicate_column": duplicate_column, "long_line": long_line, "repeated": repeated,
+    "known_bad": known_bad,
 }

@@ -14,9 +14,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fuzz.harness import NAMES, Log, explore_once, run_seed
+from fuzz.harness import NAMES, Log, explore_once, run_regression, run_seed
+from fuzz.mutations import CORPUS
+from fuzz.targets import BY_NAME
 
 EXAMPLES = 3
+REGRESSIONS = [(name, path) for path in sorted((CORPUS / "regressions").glob("*"))
+               for name, target in BY_NAME.items()
+               if any(seed.endswith(path.suffix) for seed in target.seeds.values())]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -43,6 +48,15 @@ def test_target_keeps_every_invariant_on_a_few_hostile_inputs(name, tmp_path_fac
 
     explore()
     assert log.examples == EXAMPLES
+    assert not log.findings, log.summary()
+
+
+@pytest.mark.parametrize(("name", "regression"), REGRESSIONS,
+                         ids=[f"{n}-{p.name}" for n, p in REGRESSIONS])
+def test_target_keeps_every_invariant_on_inputs_that_once_broke_a_reader(name, regression,
+                                                                          tmp_path):
+    log = Log(name)
+    run_regression(name, regression, tmp_path, log)
     assert not log.findings, log.summary()
 
 
