@@ -43,6 +43,11 @@ def _hostile_array(array: np.ndarray, data: st.DataObject, marker: Path) -> np.n
         "complex", "float16", "bool", "scalar", "extra_dim", "one_row", "negative", "shuffled",
         "all_equal"]), label="array mutation")
     a = np.array(array)
+    if a.dtype.kind not in "biuf" and kind in ("nan", "inf", "near_float32_max", "huge",
+                                                "negative", "complex", "float16"):
+        a = np.zeros(a.shape, dtype=np.float32)
+    if a.ndim == 0 and kind in ("zero_rows", "one_row"):
+        return np.zeros(0, dtype=a.dtype) if kind == "zero_rows" else a.reshape(1)
     if kind in ("nan", "inf", "near_float32_max", "huge", "negative") and a.size:
         a = a.astype(np.float64 if kind == "huge" else np.float32) if a.dtype.kind not in "f" \
             else a.copy()
