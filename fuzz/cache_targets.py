@@ -29,6 +29,8 @@ MANIFEST_DAMAGE = ["drop_files", "files_not_a_dict", "file_outside", "wrong_sha"
                    "deep_nesting", "rows_string"]
 FILE_DAMAGE = ["bit_flipped", "truncated", "empty", "replaced", "removed", "symlink_outside",
                "directory", "fifo", "appended"]
+# laid out like a stage's entries and leftovers, so that a clear that strays here would act
+VICTIM_FILES = ["keep.txt", "ab/abcd/manifest.json", "ab/.tmp-abcd-1/keep.txt"]
 STAGES = ["../victim", "..", "/", "VICTIM_ABS", "chunks/../../victim", ".", "", "nosuch",
           "chunks/../.."]
 
@@ -137,8 +139,9 @@ def draw_cache_cases(data: st.DataObject, work: Path, run_in_process,
     """Damage the entry, then the cases to run in order, each with an extra check or None."""
     entry, good = prepare(work, run_in_process)
     victim = work / "victim"
-    victim.mkdir()
-    (victim / "keep.txt").write_text("must survive\n")
+    for name in VICTIM_FILES:
+        (victim / name).parent.mkdir(parents=True, exist_ok=True)
+        (victim / name).write_text("{}\n")
     what = data.draw(st.sampled_from(["manifest", "file", "stray_temp", "stage"]), label="what")
     subprocess, stage = False, None
     if what == "manifest":
@@ -195,8 +198,7 @@ def _serves_good(served: Path, good: Path):
 
 def _victim_survives(victim: Path):
     def check(case: Case, outcome: Outcome) -> list[tuple[str, str]]:
-        if (victim / "keep.txt").is_file():
-            return []
+        gone = [name for name in VICTIM_FILES if not (victim / name).is_file()]
         return [("nothing outside the cache root is touched",
-                 f"{victim.name}/keep.txt removed by {' '.join(case.args[:2])}")]
+                 f"{victim.name}/{gone[0]} removed by {' '.join(case.args)}")] if gone else []
     return check
