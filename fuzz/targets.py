@@ -171,6 +171,8 @@ TARGETS: list[Target] = [
 
 BY_NAME = {t.name: t for t in TARGETS}
 
+# inputs that have crashed a native parser (a segfault would end an in-process run)
+NATIVE_CRASHERS = {"deep_json", "known_bad"}
 SPECIALS = ["fifo_input", "directory_input", "output_is_input", "report_is_input",
             "device_output", "fifo_output", "symlink_input_outside"]
 
@@ -211,6 +213,7 @@ def draw_case(target: Target, data: st.DataObject, work: Path, *,
         paths[role].write_bytes(blob)
         empty_input = not blob and role == target.primary
         mutation = name
+        subprocess = allow_subprocess and name in NATIVE_CRASHERS
     elif kind == "structured":
         role = data.draw(st.sampled_from(sorted(r for r, p in paths.items()
                                                 if p.suffix in STRUCTURED)), label="role")
