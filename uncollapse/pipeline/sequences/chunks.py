@@ -131,6 +131,8 @@ def detect_kind(source: Path) -> str:
 
 # records ------------------------------------------------------------------------------------
 def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
+    if kind == "jsonl":
+        _check_nesting(source)
     try:
         if kind == "jsonl" and _blank(source):  # no records: an empty result, not a bad file
             table = pl.DataFrame(schema={doc_field: pl.String, text_field: pl.String})
@@ -180,6 +182,46 @@ def _blank(source: Path) -> bool:
             if block.strip():
                 return False
     return True
+
+
+MAX_JSON_DEPTH = 64
+
+
+def _check_nesting(source: Path) -> None:
+    """Refuse a line nested deeper than ``MAX_JSON_DEPTH`` before polars parses it: polars'
+    JSON reader crashes the process (a segfault, no message) on an object about 1,000 deep.
+
+    Only a line with more than ``MAX_JSON_DEPTH`` opening brackets can be that deep, so the
+    exact depth is measured for those lines alone."""
+    with open(source, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.count("{") + line.count("[") > MAX_JSON_DEPTH and \
+                    _json_depth(line) > MAX_JSON_DEPTH:
+                raise InputError(source, f"JSON nested more than {MAX_JSON_DEPTH} levels "
+                                         "deep; a record is a flat object such as "
+                                         '{"doc_id": "a", "text": "..."}', line=number)
+
+
+def _json_depth(line: str) -> int:
+    """The deepest bracket nesting of one line, brackets inside strings left out."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "}]":
+            depth -= 1
+    return deepest
 
 
 def _not_json(constant: str):
