@@ -30,8 +30,10 @@ BIN = Path(sys.executable).parent
 # Command lines that are not run, each with the reason. Everything else in a ```sh block runs.
 NOT_RUN = {
     r"^pip install ": "installs from PyPI; the test runs in the environment already installed",
-    r"^make (demo|test|bench)\b": "creates .venv and runs the demo, the test suite (this test "
-                                  "included) or the benchmarks",
+    r"^make (demo|test|bench|fuzz)\b": "creates .venv and runs the demo, the test suite (this "
+                                       "test included), the benchmarks or about 12 minutes of "
+                                       "fuzzing (tests/test_fuzz_smoke.py runs every fuzz "
+                                       "target briefly)",
     r"^uncollapse build captions nlphuji/flickr30k ": "a Hugging Face hub id: needs the network",
     r"^uncollapse serve ": "a server runs until it is stopped; tests/test_trainers_cli.py starts "
                            "it as a process and calls it over HTTP",
