@@ -14,6 +14,7 @@ import polars as pl
 
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.data.npy import refuse_empty
+from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.data.sequences.contract import (
     CONTEXT_LENGTH,
     DOC_IDS,
@@ -85,8 +86,10 @@ def read_id_column(path, column: str) -> np.ndarray:
         else:
             raise InputError(path, f"unknown table format {suffix!r}; expected .parquet, .csv "
                                    f"or .npz")
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(path, f"cannot be read: {exc}") from exc
+    except InputError:
+        raise
+    except READ_FAILURES as exc:
+        raise InputError(path, f"cannot be read ({reason(exc)}); rebuild it") from exc
     if series.null_count():
         first = int(series.is_null().arg_true()[0])
         raise InputError(path, f"column {column!r} has {series.null_count()} nulls (first at "

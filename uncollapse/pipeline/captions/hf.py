@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
 
+from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.pipeline.captions.irregularities import (
@@ -80,8 +81,9 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
                 schema = pl.scan_parquet(parquet[0]).collect_schema()
                 columns = [c for c in HF_COLUMNS if c in schema]
                 frames.append(pl.scan_parquet(parquet).select(columns).collect())
-            except Exception as exc:  # polars raises several types for broken files
-                raise InputError(path, f"cannot read the Parquet file(s): {exc}") from exc
+            except READ_FAILURES as exc:  # polars raises several types, and panics
+                raise InputError(path, f"cannot read the Parquet file(s): {reason(exc)}; "
+                                       "rebuild them") from exc
         frames += [_read_arrow(f) for f in files if f.suffix == ".arrow"]
         return pl.concat(frames, how="diagonal_relaxed"), {"path": str(path)}
     # Not a local path: a hub id, read through the datasets library (needs the network or

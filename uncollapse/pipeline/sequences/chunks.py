@@ -25,6 +25,8 @@ import numpy as np
 import polars as pl
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
+from uncollapse.data.polars_read import reason as read_reason
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.text_files import read_text_lines
 
@@ -138,7 +140,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
             table = pl.DataFrame(schema={doc_field: pl.String, text_field: pl.String})
         else:
             table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
-    except Exception as exc:  # polars does not say which line broke; find it for the user
+    except READ_FAILURES as exc:  # polars does not say which line broke; find it for the user
         if kind == "jsonl":
             line, reason = _bad_json_line(source)
             if line is not None:
@@ -147,7 +149,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                                          '{"doc_id": "a", "text": "..."}', line=line) from exc
             raise InputError(source, f"cannot read as JSON lines ({exc}); each line must be "
                                      "one JSON object") from exc
-        raise InputError(source, f"cannot read as Parquet ({exc})") from exc
+        raise unreadable_parquet(source, exc) from exc
     missing = [f for f in (doc_field, text_field) if f not in table.columns]
     if missing:
         raise InputError(source, f"no field {', '.join(map(repr, missing))}; the records have "
@@ -400,8 +402,8 @@ def load_chunks(path: str | Path):
     path = Path(path)
     try:
         chunks = pl.read_parquet(path)
-    except Exception as exc:
-        raise InputError(path, f"cannot read as Parquet ({exc}); build it with "
+    except READ_FAILURES as exc:
+        raise InputError(path, f"cannot read as Parquet ({read_reason(exc)}); build it with "
                                "`uncollapse build chunks`") from exc
     missing = [c for c in ("doc_id", "position", "text") if c not in chunks.columns]
     if missing:
