@@ -163,7 +163,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                                  "record needs its document")
     if not isinstance(table["text"].dtype, (pl.String, pl.Null)):
         raise InputError(source, f"field {text_field!r} is {table['text'].dtype}, expected text")
-    table = table.with_columns(doc_key=pl.col("doc").cast(pl.String),
+    table = table.with_columns(doc_key=_doc_keys(source, table["doc"], doc_field, kind),
                                text=pl.col("text").cast(pl.String))
     first_row = pl.col("row").min().over("doc_key")
     table = table.with_columns(doc_seq=first_row.rank("dense").cast(pl.Int64) - 1)
@@ -175,6 +175,34 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                       text=paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP))
               .explode("text"))
     return pieces
+
+
+def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Series:
+    """The document ids as text; bytes that are not UTF-8, or a list or struct, are refused
+    naming the first such record (polars fails on the cast without saying where)."""
+    if doc.dtype.is_nested():
+        raise InputError(source, f"field {doc_field!r} is {doc.dtype}; expected text or integer "
+                                 "document ids")
+    try:
+        return doc.cast(pl.String)
+    except pl.exceptions.PolarsError as exc:
+        row = next((n for n, value in enumerate(doc.to_list()) if isinstance(value, bytes)
+                    and not _utf8(value)), None)
+        if row is None:
+            raise InputError(source, f"field {doc_field!r} ({doc.dtype}) cannot be read as "
+                                     "document ids; write them as text or integers") from exc
+        where = f"line {row + 1}" if kind == "jsonl" else f"row {row}"
+        raise InputError(source, f"{where}: field {doc_field!r} holds bytes that are not UTF-8 "
+                                 "text; write the document ids as UTF-8 text or integers"
+                         ) from exc
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _blank(source: Path) -> bool:
