@@ -146,13 +146,9 @@ def write_in_place(src: str | os.PathLike, dest: str | os.PathLike) -> None:
     reader is refused at once instead of waiting for one. Errors (``/dev/full``: no space
     left) become a ToolError naming ``dest``.
     """
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise ToolError(f"{dest}: is a FIFO that no process is reading; start the reader "
-                            "first or give a file path") from exc
-        raise ToolError(f"{dest}: cannot be opened for writing ({exc.strerror})") from exc
+    fd = _take_held(dest)
+    if fd is None:
+        fd = _open_in_place(dest)
     try:
         kind = file_kind(os.fstat(fd).st_mode)
         if kind not in (CHAR_DEVICE, FIFO):
@@ -169,6 +165,62 @@ def write_in_place(src: str | os.PathLike, dest: str | os.PathLike) -> None:
                         "another path") from exc
     finally:
         os.close(fd)
+
+
+def _open_in_place(dest: str | os.PathLike) -> int:
+    """A write descriptor on the device or FIFO ``dest``; a FIFO nobody reads is refused."""
+    try:
+        return os.open(dest, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise ToolError(f"{dest}: is a FIFO that no process is reading; start the reader "
+                            "first or give a file path") from exc
+        raise ToolError(f"{dest}: cannot be opened for writing ({exc.strerror})") from exc
+
+
+_HELD: dict[tuple[int, int], int] = {}
+"""FIFOs opened by :func:`hold_fifo`, by (device, inode), waiting for their output."""
+
+
+def hold_fifo(dest: str | os.PathLike, *, wait_s: float = 1.0) -> None:
+    """Open the FIFO ``dest`` for writing now and keep it open for :func:`write_in_place`.
+
+    A command checks its FIFO outputs before any work, so a run whose ``--json`` FIFO has no
+    reader stops before it writes ``-o``. Opening and closing again would not do: the reader
+    would see end-of-file and leave. A reader started together with the command (``cmd & cat
+    fifo``) gets ``wait_s`` seconds to open its end. Release with :func:`release_held`.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = _open_in_place(dest)
+            break
+        except ToolError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+    key = _identity(os.fstat(fd))
+    if key in _HELD:
+        os.close(fd)
+    else:
+        _HELD[key] = fd
+
+
+def release_held() -> None:
+    """Close the FIFOs held but not written (the run stopped first); their readers see EOF."""
+    while _HELD:
+        os.close(_HELD.popitem()[1])
+
+
+def _take_held(dest: str | os.PathLike) -> int | None:
+    try:
+        return _HELD.pop(_identity(os.stat(dest)), None)
+    except OSError:
+        return None
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
 
 
 def _create_temp(directory: Path, dest: Path, suffix: str | None) -> Path:

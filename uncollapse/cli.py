@@ -48,7 +48,9 @@ class _Group(click.Group):
         except ToolError as exc:
             raise _could_not_run(ctx, str(exc), file=getattr(exc, "path", None),
                                  line=getattr(exc, "line", None)) from exc
-        except Exception as exc:  # a check that raised is a tool error, never a pass
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # a check that raised (or a Rust panic) is never a pass
             hint = missing_extra(exc) if isinstance(exc, ImportError) else None
             if hint is not None:
                 raise _could_not_run(ctx, hint) from exc

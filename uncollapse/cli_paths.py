@@ -82,12 +82,23 @@ class OutputPath(click.Path):
 
     def convert(self, value, param, ctx):
         try:
-            check_output(value)
+            if check_output(value) == FIFO:
+                _hold(ctx, value)
         except ToolError as exc:
             self.fail(str(exc), param, ctx)
         value = super().convert(value, param, ctx)
         remember(ctx, param, "output", value)
         return value
+
+
+def _hold(ctx: click.Context | None, path: str) -> None:
+    """A FIFO output must have a reader before any work (or a run that cannot deliver would
+    still write its other outputs); it stays open until the command line's run is over."""
+    from uncollapse.atomic import hold_fifo, release_held
+
+    hold_fifo(path)
+    if ctx is not None:
+        ctx.find_root().call_on_close(release_held)
 
 
 class DirectoryPath(click.Path):

@@ -16,14 +16,27 @@ import click
 class _Worded:
     """Range errors worded as the library words them: ``--steps must be at least 1, got 0``."""
 
-    def _range_words(self) -> str:
+    implicit_max = False
+    """The maximum is :data:`MAX_COUNT`, not the option's own: errors and help name only the
+    bound the value crossed."""
+
+    def _range_words(self, number) -> str:
         low, high = self.min, self.max
+        if self.implicit_max:
+            if number > high:
+                return f"at most {high} (a larger count cannot be held or run)"
+            high = None
         if high is None:
             return f"greater than {low:g}" if self.min_open else f"at least {low:g}"
         if low is None:
             return f"less than {high:g}" if self.max_open else f"at most {high:g}"
         return (f"in {'(' if self.min_open else '['}{low:g}, {high:g}"
                 f"{')' if self.max_open else ']'}")
+
+    def _describe_range(self) -> str:
+        if not self.implicit_max:
+            return super()._describe_range()
+        return f"x{'>' if self.min_open else '>='}{self.min}"
 
     def convert(self, value, param, ctx):
         try:
@@ -33,7 +46,7 @@ class _Worded:
                 click.INT.convert(value, param, ctx)
             if not isinstance(self, Finite) or math.isfinite(number):
                 flag = param.opts[0] if param is not None and param.opts else "the value"
-                self.fail(f"{flag} must be {self._range_words()}, got {value}", param, ctx)
+                self.fail(f"{flag} must be {self._range_words(number)}, got {value}", param, ctx)
             raise exc
 
 
@@ -55,9 +68,17 @@ class Finite(_Worded, click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+MAX_COUNT = 2**31 - 1
+"""The largest value of a count that names no maximum of its own. Counts become array sizes,
+loop bounds and tensor shapes; 2**63 overflows a C long (or torch's size) deep inside a run."""
+
+
 def count(minimum: int = 1, maximum: int | None = None) -> Count:
-    """An integer of at least ``minimum`` (a size, a number of rows, steps or batches)."""
-    return Count(min=minimum, max=maximum)
+    """An integer of at least ``minimum`` (a size, a number of rows, steps or batches) and at
+    most ``maximum`` (:data:`MAX_COUNT` when not given)."""
+    kind = Count(min=minimum, max=MAX_COUNT if maximum is None else maximum)
+    kind.implicit_max = maximum is None
+    return kind
 
 
 def finite(minimum: float | None = None, maximum: float | None = None, *,

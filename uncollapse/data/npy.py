@@ -7,6 +7,7 @@ to do. Never unpickles.
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,10 @@ import numpy as np
 from uncollapse.errors import InputError
 
 SAVE_HINT = "write it with numpy.save(path, array) from a numeric array"
+HEADER_FAILURES: tuple[type[BaseException], ...] = (
+    ValueError, SyntaxError, tokenize.TokenError, EOFError)
+"""What numpy raises on a damaged ``.npy`` header: it parses the header text as a Python
+literal, so a changed byte can end in a tokenizer or syntax error rather than a ValueError."""
 
 
 def refuse_empty(path: Path, what: str, hint: str) -> None:
@@ -54,6 +59,9 @@ def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np
                                    f"is refused (an object array or not a .npy file); "
                                    f"{SAVE_HINT}") from exc
         raise InputError(path, f"is not a readable .npy {what} ({exc}); {SAVE_HINT}") from exc
+    except (SyntaxError, tokenize.TokenError) as exc:
+        raise InputError(path, f"is not a readable .npy {what}: its header is damaged (the "
+                               f"shape and dtype cannot be read); {SAVE_HINT}") from exc
     except (EOFError, OSError, zipfile.BadZipFile) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise InputError(path, f"is not a readable .npy {what} (truncated or another format: "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.npy import HEADER_FAILURES
 from uncollapse.errors import InputError
 
 _ALIGN = 64
@@ -140,19 +142,40 @@ def open_npz(path: str | Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
         raise InputError(path, "does not exist or is not a file")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(path, f"not an NPZ archive ({exc}); write it with numpy.savez") from exc
+    except NPZ_READ_FAILURES as exc:
+        raise InputError(path, f"not an NPZ archive ({why(exc)}); write it with numpy.savez"
+                         ) from exc
     arrays = {}
     with archive, open(path, "rb") as raw:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 continue
             name = info.filename[:-4]
-            array = _map_member(path, raw, info) if mmap else None
-            if array is None:
-                array = _read_member(path, archive, info)
+            try:
+                array = _map_member(path, raw, info) if mmap else None
+                if array is None:
+                    array = _read_member(path, archive, info)
+            except NPZ_READ_FAILURES as exc:
+                raise InputError(path, f"array {name!r} cannot be read: damaged NPZ/zip "
+                                       f"({why(exc)}); rebuild the file or copy it again"
+                                 ) from exc
             arrays[name] = array
     return arrays
+
+
+NPZ_READ_FAILURES: tuple[type[BaseException], ...] = (
+    *HEADER_FAILURES, OSError, zipfile.BadZipFile, NotImplementedError, OverflowError)
+"""What reading a damaged NPZ raises (``np.load`` or :func:`open_npz`): a damaged member
+header, and from ``zipfile`` or ``seek`` on damaged zip headers an unknown compression method
+or zip version (NotImplementedError), or an offset that is not a file position (OSError Errno
+22, ValueError, OverflowError)."""
+
+
+def why(exc: BaseException) -> str:
+    """A short reason for a read failure, without the tokenizer's tuple or a class name."""
+    if isinstance(exc, tokenize.TokenError | SyntaxError):
+        return "its .npy header text is damaged"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def _read_header(path: Path, fh, info: zipfile.ZipInfo):
@@ -165,9 +188,9 @@ def _read_header(path: Path, fh, info: zipfile.ZipInfo):
         if reader is None:
             raise ValueError(f".npy format version {version} is not supported")
         shape, fortran, dtype = reader(fh)
-    except (ValueError, EOFError) as exc:
-        raise InputError(path, f"array {name!r} is not a readable .npy member ({exc}); rebuild "
-                               "the file") from exc
+    except HEADER_FAILURES as exc:
+        raise InputError(path, f"array {name!r} is not a readable .npy member ({why(exc)}); "
+                               "rebuild the file") from exc
     if dtype.hasobject:
         raise InputError(path, f"array {name!r} holds Python objects; it cannot be loaded "
                                "safely. Store text as UTF-8 bytes (uint8) plus int64 offsets, or "

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uncollapse.data.npy import load_npy
+from uncollapse.data.npz import NPZ_READ_FAILURES, why
 from uncollapse.errors import InputError
 from uncollapse.report import Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
@@ -123,9 +124,10 @@ def image_rows(path: str | Path, table: dict[str, np.ndarray]) -> tuple[np.ndarr
                     raise InputError(path, f"an image-feature NPZ needs 'features' and "
                                      f"'image_ids', it has {sorted(npz.files)}")
                 features, ids = npz["features"], npz["image_ids"].astype(str)
-        except ValueError as exc:  # object arrays need pickle, which is refused
-            raise InputError(path, f"cannot read without pickle ({exc}); save image_ids as a "
-                             "string or integer array (numpy.savez)") from exc
+        except NPZ_READ_FAILURES as exc:  # object arrays need pickle, which is refused
+            raise InputError(path, f"cannot be read without pickle ({why(exc)}); save "
+                             "features and image_ids (a string or integer array) with "
+                             "numpy.savez") from exc
         order = np.argsort(ids)
         # the image_id of each group, then where that id sits in the NPZ
         first = np.unique(table["match_id"], return_index=True)

@@ -54,6 +54,7 @@ from torch import nn
 
 from uncollapse.data.attributes.contract import RESERVED_COLUMNS, combination_ids
 from uncollapse.data.attributes.dataset import AttributeFlipDataset
+from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.errors import InputError
 from uncollapse.report import Finding, Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
@@ -222,6 +223,7 @@ class FlowRecipe(Recipe):
     def preflight(self) -> Report:
         config = self.config
         names = [n.strip() for n in config.attributes_to_flip.split(",") if n.strip()]
+        refuse_repeated(names, "--attributes-to-flip")
         self.table = read_attribute_arrays(config.attributes, names or None)
         n = len(self.table["attributes"])
         self.embeddings = load_features(config.embeddings, n, "embeddings")

@@ -39,8 +39,9 @@ class LVMRecipe(Recipe):
     config_class = LVMConfig
     name = "lvm"
     lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0}
-    # hard negatives and the per-document cap need documents
-    unforceable = frozenset({"MISSING_DOC_IDS"})
+    # hard negatives and the per-document cap need documents; arrays of the wrong shape (a 0-d
+    # array where a list is expected) or lengths that disagree leave nothing to train on
+    unforceable = frozenset({"MISSING_DOC_IDS", "ARRAY_SHAPE", "LENGTH_MISMATCH"})
 
     def preflight(self) -> Report:
         return validate_sequence_inputs(self.config.sequences)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import html
 import json
-import zipfile
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.npz import NPZ_READ_FAILURES, why
 from uncollapse.errors import InputError
 from uncollapse.trainers import plots_flow, plots_slots
 from uncollapse.trainers.run_dir import RunDir
@@ -75,8 +75,9 @@ def read_projection(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(path, f"not a readable NPZ of plain arrays ({exc}); {REWRITE}") from exc
+    except NPZ_READ_FAILURES as exc:
+        raise InputError(path, f"not a readable NPZ of plain arrays ({why(exc)}); {REWRITE}"
+                         ) from exc
     if "pred" not in arrays or arrays["pred"].ndim != 2 or not len(arrays["pred"]):
         shape = list(arrays["pred"].shape) if "pred" in arrays else None
         raise InputError(path, f"expected a 'pred' array [rows >= 1, dim], found {shape}; "

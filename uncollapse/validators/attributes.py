@@ -25,6 +25,7 @@ from uncollapse.data.attributes.contract import (
     combination_ids,
     decode_combination_ids,
 )
+from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.data.attributes.table import ATTRIBUTE_DTYPE, read_attribute_table
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Finding, Report
@@ -206,6 +207,7 @@ def validate_attributes(table: pl.DataFrame | str | Path, *,
     names = attribute_columns(table)
     schema_problems = _schema_problems(table, names)
     if attributes:
+        refuse_repeated(attributes)
         unknown = [a for a in attributes if a not in names]
         if unknown:
             raise InputError(target, f"unknown attributes {unknown}; the table has: "

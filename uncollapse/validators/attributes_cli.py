@@ -131,10 +131,12 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
 
         from uncollapse.data.attributes.contract import attribute_columns
         from uncollapse.data.attributes.dataset import AttributeFlipDataset
+        from uncollapse.data.attributes.selection import refuse_repeated
         from uncollapse.data.attributes.table import read_attribute_table
 
         frame = read_attribute_table(table)
         names = _names(attributes) or attribute_columns(frame)
+        refuse_repeated(names)
         unknown = [n for n in names if n not in frame.columns]
         if unknown:
             raise ToolError(f"{table}: unknown attributes {unknown}")

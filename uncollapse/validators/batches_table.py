@@ -6,7 +6,6 @@ the replay and the checks themselves are ``uncollapse.validators.batches.audit_b
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,8 @@ import polars as pl
 
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.data.npy import refuse_empty
+from uncollapse.data.npz import NPZ_READ_FAILURES, why
+from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.data.sequences.contract import (
     CONTEXT_LENGTH,
     DOC_IDS,
@@ -59,8 +60,8 @@ def read_id_column(path, column: str) -> np.ndarray:
                                            f"{', '.join(npz.files)}); pass the name of the id "
                                            f"array (--doc-column / --group-column)")
                 values = npz[column]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(path, f"cannot be read as NPZ without pickle ({exc}); write it "
+        except NPZ_READ_FAILURES as exc:
+            raise InputError(path, f"cannot be read as NPZ without pickle ({why(exc)}); write it "
                                    "with numpy.savez from numeric arrays") from exc
         if values.ndim != 1:
             raise InputError(path, f"array {column!r} has shape {values.shape}; expected one id "
@@ -85,8 +86,10 @@ def read_id_column(path, column: str) -> np.ndarray:
         else:
             raise InputError(path, f"unknown table format {suffix!r}; expected .parquet, .csv "
                                    f"or .npz")
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(path, f"cannot be read: {exc}") from exc
+    except InputError:
+        raise
+    except READ_FAILURES as exc:
+        raise InputError(path, f"cannot be read ({reason(exc)}); rebuild it") from exc
     if series.null_count():
         first = int(series.is_null().arg_true()[0])
         raise InputError(path, f"column {column!r} has {series.null_count()} nulls (first at "

@@ -227,12 +227,13 @@ class _Check:
         return typed, shaped
 
     def _length(self, name: str) -> int | None:
-        """The number of items ``name`` describes: its length, or a text list's count."""
+        """The number of items ``name`` describes: its length, or a text list's count. None
+        for a 0-d array, which has no length (its ARRAY_SHAPE finding names it)."""
         if name in self.arrays:
-            return len(self.arrays[name])
-        text = TextKeys(name)
-        if text.offsets in self.arrays:
-            return max(len(self.arrays[text.offsets]) - 1, 0)
+            return len(self.arrays[name]) if self.arrays[name].ndim else None
+        offsets = self.arrays.get(TextKeys(name).offsets)
+        if offsets is not None and offsets.ndim:
+            return max(len(offsets) - 1, 0)
         return None
 
     def _lengths(self, names: tuple[str, ...], what: str) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
+from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError
 
 ATTRIBUTE_DTYPE = pl.Int8
@@ -31,6 +32,6 @@ def read_attribute_table(path: str | Path) -> pl.DataFrame:
         raise
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise InputError(path, f"cannot read the attribute table ({exc}); expected the "
+    except READ_FAILURES as exc:  # polars raises several types, and panics
+        raise InputError(path, f"cannot read the attribute table ({reason(exc)}); expected the "
                          "Parquet written by `uncollapse build attributes`") from exc

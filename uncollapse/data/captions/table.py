@@ -17,6 +17,7 @@ from uncollapse.data.captions.contract import (
     expected_columns,
 )
 from uncollapse.data.csv_header import refuse_duplicate_columns
+from uncollapse.data.polars_read import READ_FAILURES, parquet_reading, reason
 from uncollapse.data.readable import unreadable
 from uncollapse.errors import InputError
 
@@ -83,25 +84,21 @@ def _contract_error(name, problems: list[str]) -> InputError:
 
 
 def _read_parquet(name, source, columns: list[str] | None) -> pl.DataFrame:
-    try:
+    with parquet_reading(name):
         schema = pl.read_parquet_schema(source)
-    except Exception as exc:
-        raise InputError(name, f"not a readable Parquet file ({exc})") from exc
     if problems := schema_problems(schema):
         raise _contract_error(name, problems)
     wanted = columns or [c for c in CAPTION_SCHEMA if c in schema]
-    try:
+    with parquet_reading(name):
         return pl.read_parquet(source, columns=wanted)
-    except Exception as exc:
-        raise InputError(name, f"not a readable Parquet file ({exc})") from exc
 
 
 def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
     refuse_duplicate_columns(name, None if isinstance(source, Path) else source)
     try:
         text = pl.read_csv(source, infer_schema=False)
-    except Exception as exc:
-        raise InputError(name, f"not a readable Parquet or CSV file ({exc})") from exc
+    except READ_FAILURES as exc:
+        raise InputError(name, f"not a readable Parquet or CSV file ({reason(exc)})") from exc
     missing = [f"column {c!r} is missing" for c in CAPTION_SCHEMA
                if c not in text.columns and c not in OPTIONAL_COLUMNS]
     if missing:

@@ -17,6 +17,7 @@ import numpy as np
 
 from uncollapse.atomic import atomic_path
 from uncollapse.data.npy import refuse_empty
+from uncollapse.data.npz import why
 from uncollapse.data.spec import ArraySpec
 from uncollapse.errors import InputError
 
@@ -64,7 +65,7 @@ def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
     except ValueError as exc:  # object arrays need pickle, which is refused
         raise InputError(path, f"holds arrays that need pickle ({exc}); scene files must be "
                          "plain numeric arrays: images, masks, num_objects") from exc
-    except Exception as exc:  # zipfile.BadZipFile, OSError, ...
-        raise InputError(path, f"not a readable NPZ file ({exc or 'truncated'}); write it with "
+    except Exception as exc:  # zipfile.BadZipFile, OSError, a damaged header, ...
+        raise InputError(path, f"not a readable NPZ file ({why(exc)}); write it with "
                                "`uncollapse build scenes` (numpy.savez of images, masks, "
                                "num_objects)") from exc

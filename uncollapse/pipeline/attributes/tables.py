@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from uncollapse.data.csv_header import refuse_duplicate_columns
+from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.rows import ID_COLUMNS, ParsedSource, check_names
 from uncollapse.pipeline.whitespace_table import BAD
@@ -28,8 +29,9 @@ def read_parquet_table(path: Path) -> ParsedSource:
 def _read_table(path: Path, reader, where: str, *, first_location: int) -> ParsedSource:
     try:
         frame = reader(path)
-    except Exception as exc:  # polars raises several error types for unreadable files
-        raise InputError(path, f"cannot read as {path.suffix.lstrip('.')}: {exc}") from exc
+    except READ_FAILURES as exc:  # polars raises several error types, and panics
+        raise InputError(path, f"cannot read as {path.suffix.lstrip('.')} ({reason(exc)}); "
+                               "export the table again") from exc
     id_column = next((c for c in frame.columns if c.lower() in ID_COLUMNS), None)
     if id_column is None:
         raise InputError(path, f"no image id column; expected one of {list(ID_COLUMNS)} "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.codes import ATTR_MALFORMED_ROW
 from uncollapse.pipeline.attributes.rows import MAX_LISTED_LINES, ParsedSource, report_rows
@@ -16,6 +17,7 @@ def select_attributes(path: Path, names: list[str], wanted: list[str] | None) ->
     """Column indexes of ``wanted`` (all columns when None), in the order asked for."""
     if not wanted:
         return list(range(len(names)))
+    refuse_repeated(wanted)
     missing = [w for w in wanted if w not in names]
     if missing:
         raise InputError(path, f"unknown attributes {missing}; the source has: "

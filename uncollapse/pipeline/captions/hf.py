@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
 
+from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.pipeline.captions.irregularities import (
@@ -80,8 +81,9 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
                 schema = pl.scan_parquet(parquet[0]).collect_schema()
                 columns = [c for c in HF_COLUMNS if c in schema]
                 frames.append(pl.scan_parquet(parquet).select(columns).collect())
-            except Exception as exc:  # polars raises several types for broken files
-                raise InputError(path, f"cannot read the Parquet file(s): {exc}") from exc
+            except READ_FAILURES as exc:  # polars raises several types, and panics
+                raise InputError(path, f"cannot read the Parquet file(s): {reason(exc)}; "
+                                       "rebuild them") from exc
         frames += [_read_arrow(f) for f in files if f.suffix == ".arrow"]
         return pl.concat(frames, how="diagonal_relaxed"), {"path": str(path)}
     # Not a local path: a hub id, read through the datasets library (needs the network or
@@ -99,12 +101,31 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
     return _frame_from_datasets(dataset), {"hub": source, "fingerprints": fingerprints}
 
 
+_TEXT = (pl.String, pl.Null)
+_EXPECTED = {"caption": ("text or a list of text", lambda t: isinstance(t, _TEXT) or (
+                 isinstance(t, pl.List) and isinstance(t.inner, _TEXT))),
+             "filename": ("text", lambda t: isinstance(t, _TEXT)),
+             "split": ("text", lambda t: isinstance(t, _TEXT)),
+             "img_id": ("integers or text", lambda t: isinstance(t, _TEXT) or t.is_integer())}
+"""The flickr30k layout's columns and the dtypes they may have; anything else (bytes, numbers
+in the caption) is refused by name instead of failing inside a list or string operation."""
+
+
+def _check_dtypes(frame: pl.DataFrame, source: str) -> None:
+    for column, (expected, fits) in _EXPECTED.items():
+        if column in frame.columns and not fits(frame.schema[column]):
+            raise InputError(source, f"column {column!r} is {frame.schema[column]}, expected "
+                             f"{expected}; write the column as (UTF-8) text, or rebuild the file "
+                             "from the original dataset")
+
+
 def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.DataFrame:
     """Rows of the flickr30k layout to caption rows; the image id is the file name stem
     (``img_id`` in this layout is a running number, so it is used only without ``filename``)."""
     if "caption" not in frame.columns or not ({"filename", "img_id"} & set(frame.columns)):
         raise InputError(source, f"expected the columns caption and filename (or img_id); found "
                          f"{frame.columns}")
+    _check_dtypes(frame, source)
     one_per_row = frame.schema["caption"] == pl.String
     if one_per_row:
         frame = frame.with_columns(pl.concat_list("caption"))

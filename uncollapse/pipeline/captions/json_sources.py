@@ -17,14 +17,16 @@ from uncollapse.pipeline.captions.irregularities import (
     Irregularities,
 )
 from uncollapse.pipeline.captions.lines import image_stem
+from uncollapse.pipeline.text_files import decode_utf8
 
 COCO_SPLIT_IN_NAME = re.compile(r"(train|val|test|restval)(?:\d{4})?", re.IGNORECASE)
 
 
 def load_json(path: Path) -> dict:
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
+        data = json.loads(decode_utf8(path, path.read_bytes(),
+                                      hint="JSON must be UTF-8; re-encode the file (e.g. iconv "
+                                           "-t UTF-8) or download it again"))
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}", line=exc.lineno) from exc

@@ -25,6 +25,8 @@ import numpy as np
 import polars as pl
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
+from uncollapse.data.polars_read import reason as read_reason
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.text_files import read_text_lines
 
@@ -138,7 +140,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
             table = pl.DataFrame(schema={doc_field: pl.String, text_field: pl.String})
         else:
             table = pl.read_ndjson(source) if kind == "jsonl" else pl.read_parquet(source)
-    except Exception as exc:  # polars does not say which line broke; find it for the user
+    except READ_FAILURES as exc:  # polars does not say which line broke; find it for the user
         if kind == "jsonl":
             line, reason = _bad_json_line(source)
             if line is not None:
@@ -147,7 +149,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                                          '{"doc_id": "a", "text": "..."}', line=line) from exc
             raise InputError(source, f"cannot read as JSON lines ({exc}); each line must be "
                                      "one JSON object") from exc
-        raise InputError(source, f"cannot read as Parquet ({exc})") from exc
+        raise unreadable_parquet(source, exc) from exc
     missing = [f for f in (doc_field, text_field) if f not in table.columns]
     if missing:
         raise InputError(source, f"no field {', '.join(map(repr, missing))}; the records have "
@@ -161,7 +163,7 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                                  "record needs its document")
     if not isinstance(table["text"].dtype, (pl.String, pl.Null)):
         raise InputError(source, f"field {text_field!r} is {table['text'].dtype}, expected text")
-    table = table.with_columns(doc_key=pl.col("doc").cast(pl.String),
+    table = table.with_columns(doc_key=_doc_keys(source, table["doc"], doc_field, kind),
                                text=pl.col("text").cast(pl.String))
     first_row = pl.col("row").min().over("doc_key")
     table = table.with_columns(doc_seq=first_row.rank("dense").cast(pl.Int64) - 1)
@@ -173,6 +175,34 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                       text=paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP))
               .explode("text"))
     return pieces
+
+
+def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Series:
+    """The document ids as text; bytes that are not UTF-8, or a list or struct, are refused
+    naming the first such record (polars fails on the cast without saying where)."""
+    if doc.dtype.is_nested():
+        raise InputError(source, f"field {doc_field!r} is {doc.dtype}; expected text or integer "
+                                 "document ids")
+    try:
+        return doc.cast(pl.String)
+    except pl.exceptions.PolarsError as exc:
+        row = next((n for n, value in enumerate(doc.to_list()) if isinstance(value, bytes)
+                    and not _utf8(value)), None)
+        if row is None:
+            raise InputError(source, f"field {doc_field!r} ({doc.dtype}) cannot be read as "
+                                     "document ids; write them as text or integers") from exc
+        where = f"line {row + 1}" if kind == "jsonl" else f"row {row}"
+        raise InputError(source, f"{where}: field {doc_field!r} holds bytes that are not UTF-8 "
+                                 "text; write the document ids as UTF-8 text or integers"
+                         ) from exc
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _blank(source: Path) -> bool:
@@ -400,8 +430,8 @@ def load_chunks(path: str | Path):
     path = Path(path)
     try:
         chunks = pl.read_parquet(path)
-    except Exception as exc:
-        raise InputError(path, f"cannot read as Parquet ({exc}); build it with "
+    except READ_FAILURES as exc:
+        raise InputError(path, f"cannot read as Parquet ({read_reason(exc)}); build it with "
                                "`uncollapse build chunks`") from exc
     missing = [c for c in ("doc_id", "position", "text") if c not in chunks.columns]
     if missing:
