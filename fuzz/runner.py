@@ -20,6 +20,10 @@ from pathlib import Path
 
 from fuzz.invariants import SYSTEM_TEMP, Case, Outcome
 
+# A RUST_BACKTRACE=1 in the environment makes polars print a Rust backtrace beside our message
+# when it panics on a damaged Parquet file; the invariants judge what a user sees by default.
+os.environ.pop("RUST_BACKTRACE", None)
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "45"))
 MEMORY_LIMIT = int(float(os.environ.get("FUZZ_MEMORY_GB", "6")) * 2**30)

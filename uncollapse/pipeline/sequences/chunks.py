@@ -455,5 +455,21 @@ def load_chunks(path: str | Path):
                                f"(doc_id {doc[row - 1]} position {pos[row - 1]} is followed by "
                                f"doc_id {doc[row]} position {pos[row]}); vectors align with "
                                "rows, so sort the table and its vectors together")
-    return chunks.select(pl.col("doc_id").cast(pl.Int64), pl.col("doc_key").cast(pl.String),
-                         pl.col("position").cast(pl.Int32), pl.col("text").cast(pl.String))
+    return chunks.select(pl.col("doc_id").cast(pl.Int64), _text_column(path, chunks, "doc_key"),
+                         pl.col("position").cast(pl.Int32), _text_column(path, chunks, "text"))
+
+
+def _text_column(path: Path, chunks: pl.DataFrame, column: str) -> pl.Series:
+    """``column`` as text; bytes that are not UTF-8 are refused naming the first such row
+    (polars' cast fails without saying where)."""
+    values = chunks[column]
+    if values.dtype.is_nested():
+        raise InputError(path, f"column {column!r} is {values.dtype}, expected text")
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError as exc:
+        row = next((n for n, value in enumerate(values.to_list()) if isinstance(value, bytes)
+                    and not _utf8(value)), None)
+        where = f"row {row}: " if row is not None else ""
+        raise InputError(path, f"{where}column {column!r} holds bytes that are not UTF-8 text; "
+                               "rebuild the table with `uncollapse build chunks`") from exc
