@@ -66,6 +66,12 @@ def main(out_dir):
     with open(f"{out_dir}/rank{result['rank']}.json", "w") as f:
         json.dump(result, f)
     accelerator.wait_for_everyone()
+    # leave the gloo group together and tear it down before exit: a rank whose gloo threads are
+    # still alive at interpreter shutdown can abort ("terminate called without an active
+    # exception"), failing the run after its work is done
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
