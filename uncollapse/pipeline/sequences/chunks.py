@@ -186,8 +186,7 @@ def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Ser
     try:
         return doc.cast(pl.String)
     except pl.exceptions.PolarsError as exc:
-        row = next((n for n, value in enumerate(doc.to_list()) if isinstance(value, bytes)
-                    and not _utf8(value)), None)
+        row = _first_non_utf8_row(doc)
         if row is None:
             raise InputError(source, f"field {doc_field!r} ({doc.dtype}) cannot be read as "
                                      "document ids; write them as text or integers") from exc
@@ -197,12 +196,16 @@ def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Ser
                          ) from exc
 
 
-def _utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+def _first_non_utf8_row(values: pl.Series) -> int | None:
+    """The first row holding bytes that are not UTF-8 (searched only after polars' cast to
+    text has failed, which does not say where)."""
+    for row, value in enumerate(values.to_list()):
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return None
 
 
 def _blank(source: Path) -> bool:
@@ -468,8 +471,7 @@ def _text_column(path: Path, chunks: pl.DataFrame, column: str) -> pl.Series:
     try:
         return values.cast(pl.String)
     except pl.exceptions.PolarsError as exc:
-        row = next((n for n, value in enumerate(values.to_list()) if isinstance(value, bytes)
-                    and not _utf8(value)), None)
+        row = _first_non_utf8_row(values)
         where = f"row {row}: " if row is not None else ""
         raise InputError(path, f"{where}column {column!r} holds bytes that are not UTF-8 text; "
                                "rebuild the table with `uncollapse build chunks`") from exc
