@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from timing import median_time
 
-from uncollapse.pipeline.attributes.build import build_attribute_table
+from uncollapse.pipeline.attributes.build import read_attributes
 
 
 def write_celeba(path: Path, rows: int, n_attributes: int = 40, seed: int = 0) -> np.ndarray:
@@ -53,18 +53,18 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "list_attr_celeba.txt"
         values = write_celeba(path, args.rows)
-        ours_s, built = median_time(lambda: build_attribute_table(path), args.repeats)
+        ours_s, built = median_time(lambda: read_attributes(path), args.repeats)
         peer_s, frame = median_time(lambda: pd.read_csv(path, sep=r"\s+", skiprows=1),
                               args.repeats)
         broken = Path(tmp) / "list_attr_celeba_broken.txt"
         broken.write_bytes(path.read_bytes() + b"999999.jpg -1 1\r\n")
-        slow_s, slow = median_time(lambda: build_attribute_table(broken), args.repeats)
+        slow_s, slow = median_time(lambda: read_attributes(broken), args.repeats)
     same = np.array_equal(built.table.drop("image_id", "identity", "split").to_numpy(),
                           (values + 1) // 2) and np.array_equal(frame.to_numpy(), values)
     print("| reader | seconds | notes |\n|---|---:|---|")
-    print(f"| build_attribute_table | {ours_s:.2f} | {built.table.height} rows, "
+    print(f"| read_attributes | {ours_s:.2f} | {built.table.height} rows, "
           f"{len(built.report.findings)} findings |")
-    print(f"| build_attribute_table, one malformed row | {slow_s:.2f} | {slow.table.height} "
+    print(f"| read_attributes, one malformed row | {slow_s:.2f} | {slow.table.height} "
           f"rows, {[f.code for f in slow.report.findings]} |")
     print(f"| pandas read_csv(sep=r'\\s+') | {peer_s:.2f} | {len(frame)} rows |")
     print(f"values agree with the written file: {same}")

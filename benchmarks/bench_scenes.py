@@ -17,7 +17,7 @@ import numpy as np
 from timing import median_time
 
 from uncollapse.data.scenes.contract import save_scenes
-from uncollapse.pipeline.scenes import (
+from uncollapse.pipeline.scenes.generate import (
     SHAPE_KINDS,
     _inside,
     generate_scenes,

@@ -12,13 +12,13 @@ Run: .venv/bin/python benchmarks/bench_sequences.py [--targets 1000000] [--dim 3
    to the peer, so it is compared with our full ``__getitems__``. Per-item times are medians
    of 5 runs.
 2. Compact build. ``--targets`` vectors of ``--dim`` float32 dims in a ``.npy`` (memory-mapped)
-   and a chunk table of the same rows; ``build_sequences(..., compact=True)`` (which writes
+   and a chunk table of the same rows; ``write_sequences(..., compact=True)`` (which writes
    through ``atomic_path``, so it ends with an fsync, and computes the zip CRC-32) against
    ``np.save`` of the same in-memory array into the same directory (no fsync; ``np.save`` +
    fsync is shown too), 5 interleaved runs each, medians. Run once in memory (``/dev/shm``:
    the work itself) and once on the repository's disk (shared and noisy: write-back of other
    processes lands in either).
-   The cached command (``build_sequence_file``: input digests, per-file SHA-256 in the
+   The cached build (``build_sequences``: input digests, per-file SHA-256 in the
    manifest) is timed once as well.
 3. File sizes. The bundled WikiText-2 test split (``build chunks --unit line``), 64-d float32
    random vectors, C = 4: the size of the dense and the compact file against the raw bytes of
@@ -43,6 +43,7 @@ from timing import median_time
 
 from uncollapse.cache.store import Cache
 from uncollapse.data.npz import open_npz
+from uncollapse.data.sequences.chunks import load_chunks
 from uncollapse.data.sequences.contract import (
     COMPACT_TEXTS,
     CONTEXT_LENGTH,
@@ -52,9 +53,9 @@ from uncollapse.data.sequences.contract import (
     read_texts,
     sequence_form,
 )
-from uncollapse.pipeline.sequences.build import build_sequences, load_vectors
-from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks
-from uncollapse.pipeline.sequences.stages import build_sequence_file
+from uncollapse.pipeline.sequences.build import build_sequences
+from uncollapse.pipeline.sequences.corpus import read_chunks
+from uncollapse.pipeline.sequences.sequence_file import load_vectors, write_sequences
 from uncollapse.samplers import HardNegativeSequenceDataset, SequenceDataset
 
 CONTEXT = 4
@@ -78,7 +79,7 @@ def bench_file_sizes(workdir: Path, dim: int = 64) -> None:
     print("|---|---:|---:|---:|---:|")
     for compact in (False, True):
         path = workdir / f"wiki_{'compact' if compact else 'dense'}.npz"
-        build_sequences(chunks, vectors, CONTEXT, path, compact=compact)
+        write_sequences(chunks, vectors, CONTEXT, path, compact=compact)
         arrays = open_npz(path)
         raw_vectors = sum(a.nbytes for a in arrays.values() if a.dtype.kind == "f")
         text_bytes = sum(a.nbytes for k, a in arrays.items() if k.endswith("_utf8"))
@@ -202,7 +203,7 @@ def bench_compact_build(targets: int, dim: int, workdir: Path, where: str,
 
     def build():
         mapped = load_vectors(vectors_path, chunks.height)
-        build_sequences(chunks, mapped, CONTEXT, workdir / "compact.npz", compact=True)
+        write_sequences(chunks, mapped, CONTEXT, workdir / "compact.npz", compact=True)
 
     build()  # warm-up: the source pages are mapped once
     saves, synced, builds = [], [], []
@@ -218,10 +219,10 @@ def bench_compact_build(targets: int, dim: int, workdir: Path, where: str,
     save_s, build_s = statistics.median(saves), statistics.median(builds)
     synced_s = statistics.median(synced)
     start = time.perf_counter()
-    entry = build_sequence_file(chunks_path, context_length=CONTEXT, vectors=vectors_path,
-                                compact=True, cache=Cache(workdir / "cache"), rebuild=True)
+    built = build_sequences(chunks_path, context_length=CONTEXT, vectors=vectors_path,
+                            compact=True, cache=Cache(workdir / "cache"), rebuild=True)
     cached_s = time.perf_counter() - start
-    size = entry.file("sequences.npz").stat().st_size
+    size = built.path.stat().st_size
     print(f"\ncompact build in {where}: {targets:,} x {dim} float32 "
           f"({vectors.nbytes / 2**30:.2f} GiB), file {size / 2**30:.2f} GiB, "
           f"median of {repeats} interleaved runs")
@@ -229,8 +230,8 @@ def bench_compact_build(targets: int, dim: int, workdir: Path, where: str,
     print("|---|---:|---:|")
     print(f"| np.save of the same array | {save_s:.2f} | 1.00 |")
     print(f"| np.save + fsync (for reference) | {synced_s:.2f} | {synced_s / save_s:.2f} |")
-    print(f"| build_sequences(compact=True) | {build_s:.2f} | {build_s / save_s:.2f} |")
-    print(f"| build_sequence_file (cached stage, hashing included, once) | {cached_s:.2f} | "
+    print(f"| write_sequences(compact=True) | {build_s:.2f} | {build_s / save_s:.2f} |")
+    print(f"| build_sequences (cached stage, hashing included, once) | {cached_s:.2f} | "
           f"{cached_s / save_s:.2f} |")
     print(f"target at most 3x of np.save: {build_s / save_s:.2f}x "
           f"({'met' if build_s <= 3 * save_s else 'not met'})")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from uncollapse.pipeline.sequences.chunks import MAX_JSON_DEPTH, _json_depth
+from uncollapse.pipeline.sequences.corpus import MAX_JSON_DEPTH, _json_depth
 
 
 def _build(tmp_path, lines):

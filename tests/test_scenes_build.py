@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from uncollapse.cli import main
 from uncollapse.data.scenes.contract import load_scenes, save_scenes
 from uncollapse.errors import ToolError
-from uncollapse.pipeline.scenes import (
+from uncollapse.pipeline.scenes.generate import (
     _drop_hidden,
     generate_scenes,
     smallest_shape_area,

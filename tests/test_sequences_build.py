@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from uncollapse.cli import main
 from uncollapse.data.npz import open_npz, write_npz
+from uncollapse.data.sequences.chunks import load_chunks
 from uncollapse.data.sequences.contract import (
     COMPACT_ARRAYS,
     CONCEPT_TEXTS,
@@ -25,9 +26,9 @@ from uncollapse.data.sequences.contract import (
     sequence_windows,
 )
 from uncollapse.errors import InputError, ToolError
-from uncollapse.pipeline.sequences.build import build_sequences
-from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks
+from uncollapse.pipeline.sequences.corpus import read_chunks
 from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+from uncollapse.pipeline.sequences.sequence_file import write_sequences
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_every_window_is_the_c_chunks_before_its_target_in_one_document(lengths,
 def test_dense_file_matches_the_contract_and_loads_without_pickle(tmp_path):
     chunks_path, vectors_path = make_chunks(tmp_path, [4, 1, 3])
     chunks = load_chunks(chunks_path)
-    stats = build_sequences(chunks, np.load(vectors_path), 2, tmp_path / "seq.npz")
+    stats = write_sequences(chunks, np.load(vectors_path), 2, tmp_path / "seq.npz")
     assert stats == {"form": "dense", "documents": 3, "chunks": 8, "samples": 3,
                      "context_length": 2, "dim": 3, "short_documents": 1}
     with np.load(tmp_path / "seq.npz", allow_pickle=False) as npz:
@@ -111,7 +112,7 @@ def test_compact_file_holds_each_vector_once_with_csr_offsets(tmp_path):
     chunks_path, vectors_path = make_chunks(tmp_path, [4, 1, 3])
     chunks = load_chunks(chunks_path)
     vectors = np.load(vectors_path, mmap_mode="r")
-    build_sequences(chunks, vectors, 2, tmp_path / "seq.npz", compact=True)
+    write_sequences(chunks, vectors, 2, tmp_path / "seq.npz", compact=True)
     with np.load(tmp_path / "seq.npz", allow_pickle=False) as npz:
         data = {k: npz[k] for k in npz.files}
     assert sorted(data) == ["context_length", "doc_keys_offsets", "doc_keys_utf8", "doc_offsets",
@@ -127,7 +128,7 @@ def test_compact_file_holds_each_vector_once_with_csr_offsets(tmp_path):
 
 def test_no_texts_leaves_the_text_arrays_out(tmp_path):
     chunks_path, vectors_path = make_chunks(tmp_path, [4])
-    build_sequences(load_chunks(chunks_path), np.load(vectors_path), 1, tmp_path / "d.npz",
+    write_sequences(load_chunks(chunks_path), np.load(vectors_path), 1, tmp_path / "d.npz",
                     texts=False)
     with np.load(tmp_path / "d.npz", allow_pickle=False) as npz:
         assert not [k for k in npz.files if "texts" in k]
@@ -138,7 +139,7 @@ def test_non_ascii_texts_round_trip_through_utf8_bytes(tmp_path):
     chunks_path, vectors_path = make_chunks(tmp_path, [3])
     chunks = load_chunks(chunks_path).with_columns(
         text=pl.Series(["Ålesund — 北京", "", "naïve 😀"]))
-    build_sequences(chunks, np.load(vectors_path), 1, tmp_path / "c.npz", compact=True)
+    write_sequences(chunks, np.load(vectors_path), 1, tmp_path / "c.npz", compact=True)
     data = open_npz(tmp_path / "c.npz")
     texts = read_texts(data, TEXTS)
     assert texts.tolist() == ["Ålesund — 北京", "", "naïve 😀"]
@@ -157,7 +158,7 @@ def test_a_wikitext_sequence_file_is_at_most_1_1x_its_vector_and_text_bytes(tmp_
     # The bound of the contract: fixed-width unicode texts made these files ~90% text padding.
     chunks, vectors = wikitext_vectors(tmp_path)
     path = tmp_path / "s.npz"
-    stats = build_sequences(chunks, vectors, 4, path, compact=compact)
+    stats = write_sequences(chunks, vectors, 4, path, compact=compact)
     data = open_npz(path)
     if compact:
         raw = vectors.nbytes + int(chunks["text"].str.len_bytes().sum())

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from uncollapse.cli import main
+from uncollapse.data.sequences.chunks import load_chunks
 from uncollapse.errors import InputError, ToolError
-from uncollapse.pipeline.sequences.chunks import load_chunks, read_chunks
+from uncollapse.pipeline.sequences.corpus import read_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 WIKITEXT = REPO / "data" / "wikitext2" / "wikitext2_test.txt"

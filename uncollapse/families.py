@@ -12,7 +12,8 @@ A family's modules sit at the same names in every layer, and each layer is optio
   writers and torch Datasets beside it;
 - ``uncollapse/pipeline/<family>/cli.py``: ``COMMANDS``, a list of ``build`` commands;
 - ``uncollapse/validators/<family>/rules.py``: its rules, each with its finding code;
-- ``uncollapse/validators/<family>/cli.py``: ``COMMANDS``, ``{"validate": [...], "diagnose": [...]}``.
+- ``uncollapse/validators/<family>/cli.py``: ``COMMANDS``,
+  ``{"validate": [...], "diagnose": [...]}``.
 
 A recipe's config, model, recipe, plots and command options live in
 ``uncollapse/trainers/<recipe>/``; ``config.py`` there defines the dataclass named in the table.

@@ -1,9 +1,31 @@
-"""How a family's contract describes one array of an NPZ file (docs/data-contracts.md is
-generated from these descriptions)."""
+"""How a family's contract describes one column of a table or one array of an NPZ file.
+
+``docs/data-contracts.md`` is generated from these descriptions (``uncollapse.data.contracts_doc``),
+so the documentation and the code that reads, writes and checks the files cannot drift apart.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+__all__ = ["ArraySpec", "ColumnSpec"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a table contract.
+
+    Args:
+        dtype: the polars dtype name, e.g. ``"String"``, ``"Int64"``, ``"Int8"``.
+        meaning: what the column holds, for users.
+        nullable: whether the column may hold nulls.
+        required: whether a table must have the column.
+    """
+
+    dtype: str
+    meaning: str
+    nullable: bool = True
+    required: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""Commands of uncollapse.pipeline: each dataset family's ``build`` commands."""
+"""Commands of uncollapse.pipeline: each family's ``build`` commands, in the families table's
+order (``uncollapse.families``), from ``uncollapse/pipeline/<family>/cli.py``."""
 
-from uncollapse.pipeline.attributes_cli import build_attributes_command
-from uncollapse.pipeline.captions_cli import build_captions_command
-from uncollapse.pipeline.scenes_cli import build_scenes_command
-from uncollapse.pipeline.sequences_cli import build_chunks_command, build_sequences_command
+from __future__ import annotations
 
-COMMANDS = {"build": [build_captions_command, build_chunks_command, build_sequences_command,
-                       build_attributes_command, build_scenes_command]}
+from uncollapse.families import family_modules
+
+__all__ = ["COMMANDS"]
+
+COMMANDS = {"build": [command for _, module in family_modules("pipeline", "cli")
+                      for command in module.COMMANDS]}

@@ -21,11 +21,18 @@ from uncollapse.data.npz import why
 from uncollapse.data.spec import ArraySpec
 from uncollapse.errors import InputError
 
+__all__ = ["IMAGES", "MASKS", "NUM_OBJECTS", "SCENE_ARRAYS", "SceneSet", "load_scenes",
+           "save_scenes"]
+
+IMAGES = "images"
+MASKS = "masks"
+NUM_OBJECTS = "num_objects"
+
 SCENE_ARRAYS: dict[str, ArraySpec] = {
-    "images": ArraySpec("[N, H, W, 3]", "uint8", "RGB pixels of each scene, 0..255"),
-    "masks": ArraySpec("[N, H, W]", "uint8", "the object each pixel shows: 0 background, "
-                       "1..num_objects the objects, each one visible"),
-    "num_objects": ArraySpec("[N]", "int8", "objects in each scene, 1..K"),
+    IMAGES: ArraySpec("[N, H, W, 3]", "uint8", "RGB pixels of each scene, 0..255"),
+    MASKS: ArraySpec("[N, H, W]", "uint8", "the object each pixel shows: 0 background, "
+                     "1..num_objects the objects, each one visible"),
+    NUM_OBJECTS: ArraySpec("[N]", "int8", "objects in each scene, 1..K"),
 }
 """Array name -> its shape, dtype and meaning; N scenes of H x W pixels, at most K objects."""
 
@@ -48,7 +55,8 @@ def save_scenes(scenes: SceneSet, path: str | Path, *, compress: bool = True) ->
     """Write ``scenes`` as an NPZ of plain arrays (loadable with ``allow_pickle=False``)."""
     with atomic_path(path, suffix=".npz") as tmp:
         writer = np.savez_compressed if compress else np.savez
-        writer(tmp, images=scenes.images, masks=scenes.masks, num_objects=scenes.num_objects)
+        writer(tmp, **{IMAGES: scenes.images, MASKS: scenes.masks,
+                       NUM_OBJECTS: scenes.num_objects})
 
 
 def load_scenes(path: str | Path) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ from uncollapse.pipeline.attributes.side_files import (
     read_partition_file,
     read_side_file,
 )
-from uncollapse.pipeline.attributes.tables import (
+from uncollapse.pipeline.attributes.table_sources import (
     identity_column,
     read_csv_table,
     read_parquet_table,

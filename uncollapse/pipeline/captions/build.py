@@ -9,12 +9,12 @@ from uncollapse.cache.store import BuildOutput, Cache, Stage
 from uncollapse.data.readable import check_readable
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
+from uncollapse.pipeline.captions.assemble import caption_stats, finalize
 from uncollapse.pipeline.captions.irregularities import Irregularities
-from uncollapse.pipeline.captions.table import caption_stats, finalize
 from uncollapse.pipeline.result import Built, SourceTable, built_from, with_report
 
 FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
-STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions",))
+STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions.build",))
 OUTPUT_NAME = "captions.parquet"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 LOCAL_SUFFIXES = (".json", ".txt", ".csv", ".tsv", ".token", ".parquet", ".arrow")

@@ -1,22 +1,7 @@
-"""Next-vector sequence files from a chunk table and its vectors (docs/data-contracts.md,
-"Sequence file"; the arrays are defined once in ``uncollapse.data.sequences.contract``).
+"""The cached builds behind ``uncollapse build chunks`` and ``uncollapse build sequences``.
 
-A sample is a target chunk and the ``C`` chunks before it *in the same document*. Windows are
-built for all documents at once from the CSR document offsets (``np.arange`` broadcasting), so a
-context can never reach into another document, and documents shorter than ``C + 1`` chunks give
-no samples (they are counted).
-
-Two forms:
-
-- dense: ``context_sequences`` [N, C, D], ``target_vectors`` [N, D], ``doc_ids`` [N],
-  ``target_positions`` [N] and the targets' texts — the layout trainers already read;
-- compact: ``vectors`` [M, D], ``doc_offsets`` [n_docs + 1], ``context_length``, the
-  documents' keys and the chunks' texts — no C-fold copy; ``SequenceDataset`` reads windows out
-  of it. Document ``d`` of the compact form is the ``d``-th ``doc_id`` in sorted order (the
-  same number for chunk tables made by ``uncollapse build chunks``).
-
-Texts are written as UTF-8 bytes plus offsets (``<name>_utf8``, ``<name>_offsets``), so a text
-costs its own bytes, not 4 bytes x the longest text.
+``build_chunks`` and ``build_sequences`` return a ``Built`` (``uncollapse.pipeline.result``):
+the output in the cache, and a build report whose stats are the counts of the build.
 """
 
 from __future__ import annotations
@@ -25,85 +10,122 @@ from pathlib import Path
 
 import numpy as np
 
-from uncollapse.data.npy import load_npy
-from uncollapse.data.npz import write_npz
-from uncollapse.data.sequences.contract import (
-    CONCEPT_TEXTS,
-    CONTEXT_LENGTH,
-    CONTEXT_SEQUENCES,
-    DOC_IDS,
-    DOC_KEYS,
-    DOC_OFFSETS,
-    TARGET_POSITIONS,
-    TARGET_VECTORS,
-    TEXTS,
-    VECTORS,
-    doc_offsets_from_ids,
-    sequence_windows,
-    utf8_texts,
-)
-from uncollapse.errors import InputError, ToolError
+from uncollapse.atomic import atomic_path
+from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
+from uncollapse.data.sequences.chunks import DOC_ID, TEXT, load_chunks, write_chunks
+from uncollapse.errors import ToolError
+from uncollapse.pipeline.result import Built, built_from, with_report
+from uncollapse.pipeline.sequences.corpus import detect_kind, read_chunks
+from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+from uncollapse.pipeline.sequences.sequence_file import load_vectors, write_sequences
+from uncollapse.report import Report
+
+__all__ = ["CHUNKS_FILE", "SEQUENCES_FILE", "VECTORS_FILE", "build_chunks", "build_sequences",
+           "encode_chunks"]
+
+CHUNKS_FILE = "chunks.parquet"
+SEQUENCES_FILE = "sequences.npz"
+VECTORS_FILE = "vectors.npy"
+
+CHUNKS_STAGE = Stage("chunks", 2, ("uncollapse.pipeline.sequences.corpus",))
+SEQUENCES_STAGE = Stage("sequences", 2, ("uncollapse.pipeline.sequences.sequence_file",))
+ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode",))
 
 
-def load_vectors(path: str | Path, rows: int) -> np.ndarray:
-    """A ``.npy`` of vectors aligned to ``rows`` chunk rows, memory-mapped, checked."""
-    path = Path(path)
-    vectors = load_npy(path, mmap=True, what="vectors")
-    if vectors.ndim != 2:
-        raise InputError(path, f"vectors have shape {vectors.shape}, expected [rows, dim]")
-    if vectors.shape[1] == 0:
-        raise InputError(path, f"vectors have shape {vectors.shape}: 0 dimensions; encode the "
-                               "chunks again (one row of D > 0 floats per chunk row)")
-    if vectors.shape[0] != rows:
-        raise InputError(path, f"{vectors.shape[0]} vectors for {rows} chunk rows; vector i "
-                               "must belong to chunk row i, so encode the chunk table as it is")
-    if not np.issubdtype(vectors.dtype, np.floating):
-        raise InputError(path, f"vectors have dtype {vectors.dtype}, expected a float type")
-    return vectors
+def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
+                 doc_field: str = DOC_ID, text_field: str = TEXT,
+                 doc_pattern: str | None = None, glob: str = "*.txt",
+                 cache: Cache | None = None, rebuild: bool = False) -> Built:
+    """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
 
+    ``built.path`` is ``chunks.parquet``; ``built.report.stats`` holds the counts (documents,
+    chunks, what was dropped).
 
-def _float32(vectors: np.ndarray) -> np.ndarray:
-    return vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
-
-
-def build_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: str | Path, *,
-                    compact: bool = False, texts: bool = True) -> dict:
-    """Write the dense (default) or compact sequence NPZ; return what was built, counted.
-
-    Args:
-        chunks: the chunk table (``load_chunks``), sorted by (doc_id, position).
-        vectors: [len(chunks), D] floats, row i for chunk row i (a memory map is fine).
-        context_length: C, the number of chunks before each target.
-        out_path: where to write the NPZ (atomically, uncompressed).
-        compact: write the compact form instead of the dense one.
-        texts: include the chunk texts (dense: the targets' texts; compact: every chunk's),
-            as UTF-8 bytes plus offsets.
+    Example:
+        >>> built = build_chunks("wikitext2_test.txt", unit="line")
+        >>> built.table().height, built.report.stats["documents"]
     """
-    if vectors.shape[0] != chunks.height:
-        raise ToolError(f"{vectors.shape[0]} vectors for {chunks.height} chunk rows")
-    if vectors.ndim != 2 or vectors.shape[1] == 0:
-        raise ToolError(f"vectors have shape {vectors.shape}, expected [chunk rows, D > 0]; the "
-                        "encoder returned no dimensions")
-    doc_ids = chunks["doc_id"].to_numpy()
-    offsets = doc_offsets_from_ids(doc_ids)
-    windows = sequence_windows(offsets, context_length)
-    stats = {"form": "compact" if compact else "dense", "documents": int(offsets.size - 1),
-             "chunks": int(chunks.height), "samples": int(windows.target_rows.size),
-             "context_length": int(context_length), "dim": int(vectors.shape[1]),
-             "short_documents": windows.short_documents}
-    if compact:
-        arrays = {VECTORS: _float32(vectors), DOC_OFFSETS: offsets,
-                  CONTEXT_LENGTH: np.int64(context_length),
-                  **utf8_texts(DOC_KEYS, chunks["doc_key"].gather(offsets[:-1]))}
-        if texts:
-            arrays.update(utf8_texts(TEXTS, chunks["text"]))
-    else:
-        targets = windows.target_rows
-        arrays = {CONTEXT_SEQUENCES: _float32(vectors[windows.context_rows(context_length)]),
-                  TARGET_VECTORS: _float32(vectors[targets]),
-                  DOC_IDS: doc_ids[targets].astype(np.int64),
-                  TARGET_POSITIONS: chunks["position"].to_numpy()[targets].astype(np.int32)}
-        if texts:
-            arrays.update(utf8_texts(CONCEPT_TEXTS, chunks["text"].gather(targets)))
-    write_npz(out_path, arrays)
-    return stats
+    # the kind a suffix implies decides how the bytes are read, so the key holds it resolved
+    kind = detect_kind(Path(source)) if kind == "auto" else kind
+    options = {"unit": unit, "kind": kind, "doc_field": doc_field, "text_field": text_field,
+               "doc_pattern": doc_pattern, "glob": glob}
+
+    def builder(out_dir: Path) -> BuildOutput:
+        chunks, stats = read_chunks(source, **options)
+        write_chunks(chunks, out_dir / CHUNKS_FILE)
+        output = BuildOutput(rows={CHUNKS_FILE: chunks.height},
+                             schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}})
+        return with_report(output, Report(str(source), "build chunks", [], stats.to_dict()))
+
+    entry = (cache or Cache()).build(CHUNKS_STAGE, options=options, inputs={"source": source},
+                                     builder=builder, rebuild=rebuild)
+    return built_from(entry, CHUNKS_FILE)
+
+
+def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
+                  device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
+                  rebuild: bool = False) -> Entry:
+    """Encode every chunk's text with a local sentence-transformers model (cached .npy)."""
+    model_dir = resolve_encoder(model)
+
+    def builder(out_dir: Path) -> BuildOutput:
+        texts = load_chunks(chunks_path)[TEXT].fill_null("").to_list()
+        vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
+                               quiet=quiet)
+        with atomic_path(out_dir / VECTORS_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, vectors)
+        return BuildOutput(rows={VECTORS_FILE: len(vectors)},
+                           result={"dim": int(vectors.shape[1]), "model": str(model_dir)})
+
+    def check(out_dir: Path, output: BuildOutput) -> None:
+        rows = load_chunks(chunks_path).height
+        vectors = np.load(out_dir / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+        if vectors.ndim != 2 or vectors.shape[0] != rows or vectors.shape[1] < 1:
+            raise ToolError(f"encoding {chunks_path} with {model} gave vectors of shape "
+                            f"{vectors.shape} for {rows} chunk rows (expected [{rows}, dim "
+                            "> 0]); nothing was cached, check the encoder and --batch-size")
+
+    return (cache or Cache()).build(ENCODE_STAGE, options={},
+                                    inputs={"chunks": chunks_path, "model": model_dir},
+                                    builder=builder, rebuild=rebuild, check=check)
+
+
+def build_sequences(chunks_path: str | Path, *, context_length: int,
+                    vectors: str | Path | None = None, encoder: str | None = None,
+                    compact: bool = False, texts: bool = True, batch_size: int = 64,
+                    device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
+                    rebuild: bool = False) -> Built:
+    """Build (or fetch) the sequence NPZ from a chunk table and vectors or an encoder.
+
+    Exactly one of ``vectors`` (a ``.npy`` aligned to the chunk rows, memory-mapped) and
+    ``encoder`` (a local model folder or installed model package) is given. ``built.path`` is
+    ``sequences.npz`` (docs/data-contracts.md, "Sequence file"); ``built.report.stats`` holds
+    the counts (samples, documents, documents too short for a sample).
+
+    Example:
+        >>> built = build_sequences("chunks.parquet", vectors="vectors.npy", context_length=4)
+        >>> built.report.stats["samples"]
+    """
+    if (vectors is None) == (encoder is None):
+        raise ToolError("give exactly one of vectors (a .npy file) and encoder (a model)")
+    if context_length < 1:
+        raise ToolError(f"context_length must be at least 1, not {context_length}")
+    cache = cache or Cache()
+    if encoder is not None:
+        vectors = encode_chunks(chunks_path, encoder, batch_size=batch_size, device=device,
+                                quiet=quiet, cache=cache, rebuild=rebuild).file(VECTORS_FILE)
+    options = {"context_length": context_length, "compact": compact, "texts": texts}
+
+    def builder(out_dir: Path) -> BuildOutput:
+        chunks = load_chunks(chunks_path)
+        array = load_vectors(vectors, chunks.height)
+        stats = write_sequences(chunks, array, context_length, out_dir / SEQUENCES_FILE,
+                                compact=compact, texts=texts)
+        return with_report(BuildOutput(rows={SEQUENCES_FILE: stats["samples"]}),
+                           Report(str(chunks_path), "build sequences", [], stats))
+
+    entry = cache.build(SEQUENCES_STAGE, options=options,
+                        inputs={"chunks": chunks_path, "vectors": vectors},
+                        builder=builder, rebuild=rebuild)
+    return built_from(entry, SEQUENCES_FILE)

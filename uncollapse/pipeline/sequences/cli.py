@@ -9,6 +9,8 @@ from uncollapse.cli_ranges import count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
+__all__ = ["COMMANDS", "build_chunks_command", "build_sequences_command"]
+
 
 def _summary(stats: dict, keys: tuple[str, ...]) -> str:
     """A one-line count summary for stderr (the report on stdout has every count)."""
@@ -105,4 +107,4 @@ def build_sequences_command(chunks, vectors, encoder, context_length, compact, t
     return built
 
 
-COMMANDS = {"build": [build_chunks_command, build_sequences_command]}
+COMMANDS = [build_chunks_command, build_sequences_command]

@@ -8,6 +8,8 @@ from uncollapse.cli_ranges import SEED, count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
+__all__ = ["COMMANDS", "build_scenes_command"]
+
 
 @click.command("scenes")
 @click.option("--num", type=count(1), required=True, help="Number of scenes.")
@@ -43,4 +45,4 @@ def build_scenes_command(num, size, max_objects, min_objects, min_visible, seed,
                             rebuild=rebuild)
 
 
-COMMANDS = {"build": [build_scenes_command]}
+COMMANDS = [build_scenes_command]

@@ -1,4 +1,5 @@
-"""Procedural multi-object scenes with instance masks (docs/data-contracts.md, "Scene file").
+"""Procedural multi-object scenes with instance masks (docs/data-contracts.md, "Scene file"):
+the source of the scene family.
 
 Each scene is a background with 1..K flat-coloured shapes (circle, square, triangle, diamond)
 of random position, size and colour. Shapes are painted in order, so later shapes occlude
@@ -17,15 +18,14 @@ broadcast over every scene of a chunk.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from uncollapse.cache.store import BuildOutput, Cache, Stage
-from uncollapse.data.scenes.contract import SceneSet, save_scenes
+from uncollapse.data.scenes.contract import SceneSet
 from uncollapse.errors import ToolError
-from uncollapse.pipeline.result import Built, built_from, with_report
-from uncollapse.report import Report
+
+__all__ = ["SHAPE_KINDS", "check_arguments", "generate_scenes", "physical_memory",
+           "shape_radius_range", "smallest_shape_area"]
 
 SHAPE_KINDS = ("circle", "square", "triangle", "diamond")
 CHUNK = 512
@@ -54,7 +54,7 @@ def generate_scenes(num: int, size: int, max_objects: int, *, seed: int = 0,
         >>> scenes.images.shape, scenes.masks.max() <= 5
         ((100, 64, 64, 3), True)
     """
-    _check_arguments(num, size, max_objects, min_objects, min_visible)
+    check_arguments(num, size, max_objects, min_objects, min_visible)
     images = np.empty((num, size, size, 3), dtype=np.uint8)
     masks = np.empty((num, size, size), dtype=np.uint8)
     num_objects = np.empty(num, dtype=np.int8)
@@ -70,7 +70,7 @@ def generate_scenes(num: int, size: int, max_objects: int, *, seed: int = 0,
     return SceneSet(images, masks, num_objects, redrawn, reduced)
 
 
-def _check_arguments(num, size, max_objects, min_objects, min_visible) -> None:
+def check_arguments(num, size, max_objects, min_objects, min_visible) -> None:
     if num < 1:
         raise ToolError(f"num must be at least 1, got {num}")
     if size < 8:
@@ -201,43 +201,3 @@ def _drop_hidden(masks, counts, hidden):
     relabel[:, 1:] = np.where(kept, np.cumsum(kept, axis=1), 0)
     masks = relabel[np.arange(n)[:, None, None], masks]
     return masks, kept.sum(axis=1)
-
-
-SCENES_FILE = "scenes.npz"
-SCENES_STAGE = Stage("scenes", 2, ("uncollapse.pipeline.scenes",))
-
-
-def build_scenes(num: int, size: int, max_objects: int, *, seed: int = 0,
-                 min_objects: int = 1, min_visible: int = 4, compress: bool = True,
-                 cache: Cache | None = None, rebuild: bool = False) -> Built:
-    """``generate_scenes`` + ``save_scenes`` through the cache.
-
-    ``built.path`` is the NPZ; ``built.report.stats`` counts the scenes, the objects, and the
-    scenes redrawn or reduced by the visibility rule.
-
-    Example:
-        >>> built = build_scenes(1000, 64, 6, seed=0)
-        >>> built.report.stats["objects_per_scene"]
-    """
-    _check_arguments(num, size, max_objects, min_objects, min_visible)
-    options = {"num": num, "size": size, "max_objects": max_objects, "seed": seed,
-               "min_objects": min_objects, "min_visible": min_visible, "compress": compress}
-
-    def builder(out_dir: Path) -> BuildOutput:
-        scenes = generate_scenes(num, size, max_objects, seed=seed, min_objects=min_objects,
-                                 min_visible=min_visible)
-        save_scenes(scenes, out_dir / SCENES_FILE, compress=compress)
-        histogram = np.bincount(scenes.num_objects, minlength=max_objects + 1)
-        stats = {"scenes": len(scenes), "objects": int(scenes.num_objects.sum()),
-                 "objects_per_scene": {str(k): int(c) for k, c in enumerate(histogram) if c},
-                 "redrawn_scenes": scenes.redrawn, "reduced_scenes": scenes.reduced}
-        output = BuildOutput(
-            rows={SCENES_FILE: len(scenes)},
-            schema={"images": f"[{num}, {size}, {size}, 3] uint8",
-                    "masks": f"[{num}, {size}, {size}] uint8", "num_objects": f"[{num}] int8"})
-        return with_report(output, Report(f"{num} scenes, {size}x{size}, seed {seed}",
-                                          "build scenes", [], stats))
-
-    entry = (cache or Cache()).build(SCENES_STAGE, options=options, inputs={}, builder=builder,
-                                     rebuild=rebuild)
-    return built_from(entry, SCENES_FILE)

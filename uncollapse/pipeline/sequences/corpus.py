@@ -1,14 +1,8 @@
-"""Ordered text chunks with document ids, read from JSONL, Parquet, text folders or one text file.
+"""Corpora to the chunk table: JSONL, Parquet, folders of text files or one text file.
 
-The chunk table (Parquet) has one row per chunk, sorted by ``doc_id`` then ``position``:
-
-| column | type | meaning |
-|---|---|---|
-| ``doc_id`` | int64 | the document, numbered 0.. in order of first appearance in the source |
-| ``doc_key`` | string | the document's own name: the source's document field, the file's path, or |
-| | | the title of a heading line |
-| ``position`` | int32 | the chunk's number within its document, 0.. |
-| ``text`` | string | the chunk, surrounding whitespace stripped |
+The chunk table (``uncollapse.data.sequences.chunks``, docs/data-contracts.md "Chunk table") has
+one row per chunk, sorted by ``doc_id`` then ``position``: the document, numbered in order of
+first appearance, its own name (``doc_key``), the chunk's number within it, and its text.
 
 All splitting is done with whole-column polars expressions. Regular expressions given by the
 user (``doc_pattern``) use the Rust ``regex`` syntax of polars: no look-around.
@@ -24,9 +18,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from uncollapse.atomic import atomic_path
 from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
-from uncollapse.data.polars_read import reason as read_reason
+from uncollapse.data.sequences.chunks import (
+    DOC_ID,
+    DOC_KEY,
+    POSITION,
+    TEXT,
+    first_non_utf8_row,
+)
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.text_files import read_text_lines
 
@@ -43,8 +42,6 @@ SECTION_HEADING = r"^\s*(?:= ){2,}.*?(?: =){2,}\s*$"
 # Sentence ends: terminal punctuation, whitespace, then something that can start a sentence.
 SENTENCE_END = r"([.!?])\s+([\"'(\[<A-Z0-9])"
 _SEP = "\x1f"  # ASCII unit separator: never part of prose, safe to split on literally
-
-CHUNK_COLUMNS = {"doc_id": "Int64", "doc_key": "String", "position": "Int32", "text": "String"}
 
 
 @dataclass
@@ -74,7 +71,7 @@ class ChunkStats:
 
 
 def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
-                doc_field: str = "doc_id", text_field: str = "text",
+                doc_field: str = DOC_ID, text_field: str = TEXT,
                 doc_pattern: str | None = None, glob: str = "*.txt"):
     """Read ``source`` into the chunk table; returns ``(polars.DataFrame, ChunkStats)``.
 
@@ -155,25 +152,26 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
         raise InputError(source, f"no field {', '.join(map(repr, missing))}; the records have "
                                  f"{', '.join(map(repr, table.columns))}. Name the fields with "
                                  "doc_field and text_field")
-    table = table.select(doc=pl.col(doc_field), text=pl.col(text_field)).with_row_index("row")
+    table = table.select(pl.col(doc_field).alias("doc"),
+                         pl.col(text_field).alias(TEXT)).with_row_index("row")
     if table["doc"].dtype == pl.Null or table["doc"].null_count():
         row = int(table.filter(pl.col("doc").is_null())["row"][0])
         where = f"line {row + 1}" if kind == "jsonl" else f"row {row}"
         raise InputError(source, f"{where}: field {doc_field!r} is missing or null; every "
                                  "record needs its document")
-    if not isinstance(table["text"].dtype, (pl.String, pl.Null)):
-        raise InputError(source, f"field {text_field!r} is {table['text'].dtype}, expected text")
-    table = table.with_columns(doc_key=_doc_keys(source, table["doc"], doc_field, kind),
-                               text=pl.col("text").cast(pl.String))
-    first_row = pl.col("row").min().over("doc_key")
+    if not isinstance(table[TEXT].dtype, (pl.String, pl.Null)):
+        raise InputError(source, f"field {text_field!r} is {table[TEXT].dtype}, expected text")
+    table = table.with_columns(_doc_keys(source, table["doc"], doc_field, kind).alias(DOC_KEY),
+                               pl.col(TEXT).cast(pl.String))
+    first_row = pl.col("row").min().over(DOC_KEY)
     table = table.with_columns(doc_seq=first_row.rank("dense").cast(pl.Int64) - 1)
-    paragraphs = pl.col("text").fill_null("").str.replace_all(r"\r\n?", "\n")
+    paragraphs = pl.col(TEXT).fill_null("").str.replace_all(r"\r\n?", "\n")
     splitter = {"line": r"\n", "paragraph": r"\n[ \t]*\n\s*", "sentence": r"\n[ \t]*\n\s*"}[
         "line" if stats.unit == "line" else "paragraph"]
     pieces = (table.sort("doc_seq", "row")
-              .select("doc_seq", "doc_key",
-                      text=paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP))
-              .explode("text"))
+              .select("doc_seq", DOC_KEY,
+                      paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP).alias(TEXT))
+              .explode(TEXT))
     return pieces
 
 
@@ -186,7 +184,7 @@ def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Ser
     try:
         return doc.cast(pl.String)
     except pl.exceptions.PolarsError as exc:
-        row = _first_non_utf8_row(doc)
+        row = first_non_utf8_row(doc)
         if row is None:
             raise InputError(source, f"field {doc_field!r} ({doc.dtype}) cannot be read as "
                                      "document ids; write them as text or integers") from exc
@@ -194,18 +192,6 @@ def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Ser
         raise InputError(source, f"{where}: field {doc_field!r} holds bytes that are not UTF-8 "
                                  "text; write the document ids as UTF-8 text or integers"
                          ) from exc
-
-
-def _first_non_utf8_row(values: pl.Series) -> int | None:
-    """The first row holding bytes that are not UTF-8 (searched only after polars' cast to
-    text has failed, which does not say where)."""
-    for row, value in enumerate(values.to_list()):
-        if isinstance(value, bytes):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                return row
-    return None
 
 
 def _blank(source: Path) -> bool:
@@ -291,7 +277,7 @@ def _check_pattern(pattern: str):
 
 def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats, *,
                     file_doc_key=None, standalone_titles: bool = False):
-    """Lines of one text source -> (doc_seq, doc_key, text) rows of paragraphs or lines.
+    """Lines of one text source -> (doc_seq, DOC_KEY, TEXT) rows of paragraphs or lines.
 
     ``standalone_titles``: a line matching ``doc_pattern`` starts a document only between
     blank lines (WikiText's layout); other matches are counted in ``title_like_lines``.
@@ -331,10 +317,10 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
         stats.lines_before_first_document += int(
             before.filter(~pl.col("blank")).height)
         frame = frame.filter(pl.col("title_key").is_not_null())
-        frame = frame.with_columns(doc_key=pl.col("title_key"))
+        frame = frame.with_columns(pl.col("title_key").alias(DOC_KEY))
     else:
-        frame = frame.with_columns(is_title=pl.lit(False), heading=heading, blank=blank,
-                                   doc_seq=pl.col("file"), doc_key=pl.col("file_key"))
+        frame = frame.with_columns(pl.col("file_key").alias(DOC_KEY), is_title=pl.lit(False),
+                                   heading=heading, blank=blank, doc_seq=pl.col("file"))
     stats.heading_lines_dropped += int(frame["heading"].sum())
     breaks = pl.col("blank") | pl.col("heading") | pl.col("is_title")
     if unit == "line":
@@ -345,9 +331,9 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
         frame = frame.with_columns(part=(breaks | new_doc).cast(pl.Int64).cum_sum())
     content = frame.filter(~breaks)
     return (content.group_by("part", maintain_order=True)
-            .agg(pl.col("doc_seq").first(), pl.col("doc_key").first(),
-                 text=line.str.strip_chars().str.join(" "))
-            .select("doc_seq", "doc_key", "text"))
+            .agg(pl.col("doc_seq").first(), pl.col(DOC_KEY).first(),
+                 line.str.strip_chars().str.join(" ").alias(TEXT))
+            .select("doc_seq", DOC_KEY, TEXT))
 
 
 def _over(expression, partition):
@@ -400,78 +386,19 @@ def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
 # all sources --------------------------------------------------------------------------------
 def _finish(parts, unit: str, stats: ChunkStats):
     if unit == "sentence":
-        parts = (parts.with_columns(text=pl.col("text").fill_null("")
+        parts = (parts.with_columns(pl.col(TEXT).fill_null("")
                                     .str.replace_all(SENTENCE_END, "${1}" + _SEP + "${2}")
                                     .str.split(_SEP))
-                 .explode("text"))
-    parts = parts.with_columns(text=pl.col("text").str.strip_chars())
-    empty = parts["text"].is_null() | (parts["text"] == "")
+                 .explode(TEXT))
+    parts = parts.with_columns(pl.col(TEXT).str.strip_chars())
+    empty = parts[TEXT].is_null() | (parts[TEXT] == "")
     stats.empty_chunks_dropped = int(empty.sum())
     docs_before = parts["doc_seq"].n_unique()
     kept = parts.filter(~empty)
     stats.empty_documents_dropped = int(docs_before - kept["doc_seq"].n_unique())
-    chunks = (kept.with_columns(doc_id=pl.col("doc_seq").rank("dense").cast(pl.Int64) - 1)
-              .with_columns(position=pl.int_range(pl.len(), dtype=pl.Int32).over("doc_id"))
-              .select(pl.col("doc_id"), pl.col("doc_key"), pl.col("position"), pl.col("text")))
-    stats.documents = int(chunks["doc_id"].n_unique())
+    chunks = (kept.with_columns((pl.col("doc_seq").rank("dense").cast(pl.Int64) - 1).alias(DOC_ID))
+              .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over(DOC_ID).alias(POSITION))
+              .select(DOC_ID, DOC_KEY, POSITION, TEXT))
+    stats.documents = int(chunks[DOC_ID].n_unique())
     stats.chunks = chunks.height
     return chunks, stats
-
-
-def write_chunks(chunks, path: str | Path) -> Path:
-    """Write the chunk table to Parquet atomically."""
-    with atomic_path(path) as tmp:
-        chunks.write_parquet(tmp)
-    return Path(path)
-
-
-def load_chunks(path: str | Path):
-    """Read a chunk table, check its columns and order; returns a polars DataFrame.
-
-    Raises InputError naming the column or row that breaks the contract.
-    """
-    path = Path(path)
-    try:
-        chunks = pl.read_parquet(path)
-    except READ_FAILURES as exc:
-        raise InputError(path, f"cannot read as Parquet ({read_reason(exc)}); build it with "
-                               "`uncollapse build chunks`") from exc
-    missing = [c for c in ("doc_id", "position", "text") if c not in chunks.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {', '.join(missing)}; a chunk table has "
-                               f"{', '.join(CHUNK_COLUMNS)} (see `uncollapse build chunks`)")
-    if "doc_key" not in chunks.columns:
-        chunks = chunks.with_columns(doc_key=pl.col("doc_id").cast(pl.String))
-    for column in ("doc_id", "position"):
-        if not chunks[column].dtype.is_integer():
-            raise InputError(path, f"column {column!r} is {chunks[column].dtype}, expected an "
-                                   "integer type")
-        if chunks[column].null_count():
-            row = int(chunks[column].is_null().arg_true()[0])
-            raise InputError(path, f"row {row}: {column} is null")
-    doc = chunks["doc_id"].to_numpy()
-    pos = chunks["position"].to_numpy()
-    bad = np.flatnonzero((np.diff(doc) < 0) | ((np.diff(doc) == 0) & (np.diff(pos) <= 0)))
-    if bad.size:
-        row = int(bad[0]) + 1
-        raise InputError(path, f"row {row}: rows are not sorted by (doc_id, position) "
-                               f"(doc_id {doc[row - 1]} position {pos[row - 1]} is followed by "
-                               f"doc_id {doc[row]} position {pos[row]}); vectors align with "
-                               "rows, so sort the table and its vectors together")
-    return chunks.select(pl.col("doc_id").cast(pl.Int64), _text_column(path, chunks, "doc_key"),
-                         pl.col("position").cast(pl.Int32), _text_column(path, chunks, "text"))
-
-
-def _text_column(path: Path, chunks: pl.DataFrame, column: str) -> pl.Series:
-    """``column`` as text; bytes that are not UTF-8 are refused naming the first such row
-    (polars' cast fails without saying where)."""
-    values = chunks[column]
-    if values.dtype.is_nested():
-        raise InputError(path, f"column {column!r} is {values.dtype}, expected text")
-    try:
-        return values.cast(pl.String)
-    except pl.exceptions.PolarsError as exc:
-        row = _first_non_utf8_row(values)
-        where = f"row {row}: " if row is not None else ""
-        raise InputError(path, f"{where}column {column!r} holds bytes that are not UTF-8 text; "
-                               "rebuild the table with `uncollapse build chunks`") from exc

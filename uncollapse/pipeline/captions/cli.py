@@ -8,6 +8,8 @@ from uncollapse.cli_paths import InputPath, input_file
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.pipeline.build_cli import build_options
 
+__all__ = ["COMMANDS", "build_captions_command"]
+
 FORMAT_CHOICES = ["hf", "karpathy", "tokens", "flickr-csv", "coco"]
 
 
@@ -58,3 +60,6 @@ def build_captions_command(source, source_format, splits, split, split_files, hf
                               splits=[s.strip() for s in splits.split(",")] if splits else None,
                               split=split, split_files=split_files, hf_split=hf_split,
                               cache=cache, rebuild=rebuild)
+
+
+COMMANDS = [build_captions_command]

@@ -7,6 +7,8 @@ import click
 from uncollapse.cli_paths import InputPath
 from uncollapse.pipeline.build_cli import build_options
 
+__all__ = ["COMMANDS", "build_attributes_command"]
+
 
 def _names(value: str | None) -> list[str] | None:
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
@@ -42,4 +44,4 @@ def build_attributes_command(source, identities, partition, attributes, cache, r
                             attributes=_names(attributes), cache=cache, rebuild=rebuild)
 
 
-COMMANDS = {"build": [build_attributes_command]}
+COMMANDS = [build_attributes_command]

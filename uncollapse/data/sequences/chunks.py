@@ -1,0 +1,116 @@
+"""The chunk table: ordered text chunks with document ids, the input of a sequence file.
+
+One row per chunk (Parquet), sorted by ``doc_id`` then ``position`` (docs/data-contracts.md,
+"Chunk table"); ``uncollapse build chunks`` writes it from a corpus and ``uncollapse build
+sequences`` reads it, with one vector per row, to cut next-vector windows that never cross a
+document. ``CHUNK_COLUMNS`` is the one definition of the columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from uncollapse.atomic import atomic_path
+from uncollapse.data.polars_read import READ_FAILURES
+from uncollapse.data.polars_read import reason as read_reason
+from uncollapse.data.spec import ColumnSpec
+from uncollapse.errors import InputError
+
+__all__ = [
+    "CHUNK_COLUMNS", "CHUNK_DTYPES", "DOC_ID", "DOC_KEY", "POSITION", "TEXT",
+    "first_non_utf8_row", "load_chunks", "write_chunks",
+]
+
+DOC_ID = "doc_id"
+DOC_KEY = "doc_key"
+POSITION = "position"
+TEXT = "text"
+
+CHUNK_COLUMNS: dict[str, ColumnSpec] = {
+    DOC_ID: ColumnSpec("Int64", "the document, numbered 0.. in order of first appearance in the "
+                                "source", nullable=False),
+    DOC_KEY: ColumnSpec("String", "the document's own name: the source's document field, the "
+                                  "file's path, or the title of a heading line",
+                        nullable=False, required=False),
+    POSITION: ColumnSpec("Int32", "the chunk's number within its document, 0..", nullable=False),
+    TEXT: ColumnSpec("String", "the chunk, surrounding whitespace stripped", nullable=False),
+}
+"""Column -> dtype (polars type name), meaning; in the order they are written."""
+
+CHUNK_DTYPES: dict[str, str] = {name: spec.dtype for name, spec in CHUNK_COLUMNS.items()}
+
+
+def write_chunks(chunks: pl.DataFrame, path: str | Path) -> Path:
+    """Write the chunk table to Parquet atomically."""
+    with atomic_path(path) as tmp:
+        chunks.write_parquet(tmp)
+    return Path(path)
+
+
+def load_chunks(path: str | Path) -> pl.DataFrame:
+    """Read a chunk table, check its columns and order; returns a polars DataFrame.
+
+    A table without ``doc_key`` gets the ``doc_id`` as text. Raises InputError naming the
+    column or row that breaks the contract.
+    """
+    path = Path(path)
+    try:
+        chunks = pl.read_parquet(path)
+    except READ_FAILURES as exc:
+        raise InputError(path, f"cannot read as Parquet ({read_reason(exc)}); build it with "
+                               "`uncollapse build chunks`") from exc
+    required = [name for name, spec in CHUNK_COLUMNS.items() if spec.required]
+    missing = [c for c in required if c not in chunks.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}; a chunk table has "
+                               f"{', '.join(CHUNK_COLUMNS)} (see `uncollapse build chunks`)")
+    if DOC_KEY not in chunks.columns:
+        chunks = chunks.with_columns(pl.col(DOC_ID).cast(pl.String).alias(DOC_KEY))
+    for column in (DOC_ID, POSITION):
+        if not chunks[column].dtype.is_integer():
+            raise InputError(path, f"column {column!r} is {chunks[column].dtype}, expected an "
+                                   "integer type")
+        if chunks[column].null_count():
+            row = int(chunks[column].is_null().arg_true()[0])
+            raise InputError(path, f"row {row}: {column} is null")
+    doc = chunks[DOC_ID].to_numpy()
+    pos = chunks[POSITION].to_numpy()
+    bad = np.flatnonzero((np.diff(doc) < 0) | ((np.diff(doc) == 0) & (np.diff(pos) <= 0)))
+    if bad.size:
+        row = int(bad[0]) + 1
+        raise InputError(path, f"row {row}: rows are not sorted by ({DOC_ID}, {POSITION}) "
+                               f"({DOC_ID} {doc[row - 1]} {POSITION} {pos[row - 1]} is followed "
+                               f"by {DOC_ID} {doc[row]} {POSITION} {pos[row]}); vectors align "
+                               "with rows, so sort the table and its vectors together")
+    return chunks.select(pl.col(DOC_ID).cast(pl.Int64), _text_column(path, chunks, DOC_KEY),
+                         pl.col(POSITION).cast(pl.Int32), _text_column(path, chunks, TEXT))
+
+
+def _text_column(path: Path, chunks: pl.DataFrame, column: str) -> pl.Series:
+    """``column`` as text; bytes that are not UTF-8 are refused naming the first such row
+    (polars' cast fails without saying where)."""
+    values = chunks[column]
+    if values.dtype.is_nested():
+        raise InputError(path, f"column {column!r} is {values.dtype}, expected text")
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError as exc:
+        row = first_non_utf8_row(values)
+        where = f"row {row}: " if row is not None else ""
+        raise InputError(path, f"{where}column {column!r} holds bytes that are not UTF-8 text; "
+                               "rebuild the table with `uncollapse build chunks`") from exc
+
+
+def first_non_utf8_row(values: pl.Series) -> int | None:
+    """The first row holding bytes that are not UTF-8 (searched only after polars' cast to
+    text has failed, which does not say where)."""
+    for row, value in enumerate(values.to_list()):
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return None
