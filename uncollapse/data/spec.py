@@ -6,9 +6,10 @@ so the documentation and the code that reads, writes and checks the files cannot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ArraySpec", "ColumnSpec"]
+__all__ = ["ArraySpec", "ColumnSpec", "DocSection"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,23 @@ class ArraySpec:
     dtype: str
     meaning: str
     required: bool = True
+
+
+@dataclass(frozen=True)
+class DocSection:
+    """One section of docs/data-contracts.md: markdown prose (with its heading), then the table
+    of ``specs`` when given.
+
+    A family's contract module lists its sections in ``DOC_SECTIONS``; the generator
+    (``uncollapse.data.contracts_doc``) reads them for every family of the families table.
+
+    Args:
+        text: the heading and prose, in markdown.
+        specs: column name -> ``ColumnSpec`` (a table) or array name -> ``ArraySpec`` (an NPZ).
+        other_columns: the spec of every column not named in ``specs`` (a table whose other
+            columns are open, such as the attribute table's one column per attribute).
+    """
+
+    text: str
+    specs: Mapping[str, ColumnSpec] | Mapping[str, ArraySpec] | None = None
+    other_columns: ColumnSpec | None = None

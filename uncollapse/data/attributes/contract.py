@@ -1,17 +1,43 @@
 """The attribute table contract: one row per image, ``image_id``, ``identity``, ``split`` and
-one int8 0/1 column per attribute (docs/data-contracts.md), and the combination ids that pack
-a row of attributes into one int64.
+one int8 0/1 column per attribute (docs/data-contracts.md, "Attribute table"), and the
+combination ids that pack a row of attributes into one int64.
 
-Also the counter-based flip draw that ``AttributeFlipDataset`` and the flip audit share: the
-flips of sample ``i`` in epoch ``e`` are a hash of ``(seed, e, i)``. numpy only (the training
-path runs where polars is not installed); reading a table is ``uncollapse.data.attributes.table``.
+``ATTRIBUTE_COLUMNS`` is the one definition of the table's own columns and ``ATTRIBUTE`` that of
+every other column (one per attribute). Also the counter-based flip draw that
+``AttributeFlipDataset`` and the flip audit share: the flips of sample ``i`` in epoch ``e`` are
+a hash of ``(seed, e, i)``. numpy only (the training path runs where polars is not installed);
+reading a table is ``uncollapse.data.attributes.table``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-RESERVED_COLUMNS = ("image_id", "identity", "split")
+from uncollapse.data.spec import ColumnSpec, DocSection
+
+__all__ = [
+    "ATTRIBUTE", "ATTRIBUTE_COLUMNS", "DOC_SECTIONS", "IDENTITY", "IMAGE_ID", "MAX_ATTRIBUTES",
+    "RESERVED_COLUMNS", "SPLIT", "attribute_columns", "combination_ids", "counter_hash",
+    "decode_combination_ids", "draw_flips",
+]
+
+IMAGE_ID = "image_id"
+IDENTITY = "identity"
+SPLIT = "split"
+
+ATTRIBUTE_COLUMNS: dict[str, ColumnSpec] = {
+    IMAGE_ID: ColumnSpec("String", "the image's name in the source (`000001.jpg`)",
+                         nullable=False),
+    IDENTITY: ColumnSpec("Int64", "the person or object identity (CelebA `identity_CelebA.txt`), "
+                                  "null when the source gives none"),
+    SPLIT: ColumnSpec("String", "train, val, test, ... or null where the source assigns none"),
+}
+"""The table's own columns (every other column is an attribute), in the order they are written."""
+
+ATTRIBUTE = ColumnSpec("Int8", "one attribute, 0 or 1", nullable=False)
+"""Every column that is not in ``ATTRIBUTE_COLUMNS``: one attribute, named as in the source."""
+
+RESERVED_COLUMNS = tuple(ATTRIBUTE_COLUMNS)
 """The columns of an attribute table that are not attributes."""
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -74,5 +100,25 @@ def decode_combination_ids(ids: np.ndarray, n_attributes: int) -> np.ndarray:
 
 
 def attribute_columns(table) -> list[str]:
-    """The attribute columns of an attribute table: every column but image_id/identity/split."""
+    """The attribute columns of an attribute table: every column but the reserved ones."""
     return [c for c in table.columns if c not in RESERVED_COLUMNS]
+
+
+DOC_SECTIONS = (DocSection(f"""\
+## Attribute table
+
+One row per image. Read by `uncollapse.data.attributes.table.read_attribute_table`
+(Parquet, or CSV with `{IMAGE_ID}` and `{SPLIT}` kept as text), written by
+`uncollapse build attributes`, checked by `uncollapse validate attributes`; the flips of
+`AttributeFlipDataset` are drawn from its attribute columns.
+
+- `{IMAGE_ID}` is the source's own name (`000001.jpg`), never a row number.
+- Every column that is not one of {", ".join(f"`{c}`" for c in RESERVED_COLUMNS)} is an
+  attribute: {ATTRIBUTE.dtype}, values 0 or 1 only (convert -1/1 sources with
+  `(a + 1) // 2`), no nulls, named as in the source. At most {MAX_ATTRIBUTES} attributes take
+  part in combination ids (one bit each in an int64).
+- `{IMAGE_ID}` occurs once (`ATTR_DUPLICATE_IMAGE_ID`); an identity has images in one split
+  only (`IDENTITY_LEAKAGE`); an attribute with one value in every row is reported
+  (`ATTR_CONSTANT`: flipping it leads to a value no sample has).
+""", ATTRIBUTE_COLUMNS, other_columns=ATTRIBUTE),)
+"""What docs/data-contracts.md shows of the attribute family."""

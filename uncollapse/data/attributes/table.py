@@ -7,12 +7,21 @@ from pathlib import Path
 
 import polars as pl
 
+from uncollapse.data.attributes.contract import (
+    ATTRIBUTE,
+    ATTRIBUTE_COLUMNS,
+    IDENTITY,
+    IMAGE_ID,
+    SPLIT,
+)
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError
 
-ATTRIBUTE_DTYPE = pl.Int8
-IDENTITY_DTYPE = pl.Int64
+__all__ = ["ATTRIBUTE_DTYPE", "IDENTITY_DTYPE", "read_attribute_table"]
+
+ATTRIBUTE_DTYPE = getattr(pl, ATTRIBUTE.dtype)
+IDENTITY_DTYPE = getattr(pl, ATTRIBUTE_COLUMNS[IDENTITY].dtype)
 
 
 def read_attribute_table(path: str | Path) -> pl.DataFrame:
@@ -23,7 +32,7 @@ def read_attribute_table(path: str | Path) -> pl.DataFrame:
             refuse_duplicate_columns(path)
             # ids such as 000001 must stay strings (inference would make them integers 1, ...)
             header = pl.read_csv(path, n_rows=0).columns
-            text_columns = {c: pl.String for c in ("image_id", "split") if c in header}
+            text_columns = {c: pl.String for c in (IMAGE_ID, SPLIT) if c in header}
             frame = pl.read_csv(path, schema_overrides=text_columns)
             refuse_wide_integers(path, frame)
             return frame

@@ -18,11 +18,11 @@ import numpy as np
 from uncollapse.atomic import atomic_path
 from uncollapse.data.npy import refuse_empty
 from uncollapse.data.npz import why
-from uncollapse.data.spec import ArraySpec
+from uncollapse.data.spec import ArraySpec, DocSection
 from uncollapse.errors import InputError
 
-__all__ = ["IMAGES", "MASKS", "NUM_OBJECTS", "SCENE_ARRAYS", "SceneSet", "load_scenes",
-           "save_scenes"]
+__all__ = ["DOC_SECTIONS", "IMAGES", "MASKS", "NUM_OBJECTS", "SCENE_ARRAYS", "SceneSet",
+           "load_scenes", "save_scenes"]
 
 IMAGES = "images"
 MASKS = "masks"
@@ -35,6 +35,21 @@ SCENE_ARRAYS: dict[str, ArraySpec] = {
     NUM_OBJECTS: ArraySpec("[N]", "int8", "objects in each scene, 1..K"),
 }
 """Array name -> its shape, dtype and meaning; N scenes of H x W pixels, at most K objects."""
+
+DOC_SECTIONS = (DocSection("""\
+## Scene file
+
+Synthetic scenes for object-centric (slot attention) training: one NPZ, scene `i` is row `i`
+of every array. Read by `uncollapse.data.scenes.contract.load_scenes`, written by
+`uncollapse build scenes` (`save_scenes`), checked by `uncollapse validate scenes`, served by
+`uncollapse.data.scenes.dataset.SceneDataset` (images as float [3, H, W] in [0, 1]).
+
+- Mask labels of scene `i` are exactly `0..num_objects[i]`: no label above `num_objects[i]`,
+  and every object `1..num_objects[i]` keeps at least `--min-visible` pixels (default 4), so a
+  slot can find it.
+- `num_objects` is at least 1.
+""", SCENE_ARRAYS),)
+"""What docs/data-contracts.md shows of the scene family."""
 
 
 @dataclass

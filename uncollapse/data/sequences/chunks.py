@@ -3,7 +3,8 @@
 One row per chunk (Parquet), sorted by ``doc_id`` then ``position`` (docs/data-contracts.md,
 "Chunk table"); ``uncollapse build chunks`` writes it from a corpus and ``uncollapse build
 sequences`` reads it, with one vector per row, to cut next-vector windows that never cross a
-document. ``CHUNK_COLUMNS`` is the one definition of the columns.
+document. Its columns are defined once, in ``uncollapse.data.sequences.contract``
+(``CHUNK_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -16,32 +17,16 @@ import polars as pl
 from uncollapse.atomic import atomic_path
 from uncollapse.data.polars_read import READ_FAILURES
 from uncollapse.data.polars_read import reason as read_reason
-from uncollapse.data.spec import ColumnSpec
+from uncollapse.data.sequences.contract import (
+    CHUNK_COLUMNS,
+    CHUNK_DOC_ID,
+    CHUNK_DOC_KEY,
+    CHUNK_POSITION,
+    CHUNK_TEXT,
+)
 from uncollapse.errors import InputError
 
-__all__ = [
-    "CHUNK_COLUMNS", "CHUNK_DTYPES", "DOC_ID", "DOC_KEY", "POSITION", "TEXT",
-    "first_non_utf8_row", "load_chunks", "write_chunks",
-]
-
-DOC_ID = "doc_id"
-DOC_KEY = "doc_key"
-POSITION = "position"
-TEXT = "text"
-
-CHUNK_COLUMNS: dict[str, ColumnSpec] = {
-    DOC_ID: ColumnSpec("Int64", "the document, numbered 0.. in order of first appearance in the "
-                                "source", nullable=False),
-    DOC_KEY: ColumnSpec("String", "the document's own name: the source's document field, the "
-                                  "file's path, or the title of a heading line",
-                        nullable=False, required=False),
-    POSITION: ColumnSpec("Int32", "the chunk's number within its document, 0..", nullable=False),
-    TEXT: ColumnSpec("String", "the chunk, surrounding whitespace stripped", nullable=False),
-}
-"""Column -> dtype (polars type name), meaning; in the order they are written."""
-
-CHUNK_DTYPES: dict[str, str] = {name: spec.dtype for name, spec in CHUNK_COLUMNS.items()}
-
+__all__ = ["first_non_utf8_row", "load_chunks", "write_chunks"]
 
 def write_chunks(chunks: pl.DataFrame, path: str | Path) -> Path:
     """Write the chunk table to Parquet atomically."""
@@ -67,26 +52,29 @@ def load_chunks(path: str | Path) -> pl.DataFrame:
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}; a chunk table has "
                                f"{', '.join(CHUNK_COLUMNS)} (see `uncollapse build chunks`)")
-    if DOC_KEY not in chunks.columns:
-        chunks = chunks.with_columns(pl.col(DOC_ID).cast(pl.String).alias(DOC_KEY))
-    for column in (DOC_ID, POSITION):
+    if CHUNK_DOC_KEY not in chunks.columns:
+        chunks = chunks.with_columns(pl.col(CHUNK_DOC_ID).cast(pl.String).alias(CHUNK_DOC_KEY))
+    for column in (CHUNK_DOC_ID, CHUNK_POSITION):
         if not chunks[column].dtype.is_integer():
             raise InputError(path, f"column {column!r} is {chunks[column].dtype}, expected an "
                                    "integer type")
         if chunks[column].null_count():
             row = int(chunks[column].is_null().arg_true()[0])
             raise InputError(path, f"row {row}: {column} is null")
-    doc = chunks[DOC_ID].to_numpy()
-    pos = chunks[POSITION].to_numpy()
+    doc = chunks[CHUNK_DOC_ID].to_numpy()
+    pos = chunks[CHUNK_POSITION].to_numpy()
     bad = np.flatnonzero((np.diff(doc) < 0) | ((np.diff(doc) == 0) & (np.diff(pos) <= 0)))
     if bad.size:
         row = int(bad[0]) + 1
-        raise InputError(path, f"row {row}: rows are not sorted by ({DOC_ID}, {POSITION}) "
-                               f"({DOC_ID} {doc[row - 1]} {POSITION} {pos[row - 1]} is followed "
-                               f"by {DOC_ID} {doc[row]} {POSITION} {pos[row]}); vectors align "
+        doc_id, position = CHUNK_DOC_ID, CHUNK_POSITION
+        raise InputError(path, f"row {row}: rows are not sorted by ({doc_id}, {position}) "
+                               f"({doc_id} {doc[row - 1]} {position} {pos[row - 1]} is followed "
+                               f"by {doc_id} {doc[row]} {position} {pos[row]}); vectors align "
                                "with rows, so sort the table and its vectors together")
-    return chunks.select(pl.col(DOC_ID).cast(pl.Int64), _text_column(path, chunks, DOC_KEY),
-                         pl.col(POSITION).cast(pl.Int32), _text_column(path, chunks, TEXT))
+    return chunks.select(pl.col(CHUNK_DOC_ID).cast(pl.Int64),
+                         _text_column(path, chunks, CHUNK_DOC_KEY),
+                         pl.col(CHUNK_POSITION).cast(pl.Int32),
+                         _text_column(path, chunks, CHUNK_TEXT))
 
 
 def _text_column(path: Path, chunks: pl.DataFrame, column: str) -> pl.Series:

@@ -1,6 +1,7 @@
 """The sequence file contract: one definition of its NPZ arrays, the texts stored in it, and the
-windows a sample reads. Documented for users in docs/data-contracts.md ("Sequence file"),
-which is generated from ``DENSE_ARRAYS`` and ``COMPACT_ARRAYS``.
+windows a sample reads; and the columns of the chunk table a sequence file is built from.
+Documented for users in docs/data-contracts.md ("Sequence file", "Chunk table"), which is
+generated from ``DOC_SECTIONS`` (``DENSE_ARRAYS``, ``COMPACT_ARRAYS``, ``CHUNK_COLUMNS``).
 
 Two forms:
 
@@ -24,8 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uncollapse.data.spec import ArraySpec
+from uncollapse.data.spec import ArraySpec, ColumnSpec, DocSection
 from uncollapse.errors import ToolError
+
+__all__ = [
+    "CHUNK_COLUMNS", "CHUNK_DOC_ID", "CHUNK_DOC_KEY", "CHUNK_POSITION", "CHUNK_TEXT",
+    "COMPACT_ARRAYS", "COMPACT_TEXTS", "CONCEPT_TEXTS", "CONTEXT_LENGTH", "CONTEXT_SEQUENCES",
+    "DENSE_ARRAYS", "DENSE_TEXTS", "DOC_IDS", "DOC_KEYS", "DOC_OFFSETS", "DOC_SECTIONS",
+    "TARGET_POSITIONS", "TARGET_VECTORS", "TEXTS", "VECTORS", "TextKeys", "Texts", "Windows",
+    "doc_offsets_from_ids", "read_texts", "required_keys", "sample_doc_ids", "sequence_form",
+    "sequence_windows", "spec_ndim", "utf8_problems", "utf8_texts",
+]
 
 CONTEXT_SEQUENCES = "context_sequences"
 TARGET_VECTORS = "target_vectors"
@@ -103,6 +113,28 @@ COMPACT_ARRAYS: dict[str, ArraySpec] = {
 # which text lists each form stores, and the count each one is aligned to
 DENSE_TEXTS = (CONCEPT_TEXTS,)
 COMPACT_TEXTS = (DOC_KEYS, TEXTS)
+
+# the chunk table (Parquet) that ``uncollapse build sequences`` reads: read and written by
+# ``uncollapse.data.sequences.chunks``
+CHUNK_DOC_ID = "doc_id"
+CHUNK_DOC_KEY = "doc_key"
+CHUNK_POSITION = "position"
+CHUNK_TEXT = "text"
+
+CHUNK_COLUMNS: dict[str, ColumnSpec] = {
+    CHUNK_DOC_ID: ColumnSpec("Int64", "the document, numbered 0.. in order of first appearance "
+                                      "in the source", nullable=False),
+    CHUNK_DOC_KEY: ColumnSpec("String", "the document's own name: the source's document field, "
+                                        "the file's path, or the title of a heading line (a "
+                                        "table without it gets the doc_id as text)",
+                              nullable=False, required=False),
+    CHUNK_POSITION: ColumnSpec("Int32", "the chunk's number within its document, 0..",
+                               nullable=False),
+    CHUNK_TEXT: ColumnSpec("String", "the chunk, surrounding whitespace stripped",
+                           nullable=False),
+}
+"""Column -> dtype, nullability and meaning, in the order they are written; rows are sorted by
+(doc_id, position)."""
 
 
 def required_keys(specs: Mapping[str, ArraySpec]) -> tuple[str, ...]:
@@ -276,3 +308,43 @@ def sample_doc_ids(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
         return sequence_windows(np.asarray(arrays[DOC_OFFSETS]),
                                 int(np.asarray(arrays[CONTEXT_LENGTH]).reshape(()))).doc_index
     return None
+
+
+DOC_SECTIONS = (
+    DocSection("""\
+## Sequence file
+
+Next-vector prediction samples: a context of C vectors and the vector that follows, all from
+one document. One NPZ in one of two forms, written by `uncollapse build sequences` (dense by
+default, `--compact` for the compact form), checked by `uncollapse validate sequences`, served
+by `SequenceDataset` and `HardNegativeSequenceDataset` (`uncollapse.data.sequences`).
+
+- A context never crosses a document boundary; documents with fewer than C + 1 chunks give
+  no samples.
+- Texts are stored as UTF-8 bytes plus offsets (text `i` is `utf8[offsets[i]:offsets[i + 1]]`),
+  never pickled: a list of texts needs both its `_utf8` and its `_offsets` array. Files written
+  before this layout hold fixed-width unicode arrays instead, which are still read.
+- Uncompressed files are memory-mapped by the datasets; the compact form reads each window
+  out of `vectors` without a C-fold copy.
+"""),
+    DocSection("""\
+### Dense form
+
+Sample `i` is row `i` of the per-sample arrays; N samples, context length C, vector size D.
+""", DENSE_ARRAYS),
+    DocSection("""\
+### Compact form
+
+Every chunk's vector once; sample windows are computed from `doc_offsets` and
+`context_length`. M chunks in n_docs documents.
+""", COMPACT_ARRAYS),
+    DocSection("""\
+### Chunk table
+
+What a sequence file is built from: one row per text chunk (Parquet), sorted by `doc_id` then
+`position`, so vector `i` (of `--vectors` or the encoder) belongs to row `i`. Written by
+`uncollapse build chunks`, read by `uncollapse.data.sequences.chunks.load_chunks`, which names
+the row that breaks the order.
+""", CHUNK_COLUMNS),
+)
+"""What docs/data-contracts.md shows of the sequence family."""

@@ -12,7 +12,8 @@ import numpy as np
 
 from uncollapse.atomic import atomic_path
 from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
-from uncollapse.data.sequences.chunks import DOC_ID, TEXT, load_chunks, write_chunks
+from uncollapse.data.sequences.chunks import load_chunks, write_chunks
+from uncollapse.data.sequences.contract import CHUNK_DOC_ID, CHUNK_TEXT
 from uncollapse.errors import ToolError
 from uncollapse.pipeline.result import Built, built_from, with_report
 from uncollapse.pipeline.sequences.corpus import detect_kind, read_chunks
@@ -33,7 +34,7 @@ ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode"
 
 
 def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
-                 doc_field: str = DOC_ID, text_field: str = TEXT,
+                 doc_field: str = CHUNK_DOC_ID, text_field: str = CHUNK_TEXT,
                  doc_pattern: str | None = None, glob: str = "*.txt",
                  cache: Cache | None = None, rebuild: bool = False) -> Built:
     """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
@@ -69,7 +70,7 @@ def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
     model_dir = resolve_encoder(model)
 
     def builder(out_dir: Path) -> BuildOutput:
-        texts = load_chunks(chunks_path)[TEXT].fill_null("").to_list()
+        texts = load_chunks(chunks_path)[CHUNK_TEXT].fill_null("").to_list()
         vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
                                quiet=quiet)
         with atomic_path(out_dir / VECTORS_FILE) as tmp:

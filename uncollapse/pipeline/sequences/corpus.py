@@ -19,12 +19,12 @@ import numpy as np
 import polars as pl
 
 from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
-from uncollapse.data.sequences.chunks import (
-    DOC_ID,
-    DOC_KEY,
-    POSITION,
-    TEXT,
-    first_non_utf8_row,
+from uncollapse.data.sequences.chunks import first_non_utf8_row
+from uncollapse.data.sequences.contract import (
+    CHUNK_DOC_ID,
+    CHUNK_DOC_KEY,
+    CHUNK_POSITION,
+    CHUNK_TEXT,
 )
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.text_files import read_text_lines
@@ -71,7 +71,7 @@ class ChunkStats:
 
 
 def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
-                doc_field: str = DOC_ID, text_field: str = TEXT,
+                doc_field: str = CHUNK_DOC_ID, text_field: str = CHUNK_TEXT,
                 doc_pattern: str | None = None, glob: str = "*.txt"):
     """Read ``source`` into the chunk table; returns ``(polars.DataFrame, ChunkStats)``.
 
@@ -153,25 +153,26 @@ def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stat
                                  f"{', '.join(map(repr, table.columns))}. Name the fields with "
                                  "doc_field and text_field")
     table = table.select(pl.col(doc_field).alias("doc"),
-                         pl.col(text_field).alias(TEXT)).with_row_index("row")
+                         pl.col(text_field).alias(CHUNK_TEXT)).with_row_index("row")
     if table["doc"].dtype == pl.Null or table["doc"].null_count():
         row = int(table.filter(pl.col("doc").is_null())["row"][0])
         where = f"line {row + 1}" if kind == "jsonl" else f"row {row}"
         raise InputError(source, f"{where}: field {doc_field!r} is missing or null; every "
                                  "record needs its document")
-    if not isinstance(table[TEXT].dtype, (pl.String, pl.Null)):
-        raise InputError(source, f"field {text_field!r} is {table[TEXT].dtype}, expected text")
-    table = table.with_columns(_doc_keys(source, table["doc"], doc_field, kind).alias(DOC_KEY),
-                               pl.col(TEXT).cast(pl.String))
-    first_row = pl.col("row").min().over(DOC_KEY)
+    if not isinstance(table[CHUNK_TEXT].dtype, (pl.String, pl.Null)):
+        raise InputError(source, f"field {text_field!r} is {table[CHUNK_TEXT].dtype}, expected "
+                                 "text")
+    doc_keys = _doc_keys(source, table["doc"], doc_field, kind)
+    table = table.with_columns(doc_keys.alias(CHUNK_DOC_KEY), pl.col(CHUNK_TEXT).cast(pl.String))
+    first_row = pl.col("row").min().over(CHUNK_DOC_KEY)
     table = table.with_columns(doc_seq=first_row.rank("dense").cast(pl.Int64) - 1)
-    paragraphs = pl.col(TEXT).fill_null("").str.replace_all(r"\r\n?", "\n")
+    paragraphs = pl.col(CHUNK_TEXT).fill_null("").str.replace_all(r"\r\n?", "\n")
     splitter = {"line": r"\n", "paragraph": r"\n[ \t]*\n\s*", "sentence": r"\n[ \t]*\n\s*"}[
         "line" if stats.unit == "line" else "paragraph"]
     pieces = (table.sort("doc_seq", "row")
-              .select("doc_seq", DOC_KEY,
-                      paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP).alias(TEXT))
-              .explode(TEXT))
+              .select("doc_seq", CHUNK_DOC_KEY,
+                      paragraphs.str.replace_all(splitter, _SEP).str.split(_SEP).alias(CHUNK_TEXT))
+              .explode(CHUNK_TEXT))
     return pieces
 
 
@@ -277,7 +278,7 @@ def _check_pattern(pattern: str):
 
 def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats, *,
                     file_doc_key=None, standalone_titles: bool = False):
-    """Lines of one text source -> (doc_seq, DOC_KEY, TEXT) rows of paragraphs or lines.
+    """Lines of one text source -> (doc_seq, CHUNK_DOC_KEY, CHUNK_TEXT) rows of paragraphs or lines.
 
     ``standalone_titles``: a line matching ``doc_pattern`` starts a document only between
     blank lines (WikiText's layout); other matches are counted in ``title_like_lines``.
@@ -317,9 +318,9 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
         stats.lines_before_first_document += int(
             before.filter(~pl.col("blank")).height)
         frame = frame.filter(pl.col("title_key").is_not_null())
-        frame = frame.with_columns(pl.col("title_key").alias(DOC_KEY))
+        frame = frame.with_columns(pl.col("title_key").alias(CHUNK_DOC_KEY))
     else:
-        frame = frame.with_columns(pl.col("file_key").alias(DOC_KEY), is_title=pl.lit(False),
+        frame = frame.with_columns(pl.col("file_key").alias(CHUNK_DOC_KEY), is_title=pl.lit(False),
                                    heading=heading, blank=blank, doc_seq=pl.col("file"))
     stats.heading_lines_dropped += int(frame["heading"].sum())
     breaks = pl.col("blank") | pl.col("heading") | pl.col("is_title")
@@ -331,9 +332,9 @@ def _lines_to_parts(lines, doc_pattern: str | None, unit: str, stats: ChunkStats
         frame = frame.with_columns(part=(breaks | new_doc).cast(pl.Int64).cum_sum())
     content = frame.filter(~breaks)
     return (content.group_by("part", maintain_order=True)
-            .agg(pl.col("doc_seq").first(), pl.col(DOC_KEY).first(),
-                 line.str.strip_chars().str.join(" ").alias(TEXT))
-            .select("doc_seq", DOC_KEY, TEXT))
+            .agg(pl.col("doc_seq").first(), pl.col(CHUNK_DOC_KEY).first(),
+                 line.str.strip_chars().str.join(" ").alias(CHUNK_TEXT))
+            .select("doc_seq", CHUNK_DOC_KEY, CHUNK_TEXT))
 
 
 def _over(expression, partition):
@@ -386,19 +387,20 @@ def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
 # all sources --------------------------------------------------------------------------------
 def _finish(parts, unit: str, stats: ChunkStats):
     if unit == "sentence":
-        parts = (parts.with_columns(pl.col(TEXT).fill_null("")
+        parts = (parts.with_columns(pl.col(CHUNK_TEXT).fill_null("")
                                     .str.replace_all(SENTENCE_END, "${1}" + _SEP + "${2}")
                                     .str.split(_SEP))
-                 .explode(TEXT))
-    parts = parts.with_columns(pl.col(TEXT).str.strip_chars())
-    empty = parts[TEXT].is_null() | (parts[TEXT] == "")
+                 .explode(CHUNK_TEXT))
+    parts = parts.with_columns(pl.col(CHUNK_TEXT).str.strip_chars())
+    empty = parts[CHUNK_TEXT].is_null() | (parts[CHUNK_TEXT] == "")
     stats.empty_chunks_dropped = int(empty.sum())
     docs_before = parts["doc_seq"].n_unique()
     kept = parts.filter(~empty)
     stats.empty_documents_dropped = int(docs_before - kept["doc_seq"].n_unique())
-    chunks = (kept.with_columns((pl.col("doc_seq").rank("dense").cast(pl.Int64) - 1).alias(DOC_ID))
-              .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over(DOC_ID).alias(POSITION))
-              .select(DOC_ID, DOC_KEY, POSITION, TEXT))
-    stats.documents = int(chunks[DOC_ID].n_unique())
+    doc_id = (pl.col("doc_seq").rank("dense").cast(pl.Int64) - 1).alias(CHUNK_DOC_ID)
+    position = pl.int_range(pl.len(), dtype=pl.Int32).over(CHUNK_DOC_ID).alias(CHUNK_POSITION)
+    chunks = (kept.with_columns(doc_id).with_columns(position)
+              .select(CHUNK_DOC_ID, CHUNK_DOC_KEY, CHUNK_POSITION, CHUNK_TEXT))
+    stats.documents = int(chunks[CHUNK_DOC_ID].n_unique())
     stats.chunks = chunks.height
     return chunks, stats

@@ -27,8 +27,11 @@ import numpy as np
 
 from uncollapse.data.npy import load_npy
 from uncollapse.data.npz import write_npz
-from uncollapse.data.sequences.chunks import DOC_ID, DOC_KEY, POSITION, TEXT
 from uncollapse.data.sequences.contract import (
+    CHUNK_DOC_ID,
+    CHUNK_DOC_KEY,
+    CHUNK_POSITION,
+    CHUNK_TEXT,
     CONCEPT_TEXTS,
     CONTEXT_LENGTH,
     CONTEXT_SEQUENCES,
@@ -87,7 +90,7 @@ def write_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: 
     if vectors.ndim != 2 or vectors.shape[1] == 0:
         raise ToolError(f"vectors have shape {vectors.shape}, expected [chunk rows, D > 0]; the "
                         "encoder returned no dimensions")
-    doc_ids = chunks[DOC_ID].to_numpy()
+    doc_ids = chunks[CHUNK_DOC_ID].to_numpy()
     offsets = doc_offsets_from_ids(doc_ids)
     windows = sequence_windows(offsets, context_length)
     stats = {"form": "compact" if compact else "dense", "documents": int(offsets.size - 1),
@@ -97,16 +100,16 @@ def write_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: 
     if compact:
         arrays = {VECTORS: _float32(vectors), DOC_OFFSETS: offsets,
                   CONTEXT_LENGTH: np.int64(context_length),
-                  **utf8_texts(DOC_KEYS, chunks[DOC_KEY].gather(offsets[:-1]))}
+                  **utf8_texts(DOC_KEYS, chunks[CHUNK_DOC_KEY].gather(offsets[:-1]))}
         if texts:
-            arrays.update(utf8_texts(TEXTS, chunks[TEXT]))
+            arrays.update(utf8_texts(TEXTS, chunks[CHUNK_TEXT]))
     else:
         targets = windows.target_rows
         arrays = {CONTEXT_SEQUENCES: _float32(vectors[windows.context_rows(context_length)]),
                   TARGET_VECTORS: _float32(vectors[targets]),
                   DOC_IDS: doc_ids[targets].astype(np.int64),
-                  TARGET_POSITIONS: chunks[POSITION].to_numpy()[targets].astype(np.int32)}
+                  TARGET_POSITIONS: chunks[CHUNK_POSITION].to_numpy()[targets].astype(np.int32)}
         if texts:
-            arrays.update(utf8_texts(CONCEPT_TEXTS, chunks[TEXT].gather(targets)))
+            arrays.update(utf8_texts(CONCEPT_TEXTS, chunks[CHUNK_TEXT].gather(targets)))
     write_npz(out_path, arrays)
     return stats
