@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
+from uncollapse.data.attributes.contract import IDENTITY, IMAGE_ID, RESERVED_COLUMNS, SPLIT
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.celeba_text import read_celeba_text
 from uncollapse.pipeline.attributes.codes import (
@@ -108,11 +109,11 @@ def read_attributes(source: str | Path, *, identities: str | Path | None = None,
     stats["skipped_lines"] = parsed.locations[~keep].tolist()
 
     names = [parsed.names[c] for c in columns]
-    table = pl.DataFrame({"image_id": parsed.image_ids.filter(pl.Series(keep))})
+    table = pl.DataFrame({IMAGE_ID: parsed.image_ids.filter(pl.Series(keep))})
     table = table.with_columns(
-        identity=identity_column(source, parsed.identity, keep, parsed.locations[keep], where),
-        split=pl.Series(parsed.split[keep] if parsed.split is not None
-                        else np.full(int(keep.sum()), None), dtype=pl.String))
+        identity_column(source, parsed.identity, keep, parsed.locations[keep], where),
+        pl.Series(SPLIT, parsed.split[keep] if parsed.split is not None
+                  else np.full(int(keep.sum()), None), dtype=pl.String))
     # column-major, so each attribute column is one contiguous block
     attribute_values = np.asfortranarray(values[keep])
     table = pl.concat([table, pl.from_numpy(attribute_values, schema=names, orient="row")],
@@ -124,19 +125,19 @@ def read_attributes(source: str | Path, *, identities: str | Path | None = None,
                          "after its header; add rows of an image id and -1/1 or 0/1 values")
 
     if identities is not None:
-        side = read_side_file(Path(identities), "identity", findings)
-        table = join_side(table, side, "identity", Path(identities), findings,
+        side = read_side_file(Path(identities), IDENTITY, findings)
+        table = join_side(table, side, IDENTITY, Path(identities), findings,
                           ATTR_IDENTITY_MISSING)
     if partition is not None:
         side = read_partition_file(Path(partition), findings)
-        table = join_side(table, side, "split", Path(partition), findings,
+        table = join_side(table, side, SPLIT, Path(partition), findings,
                           ATTR_PARTITION_MISSING)
-    table = table.select(["image_id", "identity", "split", *names])
+    table = table.select([*RESERVED_COLUMNS, *names])
 
     stats.update(rows=table.height, attributes=len(names),
-                 identities=int(table["identity"].n_unique() - table["identity"].has_nulls()),
+                 identities=int(table[IDENTITY].n_unique() - table[IDENTITY].has_nulls()),
                  splits={str(k): int(v) for k, v in
-                         table["split"].value_counts().sort("split").iter_rows()})
+                         table[SPLIT].value_counts().sort(SPLIT).iter_rows()})
     report = Report(str(source), "build attributes", findings, stats)
     if strict and irregularities(report):
         raise InputError(source, "irregular input refused (strict)" + refused(findings))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.attributes.contract import IMAGE_ID
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.codes import (
     ATTR_COUNT_MISMATCH,
@@ -104,7 +105,7 @@ def _read_irregular_rows(path: Path, raw: bytes, first_row: int, names: list[str
         report_rows(findings, ATTR_MALFORMED_ROW, path, "line", rows[bad] + 1, problems,
                     [text.line_text(r) for r in rows[bad][:MAX_LISTED_LINES]])
     first_tokens = text.first_token[rows[good]]
-    image_ids = pl.Series("image_id", np.full(len(rows), "", dtype=object), dtype=pl.String)
+    image_ids = pl.Series(IMAGE_ID, np.full(len(rows), "", dtype=object), dtype=pl.String)
     if good.any():
         image_ids = image_ids.scatter(np.flatnonzero(good), text.strings(first_tokens))
     values = np.full((len(rows), len(names)), BAD, dtype=np.int16)

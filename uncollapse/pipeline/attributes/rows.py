@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from uncollapse.data.attributes.contract import RESERVED_COLUMNS
+from uncollapse.data.attributes.contract import IMAGE_ID, RESERVED_COLUMNS
 from uncollapse.errors import InputError
 from uncollapse.report import Code
 
-ID_COLUMNS = ("image_id", "image", "image_name", "filename", "file_name", "img")
+ID_COLUMNS = (IMAGE_ID, "image", "image_name", "filename", "file_name", "img")
+"""Names a source may give its image id column (compared case-insensitively)."""
 MAX_LISTED_LINES = 20
 
 
@@ -57,7 +58,7 @@ def first_occurrence(ids: pl.Series, locations: np.ndarray, where: str, keep: np
             f"{int(duplicates.sum())} rows of the {what} repeat an image listed earlier; "
             f"{list_numbers(locations[duplicates], where)}",
             count=int(duplicates.sum()),
-            examples=[{where: int(n), "image_id": str(i)}
+            examples=[{where: int(n), IMAGE_ID: str(i)}
                       for n, i in zip(locations[duplicates][:10], dup_ids, strict=True)]))
     return is_first | ~keep
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.attributes.contract import IMAGE_ID, SPLIT
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.codes import (
     ATTR_SIDE_FILE_DUPLICATE,
@@ -45,8 +46,8 @@ def read_side_file(path: Path, column: str, findings: list) -> pl.DataFrame:
     ids = text.strings(text.first_token[good])
     keep = first_occurrence(ids, rows[good] + 1, "line", np.ones(len(ids), dtype=bool),
                             findings, ATTR_SIDE_FILE_DUPLICATE, f"{column} file {path}")
-    return pl.DataFrame({"image_id": ids.filter(pl.Series(keep)), column: values[good][keep]},
-                        schema={"image_id": pl.String, column: pl.Int64})
+    return pl.DataFrame({IMAGE_ID: ids.filter(pl.Series(keep)), column: values[good][keep]},
+                        schema={IMAGE_ID: pl.String, column: pl.Int64})
 
 
 def read_partition_file(path: Path, findings: list) -> pl.DataFrame:
@@ -54,7 +55,7 @@ def read_partition_file(path: Path, findings: list) -> pl.DataFrame:
     side = read_side_file(path, "partition", findings)
     return side.with_columns(
         pl.col("partition").replace_strict(dict(enumerate(SPLIT_NAMES)),
-                                           return_dtype=pl.String).alias("split")
+                                           return_dtype=pl.String).alias(SPLIT)
     ).drop("partition")
 
 
@@ -63,13 +64,13 @@ def join_side(table: pl.DataFrame, side: pl.DataFrame, column: str, path: Path,
     """``table`` with ``column`` taken from ``side``; images missing on either side reported."""
     if column in table.columns:
         table = table.drop(column)
-    joined = table.join(side, on="image_id", how="left", maintain_order="left")
-    missing = joined.filter(pl.col(column).is_null())["image_id"]
+    joined = table.join(side, on=IMAGE_ID, how="left", maintain_order="left")
+    missing = joined.filter(pl.col(column).is_null())[IMAGE_ID]
     if missing.len():
         findings.append(missing_code.finding(
             f"{missing.len()} of {table.height} images are not in {path}",
             count=missing.len(), examples=missing.head(10).to_list()))
-    extra = side.join(table.select("image_id"), on="image_id", how="anti")["image_id"]
+    extra = side.join(table.select(IMAGE_ID), on=IMAGE_ID, how="anti")[IMAGE_ID]
     if extra.len():
         findings.append(ATTR_SIDE_FILE_EXTRA.finding(
             f"{extra.len()} images of {path} are not in the attribute table",

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.attributes.contract import IDENTITY, SPLIT
+from uncollapse.data.attributes.table import IDENTITY_DTYPE
 from uncollapse.data.csv_header import refuse_duplicate_columns
 from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError
@@ -36,17 +38,17 @@ def _read_table(path: Path, reader, where: str, *, first_location: int) -> Parse
     if id_column is None:
         raise InputError(path, f"no image id column; expected one of {list(ID_COLUMNS)} "
                          f"besides the attribute columns, found {frame.columns[:8]}")
-    names = [c for c in frame.columns if c not in (id_column, "identity", "split")]
+    names = [c for c in frame.columns if c not in (id_column, IDENTITY, SPLIT)]
     check_names(path, names, 1 if where == "line" else 0)
     values = frame.select(pl.col(names).cast(pl.Int16, strict=False).fill_null(BAD)) \
         .to_numpy().astype(np.int16).reshape(frame.height, len(names))
     locations = np.arange(first_location, first_location + frame.height, dtype=np.int64)
     parsed = ParsedSource(frame[id_column].cast(pl.String).fill_null(""), values, locations,
                           names, reported=np.zeros(frame.height, dtype=bool))
-    if "identity" in frame.columns:
-        parsed.identity = frame["identity"].cast(pl.String).to_numpy()
-    if "split" in frame.columns:
-        parsed.split = frame["split"].cast(pl.String).to_numpy()
+    if IDENTITY in frame.columns:
+        parsed.identity = frame[IDENTITY].cast(pl.String).to_numpy()
+    if SPLIT in frame.columns:
+        parsed.split = frame[SPLIT].cast(pl.String).to_numpy()
     return parsed
 
 
@@ -54,15 +56,15 @@ def identity_column(path: Path, identity: np.ndarray | None, keep: np.ndarray,
                     locations: np.ndarray, where: str) -> pl.Series:
     """The kept rows of a table's own ``identity`` column as Int64 (nulls when it has none)."""
     if identity is None:
-        return pl.Series("identity", [None] * int(keep.sum()), dtype=pl.Int64)
-    strings = pl.Series("identity", identity[keep], dtype=pl.String)
-    parsed = strings.cast(pl.Int64, strict=False)
+        return pl.Series(IDENTITY, [None] * int(keep.sum()), dtype=IDENTITY_DTYPE)
+    strings = pl.Series(IDENTITY, identity[keep], dtype=pl.String)
+    parsed = strings.cast(IDENTITY_DTYPE, strict=False)
     broken = (parsed.is_null() & strings.is_not_null()).to_numpy()
     if broken.any():
         shown = ", ".join(f"{where} {int(n)}: {value!r}" for n, value in
                           zip(locations[broken][:3], strings.filter(broken).head(3).to_list(),
                               strict=True))
-        raise InputError(path, f"column 'identity' must hold integers (person ids); found "
+        raise InputError(path, f"column {IDENTITY!r} must hold integers (person ids); found "
                          f"{int(broken.sum())} that do not ({shown}); fix those rows, or drop "
                          "the column and give an identity file (identities)")
     return parsed

@@ -10,6 +10,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
 
+from uncollapse.data.captions.contract import (
+    CAPTION,
+    CAPTION_IDX,
+    IMAGE_ID,
+    IMAGE_PATH,
+    SOURCE_ROW,
+    SPLIT,
+)
 from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
@@ -19,7 +27,12 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 from uncollapse.pipeline.captions.lines import image_stem
 
-HF_COLUMNS = ("caption", "split", "img_id", "filename")  # never decode `image`
+# the columns of the flickr30k layout that are read (never `image`: decoding it is slow)
+HF_CAPTION = "caption"
+HF_SPLIT = "split"
+HF_IMG_ID = "img_id"
+HF_FILENAME = "filename"
+HF_COLUMNS = (HF_CAPTION, HF_SPLIT, HF_IMG_ID, HF_FILENAME)
 
 
 def is_saved_dataset(path: Path) -> bool:
@@ -102,11 +115,11 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
 
 
 _TEXT = (pl.String, pl.Null)
-_EXPECTED = {"caption": ("text or a list of text", lambda t: isinstance(t, _TEXT) or (
+_EXPECTED = {HF_CAPTION: ("text or a list of text", lambda t: isinstance(t, _TEXT) or (
                  isinstance(t, pl.List) and isinstance(t.inner, _TEXT))),
-             "filename": ("text", lambda t: isinstance(t, _TEXT)),
-             "split": ("text", lambda t: isinstance(t, _TEXT)),
-             "img_id": ("integers or text", lambda t: isinstance(t, _TEXT) or t.is_integer())}
+             HF_FILENAME: ("text", lambda t: isinstance(t, _TEXT)),
+             HF_SPLIT: ("text", lambda t: isinstance(t, _TEXT)),
+             HF_IMG_ID: ("integers or text", lambda t: isinstance(t, _TEXT) or t.is_integer())}
 """The flickr30k layout's columns and the dtypes they may have; anything else (bytes, numbers
 in the caption) is refused by name instead of failing inside a list or string operation."""
 
@@ -122,36 +135,36 @@ def _check_dtypes(frame: pl.DataFrame, source: str) -> None:
 def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.DataFrame:
     """Rows of the flickr30k layout to caption rows; the image id is the file name stem
     (``img_id`` in this layout is a running number, so it is used only without ``filename``)."""
-    if "caption" not in frame.columns or not ({"filename", "img_id"} & set(frame.columns)):
-        raise InputError(source, f"expected the columns caption and filename (or img_id); found "
-                         f"{frame.columns}")
+    columns = set(frame.columns)
+    if HF_CAPTION not in columns or not ({HF_FILENAME, HF_IMG_ID} & columns):
+        raise InputError(source, f"expected the columns {HF_CAPTION} and {HF_FILENAME} (or "
+                         f"{HF_IMG_ID}); found {frame.columns}")
     _check_dtypes(frame, source)
-    one_per_row = frame.schema["caption"] == pl.String
+    one_per_row = frame.schema[HF_CAPTION] == pl.String
     if one_per_row:
-        frame = frame.with_columns(pl.concat_list("caption"))
-    image_id = (image_stem(pl.col("filename")) if "filename" in frame.columns
-                else pl.col("img_id").cast(pl.String))
+        frame = frame.with_columns(pl.concat_list(HF_CAPTION))
+    no_text = pl.lit(None, dtype=pl.String)
+    filename = pl.col(HF_FILENAME) if HF_FILENAME in columns else None
     frame = frame.with_row_index("row").with_columns(
-        image_id=image_id,
-        image_path=pl.col("filename").cast(pl.String) if "filename" in frame.columns
-        else pl.lit(None, dtype=pl.String),
-        split=pl.col("split").cast(pl.String) if "split" in frame.columns
-        else pl.lit(None, dtype=pl.String),
-        n=pl.col("caption").list.len().fill_null(0),
+        (image_stem(filename) if filename is not None
+         else pl.col(HF_IMG_ID).cast(pl.String)).alias(IMAGE_ID),
+        (filename.cast(pl.String) if filename is not None else no_text).alias(IMAGE_PATH),
+        (pl.col(HF_SPLIT).cast(pl.String) if HF_SPLIT in columns else no_text).alias(SPLIT),
+        n=pl.col(HF_CAPTION).list.len().fill_null(0),
     )
     irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
-                  frame.filter(pl.col("n") == 0).select("image_id", line="row"),
+                  frame.filter(pl.col("n") == 0).select(IMAGE_ID, line="row"),
                   "row(s) have no captions")
     rows = (frame.filter(pl.col("n") > 0)
-            .with_columns(caption_idx=pl.int_ranges(pl.col("n")))
-            .explode("caption", "caption_idx"))
+            .with_columns(pl.int_ranges(pl.col("n")).alias(CAPTION_IDX))
+            .explode(HF_CAPTION, CAPTION_IDX))
     if one_per_row:  # number an image's captions in row order, not all 0
-        rows = rows.with_columns(caption_idx=pl.int_range(pl.len()).over("image_id"))
+        rows = rows.with_columns(pl.int_range(pl.len()).over(IMAGE_ID).alias(CAPTION_IDX))
     return rows.select(
-        "image_id",
-        caption_idx=pl.col("caption_idx").cast(pl.Int64),
-        caption=pl.col("caption").cast(pl.String),
-        split="split",
-        source_row=pl.col("row").cast(pl.Int64),
-        image_path="image_path",
+        IMAGE_ID,
+        pl.col(CAPTION_IDX).cast(pl.Int64),
+        pl.col(HF_CAPTION).cast(pl.String).alias(CAPTION),
+        SPLIT,
+        pl.col("row").cast(pl.Int64).alias(SOURCE_ROW),
+        IMAGE_PATH,
     )

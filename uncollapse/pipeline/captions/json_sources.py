@@ -8,6 +8,14 @@ from pathlib import Path
 
 import polars as pl
 
+from uncollapse.data.captions.contract import (
+    CAPTION,
+    CAPTION_IDX,
+    IMAGE_ID,
+    IMAGE_PATH,
+    SOURCE_ROW,
+    SPLIT,
+)
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_DUPLICATE_IMAGE,
@@ -20,6 +28,10 @@ from uncollapse.pipeline.captions.lines import image_stem
 from uncollapse.pipeline.text_files import decode_utf8
 
 COCO_SPLIT_IN_NAME = re.compile(r"(train|val|test|restval)(?:\d{4})?", re.IGNORECASE)
+# fields of the sources that happen to share a name with a caption table column
+COCO_IMAGE_ID = "image_id"  # annotations[].image_id
+COCO_CAPTION = "caption"  # annotations[].caption
+KARPATHY_SPLIT = "split"  # images[].split
 
 
 def load_json(path: Path) -> dict:
@@ -94,32 +106,37 @@ def read_coco(path: Path, irregular: Irregularities, split: str | None = None) -
     images = _records(path, data, "images", {"id": pl.String, "file_name": pl.String},
                       irregular, ids=("id",))
     annotations = _records(path, data, "annotations",
-                           {"image_id": pl.String, "id": pl.Int64, "caption": pl.String},
-                           irregular, ids=("image_id", "id"))
+                           {COCO_IMAGE_ID: pl.String, "id": pl.Int64, COCO_CAPTION: pl.String},
+                           irregular, ids=(COCO_IMAGE_ID, "id"))
     split = split or coco_split_from_name(path)
+    image_id = pl.col(COCO_IMAGE_ID)
     repeated = images.filter(pl.int_range(pl.len()).over("id") > 0).sort("index")
-    irregular.add(SOURCE_DUPLICATE_IMAGE, repeated.select(image_id="id", image=pl.col("index")),
+    irregular.add(SOURCE_DUPLICATE_IMAGE,
+                  repeated.select(pl.col("id").alias(IMAGE_ID), image=pl.col("index")),
                   "repeated image entr(ies) in images[] ignored")
     images = images.unique("id", keep="first", maintain_order=True)
-    table = annotations.join(images.select(image_id="id", image_path="file_name"),
-                             on="image_id", how="left")
-    unknown = table.filter(pl.col("image_path").is_null()).sort("index")
+    table = annotations.join(images.select(pl.col("id").alias(COCO_IMAGE_ID),
+                                           pl.col("file_name").alias(IMAGE_PATH)),
+                             on=COCO_IMAGE_ID, how="left")
+    unknown = table.filter(pl.col(IMAGE_PATH).is_null()).sort("index")
     irregular.add(SOURCE_UNKNOWN_IMAGE,
-                  unknown.select("image_id", annotation=pl.col("index")),
+                  unknown.select(image_id.alias(IMAGE_ID), annotation=pl.col("index")),
                   "caption(s) refer to an image missing from images[]")
-    no_captions = images.join(annotations.select(id="image_id").unique(), on="id", how="anti")
+    no_captions = images.join(annotations.select(image_id.alias("id")).unique(), on="id",
+                              how="anti")
     irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
-                  no_captions.sort("index").select(image_id="id", image=pl.col("index")),
+                  no_captions.sort("index").select(pl.col("id").alias(IMAGE_ID),
+                                                   image=pl.col("index")),
                   "image(s) in images[] have no captions")
     # COCO has no caption numbering: number an image's captions by annotation id.
     return table.select(
-        "image_id",
-        caption_idx=(pl.col("id").rank("ordinal").over("image_id") - 1).cast(pl.Int64),
-        caption="caption",
-        split=pl.lit(split, dtype=pl.String),
-        source_row="index",
-        image_path="image_path",
-    ).with_columns(pl.col("source_row").cast(pl.Int64))
+        image_id.alias(IMAGE_ID),
+        (pl.col("id").rank("ordinal").over(COCO_IMAGE_ID) - 1).cast(pl.Int64).alias(CAPTION_IDX),
+        pl.col(COCO_CAPTION).alias(CAPTION),
+        pl.lit(split, dtype=pl.String).alias(SPLIT),
+        pl.col("index").cast(pl.Int64).alias(SOURCE_ROW),
+        IMAGE_PATH,
+    )
 
 
 def read_karpathy(path: Path, irregular: Irregularities) -> pl.DataFrame:
@@ -136,33 +153,33 @@ def read_karpathy(path: Path, irregular: Irregularities) -> pl.DataFrame:
         if records and needed not in images.columns:
             raise InputError(path, f"images[] records lack {needed!r}; is this Karpathy JSON?")
     if not records:
-        return pl.DataFrame(schema={"image_id": pl.String, "caption_idx": pl.Int64,
-                                    "caption": pl.String, "split": pl.String,
-                                    "source_row": pl.Int64, "image_path": pl.String})
+        return pl.DataFrame(schema={IMAGE_ID: pl.String, CAPTION_IDX: pl.Int64,
+                                    CAPTION: pl.String, SPLIT: pl.String,
+                                    SOURCE_ROW: pl.Int64, IMAGE_PATH: pl.String})
     # COCO images carry their real COCO id (`cocoid`), the same id COCO's own JSON uses.
     image_id = (pl.col("cocoid").cast(pl.String) if "cocoid" in images.columns
                 else image_stem(pl.col("filename")))
     folder = pl.col("filepath") + "/" if "filepath" in images.columns else pl.lit("")
     images = images.with_columns(
-        image_id=image_id,
-        image_path=pl.concat_str(folder, pl.col("filename")),
-        split=pl.col("split").cast(pl.String) if "split" in images.columns
-        else pl.lit(None, dtype=pl.String),
+        image_id.alias(IMAGE_ID),
+        pl.concat_str(folder, pl.col("filename")).alias(IMAGE_PATH),
+        (pl.col(KARPATHY_SPLIT).cast(pl.String) if KARPATHY_SPLIT in images.columns
+         else pl.lit(None, dtype=pl.String)).alias(SPLIT),
         n_sentences=pl.col("sentences").list.len(),
     )
     irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
                   images.filter(pl.col("n_sentences").fill_null(0) == 0)
-                  .select("image_id", image=pl.col("index")),
+                  .select(IMAGE_ID, image=pl.col("index")),
                   "image(s) have no sentences")
     sentences = (images.filter(pl.col("n_sentences") > 0)
-                 .with_columns(caption_idx=pl.int_ranges(pl.col("n_sentences")))
-                 .explode("sentences", "caption_idx")
+                 .with_columns(pl.int_ranges(pl.col("n_sentences")).alias(CAPTION_IDX))
+                 .explode("sentences", CAPTION_IDX)
                  .with_row_index("sentence_index"))
     return sentences.select(
-        "image_id",
-        caption_idx=pl.col("caption_idx").cast(pl.Int64),
-        caption=pl.col("sentences").struct.field("raw").cast(pl.String),
-        split="split",
-        source_row=pl.col("sentence_index").cast(pl.Int64),
-        image_path="image_path",
+        IMAGE_ID,
+        pl.col(CAPTION_IDX).cast(pl.Int64),
+        pl.col("sentences").struct.field("raw").cast(pl.String).alias(CAPTION),
+        SPLIT,
+        pl.col("sentence_index").cast(pl.Int64).alias(SOURCE_ROW),
+        IMAGE_PATH,
     )

@@ -6,6 +6,14 @@ from pathlib import Path
 
 import polars as pl
 
+from uncollapse.data.captions.contract import (
+    CAPTION,
+    CAPTION_IDX,
+    IMAGE_ID,
+    IMAGE_PATH,
+    SOURCE_ROW,
+    SPLIT,
+)
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_IMAGE_IN_TWO_SPLITS,
     SOURCE_IMAGE_NOT_IN_SPLIT,
@@ -67,12 +75,12 @@ def parse_numbered_lines(path: Path, pattern: str, irregular: Irregularities,
                   "malformed line(s) skipped")
     good = parsed.filter(ok)
     return good.select(
-        image_id=image_stem(pl.col("file")),
-        caption_idx=pl.col("number").cast(pl.Int64),
-        caption=pl.col("caption"),
-        split=pl.lit(None, dtype=pl.String),
-        source_row=pl.col("line"),
-        image_path=pl.col("file").str.strip_chars(),
+        image_stem(pl.col("file")).alias(IMAGE_ID),
+        pl.col("number").cast(pl.Int64).alias(CAPTION_IDX),
+        pl.col("caption").alias(CAPTION),  # the pattern's group
+        pl.lit(None, dtype=pl.String).alias(SPLIT),
+        pl.col("line").alias(SOURCE_ROW),
+        pl.col("file").str.strip_chars().alias(IMAGE_PATH),
     )
 
 
@@ -107,27 +115,26 @@ def apply_split_files(table: pl.DataFrame, split_files: dict[str, Path],
     for order, (split, list_path) in enumerate(split_files.items()):
         names = read_lines(Path(list_path)).filter(pl.col("text").str.strip_chars() != "")
         lists.append(names.select(
-            image_id=image_stem(pl.col("text").str.strip_chars()),
-            split=pl.lit(split), order=pl.lit(order), list_file=pl.lit(str(list_path)),
+            image_stem(pl.col("text").str.strip_chars()).alias(IMAGE_ID),
+            pl.lit(split).alias(SPLIT), order=pl.lit(order), list_file=pl.lit(str(list_path)),
             line="line"))
     listed = pl.concat(lists)
     # A name repeated within one list is harmless; only names in two different lists leak.
-    twice = (listed.unique(["image_id", "order"], keep="first")
-             .filter(pl.len().over("image_id") > 1).sort("image_id", "order"))
+    twice = (listed.unique([IMAGE_ID, "order"], keep="first")
+             .filter(pl.len().over(IMAGE_ID) > 1).sort(IMAGE_ID, "order"))
     irregular.add(SOURCE_IMAGE_IN_TWO_SPLITS,
-                  twice.group_by("image_id", maintain_order=True).agg(
-                      pl.col("split"), pl.col("list_file").first().alias("file"),
+                  twice.group_by(IMAGE_ID, maintain_order=True).agg(
+                      pl.col(SPLIT), pl.col("list_file").first().alias("file"),
                       pl.col("line").first()),
                   "image(s) listed in more than one split")
-    first = listed.sort("order", "line").unique("image_id", keep="first")
-    with_captions = table.select("image_id").unique()
-    orphans = first.join(with_captions, on="image_id", how="anti").sort("order", "line")
+    first = listed.sort("order", "line").unique(IMAGE_ID, keep="first")
+    with_captions = table.select(IMAGE_ID).unique()
+    orphans = first.join(with_captions, on=IMAGE_ID, how="anti").sort("order", "line")
     irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
-                  orphans.select("image_id", "split", file="list_file", line="line"),
+                  orphans.select(IMAGE_ID, SPLIT, file="list_file", line="line"),
                   "image(s) in a split list have no captions")
-    table = table.drop("split").join(first.select("image_id", "split"), on="image_id",
-                                     how="left")
-    unlisted = table.filter(pl.col("split").is_null()).group_by("image_id").agg(
-        pl.col("source_row").min().alias("line")).sort("line")
+    table = table.drop(SPLIT).join(first.select(IMAGE_ID, SPLIT), on=IMAGE_ID, how="left")
+    unlisted = table.filter(pl.col(SPLIT).is_null()).group_by(IMAGE_ID).agg(
+        pl.col(SOURCE_ROW).min().alias("line")).sort("line")
     irregular.add(SOURCE_IMAGE_NOT_IN_SPLIT, unlisted, "image(s) in no split list (split null)")
     return table

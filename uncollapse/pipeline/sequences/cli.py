@@ -7,6 +7,7 @@ import click
 from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import count
 from uncollapse.cli_report import flags_in_errors
+from uncollapse.data.sequences.contract import CHUNK_DOC_ID, CHUNK_TEXT
 from uncollapse.pipeline.build_cli import build_options
 
 __all__ = ["COMMANDS", "build_chunks_command", "build_sequences_command"]
@@ -25,9 +26,9 @@ def _summary(stats: dict, keys: tuple[str, ...]) -> str:
                    "(WikiText keeps one paragraph per line); sentence: sentences of paragraphs.")
 @click.option("--kind", type=click.Choice(["auto", "jsonl", "parquet", "text", "folder"]),
               default="auto", show_default=True, help="Source kind (auto: from the suffix).")
-@click.option("--doc-field", default="doc_id", show_default=True,
+@click.option("--doc-field", default=CHUNK_DOC_ID, show_default=True,
               help="JSONL/Parquet field naming each record's document.")
-@click.option("--text-field", default="text", show_default=True,
+@click.option("--text-field", default=CHUNK_TEXT, show_default=True,
               help="JSONL/Parquet field holding the text.")
 @click.option("--doc-pattern", default=None,
               help="Regex (Rust syntax) of the heading line that starts a document in a text "
