@@ -1,13 +1,20 @@
 """The root command group. Each package owns a small ``cli.py`` whose ``COMMANDS`` this collects.
 
-Heavy modules (torch, datasets, pandera, polars) are imported inside the commands that need
-them, so ``uncollapse --help`` starts fast.
+``uncollapse.pipeline.cli`` and ``uncollapse.validators.cli`` gather the ``build``, ``validate``
+and ``diagnose`` commands of every family in the families table (``uncollapse.families``);
+``uncollapse.cache.cli`` and ``uncollapse.trainers.cli`` add the commands that belong to no
+family. Heavy modules (torch, datasets, pandera, polars) are imported inside the commands that
+need them, so ``uncollapse --help`` starts fast.
+
+Library messages go to the ``logging`` logger ``uncollapse``; when nothing is configured to
+receive them, the command line prints them on stderr (``warning: ...``).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 
 import click
@@ -18,12 +25,19 @@ from uncollapse.errors import ToolError
 from uncollapse.extras import missing_extra
 from uncollapse.report import EXIT_TOOL_ERROR
 
+__all__ = ["LOGGER", "PACKAGE_CLIS", "main", "make_main", "print_library_messages"]
+
 PACKAGE_CLIS = (
     "uncollapse.pipeline.cli",
     "uncollapse.validators.cli",
     "uncollapse.cache.cli",
     "uncollapse.trainers.cli",
 )
+"""The modules whose ``COMMANDS`` (``{parent group: [commands]}``, ``""`` for the root) make up
+the command line, in this order."""
+
+LOGGER = "uncollapse"
+"""The logger every library module logs under (``logging.getLogger(__name__)``)."""
 
 
 class _Group(click.Group):
@@ -37,6 +51,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         if ctx.parent is not None:
             return super().invoke(ctx)
+        print_library_messages()
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.Abort):
@@ -74,31 +89,27 @@ def _could_not_run(ctx: click.Context, message: str, *, file: str | None = None,
     return error
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="uncollapse")
-def main():
-    """Make the data of contrastive and representation-learning runs right, and prove it.
+class _StderrHandler(logging.Handler):
+    """Each record as ``warning: message`` on the stderr of the moment (a test runner swaps it)."""
 
-    Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run.
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+        except Exception:  # logging's own contract: report the failure, never raise
+            self.handleError(record)
+
+
+def print_library_messages() -> None:
+    """Print the library's log records on stderr, unless logging is already configured.
+
+    A program that configures ``logging`` (a handler on the root logger or on ``uncollapse``)
+    decides itself where the messages go and which levels it keeps; the command line adds its
+    handler only where nothing would receive them.
     """
-
-
-@main.group(cls=_Group)
-def build():
-    """Rebuild datasets from their real sources with correct grouping (cached)."""
-
-
-@main.group(cls=_Group)
-def validate():
-    """Check datasets and what samplers put in each batch."""
-
-
-@main.group(cls=_Group)
-def diagnose():
-    """Measure grouping health and collapse."""
-
-
-_PARENTS = {"": main, "build": build, "validate": validate, "diagnose": diagnose}
+    logger = logging.getLogger(LOGGER)
+    if logger.hasHandlers():
+        return
+    logger.addHandler(_StderrHandler())
 
 
 def _keep_examples(command: click.Command) -> None:
@@ -110,9 +121,37 @@ def _keep_examples(command: click.Command) -> None:
         command.help = text.replace("Example:\n", "Example:\n\n\b\n", 1)
 
 
-for _module_name in PACKAGE_CLIS:
-    _module = importlib.import_module(_module_name)
-    for _parent, _commands in getattr(_module, "COMMANDS", {}).items():
-        for _command in _commands:
-            _PARENTS[_parent].add_command(_command)
-            _keep_examples(_command)
+def make_main() -> click.Group:
+    """The root group with every command of ``PACKAGE_CLIS`` (a new group each call)."""
+
+    @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="uncollapse")
+    def main():
+        """Make the data of contrastive and representation-learning runs right, and prove it.
+
+        Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run.
+        """
+
+    @main.group(cls=_Group)
+    def build():
+        """Rebuild datasets from their real sources with correct grouping (cached)."""
+
+    @main.group(cls=_Group)
+    def validate():
+        """Check datasets and what samplers put in each batch."""
+
+    @main.group(cls=_Group)
+    def diagnose():
+        """Measure grouping health and collapse."""
+
+    parents = {"": main, "build": build, "validate": validate, "diagnose": diagnose}
+    for module_name in PACKAGE_CLIS:
+        module = importlib.import_module(module_name)
+        for parent, commands in getattr(module, "COMMANDS", {}).items():
+            for command in commands:
+                parents[parent].add_command(command)
+                _keep_examples(command)
+    return main
+
+
+main = make_main()

@@ -26,10 +26,18 @@ from uncollapse.paths import (
     same_file,
 )
 
+__all__ = [
+    "JSON_PATH_KEY", "REPORT_HEAD", "SEEN_KEY", "DirectoryPath", "InputPath", "OutputPath",
+    "input_file", "may_hold_a_report", "remember",
+]
+
 REPORT_HEAD = b'{"tool":"uncollapse"'
 """How every JSON report (and could-not-run answer) starts, without its whitespace."""
 SEEN_KEY = "uncollapse.paths"
 """``ctx.meta`` list of (role, path, parameter name) parsed so far: role is input or output."""
+JSON_PATH_KEY = "uncollapse.json_path"
+"""``ctx.meta`` entry of the ``--json`` path (set by ``cli_report.report_options``): a path
+refused here must not get the could-not-run report either."""
 
 
 class InputPath(click.Path):
@@ -203,8 +211,6 @@ def may_hold_a_report(path: str | os.PathLike) -> bool:
 
 def _forget_json_path(ctx: click.Context, *paths) -> None:
     """A refused ``--json`` path must not get the could-not-run report either."""
-    from uncollapse.cli_report import JSON_PATH_KEY
-
     json_path = ctx.meta.get(JSON_PATH_KEY)
     if json_path and any(same_file(json_path, path) for path in paths):
         ctx.meta.pop(JSON_PATH_KEY)

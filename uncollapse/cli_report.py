@@ -18,17 +18,21 @@ import click
 
 from uncollapse import __version__
 from uncollapse.atomic import atomic_path
-from uncollapse.cli_paths import OutputPath, may_hold_a_report
+from uncollapse.cli_paths import JSON_PATH_KEY, OutputPath, may_hold_a_report
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
 
+__all__ = [
+    "COMMAND_KEY", "FORMAT_KEY", "PARSED_KEY", "could_not_run_dict", "emit_could_not_run",
+    "emit_report", "flags_in_errors", "quiet_option", "report_options",
+]
+
 FORMAT_KEY = "uncollapse.output_format"
-JSON_PATH_KEY = "uncollapse.json_path"
 COMMAND_KEY = "uncollapse.command"
-"""Where the chosen --format and --json (and the command) live in ``ctx.meta``, which every
-nested context shares, so the root group can report a run that could not happen in the same
-format."""
+"""Where the chosen --format and the command (and --json: ``cli_paths.JSON_PATH_KEY``) live in
+``ctx.meta``, which every nested context shares, so the root group can report a run that could
+not happen in the same format."""
 PARSED_KEY = "uncollapse.parsed"
 """Set once the command line is parsed: every input and output path has been checked."""
 

@@ -41,13 +41,19 @@ class Family:
         return f"uncollapse.{layer}.{self.name}.{leaf}"
 
     def module(self, layer: str, leaf: str) -> ModuleType | None:
-        """That module imported, or None where the family has no such module in that layer."""
-        name = self.module_name(layer, leaf)
+        """That module imported, or None where the family has no such module in that layer.
+
+        Only the family's package (its ``__init__``, kept light) and the module itself are
+        imported; a layer where the family is a plain module rather than a package is not.
+        """
         try:
-            spec = importlib.util.find_spec(name)
-        except ModuleNotFoundError:  # the family has no package in that layer
+            package = importlib.util.find_spec(f"uncollapse.{layer}.{self.name}")
+        except ModuleNotFoundError:  # no such layer
             return None
-        return None if spec is None else importlib.import_module(name)
+        if package is None or package.submodule_search_locations is None:
+            return None
+        name = self.module_name(layer, leaf)
+        return None if importlib.util.find_spec(name) is None else importlib.import_module(name)
 
 
 @dataclass(frozen=True)

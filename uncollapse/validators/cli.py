@@ -1,5 +1,6 @@
 """Commands of uncollapse.validators: each family's ``validate`` and ``diagnose`` commands."""
 
+from uncollapse.families import family_modules
 from uncollapse.validators.attributes_cli import (
     validate_attributes_command,
     validate_flips_command,
@@ -14,3 +15,8 @@ COMMANDS = {"validate": [validate_captions_command, validate_batches_command,
                           validate_sequences_command, validate_attributes_command,
                           validate_flips_command, validate_scenes_command],
             "diagnose": [diagnose_match_ids_command, diagnose_embeddings_command]}
+
+# every family's own validate and diagnose commands (uncollapse/validators/<family>/cli.py)
+for _family, _module in family_modules("validators", "cli"):
+    for _parent, _commands in _module.COMMANDS.items():
+        COMMANDS.setdefault(_parent, []).extend(_commands)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from uncollapse.families import family_modules
 from uncollapse.report import Code
 
 CODE_MODULES = (
@@ -30,7 +31,9 @@ CODE_MODULES = (
 def all_codes() -> dict[str, tuple[str, Code]]:
     """``{code name: (module, Code)}`` for every registered code; names are unique."""
     found: dict[str, tuple[str, Code]] = {}
-    for module_name in CODE_MODULES:
+    # and every family's rules (uncollapse/validators/<family>/rules.py)
+    rules = [module.__name__ for _, module in family_modules("validators", "rules")]
+    for module_name in (*CODE_MODULES, *rules):
         module = importlib.import_module(module_name)
         for value in vars(module).values():
             if isinstance(value, Code):
