@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check uncollapse tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Every fuzz target for its share of FUZZ_SECONDS, then every test marked `fuzz` (long kill-point

@@ -1,11 +1,11 @@
-"""The package's layers, checked from its imports (every import, at the top or inside a function).
+"""The package's layers and its import rules, checked from its imports.
 
-Ground floor: ``errors``, ``report``, ``atomic``, ``progress``, ``extras`` and ``data`` (one package
-per data family). ``pipeline``, ``validators``, ``samplers`` and ``cache`` stand on it and do not
-import each other sideways, except that builds are cached (pipeline -> cache) and the batch audit
-replays samplers (validators -> samplers). ``trainers`` may use everything below it.
-Command-line modules (``cli.py``, ``*_cli.py``, ``uncollapse/cli_*.py``, ``__main__``) sit on
-top and nothing else imports them.
+The layers are import-linter contracts in ``pyproject.toml`` (``lint-imports``, also run by
+``make test``): the command line on top, then ``trainers``, then ``pipeline``, ``validators``,
+``samplers`` and ``cache`` side by side (builds are cached: pipeline -> cache; the batch audit
+replays samplers: validators.batches -> samplers), then ``data``, then the ground floor
+(``errors``, ``report``, ``atomic``, ``paths``, ``extras``, ``progress``, ``families``); and no
+import cycle between the modules of any package.
 
 Outside command-line modules, imports sit at the top of a module, except the heavy optional ones in
 ``LAZY_ALLOWED`` (kept lazy so ``uncollapse --help`` and table validation stay fast and lean).
@@ -14,15 +14,15 @@ Outside command-line modules, imports sit at the top of a module, except the hea
 from __future__ import annotations
 
 import ast
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "uncollapse"
-
-GROUND = {"errors", "report", "atomic", "paths", "progress", "extras", "data"}
-MIDDLE = {"pipeline", "validators", "samplers", "cache"}
-ALLOWED_SIDEWAYS = {("pipeline", "cache"), ("validators", "samplers")}
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 LAZY_ALLOWED = {"torch", "pandera", "datasets", "sentence_transformers", "transformers", "sklearn",
                 "matplotlib", "rich", "tqdm", "lightning", "accelerate", "fastapi", "uvicorn",
                 "tensorboard", "ray",
@@ -44,12 +44,6 @@ def module_name(path: Path, root: Path) -> str:
 def is_cli(module: str) -> bool:
     last = module.split(".")[-1]
     return last in ("cli", "__main__") or last.endswith("_cli") or last.startswith("cli_")
-
-
-def area(module: str) -> str:
-    """``uncollapse.pipeline.captions.build`` -> ``pipeline``; the package root -> ``""``."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else ""
 
 
 def imported_modules(tree: ast.AST, module: str) -> list[tuple[str, int, bool]]:
@@ -79,8 +73,8 @@ def _type_checking_block(tree: ast.AST) -> set[int]:
     return inside
 
 
-def layer_violations(package_root: Path) -> list[str]:
-    """Every import that breaks the layers or the top-of-module rule, as ``file:line: why``."""
+def late_import_violations(package_root: Path) -> list[str]:
+    """Every import inside a function that should sit at the top, as ``file:line: why``."""
     problems = []
     for path in sorted(package_root.rglob("*.py")):
         module = module_name(path, package_root.parent)
@@ -88,65 +82,91 @@ def layer_violations(package_root: Path) -> list[str]:
         guarded = _type_checking_block(tree)
         guarded_lines = {n.lineno for n in ast.walk(tree) if id(n) in guarded and
                          hasattr(n, "lineno")}
-        here = area(module)
         for target, line, top in imported_modules(tree, module):
+            if top or is_cli(module) or line in guarded_lines:
+                continue
             where = f"{path.relative_to(package_root.parent)}:{line}"
             first = target.split(".")[0]
-            if not top and not is_cli(module) and first != PACKAGE and \
-                    first not in LAZY_ALLOWED and line not in guarded_lines:
+            if first != PACKAGE and first not in LAZY_ALLOWED:
                 problems.append(f"{where}: imports {target} inside a function (move it to the "
                                 f"top, or list it in LAZY_ALLOWED if it is heavy and optional)")
-            if first != PACKAGE:
-                continue
-            if not top and not is_cli(module) and line not in guarded_lines and \
-                    target not in LAZY_PACKAGE_MODULES:
+            elif first == PACKAGE and target not in LAZY_PACKAGE_MODULES:
                 problems.append(f"{where}: imports {target} inside a function; package "
                                 "imports belong at the top of the module")
-            if is_cli(module):
-                continue
-            if is_cli(target):
-                problems.append(f"{where}: {module} imports the command-line module {target}")
-                continue
-            there = area(target)
-            if there in ("", here) or (there in GROUND and here in GROUND | MIDDLE | {"trainers"}):
-                if here in GROUND and there in GROUND and here != "data" and there == "data":
-                    problems.append(f"{where}: {module} (ground floor) imports {target}")
-                continue
-            if (here, there) in ALLOWED_SIDEWAYS:
-                continue
-            if here == "trainers" and there in MIDDLE:
-                continue
-            problems.append(f"{where}: {module} ({here or 'root'}) may not import {target} "
-                            f"({there}): layers are ground (errors, report, atomic, progress, "
-                            "extras, data) < pipeline/validators/samplers/cache < trainers < cli")
     return problems
 
 
-def test_package_keeps_its_layers_and_top_level_imports():
-    assert layer_violations(ROOT / PACKAGE) == []
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """``lint-imports`` over the package and the contracts of ``root`` (its pyproject.toml)."""
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(root)})
 
 
-def test_a_planted_upward_import_is_caught(tmp_path):
-    copy = tmp_path / PACKAGE
-    shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    spec = copy / "data" / "spec.py"
-    spec.write_text(spec.read_text() + "\nfrom uncollapse.pipeline.scenes import generate_scenes\n")
-    problems = sorted(set(layer_violations(copy)) - set(layer_violations(ROOT / PACKAGE)))
-    assert len(problems) == 1
-    assert problems[0].startswith("uncollapse/data/spec.py:")
-    assert "may not import uncollapse.pipeline.scenes" in problems[0]
+def planted_copy(tmp_path: Path, module: str, line: str) -> Path:
+    """A copy of the package and its contracts with ``line`` appended to ``module``."""
+    shutil.copytree(ROOT / PACKAGE, tmp_path / PACKAGE,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    path = tmp_path / (module.replace(".", "/") + ".py")
+    path.write_text(path.read_text() + f"\n{line}\n")
+    return tmp_path
 
 
-def test_a_planted_sideways_and_lazy_import_are_caught(tmp_path):
+def test_package_keeps_its_import_contracts():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_a_planted_upward_import_breaks_the_layers(tmp_path):
+    root = planted_copy(tmp_path, "uncollapse.data.spec",
+                        "from uncollapse.pipeline.scenes import generate_scenes")
+    result = lint_imports(root)
+    assert result.returncode == 1
+    assert "uncollapse.data is not allowed to import uncollapse.pipeline" in result.stdout
+    assert "uncollapse.data.spec -> uncollapse.pipeline.scenes" in result.stdout
+
+
+def test_a_planted_sideways_import_breaks_the_layers(tmp_path):
+    root = planted_copy(tmp_path, "uncollapse.samplers.planner",
+                        "from uncollapse.validators import match_ids")
+    result = lint_imports(root)
+    assert result.returncode == 1
+    assert "uncollapse.samplers is not allowed to import uncollapse.validators" in result.stdout
+
+
+def test_library_code_may_not_import_the_command_line(tmp_path):
+    root = planted_copy(tmp_path, "uncollapse.pipeline.result",
+                        "from uncollapse.cli_report import emit_report")
+    result = lint_imports(root)
+    assert result.returncode == 1
+    assert "uncollapse.pipeline is not allowed to import uncollapse.cli_report" in result.stdout
+
+
+def test_a_planted_cycle_is_caught(tmp_path):
+    # the cycle the command-line glue once had, hidden by a function-level import
+    root = planted_copy(tmp_path, "uncollapse.cli_paths",
+                        "def _late():\n    from uncollapse.cli_report import FORMAT_KEY")
+    result = lint_imports(root)
+    assert result.returncode == 1
+    assert "no import cycles" in result.stdout and "BROKEN" in result.stdout
+
+
+def test_package_keeps_its_imports_at_the_top():
+    assert late_import_violations(ROOT / PACKAGE) == []
+
+
+def test_a_planted_late_import_is_caught(tmp_path):
     copy = tmp_path / PACKAGE
     shutil.copytree(ROOT / PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     planner = copy / "samplers" / "planner.py"
     planner.write_text(planner.read_text() + "\n\ndef _late():\n    import json\n"
-                       "    from uncollapse.validators import batches\n")
-    problems = sorted(set(layer_violations(copy)) - set(layer_violations(ROOT / PACKAGE)))
-    assert len(problems) == 3
+                       "    from uncollapse.data import spec\n")
+    problems = sorted(set(late_import_violations(copy)) -
+                      set(late_import_violations(ROOT / PACKAGE)))
+    assert len(problems) == 2
     assert any("imports json inside a function" in p for p in problems)
-    assert any("may not import uncollapse.validators" in p for p in problems)
+    assert any("imports uncollapse.data inside a function" in p for p in problems)
     assert all(p.startswith("uncollapse/samplers/planner.py:") for p in problems)
 
 
