@@ -40,3 +40,66 @@ def test_no_click_command_function_shares_a_library_function_name():
                     for d in node.decorator_list):
                 commands.append(node.name)
     assert commands and sorted(set(commands) & library) == []
+
+
+# the areas whose modules declare their public names (``__all__``); the other packages follow
+# as they are reworked
+DECLARED = ("uncollapse/data", "uncollapse/pipeline", "uncollapse/*.py")
+# ``uncollapse.samplers`` also exports the datasets its samplers are used with (the README's
+# "sampler import"); every other class has one public import path
+REEXPORTERS = {"uncollapse.samplers"}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _declared(tree: ast.Module) -> list[str] | None:
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            return list(ast.literal_eval(node.value))
+    return None
+
+
+def test_every_module_of_data_pipeline_and_the_root_declares_its_public_names():
+    import importlib
+
+    paths = sorted({p for pattern in DECLARED for p in ROOT.glob(
+        pattern if pattern.endswith(".py") else f"{pattern}/**/*.py")})
+    missing, unknown = [], []
+    for path in paths:
+        if path.name == "__main__.py":
+            continue
+        names = _declared(ast.parse(path.read_text(encoding="utf-8")))
+        if names is None:
+            missing.append(str(path.relative_to(ROOT)))
+            continue
+        module = importlib.import_module(_module(path))
+        unknown += [f"{module.__name__}.{n}" for n in names if not hasattr(module, n)]
+    assert len(paths) > 60
+    assert missing == []
+    assert unknown == []
+
+
+def test_each_class_has_one_public_import_path():
+    classes = {node.name for path in (ROOT / "uncollapse").rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.ClassDef)}
+    exported: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "uncollapse").rglob("*.py")):
+        module = _module(path)
+        for name in _declared(ast.parse(path.read_text(encoding="utf-8"))) or []:
+            if name in classes and module not in REEXPORTERS:
+                exported.setdefault(name, []).append(module)
+    assert "CaptionDataset" in exported and "Built" in exported
+    assert {name: where for name, where in exported.items() if len(where) > 1} == {}
+
+
+def test_the_package_ships_its_type_hints():
+    assert (ROOT / "uncollapse" / "py.typed").is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '[tool.setuptools.package-data]\n# PEP 561: the package ships its type hints\n' \
+           'uncollapse = ["py.typed"]' in pyproject

@@ -29,6 +29,11 @@ from pathlib import Path
 from uncollapse.errors import ToolError
 from uncollapse.paths import CHAR_DEVICE, FIFO, check_output, file_kind
 
+__all__ = [
+    "HOST_TAG", "STALE_AFTER_S", "TEMP_MARK", "atomic_copy", "atomic_path", "hold_fifo",
+    "release_held", "remove_stale_temps", "temp_prefix", "write_in_place",
+]
+
 TEMP_MARK = ".uncollapse-tmp-"
 STALE_AFTER_S = 24 * 3600
 """A temporary file whose owner process still runs is left alone for this long (a pid can be

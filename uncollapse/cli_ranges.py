@@ -12,6 +12,12 @@ import math
 
 import click
 
+__all__ = [
+    "Count", "FRACTION", "Finite", "MAX_COUNT", "MAX_EPOCHS", "MAX_WORLD_SIZE", "NON_NEGATIVE",
+    "NON_NEGATIVE_INT", "POSITIVE", "SEED", "SHARE", "THRESHOLD_SHARE", "check_order", "count",
+    "finite",
+]
+
 
 class _Worded:
     """Range errors worded as the library words them: ``--steps must be at least 1, got 0``."""

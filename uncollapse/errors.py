@@ -1,5 +1,7 @@
 """Errors that mean "the tool could not run" (exit code 2), as opposed to "the data is invalid"."""
 
+__all__ = ["InputError", "ToolError"]
+
 
 class ToolError(Exception):
     """The tool could not run: unreadable or malformed input, bad arguments, a check that raised.

@@ -7,6 +7,8 @@ from types import ModuleType
 
 from uncollapse.errors import ToolError
 
+__all__ = ["EXTRA_OF_MODULE", "MissingExtra", "missing_extra", "require"]
+
 
 class MissingExtra(ToolError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""

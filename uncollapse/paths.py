@@ -13,6 +13,11 @@ import stat
 
 from uncollapse.errors import InputError, ToolError
 
+__all__ = [
+    "BLOCK_DEVICE", "CHAR_DEVICE", "DIRECTORY", "FIFO", "REGULAR", "SOCKET", "check_input",
+    "check_output", "check_tree", "file_kind", "kind_of", "same_file",
+]
+
 REGULAR = "regular file"
 DIRECTORY = "directory"
 FIFO = "FIFO (named pipe)"

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from uncollapse.report import text_console
 
+__all__ = ["progress", "status"]
+
 T = TypeVar("T")
 
 

@@ -13,6 +13,12 @@ import numpy as np
 
 from uncollapse import __version__
 
+__all__ = [
+    "Code", "EXIT_INVALID", "EXIT_TOOL_ERROR", "EXIT_VALID", "Finding", "MAX_EXAMPLES",
+    "Report", "SEVERITIES", "UNWRAPPED_WIDTH", "github_annotation", "text_console",
+    "to_jsonable",
+]
+
 SEVERITIES = ("error", "warning", "info")
 MAX_EXAMPLES = 10
 

@@ -8,3 +8,5 @@ imports nothing else of uncollapse; every other layer imports it (the import-lin
 in ``pyproject.toml`` check this). Contracts are documented for users in
 ``docs/data-contracts.md``, generated from the contract modules.
 """
+
+__all__: list[str] = []

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from uncollapse.errors import InputError
 
+__all__ = ["HEADER_LIMIT", "refuse_duplicate_columns", "refuse_wide_integers"]
+
 HEADER_LIMIT = 1 << 20
 """Bytes of the first line read for the header (a binary file has no line end)."""
 

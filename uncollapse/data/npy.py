@@ -15,6 +15,8 @@ import numpy as np
 
 from uncollapse.errors import InputError
 
+__all__ = ["HEADER_FAILURES", "SAVE_HINT", "load_npy", "refuse_empty"]
+
 SAVE_HINT = "write it with numpy.save(path, array) from a numeric array"
 HEADER_FAILURES: tuple[type[BaseException], ...] = (
     ValueError, SyntaxError, tokenize.TokenError, EOFError)

@@ -35,6 +35,8 @@ from uncollapse.atomic import atomic_path
 from uncollapse.data.npy import HEADER_FAILURES
 from uncollapse.errors import InputError
 
+__all__ = ["NPZ_READ_FAILURES", "open_npz", "why", "write_npz"]
+
 _ALIGN = 64
 _LOCAL_HEADER = 30
 _PAD_ID = 0xCAFE     # private extra-field id that only pads; zip readers skip unknown ids

@@ -18,6 +18,11 @@ from polars.exceptions import PanicException
 
 from uncollapse.errors import InputError
 
+__all__ = [
+    "PARQUET_HINT", "READ_FAILURES", "parquet_reading", "read_parquet", "read_parquet_schema",
+    "reason", "unreadable_parquet",
+]
+
 READ_FAILURES: tuple[type[BaseException], ...] = (Exception, PanicException)
 """What a polars read of a damaged file can raise: its own errors, OSError, and Rust panics."""
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from uncollapse.errors import InputError
 
+__all__ = ["check_readable", "unreadable"]
+
 
 def unreadable(path: Path | str, exc: OSError) -> InputError:
     """The ``InputError`` for ``exc``, raised while opening ``path`` to read it."""

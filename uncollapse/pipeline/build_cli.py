@@ -20,6 +20,8 @@ from uncollapse.cli_paths import DirectoryPath, OutputPath
 from uncollapse.cli_report import report_options
 from uncollapse.pipeline.empty import audit_empty_result
 
+__all__ = ["build_options", "publish"]
+
 
 def build_options(command):
     """Add ``-o/--output``, ``--rebuild``, ``--cache-dir``, ``--quiet`` and the report options.

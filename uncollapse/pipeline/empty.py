@@ -12,6 +12,8 @@ import dataclasses
 
 from uncollapse.report import Code, Finding, Report
 
+__all__ = ["BUILD_EMPTY", "WHY", "audit_empty_result", "empty_finding"]
+
 BUILD_EMPTY = Code(
     "BUILD_EMPTY", "error",
     "The build produced no rows (no captions, chunks, samples or attribute rows).",

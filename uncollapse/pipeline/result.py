@@ -18,6 +18,8 @@ from uncollapse.errors import ToolError
 from uncollapse.extras import require
 from uncollapse.report import Report
 
+__all__ = ["Built", "SourceTable", "built_from", "irregularities", "with_report"]
+
 
 class SourceTable(NamedTuple):
     """A source read into its family's table without the cache (``read_captions``,

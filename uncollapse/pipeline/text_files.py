@@ -6,6 +6,8 @@ from pathlib import Path
 
 from uncollapse.errors import InputError
 
+__all__ = ["UTF8_BOM", "decode_utf8", "read_text_lines"]
+
 UTF8_BOM = b"\xef\xbb\xbf"
 
 

@@ -18,6 +18,8 @@ import polars as pl
 from uncollapse.errors import InputError
 from uncollapse.pipeline.text_files import UTF8_BOM, decode_utf8
 
+__all__ = ["BAD", "WhitespaceText", "read_fixed_width_rows", "read_text_bytes"]
+
 #: value of a token that is not -1, 0 or 1 in ``WhitespaceText.signs``
 BAD = np.int16(-32768)
 

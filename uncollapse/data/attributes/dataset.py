@@ -17,6 +17,8 @@ import torch
 
 from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, combination_ids, draw_flips
 
+__all__ = ["AttributeFlipDataset"]
+
 
 class AttributeFlipDataset(torch.utils.data.Dataset):
     """Embeddings with source attributes and always-flipped target attributes.

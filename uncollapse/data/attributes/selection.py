@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from uncollapse.errors import InputError
 
+__all__ = ["refuse_repeated"]
+
 
 def refuse_repeated(wanted: Sequence[str] | None, flag: str = "--attributes") -> None:
     """Raise an ``InputError`` naming ``flag`` and the names given more than once."""

@@ -27,6 +27,8 @@ import pyarrow.parquet as pq
 from uncollapse.atomic import atomic_path
 from uncollapse.data.attributes.contract import RESERVED_COLUMNS
 
+__all__ = ["synthetic_attribute_embeddings", "write_attribute_table"]
+
 
 def synthetic_attribute_embeddings(rows: int = 2000, dim: int = 64, *, attributes: int = 3,
                                    identities: int = 100, identity_scale: float = 1.0,

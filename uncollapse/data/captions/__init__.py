@@ -1,1 +1,3 @@
 """Caption tables: contract in ``contract``; torch Dataset in ``dataset``."""
+
+__all__: list[str] = []

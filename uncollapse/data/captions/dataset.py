@@ -18,18 +18,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from uncollapse.data.captions.contract import CAPTION_DTYPES
+from uncollapse.data.captions.contract import CAPTION, CAPTION_DTYPES, IMAGE_ID, MATCH_ID
 
 if TYPE_CHECKING:
     import polars as pl
 
+__all__ = ["CaptionDataset", "IMAGE_KEYS", "ITEM_COLUMNS"]
+
 # polars is imported where a table is read, not at the top: ``uncollapse.samplers`` exports this
 # dataset, and the training path must import on GPU hosts that have torch, numpy and pyarrow only
 
-ITEM_COLUMNS = ("image_id", "match_id", "caption")
+ITEM_COLUMNS = (IMAGE_ID, MATCH_ID, CAPTION)
 """The caption table columns a ``CaptionDataset`` needs."""
 
-IMAGE_KEYS = ("image_id", "match_id")
+IMAGE_KEYS = (IMAGE_ID, MATCH_ID)
 """The columns image features may be aligned by."""
 
 
@@ -52,7 +54,7 @@ def _image_feature_rows(keys: pl.Series, image_ids, n_images: int, image_key: st
     import polars as pl
 
     if image_ids is None:
-        if image_key != "match_id":
+        if image_key != MATCH_ID:
             raise ValueError("image_ids is needed to align image_features by image_id; pass "
                              "the image_id of every feature row, or image_key='match_id' when "
                              "feature row j belongs to match_id j")
@@ -170,7 +172,7 @@ class CaptionDataset(Dataset):
     """
 
     def __init__(self, table: pl.DataFrame | str | Path, *, text_features=None,
-                 image_features=None, image_ids=None, image_key: str = "image_id"):
+                 image_features=None, image_ids=None, image_key: str = IMAGE_ID):
         import polars as pl
 
         from uncollapse.data.captions.table import read_caption_table
@@ -184,15 +186,15 @@ class CaptionDataset(Dataset):
         if image_key not in IMAGE_KEYS:
             raise ValueError(f"image_key must be one of {', '.join(IMAGE_KEYS)}, not "
                              f"{image_key!r}")
-        for column in ("image_id", "match_id"):
+        for column in (IMAGE_ID, MATCH_ID):
             nulls = table[column].is_null()
             if nulls.any():
                 raise ValueError(f"column {column} is null in table rows "
                                  f"{_examples(np.flatnonzero(nulls.to_numpy()).tolist())}; "
                                  "every caption needs its image and group")
-        self._image_ids = _Texts(table["image_id"])
-        self._captions = _Texts(table["caption"])
-        self.match_ids = table["match_id"].cast(pl.Int64).to_numpy()
+        self._image_ids = _Texts(table[IMAGE_ID])
+        self._captions = _Texts(table[CAPTION])
+        self.match_ids = table[MATCH_ID].cast(pl.Int64).to_numpy()
         n = table.height
         if text_features is not None and _feature_rows(text_features, "text_features") != n:
             raise ValueError(f"text_features has {_feature_rows(text_features, 'text_features')}"
@@ -203,7 +205,7 @@ class CaptionDataset(Dataset):
         self._image_rows = None
         if image_features is not None:
             n_images = _feature_rows(image_features, "image_features")
-            keys = table[image_key] if image_key == "match_id" else table["image_id"].cast(
+            keys = table[image_key] if image_key == MATCH_ID else table[IMAGE_ID].cast(
                 pl.String)
             self._image_rows = _image_feature_rows(keys, image_ids, n_images, image_key)
         elif image_ids is not None:
@@ -226,9 +228,9 @@ class CaptionDataset(Dataset):
         """The rows ``index`` as one dict: tensors stacked along dim 0, strings as lists."""
         index = self._index(index)
         out = {"row": torch.from_numpy(index.copy()),
-               "match_id": torch.from_numpy(self.match_ids[index]),
-               "image_id": self._image_ids.take(index),
-               "caption": self._captions.take(index)}
+               MATCH_ID: torch.from_numpy(self.match_ids[index]),
+               IMAGE_ID: self._image_ids.take(index),
+               CAPTION: self._captions.take(index)}
         if self.text_features is not None:
             out["text_features"] = _gather(self.text_features, index)
         if self.image_features is not None:

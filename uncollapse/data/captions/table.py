@@ -21,6 +21,11 @@ from uncollapse.data.polars_read import READ_FAILURES, parquet_reading, reason
 from uncollapse.data.readable import unreadable
 from uncollapse.errors import InputError
 
+__all__ = [
+    "CAPTION_SCHEMA", "PARQUET_MAGIC", "PARQUET_SUFFIXES", "read_caption_table",
+    "schema_problems",
+]
+
 CAPTION_SCHEMA: dict[str, pl.DataType] = {name: getattr(pl, dtype)
                                           for name, dtype in CAPTION_DTYPES.items()}
 """Column -> polars dtype, in the order the builders write them."""

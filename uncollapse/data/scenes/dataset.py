@@ -12,6 +12,8 @@ from torch.utils.data import Dataset
 from uncollapse.data.scenes.contract import SCENE_ARRAYS, SceneSet, load_scenes
 from uncollapse.errors import InputError
 
+__all__ = ["SceneDataset", "contract_problems"]
+
 
 def contract_problems(arrays: Mapping[str, np.ndarray]) -> list[str]:
     """Every way ``arrays`` break the scene contract's keys, dtypes and shapes; empty if none."""

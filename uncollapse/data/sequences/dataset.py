@@ -47,6 +47,8 @@ from uncollapse.data.sequences.contract import (
 )
 from uncollapse.errors import ToolError
 
+__all__ = ["SequenceBatch", "SequenceDataset", "collate_batch"]
+
 
 class SequenceBatch(Sequence):
     """What ``__getitems__`` returns: the batch's stacked arrays, also readable as a list of items.

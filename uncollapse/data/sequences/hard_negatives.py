@@ -15,6 +15,8 @@ import numpy as np
 from uncollapse.data.sequences.dataset import SequenceDataset
 from uncollapse.errors import ToolError
 
+__all__ = ["HardNegativeSequenceDataset", "epoch_key", "item_bits", "item_bits_array"]
+
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9

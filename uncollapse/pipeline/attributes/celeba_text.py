@@ -34,6 +34,8 @@ from uncollapse.pipeline.whitespace_table import (
 )
 from uncollapse.report import Finding
 
+__all__ = ["read_celeba_text"]
+
 
 def read_celeba_text(path: Path, findings: list, stats: dict) -> ParsedSource:
     """Parse the file; a count line that disagrees and malformed rows become ``findings``."""

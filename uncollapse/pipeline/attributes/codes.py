@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from uncollapse.report import Code
 
+__all__ = [
+    "ATTR_COUNT_MISMATCH", "ATTR_DUPLICATE_IMAGE", "ATTR_IDENTITY_MISSING",
+    "ATTR_MALFORMED_ROW", "ATTR_NO_COUNT_LINE", "ATTR_PARTITION_MISSING",
+    "ATTR_SIDE_FILE_DUPLICATE", "ATTR_SIDE_FILE_EXTRA", "ATTR_SIDE_FILE_MALFORMED_ROW",
+]
+
 ATTR_COUNT_MISMATCH = Code(
     "ATTR_COUNT_MISMATCH", "warning",
     "The image count on line 1 of a CelebA attribute file disagrees with the rows that follow "

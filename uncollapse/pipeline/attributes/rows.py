@@ -12,6 +12,11 @@ from uncollapse.data.attributes.contract import IMAGE_ID, RESERVED_COLUMNS
 from uncollapse.errors import InputError
 from uncollapse.report import Code
 
+__all__ = [
+    "ID_COLUMNS", "MAX_LISTED_LINES", "ParsedSource", "check_names", "first_occurrence",
+    "list_numbers", "report_rows",
+]
+
 ID_COLUMNS = (IMAGE_ID, "image", "image_name", "filename", "file_name", "img")
 """Names a source may give its image id column (compared case-insensitively)."""
 MAX_LISTED_LINES = 20

@@ -22,6 +22,8 @@ from uncollapse.pipeline.attributes.rows import MAX_LISTED_LINES, first_occurren
 from uncollapse.pipeline.whitespace_table import WhitespaceText
 from uncollapse.report import Code
 
+__all__ = ["SPLIT_NAMES", "join_side", "read_partition_file", "read_side_file"]
+
 SPLIT_NAMES = ("train", "val", "test")
 
 

@@ -15,6 +15,8 @@ from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.rows import ID_COLUMNS, ParsedSource, check_names
 from uncollapse.pipeline.whitespace_table import BAD
 
+__all__ = ["identity_column", "read_csv_table", "read_parquet_table"]
+
 
 def read_csv_table(path: Path) -> ParsedSource:
     """A CSV file (every field read as text); locations are line numbers (header on line 1)."""

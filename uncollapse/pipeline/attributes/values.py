@@ -12,6 +12,8 @@ from uncollapse.pipeline.attributes.codes import ATTR_MALFORMED_ROW
 from uncollapse.pipeline.attributes.rows import MAX_LISTED_LINES, ParsedSource, report_rows
 from uncollapse.pipeline.whitespace_table import BAD
 
+__all__ = ["binary_values", "select_attributes"]
+
 
 def select_attributes(path: Path, names: list[str], wanted: list[str] | None) -> list[int]:
     """Column indexes of ``wanted`` (all columns when None), in the order asked for."""

@@ -13,6 +13,11 @@ from uncollapse.pipeline.captions.assemble import caption_stats, finalize
 from uncollapse.pipeline.captions.irregularities import Irregularities
 from uncollapse.pipeline.result import Built, SourceTable, built_from, with_report
 
+__all__ = [
+    "FORMATS", "HUB_ID", "LOCAL_SUFFIXES", "OUTPUT_NAME", "STAGE", "build_captions",
+    "detect_format", "read_captions",
+]
+
 FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
 STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions.build",))
 OUTPUT_NAME = "captions.parquet"

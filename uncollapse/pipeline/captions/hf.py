@@ -27,6 +27,11 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 from uncollapse.pipeline.captions.lines import image_stem
 
+__all__ = [
+    "HF_CAPTION", "HF_COLUMNS", "HF_FILENAME", "HF_IMG_ID", "HF_SPLIT", "data_files",
+    "is_saved_dataset", "load_hf_frame", "read_hf",
+]
+
 # the columns of the flickr30k layout that are read (never `image`: decoding it is slow)
 HF_CAPTION = "caption"
 HF_SPLIT = "split"

@@ -27,6 +27,11 @@ from uncollapse.pipeline.captions.irregularities import (
 from uncollapse.pipeline.captions.lines import image_stem
 from uncollapse.pipeline.text_files import decode_utf8
 
+__all__ = [
+    "COCO_CAPTION", "COCO_IMAGE_ID", "COCO_SPLIT_IN_NAME", "KARPATHY_SPLIT",
+    "coco_split_from_name", "load_json", "read_coco", "read_karpathy",
+]
+
 COCO_SPLIT_IN_NAME = re.compile(r"(train|val|test|restval)(?:\d{4})?", re.IGNORECASE)
 # fields of the sources that happen to share a name with a caption table column
 COCO_IMAGE_ID = "image_id"  # annotations[].image_id

@@ -24,6 +24,12 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 from uncollapse.pipeline.text_files import read_text_lines
 
+__all__ = [
+    "CSV_LINE", "IMAGE_SUFFIX", "RECORD_KEY", "SECOND_RECORD", "TOKEN_LINE",
+    "apply_split_files", "image_stem", "parse_numbered_lines", "read_flickr_csv", "read_lines",
+    "read_token_file",
+]
+
 # `1000268201_693b08cb0e.jpg#0<TAB>A child in a pink dress ...`
 # The separator is one tab (or, in hand-made files, a run of spaces); whitespace beyond it
 # belongs to the caption, so stripping it is counted.

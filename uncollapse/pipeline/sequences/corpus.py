@@ -29,6 +29,11 @@ from uncollapse.data.sequences.contract import (
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.text_files import read_text_lines
 
+__all__ = [
+    "ChunkStats", "MAX_JSON_DEPTH", "SECTION_HEADING", "SENTENCE_END", "SOURCE_KINDS", "UNITS",
+    "WIKITEXT_TITLE", "detect_kind", "read_chunks",
+]
+
 UNITS = ("paragraph", "line", "sentence")
 SOURCE_KINDS = ("auto", "jsonl", "parquet", "text", "folder")
 

@@ -17,6 +17,8 @@ import numpy as np
 from uncollapse.errors import ToolError
 from uncollapse.progress import progress
 
+__all__ = ["encode_texts", "load_encoder", "resolve_encoder"]
+
 _MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
 
 
