@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import struct
 import threading
 import zipfile
@@ -22,37 +21,35 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from polars.exceptions import PanicException
 
-from uncollapse.cli import main
 from uncollapse.data.npz import open_npz
 from uncollapse.data.polars_read import read_parquet
 from uncollapse.errors import InputError
 
-RAW = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|Traceback|\bErrno\b|UNCOLLAPSE_DEBUG|"
-                 r"NoneType|object has no attribute|unsized object|Option::unwrap")
 HUGE = str(2**63)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def message(result) -> str:
     return " ".join(result.output.split())
 
 
-def assert_named(result, code: int, *names: str) -> str:
-    """``result`` exited ``code`` with a message naming each of ``names`` and nothing raw."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        repr(result.exception))
-    text = message(result)
-    assert result.exit_code == code, text
-    for name in names:
-        assert name in text, (name, text)
-    assert not RAW.search(text), text
-    return text
+@pytest.fixture
+def assert_named(raw_error):
+    """``assert_named(result, code, *names)``: ``result`` exited ``code`` with a message naming
+    each of ``names`` and nothing raw; returns the message."""
+
+    def check(result, code: int, *names: str) -> str:
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            repr(result.exception))
+        text = message(result)
+        assert result.exit_code == code, text
+        for name in names:
+            assert name in text, (name, text)
+        assert not raw_error.search(text), text
+        return text
+
+    return check
 
 
 # inputs -------------------------------------------------------------------------------------
@@ -64,7 +61,7 @@ DOCS = [{"doc_id": f"doc{d}", "text": f"Document {d} part {t}.\n\nAnd more {t}."
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
+def inputs(run, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     cache = root / "cache"
     files = {"root": root, "cache": cache}
@@ -154,7 +151,8 @@ PANIC_COMMANDS = {
 
 
 @pytest.mark.parametrize("name", list(PANIC_COMMANDS))
-def test_a_footer_that_panics_polars_is_exit_2_naming_the_file(tmp_path, inputs, name):
+def test_a_footer_that_panics_polars_is_exit_2_naming_the_file(assert_named, run, tmp_path,
+                                                               inputs, name):
     seed, template = PANIC_COMMANDS[name]
     path = panicking_copy(inputs[seed], tmp_path / f"damaged-{seed}.parquet")
     args = [a.format(path=path, cache=tmp_path / "cache", vectors=inputs["vectors"])
@@ -184,7 +182,7 @@ def test_footer_bit_flips_read_or_are_an_input_error(tmp_path):
     assert outcomes["read"] + outcomes["refused"] == 2 * footer
 
 
-def test_a_panic_the_readers_miss_is_still_exit_2_not_a_traceback(tmp_path, monkeypatch):
+def test_a_panic_the_readers_miss_is_still_exit_2_not_a_traceback(run, tmp_path, monkeypatch):
     import uncollapse.validators.attributes as attributes
 
     def panic(*_, **__):
@@ -209,7 +207,8 @@ FIFO_COMMANDS = {
 
 
 @pytest.mark.parametrize("name", list(FIFO_COMMANDS))
-def test_a_json_fifo_without_reader_stops_the_run_before_o_is_written(tmp_path, inputs, name):
+def test_a_json_fifo_without_reader_stops_the_run_before_o_is_written(assert_named, run,
+                                                                      tmp_path, inputs, name):
     fifo = tmp_path / "special.out"
     os.mkfifo(fifo)
     out = tmp_path / "result.out"
@@ -220,7 +219,8 @@ def test_a_json_fifo_without_reader_stops_the_run_before_o_is_written(tmp_path, 
     assert not (tmp_path / "cache").exists()  # stopped before any work
 
 
-def test_an_o_fifo_without_reader_is_refused_before_the_json_report(tmp_path, inputs):
+def test_an_o_fifo_without_reader_is_refused_before_the_json_report(assert_named, run, tmp_path,
+                                                                    inputs):
     fifo, report = tmp_path / "out.fifo", tmp_path / "report.json"
     os.mkfifo(fifo)
     result = run("build", "chunks", inputs["docs"], "-o", fifo, "--json", report,
@@ -230,7 +230,7 @@ def test_an_o_fifo_without_reader_is_refused_before_the_json_report(tmp_path, in
     assert json.loads(report.read_text())["ok"] is False  # the could-not-run answer
 
 
-def test_a_fifo_reader_that_opens_just_after_the_start_gets_the_report(tmp_path, inputs):
+def test_a_fifo_reader_that_opens_just_after_the_start_gets_the_report(run, tmp_path, inputs):
     fifo = tmp_path / "report.fifo"
     os.mkfifo(fifo)
     received = []
@@ -384,7 +384,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_raw_exception_case_is_a_named_error(tmp_path, inputs, name):
+def test_a_raw_exception_case_is_a_named_error(assert_named, run, tmp_path, inputs, name):
     args, code, names = CASES[name](inputs, tmp_path)
     args = [str(a).replace(str(inputs["cache"]), str(tmp_path / "cache")) for a in args]
     result = run(*args)

@@ -22,7 +22,7 @@ GROUP_IDS = np.repeat(np.arange(160), 5)
 
 def run_under_torchrun(worker: Path, out: Path) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(worker), str(out)], env=env, capture_output=True, text=True, timeout=300)

@@ -1,7 +1,7 @@
 """Run an output write with a pause before each of its steps, so a test can SIGKILL it there.
 
-    python tests/io_safety_hooks.py REPORT_FD GO_FD copy SRC DEST
-    python tests/io_safety_hooks.py REPORT_FD GO_FD cli build scenes ... -o DEST
+    python tests/cli/io_safety_hooks.py REPORT_FD GO_FD copy SRC DEST
+    python tests/cli/io_safety_hooks.py REPORT_FD GO_FD cli build scenes ... -o DEST
 
 Before each step of writing an output through ``uncollapse.atomic`` (creating the temporary
 file, each of ``CHUNKS`` parts of the copy, chmod, fsync, the rename, and just after it) the

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from uncollapse.cli import main
 from uncollapse.validators.codes import all_codes, markdown_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
 
 

@@ -15,18 +15,8 @@ from uncollapse.cache.store import Cache
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import build_captions, detect_format, read_captions
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
-
-CONTRACT = {
-    "image_id": pl.String,
-    "match_id": pl.Int64,
-    "caption_idx": pl.Int16,
-    "caption": pl.String,
-    "split": pl.String,
-    "source_row": pl.Int64,
-    "image_path": pl.String,
-}
 
 
 @pytest.fixture
@@ -61,14 +51,14 @@ MESSY_TOKENS = (
 )
 
 
-def test_token_file_groups_out_of_order_captions_by_file_name(tmp_path):
+def test_token_file_groups_out_of_order_captions_by_file_name(caption_contract, tmp_path):
     path = tmp_path / "Flickr8k.token.txt"
     path.write_bytes(MESSY_TOKENS.encode("utf-8"))
 
     table, report = read_captions(path)
 
     assert report.stats["format"] == "tokens"
-    assert table.schema == pl.Schema(CONTRACT)
+    assert table.schema == caption_contract
     assert captions_of(table, "1000268201_693b08cb0e") == [
         "A child in a pink dress is climbing up a set of stairs .",
         "A girl going into a wooden building .",
@@ -311,14 +301,15 @@ FLICKR30K_CSV = (
 )
 
 
-def test_flickr30k_csv_reads_header_and_reports_the_row_missing_a_separator(tmp_path):
+def test_flickr30k_csv_reads_header_and_reports_the_row_missing_a_separator(caption_contract,
+                                                                            tmp_path):
     path = tmp_path / "results.csv"
     path.write_text(FLICKR30K_CSV)
 
     assert detect_format(str(path)) == "flickr-csv"
     table, report = read_captions(path)
 
-    assert table.schema == pl.Schema(CONTRACT)
+    assert table.schema == caption_contract
     assert captions_of(table, "1000092795") == [
         "Two young guys with shaggy hair look at their hands .",
         "Two young , White males are outside near many bushes .",
@@ -534,8 +525,8 @@ def flickr30k_dataset():
     })
 
 
-def check_flickr30k_table(table: pl.DataFrame):
-    assert table.schema == pl.Schema(CONTRACT)
+def check_flickr30k_table(table: pl.DataFrame, contract: pl.Schema):
+    assert table.schema == contract
     assert table.height == 15
     # img_id is a running number in this layout: the id is the file name stem.
     assert sorted(table["image_id"].unique().to_list()) == ["1000092795", "10002456",
@@ -549,7 +540,7 @@ def check_flickr30k_table(table: pl.DataFrame):
 
 
 @pytest.mark.parametrize("layout", ["parquet", "arrow", "arrow-ipc-file", "saved"])
-def test_hf_flickr30k_layout(tmp_path, layout):
+def test_hf_flickr30k_layout(caption_contract, tmp_path, layout):
     dataset = flickr30k_dataset()
     if layout == "parquet":
         source = tmp_path / "flickr30k.parquet"
@@ -565,7 +556,7 @@ def test_hf_flickr30k_layout(tmp_path, layout):
     assert detect_format(str(source)) == "hf"
     table, report = read_captions(source)
 
-    check_flickr30k_table(table)
+    check_flickr30k_table(table, caption_contract)
     assert finding(report, "SOURCE_WHITESPACE_STRIPPED").count == 1
 
 
@@ -699,7 +690,7 @@ def test_match_id_in_sorted_image_id_order_and_stable_across_runs(tmp_path, capt
     assert shuffled.select(columns).equals(table.select(columns))
 
 
-def test_output_parquet_is_plain_and_readable_everywhere(tmp_path, caption_cache):
+def test_output_parquet_is_plain_and_readable_everywhere(caption_contract, tmp_path, caption_cache):
     import datasets
 
     path = tmp_path / "Flickr8k.token.txt"
@@ -707,7 +698,7 @@ def test_output_parquet_is_plain_and_readable_everywhere(tmp_path, caption_cache
     built = build_captions(path, cache=caption_cache)
 
     by_polars = pl.read_parquet(built.path)
-    assert by_polars.schema == pl.Schema(CONTRACT)
+    assert by_polars.schema == caption_contract
     arrow_schema = pq.read_schema(built.path)
     assert {f.name: str(f.type) for f in arrow_schema} == {
         "image_id": "large_string", "match_id": "int64", "caption_idx": "int16",
@@ -718,7 +709,7 @@ def test_output_parquet_is_plain_and_readable_everywhere(tmp_path, caption_cache
     loaded = datasets.load_dataset("parquet", data_files=str(built.path), split="train",
                                    cache_dir=str(tmp_path / "hf-cache"))
     assert loaded.num_rows == 6
-    assert loaded.column_names == list(CONTRACT)
+    assert loaded.column_names == list(caption_contract)
     assert loaded.features["caption_idx"].dtype == "int16"
     assert sorted(loaded["image_id"]) == sorted(by_polars["image_id"].to_list())
 

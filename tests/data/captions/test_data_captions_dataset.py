@@ -18,7 +18,7 @@ from uncollapse.pipeline.captions.build import read_captions
 from uncollapse.samplers import CaptionDataset as ExportedCaptionDataset
 from uncollapse.samplers import GroupedBatchSampler, GroupedCollate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
 
 

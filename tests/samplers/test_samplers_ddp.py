@@ -15,7 +15,7 @@ WORKER = Path(__file__).with_name("samplers_ddp_worker.py")
 
 def test_two_ranks_under_torchrun_get_disjoint_equal_batches(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(WORKER), str(tmp_path)],

@@ -9,14 +9,8 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from uncollapse.cli import main
 from uncollapse.data.captions.table import CAPTION_SCHEMA
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def findings(result) -> dict[str, dict]:
@@ -35,7 +29,7 @@ def coco(tmp_path):
 
 
 @pytest.fixture
-def chunks(tmp_path):
+def chunks(run, tmp_path):
     """Two documents of 4 and 6 chunks, and their vectors."""
     text = tmp_path / "docs.jsonl"
     text.write_text("".join(json.dumps({"doc_id": d, "text": f"chunk {d} {i}"}) + "\n"
@@ -51,7 +45,7 @@ def chunks(tmp_path):
 
 @pytest.mark.parametrize("name, content", [("empty.txt", ""), ("empty.jsonl", ""),
                                            ("blank.txt", "\n\n   \n")])
-def test_build_chunks_of_an_empty_source_exits_1_and_writes_nothing(tmp_path, name, content):
+def test_build_chunks_of_an_empty_source_exits_1_and_writes_nothing(run, tmp_path, name, content):
     source = tmp_path / name
     source.write_text(content)
     out = tmp_path / "chunks.parquet"
@@ -65,7 +59,7 @@ def test_build_chunks_of_an_empty_source_exits_1_and_writes_nothing(tmp_path, na
     assert not out.exists()
 
 
-def test_build_captions_of_a_split_the_source_lacks_exits_1(tmp_path, coco):
+def test_build_captions_of_a_split_the_source_lacks_exits_1(run, tmp_path, coco):
     out = tmp_path / "captions.parquet"
     result = run("build", "captions", coco, "--splits", "nosuchsplit", "--cache-dir",
                  tmp_path / "cache", "-o", out, "--format", "json")
@@ -77,14 +71,14 @@ def test_build_captions_of_a_split_the_source_lacks_exits_1(tmp_path, coco):
     assert not out.exists()
 
 
-def test_build_captions_read_with_the_wrong_format_exits_1(tmp_path, coco):
+def test_build_captions_read_with_the_wrong_format_exits_1(run, tmp_path, coco):
     result = run("build", "captions", coco, "--source-format", "tokens", "--cache-dir",
                  tmp_path / "cache", "--format", "json")
     assert result.exit_code == 1, result.output
     assert "--source-format" in findings(result)["BUILD_EMPTY"]["hint"]
 
 
-def test_build_sequences_with_a_context_longer_than_every_document_exits_1(tmp_path, chunks):
+def test_build_sequences_with_a_context_longer_than_every_document_exits_1(run, tmp_path, chunks):
     table, vectors = chunks
     out = tmp_path / "seq.npz"
     result = run("build", "sequences", table, "--vectors", vectors, "--context", 5000,
@@ -95,7 +89,7 @@ def test_build_sequences_with_a_context_longer_than_every_document_exits_1(tmp_p
     assert not out.exists()
 
 
-def test_allow_empty_writes_the_empty_result_with_a_warning(tmp_path, chunks):
+def test_allow_empty_writes_the_empty_result_with_a_warning(run, tmp_path, chunks):
     table, vectors = chunks
     out = tmp_path / "seq.npz"
     result = run("build", "sequences", table, "--vectors", vectors, "--context", 6,
@@ -110,7 +104,7 @@ def test_allow_empty_writes_the_empty_result_with_a_warning(tmp_path, chunks):
     assert again.exit_code == 1  # the cached empty result is still an error without the flag
 
 
-def test_a_context_that_leaves_samples_is_still_exit_0(tmp_path, chunks):
+def test_a_context_that_leaves_samples_is_still_exit_0(run, tmp_path, chunks):
     table, vectors = chunks
     result = run("build", "sequences", table, "--vectors", vectors, "--context", 5,
                  "--cache-dir", tmp_path / "cache", "--format", "json")
@@ -150,7 +144,7 @@ def _empty_tables(tmp_path):
     (["validate", "batches", "--sampler", "diverse", "-b", "4", "-m", "1"], 2, "NO_BATCHES"),
     (["validate", "flips", "--table"], 4, "FLIPS_NO_SAMPLES"),
 ])
-def test_validators_fail_a_table_without_rows(tmp_path, command, which, code):
+def test_validators_fail_a_table_without_rows(run, tmp_path, command, which, code):
     path = _empty_tables(tmp_path)[which]
     result = run(*command, path, "--format", "json")
     assert result.exit_code == 1, result.output

@@ -1,4 +1,5 @@
-"""Run by tests/test_integration_lightning.py under ``torchrun --nproc_per_node=2`` (CPU, gloo).
+"""Run by tests/samplers/test_integration_lightning.py under ``torchrun --nproc_per_node=2``
+(CPU, gloo).
 
 Trains a tiny model for two epochs with PyTorch Lightning's DDP strategy in each documented
 setup, records the rows every rank trained on in each epoch, and writes them to

@@ -2,7 +2,7 @@
 
 Opening a FIFO for reading blocks until a writer comes, so a command that opened one hung
 forever. The cases are every path parameter of every command, found by walking the Click
-group (tests/io_safety_commands.py): a new command is covered without editing this file.
+group (tests/cli/io_safety_commands.py): a new command is covered without editing this file.
 Commands run in-process under a watchdog that interrupts a blocked ``open()``.
 """
 
@@ -28,7 +28,7 @@ from io_safety_commands import (
 from uncollapse.cli_paths import DirectoryPath, InputPath
 from uncollapse.paths import FIFO, file_kind
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KIND_WORDS = {"fifo": "FIFO (named pipe)", "chardev": "character device", "socket": "socket",
               "directory": "directory", "file": "regular file"}
 

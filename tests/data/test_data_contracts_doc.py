@@ -15,7 +15,7 @@ from uncollapse.data.scenes.contract import SCENE_ARRAYS
 from uncollapse.data.sequences.contract import CHUNK_COLUMNS, COMPACT_ARRAYS, DENSE_ARRAYS
 from uncollapse.data.spec import ArraySpec, ColumnSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "data-contracts.md"
 
 

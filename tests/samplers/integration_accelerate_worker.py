@@ -1,4 +1,5 @@
-"""Run by tests/test_integration_accelerate.py under ``torchrun --nproc_per_node=2`` (CPU, gloo).
+"""Run by tests/samplers/test_integration_accelerate.py under ``torchrun --nproc_per_node=2``
+(CPU, gloo).
 
 Trains a tiny model for two epochs with Hugging Face accelerate in each documented setup,
 records the rows every process trained on in each epoch, tries the setup that would shard the

@@ -30,12 +30,7 @@ from uncollapse.pipeline.sequences.corpus import read_chunks
 from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
 from uncollapse.pipeline.sequences.sequence_file import write_sequences
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
+REPO = Path(__file__).resolve().parents[3]
 
 
 def make_chunks(tmp_path: Path, lengths: list[int], dim: int = 3) -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""Run by tests/test_samplers_ddp.py under ``torchrun --nproc_per_node=2``.
+"""Run by tests/samplers/test_samplers_ddp.py under ``torchrun --nproc_per_node=2``.
 
 Each rank builds the samplers without naming its rank (they read the initialised gloo group),
 iterates a real DataLoader with worker processes for two epochs, and writes the rows it saw to

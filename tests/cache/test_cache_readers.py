@@ -13,7 +13,7 @@ from pathlib import Path
 from uncollapse.cache import store
 from uncollapse.cache.store import BuildOutput, Cache, Stage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGE = Stage("unit", version=1, modules=("uncollapse.cache.store",))
 
 

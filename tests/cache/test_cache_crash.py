@@ -27,7 +27,7 @@ from uncollapse.cache.integrity import check_files
 from uncollapse.cache.store import Cache
 from uncollapse.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # (scenario, point): every moment a build is killed at; before "renamed" a fresh build has
 # no entry yet

@@ -1,7 +1,7 @@
 """SIGKILL during an ``-o`` write: the destination is the old or the new file, never a mix, and
 the next write to it removes what the killed process left behind.
 
-A real subprocess writes the output with a pause before each step (tests/io_safety_hooks.py);
+A real subprocess writes the output with a pause before each step (tests/cli/io_safety_hooks.py);
 the test kills it with SIGKILL at one step per run, checks the destination, then writes again
 and checks that no temporary file remains. The fast tests kill at a subset of the steps; the
 ``fuzz`` ones at every step (30 of them) of an atomic copy and of ``uncollapse build ... -o``.
@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from uncollapse.atomic import atomic_copy, temp_prefix
 from uncollapse.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOOKS = Path(__file__).with_name("io_safety_hooks.py")
 SCENES = ["build", "scenes", "--size", "64", "--no-compress", "--quiet"]
 

@@ -20,15 +20,11 @@ from uncollapse.cli import main
 from uncollapse.validators.collapse.diagnose import diagnose_embeddings
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def codes(result) -> dict[str, dict]:
     return {f["code"]: f for f in json.loads(result.stdout)["findings"]}
 
 
-def test_an_all_null_attribute_column_is_attr_non_binary(tmp_path):
+def test_an_all_null_attribute_column_is_attr_non_binary(run, tmp_path):
     table = tmp_path / "attributes.parquet"
     pl.DataFrame({"image_id": ["a", "b", "c", "d"], "identity": [1, 2, 3, 4],
                   "split": ["train"] * 4, "Smiling": pl.Series([None] * 4, dtype=pl.Int8),
@@ -40,7 +36,7 @@ def test_an_all_null_attribute_column_is_attr_non_binary(tmp_path):
     assert json.loads(result.stdout)["stats"]["positive_share"]["Male"] == 0.5
 
 
-def test_zero_width_vectors_are_refused_at_build(tmp_path):
+def test_zero_width_vectors_are_refused_at_build(run, tmp_path):
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"doc_id": "a", "text": f"t{i}"}) + "\n"
                               for i in range(4)))
@@ -64,7 +60,7 @@ def test_zero_width_vectors_are_refused_at_build(tmp_path):
     ({"vectors": np.zeros((5, 0), np.float32), "doc_offsets": np.array([0, 5]),
       "context_length": np.int64(2)}, "vectors"),
 ])
-def test_validate_sequences_reports_zero_width_vectors(tmp_path, arrays, name):
+def test_validate_sequences_reports_zero_width_vectors(run, tmp_path, arrays, name):
     path = tmp_path / "seq.npz"
     np.savez(path, **arrays)
     result = run("validate", "sequences", path, "--format", "json")
@@ -73,7 +69,7 @@ def test_validate_sequences_reports_zero_width_vectors(tmp_path, arrays, name):
     assert "0 dimensions" in codes(result)["ARRAY_SHAPE"]["message"]
 
 
-def test_coco_ids_that_are_nan_or_infinity_are_findings(tmp_path):
+def test_coco_ids_that_are_nan_or_infinity_are_findings(run, tmp_path):
     source = tmp_path / "captions_val2017.json"
     source.write_text(
         '{"images": [{"id": NaN, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}, '
@@ -97,7 +93,7 @@ def test_coco_ids_that_are_nan_or_infinity_are_findings(tmp_path):
     assert strict.exit_code == 1
 
 
-def test_a_coco_file_without_annotations_is_empty_not_a_raw_error(tmp_path):
+def test_a_coco_file_without_annotations_is_empty_not_a_raw_error(run, tmp_path):
     source = tmp_path / "captions_val2017.json"
     source.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": []}')
     result = run("build", "captions", source, "--cache-dir", tmp_path / "c", "--format", "json")
@@ -111,7 +107,7 @@ def test_a_coco_file_without_annotations_is_empty_not_a_raw_error(tmp_path):
     ["validate", "attributes", "{csv}"],
     ["validate", "flips", "--table", "{csv}"],
 ])
-def test_a_repeated_attribute_column_is_an_error_naming_it(tmp_path, command):
+def test_a_repeated_attribute_column_is_an_error_naming_it(run, tmp_path, command):
     csv = tmp_path / "attributes.csv"
     csv.write_text("image_id,Smiling,Male,Smiling\na.jpg,1,-1,1\nb.jpg,-1,1,-1\n")
     result = run(*[a.format(csv=csv, tmp=tmp_path / "c") for a in command])
@@ -123,7 +119,7 @@ def test_a_repeated_attribute_column_is_an_error_naming_it(tmp_path, command):
 
 @pytest.mark.parametrize("command", [["validate", "captions"],
                                      ["validate", "batches", "--sampler", "random", "-b", "1"]])
-def test_a_repeated_caption_column_is_an_error_naming_it(tmp_path, command):
+def test_a_repeated_caption_column_is_an_error_naming_it(run, tmp_path, command):
     csv = tmp_path / "captions.csv"
     csv.write_text("image_id,match_id,caption_idx,caption,split,source_row,match_id\n"
                    "1,1,0,a dog,train,0,2\n")
@@ -153,7 +149,7 @@ def test_finite_float32_outputs_near_1e30_do_not_overflow(scale):
     "    def __getitem__(self, i):\n        sys.exit(0)\ndef make():\n    return D()\n",
     "raise RuntimeError('broken on import')\n",
 ])
-def test_a_dataset_module_that_exits_does_not_make_validate_flips_pass(tmp_path, source):
+def test_a_dataset_module_that_exits_does_not_make_validate_flips_pass(run, tmp_path, source):
     module = tmp_path / "my_dataset.py"
     module.write_text(source)
     result = run("validate", "flips", "--dataset", f"{module}:make")
@@ -210,7 +206,7 @@ def test_an_unreadable_input_is_named_with_the_fix(name, command):
     assert "Errno" not in output and "PermissionError" not in output
 
 
-def test_an_attribute_source_with_only_a_header_says_so(tmp_path):
+def test_an_attribute_source_with_only_a_header_says_so(run, tmp_path):
     source = tmp_path / "attributes.csv"
     source.write_text("image_id,Smiling\n")
     result = run("build", "attributes", source, "--cache-dir", tmp_path / "c")
@@ -219,7 +215,7 @@ def test_an_attribute_source_with_only_a_header_says_so(tmp_path):
         in result.output
 
 
-def test_a_trainer_error_keeps_the_build_command_it_names(tmp_path):
+def test_a_trainer_error_keeps_the_build_command_it_names(run, tmp_path):
     """The option-name rewording of the train commands must not turn `build scenes` into
     `build --scenes` in the fix it gives."""
     scenes = tmp_path / "scenes.npz"

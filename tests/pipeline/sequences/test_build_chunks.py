@@ -14,7 +14,7 @@ from uncollapse.data.sequences.chunks import load_chunks
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.sequences.corpus import read_chunks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 WIKITEXT = REPO / "data" / "wikitext2" / "wikitext2_test.txt"
 
 CHUNK_SCHEMA = pl.Schema({"doc_id": pl.Int64, "doc_key": pl.String, "position": pl.Int32,
@@ -39,11 +39,6 @@ WIKITEXT_STYLE = (
     " \n"
     " Beta is a band .\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
 
 
 def rows(chunks: pl.DataFrame) -> list[tuple]:
