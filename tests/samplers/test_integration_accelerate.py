@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from accelerate.data_loader import BatchSamplerShard
-from tests.test_integration_lightning import (
+
+from tests.samplers.test_integration_lightning import (
     GROUP_IDS,
     assert_every_row_once_per_epoch_and_a_new_plan_each_epoch,
     run_under_torchrun,
 )
-
 from uncollapse.samplers import DiverseBatchSampler, GroupedBatchSampler
 
 WORKER = Path(__file__).with_name("integration_accelerate_worker.py")
