@@ -8,12 +8,16 @@ folder (``docs/extending.md`` walks through both).
 
 A family's modules sit at the same names in every layer, and each layer is optional:
 
-- ``uncollapse/data/<family>/contract.py``: column or key constants, dtypes; its readers,
-  writers and torch Datasets beside it;
+- ``uncollapse/data/<family>/contract.py``: column or key constants, dtypes, and
+  ``DOC_SECTIONS`` (what ``docs/data-contracts.md`` says of it); its readers, writers and torch
+  Datasets beside it;
 - ``uncollapse/pipeline/<family>/cli.py``: ``COMMANDS``, a list of ``build`` commands;
 - ``uncollapse/validators/<family>/rules.py``: its rules, each with its finding code;
 - ``uncollapse/validators/<family>/cli.py``: ``COMMANDS``,
   ``{"validate": [...], "diagnose": [...]}``.
+
+A family's package ``__init__`` in each layer stays light: looking up its ``cli.py`` imports
+it, and the command line must start fast.
 
 A recipe's config, model, recipe, plots and command options live in
 ``uncollapse/trainers/<recipe>/``; ``config.py`` there defines the dataclass named in the table.
