@@ -1,3 +1,4 @@
-"""Caption tables: contract in ``contract``; torch Dataset in ``dataset``."""
+"""Caption tables: contract in ``contract``, the polars reader in ``table``, the torch Dataset
+in ``dataset``."""
 
 __all__: list[str] = []
