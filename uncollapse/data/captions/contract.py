@@ -10,6 +10,14 @@ training path (torch, numpy, pyarrow) can use the contract where polars is not i
 
 from __future__ import annotations
 
+IMAGE_ID = "image_id"
+MATCH_ID = "match_id"
+CAPTION_IDX = "caption_idx"
+CAPTION = "caption"
+SPLIT = "split"
+SOURCE_ROW = "source_row"
+IMAGE_PATH = "image_path"
+
 CAPTION_DTYPES: dict[str, str] = {
     "image_id": "String",
     "match_id": "Int64",

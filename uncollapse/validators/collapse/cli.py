@@ -20,6 +20,8 @@ from uncollapse.cli_report import quiet_option, report_options
 from uncollapse.data.npy import load_npy
 from uncollapse.errors import InputError, ToolError
 
+__all__ = ["COMMANDS", "diagnose_embeddings_command"]
+
 _NPY = InputPath()
 
 
@@ -113,3 +115,6 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
 def _load_npy(path: str) -> np.ndarray:
     """A .npy array, never unpickled; unreadable files become an InputError naming the file."""
     return np.ascontiguousarray(load_npy(path))
+
+
+COMMANDS = {"diagnose": [diagnose_embeddings_command]}

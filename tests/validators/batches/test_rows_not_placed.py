@@ -15,7 +15,7 @@ from uncollapse.samplers import DiverseBatchSampler, GroupedBatchSampler
 from uncollapse.samplers.planner import diverse_layout, max_full_batches
 from uncollapse.validators.batches import ROWS_NOT_PLACED_WARN_SHARE, audit_batches
 
-WIKITEXT = Path(__file__).resolve().parents[1] / "data" / "wikitext2" / "wikitext2_test.txt"
+WIKITEXT = Path(__file__).resolve().parents[3] / "data" / "wikitext2" / "wikitext2_test.txt"
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from uncollapse.validators.captions import (
     validate_captions,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
 IDS = ["1000092795", "10002456", "1000268201", "1000344755", "1000366164", "1000523639"]
 

@@ -8,6 +8,8 @@ from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import SHARE, count
 from uncollapse.cli_report import report_options
 
+__all__ = ["COMMANDS", "validate_sequences_command"]
+
 
 @click.command("sequences")
 @click.argument("file", type=InputPath(missing_ok=True))
@@ -31,7 +33,10 @@ def validate_sequences_command(file, max_duplicate_share, min_duplicates):
         uncollapse validate sequences sequences.npz
         uncollapse validate sequences sequences.npz --format json --json report.json
     """
-    from uncollapse.validators.sequences import validate_sequences
+    from uncollapse.validators.sequences.rules import validate_sequences
 
     return validate_sequences(file, max_duplicate_share=max_duplicate_share,
                               min_duplicates=min_duplicates)
+
+
+COMMANDS = {"validate": [validate_sequences_command]}

@@ -13,7 +13,7 @@ from uncollapse.errors import ToolError
 from uncollapse.validators.codes import all_codes
 from uncollapse.validators.collapse import Thresholds, diagnose_embeddings
 
-EMBEDDINGS = Path(__file__).resolve().parent.parent / "data" / "coco" / "embeddings"
+EMBEDDINGS = Path(__file__).resolve().parents[3] / "data" / "coco" / "embeddings"
 
 
 def gaussian(seed: int, n: int, d: int, scale: float = 1.0) -> np.ndarray:
@@ -226,7 +226,7 @@ def test_non_finite_outputs_are_reported_and_stop_the_other_metrics():
 
 def test_every_code_is_registered_and_in_the_docs_table():
     registered = all_codes()
-    table = (Path(__file__).resolve().parent.parent / "docs" / "finding-codes.md").read_text()
+    table = (Path(__file__).resolve().parents[3] / "docs" / "finding-codes.md").read_text()
     for name in ("MEAN_VECTOR_COLLAPSE", "DIMENSIONAL_COLLAPSE", "UNIT_NORM_OUTPUT",
                  "MOMENT_MISMATCH", "POINT_COLLAPSE", "SLOTS_IDENTICAL", "NON_FINITE_OUTPUT"):
         assert registered[name][0] == "uncollapse.validators.collapse.diagnose"

@@ -8,6 +8,8 @@ from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, THRESHOLD_SHARE, check_order, count
 from uncollapse.cli_report import quiet_option, report_options
 
+__all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"]
+
 
 @click.command("captions")
 @click.argument("table", type=InputPath(allow_dash=True, missing_ok=True,
@@ -74,8 +76,11 @@ def diagnose_match_ids_command(table, batch_size, seed, max_batches, quiet):
     """
     from uncollapse.cli_report import flags_in_errors
     from uncollapse.progress import status
-    from uncollapse.validators.match_ids import diagnose_match_ids as run
+    from uncollapse.validators.captions.match_ids import diagnose_match_ids as run
 
     with status(f"drawing random batches of {table}", quiet=quiet), \
             flags_in_errors({"batch_size": "--batch-size", "max_batches": "--max-batches"}):
         return run(table, batch_size=batch_size, seed=seed, max_batches=max_batches)
+
+
+COMMANDS = {"validate": [validate_captions_command], "diagnose": [diagnose_match_ids_command]}

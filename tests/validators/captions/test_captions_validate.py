@@ -19,7 +19,7 @@ from uncollapse.validators.captions import (
     validate_captions,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
 
 CONTRACT = {"image_id": pl.String, "match_id": pl.Int64, "caption_idx": pl.Int16,

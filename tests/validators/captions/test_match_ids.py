@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from uncollapse.cli import main
 from uncollapse.errors import ToolError
-from uncollapse.validators.match_ids import (
+from uncollapse.validators.captions.match_ids import (
     diagnose_match_id_array,
     diagnose_match_ids,
     random_batch_positives,

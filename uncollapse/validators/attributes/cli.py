@@ -1,4 +1,4 @@
-"""``uncollapse validate attributes``, ``validate flips`` and ``validate scenes``."""
+"""``uncollapse validate attributes`` and ``validate flips``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import click
 from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, check_order, count
 from uncollapse.cli_report import report_options
+
+__all__ = ["COMMANDS", "validate_attributes_command", "validate_flips_command"]
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -31,7 +33,7 @@ def validate_attributes_command(table, attributes, min_rows):
         uncollapse validate attributes attrs.parquet --attributes Smiling,Male,Eyeglasses
         uncollapse validate attributes attrs.parquet --min-rows 16 --format json
     """
-    from uncollapse.validators.attributes import validate_attributes
+    from uncollapse.validators.attributes.rules import validate_attributes
 
     return validate_attributes(table, attributes=_names(attributes), min_rows=min_rows)
 
@@ -117,7 +119,7 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
         uncollapse validate flips --dataset my_augment.py:make_dataset
     """
     from uncollapse.errors import ToolError
-    from uncollapse.validators.flips import audit_flips
+    from uncollapse.validators.attributes.flips import audit_flips
 
     check_order("--min-flips", min_flips, "--max-flips", max_flips)
     if (table is None) == (dataset_spec is None):
@@ -165,22 +167,4 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
                            target=target, quiet=quiet)
 
 
-@click.command("scenes")
-@click.argument("file", type=InputPath(missing_ok=True))
-@click.option("--min-visible", type=count(1), default=4, show_default=True,
-              help="SCENE_OBJECT_INVISIBLE for objects with fewer visible pixels.")
-@report_options
-def validate_scenes_command(file, min_visible):
-    """Check a scene NPZ: keys, dtypes and matching shapes; mask labels agree with
-    num_objects; every object visible.
-
-    Example:
-        uncollapse validate scenes scenes.npz --min-visible 4
-    """
-    from uncollapse.validators.scenes import validate_scenes
-
-    return validate_scenes(file, min_visible=min_visible)
-
-
-COMMANDS = {"validate": [validate_attributes_command, validate_flips_command,
-                          validate_scenes_command]}
+COMMANDS = {"validate": [validate_attributes_command, validate_flips_command]}

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from uncollapse.cli import main
 from uncollapse.errors import ToolError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
 
 CONTRACT = pl.Schema({"image_id": pl.String, "match_id": pl.Int64, "caption_idx": pl.Int16,

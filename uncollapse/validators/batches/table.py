@@ -1,7 +1,7 @@
 """Audit the sampler a table's ids call for: read the ids, build one sampler per rank, replay.
 
 This is what ``uncollapse validate batches TABLE --sampler grouped|diverse|random`` runs;
-the replay and the checks themselves are ``uncollapse.validators.batches.audit_batches``.
+the replay and the checks themselves are ``uncollapse.validators.batches.audit.audit_batches``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from uncollapse.data.captions.contract import MATCH_ID
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.data.npy import refuse_empty
 from uncollapse.data.npz import NPZ_READ_FAILURES, why
 from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.data.sequences.contract import (
+    CHUNK_DOC_ID,
     CONTEXT_LENGTH,
     DOC_IDS,
     DOC_OFFSETS,
@@ -25,7 +27,10 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
 from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.validators.batches import NO_BATCHES, audit_batches
+from uncollapse.validators.batches.audit import audit_batches
+from uncollapse.validators.batches.rules import NO_BATCHES
+
+__all__ = ["SAMPLER_KINDS", "audit_table", "read_id_column", "table_samplers"]
 
 SAMPLER_KINDS = ("grouped", "diverse", "random")
 
@@ -149,7 +154,7 @@ def table_samplers(n_rows: int, sampler: str, batch_size: int, *, group_ids=None
 
 
 def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = None,
-                max_per_doc: int | None = None, group_column: str = "match_id",
+                max_per_doc: int | None = None, group_column: str = MATCH_ID,
                 doc_column: str | None = None, world_size: int = 1, epochs: int = 1,
                 seed: int = 0, drop_last: bool = True,
                 exclude_duplicates_column: str | None = None) -> Report:
@@ -200,4 +205,4 @@ def audit_table(path, *, sampler: str, batch_size: int, per_group: int | None = 
 
 
 def _default_doc_column(path) -> str:
-    return DOC_IDS if str(path).lower().endswith(".npz") else "doc_id"
+    return DOC_IDS if str(path).lower().endswith(".npz") else CHUNK_DOC_ID

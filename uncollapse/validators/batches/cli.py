@@ -7,6 +7,10 @@ import click
 from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import MAX_EPOCHS, MAX_WORLD_SIZE, SEED, count
 from uncollapse.cli_report import quiet_option, report_options
+from uncollapse.data.captions.contract import MATCH_ID
+from uncollapse.data.sequences.contract import CHUNK_DOC_ID, DOC_IDS
+
+__all__ = ["COMMANDS", "validate_batches_command"]
 
 
 @click.command("batches")
@@ -19,10 +23,11 @@ from uncollapse.cli_report import quiet_option, report_options
 @click.option("--max-per-doc", "-m", type=count(1),
               help="Most rows of one document per batch (diverse; checked for any sampler "
                    "when --doc-column is given).")
-@click.option("--group-column", default="match_id", show_default=True,
+@click.option("--group-column", default=MATCH_ID, show_default=True,
               help="Column of the positive group ids.")
 @click.option("--doc-column", default=None,
-              help="Column (or NPZ array) of document ids [default: doc_id; doc_ids in NPZ].")
+              help=f"Column (or NPZ array) of document ids [default: {CHUNK_DOC_ID}; {DOC_IDS} in "
+                   "NPZ].")
 @click.option("--exclude-duplicates", "exclude_duplicates_column", default=None,
               help="grouped: column whose equal values mark duplicates to keep apart "
                    "(e.g. the caption text or its hash).")
@@ -53,7 +58,7 @@ def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc,
         uncollapse validate batches captions.parquet --sampler grouped -b 50 -k 5 -w 2 -e 2
         uncollapse validate batches seqs.npz --sampler diverse -b 256 -m 4
     """
-    from uncollapse.validators.batches_table import audit_table
+    from uncollapse.validators.batches.table import audit_table
 
     if epochs < 1 or world_size < 1 or batch_size < 1:
         raise click.BadParameter("--batch-size, --world-size and --epochs must be at least 1")
@@ -71,3 +76,6 @@ def validate_batches_command(table, sampler, batch_size, per_group, max_per_doc,
                            doc_column=doc_column, world_size=world_size, epochs=epochs,
                            seed=seed, drop_last=not keep_last,
                            exclude_duplicates_column=exclude_duplicates_column)
+
+
+COMMANDS = {"validate": [validate_batches_command]}

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from uncollapse.cli import main
 
-EMBEDDINGS = Path(__file__).resolve().parent.parent / "data" / "coco" / "embeddings"
+EMBEDDINGS = Path(__file__).resolve().parents[3] / "data" / "coco" / "embeddings"
 
 
 @pytest.fixture(scope="module")
