@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from uncollapse.cli import main
 from uncollapse.data.attributes.contract import combination_ids, decode_combination_ids
 from uncollapse.data.attributes.dataset import AttributeFlipDataset
-from uncollapse.validators.flips import audit_flips
+from uncollapse.validators.attributes.flips import audit_flips
 
 
 def dataset(n=500, a=5, **kwargs) -> AttributeFlipDataset:

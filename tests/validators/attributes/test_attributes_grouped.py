@@ -10,7 +10,7 @@ from uncollapse.cli import main
 from uncollapse.data.attributes.contract import combination_ids
 from uncollapse.data.attributes.dataset import AttributeFlipDataset
 from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.validators.flips import audit_flips
+from uncollapse.validators.attributes.flips import audit_flips
 
 
 def flip_dataset(n=2000, seed=0) -> AttributeFlipDataset:

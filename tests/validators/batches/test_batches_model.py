@@ -12,8 +12,8 @@ from uncollapse.validators.batches import (
     BatchAssignment,
     batch_assignment_frame,
     batch_assignment_model,
-    model_failures,
 )
+from uncollapse.validators.bridge import pandera_failures
 
 GROUPS = np.repeat(np.arange(100), 5)
 DOCS = np.repeat(np.arange(5), 100)
@@ -35,7 +35,8 @@ def healthy_frame() -> pl.DataFrame:
 
 
 def failed(model, frame) -> dict:
-    return {name: count for name, (count, _) in model_failures(model, frame).items()}
+    return {name: failure.count for name, (failure,) in
+            pandera_failures(model.to_schema(), frame).items()}
 
 
 def test_a_healthy_grouped_plan_passes_every_rule():
@@ -89,9 +90,11 @@ def test_lazy_validation_lists_several_failures_at_once():
 def test_failure_cases_are_the_rows_that_name_the_batch():
     frame = pl.DataFrame({"epoch": [0] * 4, "rank": [0] * 4, "batch": [0, 0, 1, 1],
                           "row": [0, 5, 1, 2], "group": [0, 1, 0, 0]})
-    (count, cases) = model_failures(batch_assignment_model(), frame)["every_batch_has_positives"]
-    assert count == 1
-    assert cases.to_dicts() == [{"epoch": 0, "rank": 0, "batch": 0, "row": 0, "group": 0}]
+    (failure,) = pandera_failures(batch_assignment_model().to_schema(), frame)[
+        "every_batch_has_positives"]
+    assert failure.count == 1
+    assert failure.cases.to_dicts() == [{"epoch": 0, "rank": 0, "batch": 0, "row": 0, "group": 0}]
+    assert failure.rows().to_list() == [0]
 
 
 def test_ids_too_wide_to_pack_fall_back_to_struct_keys():

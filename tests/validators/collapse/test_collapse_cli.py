@@ -108,7 +108,7 @@ def test_an_unusable_device_exits_2(arrays):
 
 
 def test_the_command_module_does_not_import_torch():
-    code = "import sys; import uncollapse.validators.collapse_cli; print('torch' in sys.modules)"
+    code = "import sys; import uncollapse.validators.collapse.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
@@ -116,7 +116,7 @@ def test_the_command_module_does_not_import_torch():
 
 def test_every_threshold_is_an_option_with_the_documented_default():
     from uncollapse.validators.collapse import Thresholds
-    from uncollapse.validators.collapse_cli import diagnose_embeddings_command
+    from uncollapse.validators.collapse.cli import diagnose_embeddings_command
 
     options = {p.name: p.default for p in diagnose_embeddings_command.params}
     for name in Thresholds.names():

@@ -301,7 +301,7 @@ def test_broken_doc_offsets():
 
 
 def test_scan_in_blocks_finds_values_past_the_first_block(monkeypatch):
-    import uncollapse.validators.sequences as sequences
+    import uncollapse.validators.sequences.scan as sequences
 
     monkeypatch.setattr(sequences, "BLOCK_VALUES", 3 * D)  # blocks of 3 rows
     arrays = compact_arrays()

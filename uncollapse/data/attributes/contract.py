@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+IMAGE_ID = "image_id"
+IDENTITY = "identity"
+SPLIT = "split"
+
 RESERVED_COLUMNS = ("image_id", "identity", "split")
 """The columns of an attribute table that are not attributes."""
 

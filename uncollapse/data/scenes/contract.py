@@ -21,6 +21,10 @@ from uncollapse.data.npz import why
 from uncollapse.data.spec import ArraySpec
 from uncollapse.errors import InputError
 
+IMAGES = "images"
+MASKS = "masks"
+NUM_OBJECTS = "num_objects"
+
 SCENE_ARRAYS: dict[str, ArraySpec] = {
     "images": ArraySpec("[N, H, W, 3]", "uint8", "RGB pixels of each scene, 0..255"),
     "masks": ArraySpec("[N, H, W]", "uint8", "the object each pixel shows: 0 background, "

@@ -119,52 +119,18 @@ def validate_flips_command(table, dataset_spec, attributes, min_flips, max_flips
         uncollapse validate flips --dataset my_augment.py:make_dataset
     """
     from uncollapse.errors import ToolError
-    from uncollapse.validators.attributes.flips import audit_flips
+    from uncollapse.validators.attributes.flip_replay import audit_flip_dataset, audit_flip_table
 
     check_order("--min-flips", min_flips, "--max-flips", max_flips)
     if (table is None) == (dataset_spec is None):
         raise ToolError("give exactly one of --table (audit AttributeFlipDataset) or --dataset")
-    if dataset_spec:
-        with user_code(dataset_spec):
-            dataset, target = _load_dataset(dataset_spec), dataset_spec
-    else:
-
-        import numpy as np
-
-        from uncollapse.data.attributes.contract import attribute_columns
-        from uncollapse.data.attributes.dataset import AttributeFlipDataset
-        from uncollapse.data.attributes.selection import refuse_repeated
-        from uncollapse.data.attributes.table import read_attribute_table
-
-        frame = read_attribute_table(table)
-        names = _names(attributes) or attribute_columns(frame)
-        refuse_repeated(names)
-        unknown = [n for n in names if n not in frame.columns]
-        if unknown:
-            raise ToolError(f"{table}: unknown attributes {unknown}")
-        try:
-            dataset = AttributeFlipDataset(np.zeros((frame.height, 0), dtype=np.float32),
-                                           frame.select(names), min_flips=min_flips,
-                                           max_flips=max_flips, seed=seed)
-        except ValueError as exc:
-            raise ToolError(f"{table}: {exc}") from exc
-        target = f"AttributeFlipDataset({table}, {','.join(names)})"
-    batches = None
-    if per_group is not None:
-        from uncollapse.samplers.grouped import GroupedBatchSampler
-
-        if not hasattr(dataset, "target_combination_ids"):
-            raise ToolError("--per-group needs a dataset with target_combination_ids()")
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        try:
-            batches = GroupedBatchSampler(dataset.target_combination_ids(), batch_size,
-                                          per_group, seed=seed, rank=0, world_size=1)
-        except ValueError as exc:
-            raise ToolError(f"GroupedBatchSampler: {exc}") from exc
-    with user_code(dataset_spec) if dataset_spec else contextlib.nullcontext():
-        return audit_flips(dataset, batch_size=batch_size, batches=batches, epoch=epoch,
-                           target=target, quiet=quiet)
+    replay = {"seed": seed, "epoch": epoch, "batch_size": batch_size, "per_group": per_group,
+              "quiet": quiet}
+    if table is not None:
+        return audit_flip_table(table, attributes=_names(attributes), min_flips=min_flips,
+                                max_flips=max_flips, **replay)
+    with user_code(dataset_spec):
+        return audit_flip_dataset(_load_dataset(dataset_spec), target=dataset_spec, **replay)
 
 
 COMMANDS = {"validate": [validate_attributes_command, validate_flips_command]}

@@ -1,26 +1,30 @@
-"""Checks of an attribute table (docs/data-contracts.md) for attribute-flip training.
+"""The rules of an attribute table (docs/data-contracts.md) for attribute-flip training, and the
+pandera model they make: ``AttributeTable``.
 
-The rules are one pandera model, ``attribute_table_model(attributes, flipped=..., min_rows=...)``
-(a subclass of ``AttributeTable`` with one int8 0/1 column per attribute), whose checks are
-polars expressions: unique image ids, 0/1 values without nulls, attributes that change,
-combinations of the flipped attributes with enough rows to form a prototype, and each identity
-(person) in one split. ``validate_attributes`` runs it with ``lazy=True`` and turns each failed
-check into its finding code.
+Each rule is declared once with its finding code (``RULES``). Most are checks of the model
+``attribute_table_model(attributes, flipped=..., min_rows=...)`` (a subclass of
+``AttributeTable`` with one int8 0/1 column per attribute), written as polars expressions:
+unique image ids, 0/1 values without nulls, attributes that change, combinations of the flipped
+attributes with enough rows to form a prototype, and each identity (person) in one split.
+``validate_attributes`` runs the model with ``lazy=True`` and reports each failed rule.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
-from pandera.constants import CHECK_OUTPUT_KEY
 
 from uncollapse.data.attributes.contract import (
+    IDENTITY,
+    IMAGE_ID,
+    SPLIT,
     attribute_columns,
     combination_ids,
     decode_combination_ids,
@@ -28,7 +32,11 @@ from uncollapse.data.attributes.contract import (
 from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.data.attributes.table import ATTRIBUTE_DTYPE, read_attribute_table
 from uncollapse.errors import InputError
-from uncollapse.report import MAX_EXAMPLES, Code, Finding, Report
+from uncollapse.report import MAX_EXAMPLES, Code, Report
+from uncollapse.validators.bridge import pandera_failures, rules_model
+from uncollapse.validators.rules import Failed, Rules, Run
+
+__all__ = ["CONTRACT", "RULES", "AttributeTable", "attribute_table_model", "validate_attributes"]
 
 MAX_DEFAULT_COMBINATION_ATTRIBUTES = 8
 MAX_COMBINATION_ATTRIBUTES = 20
@@ -68,25 +76,239 @@ IDENTITY_LEAKAGE = Code(
     "Assign splits by identity (CelebA's own list_eval_partition.txt does), not by image.")
 
 
+@dataclass
+class AttributeCheck:
+    """What the findings of one validation are written from.
+
+    Attributes:
+        table: the table as read; ``names``: its attribute columns.
+        selected: the attributes whose combinations are checked (None: too many to check).
+        min_rows: the rows a combination needs.
+        failures: what pandera reported for each failed check of the model.
+    """
+
+    table: pl.DataFrame
+    names: list[str]
+    selected: list[str] | None
+    min_rows: int
+    failures: dict
+
+    @property
+    def non_binary(self) -> bool:
+        """Whether values other than 0/1 were found (then no combination is counted)."""
+        return any(self.failures.get(check) for check in values_are_binary.checks)
+
+    @functools.cached_property
+    def combination_rows(self) -> np.ndarray:
+        """Rows of each combination of the selected attributes (absent ones: 0)."""
+        ids = combination_ids(self.table.select(self.selected).to_numpy())
+        return np.bincount(ids, minlength=1 << len(self.selected))
+
+    @functools.cached_property
+    def per_identity(self) -> pl.DataFrame | None:
+        """Per identity with a known split: its splits and images (None: nothing to check)."""
+        if IDENTITY not in self.table.columns or SPLIT not in self.table.columns:
+            return None
+        known = self.table.filter(pl.col(IDENTITY).is_not_null() & pl.col(SPLIT).is_not_null())
+        if known.height == 0:
+            return None
+        return known.group_by(IDENTITY).agg(pl.col(SPLIT).unique().sort().alias("splits"),
+                                            pl.len().alias("images"))
+
+
 def _first_row() -> pl.Expr:
     return pl.int_range(pl.len()) == 0
 
 
-class AttributeTable(pa.DataFrameModel):
+CONTRACT = Rules()
+"""What a table must be for the model's checks to run at all (checked first, alone)."""
+
+RULES = Rules()
+"""The attribute table rules, in the order their findings are listed. A rule declared with
+``RULES.check`` is a check of ``AttributeTable`` (``model``, ``data``); the others test the
+``AttributeCheck``."""
+
+
+@CONTRACT.rule(ATTR_TABLE_SCHEMA)
+def table_fits_the_contract(table: pl.DataFrame, names: list[str]) -> Failed | None:
+    """image_id string, identity int64 and split string where present, attribute columns of
+    integers, and rows: what the model's checks need to run at all."""
+    problems = []
+    schema = table.schema
+    if IMAGE_ID not in schema:
+        problems.append(f"no {IMAGE_ID} column")
+    elif schema[IMAGE_ID] != pl.String:
+        problems.append(f"{IMAGE_ID} is {schema[IMAGE_ID]}, expected String")
+    if IDENTITY in schema and not schema[IDENTITY].is_integer() and schema[IDENTITY] != pl.Null:
+        problems.append(f"{IDENTITY} is {schema[IDENTITY]}, expected Int64")
+    if SPLIT in schema and schema[SPLIT] not in (pl.String, pl.Null):
+        problems.append(f"{SPLIT} is {schema[SPLIT]}, expected String")
+    if not names:
+        problems.append("no attribute columns")
+    not_numeric = [n for n in names if not (schema[n].is_integer() or schema[n] == pl.Boolean)]
+    if not_numeric:
+        problems.append(f"attribute columns that are not integers: "
+                        f"{', '.join(f'{n} ({schema[n]})' for n in not_numeric[:10])}")
+    if table.height == 0:
+        problems.append("the table has no rows")
+    if not problems:
+        return None
+    return Failed("; ".join(problems), count=len(problems), examples=problems)
+
+
+@RULES.check(ATTR_DUPLICATE_IMAGE_ID)
+def image_ids_are_unique(model, data: PolarsData):
+    """Fails once per image_id found in more than one row."""
+    image_id = pl.col(IMAGE_ID)
+    return data.lazyframe.select(~(image_id.is_duplicated() & image_id.is_first_distinct()))
+
+
+@image_ids_are_unique.reports
+def _(failures, check: AttributeCheck) -> Failed:
+    (failure,) = failures
+    examples = failure.cases.select(IMAGE_ID).join(
+        check.table.group_by(IMAGE_ID).agg(pl.len().alias("rows")), on=IMAGE_ID, how="left",
+        maintain_order="left")
+    return Failed(f"{failure.count} image_ids occur in more than one row", count=failure.count,
+                  examples=examples.to_dicts())
+
+
+values_are_binary = RULES.builtin("values_are_binary", ATTR_NON_BINARY, "isin", "not_nullable")
+"""The attribute fields' own checks: values in {0, 1} (``isin``), no nulls (``not_nullable``)."""
+
+
+@values_are_binary.reports
+def _(failures, check: AttributeCheck) -> Failed:
+    """Each example shows the value as the table holds it."""
+    table = check.table
+    rows: dict[str, list[int]] = {}
+    for failure in failures:
+        rows.setdefault(failure.schema, []).extend(failure.rows().to_list())
+    offenders = [n for n in table.columns if n in rows]
+    examples = []
+    for name in offenders[:MAX_EXAMPLES]:
+        row = min(rows[name])
+        examples.append({"column": name, "row": row, IMAGE_ID: table[IMAGE_ID][row]
+                         if IMAGE_ID in table.columns else None, "value": table[name][row]})
+    total = sum(len(set(rows[name])) for name in offenders)
+    return Failed(f"{total} values in {len(offenders)} attribute columns are not 0/1: "
+                  f"{', '.join(offenders[:10])}", count=total, examples=examples)
+
+
+@RULES.check(ATTR_CONSTANT, columns=True)
+def attribute_varies(model, data: PolarsData):
+    """An attribute has both values (a column check of each attribute; fails on its first
+    row)."""
+    return data.lazyframe.select((pl.col(data.key).n_unique() > 1) | ~_first_row())
+
+
+@attribute_varies.reports
+def _(failures, check: AttributeCheck) -> Failed:
+    constant = [(failure.schema, failure.cases.item(0, 0)) for failure in failures]
+    return Failed(f"{len(constant)} attributes have one value in every row: "
+                  f"{', '.join(n for n, _ in constant[:10])}", count=len(constant),
+                  examples=[{"column": n, "value": v} for n, v in constant])
+
+
+@RULES.rule(ATTR_COMBINATIONS_NOT_CHECKED)
+def combinations_are_checked(check: AttributeCheck) -> Failed | None:
+    """With more than MAX_DEFAULT_COMBINATION_ATTRIBUTES attributes, only those named are."""
+    if check.selected is not None:
+        return None
+    n = len(check.names)
+    return Failed(f"{n} attributes have up to 2^{n} combinations; pass --attributes to check "
+                  "the ones you flip")
+
+
+@RULES.check(ATTR_COMBINATION_TOO_SMALL)
+def combinations_have_min_rows(model, data: PolarsData):
+    """Every combination of the ``flipped`` attributes, absent ones included, has at least
+    ``min_rows`` rows (fails on the first row of each small combination, and on row 0 when a
+    combination is absent)."""
+    names = list(model._flipped)
+    if not names:
+        return True
+    binary = data.lazyframe.select(
+        pl.all_horizontal(pl.col(names).is_in([0, 1]).fill_null(False)).all())
+    if not binary.collect().item():
+        return True  # values other than 0/1 have no combination; isin reports them
+    combination = pl.struct(names)
+    small = (pl.len().over(names) < model._min_rows) & combination.is_first_distinct()
+    absent = combination.n_unique() < (1 << len(names))
+    return data.lazyframe.select(~(small | (absent & _first_row())))
+
+
+@combinations_have_min_rows.reports
+def _(failures, check: AttributeCheck) -> Failed | None:
+    """The emptiest combinations first: they are the ones a prototype loss cannot use at all."""
+    if check.selected is None or check.non_binary:
+        return None
+    selected, rows = check.selected, check.combination_rows
+    small = np.flatnonzero(rows < check.min_rows)
+    worst = small[np.argsort(rows[small], kind="stable")][:10]
+    decoded = decode_combination_ids(worst, len(selected))
+    examples = [{"combination_id": int(c), "rows": int(rows[c]),
+                 **{name: int(v) for name, v in zip(selected, bits, strict=True)}}
+                for c, bits in zip(worst, decoded, strict=True)]
+    absent = int((rows[small] == 0).sum())
+    return Failed(f"{len(small)} of {1 << len(selected)} combinations of {', '.join(selected)} "
+                  f"have fewer than {check.min_rows} rows ({absent} have none)",
+                  count=len(small), examples=examples)
+
+
+@RULES.check(IDENTITY_LEAKAGE)
+def identity_in_one_split(model, data: PolarsData):
+    """Fails once per identity with images in two or more splits."""
+    if not {IDENTITY, SPLIT} <= set(data.lazyframe.collect_schema().names()):
+        return True
+    identity, split = pl.col(IDENTITY), pl.col(SPLIT)
+    splits = split.drop_nulls().n_unique().over(identity)
+    return data.lazyframe.select(
+        ~((splits > 1) & identity.is_not_null() & identity.is_first_distinct()))
+
+
+@identity_in_one_split.reports
+def _(failures, check: AttributeCheck) -> Failed | None:
+    per_identity = check.per_identity
+    if per_identity is None:
+        return None
+    (failure,) = failures
+    leaking = per_identity.filter(pl.col("splits").list.len() > 1)
+    examples = failure.cases.select(IDENTITY).join(leaking, on=IDENTITY, how="left",
+                                                   maintain_order="left")
+    return Failed(f"{failure.count} of {per_identity.height} identities have images in more "
+                  f"than one split ({int(leaking['images'].sum())} images)", count=failure.count,
+                  examples=examples.to_dicts())
+
+
+@RULES.rule(ATTR_TABLE_SCHEMA)
+def model_finds_nothing_else(check: AttributeCheck) -> Failed | None:
+    """No check outside the rules above failed (a dtype, a missing column: the contract)."""
+    problems = [f"{failure.schema}: {name}" for name, failures in check.failures.items()
+                if name not in RULES.check_names() for failure in failures]
+    if not problems:
+        return None
+    return Failed("; ".join(problems), count=len(problems), examples=problems)
+
+
+# The model ------------------------------------------------------------------------------------
+
+class AttributeTable(rules_model("AttributeTableRules", RULES, __name__, warnings_warn=False,
+                                 n_failure_cases=MAX_EXAMPLES)):
     """The attribute table contract as a pandera model: ``image_id`` (unique string),
     ``identity`` (nullable int64, optional), ``split`` (nullable string, optional).
 
     The attribute columns vary from table to table, so use :func:`attribute_table_model`,
     which adds one int8 column per attribute (values 0/1, no nulls) and the per-attribute and
-    combination checks. The checks, each a polars expression:
+    combination checks. The checks, each a polars expression (``RULES``):
 
     - ``image_ids_are_unique``: fails once per image_id found in more than one row;
-    - ``identity_in_one_split``: fails once per identity with images in two or more splits;
     - ``isin`` / ``not_nullable`` on each attribute: its values are 0 or 1;
     - ``attribute_varies`` on each attribute: it has both values (fails on its first row);
     - ``combinations_have_min_rows``: every combination of the ``flipped`` attributes, absent
       ones included, has at least ``min_rows`` rows (fails on the first row of each small
-      combination, and on row 0 when a combination is absent).
+      combination, and on row 0 when a combination is absent);
+    - ``identity_in_one_split``: fails once per identity with images in two or more splits.
 
     Example:
         >>> model = attribute_table_model(["Smiling", "Male"], flipped=["Smiling", "Male"],
@@ -104,38 +326,6 @@ class AttributeTable(pa.DataFrameModel):
     class Config:
         name = "AttributeTable"
 
-    @pa.dataframe_check(n_failure_cases=MAX_EXAMPLES)
-    def image_ids_are_unique(cls, data: PolarsData):
-        image_id = pl.col("image_id")
-        return data.lazyframe.select(~(image_id.is_duplicated() & image_id.is_first_distinct()))
-
-    @pa.dataframe_check(n_failure_cases=MAX_EXAMPLES)
-    def identity_in_one_split(cls, data: PolarsData):
-        if not {"identity", "split"} <= set(data.lazyframe.collect_schema().names()):
-            return True
-        identity, split = pl.col("identity"), pl.col("split")
-        splits = split.drop_nulls().n_unique().over(identity)
-        return data.lazyframe.select(
-            ~((splits > 1) & identity.is_not_null() & identity.is_first_distinct()))
-
-    @pa.dataframe_check(n_failure_cases=MAX_EXAMPLES)
-    def combinations_have_min_rows(cls, data: PolarsData):
-        names = list(cls._flipped)
-        if not names:
-            return True
-        binary = data.lazyframe.select(
-            pl.all_horizontal(pl.col(names).is_in([0, 1]).fill_null(False)).all())
-        if not binary.collect().item():
-            return True  # values other than 0/1 have no combination; isin reports them
-        combination = pl.struct(names)
-        small = (pl.len().over(names) < cls._min_rows) & combination.is_first_distinct()
-        absent = combination.n_unique() < (1 << len(names))
-        return data.lazyframe.select(~(small | (absent & _first_row())))
-
-
-def _attribute_varies(cls, data: PolarsData):
-    return data.lazyframe.select((pl.col(data.key).n_unique() > 1) | ~_first_row())
-
 
 @functools.lru_cache(maxsize=64)
 def _model(attributes: tuple[str, ...], flipped: tuple[str, ...],
@@ -144,8 +334,8 @@ def _model(attributes: tuple[str, ...], flipped: tuple[str, ...],
                        "__doc__": AttributeTable.__doc__,
                        "_flipped": flipped, "_min_rows": min_rows}
     namespace.update({name: pa.Field(isin=[0, 1]) for name in attributes})
-    namespace["attribute_varies"] = pa.check(*attributes, name="attribute_varies")(
-        _attribute_varies)
+    namespace[attribute_varies.name] = pa.check(*attributes, name=attribute_varies.name)(
+        attribute_varies.test)
     return type("AttributeTable", (AttributeTable,), namespace)
 
 
@@ -167,22 +357,7 @@ def attribute_table_model(attributes: Sequence[str], *, flipped: Sequence[str] |
     return _model(tuple(attributes), tuple(flipped or ()), int(min_rows))
 
 
-def model_failures(model: type[AttributeTable], frame: pl.DataFrame) -> list:
-    """The ``SchemaError``s of every rule of ``model`` that ``frame`` breaks (lazy validation)."""
-    try:
-        model.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        return list(exc.schema_errors)
-    return []
-
-
-def _check_name(error) -> str:
-    return error.check if isinstance(error.check, str) else getattr(error.check, "name", "")
-
-
-def _failing_rows(error) -> pl.Series:
-    return error.check_output[CHECK_OUTPUT_KEY].not_().arg_true()
-
+# Validation -----------------------------------------------------------------------------------
 
 def validate_attributes(table: pl.DataFrame | str | Path, *,
                         attributes: list[str] | None = None, min_rows: int = 8,
@@ -203,9 +378,7 @@ def validate_attributes(table: pl.DataFrame | str | Path, *,
         target = target or str(table)
         table = read_attribute_table(Path(table))
     target = target or "<table>"
-    findings: list[Finding] = []
     names = attribute_columns(table)
-    schema_problems = _schema_problems(table, names)
     if attributes:
         refuse_repeated(attributes)
         unknown = [a for a in attributes if a not in names]
@@ -213,11 +386,9 @@ def validate_attributes(table: pl.DataFrame | str | Path, *,
             raise InputError(target, f"unknown attributes {unknown}; the table has: "
                              f"{', '.join(names)}")
     stats: dict = {"rows": table.height, "attributes": len(names)}
-    if schema_problems:
-        findings.append(ATTR_TABLE_SCHEMA.finding("; ".join(schema_problems),
-                                                  count=len(schema_problems),
-                                                  examples=schema_problems))
-        return Report(target, "attributes", findings, stats)
+    contract = Run()
+    if not contract.check(table_fits_the_contract, table, names):
+        return Report(target, "attributes", contract.findings, stats)
 
     selected = attributes or (names if len(names) <= MAX_DEFAULT_COMBINATION_ATTRIBUTES
                               else None)
@@ -225,15 +396,14 @@ def validate_attributes(table: pl.DataFrame | str | Path, *,
         raise InputError("--attributes", f"{len(selected)} attributes have 2^{len(selected)} "
                          f"combinations; select at most {MAX_COMBINATION_ATTRIBUTES}")
     model = attribute_table_model(names, flipped=selected, min_rows=min_rows)
-    errors = model_failures(model, _as_contract(table, names))
-    by_check: dict[str, list] = {}
-    for error in errors:
-        by_check.setdefault(_check_name(error), []).append(error)
+    failures = pandera_failures(model.to_schema(), _as_contract(table, names))
+    check = AttributeCheck(table, names, selected, min_rows, failures)
+    _stats(stats, check, attributes)
+    return Report(target, "attributes", RULES.findings(failures, check), stats)
 
-    findings += _duplicate_image_ids(table, by_check.pop("image_ids_are_unique", []))
-    non_binary = _non_binary(table, by_check.pop("isin", []) + by_check.pop("not_nullable", []))
-    findings += non_binary
-    findings += _constant(by_check.pop("attribute_varies", []))
+
+def _stats(stats: dict, check: AttributeCheck, attributes: list[str] | None) -> None:
+    table, names = check.table, check.names
     shares = {name: float("nan") if share is None else float(share)  # an all-null column
               for name, share in table.select(pl.col(names).cast(pl.Float64).mean())
               .row(0, named=True).items()}
@@ -242,23 +412,18 @@ def validate_attributes(table: pl.DataFrame | str | Path, *,
     if len(shown) < len(names):
         stats["positive_share_all"] = {"min": round(float(min(shares.values())), 4),
                                        "max": round(float(max(shares.values())), 4)}
-    if selected is None:
-        findings.append(ATTR_COMBINATIONS_NOT_CHECKED.finding(
-            f"{len(names)} attributes have up to 2^{len(names)} combinations; pass "
-            f"--attributes to check the ones you flip"))
-    small = by_check.pop("combinations_have_min_rows", [])
-    if selected is not None and not non_binary:
-        findings += _small_combinations(table, selected, min_rows, stats, small)
-    findings += _identity_leakage(table, stats, by_check.pop("identity_in_one_split", []))
-    if by_check:  # a rule outside the ones above (a dtype, a missing column): the contract
-        problems = [f"{error.schema.name}: {_check_name(error)}" for group in by_check.values()
-                    for error in group]
-        findings.append(ATTR_TABLE_SCHEMA.finding("; ".join(problems), count=len(problems),
-                                                  examples=problems))
-    if "split" in table.columns and table["split"].null_count() < table.height:
+    if check.selected is not None and not check.non_binary:
+        rows = check.combination_rows
+        stats["combinations"] = {"possible": 1 << len(check.selected),
+                                 "present": int((rows > 0).sum()),
+                                 "min_rows": int(rows.min()),
+                                 "median_rows": float(np.median(rows)),
+                                 "below_min_rows": int((rows < check.min_rows).sum())}
+    if check.per_identity is not None:
+        stats["identities"] = check.per_identity.height
+    if SPLIT in table.columns and table[SPLIT].null_count() < table.height:
         stats["splits"] = {str(k): int(v) for k, v in
-                           table["split"].value_counts().sort("split").iter_rows()}
-    return Report(target, "attributes", findings, stats)
+                           table[SPLIT].value_counts().sort(SPLIT).iter_rows()}
 
 
 def _as_contract(table: pl.DataFrame, names: list[str]) -> pl.DataFrame:
@@ -267,123 +432,10 @@ def _as_contract(table: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     all-null identity or split columns typed."""
     casts = [pl.col(names).cast(ATTRIBUTE_DTYPE, strict=False)]
     schema = table.schema
-    if schema.get("identity") in (pl.Null,) or (
-            "identity" in schema and schema["identity"].is_integer()):
-        casts.append(pl.col("identity").cast(pl.Int64, strict=False))
-    if schema.get("split") == pl.Null:
-        casts.append(pl.col("split").cast(pl.String))
+    if schema.get(IDENTITY) in (pl.Null,) or (
+            IDENTITY in schema and schema[IDENTITY].is_integer()):
+        casts.append(pl.col(IDENTITY).cast(pl.Int64, strict=False))
+    if schema.get(SPLIT) == pl.Null:
+        casts.append(pl.col(SPLIT).cast(pl.String))
     return table.with_columns(casts)
 
-
-def _schema_problems(table: pl.DataFrame, names: list[str]) -> list[str]:
-    problems = []
-    schema = table.schema
-    if "image_id" not in schema:
-        problems.append("no image_id column")
-    elif schema["image_id"] != pl.String:
-        problems.append(f"image_id is {schema['image_id']}, expected String")
-    if "identity" in schema and not schema["identity"].is_integer() \
-            and schema["identity"] != pl.Null:
-        problems.append(f"identity is {schema['identity']}, expected Int64")
-    if "split" in schema and schema["split"] not in (pl.String, pl.Null):
-        problems.append(f"split is {schema['split']}, expected String")
-    if not names:
-        problems.append("no attribute columns")
-    not_numeric = [n for n in names if not (schema[n].is_integer() or schema[n] == pl.Boolean)]
-    if not_numeric:
-        problems.append(f"attribute columns that are not integers: "
-                        f"{', '.join(f'{n} ({schema[n]})' for n in not_numeric[:10])}")
-    if table.height == 0:
-        problems.append("the table has no rows")
-    return problems
-
-
-def _duplicate_image_ids(table: pl.DataFrame, errors: list) -> list:
-    if not errors:
-        return []
-    (error,) = errors
-    count = int(error.check_output[CHECK_OUTPUT_KEY].not_().sum())
-    repeated = error.failure_cases.select("image_id")
-    examples = repeated.join(table.group_by("image_id").agg(pl.len().alias("rows")),
-                             on="image_id", how="left", maintain_order="left")
-    return [ATTR_DUPLICATE_IMAGE_ID.finding(
-        f"{count} image_ids occur in more than one row", count=count,
-        examples=examples.to_dicts())]
-
-
-def _non_binary(table: pl.DataFrame, errors: list) -> list:
-    """ATTR_NON_BINARY from the ``isin`` and ``not_nullable`` failures of the attribute
-    columns; each example shows the value as the table holds it."""
-    if not errors:
-        return []
-    rows: dict[str, list[int]] = {}
-    for error in errors:
-        rows.setdefault(error.schema.name, []).extend(_failing_rows(error).to_list())
-    offenders = [n for n in table.columns if n in rows]
-    examples = []
-    for name in offenders[:MAX_EXAMPLES]:
-        row = min(rows[name])
-        examples.append({"column": name, "row": row, "image_id": table["image_id"][row]
-                         if "image_id" in table.columns else None, "value": table[name][row]})
-    total = sum(len(set(rows[name])) for name in offenders)
-    return [ATTR_NON_BINARY.finding(
-        f"{total} values in {len(offenders)} attribute columns are not 0/1: "
-        f"{', '.join(offenders[:10])}", count=total, examples=examples)]
-
-
-def _constant(errors: list) -> list:
-    if not errors:
-        return []
-    constant = [(error.schema.name, error.failure_cases.item(0, 0)) for error in errors]
-    return [ATTR_CONSTANT.finding(
-        f"{len(constant)} attributes have one value in every row: "
-        f"{', '.join(n for n, _ in constant[:10])}", count=len(constant),
-        examples=[{"column": n, "value": v} for n, v in constant])]
-
-
-def _small_combinations(table: pl.DataFrame, selected: list[str], min_rows: int,
-                        stats: dict, errors: list) -> list:
-    """Stats of the combinations of ``selected`` and, when the model's
-    ``combinations_have_min_rows`` failed, the finding that lists the smallest ones."""
-    ids = combination_ids(table.select(selected).to_numpy())
-    rows = np.bincount(ids, minlength=1 << len(selected))
-    small = np.flatnonzero(rows < min_rows)
-    stats["combinations"] = {"possible": 1 << len(selected),
-                             "present": int((rows > 0).sum()),
-                             "min_rows": int(rows.min()), "median_rows": float(np.median(rows)),
-                             "below_min_rows": len(small)}
-    if not errors:
-        return []
-    # the emptiest combinations first: they are the ones a prototype loss cannot use at all
-    worst = small[np.argsort(rows[small], kind="stable")][:10]
-    decoded = decode_combination_ids(worst, len(selected))
-    examples = [{"combination_id": int(c), "rows": int(rows[c]),
-                 **{name: int(v) for name, v in zip(selected, bits, strict=True)}}
-                for c, bits in zip(worst, decoded, strict=True)]
-    absent = int((rows[small] == 0).sum())
-    return [ATTR_COMBINATION_TOO_SMALL.finding(
-        f"{len(small)} of {1 << len(selected)} combinations of {', '.join(selected)} have "
-        f"fewer than {min_rows} rows ({absent} have none)", count=len(small),
-        examples=examples)]
-
-
-def _identity_leakage(table: pl.DataFrame, stats: dict, errors: list) -> list:
-    if "identity" not in table.columns or "split" not in table.columns:
-        return []
-    known = table.filter(pl.col("identity").is_not_null() & pl.col("split").is_not_null())
-    if known.height == 0:
-        return []
-    per_identity = known.group_by("identity").agg(
-        pl.col("split").unique().sort().alias("splits"), pl.len().alias("images"))
-    stats["identities"] = per_identity.height
-    if not errors:
-        return []
-    (error,) = errors
-    count = int(error.check_output[CHECK_OUTPUT_KEY].not_().sum())
-    leaking = per_identity.filter(pl.col("splits").list.len() > 1)
-    examples = error.failure_cases.select("identity").join(
-        leaking, on="identity", how="left", maintain_order="left")
-    return [IDENTITY_LEAKAGE.finding(
-        f"{count} of {per_identity.height} identities have images in more than one "
-        f"split ({int(leaking['images'].sum())} images)", count=count,
-        examples=examples.to_dicts())]

@@ -1,13 +1,18 @@
-"""Checks of next-vector sequence files, dense or compact, against the contract of
+"""The rules of next-vector sequence files, dense or compact, against the contract of
 ``uncollapse.data.sequences.contract`` (docs/data-contracts.md, "Sequence file").
 
-Arrays are read memory-mapped and scanned in blocks of rows, so a file larger than memory can
-be checked. Nothing is unpickled: an object array makes the check a tool error (exit 2).
+Each rule is declared once with its finding code (``RULES``) and tests one thing of a
+``SequenceFile``; ``validate_sequences`` applies them in order, form by form (``_dense``,
+``_compact``), a rule running only where the ones before it say its arrays can be read.
+Arrays are read memory-mapped and scanned in blocks of rows (``scan``), so a file larger than
+memory can be checked. Nothing is unpickled: an object array makes the check a tool error
+(exit 2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,15 @@ from uncollapse.data.sequences.contract import (
     utf8_problems,
 )
 from uncollapse.report import MAX_EXAMPLES, Code, Report
+from uncollapse.validators.rules import Failed, Rules, Run
+from uncollapse.validators.sequences.scan import (
+    UNIT_NORM_TOLERANCE,
+    DuplicateGroups,
+    ValueScan,
+    blocks,
+)
+
+__all__ = ["RULES", "SequenceFile", "validate_sequences"]
 
 
 def _keys(specs) -> str:
@@ -122,8 +136,451 @@ UNIT_NORM_VECTORS = Code(
     "Encode without normalisation if the consumer expects raw vectors; ignore this if it "
     "expects unit vectors.")
 
-BLOCK_VALUES = 1 << 22  # values per block of a scan: 16 MB of float32
-UNIT_NORM_TOLERANCE = 1e-3
+
+@dataclass
+class SequenceFile:
+    """The arrays of one sequence file, the thresholds of its rules and what was measured.
+
+    ``form`` is ``"dense"``, ``"compact"`` or None (neither form's keys); ``specs`` the
+    contract of that form.
+    """
+
+    arrays: Mapping[str, np.ndarray]
+    max_duplicate_share: float = 0.01
+    min_duplicates: int = 3
+    stats: dict = field(default_factory=dict)
+    form: str | None = None
+    scans: dict = field(default_factory=dict)
+
+    @property
+    def specs(self) -> dict:
+        return COMPACT_ARRAYS if self.form == "compact" else DENSE_ARRAYS
+
+    def length(self, name: str) -> int | None:
+        """The number of items ``name`` describes: its length, or a text list's count. None
+        for a 0-d array, which has no length (its ARRAY_SHAPE finding names it)."""
+        if name in self.arrays:
+            return len(self.arrays[name]) if self.arrays[name].ndim else None
+        offsets = self.arrays.get(TextKeys(name).offsets)
+        if offsets is not None and offsets.ndim:
+            return max(len(offsets) - 1, 0)
+        return None
+
+    def values(self, names: tuple[str, ...]) -> ValueScan:
+        """One scan of the vectors of ``names``, shared by the rules on their values."""
+        if names not in self.scans:
+            self.scans[names] = ValueScan.of(self.arrays, list(names))
+        return self.scans[names]
+
+
+def _dtype_ok(dtype: np.dtype, expected: str) -> bool:
+    """Whether ``dtype`` fits a contract dtype: floats exactly, integers of any width."""
+    if expected == "unicode":
+        return dtype.kind == "U"
+    if expected.startswith("int"):
+        return np.issubdtype(dtype, np.integer)
+    return dtype == np.dtype(expected)
+
+
+def _per_array(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} in {name}" for name, count in counts.items())
+
+
+RULES = Rules()
+"""The sequence file rules. Each tests a ``SequenceFile`` (and what it names) and returns None
+when it holds."""
+
+
+# The contract: keys, dtypes, shapes, lengths -----------------------------------------------
+
+@RULES.rule(MISSING_ARRAYS)
+def file_has_a_form(f: SequenceFile) -> Failed | None:
+    """The file holds the keys of the dense or of the compact form."""
+    if f.form is not None:
+        return None
+    return Failed(f"neither the dense keys ({CONTEXT_SEQUENCES}, {TARGET_VECTORS}) nor the "
+                  f"compact keys ({VECTORS}, {DOC_OFFSETS}) are present; the file has "
+                  f"{sorted(f.arrays) or 'no arrays'}", count=1, examples=sorted(f.arrays))
+
+
+@RULES.rule(MISSING_DOC_IDS)
+def samples_name_their_documents(f: SequenceFile) -> Failed | None:
+    """Dense: ``doc_ids``; compact: ``doc_offsets``."""
+    if f.form == "compact":
+        return None if DOC_OFFSETS in f.arrays else Failed(
+            f"compact file without {DOC_OFFSETS}: rows cannot be traced to their documents")
+    return None if DOC_IDS in f.arrays else Failed(
+        f"no {DOC_IDS} array: samples cannot be traced to their documents")
+
+
+@RULES.rule(MISSING_ARRAYS)
+def arrays_present(f: SequenceFile, names: tuple[str, ...]) -> Failed | None:
+    """Every array of ``names`` is in the file."""
+    missing = [n for n in names if n not in f.arrays]
+    if not missing:
+        return None
+    return Failed(f"missing {', '.join(missing)} ({f.form} form)", count=len(missing),
+                  examples=missing)
+
+
+@RULES.rule(ARRAY_DTYPE)
+def array_has_contract_dtype(f: SequenceFile, name: str) -> Failed | None:
+    """``name`` (where present) has the contract's dtype: floats exactly, integers of any
+    width."""
+    if name not in f.arrays:
+        return None
+    dtype, expected = f.arrays[name].dtype, f.specs[name].dtype
+    if _dtype_ok(dtype, expected):
+        return None
+    wanted = {"unicode": "unicode (<U)", "int64": "an integer type",
+              "int32": "an integer type"}.get(expected, expected)
+    return Failed(f"{name} has dtype {dtype}, expected {wanted}",
+                  examples=[{"array": name, "dtype": str(dtype)}])
+
+
+@RULES.rule(ARRAY_SHAPE)
+def array_has_contract_dimensions(f: SequenceFile, name: str) -> Failed | None:
+    """``name`` (where present) has the contract's number of dimensions."""
+    spec = f.specs[name]
+    if name not in f.arrays or f.arrays[name].ndim == spec_ndim(spec):
+        return None
+    return Failed(f"{name} has shape {f.arrays[name].shape}, expected {spec.shape}",
+                  examples=[{"array": name, "shape": list(f.arrays[name].shape)}])
+
+
+@RULES.rule(ARRAY_SHAPE)
+def contexts_and_targets_share_width(f: SequenceFile) -> Failed | None:
+    """Dense: context vectors and target vectors have the same D."""
+    a = f.arrays
+    if CONTEXT_SEQUENCES not in a or TARGET_VECTORS not in a or \
+            a[CONTEXT_SEQUENCES].shape[2] == a[TARGET_VECTORS].shape[1]:
+        return None
+    return Failed(f"contexts have D={a[CONTEXT_SEQUENCES].shape[2]} but targets "
+                  f"D={a[TARGET_VECTORS].shape[1]}")
+
+
+@RULES.rule(ARRAY_SHAPE)
+def context_length_is_a_scalar(f: SequenceFile) -> Failed | None:
+    """Compact: ``context_length`` holds one number."""
+    if CONTEXT_LENGTH not in f.arrays or np.asarray(f.arrays[CONTEXT_LENGTH]).size == 1:
+        return None
+    return Failed(f"{CONTEXT_LENGTH} has shape {f.arrays[CONTEXT_LENGTH].shape}, expected a "
+                  "scalar")
+
+
+@RULES.rule(ARRAY_SHAPE)
+def vectors_have_width(f: SequenceFile, name: str) -> Failed | None:
+    """Vectors of 0 dimensions carry nothing; every later rule would divide by D."""
+    if f.arrays[name].shape[-1] > 0:
+        return None
+    return Failed(f"{name} has shape {f.arrays[name].shape}: vectors of 0 dimensions",
+                  examples=[{"array": name, "shape": list(f.arrays[name].shape)}],
+                  hint="Encode the chunks again: the vectors file was written without its "
+                       "columns.")
+
+
+@RULES.rule(LENGTH_MISMATCH)
+def arrays_align(f: SequenceFile, names: tuple[str, ...], what: str) -> Failed | None:
+    """The arrays of ``names`` that describe one ``what`` each (sample, row) agree in length."""
+    present = {n: k for n in names if (k := f.length(n)) is not None}
+    if len(set(present.values())) <= 1:
+        return None
+    return Failed(f"the per-{what} arrays have different lengths: "
+                  + ", ".join(f"{n} {k}" for n, k in present.items()),
+                  count=len(present), examples=[{"array": n, "length": k}
+                                                for n, k in present.items()])
+
+
+@RULES.rule(TEXTS_INVALID)
+def texts_decode(f: SequenceFile, keys: TextKeys) -> Failed | None:
+    """A UTF-8 text list's offsets rise from 0 to the number of bytes, and its bytes are
+    UTF-8 (its arrays are present, typed and shaped)."""
+    utf8, offsets = f.arrays[keys.utf8], np.asarray(f.arrays[keys.offsets], dtype=np.int64)
+    problems = []
+    if offsets.size == 0:
+        problems.append((f"{keys.offsets} is empty (it holds one entry more than there are "
+                         "texts)", None))
+    else:
+        if offsets[0] != 0:
+            problems.append((f"{keys.offsets} starts at {offsets[0]}, not 0", 0))
+        if offsets[-1] != len(utf8):
+            problems.append((f"{keys.offsets} ends at {offsets[-1]}, not at the "
+                             f"{len(utf8)} bytes of {keys.utf8}", len(offsets) - 2))
+        falls = np.flatnonzero(np.diff(offsets) < 0)
+        if falls.size:
+            problems.append((f"{keys.offsets} decreases at {falls.size} place(s), first "
+                             f"after text {falls[0]}", int(falls[0])))
+        if not problems:
+            problems.extend(utf8_problems(utf8, offsets))
+    if not problems:
+        return None
+    return Failed(f"{keys.name} cannot be decoded: " + "; ".join(p for p, _ in problems),
+                  count=len(problems),
+                  examples=[{"array": keys.name, "problem": p, "text": i} for p, i in problems])
+
+
+@RULES.rule(DOC_OFFSETS_INVALID)
+def doc_offsets_rise(f: SequenceFile, rows: int) -> Failed | None:
+    """Compact: ``doc_offsets`` rise from 0 to the number of vectors."""
+    offsets = np.asarray(f.arrays[DOC_OFFSETS], dtype=np.int64)
+    problems = []
+    if offsets.size == 0:
+        problems.append("it is empty")
+    else:
+        if offsets[0] != 0:
+            problems.append(f"it starts at {offsets[0]}, not 0")
+        if offsets[-1] != rows:
+            problems.append(f"it ends at {offsets[-1]}, not at the {rows} vectors")
+        falls = np.flatnonzero(np.diff(offsets) < 0)
+        if falls.size:
+            problems.append(f"it decreases at {falls.size} place(s), first at document "
+                            f"{falls[0]}")
+    if not problems:
+        return None
+    return Failed(f"{DOC_OFFSETS} is invalid: " + "; ".join(problems), count=len(problems),
+                  examples=problems)
+
+
+@RULES.rule(LENGTH_MISMATCH)
+def doc_keys_name_every_document(f: SequenceFile) -> Failed | None:
+    """Compact: one ``doc_keys`` entry per document."""
+    keys, offsets = f.length(DOC_KEYS.name), f.arrays[DOC_OFFSETS]
+    if keys is None or keys == len(offsets) - 1:
+        return None
+    return Failed(f"{keys} {DOC_KEYS.name} for {len(offsets) - 1} documents ({DOC_OFFSETS} has "
+                  "one entry more than there are documents)", count=2,
+                  examples=[{"array": DOC_KEYS.name, "length": keys},
+                            {"array": DOC_OFFSETS, "length": len(offsets)}])
+
+
+@RULES.rule(ARRAY_SHAPE)
+def context_length_is_positive(f: SequenceFile, c: int) -> Failed | None:
+    """Compact: a context of at least one vector."""
+    return None if c >= 1 else Failed(f"{CONTEXT_LENGTH} is {c}, expected 1 or more")
+
+
+# The values -----------------------------------------------------------------------------------
+
+@RULES.rule(NONFINITE_VALUES)
+def values_are_finite(f: SequenceFile, names: tuple[str, ...]) -> Failed | None:
+    """No NaN or infinite value in the vectors of ``names``."""
+    scan = f.values(names)
+    if not scan.nonfinite:
+        return None
+    total = sum(scan.nonfinite.values())
+    return Failed(f"{total} NaN or infinite value(s): " + _per_array(scan.nonfinite),
+                  count=total, examples=scan.nonfinite_examples)
+
+
+@RULES.rule(ZERO_VECTORS)
+def no_zero_vectors(f: SequenceFile, names: tuple[str, ...]) -> Failed | None:
+    """No all-zero vector in ``names``."""
+    scan = f.values(names)
+    if not scan.zero:
+        return None
+    total = sum(scan.zero.values())
+    return Failed(f"{total} all-zero vector(s): " + _per_array(scan.zero), count=total,
+                  examples=scan.zero_examples)
+
+
+@RULES.rule(UNIT_NORM_VECTORS)
+def vectors_are_not_all_unit_norm(f: SequenceFile, names: tuple[str, ...]) -> Failed | None:
+    """Not every finite vector of ``names`` has norm 1."""
+    scan = f.values(names)
+    if not (scan.unit and scan.finite_rows):
+        return None
+    return Failed(f"all {scan.finite_rows} finite vectors have norm 1 (within "
+                  f"{UNIT_NORM_TOLERANCE})", count=scan.finite_rows)
+
+
+@RULES.rule(DUPLICATE_TARGETS)
+def targets_are_not_one_vector(f: SequenceFile, groups: DuplicateGroups, texts,
+                               rows: np.ndarray | None = None) -> Failed | None:
+    """No target vector is more than max_duplicate_share of the targets (and at least
+    min_duplicates of them)."""
+    counts = groups.counts
+    n, largest = len(groups.inverse), int(counts.max())
+    if largest < f.min_duplicates or largest <= f.max_duplicate_share * n:
+        return None
+    heavy = np.flatnonzero(counts >= max(f.min_duplicates,
+                                         int(f.max_duplicate_share * n) + 1))
+    heavy = heavy[np.argsort(-counts[heavy], kind="stable")][:MAX_EXAMPLES]
+    examples = []
+    for group in heavy:  # at most MAX_EXAMPLES groups, for the report only
+        members = groups.members(group, 5)
+        example = {"count": int(counts[group]), "samples": members.tolist()}
+        if texts is not None:
+            text_rows = members if rows is None else rows[members]
+            example["text"] = str(texts[int(text_rows[0])])[:120]
+        examples.append(example)
+    return Failed(f"one target vector is {largest} of {n} targets ({largest / n:.1%}, more than "
+                  f"{f.max_duplicate_share:.1%})", count=int(counts[heavy].sum()),
+                  examples=examples)
+
+
+# The documents --------------------------------------------------------------------------------
+
+@RULES.rule(CONTEXT_CROSSES_DOC)
+def contexts_stay_in_their_document(f: SequenceFile) -> Failed | None:
+    """Dense: every target sits at least C chunks into its document."""
+    a = f.arrays
+    c = a[CONTEXT_SEQUENCES].shape[1]
+    docs = np.asarray(a[DOC_IDS], dtype=np.int64)
+    positions = np.asarray(a[TARGET_POSITIONS], dtype=np.int64)
+    crossing = np.flatnonzero(positions < c)
+    if not crossing.size:
+        return None
+    return Failed(f"{crossing.size} sample(s) have a target at position < C={c} of its document, "
+                  "so their contexts reach before the document's first chunk",
+                  count=crossing.size,
+                  examples=[{"sample": int(i), "doc_id": int(docs[i]),
+                             "target_position": int(positions[i])}
+                            for i in crossing[:MAX_EXAMPLES]])
+
+
+@RULES.rule(CONTEXT_MISALIGNED)
+def contexts_end_before_their_target(f: SequenceFile) -> Failed | None:
+    """Dense: of consecutive targets of one document, the later one's last context vector is
+    the earlier one's target."""
+    a = f.arrays
+    c = a[CONTEXT_SEQUENCES].shape[1]
+    docs = np.asarray(a[DOC_IDS], dtype=np.int64)
+    positions = np.asarray(a[TARGET_POSITIONS], dtype=np.int64)
+    order = np.lexsort((positions, docs))
+    follows = (docs[order][1:] == docs[order][:-1]) & \
+              (positions[order][1:] == positions[order][:-1] + 1)
+    earlier, later = order[:-1][follows], order[1:][follows]
+    mismatched = []
+    for part in blocks(earlier.size, 2 * a[TARGET_VECTORS].shape[1]):
+        last_context = np.asarray(a[CONTEXT_SEQUENCES][later[part], c - 1])
+        previous_target = np.asarray(a[TARGET_VECTORS][earlier[part]])
+        differs = ~np.all((last_context == previous_target)
+                          | (np.isnan(last_context) & np.isnan(previous_target)), axis=1)
+        mismatched.append(later[part][differs])
+    bad = np.concatenate(mismatched) if mismatched else np.zeros(0, dtype=np.int64)
+    if not bad.size:
+        return None
+    return Failed(f"{bad.size} of {earlier.size} checked sample(s) have a last context vector "
+                  "that is not the target vector one position earlier in the same document",
+                  count=bad.size,
+                  examples=[{"sample": int(i), "doc_id": int(docs[i]),
+                             "target_position": int(positions[i])} for i in bad[:MAX_EXAMPLES]])
+
+
+@RULES.rule(SEQUENCES_EMPTY)
+def file_has_samples(f: SequenceFile) -> Failed | None:
+    """The file holds samples (dense) or vectors (compact)."""
+    stats = f.stats
+    if stats.get("samples") != 0 and stats.get("rows") != 0:
+        return None
+    return Failed(f"no samples ({stats.get('rows', 0)} vectors, {stats.get('documents', 0)} "
+                  f"documents, context length {stats.get('context_length', '?')})", count=1,
+                  examples=[stats])
+
+
+# The forms: which rules run, in order, and on what -------------------------------------------
+
+def _typed_and_shaped(run: Run, f: SequenceFile, names) -> tuple[bool, bool]:
+    typed = all([run.check(array_has_contract_dtype, f, name) for name in names])
+    shaped = all([run.check(array_has_contract_dimensions, f, name) for name in names])
+    return typed, shaped
+
+
+def _text_lists(run: Run, f: SequenceFile, text_lists: tuple[TextKeys, ...]) -> set[str]:
+    """The names of the text lists that decode (older ``<U`` arrays always do)."""
+    ok = set()
+    for keys in text_lists:
+        pair = (keys.utf8, keys.offsets)
+        if any(k in f.arrays for k in pair):
+            if run.check(arrays_present, f, pair) and \
+                    all(_typed_and_shaped(run, f, pair)) and run.check(texts_decode, f, keys):
+                ok.add(keys.name)
+        elif keys.legacy in f.arrays and run.check(array_has_contract_dtype, f, keys.legacy) \
+                and run.check(array_has_contract_dimensions, f, keys.legacy):
+            ok.add(keys.name)
+    return ok
+
+
+def _duplicates(run: Run, f: SequenceFile, vectors: np.ndarray, texts,
+                rows: np.ndarray | None = None) -> None:
+    groups = DuplicateGroups.of(vectors, rows)
+    if groups is not None:
+        f.stats.update(unique_targets=int(groups.counts.size),
+                       largest_duplicate_group=int(groups.counts.max()))
+        run.check(targets_are_not_one_vector, f, groups, texts, rows)
+
+
+def _values(run: Run, f: SequenceFile, names: tuple[str, ...]) -> None:
+    for rule in (values_are_finite, no_zero_vectors, vectors_are_not_all_unit_norm):
+        run.check(rule, f, names)
+
+
+def _dense(run: Run, f: SequenceFile) -> None:
+    a = f.arrays
+    f.stats["form"] = "dense"
+    has_doc_ids = run.check(samples_name_their_documents, f)
+    required = run.check(arrays_present, f,
+                         tuple(k for k in required_keys(DENSE_ARRAYS) if k != DOC_IDS))
+    typed, shaped = _typed_and_shaped(run, f, (CONTEXT_SEQUENCES, TARGET_VECTORS, DOC_IDS,
+                                               TARGET_POSITIONS))
+    decodable = _text_lists(run, f, DENSE_TEXTS)
+    shaped = shaped and run.check(contexts_and_targets_share_width, f)
+    aligned = shaped and run.check(arrays_align, f, (CONTEXT_SEQUENCES, TARGET_VECTORS, DOC_IDS,
+                                                     TARGET_POSITIONS, CONCEPT_TEXTS.name),
+                                   "sample")
+    if not (shaped and aligned and TARGET_VECTORS in a):
+        return
+    targets = a[TARGET_VECTORS]
+    f.stats.update(samples=len(targets), dim=int(targets.shape[1]))
+    if not run.check(vectors_have_width, f, TARGET_VECTORS):
+        return
+    if CONTEXT_SEQUENCES in a:
+        f.stats["context_length"] = int(a[CONTEXT_SEQUENCES].shape[1])
+    if has_doc_ids:
+        f.stats["documents"] = int(np.unique(np.asarray(a[DOC_IDS])).size)
+    if not typed:
+        return
+    _values(run, f, tuple(n for n in (CONTEXT_SEQUENCES, TARGET_VECTORS) if n in a))
+    texts = read_texts(a, CONCEPT_TEXTS) if CONCEPT_TEXTS.name in decodable else None
+    _duplicates(run, f, targets, texts)
+    if required and has_doc_ids:
+        run.check(contexts_stay_in_their_document, f)
+        run.check(contexts_end_before_their_target, f)
+
+
+def _compact(run: Run, f: SequenceFile) -> None:
+    a = f.arrays
+    f.stats["form"] = "compact"
+    run.check(samples_name_their_documents, f)
+    run.check(arrays_present, f,
+              tuple(k for k in required_keys(COMPACT_ARRAYS) if k != DOC_OFFSETS))
+    typed, shaped = _typed_and_shaped(run, f, (VECTORS, DOC_OFFSETS, CONTEXT_LENGTH))
+    shaped = run.check(context_length_is_a_scalar, f) and shaped
+    decodable = _text_lists(run, f, COMPACT_TEXTS)
+    if not (shaped and VECTORS in a):
+        return
+    vectors = a[VECTORS]
+    f.stats.update(rows=len(vectors), dim=int(vectors.shape[1]))
+    if not run.check(vectors_have_width, f, VECTORS):
+        return
+    run.check(arrays_align, f, (VECTORS, TEXTS.name), "row")
+    offsets_ok = DOC_OFFSETS in a and typed and run.check(doc_offsets_rise, f, len(vectors))
+    if offsets_ok:
+        run.check(doc_keys_name_every_document, f)
+    if not typed:
+        return
+    _values(run, f, (VECTORS,))
+    if offsets_ok and CONTEXT_LENGTH in a:
+        c = int(np.asarray(a[CONTEXT_LENGTH]).reshape(()))
+        if not run.check(context_length_is_positive, f, c):
+            return
+        windows = sequence_windows(np.asarray(a[DOC_OFFSETS]), c)
+        f.stats.update(context_length=c, documents=len(a[DOC_OFFSETS]) - 1,
+                       samples=int(windows.target_rows.size),
+                       short_documents=windows.short_documents)
+        texts = read_texts(a, TEXTS) if TEXTS.name in decodable and \
+            f.length(TEXTS.name) == len(vectors) else None
+        _duplicates(run, f, vectors, texts, rows=windows.target_rows)
 
 
 def validate_sequences(source: str | Path | Mapping[str, np.ndarray], *,
@@ -144,388 +601,13 @@ def validate_sequences(source: str | Path | Mapping[str, np.ndarray], *,
         target, arrays = "arrays", dict(source)
     else:
         target, arrays = str(source), open_npz(source)
-    check = _Check(arrays, max_duplicate_share, min_duplicates)
-    form = sequence_form(arrays)
-    if form == "compact":
-        check.compact()
-    elif form == "dense":
-        check.dense()
+    f = SequenceFile(arrays, max_duplicate_share, min_duplicates, form=sequence_form(arrays))
+    run = Run()
+    if f.form == "compact":
+        _compact(run, f)
+    elif f.form == "dense":
+        _dense(run, f)
     else:
-        check.add(MISSING_ARRAYS.finding(
-            f"neither the dense keys ({CONTEXT_SEQUENCES}, {TARGET_VECTORS}) nor the compact "
-            f"keys ({VECTORS}, {DOC_OFFSETS}) are present; the file has "
-            f"{sorted(arrays) or 'no arrays'}", count=1, examples=sorted(arrays)))
-    if check.stats.get("samples") == 0 or check.stats.get("rows") == 0:
-        check.add(SEQUENCES_EMPTY.finding(
-            f"no samples ({check.stats.get('rows', 0)} vectors, "
-            f"{check.stats.get('documents', 0)} documents, context length "
-            f"{check.stats.get('context_length', '?')})", count=1, examples=[check.stats]))
-    return Report(target, "sequences", check.findings, check.stats)
-
-
-def _blocks(n: int, values_per_row: int) -> Iterator[slice]:
-    """Slices of ``n`` rows holding about BLOCK_VALUES values each: bounded memory."""
-    step = max(1, BLOCK_VALUES // max(1, values_per_row))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
-
-
-def _dtype_ok(dtype: np.dtype, expected: str) -> bool:
-    """Whether ``dtype`` fits a contract dtype: floats exactly, integers of any width."""
-    if expected == "unicode":
-        return dtype.kind == "U"
-    if expected.startswith("int"):
-        return np.issubdtype(dtype, np.integer)
-    return dtype == np.dtype(expected)
-
-
-class _Check:
-    def __init__(self, arrays: dict, max_duplicate_share: float, min_duplicates: int):
-        self.arrays = arrays
-        self.max_duplicate_share = max_duplicate_share
-        self.min_duplicates = min_duplicates
-        self.findings = []
-        self.stats: dict = {}
-        self.specs = DENSE_ARRAYS
-
-    def add(self, finding) -> None:
-        self.findings.append(finding)
-
-    # contract -------------------------------------------------------------------------------
-    def _require(self, names: tuple[str, ...]) -> bool:
-        missing = [n for n in names if n not in self.arrays]
-        if missing:
-            self.add(MISSING_ARRAYS.finding(
-                f"missing {', '.join(missing)} ({self.stats['form']} form)",
-                count=len(missing), examples=missing))
-        return not missing
-
-    def _dtype(self, name: str) -> bool:
-        if name not in self.arrays:
-            return True
-        dtype, expected = self.arrays[name].dtype, self.specs[name].dtype
-        ok = _dtype_ok(dtype, expected)
-        if not ok:
-            wanted = {"unicode": "unicode (<U)", "int64": "an integer type",
-                      "int32": "an integer type"}.get(expected, expected)
-            self.add(ARRAY_DTYPE.finding(f"{name} has dtype {dtype}, expected {wanted}",
-                                         examples=[{"array": name, "dtype": str(dtype)}]))
-        return ok
-
-    def _ndim(self, name: str) -> bool:
-        spec = self.specs[name]
-        if name not in self.arrays or self.arrays[name].ndim == spec_ndim(spec):
-            return True
-        self.add(ARRAY_SHAPE.finding(
-            f"{name} has shape {self.arrays[name].shape}, expected {spec.shape}",
-            examples=[{"array": name, "shape": list(self.arrays[name].shape)}]))
-        return False
-
-    def _typed_and_shaped(self, names) -> tuple[bool, bool]:
-        typed = all([self._dtype(name) for name in names])
-        shaped = all([self._ndim(name) for name in names])
-        return typed, shaped
-
-    def _length(self, name: str) -> int | None:
-        """The number of items ``name`` describes: its length, or a text list's count. None
-        for a 0-d array, which has no length (its ARRAY_SHAPE finding names it)."""
-        if name in self.arrays:
-            return len(self.arrays[name]) if self.arrays[name].ndim else None
-        offsets = self.arrays.get(TextKeys(name).offsets)
-        if offsets is not None and offsets.ndim:
-            return max(len(offsets) - 1, 0)
-        return None
-
-    def _lengths(self, names: tuple[str, ...], what: str) -> bool:
-        present = {n: k for n in names if (k := self._length(n)) is not None}
-        if len(set(present.values())) > 1:
-            self.add(LENGTH_MISMATCH.finding(
-                f"the per-{what} arrays have different lengths: "
-                + ", ".join(f"{n} {k}" for n, k in present.items()),
-                count=len(present), examples=[{"array": n, "length": k}
-                                              for n, k in present.items()]))
-            return False
-        return True
-
-    def _texts(self, keys: TextKeys) -> bool:
-        """Both arrays of a UTF-8 text list present together, offsets within bounds and
-        rising, bytes UTF-8; returns whether the texts can be decoded (True if absent)."""
-        a = self.arrays
-        pair = (keys.utf8, keys.offsets)
-        if not any(k in a for k in pair):
-            return True
-        if not self._require(pair):
-            return False
-        typed, shaped = self._typed_and_shaped(pair)
-        if not (typed and shaped):
-            return False
-        utf8, offsets = a[keys.utf8], np.asarray(a[keys.offsets], dtype=np.int64)
-        problems = []
-        if offsets.size == 0:
-            problems.append((f"{keys.offsets} is empty (it holds one entry more than there "
-                             "are texts)", None))
-        else:
-            if offsets[0] != 0:
-                problems.append((f"{keys.offsets} starts at {offsets[0]}, not 0", 0))
-            if offsets[-1] != len(utf8):
-                problems.append((f"{keys.offsets} ends at {offsets[-1]}, not at the "
-                                 f"{len(utf8)} bytes of {keys.utf8}", len(offsets) - 2))
-            falls = np.flatnonzero(np.diff(offsets) < 0)
-            if falls.size:
-                problems.append((f"{keys.offsets} decreases at {falls.size} place(s), first "
-                                 f"after text {falls[0]}", int(falls[0])))
-            if not problems:
-                problems.extend(utf8_problems(utf8, offsets))
-        if problems:
-            self.add(TEXTS_INVALID.finding(
-                f"{keys.name} cannot be decoded: " + "; ".join(p for p, _ in problems),
-                count=len(problems),
-                examples=[{"array": keys.name, "problem": p, "text": i} for p, i in problems]))
-        return not problems
-
-    def _text_lists(self, text_lists: tuple[TextKeys, ...]) -> set[str]:
-        """The names of the text lists that decode (older ``<U`` arrays always do)."""
-        ok = set()
-        for keys in text_lists:
-            if keys.utf8 in self.arrays or keys.offsets in self.arrays:
-                if self._texts(keys):
-                    ok.add(keys.name)
-            elif keys.legacy in self.arrays and self._dtype(keys.legacy) and \
-                    self._ndim(keys.legacy):
-                ok.add(keys.name)
-        return ok
-
-    # forms ----------------------------------------------------------------------------------
-    def dense(self) -> None:
-        a = self.arrays
-        self.specs = DENSE_ARRAYS
-        self.stats["form"] = "dense"
-        has_doc_ids = DOC_IDS in a
-        if not has_doc_ids:
-            self.add(MISSING_DOC_IDS.finding(
-                f"no {DOC_IDS} array: samples cannot be traced to their documents"))
-        required = self._require(tuple(k for k in required_keys(DENSE_ARRAYS) if k != DOC_IDS))
-        typed, shaped = self._typed_and_shaped(
-            (CONTEXT_SEQUENCES, TARGET_VECTORS, DOC_IDS, TARGET_POSITIONS))
-        decodable = self._text_lists(DENSE_TEXTS)
-        if shaped and CONTEXT_SEQUENCES in a and TARGET_VECTORS in a and \
-                a[CONTEXT_SEQUENCES].shape[2] != a[TARGET_VECTORS].shape[1]:
-            shaped = False
-            self.add(ARRAY_SHAPE.finding(
-                f"contexts have D={a[CONTEXT_SEQUENCES].shape[2]} but targets "
-                f"D={a[TARGET_VECTORS].shape[1]}"))
-        aligned = shaped and self._lengths((CONTEXT_SEQUENCES, TARGET_VECTORS, DOC_IDS,
-                                            TARGET_POSITIONS, CONCEPT_TEXTS.name), "sample")
-        if not (shaped and aligned and TARGET_VECTORS in a):
-            return
-        targets = a[TARGET_VECTORS]
-        self.stats.update(samples=len(targets), dim=int(targets.shape[1]))
-        if not self._has_width(TARGET_VECTORS):
-            return
-        if CONTEXT_SEQUENCES in a:
-            self.stats["context_length"] = int(a[CONTEXT_SEQUENCES].shape[1])
-        if has_doc_ids:
-            self.stats["documents"] = int(np.unique(np.asarray(a[DOC_IDS])).size)
-        if not typed:
-            return
-        self._values([n for n in (CONTEXT_SEQUENCES, TARGET_VECTORS) if n in a])
-        texts = read_texts(a, CONCEPT_TEXTS) if CONCEPT_TEXTS.name in decodable else None
-        self._duplicates(targets, texts)
-        if required and has_doc_ids:
-            self._context_boundaries()
-
-    def compact(self) -> None:
-        a = self.arrays
-        self.specs = COMPACT_ARRAYS
-        self.stats["form"] = "compact"
-        if DOC_OFFSETS not in a:
-            self.add(MISSING_DOC_IDS.finding(
-                f"compact file without {DOC_OFFSETS}: rows cannot be traced to their documents"))
-        self._require(tuple(k for k in required_keys(COMPACT_ARRAYS) if k != DOC_OFFSETS))
-        typed, shaped = self._typed_and_shaped((VECTORS, DOC_OFFSETS, CONTEXT_LENGTH))
-        if CONTEXT_LENGTH in a and np.asarray(a[CONTEXT_LENGTH]).size != 1:
-            shaped = False
-            self.add(ARRAY_SHAPE.finding(
-                f"{CONTEXT_LENGTH} has shape {a[CONTEXT_LENGTH].shape}, expected a scalar"))
-        decodable = self._text_lists(COMPACT_TEXTS)
-        if not (shaped and VECTORS in a):
-            return
-        vectors = a[VECTORS]
-        self.stats.update(rows=len(vectors), dim=int(vectors.shape[1]))
-        if not self._has_width(VECTORS):
-            return
-        self._lengths((VECTORS, TEXTS.name), "row")
-        offsets_ok = DOC_OFFSETS in a and typed and self._offsets(len(vectors))
-        keys = self._length(DOC_KEYS.name)
-        if offsets_ok and keys is not None and keys != len(a[DOC_OFFSETS]) - 1:
-            self.add(LENGTH_MISMATCH.finding(
-                f"{keys} {DOC_KEYS.name} for {len(a[DOC_OFFSETS]) - 1} documents "
-                f"({DOC_OFFSETS} has one entry more than there are documents)",
-                count=2, examples=[{"array": DOC_KEYS.name, "length": keys},
-                                   {"array": DOC_OFFSETS, "length": len(a[DOC_OFFSETS])}]))
-        if not typed:
-            return
-        self._values([VECTORS])
-        if offsets_ok and CONTEXT_LENGTH in a:
-            c = int(np.asarray(a[CONTEXT_LENGTH]).reshape(()))
-            if c < 1:
-                self.add(ARRAY_SHAPE.finding(f"{CONTEXT_LENGTH} is {c}, expected 1 or more"))
-                return
-            windows = sequence_windows(np.asarray(a[DOC_OFFSETS]), c)
-            self.stats.update(context_length=c, documents=len(a[DOC_OFFSETS]) - 1,
-                              samples=int(windows.target_rows.size),
-                              short_documents=windows.short_documents)
-            texts = read_texts(a, TEXTS) if TEXTS.name in decodable and \
-                self._length(TEXTS.name) == len(vectors) else None
-            self._duplicates(vectors, texts, rows=windows.target_rows)
-
-    def _has_width(self, name: str) -> bool:
-        """Vectors of 0 dimensions carry nothing; every later check would divide by D."""
-        if self.arrays[name].shape[-1] > 0:
-            return True
-        self.add(ARRAY_SHAPE.finding(
-            f"{name} has shape {self.arrays[name].shape}: vectors of 0 dimensions",
-            examples=[{"array": name, "shape": list(self.arrays[name].shape)}],
-            hint="Encode the chunks again: the vectors file was written without its columns."))
-        return False
-
-    def _offsets(self, rows: int) -> bool:
-        offsets = np.asarray(self.arrays[DOC_OFFSETS], dtype=np.int64)
-        problems = []
-        if offsets.size == 0:
-            problems.append("it is empty")
-        else:
-            if offsets[0] != 0:
-                problems.append(f"it starts at {offsets[0]}, not 0")
-            if offsets[-1] != rows:
-                problems.append(f"it ends at {offsets[-1]}, not at the {rows} vectors")
-            falls = np.flatnonzero(np.diff(offsets) < 0)
-            if falls.size:
-                problems.append(f"it decreases at {falls.size} place(s), first at document "
-                                f"{falls[0]}")
-        if problems:
-            self.add(DOC_OFFSETS_INVALID.finding(
-                f"{DOC_OFFSETS} is invalid: " + "; ".join(problems),
-                count=len(problems), examples=problems))
-        return not problems
-
-    # values ---------------------------------------------------------------------------------
-    def _values(self, names: list[str]) -> None:
-        nonfinite: dict[str, int] = {}  # per array, so a message names only arrays that hold one
-        zero: dict[str, int] = {}
-        nonfinite_examples, zero_examples = [], []
-        unit, finite_rows = True, 0
-        for name in names:
-            array = self.arrays[name]
-            for rows in _blocks(len(array), int(np.prod(array.shape[1:]))):
-                block = np.asarray(array[rows])
-                bad = ~np.isfinite(block)
-                if bad.any():
-                    nonfinite[name] = nonfinite.get(name, 0) + int(bad.sum())
-                    for position in np.argwhere(bad)[:MAX_EXAMPLES - len(nonfinite_examples)]:
-                        index = [int(position[0]) + rows.start, *map(int, position[1:])]
-                        nonfinite_examples.append({"array": name, "index": index,
-                                                   "value": float(block[tuple(position)])})
-                flat = block.reshape(-1, block.shape[-1])
-                norms = np.sqrt(np.einsum("ij,ij->i", flat, flat, dtype=np.float64))
-                is_zero = ~(flat != 0).any(axis=1)
-                if is_zero.any():
-                    zero[name] = zero.get(name, 0) + int(is_zero.sum())
-                    where = np.argwhere(is_zero.reshape(block.shape[:-1]))
-                    for position in where[:MAX_EXAMPLES - len(zero_examples)]:
-                        zero_examples.append({"array": name, "index": [
-                            int(position[0]) + rows.start, *map(int, position[1:])]})
-                finite = np.isfinite(norms)
-                finite_rows += int(finite.sum())
-                unit = unit and bool(np.all(np.abs(norms[finite] - 1) < UNIT_NORM_TOLERANCE))
-        if nonfinite:
-            total = sum(nonfinite.values())
-            self.add(NONFINITE_VALUES.finding(
-                f"{total} NaN or infinite value(s): " + _per_array(nonfinite),
-                count=total, examples=nonfinite_examples))
-        if zero:
-            total = sum(zero.values())
-            self.add(ZERO_VECTORS.finding(f"{total} all-zero vector(s): " + _per_array(zero),
-                                          count=total, examples=zero_examples))
-        if unit and finite_rows:
-            self.add(UNIT_NORM_VECTORS.finding(
-                f"all {finite_rows} finite vectors have norm 1 (within {UNIT_NORM_TOLERANCE})",
-                count=finite_rows))
-
-    def _duplicates(self, vectors: np.ndarray, texts, *, rows: np.ndarray | None = None) -> None:
-        """Exact duplicate target vectors, found by a 64-bit hash of each row's bytes."""
-        n = len(vectors) if rows is None else len(rows)
-        if n == 0:
-            return
-        dim = vectors.shape[1]
-        multipliers = np.random.default_rng(0x5EC).integers(1, 2**63, size=dim, dtype=np.uint64)
-        multipliers |= np.uint64(1)
-        hashes = np.empty(n, dtype=np.uint64)
-        for part in _blocks(n, dim * 2):  # the hash works on uint64 copies
-            block = np.asarray(vectors[part] if rows is None else vectors[rows[part]],
-                               dtype=np.float32)
-            words = np.ascontiguousarray(block).view(np.uint32).astype(np.uint64)
-            hashes[part] = (words * multipliers).sum(axis=1) ^ np.uint64(dim)
-        unique, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-        largest = int(counts.max())
-        self.stats.update(unique_targets=int(unique.size), largest_duplicate_group=largest)
-        if largest < self.min_duplicates or largest <= self.max_duplicate_share * n:
-            return
-        heavy = np.flatnonzero(counts >= max(self.min_duplicates,
-                                             int(self.max_duplicate_share * n) + 1))
-        heavy = heavy[np.argsort(-counts[heavy], kind="stable")][:MAX_EXAMPLES]
-        order = np.argsort(inverse, kind="stable")
-        starts = np.r_[0, np.cumsum(counts)]
-        examples = []
-        for group in heavy:  # at most MAX_EXAMPLES groups, for the report only
-            members = order[starts[group]:starts[group] + 5]
-            example = {"count": int(counts[group]), "samples": members.tolist()}
-            if texts is not None:
-                text_rows = members if rows is None else rows[members]
-                example["text"] = str(texts[int(text_rows[0])])[:120]
-            examples.append(example)
-        repeated = int(counts[heavy].sum())
-        self.add(DUPLICATE_TARGETS.finding(
-            f"one target vector is {largest} of {n} targets ({largest / n:.1%}, more than "
-            f"{self.max_duplicate_share:.1%})", count=repeated, examples=examples))
-
-    # documents ------------------------------------------------------------------------------
-    def _context_boundaries(self) -> None:
-        a = self.arrays
-        c = a[CONTEXT_SEQUENCES].shape[1]
-        docs = np.asarray(a[DOC_IDS], dtype=np.int64)
-        positions = np.asarray(a[TARGET_POSITIONS], dtype=np.int64)
-        crossing = np.flatnonzero(positions < c)
-        if crossing.size:
-            self.add(CONTEXT_CROSSES_DOC.finding(
-                f"{crossing.size} sample(s) have a target at position < C={c} of its document, "
-                "so their contexts reach before the document's first chunk",
-                count=crossing.size,
-                examples=[{"sample": int(i), "doc_id": int(docs[i]),
-                           "target_position": int(positions[i])}
-                          for i in crossing[:MAX_EXAMPLES]]))
-        # consecutive targets of one document: the later one's last context vector must be
-        # the earlier one's target
-        order = np.lexsort((positions, docs))
-        follows = (docs[order][1:] == docs[order][:-1]) & \
-                  (positions[order][1:] == positions[order][:-1] + 1)
-        earlier, later = order[:-1][follows], order[1:][follows]
-        mismatched = []
-        for part in _blocks(earlier.size, 2 * a[TARGET_VECTORS].shape[1]):
-            last_context = np.asarray(a[CONTEXT_SEQUENCES][later[part], c - 1])
-            previous_target = np.asarray(a[TARGET_VECTORS][earlier[part]])
-            differs = ~np.all((last_context == previous_target)
-                              | (np.isnan(last_context) & np.isnan(previous_target)), axis=1)
-            mismatched.append(later[part][differs])
-        bad = np.concatenate(mismatched) if mismatched else np.zeros(0, dtype=np.int64)
-        if bad.size:
-            self.add(CONTEXT_MISALIGNED.finding(
-                f"{bad.size} of {earlier.size} checked sample(s) have a last context vector "
-                "that is not the target vector one position earlier in the same document",
-                count=bad.size,
-                examples=[{"sample": int(i), "doc_id": int(docs[i]),
-                           "target_position": int(positions[i])} for i in bad[:MAX_EXAMPLES]]))
-
-
-def _per_array(counts: dict[str, int]) -> str:
-    return ", ".join(f"{count} in {name}" for name, count in counts.items())
+        run.check(file_has_a_form, f)
+    run.check(file_has_samples, f)
+    return Report(target, "sequences", run.findings, f.stats)
