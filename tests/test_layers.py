@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "uncollapse"
 
-GROUND = {"errors", "report", "atomic", "paths", "progress", "extras", "data"}
+GROUND = {"errors", "report", "atomic", "paths", "progress", "extras", "data", "families"}
 MIDDLE = {"pipeline", "validators", "samplers", "cache"}
 ALLOWED_SIDEWAYS = {("pipeline", "cache"), ("validators", "samplers")}
 LAZY_ALLOWED = {"torch", "pandera", "datasets", "sentence_transformers", "transformers", "sklearn",
@@ -158,7 +158,8 @@ def test_training_path_imports_with_torch_numpy_and_pyarrow_only():
     code = ("import sys\n"
             "for name in ('polars', 'pandera', 'datasets'): sys.modules[name] = None\n"
             "import uncollapse.samplers, uncollapse.trainers.engine, uncollapse.trainers.serve\n"
-            "import uncollapse.trainers.cli, uncollapse.validators.match_ids\n"
+            "import uncollapse.trainers.cli, uncollapse.validators.captions.match_ids\n"
+            "import uncollapse.validators.match_ids, uncollapse.validators.sequences.rules\n"
             "print('imported')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT)
