@@ -7,27 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from uncollapse.cli import main
 from uncollapse.errors import ToolError
 
 REPO = Path(__file__).resolve().parents[3]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
-
-CONTRACT = pl.Schema({"image_id": pl.String, "match_id": pl.Int64, "caption_idx": pl.Int16,
-                      "caption": pl.String, "split": pl.String, "source_row": pl.Int64,
-                      "image_path": pl.String})
-
-
-@pytest.fixture(autouse=True)
-def isolated_caption_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def clean_tokens(tmp_path: Path) -> Path:
@@ -38,7 +22,7 @@ def clean_tokens(tmp_path: Path) -> Path:
     return path
 
 
-def test_build_token_file_with_split_files(tmp_path, isolated_caption_cache):
+def test_build_token_file_with_split_files(tmp_path, isolated_caption_cache, run, caption_contract):
     tokens = clean_tokens(tmp_path)
     train = tmp_path / "Flickr_8k.trainImages.txt"
     train.write_text("3385593926_d3e9c21170.jpg\n")
@@ -53,7 +37,7 @@ def test_build_token_file_with_split_files(tmp_path, isolated_caption_cache):
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stderr
     table = pl.read_parquet(out)
-    assert table.schema == CONTRACT
+    assert table.schema == caption_contract
     assert dict(table.select("image_id", "split").unique().iter_rows()) == {
         "3385593926_d3e9c21170": "train", "2677656448_6b7e7702af": "test"}
     assert list(isolated_caption_cache.glob("captions/*/*/captions.parquet"))
@@ -64,7 +48,7 @@ def test_build_token_file_with_split_files(tmp_path, isolated_caption_cache):
     assert "cache hit" in again.stderr
 
 
-def test_image_in_no_split_list_is_reported_and_kept(tmp_path):
+def test_image_in_no_split_list_is_reported_and_kept(tmp_path, run):
     tokens = clean_tokens(tmp_path)
     train = tmp_path / "train.txt"
     train.write_text("3385593926_d3e9c21170.jpg\n")
@@ -80,14 +64,14 @@ def test_image_in_no_split_list_is_reported_and_kept(tmp_path):
         "2677656448_6b7e7702af"]
 
 
-def test_bad_split_file_argument_exits_2(tmp_path):
+def test_bad_split_file_argument_exits_2(tmp_path, run):
     result = run("build", "captions", clean_tokens(tmp_path), "--split-file", "train.txt")
 
     assert result.exit_code == 2
     assert "expected SPLIT=PATH" in result.output
 
 
-def test_missing_split_file_exits_2_naming_it(tmp_path):
+def test_missing_split_file_exits_2_naming_it(tmp_path, run):
     result = run("build", "captions", clean_tokens(tmp_path), "--split-file",
                  f"train={tmp_path / 'nope.txt'}")
 
@@ -96,7 +80,7 @@ def test_missing_split_file_exits_2_naming_it(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_build_coco_with_split_override_and_splits_filter(tmp_path):
+def test_build_coco_with_split_override_and_splits_filter(tmp_path, run):
     out = tmp_path / "captions.parquet"
 
     result = run("build", "captions", COCO_1000, "--split", "test", "-o", out)
@@ -113,7 +97,7 @@ def test_build_coco_with_split_override_and_splits_filter(tmp_path):
     assert pl.read_parquet(out).height == 0
 
 
-def test_build_bundled_coco(tmp_path):
+def test_build_bundled_coco(tmp_path, run):
     out = tmp_path / "captions.parquet"
 
     result = run("build", "captions", COCO_1000, "-o", out)
@@ -125,7 +109,7 @@ def test_build_bundled_coco(tmp_path):
     assert table["split"].unique().to_list() == ["val"]
 
 
-def test_explicit_format(tmp_path):
+def test_explicit_format(tmp_path, run):
     path = tmp_path / "captions.txt"
     path.write_text("junk header line\n9.jpg#0\tone\n9.jpg#1\ttwo\n")
     out = tmp_path / "captions.parquet"
@@ -140,7 +124,7 @@ def test_explicit_format(tmp_path):
     assert pl.read_parquet(out)["caption"].to_list() == ["one", "two"]
 
 
-def test_undetectable_or_missing_source_exits_2(tmp_path):
+def test_undetectable_or_missing_source_exits_2(tmp_path, run):
     notes = tmp_path / "notes.md"
     notes.write_text("# My dataset\n\nSome prose.\n")
 
@@ -155,7 +139,7 @@ def test_undetectable_or_missing_source_exits_2(tmp_path):
     assert "Traceback" not in missing.output
 
 
-def test_hub_id_offline_exits_2_with_a_clear_message(tmp_path, monkeypatch):
+def test_hub_id_offline_exits_2_with_a_clear_message(tmp_path, monkeypatch, run):
     import datasets
     import huggingface_hub.constants
 
@@ -173,7 +157,7 @@ def test_hub_id_offline_exits_2_with_a_clear_message(tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
-def test_hf_saved_folder_from_the_cli(tmp_path):
+def test_hf_saved_folder_from_the_cli(tmp_path, run):
     import datasets
 
     folder = tmp_path / "flickr30k"
@@ -192,7 +176,7 @@ def test_hf_saved_folder_from_the_cli(tmp_path):
     assert table["caption"].to_list() == ["a", "b", "c", "d", "e"]
 
 
-def test_strict_fails_and_writes_nothing_on_irregularities(tmp_path):
+def test_strict_fails_and_writes_nothing_on_irregularities(tmp_path, run):
     path = tmp_path / "tokens.txt"
     path.write_text("1.jpg#0\tone\nbroken line\n1.jpg#1\ttwo\n")
     out = tmp_path / "captions.parquet"
@@ -215,7 +199,7 @@ def test_strict_fails_and_writes_nothing_on_irregularities(tmp_path):
     assert not (tmp_path / "again.parquet").exists()
 
 
-def test_strict_passes_a_clean_source(tmp_path):
+def test_strict_passes_a_clean_source(tmp_path, run):
     out = tmp_path / "captions.parquet"
 
     result = run("build", "captions", clean_tokens(tmp_path), "--strict", "-o", out)
@@ -224,7 +208,7 @@ def test_strict_passes_a_clean_source(tmp_path):
     assert pl.read_parquet(out).height == 10
 
 
-def test_strict_ignores_informational_findings(tmp_path):
+def test_strict_ignores_informational_findings(tmp_path, run):
     # Whitespace stripped and unusual caption counts are reported but are not irregularities.
     path = tmp_path / "tokens.txt"
     path.write_text("1.jpg#0\tone  \n1.jpg#1\ttwo\n2.jpg#0\tthree\n")
@@ -237,7 +221,7 @@ def test_strict_ignores_informational_findings(tmp_path):
     assert out.exists()
 
 
-def test_quiet_still_prints_the_report_and_cache_dir_is_used(tmp_path, isolated_caption_cache):
+def test_quiet_still_prints_the_report_and_cache_dir_is_used(tmp_path, isolated_caption_cache, run):
     elsewhere = tmp_path / "elsewhere"
 
     result = run("build", "captions", COCO_1000, "--quiet", "--cache-dir", elsewhere)
@@ -253,7 +237,7 @@ def test_quiet_still_prints_the_report_and_cache_dir_is_used(tmp_path, isolated_
     assert manifest["rows"] == {"captions.parquet": 5005}
 
 
-def test_help_has_an_example():
+def test_help_has_an_example(run):
     result = run("build", "captions", "--help")
 
     assert result.exit_code == 0
@@ -261,7 +245,7 @@ def test_help_has_an_example():
     assert "--split-file" in result.output
 
 
-def test_two_records_on_one_line_are_split_and_reported_with_the_line(tmp_path):
+def test_two_records_on_one_line_are_split_and_reported_with_the_line(tmp_path, run):
     path = tmp_path / "Flickr8k.token.txt"
     path.write_text("a1.jpg#0\tA dog runs .\tb2.jpg#0\tA cat sits .\n"
                     "a1.jpg#1\tTwo\tdogs .\n"
@@ -288,7 +272,7 @@ def test_two_records_on_one_line_are_split_and_reported_with_the_line(tmp_path):
     assert not (tmp_path / "strict.parquet").exists()
 
 
-def test_splits_filter_counts_the_captions_left_out_not_the_splits(tmp_path):
+def test_splits_filter_counts_the_captions_left_out_not_the_splits(tmp_path, run):
     # the Flickr30k CSV layout with split lists: 3 train, 2 val and 1 test image, 5 captions each
     images = {"train": ["1000092795", "10002456", "1000268201"],
               "val": ["1000344755", "1000366164"], "test": ["1000523639"]}
@@ -315,7 +299,7 @@ def test_splits_filter_counts_the_captions_left_out_not_the_splits(tmp_path):
 
 # every build command reports like a validate command -------------------------------------------
 
-def _build_args(tmp_path: Path) -> dict[str, list]:
+def _build_args(tmp_path: Path, run) -> dict[str, list]:
     """Arguments of each build command, on small inputs written here."""
     import numpy as np
 
@@ -336,8 +320,8 @@ def _build_args(tmp_path: Path) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("family", ["captions", "chunks", "sequences", "attributes", "scenes"])
-def test_every_build_prints_its_report_in_the_chosen_format(tmp_path, family):
-    args = ["build", *_build_args(tmp_path)[family]]
+def test_every_build_prints_its_report_in_the_chosen_format(tmp_path, family, run):
+    args = ["build", *_build_args(tmp_path, run)[family]]
     out = tmp_path / "out" / family
     out.parent.mkdir()
 

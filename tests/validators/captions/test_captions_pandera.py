@@ -228,13 +228,7 @@ def test_one_validate_call_measures_the_frame_once(monkeypatch):
 
 # The new caption-text rules as findings -------------------------------------------------------
 
-def only(report, code):
-    found = [f for f in report.findings if f.code == code]
-    assert len(found) == 1, report.codes()
-    return found[0]
-
-
-def test_tab_and_second_record_key_in_a_caption():
+def test_tab_and_second_record_key_in_a_caption(only):
     merged = "A dog runs .\t1000092795.jpg#2\tTwo men in a field ."
     report = validate_caption_frame(with_caption(table(), 4, merged))
 
@@ -248,7 +242,7 @@ def test_tab_and_second_record_key_in_a_caption():
     assert not report.ok
 
 
-def test_control_characters_are_counted():
+def test_control_characters_are_counted(only):
     frame = with_caption(with_caption(with_caption(table(), 1, "a\ndog"), 8, "a\x00dog"),
                          9, "a dog\r")
     found = only(validate_caption_frame(frame), "CAPTION_CONTROL_CHARACTER")
@@ -262,7 +256,7 @@ def test_a_hash_sign_alone_is_not_a_record_key():
     assert validate_caption_frame(frame).codes() == []
 
 
-def test_implausible_lengths_are_counted_with_their_lengths():
+def test_implausible_lengths_are_counted_with_their_lengths(only):
     frame = with_caption(with_caption(with_caption(table(), 2, "x"), 5, "y" * 1001), 6, "ok")
     found = only(validate_caption_frame(frame), "CAPTION_LENGTH_IMPLAUSIBLE")
     assert found.severity == "warning" and found.count == 2

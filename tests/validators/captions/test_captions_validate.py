@@ -7,9 +7,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from uncollapse.cli import main
+from uncollapse.data.captions.table import CAPTION_SCHEMA
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions import read_captions
 from uncollapse.validators.captions import (
@@ -22,17 +21,8 @@ from uncollapse.validators.captions import (
 REPO = Path(__file__).resolve().parents[3]
 COCO_1000 = REPO / "data" / "coco" / "captions_val2017_1000.json"
 
-CONTRACT = {"image_id": pl.String, "match_id": pl.Int64, "caption_idx": pl.Int16,
-            "caption": pl.String, "split": pl.String, "source_row": pl.Int64,
-            "image_path": pl.String}
-
 FLICKR_IDS = ["1000092795", "10002456", "1000268201", "1000344755", "1000366164",
               "1000523639", "1000919630", "10010052", "1001465944", "1001545525"]
-
-
-@pytest.fixture(autouse=True)
-def isolated_caption_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
 
 
 def caption_table(image_ids, *, captions=None, match_ids=None, splits=None,
@@ -56,7 +46,7 @@ def caption_table(image_ids, *, captions=None, match_ids=None, splits=None,
         "caption": captions, "split": splits if splits is not None else ["train"] * n,
         "source_row": [1000 + 3 * k for k in range(n)],
         "image_path": [None if i is None else f"{i}.jpg" for i in image_ids],
-    }, schema=CONTRACT)
+    }, schema=CAPTION_SCHEMA)
 
 
 def grouped_ids(ids=FLICKR_IDS, size=5) -> list[str]:
@@ -67,28 +57,13 @@ def healthy_table() -> pl.DataFrame:
     return caption_table(grouped_ids())
 
 
-def write(frame: pl.DataFrame, path: Path) -> Path:
-    frame.write_parquet(path)
-    return path
-
-
 def codes_of(frame: pl.DataFrame, **kwargs) -> list[str]:
     return validate_caption_frame(frame, **kwargs).codes()
 
 
-def only(report, code):
-    found = [f for f in report.findings if f.code == code]
-    assert len(found) == 1, f"expected one {code}, got {report.codes()}"
-    return found[0]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 # Healthy tables -------------------------------------------------------------------------------
 
-def test_healthy_table_has_no_findings_and_exits_0(tmp_path):
+def test_healthy_table_has_no_findings_and_exits_0(tmp_path, run, write):
     path = write(healthy_table(), tmp_path / "captions.parquet")
 
     report = validate_captions(path, min_group=5, max_group=5)
@@ -115,7 +90,7 @@ def test_built_bundled_coco_is_valid_for_groups_of_5_to_7(tmp_path):
 
 # GROUPS_ALL_UNIQUE ----------------------------------------------------------------------------
 
-def test_classic_failure_row_number_ids_on_the_bundled_coco(tmp_path):
+def test_classic_failure_row_number_ids_on_the_bundled_coco(tmp_path, run, write):
     table, _ = read_captions(COCO_1000)
     positional = table.with_columns(image_id=pl.int_range(pl.len()).cast(pl.String),
                                     match_id=pl.int_range(pl.len(), dtype=pl.Int64))
@@ -131,7 +106,7 @@ def test_classic_failure_row_number_ids_on_the_bundled_coco(tmp_path):
     assert report["stats"]["singleton_groups"] == 5005
 
 
-def test_groups_all_unique_when_every_row_is_its_own_group(tmp_path):
+def test_groups_all_unique_when_every_row_is_its_own_group(tmp_path, run, only, write):
     ids = [f"img_{chr(97 + k % 26)}{k}" for k in range(40)]
     path = write(caption_table(ids), tmp_path / "captions.parquet")
 
@@ -155,7 +130,7 @@ def test_groups_all_unique_when_almost_all_groups_are_singletons():
     assert "GROUPS_ALL_UNIQUE" in codes_of(mostly, max_singleton_share=0.8)
 
 
-def test_max_singleton_share_option(tmp_path):
+def test_max_singleton_share_option(tmp_path, run, write):
     ids = [f"s{k}x" for k in range(8)] + grouped_ids(["pairA", "pairB"], 2)
     path = write(caption_table(ids), tmp_path / "captions.parquet")
 
@@ -170,7 +145,7 @@ def test_max_singleton_share_option(tmp_path):
 
 # IMAGE_ID_POSITIONAL --------------------------------------------------------------------------
 
-def test_image_id_positional_for_a_counter():
+def test_image_id_positional_for_a_counter(only):
     ids = [str(5000 + k) for k in range(30)]
     shuffled = ids[7:] + ids[:7]
 
@@ -182,7 +157,7 @@ def test_image_id_positional_for_a_counter():
     assert "GROUPS_ALL_UNIQUE" in report.codes()
 
 
-def test_image_id_positional_for_row_numbers():
+def test_image_id_positional_for_row_numbers(only):
     # Row numbers with a few repeats, so it is not a clean counter.
     ids = [str(k) for k in range(40)]
     ids[5] = ids[6] = "77"
@@ -205,7 +180,7 @@ def test_real_numeric_ids_are_not_positional():
     assert codes_of(coco_like) == []
 
 
-def test_per_image_counter_is_a_positional_warning_not_an_error():
+def test_per_image_counter_is_a_positional_warning_not_an_error(only):
     # 0,0,0,0,0,1,1,... groups correctly (positives exist) but names no image of the source,
     # like the running `img_id` of the nlphuji/flickr30k layout.
     dense = caption_table(grouped_ids([str(k) for k in range(10)]))
@@ -223,7 +198,7 @@ def sizes_table() -> pl.DataFrame:
     return caption_table(ids)
 
 
-def test_group_size_out_of_range_lists_ids_and_sizes(tmp_path):
+def test_group_size_out_of_range_lists_ids_and_sizes(tmp_path, only, write):
     path = write(sizes_table(), tmp_path / "captions.parquet")
 
     exact = validate_captions(path, min_group=5, max_group=5)
@@ -240,7 +215,7 @@ def test_group_size_out_of_range_lists_ids_and_sizes(tmp_path):
     assert validate_captions(path, min_group=3, max_group=7).findings == []
 
 
-def test_group_size_cli_options_and_strict(tmp_path):
+def test_group_size_cli_options_and_strict(tmp_path, run, write):
     path = write(sizes_table(), tmp_path / "captions.parquet")
 
     exact = run("validate", "captions", path, "--group-size", "5", "--format", "json")
@@ -254,7 +229,7 @@ def test_group_size_cli_options_and_strict(tmp_path):
     assert wide.exit_code == 0
 
 
-def test_default_minimum_group_is_two():
+def test_default_minimum_group_is_two(only):
     ids = grouped_ids(FLICKR_IDS, 5) + ["lonely"]
     found = only(validate_caption_frame(caption_table(ids)), "GROUP_SIZE_OUT_OF_RANGE")
     assert found.examples == [{"match_id": 10, "image_id": "lonely", "size": 1}]
@@ -262,7 +237,7 @@ def test_default_minimum_group_is_two():
 
 # MATCH_ID_INCONSISTENT ------------------------------------------------------------------------
 
-def test_image_under_several_match_ids():
+def test_image_under_several_match_ids(only):
     table = healthy_table().with_columns(
         match_id=pl.when(pl.int_range(pl.len()) == 3).then(99).otherwise(pl.col("match_id")))
 
@@ -272,7 +247,7 @@ def test_image_under_several_match_ids():
     assert "1 image_id(s) under several match_ids, 0 match_id(s)" in found.message
 
 
-def test_match_id_covering_several_images():
+def test_match_id_covering_several_images(only):
     table = healthy_table().with_columns(
         match_id=pl.when(pl.col("image_id") == FLICKR_IDS[1]).then(0)
         .otherwise(pl.col("match_id")))
@@ -305,7 +280,7 @@ def test_row_order_does_not_matter():
 
 # SPLIT_LEAKAGE --------------------------------------------------------------------------------
 
-def test_split_leakage(tmp_path):
+def test_split_leakage(tmp_path, run, only, write):
     splits = ["train"] * 50
     splits[7] = "test"  # a caption of the second image in test
     path = write(caption_table(grouped_ids(), splits=splits), tmp_path / "captions.parquet")
@@ -335,7 +310,7 @@ def test_normalised_caption_ignores_case_spacing_and_end_punctuation():
     assert len(set(keys)) == 4
 
 
-def test_caption_duplicate_in_group():
+def test_caption_duplicate_in_group(only):
     captions = [f"caption {k}" for k in range(50)]
     captions[1] = "A dog runs across the grass."
     captions[3] = "a dog runs across the grass"
@@ -348,7 +323,7 @@ def test_caption_duplicate_in_group():
     assert "CAPTION_SHARED_ACROSS_GROUPS" not in validate_caption_frame(table).codes()
 
 
-def test_caption_shared_across_groups():
+def test_caption_shared_across_groups(only):
     captions = [f"caption {k}" for k in range(50)]
     captions[2] = "Two young guys with shaggy hair."
     captions[12] = "two young guys with shaggy hair"
@@ -368,7 +343,7 @@ def test_distinct_captions_have_no_duplicate_findings():
     assert codes_of(caption_table(grouped_ids(), captions=captions)) == []
 
 
-def test_duplicates_are_warnings_exit_0_unless_strict(tmp_path):
+def test_duplicates_are_warnings_exit_0_unless_strict(tmp_path, run, write):
     captions = [f"caption {k}" for k in range(50)]
     captions[0] = captions[1] = "same"
     path = write(caption_table(grouped_ids(), captions=captions), tmp_path / "captions.parquet")
@@ -379,7 +354,7 @@ def test_duplicates_are_warnings_exit_0_unless_strict(tmp_path):
 
 # EMPTY_CAPTION and NULL_VALUES ----------------------------------------------------------------
 
-def test_empty_caption():
+def test_empty_caption(only):
     captions = [f"caption {k}" for k in range(50)]
     captions[4], captions[9], captions[30] = "", "   \n", None
     found = only(validate_caption_frame(caption_table(grouped_ids(), captions=captions)),
@@ -390,7 +365,7 @@ def test_empty_caption():
     assert found.examples[0]["source_row"] == 1012
 
 
-def test_punctuation_only_caption_is_not_empty():
+def test_punctuation_only_caption_is_not_empty(only):
     captions = [f"caption {k}" for k in range(50)]
     captions[4], captions[12], captions[33] = "?", "...", "  \t "
     found = only(validate_caption_frame(caption_table(grouped_ids(), captions=captions)),
@@ -399,7 +374,7 @@ def test_punctuation_only_caption_is_not_empty():
     assert [e["row"] for e in found.examples] == [33]
 
 
-def test_null_values():
+def test_null_values(only):
     row = pl.int_range(pl.len())
     table = healthy_table().with_columns(
         image_id=pl.when(row == 7).then(None).otherwise(pl.col("image_id")),
@@ -427,7 +402,7 @@ def test_null_split_and_image_path_are_allowed():
     (lambda t: t.with_columns(pl.col("image_id").cast(pl.Int64)), "image_id"),
     (lambda t: t.with_columns(pl.col("match_id").cast(pl.String)), "match_id"),
 ])
-def test_schema_errors_exit_2_naming_the_file(tmp_path, change, expected):
+def test_schema_errors_exit_2_naming_the_file(tmp_path, change, expected, run, write):
     path = write(change(healthy_table()), tmp_path / "bad_table.parquet")
 
     with pytest.raises(InputError, match="caption table contract"):
@@ -439,12 +414,12 @@ def test_schema_errors_exit_2_naming_the_file(tmp_path, change, expected):
     assert "Traceback" not in result.output
 
 
-def test_extra_columns_are_allowed(tmp_path):
+def test_extra_columns_are_allowed(tmp_path, run, write):
     path = write(healthy_table().with_columns(score=pl.lit(0.5)), tmp_path / "captions.parquet")
     assert run("validate", "captions", path).exit_code == 0
 
 
-def test_missing_or_unreadable_file_exits_2(tmp_path):
+def test_missing_or_unreadable_file_exits_2(tmp_path, run):
     missing = run("validate", "captions", tmp_path / "nowhere.parquet")
     assert missing.exit_code == 2
     assert "nowhere.parquet" in missing.output
@@ -465,7 +440,7 @@ def broken_table() -> pl.DataFrame:
     return caption_table([f"img{k}z" for k in range(30)], captions=captions)
 
 
-def test_json_format(tmp_path):
+def test_json_format(tmp_path, run, write):
     path = write(broken_table(), tmp_path / "captions.parquet")
 
     result = run("validate", "captions", path, "--format", "json")
@@ -488,7 +463,7 @@ def test_json_format(tmp_path):
     assert len(codes["GROUPS_ALL_UNIQUE"]["examples"]) == 5
 
 
-def test_json_path_is_written_beside_text_output(tmp_path):
+def test_json_path_is_written_beside_text_output(tmp_path, run, write):
     path = write(broken_table(), tmp_path / "captions.parquet")
     out = tmp_path / "reports" / "captions.json"
     out.parent.mkdir()
@@ -508,7 +483,7 @@ def test_json_path_is_written_beside_text_output(tmp_path):
         str(healthy), True, [])
 
 
-def test_github_format(tmp_path):
+def test_github_format(tmp_path, run, write):
     path = write(broken_table(), tmp_path / "captions.parquet")
 
     result = run("validate", "captions", path, "--format", "github")
@@ -534,7 +509,7 @@ def test_every_rule_is_a_check_of_the_model_and_all_pass_on_a_healthy_table():
     assert CaptionTable.validate(healthy_table(), lazy=True).height == 50
 
 
-def test_help_has_an_example():
+def test_help_has_an_example(run):
     result = run("validate", "captions", "--help")
     assert result.exit_code == 0
     assert "Example:" in result.output

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from uncollapse.cli import main
+from uncollapse.data.captions.table import CAPTION_SCHEMA
 from uncollapse.errors import ToolError
 from uncollapse.validators.captions.match_ids import (
     diagnose_match_id_array,
     diagnose_match_ids,
     random_batch_positives,
 )
-
-CONTRACT = {"image_id": pl.String, "match_id": pl.Int64, "caption_idx": pl.Int16,
-            "caption": pl.String, "split": pl.String, "source_row": pl.Int64,
-            "image_path": pl.String}
-
-
-@pytest.fixture(autouse=True)
-def isolated_caption_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
 
 
 def grouped_table(n_groups: int, size: int) -> pl.DataFrame:
@@ -41,16 +30,7 @@ def grouped_table(n_groups: int, size: int) -> pl.DataFrame:
         "split": ["train"] * n,
         "source_row": pl.int_range(n, eager=True).cast(pl.Int64),
         "image_path": [None] * n,
-    }, schema=CONTRACT)
-
-
-def write(frame: pl.DataFrame, path: Path) -> Path:
-    frame.write_parquet(path)
-    return path
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    }, schema=CAPTION_SCHEMA)
 
 
 def analytic_positives_per_row(n: int, size: int, batch: int) -> float:
@@ -58,7 +38,7 @@ def analytic_positives_per_row(n: int, size: int, batch: int) -> float:
     return (size - 1) * (batch - 1) / (n - 1)
 
 
-def test_simulated_positives_agree_with_the_analytic_expectation(tmp_path):
+def test_simulated_positives_agree_with_the_analytic_expectation(tmp_path, write):
     n_groups, size, batch = 10_000, 5, 500
     path = write(grouped_table(n_groups, size), tmp_path / "captions.parquet")
 
@@ -104,7 +84,7 @@ def test_simulation_is_seeded_and_uses_at_most_max_batches():
     assert round(a[0] * 50, 9) == int(round(a[0] * 50))
 
 
-def test_all_singletons_are_broken(tmp_path):
+def test_all_singletons_are_broken(tmp_path, run, write):
     path = write(grouped_table(400, 1), tmp_path / "captions.parquet")
 
     report = diagnose_match_ids(path, batch_size=32)
@@ -119,7 +99,7 @@ def test_all_singletons_are_broken(tmp_path):
     assert "GROUPS_ALL_UNIQUE" in result.output
 
 
-def test_groups_of_two_in_small_random_batches_have_few_positives(tmp_path):
+def test_groups_of_two_in_small_random_batches_have_few_positives(tmp_path, run, write):
     path = write(grouped_table(20_000, 2), tmp_path / "captions.parquet")
 
     result = run("diagnose", "match-ids", path, "--batch-size", "16", "--format", "json")
@@ -135,7 +115,7 @@ def test_groups_of_two_in_small_random_batches_have_few_positives(tmp_path):
     assert strict.exit_code == 1
 
 
-def test_healthy_table_exits_0(tmp_path):
+def test_healthy_table_exits_0(tmp_path, run, write):
     path = write(grouped_table(100, 5), tmp_path / "captions.parquet")
 
     result = run("diagnose", "match-ids", path, "-b", "64", "--strict")
@@ -148,7 +128,7 @@ def test_healthy_table_exits_0(tmp_path):
     assert report.stats["mean_positives_per_row"] > 0.3
 
 
-def test_bad_batch_sizes_exit_2(tmp_path):
+def test_bad_batch_sizes_exit_2(tmp_path, run, write):
     path = write(grouped_table(10, 5), tmp_path / "captions.parquet")
 
     too_big = run("diagnose", "match-ids", path, "--batch-size", "64")
@@ -162,7 +142,7 @@ def test_bad_batch_sizes_exit_2(tmp_path):
     assert "--max-batches must be at least 1" in no_batches.output
 
 
-def test_unreadable_table_exits_2(tmp_path):
+def test_unreadable_table_exits_2(tmp_path, run, write):
     bad = write(grouped_table(10, 5).drop("match_id"), tmp_path / "captions.parquet")
 
     result = run("diagnose", "match-ids", bad, "-b", "8")
@@ -171,7 +151,7 @@ def test_unreadable_table_exits_2(tmp_path):
     assert run("diagnose", "match-ids", tmp_path / "missing.parquet", "-b", "8").exit_code == 2
 
 
-def test_help_has_an_example():
+def test_help_has_an_example(run):
     result = run("diagnose", "match-ids", "--help")
     assert result.exit_code == 0
     assert "Example:" in result.output

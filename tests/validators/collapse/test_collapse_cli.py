@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +12,12 @@ from click.testing import CliRunner
 
 from uncollapse.cli import main
 
-EMBEDDINGS = Path(__file__).resolve().parents[3] / "data" / "coco" / "embeddings"
-
 
 @pytest.fixture(scope="module")
-def arrays(tmp_path_factory):
+def arrays(tmp_path_factory, coco_embeddings):
     """Real caption embeddings as targets, a healthy and a collapsed prediction of them."""
     root = tmp_path_factory.mktemp("collapse")
-    targets = np.load(EMBEDDINGS / "minilm_l6_v2.npy")[:600]
-    groups = np.load(EMBEDDINGS / "image_ids.npy")[:600]
+    targets, groups = (array[:600] for array in coco_embeddings)
     rng = np.random.default_rng(0)
     healthy = (targets + rng.normal(0, 0.02, targets.shape)).astype(np.float32)
     mean = np.tile(targets.astype(np.float32).mean(axis=0), (600, 1))

@@ -13,12 +13,6 @@ from uncollapse.errors import ToolError
 from uncollapse.validators.codes import all_codes
 from uncollapse.validators.collapse import Thresholds, diagnose_embeddings
 
-EMBEDDINGS = Path(__file__).resolve().parents[3] / "data" / "coco" / "embeddings"
-
-
-def gaussian(seed: int, n: int, d: int, scale: float = 1.0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0, scale, (n, d)).astype(np.float32)
-
 
 def noisy(x: np.ndarray, seed: int, scale: float) -> np.ndarray:
     return x + np.random.default_rng(seed).normal(0, scale, x.shape).astype(np.float32)
@@ -29,11 +23,10 @@ def errors(report) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def captions():
+def captions(coco_embeddings):
     """MiniLM embeddings of real COCO captions, their image ids, and each caption's partner:
     the next caption of the same image (a realistic, healthy "prediction" of a caption)."""
-    embeddings = np.load(EMBEDDINGS / "minilm_l6_v2.npy")
-    image_ids = np.load(EMBEDDINGS / "image_ids.npy")
+    embeddings, image_ids = coco_embeddings
     n = len(image_ids)
     starts = np.r_[0, np.flatnonzero(np.diff(image_ids)) + 1]
     sizes = np.diff(np.r_[starts, n])
@@ -94,7 +87,7 @@ def test_a_threshold_is_an_option(captions):
 # ----------------------------------------------------------------- each code, both ways
 
 
-def test_mean_vector_collapse_fires_on_the_mean_and_not_on_a_good_predictor():
+def test_mean_vector_collapse_fires_on_the_mean_and_not_on_a_good_predictor(gaussian):
     targets = gaussian(1, 1000, 64) + 0.5
     collapsed = noisy(np.tile(targets.mean(axis=0), (1000, 1)), 2, 0.05)
     assert "MEAN_VECTOR_COLLAPSE" in errors(diagnose_embeddings(collapsed, targets))
@@ -102,7 +95,7 @@ def test_mean_vector_collapse_fires_on_the_mean_and_not_on_a_good_predictor():
                                                                     targets))
 
 
-def test_dimensional_collapse_fires_on_low_rank_outputs_and_not_on_full_rank():
+def test_dimensional_collapse_fires_on_low_rank_outputs_and_not_on_full_rank(gaussian):
     rng = np.random.default_rng(4)
     low_rank = (rng.normal(size=(800, 3)) @ rng.normal(size=(3, 128))).astype(np.float32)
     report = diagnose_embeddings(low_rank)
@@ -111,7 +104,7 @@ def test_dimensional_collapse_fires_on_low_rank_outputs_and_not_on_full_rank():
     assert diagnose_embeddings(gaussian(5, 800, 128)).findings == []
 
 
-def test_dimensional_collapse_against_the_targets_rank():
+def test_dimensional_collapse_against_the_targets_rank(gaussian):
     rng = np.random.default_rng(6)
     targets = gaussian(7, 2000, 256)
     basis, _ = np.linalg.qr(rng.normal(size=(256, 20)))
@@ -123,7 +116,7 @@ def test_dimensional_collapse_against_the_targets_rank():
                                                                     targets))
 
 
-def test_unit_norm_output_fires_when_only_the_outputs_are_normalised():
+def test_unit_norm_output_fires_when_only_the_outputs_are_normalised(gaussian):
     targets = gaussian(9, 500, 32, scale=3.0)
     pred = noisy(targets, 10, 0.3)
     unit_pred = pred / np.linalg.norm(pred, axis=1, keepdims=True)
@@ -135,7 +128,7 @@ def test_unit_norm_output_fires_when_only_the_outputs_are_normalised():
     assert diagnose_embeddings(unit_pred, unit_targets).findings == []
 
 
-def test_moment_mismatch_warns_on_shrunk_outputs_and_names_the_worst_dimensions():
+def test_moment_mismatch_warns_on_shrunk_outputs_and_names_the_worst_dimensions(gaussian):
     targets = gaussian(11, 1000, 16)
     shrunk = 0.3 * noisy(targets, 12, 0.1)
     report = diagnose_embeddings(shrunk, targets)
@@ -149,14 +142,14 @@ def test_moment_mismatch_warns_on_shrunk_outputs_and_names_the_worst_dimensions(
     assert diagnose_embeddings(noisy(targets, 14, 0.1), targets).findings == []
 
 
-def test_point_collapse_fires_when_every_output_is_one_point():
+def test_point_collapse_fires_when_every_output_is_one_point(gaussian):
     point = noisy(np.tile(gaussian(15, 1, 32) + 1.0, (300, 1)), 16, 1e-5)
     report = diagnose_embeddings(point)
     assert "POINT_COLLAPSE" in errors(report)
     assert report.stats["uniformity"] == pytest.approx(0.0, abs=1e-3)
 
 
-def test_point_collapse_fires_when_each_label_is_one_point_and_not_on_spread_clusters():
+def test_point_collapse_fires_when_each_label_is_one_point_and_not_on_spread_clusters(gaussian):
     centres = gaussian(17, 10, 32)
     labels = np.repeat(np.arange(10), 30)
     report = diagnose_embeddings(noisy(centres[labels], 18, 1e-4), labels=labels)
@@ -166,7 +159,7 @@ def test_point_collapse_fires_when_each_label_is_one_point_and_not_on_spread_clu
     assert diagnose_embeddings(spread, labels=labels).findings == []
 
 
-def test_healthy_well_separated_labels_are_not_point_collapse():
+def test_healthy_well_separated_labels_are_not_point_collapse(gaussian):
     # a good classifier's embeddings: labels far apart (silhouette above 0.99), yet the rows of
     # a label still differ from one another, so nothing has collapsed to a point
     centres = gaussian(40, 10, 64, scale=1.0)
@@ -178,7 +171,7 @@ def test_healthy_well_separated_labels_are_not_point_collapse():
     assert report.findings == []
 
 
-def test_point_collapse_per_label_against_targets_that_vary_within_labels():
+def test_point_collapse_per_label_against_targets_that_vary_within_labels(gaussian):
     centres = gaussian(42, 8, 32)
     labels = np.repeat(np.arange(8), 50)
     targets = noisy(centres[labels], 43, 0.5)
@@ -192,14 +185,14 @@ def test_point_collapse_per_label_against_targets_that_vary_within_labels():
     assert report.stats["label_spread_ratio"] == pytest.approx(1.0, abs=0.05)
 
 
-def test_outputs_equal_to_per_label_prototype_targets_are_not_point_collapse():
+def test_outputs_equal_to_per_label_prototype_targets_are_not_point_collapse(gaussian):
     centres = gaussian(46, 6, 16)
     labels = np.repeat(np.arange(6), 20)
     report = diagnose_embeddings(centres[labels], centres[labels], labels=labels)
     assert "POINT_COLLAPSE" not in errors(report)
 
 
-def test_slots_identical_fires_on_copied_slots_and_not_on_distinct_ones():
+def test_slots_identical_fires_on_copied_slots_and_not_on_distinct_ones(gaussian):
     base = gaussian(19, 64, 32)
     copied = noisy(np.repeat(base[:, None, :], 5, axis=1), 20, 1e-3)
     report = diagnose_embeddings(copied)
@@ -209,13 +202,13 @@ def test_slots_identical_fires_on_copied_slots_and_not_on_distinct_ones():
     assert diagnose_embeddings(distinct).findings == []
 
 
-def test_slot_labels_per_set_are_repeated_per_slot():
+def test_slot_labels_per_set_are_repeated_per_slot(gaussian):
     slots = gaussian(22, 40 * 4, 16).reshape(40, 4, 16)
     report = diagnose_embeddings(slots, labels=np.arange(40) % 5)
     assert report.stats["labels"] == 5 and "silhouette" in report.stats
 
 
-def test_non_finite_outputs_are_reported_and_stop_the_other_metrics():
+def test_non_finite_outputs_are_reported_and_stop_the_other_metrics(gaussian):
     pred = gaussian(23, 50, 8)
     pred[[3, 7], 2] = np.nan
     pred[9, 0] = np.inf
@@ -249,7 +242,7 @@ def test_bad_input_is_a_tool_error_that_says_what_is_wrong(kwargs, message):
         diagnose_embeddings(**kwargs)
 
 
-def test_labels_with_one_row_each_are_not_point_collapse():
+def test_labels_with_one_row_each_are_not_point_collapse(gaussian):
     # a label of one row is trivially "one point": it says nothing about collapse
     pred = gaussian(47, 200, 16)
     labels = np.arange(200)

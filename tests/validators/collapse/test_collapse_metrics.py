@@ -17,10 +17,6 @@ from uncollapse.validators.collapse import metrics
 SETTINGS = settings(max_examples=40, deadline=None)
 
 
-def gaussian(seed: int, n: int, d: int, scale: float = 1.0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0, scale, (n, d)).astype(np.float32)
-
-
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -32,7 +28,7 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------ inputs
 
 
-def test_numpy_input_is_shared_not_copied():
+def test_numpy_input_is_shared_not_copied(gaussian):
     x = gaussian(0, 10, 4)
     tensor = metrics.as_tensor(x)
     assert np.shares_memory(tensor.numpy(), x)
@@ -44,7 +40,7 @@ def test_tensor_input_stays_on_its_device_and_half_precision_is_measured_in_floa
     assert converted.device == x.device and converted.dtype == torch.float32
 
 
-def test_numpy_and_torch_inputs_give_the_same_values():
+def test_numpy_and_torch_inputs_give_the_same_values(gaussian):
     x, y = gaussian(1, 200, 16), gaussian(2, 200, 16)
     labels = np.repeat(np.arange(20), 10)
     assert metrics.effective_rank(x) == pytest.approx(metrics.effective_rank(torch.from_numpy(x)))
@@ -57,7 +53,7 @@ def test_numpy_and_torch_inputs_give_the_same_values():
 # ------------------------------------------------------------------- prediction vs target
 
 
-def test_mean_vector_baseline_matches_a_loop():
+def test_mean_vector_baseline_matches_a_loop(gaussian):
     pred, targets = gaussian(3, 30, 8), gaussian(4, 30, 8) + 2.0
     mean = targets.mean(axis=0)
     expected_pred = np.mean([cos(p, t) for p, t in zip(pred, targets, strict=True)])
@@ -70,7 +66,7 @@ def test_mean_vector_baseline_matches_a_loop():
     assert result["margin"] == pytest.approx(expected_pred - expected_mean, abs=1e-5)
 
 
-def test_predicting_the_mean_vector_has_zero_margin():
+def test_predicting_the_mean_vector_has_zero_margin(gaussian):
     targets = gaussian(5, 100, 8) + 1.0
     pred = np.tile(targets.mean(axis=0), (100, 1))
     result = metrics.mean_vector_baseline(pred, targets)
@@ -78,7 +74,7 @@ def test_predicting_the_mean_vector_has_zero_margin():
     assert result["cos_pred_mean"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_moment_comparison_matches_numpy_per_dimension():
+def test_moment_comparison_matches_numpy_per_dimension(gaussian):
     targets = gaussian(6, 500, 6) * np.arange(1, 7) + np.arange(6)
     pred = gaussian(7, 500, 6) * 0.5 + 1.0
     result = metrics.moment_comparison(pred, targets, worst=3)
@@ -93,7 +89,7 @@ def test_moment_comparison_matches_numpy_per_dimension():
     assert [row["dim"] for row in result["worst_mean_dims"]] == np.argsort(-shift)[:3].tolist()
 
 
-def test_moment_comparison_sees_a_rescaled_prediction_and_skips_constant_target_dims():
+def test_moment_comparison_sees_a_rescaled_prediction_and_skips_constant_target_dims(gaussian):
     targets = gaussian(8, 400, 5)
     targets[:, 4] = 0.25
     result = metrics.moment_comparison(targets * 3.0, targets)
@@ -109,7 +105,7 @@ def test_moment_comparison_sees_a_rescaled_prediction_and_skips_constant_target_
 @SETTINGS
 @given(n=st.integers(2, 60), d=st.integers(1, 40), seed=st.integers(0, 10_000),
        center=st.booleans())
-def test_singular_values_match_numpy_svd(n, d, seed, center):
+def test_singular_values_match_numpy_svd(n, d, seed, center, gaussian):
     x = gaussian(seed, n, d) * np.geomspace(1, 1e-3, d).astype(np.float32)
     reference = x.astype(np.float64)
     if center:
@@ -123,7 +119,7 @@ def test_singular_values_match_numpy_svd(n, d, seed, center):
 
 @SETTINGS
 @given(n=st.integers(2, 80), d=st.integers(1, 50), seed=st.integers(0, 10_000))
-def test_effective_rank_matches_rankme_on_numpy_svd(n, d, seed):
+def test_effective_rank_matches_rankme_on_numpy_svd(n, d, seed, gaussian):
     x = gaussian(seed, n, d) * np.geomspace(1, 1e-2, d).astype(np.float32)
     sigma = np.linalg.svd(x.astype(np.float64), compute_uv=False)
     p = sigma / sigma.sum() + 1e-7
@@ -148,7 +144,7 @@ def test_random_rank_r_data_has_effective_rank_at_most_and_near_r(rank):
     assert 0.75 * rank < value <= rank * 1.001
 
 
-def test_effective_rank_of_a_tall_768_dim_set_matches_numpy():
+def test_effective_rank_of_a_tall_768_dim_set_matches_numpy(gaussian):
     x = gaussian(9, 3000, 768) * np.geomspace(1, 1e-3, 768).astype(np.float32)
     sigma = np.linalg.svd(x.astype(np.float64), compute_uv=False)
     p = sigma / sigma.sum() + 1e-7
@@ -163,7 +159,7 @@ def test_effective_rank_of_zeros_is_one():
 # ------------------------------------------------------------------ alignment, uniformity
 
 
-def test_alignment_matches_a_loop_and_known_values():
+def test_alignment_matches_a_loop_and_known_values(gaussian):
     x, y = gaussian(10, 20, 5), gaussian(11, 20, 5)
     expected = np.mean([np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b)) ** 2
                         for a, b in zip(x, y, strict=True)])
@@ -172,26 +168,26 @@ def test_alignment_matches_a_loop_and_known_values():
     assert metrics.alignment(x, -x) == pytest.approx(4.0, rel=1e-6)
 
 
-def test_uniformity_matches_the_papers_pdist_formula():
+def test_uniformity_matches_the_papers_pdist_formula(gaussian):
     x = gaussian(12, 50, 8)
     u = torch.from_numpy(unit(x))
     expected = torch.pdist(u, p=2).pow(2).mul(-2).exp().mean().log().item()
     assert metrics.uniformity(x) == pytest.approx(expected, abs=1e-5)
 
 
-def test_uniformity_matches_a_pair_loop():
+def test_uniformity_matches_a_pair_loop(gaussian):
     x = unit(gaussian(13, 12, 3).astype(np.float64))
     terms = [math.exp(-2 * np.sum((x[i] - x[j]) ** 2))
              for i, j in itertools.permutations(range(12), 2)]
     assert metrics.uniformity(x, t=2) == pytest.approx(math.log(np.mean(terms)), abs=1e-9)
 
 
-def test_one_repeated_vector_has_uniformity_zero():
+def test_one_repeated_vector_has_uniformity_zero(gaussian):
     x = np.tile(gaussian(14, 1, 16), (100, 1))
     assert metrics.uniformity(x) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_uniformity_on_a_seeded_subset_is_reproducible_and_that_subset():
+def test_uniformity_on_a_seeded_subset_is_reproducible_and_that_subset(gaussian):
     x = gaussian(15, 300, 8)
     index = metrics.sample_rows(300, 64, seed=3, device="cpu")
     assert metrics.uniformity(x, max_samples=64, seed=3) == pytest.approx(
@@ -205,7 +201,7 @@ def test_uniformity_on_a_seeded_subset_is_reproducible_and_that_subset():
 # ----------------------------------------------------------------------- spread, variance
 
 
-def test_variance_floor_matches_the_vicreg_formula():
+def test_variance_floor_matches_the_vicreg_formula(gaussian):
     x = gaussian(16, 100, 6) * np.array([0.1, 0.5, 1.0, 2.0, 0.01, 1.5], dtype=np.float32)
     std = np.sqrt(x.astype(np.float64).var(axis=0, ddof=1) + 1e-4)
     result = metrics.variance_floor(x, gamma=1.0)
@@ -214,7 +210,7 @@ def test_variance_floor_matches_the_vicreg_formula():
     assert result["min_std"] == pytest.approx(std.min(), rel=1e-5)
 
 
-def test_relative_spread_is_zero_for_one_point_and_one_for_centred_data():
+def test_relative_spread_is_zero_for_one_point_and_one_for_centred_data(gaussian):
     point = np.tile(gaussian(17, 1, 8) + 5, (50, 1))
     assert metrics.relative_spread(point) == pytest.approx(0.0, abs=1e-6)
     centred = gaussian(18, 500, 8)
@@ -222,7 +218,7 @@ def test_relative_spread_is_zero_for_one_point_and_one_for_centred_data():
     assert metrics.relative_spread(centred) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_within_set_cosine_matches_loops():
+def test_within_set_cosine_matches_loops(gaussian):
     sets = gaussian(19, 4 * 5 * 6, 1).reshape(4, 5, 6) + 0.3
     cosines, within, across = [], [], []
     for one in sets:
@@ -241,7 +237,7 @@ def test_within_set_cosine_matches_loops():
     assert result["spread_ratio"] == pytest.approx(np.mean(within) / across, rel=1e-4)
 
 
-def test_identical_slots_have_spread_zero_and_a_shared_offset_does_not_change_the_ratio():
+def test_identical_slots_have_spread_zero_and_a_shared_offset_does_not_change_the_ratio(gaussian):
     base = gaussian(20, 30, 16)
     identical = np.repeat(base[:, None, :], 4, axis=1)
     assert metrics.within_set_cosine(identical)["spread_ratio"] == pytest.approx(0.0, abs=1e-6)
@@ -271,7 +267,7 @@ def test_silhouette_matches_sklearn_cosine(n, k, d, seed):
     assert metrics.silhouette(x, labels) == pytest.approx(expected, abs=1e-9)
 
 
-def test_silhouette_with_string_labels_and_singletons_matches_sklearn():
+def test_silhouette_with_string_labels_and_singletons_matches_sklearn(gaussian):
     x = gaussian(22, 9, 4).astype(np.float64)
     labels = np.array(["a", "a", "b", "b", "b", "c", "d", "d", "a"])
     assert metrics.silhouette(x, labels) == pytest.approx(
@@ -288,7 +284,7 @@ def test_sampled_silhouette_is_sklearn_on_the_seeded_subset():
                                                                                    abs=1e-9)
 
 
-def test_each_label_on_one_point_has_silhouette_one():
+def test_each_label_on_one_point_has_silhouette_one(gaussian):
     centres = gaussian(24, 5, 16)
     labels = np.repeat(np.arange(5), 20)
     assert metrics.silhouette(centres[labels], labels) == pytest.approx(1.0, abs=1e-9)
@@ -345,7 +341,7 @@ def test_contrastive_accuracy_matches_a_loop(metric):
         contrastive_accuracy_loop(pred, targets, np.arange(40), metric), abs=1e-9)
 
 
-def test_a_constant_prediction_has_contrastive_accuracy_one_half():
+def test_a_constant_prediction_has_contrastive_accuracy_one_half(gaussian):
     targets = gaussian(28, 101, 8).astype(np.float64)
     pred = np.tile(targets.mean(axis=0), (101, 1))
     assert metrics.contrastive_accuracy(pred, targets) == pytest.approx(0.5, abs=1e-12)
@@ -387,7 +383,7 @@ def test_recall_at_k_separate_gallery_matches_a_loop():
             recall_loop(captions, images, caption_groups, np.arange(20), k), abs=1e-12)
 
 
-def test_perfect_predictions_have_recall_one_and_contrastive_accuracy_one():
+def test_perfect_predictions_have_recall_one_and_contrastive_accuracy_one(gaussian):
     targets = gaussian(31, 50, 16)
     assert metrics.recall_at_k(targets, targets, ks=(1,))["recall@1"] == 1.0
     assert metrics.contrastive_accuracy(targets, targets) == 1.0
