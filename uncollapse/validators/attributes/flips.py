@@ -17,6 +17,10 @@ from uncollapse.errors import ToolError
 from uncollapse.progress import progress
 from uncollapse.report import Code, Report
 
+__all__ = ["FLIPS_NOT_ALWAYS_APPLIED", "FLIPS_NOT_REPRODUCIBLE", "FLIPS_NO_SAMPLES",
+           "FLIPS_OUT_OF_RANGE", "FLIP_BATCH_SINGLE_COMBINATION", "FLIP_TARGETS_NOT_BINARY",
+           "audit_flips", "fetch_attributes"]
+
 FLIPS_NOT_ALWAYS_APPLIED = Code(
     "FLIPS_NOT_ALWAYS_APPLIED", "error",
     "Some samples came out with target attributes equal to their source: the augmentation "

@@ -19,6 +19,7 @@ import numpy as np
 
 from uncollapse.data.npz import open_npz
 from uncollapse.data.sequences.contract import (
+    CHUNK_DOC_ID,
     COMPACT_ARRAYS,
     COMPACT_TEXTS,
     CONCEPT_TEXTS,
@@ -433,7 +434,7 @@ def contexts_stay_in_their_document(f: SequenceFile) -> Failed | None:
     return Failed(f"{crossing.size} sample(s) have a target at position < C={c} of its document, "
                   "so their contexts reach before the document's first chunk",
                   count=crossing.size,
-                  examples=[{"sample": int(i), "doc_id": int(docs[i]),
+                  examples=[{"sample": int(i), CHUNK_DOC_ID: int(docs[i]),
                              "target_position": int(positions[i])}
                             for i in crossing[:MAX_EXAMPLES]])
 
@@ -463,7 +464,7 @@ def contexts_end_before_their_target(f: SequenceFile) -> Failed | None:
     return Failed(f"{bad.size} of {earlier.size} checked sample(s) have a last context vector "
                   "that is not the target vector one position earlier in the same document",
                   count=bad.size,
-                  examples=[{"sample": int(i), "doc_id": int(docs[i]),
+                  examples=[{"sample": int(i), CHUNK_DOC_ID: int(docs[i]),
                              "target_position": int(positions[i])} for i in bad[:MAX_EXAMPLES]])
 
 
@@ -474,7 +475,7 @@ def file_has_samples(f: SequenceFile) -> Failed | None:
     if stats.get("samples") != 0 and stats.get("rows") != 0:
         return None
     return Failed(f"no samples ({stats.get('rows', 0)} vectors, {stats.get('documents', 0)} "
-                  f"documents, context length {stats.get('context_length', '?')})", count=1,
+                  f"documents, context length {stats.get(CONTEXT_LENGTH, '?')})", count=1,
                   examples=[stats])
 
 
@@ -535,7 +536,7 @@ def _dense(run: Run, f: SequenceFile) -> None:
     if not run.check(vectors_have_width, f, TARGET_VECTORS):
         return
     if CONTEXT_SEQUENCES in a:
-        f.stats["context_length"] = int(a[CONTEXT_SEQUENCES].shape[1])
+        f.stats[CONTEXT_LENGTH] = int(a[CONTEXT_SEQUENCES].shape[1])
     if has_doc_ids:
         f.stats["documents"] = int(np.unique(np.asarray(a[DOC_IDS])).size)
     if not typed:
@@ -575,7 +576,7 @@ def _compact(run: Run, f: SequenceFile) -> None:
         if not run.check(context_length_is_positive, f, c):
             return
         windows = sequence_windows(np.asarray(a[DOC_OFFSETS]), c)
-        f.stats.update(context_length=c, documents=len(a[DOC_OFFSETS]) - 1,
+        f.stats.update({CONTEXT_LENGTH: c, "documents": len(a[DOC_OFFSETS]) - 1},
                        samples=int(windows.target_rows.size),
                        short_documents=windows.short_documents)
         texts = read_texts(a, TEXTS) if TEXTS.name in decodable and \
