@@ -20,13 +20,24 @@ import polars as pl
 from timing import median_time
 
 from uncollapse.cache.store import Cache
+from uncollapse.data.captions.contract import (
+    CAPTION,
+    CAPTION_IDX,
+    IMAGE_ID,
+    IMAGE_PATH,
+    MATCH_ID,
+    SOURCE_ROW,
+    SPLIT,
+)
 from uncollapse.pipeline.captions import build_captions
-from uncollapse.validators.captions import (
+from uncollapse.validators.captions.measure import (
     CONTROL_CHARACTERS,
     RECORD_KEY,
     CaptionMeasurements,
-    caption_table_model,
     normalised_caption,
+)
+from uncollapse.validators.captions.rules import (
+    caption_table_model,
     validate_caption_frame,
     validate_captions,
 )
@@ -51,13 +62,13 @@ def synthetic_table(n_rows: int, per_group: int, rng: np.random.Generator) -> pl
     captions = random_sentences(n_rows, 8, rng)
     group = np.repeat(np.arange(n_groups), per_group)
     return pl.DataFrame({
-        "image_id": image_id.gather(order).gather(group),
-        "match_id": pl.Series(group, dtype=pl.Int64),
-        "caption_idx": pl.Series(np.tile(np.arange(per_group), n_groups), dtype=pl.Int16),
-        "caption": captions,
-        "split": pl.Series(np.where(group % 20 == 0, "test", "train")),
-        "source_row": pl.Series(np.arange(n_rows), dtype=pl.Int64),
-        "image_path": pl.Series([None] * n_rows, dtype=pl.String),
+        IMAGE_ID: image_id.gather(order).gather(group),
+        MATCH_ID: pl.Series(group, dtype=pl.Int64),
+        CAPTION_IDX: pl.Series(np.tile(np.arange(per_group), n_groups), dtype=pl.Int16),
+        CAPTION: captions,
+        SPLIT: pl.Series(np.where(group % 20 == 0, "test", "train")),
+        SOURCE_ROW: pl.Series(np.arange(n_rows), dtype=pl.Int64),
+        IMAGE_PATH: pl.Series([None] * n_rows, dtype=pl.String),
     })
 
 
@@ -78,38 +89,38 @@ def pandas_grouping_checks(path: Path) -> None:
     import pandas as pd
 
     frame = pd.read_parquet(path)
-    sizes = frame.groupby("match_id").size()
+    sizes = frame.groupby(MATCH_ID).size()
     _ = (sizes == 1).mean()
-    _ = frame.groupby("image_id")["match_id"].nunique().gt(1).sum()
-    _ = frame.groupby("image_id")["split"].nunique().gt(1).sum()
-    key = frame["caption"].str.lower().str.replace(r"[^\w]+", " ", regex=True).str.strip()
-    _ = frame.assign(key=key).groupby("key")["match_id"].nunique().gt(1).sum()
+    _ = frame.groupby(IMAGE_ID)[MATCH_ID].nunique().gt(1).sum()
+    _ = frame.groupby(IMAGE_ID)[SPLIT].nunique().gt(1).sum()
+    key = frame[CAPTION].str.lower().str.replace(r"[^\w]+", " ", regex=True).str.strip()
+    _ = frame.assign(key=key).groupby("key")[MATCH_ID].nunique().gt(1).sum()
 
 
 def plain_polars_rules(frame: pl.DataFrame, min_group: int, max_group: int) -> dict:
     """Every rule of the model as plain polars expressions: one pass over the rows, one
     group_by per grouping key, counts only (no pandera, no examples)."""
-    caption = pl.col("caption")
-    number = pl.col("image_id").cast(pl.Int64, strict=False)
+    caption = pl.col(CAPTION)
+    number = pl.col(IMAGE_ID).cast(pl.Int64, strict=False)
     row = pl.int_range(pl.len())
     rows = frame.lazy().select(
-        pl.col("match_id"), pl.col("split"),
-        image=pl.col("image_id").hash(), key=normalised_caption(caption).hash())
+        pl.col(MATCH_ID), pl.col(SPLIT),
+        image=pl.col(IMAGE_ID).hash(), key=normalised_caption(caption).hash())
     per_row = frame.lazy().select(
-        nulls=pl.sum_horizontal(pl.col("image_id", "match_id", "caption_idx",
-                                       "source_row").null_count()),
+        nulls=pl.sum_horizontal(pl.col(IMAGE_ID, MATCH_ID, CAPTION_IDX,
+                                       SOURCE_ROW).null_count()),
         empty=(caption.str.strip_chars().fill_null("") == "").sum(),
         control=caption.str.contains_any(CONTROL_CHARACTERS).sum(),
         record_key=caption.str.contains(RECORD_KEY).sum(),
         length=(~caption.str.len_chars().is_between(2, 1000)).sum(),
         positional=((number == row) | (number == row + 1)
-                    | (number == pl.col("source_row"))).mean())
-    groups = rows.group_by("match_id").agg(
+                    | (number == pl.col(SOURCE_ROW))).mean())
+    groups = rows.group_by(MATCH_ID).agg(
         size=pl.len(), images=pl.col("image").n_unique(),
-        splits=pl.col("split").drop_nulls().n_unique())
-    images = rows.group_by("image").agg(groups=pl.col("match_id").n_unique())
-    keys = rows.group_by("key").agg(n=pl.len(), groups=pl.col("match_id").n_unique(),
-                                    pairs=pl.struct("match_id").n_unique())
+        splits=pl.col(SPLIT).drop_nulls().n_unique())
+    images = rows.group_by("image").agg(groups=pl.col(MATCH_ID).n_unique())
+    keys = rows.group_by("key").agg(n=pl.len(), groups=pl.col(MATCH_ID).n_unique(),
+                                    pairs=pl.struct(MATCH_ID).n_unique())
     counts, groups, images, keys = pl.collect_all([per_row, groups, images, keys])
     return {**counts.row(0, named=True),
             "singletons": int((groups["size"] == 1).sum()),
@@ -133,7 +144,7 @@ def main() -> None:
         path = tmp / "captions.parquet"
         table.write_parquet(path)
         frame = pl.read_parquet(path, columns=[c for c in table.columns
-                                               if c != "image_path"])
+                                               if c != IMAGE_PATH])
         model = caption_table_model(min_group=5, max_group=5)
         model.validate(frame, lazy=True)  # warm-up: pandera builds the schema on first use
         report = validate_caption_frame(frame, min_group=5, max_group=5)

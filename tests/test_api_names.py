@@ -22,7 +22,7 @@ def public_functions_returning(annotation: str):
 
 def test_every_public_check_that_returns_a_report_is_named_by_the_rule():
     checks = dict(public_functions_returning("Report"))
-    assert "uncollapse/validators/captions.py:validate_captions" in checks
+    assert "uncollapse/validators/captions/rules.py:validate_captions" in checks
     wrong = [where for where, name in checks.items() if not name.startswith(PREFIXES)]
     assert wrong == []
 

@@ -178,7 +178,8 @@ def test_training_path_imports_with_torch_numpy_and_pyarrow_only():
     code = ("import sys\n"
             "for name in ('polars', 'pandera', 'datasets'): sys.modules[name] = None\n"
             "import uncollapse.samplers, uncollapse.trainers.engine, uncollapse.trainers.serve\n"
-            "import uncollapse.trainers.cli, uncollapse.validators.match_ids\n"
+            "import uncollapse.trainers.cli, uncollapse.validators.captions.match_ids\n"
+            "import uncollapse.validators.match_ids, uncollapse.validators.sequences.rules\n"
             "print('imported')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT)

@@ -158,7 +158,7 @@ def test_a_command_that_needs_torch_exits_2_naming_the_torch_extra(lean, tables)
 def test_importing_the_collapse_diagnostics_without_torch_names_the_torch_extra(lean):
     code = ("from uncollapse.extras import MissingExtra\n"
             "try:\n"
-            "    import uncollapse.validators.collapse\n"
+            "    from uncollapse.validators.collapse import diagnose_embeddings\n"
             "except MissingExtra as exc:\n"
             "    print(exc)\n")
     result = lean.python(code)

@@ -120,7 +120,7 @@ def test_quiet_hides_progress_but_not_the_report(shrunk_predictions, tmp_path):
 
 def test_quiet_has_one_meaning_in_the_commands_that_share_it():
     from uncollapse.cache.cli import verify_cmd
-    from uncollapse.validators.collapse_cli import diagnose_embeddings_command
+    from uncollapse.validators.collapse.cli import diagnose_embeddings_command
 
     helps = {next(p.help for p in command.params if p.name == "quiet")
              for command in (verify_cmd, diagnose_embeddings_command)}

@@ -183,7 +183,7 @@ def test_footer_bit_flips_read_or_are_an_input_error(tmp_path):
 
 
 def test_a_panic_the_readers_miss_is_still_exit_2_not_a_traceback(run, tmp_path, monkeypatch):
-    import uncollapse.validators.attributes as attributes
+    import uncollapse.validators.attributes.rules as attributes
 
     def panic(*_, **__):
         raise PanicException("called `Option::unwrap()` on a `None` value")

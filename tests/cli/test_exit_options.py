@@ -166,7 +166,7 @@ def test_huge_sizes_exit_2_naming_the_option_not_a_memory_error(tmp_path, captio
 
 
 def test_a_bare_memory_error_says_what_to_lower(monkeypatch, caption_table):
-    import uncollapse.validators.batches_table as batches_table
+    import uncollapse.validators.batches.table as batches_table
 
     def exhausted(*args, **kwargs):
         raise MemoryError()

@@ -1,22 +1,24 @@
-"""Commands of uncollapse.validators: each family's ``validate`` and ``diagnose`` commands."""
+"""Commands of uncollapse.validators: each family's ``validate`` and ``diagnose`` commands (read
+from the families table), the batch audit and the collapse diagnostics."""
+
+from __future__ import annotations
 
 from uncollapse.families import family_modules
-from uncollapse.validators.attributes_cli import (
-    validate_attributes_command,
-    validate_flips_command,
-    validate_scenes_command,
-)
-from uncollapse.validators.batches_cli import validate_batches_command
-from uncollapse.validators.captions_cli import diagnose_match_ids_command, validate_captions_command
-from uncollapse.validators.collapse_cli import diagnose_embeddings_command
-from uncollapse.validators.sequences_cli import validate_sequences_command
+from uncollapse.validators.batches import cli as batches_cli
+from uncollapse.validators.collapse import cli as collapse_cli
 
-COMMANDS = {"validate": [validate_captions_command, validate_batches_command,
-                          validate_sequences_command, validate_attributes_command,
-                          validate_flips_command, validate_scenes_command],
-            "diagnose": [diagnose_match_ids_command, diagnose_embeddings_command]}
+__all__ = ["COMMANDS"]
 
-# every family's own validate and diagnose commands (uncollapse/validators/<family>/cli.py)
-for _family, _module in family_modules("validators", "cli"):
-    for _parent, _commands in _module.COMMANDS.items():
-        COMMANDS.setdefault(_parent, []).extend(_commands)
+
+def _commands() -> dict[str, list]:
+    """Each family's commands in the order of the families table, then the batch audit's and
+    the collapse diagnostics'."""
+    packages = [module for _, module in family_modules("validators", "cli")]
+    commands: dict[str, list] = {"validate": [], "diagnose": []}
+    for module in (*packages, batches_cli, collapse_cli):
+        for parent, group in module.COMMANDS.items():
+            commands[parent] += group
+    return commands
+
+
+COMMANDS = _commands()

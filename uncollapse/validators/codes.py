@@ -1,46 +1,84 @@
-"""Every finding code of the project, collected from the modules that define them.
+"""Every finding code of the project, found where it is defined.
 
-A module that emits findings defines its codes as module-level ``Code`` constants and is
-listed in ``CODE_MODULES``. ``docs/finding-codes.md`` is generated from this registry
+A module that emits findings defines its codes as module-level ``Code`` constants
+(``NAME = Code(...)``). The registry walks the source files of the packages that emit findings
+(``CODE_PACKAGES``: the layers, and so every family's package in each of them), finds such
+definitions, and imports only the modules that have one; a code imported elsewhere is listed
+once, under the module that defines it. ``docs/finding-codes.md`` is generated from it
 (``python -m uncollapse.validators.codes > docs/finding-codes.md``) and a test keeps it in sync.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
+from pathlib import Path
 
-from uncollapse.families import family_modules
+from uncollapse.families import FAMILIES
 from uncollapse.report import Code
 
-CODE_MODULES = (
-    "uncollapse.validators.sequences",
-    "uncollapse.pipeline.captions.irregularities",
-    "uncollapse.validators.match_ids",
-    "uncollapse.validators.captions",
-    "uncollapse.cache.verify",
-    "uncollapse.validators.batches",
-    "uncollapse.validators.collapse.diagnose",
-    "uncollapse.pipeline.attributes.build",
-    "uncollapse.validators.attributes",
-    "uncollapse.validators.flips",
-    "uncollapse.validators.scenes",
-    "uncollapse.pipeline.empty",
-)
+__all__ = ["CODE_PACKAGES", "all_codes", "code_modules", "markdown_table"]
+
+CODE_PACKAGES = ("uncollapse.pipeline", "uncollapse.validators", "uncollapse.cache",
+                 "uncollapse.trainers")
+"""The layers whose modules report findings; a family's package in each is walked with it."""
+
+
+def _code_names(path: Path) -> list[str]:
+    """The names the module at ``path`` assigns a ``Code(...)`` at its top level."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [target.id for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == Code.__name__
+            for target in node.targets if isinstance(target, ast.Name)]
+
+
+def _definitions() -> dict[str, list[str]]:
+    """``{module: names of the codes it defines}``, walking the source files of
+    ``CODE_PACKAGES`` (nothing is imported to find them)."""
+    found: dict[str, list[str]] = {}
+    for package in CODE_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            for path in sorted(Path(root).rglob("*.py")):
+                parts = path.relative_to(root).with_suffix("").parts
+                if parts[-1] == "__init__":
+                    parts = parts[:-1]
+                module = ".".join((package, *parts))
+                if names := _code_names(path):
+                    found[module] = names
+    return found
+
+
+def code_modules() -> list[str]:
+    """The modules that define finding codes."""
+    return list(_definitions())
 
 
 def all_codes() -> dict[str, tuple[str, Code]]:
-    """``{code name: (module, Code)}`` for every registered code; names are unique."""
+    """``{code name: (module, Code)}`` for every code, sorted by name; names are unique."""
     found: dict[str, tuple[str, Code]] = {}
-    # and every family's rules (uncollapse/validators/<family>/rules.py)
-    rules = [module.__name__ for _, module in family_modules("validators", "rules")]
-    for module_name in (*CODE_MODULES, *rules):
+    for module_name, names in _definitions().items():
         module = importlib.import_module(module_name)
-        for value in vars(module).values():
-            if isinstance(value, Code):
-                if value.name in found and found[value.name][1] != value:
-                    raise RuntimeError(f"finding code {value.name} defined twice")
-                found[value.name] = (module_name, value)
+        for name in names:
+            code = getattr(module, name)
+            if code.name in found:
+                raise RuntimeError(f"finding code {code.name} defined twice "
+                                   f"({found[code.name][0]} and {module_name})")
+            found[code.name] = (module_name, code)
     return dict(sorted(found.items()))
+
+
+def area(module: str) -> str:
+    """Where a code is reported: ``build <family>`` for a build, else the module that reports
+    it (a family's ``rules`` module by its family's name)."""
+    parts = module.split(".")
+    if parts[1] == "pipeline":
+        return f"build {parts[2]}"
+    if parts[-1] == "rules" and parts[-2] in {f.name for f in FAMILIES} | {"batches"}:
+        return parts[-2]
+    return parts[-1]
 
 
 def markdown_table() -> str:
@@ -50,9 +88,8 @@ def markdown_table() -> str:
              "`python -m uncollapse.validators.codes > docs/finding-codes.md`.", "",
              "| code | severity | area | meaning | fix |", "|---|---|---|---|---|"]
     for name, (module, code) in all_codes().items():
-        parts = module.split(".")
-        area = f"build {parts[2]}" if parts[1] == "pipeline" else parts[-1]
-        lines.append(f"| `{name}` | {code.severity} | {area} | {code.meaning} | {code.fix} |")
+        lines.append(f"| `{name}` | {code.severity} | {area(module)} | {code.meaning} | "
+                     f"{code.fix} |")
     return "\n".join(lines) + "\n"
 
 

@@ -44,6 +44,8 @@ TARGET_POSITIONS = "target_positions"
 VECTORS = "vectors"
 DOC_OFFSETS = "doc_offsets"
 CONTEXT_LENGTH = "context_length"
+CHUNK_DOC_ID = "doc_id"
+"""The document column of a chunk table (``uncollapse build chunks``)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Collapse diagnostics: metrics, ``diagnose_embeddings`` and training-time guards.
 
-Needs torch (extra ``torch``): importing this package without it raises ``MissingExtra``
-with the command that installs it.
+Needs torch (extra ``torch``): using a name of this package without it raises ``MissingExtra``
+with the command that installs it. (Importing the package itself does not need torch: its
+command, ``uncollapse diagnose embeddings``, is listed by ``uncollapse --help`` everywhere.)
 
 - ``uncollapse.validators.collapse.metrics``: the metric functions (numpy or torch in, on any
   device; floats out).
@@ -12,18 +13,18 @@ with the command that installs it.
 """
 
 from uncollapse.extras import require
-
-require("torch", "torch", "the collapse diagnostics")
-
-from uncollapse.validators.collapse import metrics  # noqa: E402
-from uncollapse.validators.collapse.diagnose import Thresholds, diagnose_embeddings  # noqa: E402
-from uncollapse.validators.collapse.monitor import (  # noqa: E402
-    CollapseError,
-    CollapseMonitor,
-    CollapseWarning,
-    LossGuard,
-    LossGuardError,
-)
+from uncollapse.validators.lazy import lazy_names
 
 __all__ = ["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard", "LossGuardError",
            "Thresholds", "diagnose_embeddings", "metrics"]
+
+_lazy, __dir__ = lazy_names(__name__, {
+    "metrics": "metrics", "Thresholds": "diagnose", "diagnose_embeddings": "diagnose",
+    **dict.fromkeys(["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard",
+                     "LossGuardError"], "monitor")})
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        require("torch", "torch", "the collapse diagnostics")
+    return _lazy(name)

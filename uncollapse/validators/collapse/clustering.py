@@ -16,6 +16,8 @@ from uncollapse.validators.collapse.tensors import (
     take,
 )
 
+__all__ = ["cluster_purity", "knn_purity", "silhouette"]
+
 
 def silhouette(x, labels, *, max_samples: int | None = MAX_SAMPLES, seed: int = 0) -> float:
     """Mean silhouette coefficient with cosine distance (Rousseeuw 1987).

@@ -15,6 +15,10 @@ from uncollapse.errors import ToolError
 from uncollapse.report import Code, Report
 from uncollapse.validators.collapse import metrics
 
+__all__ = ["DIMENSIONAL_COLLAPSE", "MEAN_VECTOR_COLLAPSE", "MOMENT_MISMATCH", "NON_FINITE_OUTPUT",
+           "POINT_COLLAPSE", "SLOTS_IDENTICAL", "UNIT_NORM_OUTPUT", "Thresholds",
+           "diagnose_embeddings"]
+
 NON_FINITE_OUTPUT = Code(
     "NON_FINITE_OUTPUT", "error",
     "Some outputs or targets hold NaN or infinite values; no other metric was computed.",

@@ -19,6 +19,9 @@ from uncollapse.validators.collapse.tensors import (
     take,
 )
 
+__all__ = ["alignment", "label_spread", "mean_vector_baseline", "moment_comparison",
+           "relative_spread", "uniformity", "variance_floor", "within_set_cosine"]
+
 
 def mean_vector_baseline(pred, targets) -> dict:
     """How much better the predictions are than predicting the targets' mean vector.

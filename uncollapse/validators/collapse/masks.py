@@ -9,6 +9,8 @@ import torch
 
 from uncollapse.validators.collapse.tensors import as_tensor
 
+__all__ = ["adjusted_rand_index", "ari_per_image", "foreground_ari"]
+
 
 def adjusted_rand_index(true_masks, pred_masks, *, foreground_only: bool = False,
                         background: int = 0) -> float:

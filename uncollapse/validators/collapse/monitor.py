@@ -23,6 +23,8 @@ from uncollapse.report import Report
 from uncollapse.validators.collapse import metrics
 from uncollapse.validators.collapse.diagnose import Thresholds, diagnose_embeddings
 
+__all__ = ["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard", "LossGuardError"]
+
 
 class CollapseError(RuntimeError):
     """A collapse finding during training. ``step``, ``report`` and ``codes`` say which."""

@@ -21,6 +21,8 @@ from uncollapse.validators.collapse.tensors import (
     take,
 )
 
+__all__ = ["contrastive_accuracy", "recall_at_k"]
+
 
 def contrastive_accuracy(pred, targets, groups=None, *, metric: str = "l2",
                          max_samples: int | None = MAX_SAMPLES, seed: int = 0) -> float:

@@ -6,6 +6,8 @@ import torch
 
 from uncollapse.validators.collapse.tensors import as_float
 
+__all__ = ["effective_rank", "singular_values"]
+
 
 def singular_values(x, *, center: bool = False) -> torch.Tensor:
     """Singular values of ``x`` ([N, D]), descending, float64, on ``x``'s device.

@@ -12,6 +12,9 @@ import warnings
 import numpy as np
 import torch
 
+__all__ = ["MAX_SAMPLES", "as_codes", "as_float", "as_tensor", "check_paired", "common_dtype",
+           "normalize", "sample_rows", "take"]
+
 #: Default cap on the rows of the all-pairs metrics (memory and time grow with its square).
 MAX_SAMPLES = 4096
 #: Rows of queries per block in the blockwise all-pairs metrics.
