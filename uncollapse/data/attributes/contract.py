@@ -76,3 +76,9 @@ def decode_combination_ids(ids: np.ndarray, n_attributes: int) -> np.ndarray:
 def attribute_columns(table) -> list[str]:
     """The attribute columns of an attribute table: every column but image_id/identity/split."""
     return [c for c in table.columns if c not in RESERVED_COLUMNS]
+
+
+# Column names, for code that reads or writes one column (``table[IDENTITY]``).
+IMAGE_ID = "image_id"
+IDENTITY = "identity"
+SPLIT = "split"

@@ -43,3 +43,18 @@ COLUMN_MEANINGS = {
 def expected_columns() -> str:
     """The contract as one line for error messages: ``image_id (String), match_id (Int64), ...``."""
     return ", ".join(f"{name} ({dtype})" for name, dtype in CAPTION_DTYPES.items())
+
+
+# Column names, for code that reads or writes one column (``table[MATCH_ID]``).
+IMAGE_ID = "image_id"
+MATCH_ID = "match_id"
+CAPTION_IDX = "caption_idx"
+CAPTION = "caption"
+SPLIT = "split"
+SOURCE_ROW = "source_row"
+IMAGE_PATH = "image_path"
+
+# Image features of a caption table's images (``--image-features`` of the contrastive recipe),
+# as an NPZ: ``features`` [images, D] float, ``image_ids`` [images] (string or integer ids).
+IMAGE_FEATURES = "features"
+IMAGE_FEATURE_IDS = "image_ids"

@@ -8,10 +8,9 @@ import shutil
 
 import pytest
 import torch
-from trainer_data import caption_features, caption_table, with_unique_match_ids
 
-from uncollapse.trainers.config import ContrastiveConfig
-from uncollapse.trainers.contrastive import ContrastiveRecipe
+from uncollapse.trainers.contrastive.config import ContrastiveConfig
+from uncollapse.trainers.contrastive.recipe import ContrastiveRecipe
 from uncollapse.trainers.engine import evaluate_run, train
 from uncollapse.trainers.recipe import PreflightError
 from uncollapse.trainers.run_dir import RunDir
@@ -19,12 +18,8 @@ from uncollapse.validators.collapse.monitor import LossGuardError
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("contrastive")
-    table = caption_table(tmp)
-    text, images = caption_features(table, tmp)
-    return {"tmp": tmp, "table": table, "text": text, "images": images,
-            "broken": with_unique_match_ids(table, tmp)}
+def data(caption_data):
+    return caption_data(images=120)
 
 
 def config(data, out, **overrides) -> ContrastiveConfig:
