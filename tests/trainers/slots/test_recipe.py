@@ -11,7 +11,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from uncollapse.cli import main
 from uncollapse.data.scenes.contract import save_scenes
 from uncollapse.pipeline.scenes import generate_scenes
 from uncollapse.trainers.engine import train
@@ -96,6 +98,32 @@ def test_near_identical_spectral_and_kmeans_starts_are_a_finding(scenes, tmp_pat
         assert [f["code"] for f in result.evaluation["findings"]] == ["SLOT_INIT_NEAR_IDENTICAL"]
         records = RunDir(tmp_path / init).read_metrics()
         assert any(r.get("monitor/init_slots_near_identical") == 1.0 for r in records)
+
+
+def test_the_command_line_shows_the_logged_warning_and_logging_configuration_silences_it(
+        scenes, tmp_path):
+    def run(out):
+        return CliRunner().invoke(main, [
+            "train", "slots", "--scenes", str(scenes), "--init", "spectral", "--steps", "2",
+            "--batch-size", "16", "--slots", "4", "--slot-dim", "16", "--channels", "16",
+            "--monitor-every", "1", "--monitor-warmup", "0", "--device", "cpu", "--quiet",
+            "--out", str(out)])
+
+    shown = run(tmp_path / "shown")
+    assert shown.exit_code == 0, shown.output
+    assert "WARNING: spectral initial slots are near-identical" in shown.stderr
+    logger = logging.getLogger("uncollapse")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # what a user's logging configuration does
+    try:
+        silenced = run(tmp_path / "silenced")
+    finally:
+        logger.setLevel(level)
+    assert silenced.exit_code == 0, silenced.output
+    assert "near-identical" not in silenced.stderr
+    # the finding stays in the evaluation whatever the logging configuration
+    findings = json.loads(silenced.stdout)["findings"]
+    assert [f["code"] for f in findings] == ["SLOT_INIT_NEAR_IDENTICAL"]
 
 
 def test_spectral_and_kmeans_find_separated_clusters():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uncollapse.trainers.config import TrainConfig, input_file, new_default, option
+from uncollapse.trainers.config import TrainConfig, input_file, option
 
 __all__ = ["PROTOTYPES", "FlowConfig"]
 
@@ -59,7 +59,6 @@ class FlowConfig(TrainConfig):
     prototypes: str = option("bank", choices=PROTOTYPES)
     eval_split: str = "test"
     eval_fraction: float = option(0.2, at_least=0, below=1)
-    lr: float = new_default("lr", 1e-3)
     recipe: str = "flow"
 
     def check(self) -> None:
