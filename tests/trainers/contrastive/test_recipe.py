@@ -11,9 +11,9 @@ import shutil
 import pytest
 import torch
 
+from uncollapse.trainers import engine
 from uncollapse.trainers.contrastive.config import ContrastiveConfig
 from uncollapse.trainers.contrastive.recipe import ContrastiveRecipe
-from uncollapse.trainers import engine
 from uncollapse.trainers.engine import evaluate_run, train
 from uncollapse.trainers.recipe import PreflightError
 from uncollapse.trainers.run_dir import RunDir
