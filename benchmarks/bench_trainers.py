@@ -40,9 +40,13 @@ from uncollapse.data.attributes.synthetic import (
 )
 from uncollapse.data.npz import write_npz
 from uncollapse.data.scenes.contract import save_scenes
-from uncollapse.trainers.config import ContrastiveConfig, FlowConfig, LVMConfig, SlotsConfig
-from uncollapse.trainers.engine import recipe_class, resolve_device, train
+from uncollapse.trainers.contrastive.config import ContrastiveConfig
+from uncollapse.trainers.engine import resolve_device, train
+from uncollapse.trainers.flow.config import FlowConfig
+from uncollapse.trainers.lvm.config import LVMConfig
+from uncollapse.trainers.recipe import recipe_class
 from uncollapse.trainers.run_dir import RunDir
+from uncollapse.trainers.slots.config import SlotsConfig
 
 
 class PerItemSequences(Dataset):

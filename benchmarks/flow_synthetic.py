@@ -28,8 +28,9 @@ from uncollapse.data.attributes.synthetic import (
     synthetic_attribute_embeddings,
     write_attribute_table,
 )
-from uncollapse.trainers.config import FlowConfig
-from uncollapse.trainers.engine import recipe_class, resolve_device, train
+from uncollapse.trainers.engine import resolve_device, train
+from uncollapse.trainers.flow.config import FlowConfig
+from uncollapse.trainers.recipe import recipe_class
 from uncollapse.trainers.run_dir import RunDir
 
 KEYS = ("transfer_accuracy", "transfer_all_accuracy", "preservation", "identity_recall@1",

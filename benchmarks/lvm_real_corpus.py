@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from uncollapse.trainers.config import LVMConfig
 from uncollapse.trainers.engine import train
-from uncollapse.trainers.lvm import LVMRecipe
+from uncollapse.trainers.lvm.config import LVMConfig
+from uncollapse.trainers.lvm.recipe import LVMRecipe
 
 BASELINES = ("baseline_mean_target", "baseline_last_context", "baseline_context_mean")
 

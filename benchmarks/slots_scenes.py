@@ -31,9 +31,10 @@ import torch
 
 import uncollapse.trainers.run_dir as run_dir_module
 from uncollapse.data.scenes.contract import load_scenes, save_scenes
-from uncollapse.trainers.config import SlotsConfig
-from uncollapse.trainers.engine import recipe_class, resolve_device, train
+from uncollapse.trainers.engine import resolve_device, train
+from uncollapse.trainers.recipe import recipe_class
 from uncollapse.trainers.run_dir import RunDir
+from uncollapse.trainers.slots.config import SlotsConfig
 
 CHECKPOINTS = 10
 

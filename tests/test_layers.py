@@ -48,7 +48,11 @@ def is_cli(module: str) -> bool:
 
 def imported_modules(tree: ast.AST, module: str) -> list[tuple[str, int, bool]]:
     """(imported module, line, at top level) for every import in a module's tree."""
-    top_level = {id(node) for node in getattr(tree, "body", [])}
+    body = getattr(tree, "body", [])
+    # an optional dependency guarded by a top-level ``try: import ... except ImportError`` is
+    # imported at the top too
+    top_level = {id(node) for node in body} | {
+        id(node) for guard in body if isinstance(guard, ast.Try) for node in guard.body}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

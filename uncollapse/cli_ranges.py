@@ -19,6 +19,10 @@ __all__ = [
 ]
 
 
+def _number(value):
+    return None if value is None else str(value) if isinstance(value, int) else f"{value:g}"
+
+
 class _Worded:
     """Range errors worded as the library words them: ``--steps must be at least 1, got 0``."""
 
@@ -32,11 +36,12 @@ class _Worded:
             if number > high:
                 return f"at most {high} (a larger count cannot be held or run)"
             high = None
+        low, high = _number(low), _number(high)  # 4294967295, not 4.29497e+09
         if high is None:
-            return f"greater than {low:g}" if self.min_open else f"at least {low:g}"
+            return f"greater than {low}" if self.min_open else f"at least {low}"
         if low is None:
-            return f"less than {high:g}" if self.max_open else f"at most {high:g}"
-        return (f"in {'(' if self.min_open else '['}{low:g}, {high:g}"
+            return f"less than {high}" if self.max_open else f"at most {high}"
+        return (f"in {'(' if self.min_open else '['}{low}, {high}"
                 f"{')' if self.max_open else ']'}")
 
     def _describe_range(self) -> str:

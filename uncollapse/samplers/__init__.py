@@ -18,9 +18,11 @@ from uncollapse.data.sequences.dataset import (  # noqa: E402
 )
 from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset  # noqa: E402
 from uncollapse.samplers.collate import GroupedCollate, positive_mask  # noqa: E402
+from uncollapse.samplers.combinations import TargetCombinationSampler  # noqa: E402
 from uncollapse.samplers.diverse import DiverseBatchSampler  # noqa: E402
 from uncollapse.samplers.grouped import GroupedBatchSampler  # noqa: E402
 
 __all__ = ["AttributeFlipDataset", "CaptionDataset", "DiverseBatchSampler",
            "GroupedBatchSampler", "GroupedCollate", "HardNegativeSequenceDataset",
-           "SceneDataset", "SequenceBatch", "SequenceDataset", "collate_batch", "positive_mask"]
+           "SceneDataset", "SequenceBatch", "SequenceDataset", "TargetCombinationSampler",
+           "collate_batch", "positive_mask"]

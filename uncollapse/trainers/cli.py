@@ -1,49 +1,42 @@
 """``uncollapse train RECIPE``, ``evaluate``, ``report`` and ``serve``.
 
-Each recipe's options are its config dataclass's fields (``uncollapse.trainers.config``), with
-the help text of its docstring, so the command line and the Python API cannot drift apart.
-torch and the recipes are imported inside the commands.
+``train`` has one command per recipe of ``uncollapse.families.RECIPES``. A recipe's options are
+the fields of its config dataclass (``uncollapse.trainers.<recipe>.config``): the help text of
+each comes from the class docstring, its Click type from the bounds and choices declared on the
+field, and the command's help (summary and example) from the config module's docstring, so the
+command line and the Python API cannot drift apart. torch and the recipes are imported inside
+the commands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import inspect
 import json
+import logging
 import re
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from uncollapse import families
 from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
-from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
-from uncollapse.trainers.options_cli import FIELD_RANGES, PORT
+from uncollapse.cli_ranges import count, finite
+from uncollapse.trainers.config import DEVICES, TrainConfig
 
-CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
-           "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
-           "residual": ("mean", "last", "learned", "none"),
-           "init": ("learned", "spectral", "kmeans"), "diversity": ("clamped", "unclamped"),
-           "prototypes": ("bank", "batch")}
 HIDDEN = {"recipe", "out"}
-INPUT_FIELDS = {"captions", "text_features", "image_features", "sequences", "scenes",
-                "embeddings", "attributes"}
 # what evaluate, report and serve read of a run directory (an output elsewhere in it is fine)
 RUN_FILES = frozenset({"config.json", "metrics.jsonl", "eval.json", "projection.npz",
                        "checkpoints", "report", "tensorboard"})
 RUN_DIR = InputPath(file_okay=False, dir_okay=True, reads_inside=RUN_FILES)
-EXAMPLES = {
-    "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
-                   "    --text-features text.npy --image-features images.npy --steps 2000 \\\n"
-                   "    --out runs/contrastive",
-    "lvm": "uncollapse train lvm --sequences sequences.npz --arch gru --steps 5000 \\\n"
-           "    --out runs/lvm",
-    "flow": "uncollapse train flow --embeddings embeddings.npy --attributes attributes.parquet \\\n"
-            "    --flow-steps 2 --steps 2000 --out runs/flow",
-    "slots": "uncollapse train slots --scenes scenes.npz --slots 5 --init learned \\\n"
-             "    --steps 30000 --out runs/slots",
-}
+PORT = count(1, 65535)
+WRITES = ("Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/, eval.json. Exit 1 when the "
+          "pre-flight check refuses the inputs or a guard stops the run.")
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -74,40 +67,51 @@ def _base_type(annotation):
     return hint
 
 
+def option_type(spec: dataclasses.Field):
+    """The Click type of a config field, from what the field declares: its choices, that it
+    names an input file, or its bounds (a count or a finite float within them)."""
+    metadata, kind = spec.metadata, _base_type(spec.type)
+    if "choices" in metadata:
+        return click.Choice(metadata["choices"])
+    if metadata.get("input"):
+        return InputPath(missing_ok=True)
+    low, high = metadata.get("min"), metadata.get("max")
+    if kind is int:
+        if low is None:
+            raise TypeError(f"{spec.name}: an integer option declares its lower bound "
+                            "(option(..., at_least=...))")
+        return count(low + 1 if metadata["min_open"] else low,
+                     None if high is None else high - 1 if metadata["max_open"] else high)
+    if kind is float:
+        return finite(None if low is None else float(low), None if high is None else float(high),
+                      min_open=bool(metadata.get("min_open")),
+                      max_open=bool(metadata.get("max_open")))
+    return kind
+
+
 def config_options(config_class: type[TrainConfig]):
     """Click options for every field of ``config_class`` (``--batch-size`` for batch_size)."""
     helps = field_help(config_class)
 
     def decorate(command):
-        for field in reversed(dataclasses.fields(config_class)):
-            if field.name in HIDDEN:
+        for spec in reversed(dataclasses.fields(config_class)):
+            if spec.name in HIDDEN:
                 continue
-            flag = "--" + field.name.replace("_", "-")
-            kind = _base_type(field.type)
-            text = helps.get(field.name, "")
-            if kind is bool:
-                option = click.option(flag, field.name, is_flag=True, default=field.default,
+            flag = "--" + spec.name.replace("_", "-")
+            text = helps.get(spec.name, "")
+            if _base_type(spec.type) is bool:
+                option = click.option(flag, spec.name, is_flag=True, default=spec.default,
                                       help=text)
             else:
-                choice = CHOICES.get(field.name)
-                option = click.option(flag, field.name,
-                                      type=_option_type(field.name, kind, choice),
-                                      default=field.default, show_default=True, help=text,
-                                      required=field.name in ("captions", "text_features",
-                                                              "sequences", "scenes", "embeddings",
-                                                              "attributes"))
+                option = click.option(flag, spec.name, type=option_type(spec),
+                                      default=spec.default, show_default=True, help=text,
+                                      required=bool(spec.metadata.get("required")))
             command = option(command)
         return click.option("--out", "out", required=True, type=DirectoryPath(check_contents=True),
                             help="The run directory (config, metrics, checkpoints, eval).")(
             command)
 
     return decorate
-
-
-def _option_type(name: str, kind: type, choice: tuple[str, ...] | None):
-    if choice:
-        return click.Choice(choice)
-    return InputPath(missing_ok=True) if name in INPUT_FIELDS else FIELD_RANGES.get(name, kind)
 
 
 PROSE_WORDS = {"out", "device", "captions", "sequences", "compile", "quiet", "force", "resume",
@@ -125,24 +129,58 @@ def option_flags(config_class: type[TrainConfig]) -> dict[str, str]:
     return flags
 
 
+class _Echo(logging.Handler):
+    """Writes each record to stderr with ``click.echo`` (as the commands' own messages)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+@contextlib.contextmanager
+def messages_on_stderr() -> Iterator[None]:
+    """Show the library's messages (logger ``uncollapse``, warnings and above) on stderr while
+    a command runs: a collapse the monitor warns about, near-identical initial slots."""
+    handler = _Echo()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("uncollapse")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def _fail(message: str, code: int):
     error = click.ClickException(message)
     error.exit_code = code
     raise error
 
 
-def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Command:
+def train_help(entry: families.Recipe) -> str:
+    """The help of ``uncollapse train <recipe>``: the docstring of the recipe's config module
+    (its summary, then its ``Example:`` block), with what every run writes between them."""
+    module = importlib.import_module(f"{entry.package}.config")
+    summary, _, example = inspect.cleandoc(module.__doc__ or entry.summary).partition("Example:")
+    text = f"{summary.strip()}\n\n{WRITES}"
+    return f"{text}\n\nExample:{example}" if example else text
+
+
+def make_train_command(entry: families.Recipe) -> click.Command:
+    """``uncollapse train <recipe>`` for one entry of ``uncollapse.families.RECIPES``."""
+    config_class = entry.config_class()
+
     def run(**options):
         from uncollapse.cli_report import flags_in_errors
         from uncollapse.errors import ToolError
         from uncollapse.report import to_jsonable
-        from uncollapse.trainers.engine import recipe_class, train
-        from uncollapse.trainers.recipe import PreflightError
+        from uncollapse.trainers.engine import train
+        from uncollapse.trainers.recipe import PreflightError, recipe_class
         from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
 
         config = config_class(**options)
         try:
-            result = train(recipe_class(name), config)
+            with messages_on_stderr():
+                result = train(recipe_class(entry.name), config)
         except PreflightError as exc:
             _fail(str(exc).replace("force=True", "--force"), 1)
         except (LossGuardError, CollapseError) as exc:
@@ -153,27 +191,23 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
         click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
         click.echo(f"run directory: {result.run_dir.path}", err=True)
 
-    summary = {"contrastive": "Dual-tower contrastive training on precomputed caption and "
-                              "image features (multi-positive InfoNCE, GroupedBatchSampler).",
-               "lvm": "Next-vector prediction over a sequence file (InfoNCE with same-document "
-                      "hard negatives, moment matching, DiverseBatchSampler).",
-               "flow": "Attribute flow in a frozen embedding space (a vector field toward target "
-                       "attributes; prototype InfoNCE against real-embedding prototypes).",
-               "slots": "Slot-attention autoencoder on a scene file (reconstruction plus a "
-                        "clamped slot-diversity term; learned, spectral or k-means slots)."}[name]
-    help_text = (f"{summary}\n\nWrites RUN_DIR/config.json, metrics.jsonl, checkpoints/, "
-                 f"eval.json. Exit 1 when the pre-flight check refuses the inputs or a guard "
-                 f"stops the run.\n\nExample:\n    {EXAMPLES[name]}")
-    return click.command(name, help=help_text)(config_options(config_class)(run))
+    command = click.command(entry.name, help=train_help(entry), short_help=entry.summary)
+    return command(config_options(config_class)(run))
 
 
-@click.group("train")
-def train_group():
-    """Train a reference recipe on data made and checked by uncollapse (GPU or CPU)."""
+def make_train_group() -> click.Group:
+    """The ``train`` group: one command per recipe of ``uncollapse.families.RECIPES``."""
+
+    @click.group("train")
+    def group():
+        """Train a reference recipe on data made and checked by uncollapse (GPU or CPU)."""
+
+    for entry in families.RECIPES:
+        group.add_command(make_train_command(entry))
+    return group
 
 
-for _name, _config in RECIPE_CONFIGS.items():
-    train_group.add_command(make_train_command(_name, _config))
+train_group = make_train_group()
 
 
 @click.command("evaluate")
@@ -186,7 +220,7 @@ for _name, _config in RECIPE_CONFIGS.items():
 @click.option("--eval-split", help="Split to evaluate on ('all': every row).")
 @click.option("--sequences", type=InputPath(),
               help="Evaluate on this sequence file instead (lvm).")
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--json", "json_path", type=OutputPath(),
               help="Also write the evaluation here (atomically).")
 def evaluate_command(run_dir, captions, text_features, image_features, eval_split, sequences,
@@ -205,7 +239,8 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
                                    "sequences": sequences}.items() if v is not None}
     from uncollapse.report import to_jsonable
 
-    evaluation = evaluate_run(run_dir, overrides, device)
+    with messages_on_stderr():
+        evaluation = evaluate_run(run_dir, overrides, device)
     if json_path:
         RunDir(run_dir).write_json(Path(json_path), evaluation)
     click.echo(json.dumps(to_jsonable(evaluation), indent=2))
@@ -236,7 +271,7 @@ def report_command(run_dir):
 @click.argument("run_dir", type=RUN_DIR)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=PORT, default=8000, show_default=True)
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 def serve_command(run_dir, host, port, device):
     """Serve a trained LVM run over HTTP: POST /predict with context vectors and
     "output": "decoder" (y_dec, raw scale) or "cosine" (y_cos); GET /health (extra: serve).

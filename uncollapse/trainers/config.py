@@ -1,25 +1,108 @@
 """What every recipe's config shares: the run directory, the device, the length of the run, the
 optimiser and schedule, precision, checkpoints, guards and monitors.
 
-Each recipe has its own dataclass that extends ``TrainConfig`` with its data and model options;
-the resolved config is written to ``RUN_DIR/config.json`` and read back by ``--resume``,
-``uncollapse evaluate`` and ``uncollapse serve``.
+Each recipe has its own dataclass (``uncollapse.trainers.<recipe>.config``) that extends
+``TrainConfig`` with its data and model options; the resolved config is written to
+``RUN_DIR/config.json`` and read back by ``--resume``, ``uncollapse evaluate`` and
+``uncollapse serve``.
+
+An option's bounds and choices are declared once, on its field (``option``, ``input_file``):
+``check()`` enforces them for the Python API and ``uncollapse train`` derives its Click types
+from the same metadata, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from uncollapse.atomic import atomic_path
 from uncollapse.errors import InputError
 
+__all__ = ["DEVICES", "ON_COLLAPSE", "PRECISIONS", "TrainConfig", "check_options", "input_file",
+           "new_default", "option", "range_words", "read_run_config"]
+
 PRECISIONS = ("bf16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")
 ON_COLLAPSE = ("warn", "stop")
-PROTOTYPES = ("bank", "batch")
+
+
+def option(default: Any = None, *, at_least: float | None = None, above: float | None = None,
+           at_most: float | None = None, below: float | None = None,
+           choices: tuple[str, ...] | None = None) -> Any:
+    """A config field with its accepted values: ``at_least``/``above`` (a closed or open lower
+    bound), ``at_most``/``below`` (a closed or open upper bound) or ``choices``.
+
+    The metadata keys are ``min``, ``max``, ``min_open``, ``max_open`` and ``choices``.
+    """
+    if at_least is not None and above is not None or at_most is not None and below is not None:
+        raise TypeError("give at most one lower bound (at_least or above) and one upper bound "
+                        "(at_most or below)")
+    metadata: dict[str, Any] = {}
+    if at_least is not None or above is not None:
+        metadata.update(min=above if at_least is None else at_least, min_open=at_least is None)
+    if at_most is not None or below is not None:
+        metadata.update(max=below if at_most is None else at_most, max_open=at_most is None)
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    return field(default=default, metadata=metadata)
+
+
+def input_file(default: str | None = "", *, required: bool = True) -> Any:
+    """A config field naming a file the run reads (``--captions``, ``--sequences``, ...)."""
+    return field(default=default, metadata={"input": True, "required": required})
+
+
+def new_default(name: str, default: Any) -> Any:
+    """``TrainConfig``'s field ``name`` with another default; its bounds and choices are kept
+    (a recipe that trains best with other engine settings, e.g. a smaller batch)."""
+    return field(default=default, metadata=TrainConfig.__dataclass_fields__[name].metadata)
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def range_words(metadata) -> str:
+    """``at least 1``, ``greater than 0``, ``at most 5`` or ``in [0, 1)``: the accepted range of
+    a field's metadata, worded as the command line words it."""
+    low, high = metadata.get("min"), metadata.get("max")
+    if high is None:
+        return f"{'greater than' if metadata['min_open'] else 'at least'} {_number(low)}"
+    if low is None:
+        return f"{'less than' if metadata['max_open'] else 'at most'} {_number(high)}"
+    return (f"in {'(' if metadata['min_open'] else '['}{_number(low)}, {_number(high)}"
+            f"{')' if metadata['max_open'] else ']'}")
+
+
+def _within(value: float, metadata) -> bool:
+    low, high = metadata.get("min"), metadata.get("max")
+    # written so that NaN, which compares false to everything, is out of range
+    above_low = low is None or (value > low if metadata["min_open"] else value >= low)
+    below_high = high is None or (value < high if metadata["max_open"] else value <= high)
+    return bool(above_low and below_high)
+
+
+def check_options(config) -> None:
+    """Raise ValueError naming the first field of ``config`` outside its declared bounds or
+    choices (``batch_size must be at least 1, got 0``); None is an unset option."""
+    for spec in fields(config):
+        value, metadata = getattr(config, spec.name), spec.metadata
+        if value is None:
+            continue
+        choices = metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{spec.name} must be one of {choices}, got {value!r}")
+        if "min" not in metadata and "max" not in metadata:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{spec.name} must be a finite number, got {value}")
+        if not _within(value, metadata):
+            raise ValueError(f"{spec.name} must be {range_words(metadata)}, got {value}")
 
 
 @dataclass
@@ -53,24 +136,24 @@ class TrainConfig:
     """
 
     out: str = "run"
-    device: str = "auto"
-    steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    precision: str = "bf16"
+    device: str = option("auto", choices=DEVICES)
+    steps: int | None = option(None, at_least=1)
+    epochs: float | None = option(None, above=0)
+    batch_size: int = option(256, at_least=1)
+    lr: float = option(1e-3, at_least=0)
+    weight_decay: float = option(0.01, at_least=0)
+    warmup_steps: int = option(50, at_least=0)
+    min_lr_ratio: float = option(0.1, at_least=0, at_most=1)
+    grad_clip: float = option(1.0, at_least=0)
+    precision: str = option("bf16", choices=PRECISIONS)
     compile: bool = False
-    seed: int = 0
+    seed: int = option(0, at_least=0, at_most=2**32 - 1)
     resume: bool = False
-    log_every: int = 10
-    checkpoint_every: int = 500
-    monitor_every: int = 100
-    monitor_warmup: int = 100
-    on_collapse: str = "warn"
+    log_every: int = option(10, at_least=1)
+    checkpoint_every: int = option(500, at_least=1)
+    monitor_every: int = option(100, at_least=1)
+    monitor_warmup: int = option(100, at_least=0)
+    on_collapse: str = option("warn", choices=ON_COLLAPSE)
     force: bool = False
     tensorboard: bool = False
     quiet: bool = False
@@ -78,27 +161,13 @@ class TrainConfig:
     recipe = ""
 
     def check(self) -> None:
-        """Raise ValueError naming the first option out of range."""
+        """Raise ValueError naming the first option out of its range (declared on the field) or
+        a combination of options that cannot run; a recipe adds its own combinations."""
         if self.steps is None and self.epochs is None:
             raise ValueError("give steps or epochs (the length of the run)")
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give steps or epochs, not both")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.epochs is not None and self.epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs}")
-        for name in ("batch_size", "log_every", "checkpoint_every", "monitor_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "monitor_warmup"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        for name, allowed in (("precision", PRECISIONS), ("device", DEVICES),
-                              ("on_collapse", ON_COLLAPSE)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_options(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,222 +194,3 @@ def read_run_config(run_dir: str | Path) -> dict:
                          "`uncollapse train`?") from exc
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc})", line=exc.lineno) from exc
-
-
-@dataclass
-class ContrastiveConfig(TrainConfig):
-    """``TrainConfig`` plus the contrastive recipe's data and model options.
-
-    Args:
-        captions: the caption table (Parquet).
-        text_features: ``.npy`` [rows, D_text] aligned to the table's rows.
-        image_features: optional ``.npy`` [groups, D_image] (row k = match_id k) or ``.npz``
-            with ``features`` and ``image_ids``.
-        per_group: captions of each image in a batch (positives of each anchor, itself included).
-        eval_split: the table's split held out for evaluation; when the table has no such
-            split, ``eval_fraction`` of the images are held out by a seeded hash.
-        eval_fraction: share of images held out when ``eval_split`` is not in the table.
-        hidden: width of each tower's hidden layer.
-        dim: dimension of the shared embedding space.
-        temperature: initial temperature of the InfoNCE logits.
-    """
-
-    captions: str = ""
-    text_features: str = ""
-    image_features: str | None = None
-    per_group: int = 2
-    eval_split: str = "test"
-    eval_fraction: float = 0.2
-    hidden: int = 512
-    dim: int = 128
-    temperature: float = 0.07
-    recipe: str = "contrastive"
-
-    def check(self) -> None:
-        super().check()
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.per_group < 1:
-            raise ValueError(f"per_group must be at least 1, got {self.per_group}")
-
-
-@dataclass
-class LVMConfig(TrainConfig):
-    """``TrainConfig`` plus the LVM recipe's data, model and loss options.
-
-    Args:
-        sequences: the sequence file (NPZ, dense or compact).
-        arch: ``gru``, ``lstm``, ``transformer`` or ``ssm``.
-        hidden, layers, heads: backbone width, depth and (transformer) attention heads.
-        dropout: dropout rate inside the backbone.
-        residual: skip from the context added to the head's output: ``mean``, ``last``,
-            ``learned`` (softmax weights over the context positions, starting equal), ``none``.
-        max_per_doc: samples of one document in a batch (``DiverseBatchSampler``).
-        exclude_window: hard negatives are not drawn within +-w positions of the target.
-        temperature: of the InfoNCE logits.
-        infonce_weight, moment_weight, variance_weight, mse_weight, cosine_weight: loss
-            weights (cosine: mean 1 - cos(y_dec, target)). Every term is computed, logged and
-            guarded whatever its weight. The defaults are the setting that beat every baseline
-            on mean cosine on real sentence embeddings (BENCHMARKS.md); raise moment_weight
-            when a decoder needs y_dec on the targets' per-dimension scale.
-        variance_ratio: the variance floor per dimension, as a share of the targets' std.
-        eval_fraction: share of documents held out for evaluation (seeded).
-    """
-
-    sequences: str = ""
-    batch_size: int = 128
-    arch: str = "gru"
-    hidden: int = 512
-    layers: int = 2
-    heads: int = 8
-    dropout: float = 0.1
-    residual: str = "learned"
-    max_per_doc: int = 4
-    exclude_window: int = 1
-    temperature: float = 0.05
-    infonce_weight: float = 0.1
-    moment_weight: float = 0.0
-    variance_weight: float = 0.0
-    mse_weight: float = 0.0
-    cosine_weight: float = 1.0
-    variance_ratio: float = 0.5
-    eval_fraction: float = 0.15
-    recipe: str = "lvm"
-
-    def check(self) -> None:
-        super().check()
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.arch == "transformer" and self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads}) "
-                             "for the transformer")
-        for name in ("infonce_weight", "moment_weight", "variance_weight", "mse_weight",
-                     "cosine_weight", "temperature", "exclude_window"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-
-
-
-@dataclass
-class FlowConfig(TrainConfig):
-    """``TrainConfig`` plus the attribute-flow recipe's data, model and loss options.
-
-    Args:
-        embeddings: ``.npy`` [rows, D] of frozen embeddings, row i of the attribute table.
-        attributes: the attribute table (Parquet, docs/data-contracts.md).
-        attributes_to_flip: comma-separated attribute names to flip and condition on
-            (default: every attribute column, at most 8 so that each combination has rows).
-        min_flips, max_flips: every sample flips between these many attributes (1..2).
-        per_group: samples of each target combination in a batch.
-        flow_steps: Euler steps from z to z'; each is z <- normalize(z + alpha/flow_steps * v).
-        alpha: total step length of the flow.
-        hidden: width of the vector field's MLP.
-        temperature: of the prototype InfoNCE logits.
-        identity_weight: weight of mean |z' - z|^2.
-        divergence_weight: weight of the squared Hutchinson divergence estimate of v.
-        curl_weight: weight of the squared antisymmetric-Jacobian estimate of v.
-        prototypes: ``bank`` (means of the real embeddings of every combination, no
-            gradient; the fix) or ``batch`` (means of the flowed batch, with gradient: the
-            broken variant, kept to show its collapse).
-        eval_split: the table's split held out for evaluation (else ``eval_fraction`` of the
-            identities, or of the rows without identities, by a seeded draw).
-        eval_fraction: share held out when ``eval_split`` is not in the table.
-    """
-
-    embeddings: str = ""
-    attributes: str = ""
-    attributes_to_flip: str = ""
-    min_flips: int = 1
-    max_flips: int = 2
-    per_group: int = 8
-    flow_steps: int = 2
-    alpha: float = 1.0
-    hidden: int = 512
-    temperature: float = 0.1
-    identity_weight: float = 0.1
-    divergence_weight: float = 0.01
-    curl_weight: float = 0.01
-    prototypes: str = "bank"
-    eval_split: str = "test"
-    eval_fraction: float = 0.2
-    lr: float = 1e-3
-    recipe: str = "flow"
-
-    def check(self) -> None:
-        super().check()
-        if not 1 <= self.min_flips <= self.max_flips:
-            raise ValueError(f"need 1 <= min_flips ({self.min_flips}) <= max_flips "
-                             f"({self.max_flips}): every sample must flip")
-        for name in ("per_group", "flow_steps", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("alpha", "temperature"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("identity_weight", "divergence_weight", "curl_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.prototypes not in PROTOTYPES:
-            raise ValueError(f"prototypes must be one of {PROTOTYPES}, got {self.prototypes!r}")
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.batch_size % self.per_group:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of per_group "
-                             f"({self.per_group})")
-
-
-
-@dataclass
-class SlotsConfig(TrainConfig):
-    """``TrainConfig`` plus the slot-attention recipe's data, model and loss options.
-
-    Args:
-        scenes: the scene file (NPZ from ``uncollapse build scenes``).
-        slots: slots per image (at least the most objects a scene holds plus the background).
-        slot_dim: width of the slots and of the encoder's output features.
-        iterations: rounds of slot attention.
-        channels: channels of the encoder's and decoder's convolutions.
-        init: initial slots: ``learned`` (a learned Gaussian), ``spectral`` (eigenvectors of the
-            features' normalised-Laplacian affinity graph) or ``kmeans`` (centroids of the
-            features).
-        diversity: ``clamped`` (mean of max(0, cos) between slots, in [0, 1]) or
-            ``unclamped`` (plain mean cosine, which can go negative: the loss guard stops it).
-        diversity_weight: weight of the diversity term (0: logged and guarded, not trained on).
-        diversity_warmup: epochs over which the diversity weight ramps up from 0.
-        eval_fraction: share of the scenes held out for evaluation (seeded).
-    """
-
-    scenes: str = ""
-    batch_size: int = 64
-    lr: float = 4e-4
-    warmup_steps: int = 500
-    weight_decay: float = 0.0
-    slots: int = 5
-    slot_dim: int = 64
-    iterations: int = 3
-    channels: int = 64
-    init: str = "learned"
-    diversity: str = "clamped"
-    diversity_weight: float = 0.0
-    diversity_warmup: float = 1.0
-    eval_fraction: float = 0.1
-    recipe: str = "slots"
-
-    def check(self) -> None:
-        super().check()
-        if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        for name in ("slots", "slot_dim", "iterations", "channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("diversity_weight", "diversity_warmup"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name, allowed in (("init", ("learned", "spectral", "kmeans")),
-                              ("diversity", ("clamped", "unclamped"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-
-
-RECIPE_CONFIGS = {"contrastive": ContrastiveConfig, "lvm": LVMConfig, "flow": FlowConfig,
-                  "slots": SlotsConfig}

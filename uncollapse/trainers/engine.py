@@ -6,13 +6,14 @@ batch plan is copied to the device once, and a step gathers its batch there by i
 there is no per-step host work and no per-step host-to-device copy. The host reads values back
 only every ``log_every`` steps (loss guard, metrics) and at monitor steps.
 
-Ready for DDP: the sampler takes ``rank``/``world_size`` and deals each rank its own batches;
-the model would be wrapped after ``build_model`` and only rank 0 writes the run directory.
+Any recipe of ``uncollapse.families.RECIPES`` runs here (``recipe_class`` finds its class by
+name). The engine trains on one device, in one process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -27,14 +28,15 @@ from tqdm.auto import tqdm
 from uncollapse.atomic import atomic_path
 from uncollapse.extras import require
 from uncollapse.trainers.config import TrainConfig, read_run_config
-from uncollapse.trainers.contrastive import ContrastiveRecipe
-from uncollapse.trainers.flow import FlowRecipe
-from uncollapse.trainers.lvm import LVMRecipe
-from uncollapse.trainers.recipe import PreflightError, Recipe
+from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
 from uncollapse.trainers.run_dir import RunDir
 from uncollapse.trainers.schedule import learning_rate
-from uncollapse.trainers.slots import SlotsRecipe
 from uncollapse.validators.collapse.monitor import CollapseError, CollapseMonitor, LossGuard
+
+__all__ = ["RunResult", "evaluate_run", "load_run", "resolve_device", "save_projection",
+           "train"]
+
+logger = logging.getLogger("uncollapse")
 
 
 @dataclass
@@ -217,8 +219,8 @@ def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict) -
             warnings.simplefilter("always")
             values = monitor.update(step, outputs.float(), _float_or_none(probe.get("targets")),
                                     labels=probe.get("labels"), groups=probe.get("groups"))
-        for warning in caught:
-            warnings.warn(warning.message, warning.category, stacklevel=2)
+        for warning in caught:  # on_collapse="warn": a message, and the run goes on
+            logger.warning("step %d: %s", step, warning.message)
     except CollapseError:
         raise
     record.update({f"monitor/{k}": v for k, v in values.items()})
@@ -255,17 +257,6 @@ def _tensorboard(run: RunDir):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run.path / "tensorboard"))
-
-
-RECIPES: dict[str, type[Recipe]] = {"contrastive": ContrastiveRecipe, "lvm": LVMRecipe,
-                                      "flow": FlowRecipe, "slots": SlotsRecipe}
-
-
-def recipe_class(name: str) -> type[Recipe]:
-    """The recipe of a name (``contrastive``, ``lvm``)."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; one of {sorted(RECIPES)}")
-    return RECIPES[name]
 
 
 def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "auto"):

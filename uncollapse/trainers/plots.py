@@ -1,8 +1,12 @@
 """``uncollapse report RUN_DIR``: PNG training curves of every loss term and monitor, a 2-D PCA
-projection of predictions against targets, the recipe's own figure where it has one (flow
-trajectories, ``plots_flow``; the slots grid of images, reconstructions and masks,
-``plots_slots``), and one self-contained HTML page with all of them (images embedded as
-base64). Needs the ``plots`` extra (matplotlib).
+projection of predictions against targets, the recipe's own figure where it has one, and one
+self-contained HTML page with all of them (images embedded as base64). Needs the ``plots``
+extra (matplotlib).
+
+A recipe's own figure comes from ``uncollapse.trainers.<recipe>.plots`` (flow: trajectories
+from source to target; slots: images, reconstructions and per-slot masks), which gives its
+section ``TITLE``, the ``FIGURE`` name of its PNG, ``check_arrays(arrays)`` and
+``figure(arrays, project, seed=...)``. The recipe is the one ``config.json`` names.
 
 ``projection.npz`` is read and checked before anything is drawn, so a file that does not fit
 its recipe's layout stops the report with the file named and nothing written.
@@ -14,6 +18,7 @@ import base64
 import html
 import json
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib
 import numpy as np
@@ -21,12 +26,15 @@ import numpy as np
 from uncollapse.atomic import atomic_path
 from uncollapse.data.npz import NPZ_READ_FAILURES, why
 from uncollapse.errors import InputError
-from uncollapse.trainers import plots_flow, plots_slots
+from uncollapse.trainers.config import read_run_config
+from uncollapse.trainers.recipe import recipe_module
 from uncollapse.trainers.run_dir import RunDir
 
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["DPI", "curves", "pca_2d", "read_projection", "recipe_plots", "write_report"]
 
 SKIP = {"step", "epoch"}
 
@@ -65,9 +73,18 @@ def _save(figure, path: Path, *, tight: bool = True) -> Path:
     return path
 
 
-def read_projection(path: Path) -> dict[str, np.ndarray]:
+def recipe_plots(run_dir: str | Path) -> ModuleType | None:
+    """The ``plots`` module of the recipe that wrote ``run_dir``, or None where it has none
+    (or ``config.json`` names no recipe of ``uncollapse.families.RECIPES``)."""
+    try:
+        return recipe_module(read_run_config(run_dir).get("recipe") or "", "plots")
+    except ValueError:  # a run of a recipe this version does not know: curves only
+        return None
+
+
+def read_projection(path: Path, plots: ModuleType | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``projection.npz``, checked against the layout of the recipe that wrote
-    them (a flow trajectory, a slots grid).
+    them (``plots``: that recipe's plots module, whose ``check_arrays`` knows it).
 
     Raises:
         InputError: unreadable, or arrays that do not fit together.
@@ -90,10 +107,8 @@ def read_projection(path: Path) -> dict[str, np.ndarray]:
             raise InputError(path, f"{key} holds non-finite values (NaN or inf): the run's "
                              f"evaluation diverged, so there is nothing to project; {REWRITE}")
     try:
-        if plots_flow.is_flow(arrays):
-            plots_flow.check_flow_arrays(arrays)
-        if plots_slots.is_slots(arrays):
-            plots_slots.check_slots_arrays(arrays)
+        if plots is not None:
+            plots.check_arrays(arrays)
     except ValueError as exc:
         raise InputError(path, f"{exc}; {REWRITE}") from exc
     return arrays
@@ -104,19 +119,18 @@ def write_report(run_dir: str | Path, *, max_points: int = 2000, seed: int = 0) 
     run = RunDir(run_dir)
     out = run.path / "report"
     projection = run.path / "projection.npz"
-    arrays = read_projection(projection) if projection.exists() else None
+    plots = recipe_plots(run_dir)
+    arrays = read_projection(projection, plots) if projection.exists() else None
     records = run.read_metrics()
     evaluation = json.loads(run.eval.read_text()) if run.eval.exists() else {}
     out.mkdir(exist_ok=True)
     sections: list[tuple[str, list[tuple[str, Path]]]] = []
-    if arrays is not None and plots_flow.is_flow(arrays):
-        figure = plots_flow.trajectory_figure(arrays, pca_2d, seed=seed)
-        sections.append(("Flow trajectories", [
-            ("flow-trajectories", _save(figure, out / "flow-trajectories.png", tight=False))]))
-    if arrays is not None and plots_slots.is_slots(arrays):
-        figure = plots_slots.slots_grid(arrays)
-        sections.append(("Slots: images, reconstructions and masks", [
-            ("slots-grid", _save(figure, out / "slots-grid.png", tight=False))]))
+    wide: set[str] = set()
+    if arrays is not None and plots is not None:
+        figure = plots.figure(arrays, pca_2d, seed=seed)
+        sections.append((plots.TITLE, [
+            (plots.FIGURE, _save(figure, out / f"{plots.FIGURE}.png", tight=False))]))
+        wide.add(plots.FIGURE)
     images: list[tuple[str, Path]] = []
     for name, (steps, values) in curves(records).items():
         figure, axis = plt.subplots(figsize=(5, 3))
@@ -140,13 +154,13 @@ def write_report(run_dir: str | Path, *, max_points: int = 2000, seed: int = 0) 
     sections.append(("Training curves and projection", images))
     page = out / "index.html"
     with atomic_path(page) as tmp:
-        tmp.write_text(_html(run.path.name, sections, evaluation), encoding="utf-8")
+        tmp.write_text(_html(run.path.name, sections, evaluation, wide), encoding="utf-8")
     return page
 
 
 def _html(title: str, sections: list[tuple[str, list[tuple[str, Path]]]],
-          evaluation: dict) -> str:
-    body = "".join(f"<h2>{html.escape(heading)}</h2>{_figures(images)}\n"
+          evaluation: dict, wide: set[str]) -> str:
+    body = "".join(f"<h2>{html.escape(heading)}</h2>{_figures(images, wide)}\n"
                    for heading, images in sections)
     return ("<!doctype html><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title>"
@@ -157,13 +171,11 @@ def _html(title: str, sections: list[tuple[str, list[tuple[str, Path]]]],
             f"<pre>{html.escape(json.dumps(evaluation, indent=2))}</pre>\n{body}")
 
 
-def _figures(images: list[tuple[str, Path]]) -> str:
-    """Each PNG as an embedded ``<figure>``; the recipe figures (not curves) at full width."""
+def _figures(images: list[tuple[str, Path]], wide: set[str]) -> str:
+    """Each PNG as an embedded ``<figure>``; the recipe's figure (not curves) at full width."""
     return "\n".join(
         f'<figure><img alt="{html.escape(name)}"'
-        f'{" class=wide" if name in WIDE else ""} src="data:image/png;base64,'
+        f'{" class=wide" if name in wide else ""} src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(name)}'
         "</figcaption></figure>" for name, path in images)
 
-
-WIDE = {"flow-trajectories", "slots-grid"}

@@ -1,17 +1,26 @@
 """What a recipe gives the training engine: its data on the device, its model, one step's loss,
-its monitors and its evaluation. One short module per recipe implements this (contrastive,
-lvm); the engine (``engine.train``) runs any of them the same way.
+its monitors and its evaluation; and how a recipe is found by its name.
+
+Every recipe of ``uncollapse.families.RECIPES`` (contrastive, lvm, flow, slots) implements
+``Recipe`` in ``uncollapse.trainers.<name>.recipe``, which names its class ``RECIPE``; the
+engine (``engine.train``) runs any of them the same way.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import torch
 
+from uncollapse import families
 from uncollapse.errors import ToolError
 from uncollapse.report import Report
+
+__all__ = ["PreflightError", "Recipe", "StepOutput", "recipe_class", "recipe_module"]
 
 
 class PreflightError(ToolError):
@@ -106,3 +115,16 @@ class Recipe:
     def evaluate(self, model: torch.nn.Module) -> tuple[dict, dict[str, np.ndarray]]:
         """Held-out metrics, and arrays for the report's projection (``pred``, ``target``)."""
         raise NotImplementedError
+
+
+def recipe_module(name: str, leaf: str) -> ModuleType | None:
+    """``uncollapse.trainers.<name>.<leaf>`` of the recipe called ``name`` (``plots``, ...), or
+    None where the recipe has no such module; a ValueError lists the known recipes."""
+    module = f"{families.recipe(name).package}.{leaf}"
+    return importlib.import_module(module) if importlib.util.find_spec(module) else None
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    """The ``Recipe`` subclass of the recipe called ``name`` (the ``RECIPE`` of its ``recipe``
+    module); a ValueError lists the known recipes."""
+    return recipe_module(name, "recipe").RECIPE

@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from uncollapse.trainers.engine import resolve_device
-from uncollapse.trainers.lvm_models import LVMModelConfig, NextVectorModel
+from uncollapse.trainers.lvm.model import LVMModelConfig, NextVectorModel
 from uncollapse.trainers.run_dir import RunDir
 
 MAX_BATCH = 4096

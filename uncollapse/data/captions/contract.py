@@ -92,3 +92,7 @@ Grouping rules (what contrastive training relies on):
 The finding codes are explained in [finding-codes.md](finding-codes.md).
 """, CAPTION_COLUMNS),)
 """What docs/data-contracts.md shows of the caption family."""
+
+# Image features of a caption table's images (``--image-features`` of the contrastive recipe),
+IMAGE_FEATURES = "features"
+IMAGE_FEATURE_IDS = "image_ids"

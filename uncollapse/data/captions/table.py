@@ -1,4 +1,6 @@
-"""Reading and checking a caption table with polars (docs/data-contracts.md, "Caption table").
+"""Reading and checking a caption table with polars (docs/data-contracts.md, "Caption table"),
+and, beside it, the pyarrow/numpy readers of the training path (``read_caption_arrays``,
+``read_image_features``), which run where polars is not installed.
 
 ``CAPTION_SCHEMA`` is ``CAPTION_DTYPES`` of the contract as polars types.
 """
@@ -9,25 +11,39 @@ import io
 import sys
 from pathlib import Path
 
-import polars as pl
+import numpy as np
+import pyarrow.parquet as pq
 
 from uncollapse.data.captions.contract import (
     CAPTION_DTYPES,
+    IMAGE_FEATURE_IDS,
+    IMAGE_FEATURES,
+    IMAGE_ID,
+    MATCH_ID,
     OPTIONAL_COLUMNS,
+    SPLIT,
     expected_columns,
 )
 from uncollapse.data.csv_header import refuse_duplicate_columns
-from uncollapse.data.polars_read import READ_FAILURES, parquet_reading, reason
+from uncollapse.data.npz import NPZ_READ_FAILURES, why
 from uncollapse.data.readable import unreadable
 from uncollapse.errors import InputError
 
+try:  # GPU hosts train without polars: the pyarrow readers below still work there
+    import polars as pl
+
+    from uncollapse.data.polars_read import READ_FAILURES, parquet_reading, reason
+except ImportError:
+    pl = None
+
 __all__ = [
-    "CAPTION_SCHEMA", "PARQUET_MAGIC", "PARQUET_SUFFIXES", "read_caption_table",
-    "schema_problems",
+    "CAPTION_SCHEMA", "PARQUET_MAGIC", "PARQUET_SUFFIXES", "read_caption_arrays",
+    "read_caption_table", "read_image_features", "schema_problems",
 ]
 
-CAPTION_SCHEMA: dict[str, pl.DataType] = {name: getattr(pl, dtype)
-                                          for name, dtype in CAPTION_DTYPES.items()}
+CAPTION_SCHEMA: dict[str, pl.DataType] = ({name: getattr(pl, dtype)
+                                           for name, dtype in CAPTION_DTYPES.items()}
+                                          if pl is not None else {})
 """Column -> polars dtype, in the order the builders write them."""
 
 
@@ -121,3 +137,54 @@ def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
                              "fix the value or rebuild the table with `uncollapse build captions`",
                              line=row + 2)
     return cast
+
+
+def read_caption_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """``match_id`` (int64), ``image_id`` (str) and ``split`` (object, None where unset) of a
+    caption table, keyed by those column names, with pyarrow only (the training path).
+
+    Raises:
+        InputError: the file is missing or unreadable, lacks ``match_id`` or ``image_id``, or
+            either holds nulls.
+    """
+    path = Path(path)
+    try:
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=[c for c in (MATCH_ID, IMAGE_ID, SPLIT)
+                                             if c in names])
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except Exception as exc:
+        raise InputError(path, f"not a readable Parquet caption table ({exc})") from exc
+    for column in (MATCH_ID, IMAGE_ID):
+        if column not in table.column_names:
+            raise InputError(path, f"has no {column!r} column; build the table with "
+                             "`uncollapse build captions`")
+    if table.column(MATCH_ID).null_count or table.column(IMAGE_ID).null_count:
+        raise InputError(path, f"{MATCH_ID} or {IMAGE_ID} holds nulls; run `uncollapse validate "
+                         "captions` to see which rows")
+    split = (table.column(SPLIT).to_numpy(zero_copy_only=False)
+             if SPLIT in table.column_names else np.full(table.num_rows, None, dtype=object))
+    return {MATCH_ID: table.column(MATCH_ID).to_numpy().astype(np.int64),
+            IMAGE_ID: table.column(IMAGE_ID).to_numpy(zero_copy_only=False).astype(str),
+            SPLIT: split}
+
+
+def read_image_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(features [images, D], image_ids [images] as str)`` of an image-feature NPZ, read
+    without pickle.
+
+    Raises:
+        InputError: unreadable, holds object arrays, or lacks ``features`` or ``image_ids``.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not {IMAGE_FEATURES, IMAGE_FEATURE_IDS} <= set(npz.files):
+                raise InputError(path, f"an image-feature NPZ needs {IMAGE_FEATURES!r} and "
+                                 f"{IMAGE_FEATURE_IDS!r}, it has {sorted(npz.files)}")
+            return npz[IMAGE_FEATURES], npz[IMAGE_FEATURE_IDS].astype(str)
+    except NPZ_READ_FAILURES as exc:  # object arrays need pickle, which is refused
+        raise InputError(path, f"cannot be read without pickle ({why(exc)}); save "
+                         f"{IMAGE_FEATURES} and {IMAGE_FEATURE_IDS} (a string or integer "
+                         "array) with numpy.savez") from exc

@@ -92,3 +92,9 @@ def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
         raise InputError(path, f"not a readable NPZ file ({why(exc)}); write it with "
                                "`uncollapse build scenes` (numpy.savez of images, masks, "
                                "num_objects)") from exc
+
+
+# Array names, for code that reads one array (``arrays[MASKS]``).
+IMAGES = "images"
+MASKS = "masks"
+NUM_OBJECTS = "num_objects"

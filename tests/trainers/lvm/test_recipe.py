@@ -9,12 +9,11 @@ import shutil
 
 import pytest
 import torch
-from trainer_data import drift_sequences
 
-from uncollapse.trainers.config import LVMConfig
 from uncollapse.trainers.engine import train
-from uncollapse.trainers.lvm import LVMRecipe
-from uncollapse.trainers.lvm_models import LVMModelConfig, NextVectorModel
+from uncollapse.trainers.lvm.config import LVMConfig
+from uncollapse.trainers.lvm.model import LVMModelConfig, NextVectorModel
+from uncollapse.trainers.lvm.recipe import LVMRecipe
 from uncollapse.trainers.run_dir import RunDir
 
 PREDICTORS = ("model", "baseline_mean_target", "baseline_last_context", "baseline_context_mean")
@@ -23,8 +22,8 @@ METRICS = ("mean_cosine", "recall@1", "mrr", "contrastive_accuracy_hardest", "st
 
 
 @pytest.fixture(scope="module")
-def sequences(tmp_path_factory):
-    return drift_sequences(tmp_path_factory.mktemp("lvm"))
+def sequences(drift_sequences):
+    return drift_sequences
 
 
 def config(sequences, out, **overrides) -> LVMConfig:

@@ -43,154 +43,36 @@ prototype), ``groups`` (the target combination ids), ``steering`` (the baseline'
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uncollapse.data.attributes.contract import RESERVED_COLUMNS, combination_ids
+from uncollapse.data.attributes.contract import IDENTITY, SPLIT, combination_ids
 from uncollapse.data.attributes.dataset import AttributeFlipDataset
 from uncollapse.data.attributes.selection import refuse_repeated
-from uncollapse.errors import InputError
+from uncollapse.data.attributes.table import read_attribute_arrays
 from uncollapse.report import Finding, Report
-from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.trainers.config import FlowConfig
-from uncollapse.trainers.contrastive import load_features
+from uncollapse.samplers.combinations import TargetCombinationSampler
+from uncollapse.trainers.flow.config import FlowConfig
+from uncollapse.trainers.flow.model import FlowField
+from uncollapse.trainers.preflight import load_features
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.collapse.metrics import cluster_purity, label_spread, silhouette
 from uncollapse.validators.flips import FLIPS_NOT_ALWAYS_APPLIED, audit_flips
 
-MAX_DEFAULT_ATTRIBUTES = 8
+__all__ = ["RECIPE", "FlowRecipe", "held_out_rows", "linear_probes"]
+
 PROBE_STEPS = 300
-
-
-class FlowField(nn.Module):
-    """``v(z, a)``: an MLP over the embedding and the target attributes, and the Euler flow."""
-
-    def __init__(self, dim: int, n_attributes: int, hidden: int, flow_steps: int,
-                 alpha: float):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim + n_attributes, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, dim))
-        self.flow_steps, self.alpha = int(flow_steps), float(alpha)
-
-    def field(self, z: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z, attributes.to(z.dtype)], dim=-1))
-
-    def forward(self, z: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-        """The trajectory [flow_steps + 1, B, D]: the input, then each Euler step's point."""
-        step = self.alpha / self.flow_steps
-        points = [z]
-        for _ in range(self.flow_steps):
-            z = F.normalize(z + step * self.field(z, attributes), dim=-1)
-            points.append(z)
-        return torch.stack(points)
-
-
-class TargetCombinationSampler:
-    """``GroupedBatchSampler`` over each epoch's target combination ids.
-
-    The groups change every epoch (the targets are redrawn), so the grouped sampler of epoch
-    ``e`` is built from ``dataset.target_combination_ids(e)``; its plan is a pure function of
-    ``(seed, e)``. Gives the engine what it uses of a planned sampler: ``plan``, ``set_epoch``,
-    ``state_dict`` and ``load_state_dict``.
-    """
-
-    def __init__(self, dataset: AttributeFlipDataset, batch_size: int, per_group: int, *,
-                 seed: int):
-        self.dataset, self.batch_size, self.per_group = dataset, batch_size, per_group
-        self.seed, self.epoch = int(seed), 0
-        self._cached: tuple[int, GroupedBatchSampler] | None = None
-
-    def sampler(self, epoch: int) -> GroupedBatchSampler:
-        if self._cached is None or self._cached[0] != epoch:
-            grouped = GroupedBatchSampler(self.dataset.target_combination_ids(epoch),
-                                          self.batch_size, self.per_group, seed=self.seed,
-                                          drop_last=True, rank=0, world_size=1)
-            self._cached = (epoch, grouped)
-        return self._cached[1]
-
-    def plan(self, epoch: int | None = None):
-        epoch = self.epoch if epoch is None else int(epoch)
-        return self.sampler(epoch).plan(epoch)
-
-    def __iter__(self):
-        plan = self.plan()
-        return (plan.batch(i).tolist() for i in range(len(plan)))
-
-    def __len__(self) -> int:
-        return len(self.plan())
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def data_digest(self) -> str:
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(np.ascontiguousarray(self.dataset.source).data)
-        digest.update(repr((self.batch_size, self.per_group, self.dataset.min_flips,
-                            self.dataset.max_flips, self.dataset.seed)).encode())
-        return digest.hexdigest()
-
-    def state_dict(self, batches_done: int = 0) -> dict:
-        return {"kind": "target-combinations", "seed": self.seed, "epoch": self.epoch,
-                "batches_done": int(batches_done), "data": self.data_digest()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "target-combinations" or state.get("seed") != self.seed or \
-                state.get("data") != self.data_digest():
-            raise ValueError("the checkpoint's sampler state is of other data, seed or flip "
-                             "settings; resume with the run's own config")
-        self.epoch = int(state["epoch"])
-
-
-def read_attribute_arrays(path: str | Path, names: list[str] | None) -> dict:
-    """``identity``, ``split`` and the [rows, A] 0/1 attributes of an attribute table, with
-    pyarrow only. ``names``: the attributes to use (default every attribute column)."""
-    path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except Exception as exc:
-        raise InputError(path, f"not a readable Parquet attribute table ({exc})") from exc
-    available = [c for c in table.column_names if c not in RESERVED_COLUMNS]
-    if names:
-        missing = [n for n in names if n not in available]
-        if missing:
-            raise InputError(path, f"has no attribute column(s) {missing}; it has {available}")
-    elif len(available) > MAX_DEFAULT_ATTRIBUTES:
-        raise InputError(path, f"has {len(available)} attribute columns; name at most "
-                         f"{MAX_DEFAULT_ATTRIBUTES} to flip (attributes_to_flip) so that every "
-                         "target combination has rows")
-    names = list(names or available)
-    if not names:
-        raise InputError(path, "has no attribute columns (every column but image_id, identity "
-                         "and split is an attribute)")
-    values = np.stack([table.column(n).to_numpy(zero_copy_only=False) for n in names], axis=1)
-    if not np.isin(values, (0, 1)).all():
-        row, col = np.argwhere(~np.isin(values, (0, 1)))[0]
-        raise InputError(path, f"attribute {names[col]!r} of row {row} is {values[row, col]}; "
-                         "attributes must be 0/1 (run `uncollapse validate attributes`)")
-    n = table.num_rows
-    identity = (table.column("identity").to_numpy(zero_copy_only=False)
-                if "identity" in table.column_names else np.full(n, None, dtype=object))
-    split = (table.column("split").to_numpy(zero_copy_only=False)
-             if "split" in table.column_names else np.full(n, None, dtype=object))
-    return {"names": names, "attributes": values.astype(np.int8), "identity": identity,
-            "split": split}
 
 
 def held_out_rows(table: dict, split: str, fraction: float, seed: int) -> np.ndarray:
     """Rows held out for evaluation: the ``split`` rows, else a seeded share of identities
     (of rows where the table has no identities)."""
-    splits = table["split"]
+    splits = table[SPLIT]
     if np.any(splits == split) and not np.all(splits == split):
         return splits == split
-    identity = table["identity"]
+    identity = table[IDENTITY]
     rng = np.random.default_rng(seed)
     if all(v is not None for v in identity) and len(identity):
         ids, inverse = np.unique(identity.astype(np.int64), return_inverse=True)
@@ -214,6 +96,8 @@ def linear_probes(x: torch.Tensor, labels: torch.Tensor, steps: int = PROBE_STEP
 
 
 class FlowRecipe(Recipe):
+    """A vector field that flows frozen embeddings to target attributes (see the module)."""
+
     config_class = FlowConfig
     name = "flow"
     lower_bounds = {"infonce": 0.0, "identity": 0.0, "divergence": 0.0, "curl": 0.0}
@@ -395,7 +279,7 @@ class FlowRecipe(Recipe):
         keep_np = keep.cpu().numpy()
         source_t = torch.from_numpy(source[keep_np].astype(np.float32)).to(device)
         target_t = torch.from_numpy(target[keep_np].astype(np.float32)).to(device)
-        identity = self.table["identity"][rows][keep_np]
+        identity = self.table[IDENTITY][rows][keep_np]
 
         trajectory = model(z, target_t).float()
         steering = F.normalize(z + self.bank[target_combo] - self.bank[source_combo], dim=-1)
@@ -448,3 +332,6 @@ class FlowRecipe(Recipe):
             metrics["identity_recall@1"] = float((ids[similarity.argmax(dim=1)] == ids)
                                                  .float().mean())
         return metrics
+
+
+RECIPE = FlowRecipe

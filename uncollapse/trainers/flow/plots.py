@@ -17,20 +17,23 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+__all__ = ["FIGURE", "FIGURE_INCHES", "TITLE", "check_arrays", "combination_label", "figure"]
+
+TITLE = "Flow trajectories"
+FIGURE = "flow-trajectories"
 FIGURE_INCHES = (11.0, 5.5)
 TRAJECTORY_ROWS = 40
 MAX_LEGEND = 12
 COLOURS = matplotlib.colormaps["tab20"].colors
 
 
-def is_flow(arrays: dict) -> bool:
-    return "trajectory" in arrays
-
-
-def check_flow_arrays(arrays: dict) -> None:
+def check_arrays(arrays: dict) -> None:
     """Raise ``ValueError`` unless the arrays fit together as the flow recipe writes them
     (``trajectory`` [steps + 1, n, D], ``steering`` [n, D], ``groups`` [n], and optionally
     ``prototypes`` [C, D] with ``prototype_ids`` [C]); the caller names the file."""
+    if "trajectory" not in arrays:
+        raise ValueError("has no 'trajectory' array; expected the flow recipe's arrays "
+                         "(trajectory, steering, groups)")
     trajectory = arrays["trajectory"]
     if trajectory.ndim != 3 or trajectory.shape[0] < 2 or trajectory.shape[1] < 1:
         raise ValueError(f"trajectory has shape {list(trajectory.shape)}; expected "
@@ -63,7 +66,7 @@ def combination_label(combination: int, names: list[str]) -> str:
     return "+".join(on) if on else "none"
 
 
-def trajectory_figure(arrays: dict, project, *, rows: int = TRAJECTORY_ROWS, seed: int = 0):
+def figure(arrays: dict, project, *, rows: int = TRAJECTORY_ROWS, seed: int = 0) -> Figure:
     """The two-panel figure (flow, steering) of ``rows`` sampled rows; ``project`` is the PCA
     helper (arrays -> their 2-D coordinates in one shared basis)."""
     trajectory = arrays["trajectory"].astype(np.float64)
@@ -80,8 +83,8 @@ def trajectory_figure(arrays: dict, project, *, rows: int = TRAJECTORY_ROWS, see
     colour = {c: COLOURS[i % len(COLOURS)] for i, c in enumerate(
         sorted(set(shown) | set(prototype_ids.tolist())))}
 
-    figure = Figure(figsize=FIGURE_INCHES, layout="constrained")
-    flow_axis, steer_axis = figure.subplots(1, 2, sharex=True, sharey=True)
+    drawing = Figure(figsize=FIGURE_INCHES, layout="constrained")
+    flow_axis, steer_axis = drawing.subplots(1, 2, sharex=True, sharey=True)
     for row, group in enumerate(groups):
         c = colour[group]
         _arrow(flow_axis, path[:, row], c)
@@ -103,9 +106,9 @@ def trajectory_figure(arrays: dict, project, *, rows: int = TRAJECTORY_ROWS, see
                               linestyle="", label="input z"))
         steer_axis.legend(handles=handles, title="target combination", fontsize=8,
                           loc="center left", bbox_to_anchor=(1.02, 0.5))
-    figure.suptitle("PCA of flow trajectories; stars: target prototypes (means of real "
-                    "embeddings)")
-    return figure
+    drawing.suptitle("PCA of flow trajectories; stars: target prototypes (means of real "
+                     "embeddings)")
+    return drawing
 
 
 def _arrow(axis, points: np.ndarray, colour) -> None:

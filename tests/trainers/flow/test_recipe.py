@@ -21,9 +21,9 @@ from uncollapse.data.attributes.synthetic import (
     synthetic_attribute_embeddings,
     write_attribute_table,
 )
-from uncollapse.trainers.config import FlowConfig
 from uncollapse.trainers.engine import evaluate_run, train
-from uncollapse.trainers.flow import FlowRecipe
+from uncollapse.trainers.flow.config import FlowConfig
+from uncollapse.trainers.flow.recipe import FlowRecipe
 from uncollapse.trainers.recipe import PreflightError
 from uncollapse.trainers.run_dir import RunDir
 from uncollapse.validators.collapse.monitor import LossGuardError

@@ -3,28 +3,26 @@ refuses (or, forced, visibly fails on) a caption table with loop-counter ids."""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import shutil
 
 import pytest
 import torch
-from trainer_data import caption_features, caption_table, with_unique_match_ids
 
-from uncollapse.trainers.config import ContrastiveConfig
-from uncollapse.trainers.contrastive import ContrastiveRecipe
+from uncollapse.trainers import engine
+from uncollapse.trainers.contrastive.config import ContrastiveConfig
+from uncollapse.trainers.contrastive.recipe import ContrastiveRecipe
 from uncollapse.trainers.engine import evaluate_run, train
 from uncollapse.trainers.recipe import PreflightError
 from uncollapse.trainers.run_dir import RunDir
-from uncollapse.validators.collapse.monitor import LossGuardError
+from uncollapse.validators.collapse.monitor import CollapseMonitor, LossGuardError
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("contrastive")
-    table = caption_table(tmp)
-    text, images = caption_features(table, tmp)
-    return {"tmp": tmp, "table": table, "text": text, "images": images,
-            "broken": with_unique_match_ids(table, tmp)}
+def data(caption_data):
+    return caption_data(images=120)
 
 
 def config(data, out, **overrides) -> ContrastiveConfig:
@@ -122,3 +120,24 @@ def test_forced_run_on_broken_grouping_keeps_the_gap_shut(data, tmp_path):
     key = "caption_to_caption/recall@1"
     assert broken_eval[key] < good_eval[key] - 0.1
     assert broken_eval["similarity_gap"] < good_eval["similarity_gap"]
+
+
+def test_a_collapse_the_monitor_finds_is_logged_and_the_run_goes_on(data, tmp_path, caplog,
+                                                                    monkeypatch):
+    # the monitor judges from step 0 (its own default waits 1000 steps)
+    monkeypatch.setattr(engine, "CollapseMonitor", functools.partial(CollapseMonitor, warmup=0))
+
+    class Collapsed(ContrastiveRecipe):
+        def loss(self, model, batch):
+            out = super().loss(model, batch)
+            out.probe["outputs"] = torch.ones_like(out.probe["outputs"])  # every row one point
+            return out
+
+    with caplog.at_level(logging.WARNING, logger="uncollapse"):
+        result = train(Collapsed, config(data, tmp_path / "run", steps=10, monitor_every=5,
+                                         monitor_warmup=0, on_collapse="warn"))
+    assert result.step == 10
+    messages = [r.getMessage() for r in caplog.records if r.name == "uncollapse"]
+    assert messages, "the monitor's finding was not logged"
+    assert all(m.startswith(("step 0: ", "step 5: ")) for m in messages)
+    assert any("COLLAPSE" in m for m in messages)

@@ -5,25 +5,28 @@ not), and every slot initialisation runs and logs the initial slots' cosine."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from uncollapse.cli import main
 from uncollapse.data.scenes.contract import save_scenes
 from uncollapse.pipeline.scenes import generate_scenes
-from uncollapse.trainers.config import SlotsConfig
-from uncollapse.trainers.engine import RECIPES, train
-from uncollapse.trainers.recipe import PreflightError
+from uncollapse.trainers.engine import train
+from uncollapse.trainers.recipe import PreflightError, recipe_class
 from uncollapse.trainers.run_dir import RunDir
-from uncollapse.trainers.slot_models import (
+from uncollapse.trainers.slots.config import SlotsConfig
+from uncollapse.trainers.slots.model import (
     SlotAutoencoder,
     SlotModelConfig,
     kmeans_slots,
     spectral_slots,
 )
-from uncollapse.trainers.slots import SlotsRecipe, diversity_loss, mean_pairwise_cosine
+from uncollapse.trainers.slots.recipe import SlotsRecipe, diversity_loss, mean_pairwise_cosine
 from uncollapse.validators.collapse.monitor import LossGuard, LossGuardError
 
 EVAL_METRICS = ("eval_scenes", "fg_ari", "fg_ari_by_objects", "slot_cosine", "init_slot_cosine",
@@ -45,8 +48,8 @@ def config(scenes, out, **overrides) -> SlotsConfig:
     return SlotsConfig(**values)
 
 
-def test_recipe_is_registered():
-    assert RECIPES["slots"] is SlotsRecipe
+def test_recipe_is_found_by_its_name_in_the_recipes_table():
+    assert recipe_class("slots") is SlotsRecipe
 
 
 def test_loss_decreases_and_evaluation_has_every_metric(scenes, tmp_path):
@@ -71,7 +74,6 @@ def test_loss_decreases_and_evaluation_has_every_metric(scenes, tmp_path):
         np.testing.assert_allclose(arrays["masks"].sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:.*near-identical:RuntimeWarning")
 @pytest.mark.parametrize("init", ["learned", "spectral", "kmeans"])
 def test_every_init_runs_and_logs_the_initial_slot_cosine(scenes, tmp_path, init):
     result = train(SlotsRecipe, config(scenes, tmp_path / init, init=init, steps=10))
@@ -83,15 +85,45 @@ def test_every_init_runs_and_logs_the_initial_slot_cosine(scenes, tmp_path, init
     assert json.loads((tmp_path / init / "config.json").read_text())["init"] == init
 
 
-def test_near_identical_spectral_and_kmeans_starts_are_a_finding(scenes, tmp_path):
+def test_near_identical_spectral_and_kmeans_starts_are_a_finding(scenes, tmp_path, caplog):
     # an untrained encoder's features share one direction: both starts are near-identical
     for init in ("spectral", "kmeans"):
-        with pytest.warns(RuntimeWarning, match="near-identical"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="uncollapse"):
             result = train(SlotsRecipe, config(scenes, tmp_path / init, init=init, steps=5))
+        logged = [r for r in caplog.records if r.name == "uncollapse"]
+        assert logged and all(r.levelno == logging.WARNING for r in logged)
+        assert f"{init} initial slots are near-identical" in logged[0].getMessage()
         assert result.evaluation["init_slot_cosine"] > 0.5
         assert [f["code"] for f in result.evaluation["findings"]] == ["SLOT_INIT_NEAR_IDENTICAL"]
         records = RunDir(tmp_path / init).read_metrics()
         assert any(r.get("monitor/init_slots_near_identical") == 1.0 for r in records)
+
+
+def test_the_command_line_shows_the_logged_warning_and_logging_configuration_silences_it(
+        scenes, tmp_path):
+    def run(out):
+        return CliRunner().invoke(main, [
+            "train", "slots", "--scenes", str(scenes), "--init", "spectral", "--steps", "2",
+            "--batch-size", "16", "--slots", "4", "--slot-dim", "16", "--channels", "16",
+            "--monitor-every", "1", "--monitor-warmup", "0", "--device", "cpu", "--quiet",
+            "--out", str(out)])
+
+    shown = run(tmp_path / "shown")
+    assert shown.exit_code == 0, shown.output
+    assert "WARNING: spectral initial slots are near-identical" in shown.stderr
+    logger = logging.getLogger("uncollapse")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # what a user's logging configuration does
+    try:
+        silenced = run(tmp_path / "silenced")
+    finally:
+        logger.setLevel(level)
+    assert silenced.exit_code == 0, silenced.output
+    assert "near-identical" not in silenced.stderr
+    # the finding stays in the evaluation whatever the logging configuration
+    findings = json.loads(silenced.stdout)["findings"]
+    assert [f["code"] for f in findings] == ["SLOT_INIT_NEAR_IDENTICAL"]
 
 
 def test_spectral_and_kmeans_find_separated_clusters():

@@ -1,4 +1,5 @@
-"""Small inputs for the trainer tests, made with the pipeline's own commands.
+"""Small inputs for the trainer tests, made with the pipeline's own commands (fixtures
+``caption_data`` and ``drift_sequences``, built once per session).
 
 Caption tables are built from the bundled COCO captions; their features are synthetic (a random
 direction per image plus noise, so the right answer is known). Sequence files are built with
@@ -14,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from uncollapse.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
 
 
@@ -66,7 +68,7 @@ def caption_features(table_path: Path, tmp: Path, *, dim: int = 32, noise: float
     return text_path, image_path
 
 
-def drift_sequences(tmp: Path, *, docs: int = 24, length: int = 12, dim: int = 8,
+def build_drift_sequences(tmp: Path, *, docs: int = 24, length: int = 12, dim: int = 8,
                     context: int = 3, seed: int = 0) -> Path:
     """A compact sequence file built by the pipeline: chunk t of document d has the vector
     ``start_d + t * step`` (+ small noise), with |start| ~ 20 per dimension (raw scale)."""
@@ -89,3 +91,28 @@ def drift_sequences(tmp: Path, *, docs: int = 24, length: int = 12, dim: int = 8
     run_cli("build", "sequences", chunks, "--vectors", vectors_path, "--context", context,
             "--compact", "-o", out, "--cache-dir", tmp / "cache")
     return out
+
+
+@pytest.fixture(scope="session")
+def caption_data(tmp_path_factory):
+    """``caption_data(images=120)``: ``{"table", "text", "images", "broken"}`` for the first
+    ``images`` images of the bundled COCO table: the table, text features per row, image
+    features per match_id, and the table with loop-counter ids (built once per size)."""
+    built: dict[int, dict[str, Path]] = {}
+
+    def make(images: int = 120) -> dict[str, Path]:
+        if images not in built:
+            tmp = tmp_path_factory.mktemp(f"captions{images}")
+            table = caption_table(tmp, images=images)
+            text, image = caption_features(table, tmp)
+            built[images] = {"table": table, "text": text, "images": image,
+                             "broken": with_unique_match_ids(table, tmp)}
+        return built[images]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def drift_sequences(tmp_path_factory) -> Path:
+    """A compact sequence file of 24 drifting documents (``build_drift_sequences``)."""
+    return build_drift_sequences(tmp_path_factory.mktemp("sequences"))

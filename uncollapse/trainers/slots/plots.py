@@ -6,6 +6,9 @@ mask (background dark grey, objects coloured), the predicted mask (each pixel co
 slot of the largest alpha), then one column per slot with that slot's alpha mask (black 0,
 white 1). Slots that bind objects show one bright shape each; slots that all spread over the
 whole image (grey everywhere) are the collapse that FG-ARI measures.
+
+The report (``uncollapse.trainers.plots``) reads ``TITLE``, ``FIGURE``, ``check_arrays`` and
+``figure`` of this module, as of every recipe's ``plots`` module.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+__all__ = ["FIGURE", "SLOTS_KEYS", "TITLE", "check_arrays", "figure", "grid_inches"]
+
+TITLE = "Slots: images, reconstructions and masks"
+FIGURE = "slots-grid"
 CELL_INCHES = 1.2
 TITLE_INCHES = 0.5
 FIXED_COLUMNS = ("image", "reconstruction", "true mask", "predicted mask")
@@ -23,14 +30,14 @@ PALETTE = matplotlib.colormaps["tab10"].colors
 SLOTS_KEYS = ("images", "reconstructions", "masks", "true_masks")
 
 
-def is_slots(arrays: dict) -> bool:
-    return all(key in arrays for key in SLOTS_KEYS)
-
-
-def check_slots_arrays(arrays: dict) -> None:
+def check_arrays(arrays: dict) -> None:
     """Raise ``ValueError`` unless ``images`` [n, H, W, 3] uint8, ``reconstructions`` of the
     same shape, ``masks`` [n, K, H, W] and ``true_masks`` [n, H, W] fit together; the caller
     names the file."""
+    missing = [key for key in SLOTS_KEYS if key not in arrays]
+    if missing:
+        raise ValueError(f"has no {missing} array(s); expected the slots recipe's arrays "
+                         f"({', '.join(SLOTS_KEYS)})")
     images = arrays["images"]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
         raise ValueError(f"images has shape {list(images.shape)} and dtype {images.dtype}; "
@@ -54,8 +61,9 @@ def grid_inches(rows: int, slots: int) -> tuple[float, float]:
     return (len(FIXED_COLUMNS) + slots) * CELL_INCHES, rows * CELL_INCHES + TITLE_INCHES
 
 
-def slots_grid(arrays: dict):
-    """The grid figure; see the module docstring for its rows and columns."""
+def figure(arrays: dict, project=None, *, seed: int = 0) -> Figure:
+    """The grid figure; see the module docstring for its rows and columns (``project`` and
+    ``seed`` are unused: every kept image is shown)."""
     images, recon = arrays["images"], arrays["reconstructions"]
     masks, truth = arrays["masks"].astype(np.float64), arrays["true_masks"].astype(np.int64)
     rows, slots = masks.shape[:2]
@@ -63,9 +71,9 @@ def slots_grid(arrays: dict):
                                             for i in range(max(1, int(truth.max())))]])
     slot_colours = ListedColormap([PALETTE[i % len(PALETTE)] for i in range(slots)])
     width, height = grid_inches(rows, slots)
-    figure = Figure(figsize=(width, height))
+    drawing = Figure(figsize=(width, height))
     # fixed margins (a layout engine costs seconds on a grid of this many panels)
-    axes = figure.subplots(rows, len(FIXED_COLUMNS) + slots, squeeze=False, gridspec_kw={
+    axes = drawing.subplots(rows, len(FIXED_COLUMNS) + slots, squeeze=False, gridspec_kw={
         "left": 0.01, "right": 0.99, "bottom": 0.01, "top": 1 - TITLE_INCHES / height,
         "wspace": 0.08, "hspace": 0.08})
     for r in range(rows):
@@ -82,6 +90,6 @@ def slots_grid(arrays: dict):
     titles = [*FIXED_COLUMNS, *(f"slot {k + 1}" for k in range(slots))]
     for c, title in enumerate(titles):
         axes[0, c].set_title(title, fontsize=8)
-    figure.suptitle("held-out images, reconstructions and masks (alpha of each slot)",
-                    fontsize=9, y=1 - 0.08 / height, va="top")
-    return figure
+    drawing.suptitle("held-out images, reconstructions and masks (alpha of each slot)",
+                     fontsize=9, y=1 - 0.08 / height, va="top")
+    return drawing

@@ -14,8 +14,8 @@ it does). The weight ramps linearly from 0 over the first ``diversity_warmup`` e
 Logged every logged step beside the loss: ``init_slot_cosine`` and ``slot_cosine``, the mean
 pairwise cosine of the initial and final slots (diagnostics in [-1, 1], not added to the loss).
 Spectral or k-means initial slots with a mean cosine above ``NEAR_IDENTICAL_COSINE`` start
-every slot at the same place: the monitor warns and flags ``init_slots_near_identical``, and
-the evaluation lists the finding ``SLOT_INIT_NEAR_IDENTICAL``.
+every slot at the same place: the monitor logs a warning (logger ``uncollapse``) and flags
+``init_slots_near_identical``, and the evaluation lists the finding ``SLOT_INIT_NEAR_IDENTICAL``.
 
 Evaluation on the held-out scenes: foreground ARI (overall and per object count), slot
 similarity, initial-slot similarity, reconstruction MSE; arrays for the report: the final slots
@@ -24,22 +24,25 @@ similarity, initial-slot similarity, reconstruction MSE; arrays for the report: 
 
 from __future__ import annotations
 
-import warnings
+import logging
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uncollapse.data.scenes.contract import load_scenes
+from uncollapse.data.scenes.contract import IMAGES, MASKS, NUM_OBJECTS, load_scenes
 from uncollapse.report import Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.trainers.config import SlotsConfig
 from uncollapse.trainers.recipe import Recipe, StepOutput
-from uncollapse.trainers.slot_models import SlotAutoencoder, SlotModelConfig
+from uncollapse.trainers.slots.config import SlotsConfig
+from uncollapse.trainers.slots.model import SlotAutoencoder, SlotModelConfig
 from uncollapse.validators.collapse.metrics import ari_per_image
 from uncollapse.validators.scenes import validate_scenes
 
+__all__ = ["RECIPE", "SlotsRecipe", "diversity_loss", "mean_pairwise_cosine", "pairwise_cosine"]
+
+logger = logging.getLogger("uncollapse")
 BLOCK = 128
 NEAR_IDENTICAL_COSINE = 0.5
 REPORT_IMAGES = 8
@@ -71,6 +74,8 @@ def diversity_loss(slots: torch.Tensor, *, clamped: bool = True) -> torch.Tensor
 
 
 class SlotsRecipe(Recipe):
+    """A slot-attention autoencoder on a scene file (see the module)."""
+
     config_class = SlotsConfig
     name = "slots"
     # the two diagnostics are cosines, bounded by -1; the loss terms by 0
@@ -87,7 +92,7 @@ class SlotsRecipe(Recipe):
     def setup(self) -> None:
         config, device = self.config, self.device
         arrays = load_scenes(config.scenes)
-        images, masks = arrays["images"], arrays["masks"]
+        images, masks = arrays[IMAGES], arrays[MASKS]
         self.size = int(images.shape[1])
         if images.shape[1] != images.shape[2]:
             raise ValueError(f"{config.scenes}: images are {images.shape[1]}x{images.shape[2]}; "
@@ -99,7 +104,7 @@ class SlotsRecipe(Recipe):
             is_eval[-1] = True
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.masks = torch.from_numpy(np.ascontiguousarray(masks)).to(device)
-        self.num_objects = torch.from_numpy(arrays["num_objects"].astype(np.int64)).to(device)
+        self.num_objects = torch.from_numpy(arrays[NUM_OBJECTS].astype(np.int64)).to(device)
         self.train_scenes = torch.from_numpy(np.flatnonzero(~is_eval)).to(device)
         self.eval_scenes = torch.from_numpy(np.flatnonzero(is_eval)).to(device)
         train_ids = np.flatnonzero(~is_eval)
@@ -155,8 +160,7 @@ class SlotsRecipe(Recipe):
                   "diversity_weight": float(probe["diversity_weight"])}
         if self.near_identical(init_cosine):
             values["init_slots_near_identical"] = 1.0
-            warnings.warn(init_finding_message(self.config.init, init_cosine), RuntimeWarning,
-                          stacklevel=2)
+            logger.warning(init_finding_message(self.config.init, init_cosine))
         return values
 
     def near_identical(self, init_cosine: float) -> bool:
@@ -221,3 +225,6 @@ def init_finding_message(init: str, cosine: float) -> str:
     return (f"{init} initial slots are near-identical (mean pairwise cosine {cosine:.3f} > "
             f"{NEAR_IDENTICAL_COSINE}): every slot starts at the same place and has to be "
             "separated by training; use init 'learned' or check the encoder features")
+
+
+RECIPE = SlotsRecipe

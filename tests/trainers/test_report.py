@@ -21,13 +21,14 @@ from uncollapse.data.attributes.synthetic import (
 )
 from uncollapse.data.scenes.contract import save_scenes
 from uncollapse.pipeline.scenes import generate_scenes
-from uncollapse.trainers.config import FlowConfig, SlotsConfig
 from uncollapse.trainers.engine import train
-from uncollapse.trainers.flow import FlowRecipe
+from uncollapse.trainers.flow.config import FlowConfig
+from uncollapse.trainers.flow.plots import FIGURE_INCHES, combination_label
+from uncollapse.trainers.flow.recipe import FlowRecipe
 from uncollapse.trainers.plots import DPI
-from uncollapse.trainers.plots_flow import FIGURE_INCHES, combination_label
-from uncollapse.trainers.plots_slots import grid_inches
-from uncollapse.trainers.slots import SlotsRecipe
+from uncollapse.trainers.slots.config import SlotsConfig
+from uncollapse.trainers.slots.plots import grid_inches
+from uncollapse.trainers.slots.recipe import SlotsRecipe
 
 FLOW_STEPS = 3
 DIM = 32

@@ -16,23 +16,18 @@ import httpx
 import pytest
 import torch
 from click.testing import CliRunner
-from trainer_data import caption_features, caption_table, drift_sequences, with_unique_match_ids
 
 from uncollapse.cli import main
 from uncollapse.trainers.serve import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--device", "cpu", "--quiet", "--hidden", "32", "--warmup-steps", "2", "--log-every",
         "2", "--monitor-warmup", "1000"]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli")
-    table = caption_table(tmp, images=60)
-    text, images = caption_features(table, tmp)
-    return {"table": table, "text": text, "images": images,
-            "broken": with_unique_match_ids(table, tmp), "sequences": drift_sequences(tmp)}
+def data(caption_data, drift_sequences):
+    return {**caption_data(images=60), "sequences": drift_sequences}
 
 
 def invoke(*args):

@@ -19,19 +19,19 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uncollapse.data.npy import load_npy
-from uncollapse.data.npz import NPZ_READ_FAILURES, why
+from uncollapse.data.captions.contract import IMAGE_ID, MATCH_ID, SPLIT
+from uncollapse.data.captions.table import read_caption_arrays, read_image_features
 from uncollapse.errors import InputError
 from uncollapse.report import Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
-from uncollapse.trainers.config import ContrastiveConfig
+from uncollapse.trainers.contrastive.config import ContrastiveConfig
+from uncollapse.trainers.contrastive.model import DualTower
 from uncollapse.trainers.losses import multi_positive_infonce, similarity_gap
-from uncollapse.trainers.preflight import validate_caption_inputs
+from uncollapse.trainers.preflight import load_features, validate_caption_inputs
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.collapse.metrics import (
     alignment,
@@ -40,99 +40,20 @@ from uncollapse.validators.collapse.metrics import (
     uniformity,
 )
 
-MAX_LOGIT_SCALE = math.log(100.0)
-
-
-class Tower(nn.Module):
-    """A small MLP projection head: linear, GELU, LayerNorm, linear; L2-normalised output."""
-
-    def __init__(self, d_in: int, hidden: int, dim: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.LayerNorm(hidden),
-                                 nn.Linear(hidden, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(x), dim=-1)
-
-
-class DualTower(nn.Module):
-    """Text tower, optional image tower, and a learnable logit scale (1 / temperature)."""
-
-    def __init__(self, d_text: int, d_image: int | None, hidden: int, dim: int,
-                 temperature: float):
-        super().__init__()
-        self.text = Tower(d_text, hidden, dim)
-        self.image = Tower(d_image, hidden, dim) if d_image else None
-        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-
-    def scale(self) -> torch.Tensor:
-        return self.log_scale.clamp(0.0, MAX_LOGIT_SCALE).exp()
-
-
-def read_caption_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """``match_id``, ``image_id`` and ``split`` of a caption table, with pyarrow only."""
-    path = Path(path)
-    try:
-        names = pq.read_schema(path).names
-        table = pq.read_table(path, columns=[c for c in ("match_id", "image_id", "split")
-                                             if c in names])
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except Exception as exc:
-        raise InputError(path, f"not a readable Parquet caption table ({exc})") from exc
-    for column in ("match_id", "image_id"):
-        if column not in table.column_names:
-            raise InputError(path, f"has no {column!r} column; build the table with "
-                             "`uncollapse build captions`")
-    if table.column("match_id").null_count or table.column("image_id").null_count:
-        raise InputError(path, "match_id or image_id holds nulls; run `uncollapse validate "
-                         "captions` to see which rows")
-    split = (table.column("split").to_numpy(zero_copy_only=False)
-             if "split" in table.column_names else np.full(table.num_rows, None, dtype=object))
-    return {"match_id": table.column("match_id").to_numpy().astype(np.int64),
-            "image_id": table.column("image_id").to_numpy(zero_copy_only=False).astype(str),
-            "split": split}
-
-
-def load_features(path: str | Path, rows: int | None, what: str) -> np.ndarray:
-    """A float ``.npy`` feature matrix (never unpickled), checked against ``rows``."""
-    path = Path(path)
-    array = load_npy(path, mmap=True, what=what)
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
-        raise InputError(path, f"{what} must be a float matrix [rows, dim], got "
-                         f"{array.dtype} {array.shape}")
-    if rows is not None and array.shape[0] != rows:
-        raise InputError(path, f"{array.shape[0]} rows of {what} for {rows} rows of the caption "
-                         "table: row i must be the features of table row i")
-    for start in range(0, array.shape[0], 1 << 16):  # blockwise: the file may be memory-mapped
-        finite = np.isfinite(array[start:start + (1 << 16)]).all(axis=1)
-        if not finite.all():
-            row = start + int(np.flatnonzero(~finite)[0])
-            raise InputError(path, f"{what} row {row} holds a NaN or infinite value; every "
-                             "feature must be finite (re-encode that row)")
-    return array
+__all__ = ["RECIPE", "ContrastiveRecipe", "caption_recall", "held_out_mask", "image_rows"]
 
 
 def image_rows(path: str | Path, table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Image features and, for every group (match_id), its row in them."""
     path = Path(path)
-    groups = int(table["match_id"].max()) + 1 if len(table["match_id"]) else 0
+    groups = int(table[MATCH_ID].max()) + 1 if len(table[MATCH_ID]) else 0
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if not {"features", "image_ids"} <= set(npz.files):
-                    raise InputError(path, f"an image-feature NPZ needs 'features' and "
-                                     f"'image_ids', it has {sorted(npz.files)}")
-                features, ids = npz["features"], npz["image_ids"].astype(str)
-        except NPZ_READ_FAILURES as exc:  # object arrays need pickle, which is refused
-            raise InputError(path, f"cannot be read without pickle ({why(exc)}); save "
-                             "features and image_ids (a string or integer array) with "
-                             "numpy.savez") from exc
+        features, ids = read_image_features(path)
         order = np.argsort(ids)
         # the image_id of each group, then where that id sits in the NPZ
-        first = np.unique(table["match_id"], return_index=True)
+        first = np.unique(table[MATCH_ID], return_index=True)
         group_image = np.full(groups, "", dtype=object)
-        group_image[first[0]] = table["image_id"][first[1]]
+        group_image[first[0]] = table[IMAGE_ID][first[1]]
         where = np.searchsorted(ids[order], group_image.astype(str))
         where = np.minimum(where, len(ids) - 1)
         found = ids[order][where] == group_image.astype(str)
@@ -154,18 +75,20 @@ def image_rows(path: str | Path, table: dict[str, np.ndarray]) -> tuple[np.ndarr
 def held_out_mask(table: dict[str, np.ndarray], split: str, fraction: float,
                   seed: int) -> np.ndarray:
     """Rows held out for evaluation: the ``split`` rows, else a seeded share of images."""
-    splits = table["split"]
+    splits = table[SPLIT]
     if split != "all" and np.any(splits == split) and not np.all(splits == split):
         return splits == split
     if split == "all":
         return np.ones(len(splits), dtype=bool)
-    groups = np.unique(table["match_id"])
+    groups = np.unique(table[MATCH_ID])
     rng = np.random.default_rng(seed)
     chosen = groups[rng.random(len(groups)) < fraction]
-    return np.isin(table["match_id"], chosen)
+    return np.isin(table[MATCH_ID], chosen)
 
 
 class ContrastiveRecipe(Recipe):
+    """Dual-tower training on a caption table's features (see the module)."""
+
     config_class = ContrastiveConfig
     name = "contrastive"
     lower_bounds = {"infonce": 0.0, "infonce_text_to_image": 0.0, "infonce_image_to_text": 0.0}
@@ -177,10 +100,10 @@ class ContrastiveRecipe(Recipe):
 
     def setup(self) -> None:
         config, table = self.config, self.table
-        n = len(table["match_id"])
+        n = len(table[MATCH_ID])
         text = load_features(config.text_features, n, "text features")
         self.text = torch.tensor(np.asarray(text), dtype=torch.float32, device=self.device)
-        self.match_id = torch.from_numpy(table["match_id"]).to(self.device)
+        self.match_id = torch.from_numpy(table[MATCH_ID]).to(self.device)
         if config.image_features:
             images, group_row = image_rows(config.image_features, table)
             self.images = torch.tensor(np.asarray(images), dtype=torch.float32,
@@ -194,7 +117,7 @@ class ContrastiveRecipe(Recipe):
         self.train_rows = torch.from_numpy(self.train_rows_np).to(self.device)
         self.eval_rows = torch.from_numpy(self.eval_rows_np).to(self.device)
         self.per_group = config.per_group
-        train_groups = table["match_id"][self.train_rows_np]
+        train_groups = table[MATCH_ID][self.train_rows_np]
         if len(train_groups) == 0:  # evaluation only (eval_split "all")
             self.sampler = None
             return
@@ -319,3 +242,6 @@ def caption_recall(embeddings: torch.Tensor, groups: torch.Tensor,
     if counted.item() == 0:
         return {f"recall@{k}": math.nan for k in ks}
     return dict(zip((f"recall@{k}" for k in ks), (hits / counted).tolist(), strict=True))
+
+
+RECIPE = ContrastiveRecipe

@@ -36,7 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INITS = ("learned", "spectral", "kmeans")
+from uncollapse.trainers.slots.config import INITS
+
+__all__ = ["SlotAutoencoder", "SlotModelConfig", "kmeans_slots", "spectral_slots"]
+
 SPECTRAL_POINTS = 64
 SPECTRAL_TEMPERATURE = 0.1
 KMEANS_ITERATIONS = 5

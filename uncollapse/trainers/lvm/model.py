@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHS = ("gru", "lstm", "transformer", "ssm")
-RESIDUALS = ("mean", "last", "learned", "none")
+from uncollapse.trainers.lvm.config import ARCHS, RESIDUALS
+
+__all__ = ["LVMModelConfig", "NextVectorModel"]
 
 
 @dataclass

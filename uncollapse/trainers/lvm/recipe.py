@@ -25,17 +25,21 @@ from torch import nn
 from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
-from uncollapse.trainers.config import LVMConfig
 from uncollapse.trainers.losses import moment_matching, variance_floor
-from uncollapse.trainers.lvm_models import LVMModelConfig, NextVectorModel
+from uncollapse.trainers.lvm.config import LVMConfig
+from uncollapse.trainers.lvm.model import LVMModelConfig, NextVectorModel
 from uncollapse.trainers.preflight import validate_sequence_inputs
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.collapse.metrics import effective_rank, moment_comparison
+
+__all__ = ["RECIPE", "LVMRecipe", "nearest", "predictor_metrics", "round_trip"]
 
 BLOCK = 1024
 
 
 class LVMRecipe(Recipe):
+    """Next-vector prediction over a sequence file (see the module)."""
+
     config_class = LVMConfig
     name = "lvm"
     lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0}
@@ -251,3 +255,6 @@ def nearest(corpus: torch.Tensor, norms: torch.Tensor, queries: torch.Tensor) ->
         q = queries[start:start + BLOCK]
         out.append((norms[None, :] - 2 * q @ corpus.T).argmin(dim=1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=corpus.device)
+
+
+RECIPE = LVMRecipe
