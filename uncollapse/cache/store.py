@@ -26,7 +26,13 @@ from pathlib import Path
 
 from uncollapse import __version__
 from uncollapse.cache.crashpoints import crash_point
-from uncollapse.cache.hashing import DigestMemo, sha256_json, source_digest
+from uncollapse.cache.hashing import (
+    DigestMemo,
+    Snapshot,
+    changed_since,
+    sha256_json,
+    source_digest,
+)
 from uncollapse.cache.integrity import (
     MANIFEST,
     check_files,
@@ -180,7 +186,13 @@ class Cache:
         path decides how the file is read and what the build report says) or to a dict
         ``{"digest": ...}`` for inputs that are not local files (a hub dataset's fingerprint).
         """
-        input_digests = {}
+        return self._key_inputs(stage, options, inputs)[0]
+
+    def _key_inputs(self, stage: Stage, options: Mapping, inputs: Mapping
+                    ) -> tuple[dict, dict[str, Snapshot]]:
+        """The key inputs, and a snapshot of each local input by its path (to tell, before
+        committing, that the builder read the very bytes the key names)."""
+        input_digests, snapshots = {}, {}
         for role, value in inputs.items():
             if isinstance(value, Mapping):
                 input_digests[role] = dict(value)
@@ -188,10 +200,25 @@ class Cache:
                 path = Path(value)
                 if not path.exists():
                     raise ToolError(f"{path}: input does not exist")
-                input_digests[role] = {"sha256": self.digests.path(path), "path": str(value)}
-        return {"stage": stage.name, "stage_version": stage.version,
-                "code": source_digest(stage.modules), "options": dict(options),
-                "inputs": input_digests, "format_version": stage.format_version}
+                snapshot = self.digests.snapshot(path)
+                snapshots[str(value)] = snapshot
+                input_digests[role] = {"sha256": snapshot.digest, "path": str(value)}
+        key_inputs = {"stage": stage.name, "stage_version": stage.version,
+                      "code": source_digest(stage.modules), "options": dict(options),
+                      "inputs": input_digests, "format_version": stage.format_version}
+        return key_inputs, snapshots
+
+    @staticmethod
+    def _check_inputs_unchanged(snapshots: Mapping[str, Snapshot]) -> None:
+        """Refuse to commit when an input is not what it was when the key was computed: the
+        output would be stored under the key of other bytes than those it was built from."""
+        for path, snapshot in snapshots.items():
+            change = changed_since(path, snapshot)
+            if change is not None:
+                raise ToolError(f"{path}: the input changed while it was being built ({change}); "
+                                "nothing was cached, since the output may not match the bytes "
+                                "its key names. Build again once nothing writes to the input "
+                                "(copy it first if another program keeps changing it)")
 
     @staticmethod
     def key(key_inputs: Mapping) -> str:
@@ -211,7 +238,7 @@ class Cache:
         (beyond the checks every output gets: files present, row counts readable back); an
         output is committed only if the builder and every check succeeded.
         """
-        key_inputs = self.key_inputs(stage, options=options, inputs=inputs)
+        key_inputs, snapshots = self._key_inputs(stage, options, inputs)
         key = self.key(key_inputs)
         final = self.entry_dir(stage.name, key)
         crash_point("key-computed")
@@ -222,7 +249,8 @@ class Cache:
             crash_point("locked")
             entry = None if rebuild else self._serve(stage.name, key, final)
             if entry is None:
-                manifest = self._commit(stage, key, key_inputs, final, builder, check)
+                manifest = self._commit(stage, key, key_inputs, final, builder, check,
+                                        snapshots)
                 entry = Entry(stage.name, key, final, manifest, hit=False)
                 crash_point("committed")
             with self._writing(final.parent):  # still under the build lock: clear waits
@@ -276,7 +304,8 @@ class Cache:
 
     def _commit(self, stage: Stage, key: str, key_inputs: dict, final: Path,
                 builder: Callable[[Path], BuildOutput],
-                check: Callable[[Path, BuildOutput], None] | None) -> dict:
+                check: Callable[[Path, BuildOutput], None] | None,
+                snapshots: Mapping[str, Snapshot]) -> dict:
         with self._writing(final.parent):
             tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=final.parent))
         try:
@@ -286,6 +315,7 @@ class Cache:
             check_output(tmp, output)
             if check is not None:
                 check(tmp, output)
+            self._check_inputs_unchanged(snapshots)
             crash_point("checked")
             with self._writing(tmp):
                 manifest = _manifest(stage, key, key_inputs, tmp, output)
