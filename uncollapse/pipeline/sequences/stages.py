@@ -16,6 +16,7 @@ from uncollapse.errors import ToolError
 from uncollapse.pipeline.result import Built, built_from, with_report
 from uncollapse.pipeline.sequences import build as sequence_files
 from uncollapse.pipeline.sequences.chunks import (
+    check_glob,
     detect_kind,
     load_chunks,
     read_chunks,
@@ -48,6 +49,8 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
     """
     # the kind a suffix implies decides how the bytes are read, so the key holds it resolved
     kind = detect_kind(Path(source)) if kind == "auto" else kind
+    if kind == "folder":
+        check_glob(glob)  # before the folder is hashed
     options = {"unit": unit, "kind": kind, "doc_field": doc_field, "text_field": text_field,
                "doc_pattern": doc_pattern, "glob": glob}
 
