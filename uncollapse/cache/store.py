@@ -200,6 +200,7 @@ class Cache:
                 path = Path(value)
                 if not path.exists():
                     raise ToolError(f"{path}: input does not exist")
+                self._check_outside(path)
                 snapshot = self.digests.snapshot(path)
                 snapshots[str(value)] = snapshot
                 input_digests[role] = {"sha256": snapshot.digest, "path": str(value)}
@@ -207,6 +208,19 @@ class Cache:
                       "code": source_digest(stage.modules), "options": dict(options),
                       "inputs": input_digests, "format_version": stage.format_version}
         return key_inputs, snapshots
+
+    def _check_outside(self, folder: Path) -> None:
+        """Refuse an input folder that holds the cache: the cache's own files would be part of
+        the folder's digest (a new key on every build, never a hit), and a reader of the folder
+        could take cached outputs for input."""
+        if not folder.is_dir():
+            return
+        root, real = os.path.realpath(self.root), os.path.realpath(folder)
+        if root == real or root.startswith(real.rstrip(os.sep) + os.sep):
+            raise ToolError(f"the cache directory {self.root} lies inside the input folder "
+                            f"{folder}: its own files would become part of the input, so no "
+                            "build could ever be found again. Put the cache outside the folder "
+                            "with --cache-dir DIR or UNCOLLAPSE_CACHE=DIR")
 
     @staticmethod
     def _check_inputs_unchanged(snapshots: Mapping[str, Snapshot]) -> None:
