@@ -13,6 +13,7 @@ import numpy as np
 from uncollapse.atomic import atomic_path
 from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
 from uncollapse.errors import ToolError
+from uncollapse.pipeline.rejected import BuildRejected, vector_findings
 from uncollapse.pipeline.result import Built, built_from, with_report
 from uncollapse.pipeline.sequences import build as sequence_files
 from uncollapse.pipeline.sequences.chunks import (
@@ -89,10 +90,21 @@ def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
             raise ToolError(f"encoding {chunks_path} with {model} gave vectors of shape "
                             f"{vectors.shape} for {rows} chunk rows (expected [{rows}, dim "
                             "> 0]); nothing was cached, check the encoder and --batch-size")
+        refuse_bad_vectors(vectors, out_dir / VECTORS_FILE, chunks_path)
 
     return (cache or Cache()).build(ENCODE_STAGE, options={},
                                     inputs={"chunks": chunks_path, "model": model_dir},
                                     builder=builder, rebuild=rebuild, check=check)
+
+
+def refuse_bad_vectors(vectors: np.ndarray, path: str | Path, chunks_path: str | Path) -> None:
+    """Raise ``BuildRejected`` when a vector row holds NaN/inf or only zeros: the sequence file
+    built from it would fail ``validate sequences``."""
+    findings = vector_findings(vectors, path)
+    if findings:
+        raise BuildRejected(Report(str(chunks_path), "build sequences", findings,
+                                   {"chunks": int(vectors.shape[0]),
+                                    "dim": int(vectors.shape[1])}))
 
 
 def build_sequences(chunks_path: str | Path, *, context_length: int,
@@ -124,6 +136,7 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
     def builder(out_dir: Path) -> BuildOutput:
         chunks = load_chunks(chunks_path)
         array = sequence_files.load_vectors(vectors, chunks.height)
+        refuse_bad_vectors(array, vectors, chunks_path)
         stats = sequence_files.build_sequences(chunks, array, context_length,
                                                out_dir / SEQUENCES_FILE, compact=compact,
                                                texts=texts)
