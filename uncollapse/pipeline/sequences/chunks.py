@@ -16,6 +16,7 @@ user (``doc_pattern``) use the Rust ``regex`` syntax of polars: no look-around.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.expansion import check_expansion, open_decompressed
 from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
 from uncollapse.data.polars_read import reason as read_reason
 from uncollapse.errors import InputError, ToolError
@@ -135,6 +137,7 @@ def detect_kind(source: Path) -> str:
 # records ------------------------------------------------------------------------------------
 def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
     if kind == "jsonl":
+        check_expansion(source)  # polars reads gzip, zlib and zstd JSON lines too
         _check_nesting(source)
     try:
         if kind == "jsonl" and _blank(source):  # no records: an empty result, not a bad file
@@ -211,7 +214,7 @@ def _first_non_utf8_row(values: pl.Series) -> int | None:
 
 def _blank(source: Path) -> bool:
     """Whether the file holds only whitespace (read in blocks until the first other byte)."""
-    with open(source, "rb") as fh:
+    with open_decompressed(source) as fh:
         while block := fh.read(1 << 20):
             if block.strip():
                 return False
@@ -227,7 +230,8 @@ def _check_nesting(source: Path) -> None:
 
     Only a line with more than ``MAX_JSON_DEPTH`` opening brackets can be that deep, so the
     exact depth is measured for those lines alone."""
-    with open(source, encoding="utf-8", errors="replace") as fh:
+    with open_decompressed(source) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.count("{") + line.count("[") > MAX_JSON_DEPTH and \
                     _json_depth(line) > MAX_JSON_DEPTH:
@@ -264,7 +268,8 @@ def _not_json(constant: str):
 
 def _bad_json_line(source: Path) -> tuple[int | None, str]:
     """The first line that is not one JSON object, and why (polars does not say which)."""
-    with open(source, encoding="utf-8", errors="replace") as fh:
+    with open_decompressed(source) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 try:
