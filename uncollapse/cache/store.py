@@ -40,7 +40,13 @@ from uncollapse.cache.integrity import (
     manifest_problem,
     sha256_nofollow,
 )
-from uncollapse.cache.lock import SharedHold, file_lock, try_exclusive, wait_for_readers
+from uncollapse.cache.lock import (
+    SharedHold,
+    file_lock,
+    remove_lock_file,
+    try_exclusive,
+    wait_for_readers,
+)
 from uncollapse.cache.outputs import check_output
 from uncollapse.errors import ToolError
 
@@ -52,14 +58,45 @@ TMP_KEY = re.compile(r"^\.tmp-(?:old-)?([0-9a-f]{12,64})-")
 
 
 def default_root() -> Path:
-    """``$UNCOLLAPSE_CACHE``, else the platform's cache directory."""
-    if env := os.environ.get("UNCOLLAPSE_CACHE"):
-        return Path(env).expanduser()
+    """``$UNCOLLAPSE_CACHE``, else the platform's cache directory (``$XDG_CACHE_HOME/uncollapse``,
+    else ``~/.cache/uncollapse`` on Linux). An empty or relative ``XDG_CACHE_HOME`` is ignored,
+    as the XDG specification says; a root that needs a home directory nobody can name is a
+    ToolError saying what to set."""
+    if env := os.environ.get("UNCOLLAPSE_CACHE", "").strip():
+        return _expand_home(env, f"UNCOLLAPSE_CACHE={env!r}")
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "uncollapse"
+        return _home("the platform cache directory") / "Library" / "Caches" / "uncollapse"
     if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "uncollapse" / "cache"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uncollapse"
+        local = os.environ.get("LOCALAPPDATA", "").strip()
+        base = Path(local) if local else _home("the platform cache directory")
+        return base / "uncollapse" / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "uncollapse"
+    return _home("the cache directory (XDG_CACHE_HOME is not set)") / ".cache" / "uncollapse"
+
+
+_NO_ROOT_FIX = ("set UNCOLLAPSE_CACHE=DIR (or XDG_CACHE_HOME=DIR) to an absolute path, or pass "
+                "--cache-dir DIR")
+
+
+def _home(needed_for: str) -> Path:
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError, OSError) as exc:
+        raise ToolError(f"{needed_for} lies in the home directory, and there is no home "
+                        "directory (HOME is not set and this user has no entry in the "
+                        f"password database); {_NO_ROOT_FIX}") from exc
+
+
+def _expand_home(value: str, where: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except (RuntimeError, KeyError, OSError) as exc:
+        user = value[1:].split("/", 1)[0]
+        whose = f"user {user!r} is unknown" if user else "there is no home directory (HOME " \
+            "is not set and this user has no entry in the password database)"
+        raise ToolError(f"{where}: cannot expand '~' ({whose}); {_NO_ROOT_FIX}") from exc
 
 
 def check_stage_name(name: str) -> str:
@@ -373,6 +410,10 @@ class Cache:
                 for name in sorted(os.listdir(stage_dir / bucket)):
                     yield stage_dir.name, stage_dir / bucket, name
 
+    def stage_names(self) -> list[str]:
+        """The stages that have a directory under the root."""
+        return [d.name for d in self._stage_dirs(None)]
+
     def entries(self, stage: str | None = None) -> list[Entry]:
         """Every entry (of one stage), the unusable ones with ``broken`` saying why."""
         found = []
@@ -411,7 +452,8 @@ class Cache:
 
     def clear_counts(self, stage: str | None = None) -> tuple[int, int]:
         """``clear``, returning (entries removed, entries kept because a live process holds
-        them). Leftovers are removed only when no live build holds their key's lock."""
+        them). Leftovers are removed only when no live build holds their key's lock; the lock
+        files of removed entries go too, and then the folders left empty."""
         removed = kept = 0
         for _, bucket, name in list(self._slots(stage)):
             if KEY.fullmatch(name):
@@ -420,13 +462,42 @@ class Cache:
                 prefix = match.group(1)
                 locks = sorted(bucket.glob(f"{prefix}*.lock"))  # held while a build runs
             else:
-                continue  # lock files, and anything the cache did not make
+                continue  # lock files (below), and anything the cache did not make
             with self._writing(bucket), try_exclusive(*locks) as free:
                 if free:
                     self._remove(bucket / name)
+                    if KEY.fullmatch(name):
+                        for lock in locks:
+                            remove_lock_file(lock)
                 removed += bool(free and KEY.fullmatch(name))
                 kept += bool(not free and KEY.fullmatch(name))
+        self._clear_locks(stage)
         return removed, kept
+
+    def _clear_locks(self, stage: str | None) -> None:
+        """Remove the lock files of keys that have no entry and no build in progress, then
+        the bucket and stage folders left empty."""
+        slots = list(self._slots(stage))
+        names = {(bucket, name) for _, bucket, name in slots}
+        building = {(bucket, match.group(1)) for _, bucket, name in slots
+                    if (match := TMP_KEY.match(name))}
+        for _, bucket, name in slots:
+            key, _, kind = name.partition(".")
+            if kind not in ("lock", "use") or not KEY.fullmatch(key) or (bucket, key) in names \
+                    or any(b == bucket and key.startswith(p) for b, p in building):
+                continue  # not a lock file, or its entry or a build's leftover is still there
+            locks = [bucket / f"{key}.lock", bucket / f"{key}.use"]
+            with self._writing(bucket), try_exclusive(*locks) as free:
+                if free and not os.path.lexists(bucket / key):
+                    for lock in locks:
+                        remove_lock_file(lock)
+        for stage_dir in self._stage_dirs(stage):
+            for bucket in os.listdir(stage_dir):
+                if _is_plain_dir(stage_dir / bucket):
+                    with contextlib.suppress(OSError):  # not empty: something lives there
+                        os.rmdir(stage_dir / bucket)
+            with contextlib.suppress(OSError):
+                os.rmdir(stage_dir)
 
     def _remove(self, path: Path) -> None:
         """Delete ``path`` (a directory tree, a file or a link, never what a link points to),
