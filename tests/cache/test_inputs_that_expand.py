@@ -140,7 +140,7 @@ def test_a_deflated_scene_npz_past_the_limit_is_refused_before_inflating(tmp_pat
     assert path.stat().st_size < 64 << 10
     result = run("validate", "scenes", path, env=LOW)
     assert_refused_naming_the_limit(result, path)
-    assert "array 'images' is compressed" in result.output
+    assert "is compressed (its largest array, 'images', 1,572,992 bytes)" in result.output
 
 
 def test_a_deflated_sequence_npz_past_the_limit_is_refused(tmp_path):

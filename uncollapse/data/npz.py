@@ -170,14 +170,14 @@ def check_inflated_sizes(path: Path, archive: zipfile.ZipFile) -> None:
     input (``uncollapse.data.expansion``), from the sizes its zip directory declares, before
     any is inflated: a 2 MB scene file of zeros would otherwise take 2 GB of memory. The
     declared size bounds what ``zipfile`` inflates, whatever the compressed data holds."""
-    cap, total = limit(), 0
-    for info in archive.infolist():
-        if info.compress_type == zipfile.ZIP_STORED:
-            continue  # stored bytes: the size on disk is what they hold
-        total += info.file_size
-        if total > cap:
-            raise too_large(path, f"array {info.filename.removesuffix('.npy')!r} is compressed "
-                                  "and the archive", f"{total:,} bytes or more", cap)
+    # stored members are not counted: the size on disk is what they hold
+    deflated = [i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    cap, total = limit(), sum(i.file_size for i in deflated)
+    if total > cap:
+        largest = max(deflated, key=lambda i: i.file_size)
+        raise too_large(path, f"is compressed (its largest array, "
+                              f"{largest.filename.removesuffix('.npy')!r}, "
+                              f"{largest.file_size:,} bytes) and", f"{total:,} bytes", cap)
 
 
 def check_declared_sizes(path: str | Path) -> None:
