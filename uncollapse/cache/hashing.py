@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -239,6 +240,12 @@ def _is_module(name: str) -> bool:
 
 def _imports_within(file: Path, root: str) -> set[str]:
     """Modules of the top-level package ``root`` that ``file`` imports, anywhere in it."""
+    return set(_imports_of(file, stamp_of(file.stat()), root))
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_of(file: Path, stamp: tuple, root: str) -> frozenset[str]:
+    """``_imports_within``, remembered while the file's stamp stays."""
     found = set()
     for node in ast.walk(ast.parse(file.read_bytes())):
         if isinstance(node, ast.Import):
@@ -248,7 +255,7 @@ def _imports_within(file: Path, root: str) -> set[str]:
         else:
             continue
         found.update(n for n in names if (n == root or n.startswith(root + ".")) and _is_module(n))
-    return found
+    return frozenset(found)
 
 
 def source_digest(modules: tuple[str, ...]) -> str:
@@ -257,7 +264,10 @@ def source_digest(modules: tuple[str, ...]) -> str:
     others (an imported package counts its ``__init__.py``).
 
     Part of every cache key, so fixing a builder's code, or a helper it calls, can never serve
-    a stale result.
+    a stale result. The key must name the code that runs, so a file of a module this process
+    has already loaded must still be what it was when the process saw it first: after an edit
+    (a fix made while a notebook or server keeps running the old code) this raises a
+    ToolError instead of keying the old code's output by the new code.
     """
     pending = [(name, True) for name in modules]
     seen, files = set(), set()
@@ -270,10 +280,66 @@ def source_digest(modules: tuple[str, ...]) -> str:
         for file in _module_files(name, whole_package):
             files.add((root, file))
             pending.extend((m, False) for m in _imports_within(file, root) - seen)
-    parts = []
+    loaded = _loaded_files()
+    parts, stamps = [], []
     for root, file in sorted(files):
         root_dir = Path(importlib.util.find_spec(root).origin).parent
         relative = file.relative_to(root_dir) if file.is_relative_to(root_dir) else file.name
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        source = file.read_bytes()
+        stamps.append((file, _check_loaded_source(file, loaded)))
+        digest = hashlib.sha256(source).hexdigest()
         parts.append([root, Path(relative).as_posix(), digest])
+    _DIGESTED[tuple(modules)] = stamps
     return sha256_json(parts)
+
+
+_DIGESTED: dict[tuple[str, ...], list[tuple[Path, tuple[int, int, int, int]]]] = {}
+
+
+def source_changed(modules: tuple[str, ...]) -> Path | None:
+    """A source file of the last ``source_digest(modules)`` that changed since (one ``stat``
+    per file, for the check before a build commits), or None."""
+    for file, stamp in _DIGESTED.get(tuple(modules), []):
+        try:
+            if stamp_of(os.stat(file)) != stamp:
+                return file
+        except OSError:
+            return file
+    return None
+
+
+def _source_stamps(package_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    stamps = {}
+    for file in package_dir.rglob("*.py"):
+        with contextlib.suppress(OSError):
+            stamps[os.path.realpath(file)] = stamp_of(file.stat())
+    return stamps
+
+
+# The source files as this process first saw them: this package's own files from the moment
+# the cache was imported (next to the builders that import it), any other module's from the
+# first key that named it.
+_FIRST_SEEN: dict[str, tuple[int, int, int, int]] = _source_stamps(Path(__file__).parents[1])
+
+
+def _loaded_files() -> dict[str, str]:
+    """The real path of the source file of every loaded module, with the module's name."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.endswith(".py"):
+            found[os.path.realpath(file)] = name
+    return found
+
+
+def _check_loaded_source(file: Path, loaded: dict[str, str]) -> tuple[int, int, int, int]:
+    """The file's stamp, after checking that a loaded module's file is as first seen."""
+    real = os.path.realpath(file)
+    now = stamp_of(os.stat(real))
+    first = _FIRST_SEEN.setdefault(real, now)
+    if real in loaded and now != first:
+        raise ToolError(f"{file}: the source of module {loaded[real]} changed after this "
+                        "process loaded it, so the code running here is not the code on disk "
+                        "that a cache key would name; nothing was built. Start a new Python "
+                        "process (restart the notebook kernel or the server) and build again")
+    return now

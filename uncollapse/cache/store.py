@@ -31,6 +31,7 @@ from uncollapse.cache.hashing import (
     Snapshot,
     changed_since,
     sha256_json,
+    source_changed,
     source_digest,
 )
 from uncollapse.cache.integrity import (
@@ -367,6 +368,11 @@ class Cache:
             if check is not None:
                 check(tmp, output)
             self._check_inputs_unchanged(snapshots)
+            if (edited := source_changed(stage.modules)) is not None:
+                raise ToolError(f"{edited}: the source of stage {stage.name} changed while it "
+                                "was being built, so the output may come from other code than "
+                                "its key names; nothing was cached. Build again (in a new "
+                                "process if this one had loaded the file)")
             crash_point("checked")
             with self._writing(tmp):
                 manifest = _manifest(stage, key, key_inputs, tmp, output)
