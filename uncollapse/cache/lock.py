@@ -123,13 +123,15 @@ def wait_for_readers(path: str | os.PathLike, timeout: float) -> bool:
 
 
 def _open(path: str | os.PathLike) -> int:
+    """Open (create) a lock file, and its folders. ``cache clear`` removes the folders it
+    leaves empty, and may do so between our mkdir and open: then both are tried again."""
     path = Path(path)
     attempts = 0
     while True:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-        except FileNotFoundError:  # `cache clear` removed the empty folder in between
+        except FileNotFoundError:
             attempts += 1
-            if attempts >= 10:
+            if attempts >= 100:
                 raise

@@ -295,8 +295,7 @@ class Cache:
         final = self.entry_dir(stage.name, key)
         crash_point("key-computed")
         with contextlib.ExitStack() as held:
-            with self._writing(final.parent):
-                final.parent.mkdir(parents=True, exist_ok=True)
+            with self._writing(final.parent):  # makes the folders (a clear may race it)
                 held.enter_context(file_lock(final.parent / f"{key}.lock"))
             crash_point("locked")
             entry = None if rebuild else self._serve(stage.name, key, final)
