@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import strategies as st
 
+from fuzz.mutations import BOMB_BYTES
+
 
 class PicklePayload:
     """Unpickling this creates ``marker`` (a directory): proof that a pickle was executed."""
@@ -94,7 +96,8 @@ def mutate_npz(seed: Path, data: st.DataObject, marker: Path) -> bytes:
         arrays = {k: archive[k] for k in archive.files}
     keys = sorted(arrays)
     action = data.draw(st.sampled_from(["array", "array", "drop", "extra", "rename", "shorter",
-                                        "pickled_extra"]), label="npz mutation")
+                                        "pickled_extra", "deflated", "deflated_bomb"]),
+                       label="npz mutation")
     key = data.draw(st.sampled_from(keys), label="key")
     if action == "array":
         arrays[key] = _hostile_array(arrays[key], data, marker)
@@ -107,10 +110,15 @@ def mutate_npz(seed: Path, data: st.DataObject, marker: Path) -> bytes:
     elif action == "shorter":
         arrays[key] = arrays[key][:max(0, len(arrays[key]) - 1)] if arrays[key].ndim else \
             arrays[key]
-    else:
+    elif action == "pickled_extra":
         arrays[key] = pickled_array(marker)
+    elif action == "deflated_bomb":  # 96 MB of zeros in a few hundred KB
+        arrays[key] = np.zeros(BOMB_BYTES // 4, dtype=np.float32)
     out = io.BytesIO()
-    _savez(out, arrays)
+    if action.startswith("deflated"):
+        np.savez_compressed(out, **arrays)
+    else:
+        _savez(out, arrays)
     return out.getvalue()
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from fuzz import cache_targets
+from fuzz import cache_targets, race_targets
 from fuzz.invariants import Case, Outcome, snapshot, violations
 from fuzz.runner import run, run_in_process
 from fuzz.targets import BY_NAME, draw_case, seed_case
 
 CACHE_TARGET = "cache"
-NAMES = [*BY_NAME, CACHE_TARGET]
+RACE_TARGET = race_targets.TARGET
+NAMES = [*BY_NAME, CACHE_TARGET, RACE_TARGET]
 
 
 @dataclass
@@ -111,6 +112,11 @@ def explore_once(name: str, data: st.DataObject, work: Path, log: Log, *,
                  allow_subprocess: bool = True) -> None:
     """Draw, run and check one example of target ``name`` in the empty folder ``work``."""
     start = time.monotonic()
+    if name == RACE_TARGET:  # runs its builds itself, with the test hooks on
+        race_targets.explore_once(data, work, log)
+        log.examples += 1
+        log.seconds += time.monotonic() - start
+        return
     if name == CACHE_TARGET:
         cases = cache_targets.draw_cache_cases(data, work, run_in_process, allow_subprocess)
     else:
@@ -134,6 +140,8 @@ def run_seed(name: str, work: Path, log: Log) -> Outcome:
     if name == CACHE_TARGET:
         cache_targets.prepare(work, run_in_process)
         return Outcome(0, "")
+    if name == RACE_TARGET:
+        return race_targets.run_seeds(work)
     case = seed_case(BY_NAME[name], work)
     before = snapshot(work)
     outcome = run(case)

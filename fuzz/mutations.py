@@ -3,14 +3,17 @@
 Each mutation is one class of input a careless or malicious user hands over (issue 13): empty,
 truncated, bit-flipped, another format's bytes, NaN/inf and huge numbers in place of numbers,
 deeply nested JSON, bytes that are not UTF-8, control characters, a TAB inside a caption, a
-duplicated header column, one very long line, and the committed inputs that once broke a
-reader (``corpus/regressions``). They work on any file; the array and table
+duplicated header column, one very long line, the file compressed (gzip, zlib) or a small
+compressed file that expands past the limit on decompressed input, and the committed inputs that
+once broke a reader (``corpus/regressions``). They work on any file; the array and table
 mutations of ``fuzz.arrays`` understand ``.npy``, ``.npz`` and ``.parquet`` seeds.
 """
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,10 +136,31 @@ def repeated(blob: bytes, data: st.DataObject) -> bytes:
     return blob + (b"" if blob.endswith(b"\n") else b"\n") + blob
 
 
+BOMB_BYTES = 96 << 20
+"""What a compressed bomb expands to; the fuzz runs set the limit on decompressed input lower
+(``fuzz.runner``), so a bomb must be refused, quickly and in bounded memory."""
+
+
+def compressed(blob: bytes, data: st.DataObject) -> bytes:
+    """The same bytes compressed with gzip or zlib (polars reads both as text, silently)."""
+    if data.draw(st.booleans(), label="gzip or zlib"):
+        return gzip.compress(blob)
+    return zlib.compress(blob)
+
+
+def compressed_bomb(blob: bytes, data: st.DataObject) -> bytes:
+    """A gzip of a few hundred KB that expands to 96 MB: the file's first line (a header),
+    then its last line repeated."""
+    lines = blob.splitlines(keepends=True) or [b"x\n"]
+    body = lines[-1] if lines[-1].endswith(b"\n") else lines[-1] + b"\n"
+    inflated = lines[0] + body * (BOMB_BYTES // max(1, len(body)))
+    return gzip.compress(inflated, 9)
+
+
 BYTE_MUTATIONS: dict[str, Mutation] = {
     "empty": empty, "truncated": truncated, "bit_flipped": bit_flipped,
     "wrong_format": wrong_format, "non_utf8": non_utf8, "control_characters": control_characters,
     "tab_in_text": tab_in_text, "hostile_number": hostile_number, "deep_json": deep_json,
     "duplicate_column": duplicate_column, "long_line": long_line, "repeated": repeated,
-    "known_bad": known_bad,
+    "known_bad": known_bad, "compressed": compressed, "compressed_bomb": compressed_bomb,
 }

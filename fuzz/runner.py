@@ -27,6 +27,8 @@ os.environ.pop("RUST_BACKTRACE", None)
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "45"))
 MEMORY_LIMIT = int(float(os.environ.get("FUZZ_MEMORY_GB", "6")) * 2**30)
+# below what the compressed bombs of fuzz.mutations expand to, so they must be refused
+DECOMPRESSED_LIMIT = os.environ.get("FUZZ_MAX_DECOMPRESSED", "32M")
 
 
 class Hang(BaseException):
@@ -37,7 +39,8 @@ def _environment(case: Case) -> dict[str, str]:
     """The run's cache and TMPDIR live in its folder, where leftovers are looked for."""
     (case.work / SYSTEM_TEMP).mkdir(exist_ok=True)
     return {"UNCOLLAPSE_CACHE": str(case.work / "cache"), "NO_COLOR": "1", "COLUMNS": "200",
-            "TQDM_DISABLE": "1", "TMPDIR": str(case.work / SYSTEM_TEMP)}
+            "TQDM_DISABLE": "1", "TMPDIR": str(case.work / SYSTEM_TEMP),
+            "UNCOLLAPSE_MAX_DECOMPRESSED": DECOMPRESSED_LIMIT}
 
 
 def run_in_process(case: Case, timeout: float = TIMEOUT) -> Outcome:

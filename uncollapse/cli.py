@@ -20,7 +20,7 @@ import os
 import click
 
 from uncollapse import __version__
-from uncollapse.cli_report import emit_could_not_run
+from uncollapse.cli_report import emit_could_not_run, reader_left
 from uncollapse.errors import ToolError
 from uncollapse.extras import missing_extra
 from uncollapse.report import EXIT_TOOL_ERROR
@@ -48,6 +48,13 @@ class _Group(click.Group):
     the run could not happen too.
     """
 
+    def make_context(self, *args, **kwargs):
+        try:  # `uncollapse --help | head -1`
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            reader_left()
+            raise click.exceptions.Exit(0) from None
+
     def invoke(self, ctx):
         if ctx.parent is not None:
             return super().invoke(ctx)
@@ -56,6 +63,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:  # the reader of the output left (`| head`): not a failure
+            reader_left()
+            raise click.exceptions.Exit(0) from None
         except click.ClickException as exc:  # bad arguments, a bad option value
             if exc.exit_code == EXIT_TOOL_ERROR:
                 emit_could_not_run(ctx, exc.format_message())

@@ -104,10 +104,14 @@ def emit_report(report: Report, *, output_format: str = "text", json_path: str |
             report.render_text()
         sys.stdout.flush()
     except BrokenPipeError:
-        # the reader left (`| head`): the verdict still decides the exit code; send what is
-        # left of the output nowhere so the interpreter's final flush cannot fail again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reader_left()  # the reader left (`| head`): the verdict still decides the exit code
     sys.exit(report.exit_code())
+
+
+def reader_left() -> None:
+    """The reader of stdout went away (``uncollapse cache ls | head -1``): send what is left of
+    the output nowhere, so the interpreter's final flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def could_not_run_dict(message: str, *, command: str | None = None, file: str | None = None,

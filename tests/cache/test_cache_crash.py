@@ -53,9 +53,11 @@ def tokens(path: Path, images: int) -> Path:
 def cli(*args, crash: str | None = None, **popen) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    if crash:
+    command = [sys.executable, "-m", "uncollapse"]
+    if crash:  # the kill points act only where the test hooks are on
         env[ENV] = crash
-    return subprocess.Popen([sys.executable, "-m", "uncollapse", *map(str, args)], env=env,
+        command = [sys.executable, str(REPO / "tests" / "hooked_cli.py")]
+    return subprocess.Popen([*command, *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

@@ -12,10 +12,32 @@ root_option = click.option("--cache-dir", type=DirectoryPath(), default=None,
                                 "cache directory).")
 
 
+BUILT_IN_STAGES = ("attributes", "captions", "chunk-vectors", "chunks", "scenes", "sequences")
+"""The stages of the ``build`` commands (a test keeps this list equal to the package's)."""
+
+
 def _cache(cache_dir):
     from uncollapse.cache.store import Cache
 
     return Cache(cache_dir)
+
+
+def _known_stage(cache, stage: str | None) -> str | None:
+    """``stage`` if it is a built-in stage or one the cache holds; else exit 2 listing them (a
+    misspelt ``--stage captionz`` would otherwise clear or list nothing and exit 0)."""
+    from uncollapse.cache.store import check_stage_name
+    from uncollapse.errors import ToolError
+
+    if stage is None:
+        return None
+    check_stage_name(stage)
+    present = cache.stage_names()
+    if stage in BUILT_IN_STAGES or stage in present:
+        return stage
+    others = sorted(set(present) - set(BUILT_IN_STAGES))
+    raise ToolError(f"no stage {stage!r}: the build stages are {', '.join(BUILT_IN_STAGES)}"
+                    + (f"; this cache also holds {', '.join(others)}" if others else "")
+                    + " (`uncollapse cache ls` lists the entries)")
 
 
 @click.group("cache")
@@ -43,7 +65,8 @@ def ls_cmd(cache_dir, stage):
     Example:
         uncollapse cache ls --stage captions
     """
-    entries = _cache(cache_dir).entries(stage)
+    cache = _cache(cache_dir)
+    entries = cache.entries(_known_stage(cache, stage))
     if not entries:
         click.echo("no entries")
     for entry in entries:
@@ -105,7 +128,8 @@ def clear_cmd(cache_dir, stage):
     Example:
         uncollapse cache clear --stage captions
     """
-    removed, kept = _cache(cache_dir).clear_counts(stage)
+    cache = _cache(cache_dir)
+    removed, kept = cache.clear_counts(_known_stage(cache, stage))
     line = f"removed {removed} entr{'y' if removed == 1 else 'ies'}"
     if kept:
         line += f"; kept {kept} in use by a running build"

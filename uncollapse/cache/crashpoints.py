@@ -1,15 +1,23 @@
-"""Named moments of a build where a test can kill the process, to prove crash safety.
+"""Named moments of a build where a test can kill the process, or act, to prove crash safety.
 
-With ``UNCOLLAPSE_TEST_CRASH_AT=<name>`` in the environment, the process sends itself SIGKILL
-when it reaches that moment: no cleanup, no ``finally``, as when the machine loses power or the
-OOM killer strikes. The robustness tests kill a real ``uncollapse build`` at every point in
-``POINTS`` and check that the cache holds no half entry and the next build succeeds.
+The hooks are off in every normal run: nothing in the package turns them on, and environment
+variables alone never do. A test turns them on in its own process with ``enable()`` (or runs
+the command line through ``tests/hooked_cli.py``, which does), and then:
+
+- with ``UNCOLLAPSE_TEST_CRASH_AT=<name>`` in the environment, the process sends itself SIGKILL
+  when it reaches that moment: no cleanup, no ``finally``, as when the machine loses power or
+  the OOM killer strikes. The robustness tests kill a real ``uncollapse build`` at every point
+  in ``POINTS`` and check that the cache holds no half entry and the next build succeeds;
+- ``acting_at(name, action)`` runs ``action()`` when the moment is reached (for example,
+  replace an input file while the build holds its lock), so a race is a deterministic test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 ENV = "UNCOLLAPSE_TEST_CRASH_AT"
 
@@ -35,8 +43,42 @@ POINTS = (
     "returned",          # the build returned its entry; the output not yet published
 )
 
+_enabled = False
+_actions: dict[str, list[Callable[[], None]]] = {}
+
+
+def enable() -> None:
+    """Let the hooks of this process act (tests only)."""
+    global _enabled
+    _enabled = True
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+@contextlib.contextmanager
+def acting_at(name: str, action: Callable[[], None]):
+    """Run ``action()`` each time this process reaches moment ``name``, inside the block (the
+    hooks are enabled for the block)."""
+    if name not in POINTS:
+        raise ValueError(f"{name!r} is not a crash point; the points are {', '.join(POINTS)}")
+    global _enabled
+    before = _enabled
+    _enabled = True
+    _actions.setdefault(name, []).append(action)
+    try:
+        yield
+    finally:
+        _actions[name].remove(action)
+        _enabled = before
+
 
 def crash_point(name: str) -> None:
-    """Die here, at once, if the environment asks for it."""
+    """Act here, or die here at once, if a test enabled the hooks and asks for it."""
+    if not _enabled:
+        return
+    for action in list(_actions.get(name, ())):
+        action()
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)

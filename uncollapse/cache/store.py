@@ -26,7 +26,14 @@ from pathlib import Path
 
 from uncollapse import __version__
 from uncollapse.cache.crashpoints import crash_point
-from uncollapse.cache.hashing import DigestMemo, sha256_json, source_digest
+from uncollapse.cache.hashing import (
+    DigestMemo,
+    Snapshot,
+    changed_since,
+    sha256_json,
+    source_changed,
+    source_digest,
+)
 from uncollapse.cache.integrity import (
     MANIFEST,
     check_files,
@@ -34,7 +41,13 @@ from uncollapse.cache.integrity import (
     manifest_problem,
     sha256_nofollow,
 )
-from uncollapse.cache.lock import SharedHold, file_lock, try_exclusive, wait_for_readers
+from uncollapse.cache.lock import (
+    SharedHold,
+    file_lock,
+    remove_lock_file,
+    try_exclusive,
+    wait_for_readers,
+)
 from uncollapse.cache.outputs import check_output
 from uncollapse.errors import ToolError
 
@@ -46,14 +59,45 @@ TMP_KEY = re.compile(r"^\.tmp-(?:old-)?([0-9a-f]{12,64})-")
 
 
 def default_root() -> Path:
-    """``$UNCOLLAPSE_CACHE``, else the platform's cache directory."""
-    if env := os.environ.get("UNCOLLAPSE_CACHE"):
-        return Path(env).expanduser()
+    """``$UNCOLLAPSE_CACHE``, else the platform's cache directory (``$XDG_CACHE_HOME/uncollapse``,
+    else ``~/.cache/uncollapse`` on Linux). An empty or relative ``XDG_CACHE_HOME`` is ignored,
+    as the XDG specification says; a root that needs a home directory nobody can name is a
+    ToolError saying what to set."""
+    if env := os.environ.get("UNCOLLAPSE_CACHE", "").strip():
+        return _expand_home(env, f"UNCOLLAPSE_CACHE={env!r}")
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "uncollapse"
+        return _home("the platform cache directory") / "Library" / "Caches" / "uncollapse"
     if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "uncollapse" / "cache"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uncollapse"
+        local = os.environ.get("LOCALAPPDATA", "").strip()
+        base = Path(local) if local else _home("the platform cache directory")
+        return base / "uncollapse" / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "uncollapse"
+    return _home("the cache directory (XDG_CACHE_HOME is not set)") / ".cache" / "uncollapse"
+
+
+_NO_ROOT_FIX = ("set UNCOLLAPSE_CACHE=DIR (or XDG_CACHE_HOME=DIR) to an absolute path, or pass "
+                "--cache-dir DIR")
+
+
+def _home(needed_for: str) -> Path:
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError, OSError) as exc:
+        raise ToolError(f"{needed_for} lies in the home directory, and there is no home "
+                        "directory (HOME is not set and this user has no entry in the "
+                        f"password database); {_NO_ROOT_FIX}") from exc
+
+
+def _expand_home(value: str, where: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except (RuntimeError, KeyError, OSError) as exc:
+        user = value[1:].split("/", 1)[0]
+        whose = f"user {user!r} is unknown" if user else "there is no home directory (HOME " \
+            "is not set and this user has no entry in the password database)"
+        raise ToolError(f"{where}: cannot expand '~' ({whose}); {_NO_ROOT_FIX}") from exc
 
 
 def check_stage_name(name: str) -> str:
@@ -180,7 +224,13 @@ class Cache:
         path decides how the file is read and what the build report says) or to a dict
         ``{"digest": ...}`` for inputs that are not local files (a hub dataset's fingerprint).
         """
-        input_digests = {}
+        return self._key_inputs(stage, options, inputs)[0]
+
+    def _key_inputs(self, stage: Stage, options: Mapping, inputs: Mapping
+                    ) -> tuple[dict, dict[str, Snapshot]]:
+        """The key inputs, and a snapshot of each local input by its path (to tell, before
+        committing, that the builder read the very bytes the key names)."""
+        input_digests, snapshots = {}, {}
         for role, value in inputs.items():
             if isinstance(value, Mapping):
                 input_digests[role] = dict(value)
@@ -188,10 +238,39 @@ class Cache:
                 path = Path(value)
                 if not path.exists():
                     raise ToolError(f"{path}: input does not exist")
-                input_digests[role] = {"sha256": self.digests.path(path), "path": str(value)}
-        return {"stage": stage.name, "stage_version": stage.version,
-                "code": source_digest(stage.modules), "options": dict(options),
-                "inputs": input_digests, "format_version": stage.format_version}
+                self._check_outside(path)
+                snapshot = self.digests.snapshot(path)
+                snapshots[str(value)] = snapshot
+                input_digests[role] = {"sha256": snapshot.digest, "path": str(value)}
+        key_inputs = {"stage": stage.name, "stage_version": stage.version,
+                      "code": source_digest(stage.modules), "options": dict(options),
+                      "inputs": input_digests, "format_version": stage.format_version}
+        return key_inputs, snapshots
+
+    def _check_outside(self, folder: Path) -> None:
+        """Refuse an input folder that holds the cache: the cache's own files would be part of
+        the folder's digest (a new key on every build, never a hit), and a reader of the folder
+        could take cached outputs for input."""
+        if not folder.is_dir():
+            return
+        root, real = os.path.realpath(self.root), os.path.realpath(folder)
+        if root == real or root.startswith(real.rstrip(os.sep) + os.sep):
+            raise ToolError(f"the cache directory {self.root} lies inside the input folder "
+                            f"{folder}: its own files would become part of the input, so no "
+                            "build could ever be found again. Put the cache outside the folder "
+                            "with --cache-dir DIR or UNCOLLAPSE_CACHE=DIR")
+
+    @staticmethod
+    def _check_inputs_unchanged(snapshots: Mapping[str, Snapshot]) -> None:
+        """Refuse to commit when an input is not what it was when the key was computed: the
+        output would be stored under the key of other bytes than those it was built from."""
+        for path, snapshot in snapshots.items():
+            change = changed_since(path, snapshot)
+            if change is not None:
+                raise ToolError(f"{path}: the input changed while it was being built ({change}); "
+                                "nothing was cached, since the output may not match the bytes "
+                                "its key names. Build again once nothing writes to the input "
+                                "(copy it first if another program keeps changing it)")
 
     @staticmethod
     def key(key_inputs: Mapping) -> str:
@@ -211,18 +290,18 @@ class Cache:
         (beyond the checks every output gets: files present, row counts readable back); an
         output is committed only if the builder and every check succeeded.
         """
-        key_inputs = self.key_inputs(stage, options=options, inputs=inputs)
+        key_inputs, snapshots = self._key_inputs(stage, options, inputs)
         key = self.key(key_inputs)
         final = self.entry_dir(stage.name, key)
         crash_point("key-computed")
         with contextlib.ExitStack() as held:
-            with self._writing(final.parent):
-                final.parent.mkdir(parents=True, exist_ok=True)
+            with self._writing(final.parent):  # makes the folders (a clear may race it)
                 held.enter_context(file_lock(final.parent / f"{key}.lock"))
             crash_point("locked")
             entry = None if rebuild else self._serve(stage.name, key, final)
             if entry is None:
-                manifest = self._commit(stage, key, key_inputs, final, builder, check)
+                manifest = self._commit(stage, key, key_inputs, final, builder, check,
+                                        snapshots)
                 entry = Entry(stage.name, key, final, manifest, hit=False)
                 crash_point("committed")
             with self._writing(final.parent):  # still under the build lock: clear waits
@@ -276,7 +355,8 @@ class Cache:
 
     def _commit(self, stage: Stage, key: str, key_inputs: dict, final: Path,
                 builder: Callable[[Path], BuildOutput],
-                check: Callable[[Path, BuildOutput], None] | None) -> dict:
+                check: Callable[[Path, BuildOutput], None] | None,
+                snapshots: Mapping[str, Snapshot]) -> dict:
         with self._writing(final.parent):
             tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=final.parent))
         try:
@@ -286,6 +366,12 @@ class Cache:
             check_output(tmp, output)
             if check is not None:
                 check(tmp, output)
+            self._check_inputs_unchanged(snapshots)
+            if (edited := source_changed(stage.modules)) is not None:
+                raise ToolError(f"{edited}: the source of stage {stage.name} changed while it "
+                                "was being built, so the output may come from other code than "
+                                "its key names; nothing was cached. Build again (in a new "
+                                "process if this one had loaded the file)")
             crash_point("checked")
             with self._writing(tmp):
                 manifest = _manifest(stage, key, key_inputs, tmp, output)
@@ -329,6 +415,10 @@ class Cache:
                 for name in sorted(os.listdir(stage_dir / bucket)):
                     yield stage_dir.name, stage_dir / bucket, name
 
+    def stage_names(self) -> list[str]:
+        """The stages that have a directory under the root."""
+        return [d.name for d in self._stage_dirs(None)]
+
     def entries(self, stage: str | None = None) -> list[Entry]:
         """Every entry (of one stage), the unusable ones with ``broken`` saying why."""
         found = []
@@ -367,7 +457,8 @@ class Cache:
 
     def clear_counts(self, stage: str | None = None) -> tuple[int, int]:
         """``clear``, returning (entries removed, entries kept because a live process holds
-        them). Leftovers are removed only when no live build holds their key's lock."""
+        them). Leftovers are removed only when no live build holds their key's lock; the lock
+        files of removed entries go too, and then the folders left empty."""
         removed = kept = 0
         for _, bucket, name in list(self._slots(stage)):
             if KEY.fullmatch(name):
@@ -376,13 +467,42 @@ class Cache:
                 prefix = match.group(1)
                 locks = sorted(bucket.glob(f"{prefix}*.lock"))  # held while a build runs
             else:
-                continue  # lock files, and anything the cache did not make
+                continue  # lock files (below), and anything the cache did not make
             with self._writing(bucket), try_exclusive(*locks) as free:
                 if free:
                     self._remove(bucket / name)
+                    if KEY.fullmatch(name):
+                        for lock in locks:
+                            remove_lock_file(lock)
                 removed += bool(free and KEY.fullmatch(name))
                 kept += bool(not free and KEY.fullmatch(name))
+        self._clear_locks(stage)
         return removed, kept
+
+    def _clear_locks(self, stage: str | None) -> None:
+        """Remove the lock files of keys that have no entry and no build in progress, then
+        the bucket and stage folders left empty."""
+        slots = list(self._slots(stage))
+        names = {(bucket, name) for _, bucket, name in slots}
+        building = {(bucket, match.group(1)) for _, bucket, name in slots
+                    if (match := TMP_KEY.match(name))}
+        for _, bucket, name in slots:
+            key, _, kind = name.partition(".")
+            if kind not in ("lock", "use") or not KEY.fullmatch(key) or (bucket, key) in names \
+                    or any(b == bucket and key.startswith(p) for b, p in building):
+                continue  # not a lock file, or its entry or a build's leftover is still there
+            locks = [bucket / f"{key}.lock", bucket / f"{key}.use"]
+            with self._writing(bucket), try_exclusive(*locks) as free:
+                if free and not os.path.lexists(bucket / key):
+                    for lock in locks:
+                        remove_lock_file(lock)
+        for stage_dir in self._stage_dirs(stage):
+            for bucket in os.listdir(stage_dir):
+                if _is_plain_dir(stage_dir / bucket):
+                    with contextlib.suppress(OSError):  # not empty: something lives there
+                        os.rmdir(stage_dir / bucket)
+            with contextlib.suppress(OSError):
+                os.rmdir(stage_dir)
 
     def _remove(self, path: Path) -> None:
         """Delete ``path`` (a directory tree, a file or a link, never what a link points to),

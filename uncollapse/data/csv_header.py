@@ -3,6 +3,10 @@
 polars renames a repeated column name silently (``Smiling``, ``Smiling_duplicated_0``), so a
 table with two ``Smiling`` columns would be read as two different attributes. A repeated name
 is an error naming the column, before anything is read.
+
+polars also reads a CSV compressed with gzip, zlib or zstd; the header is then read through
+the compression, and what the file expands to is measured first against the limit on
+decompressed input (``uncollapse.data.expansion``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import csv
 import io
 from pathlib import Path
 
+from uncollapse.data.expansion import check_expansion, first_line
 from uncollapse.errors import InputError
 
 __all__ = ["HEADER_LIMIT", "refuse_duplicate_columns", "refuse_wide_integers"]
@@ -35,16 +40,11 @@ def refuse_duplicate_columns(path: Path | str, source=None) -> None:
     ``source`` is a binary buffer to read instead of ``path`` (standard input); the buffer's
     position is restored.
     """
-    if source is not None:
-        position = source.tell()
-        first = source.readline(HEADER_LIMIT)
-        source.seek(position)
-    else:
-        try:
-            with open(path, "rb") as handle:
-                first = handle.readline(HEADER_LIMIT)
-        except OSError:
-            return  # the reader reports an unreadable file with its own message
+    try:
+        check_expansion(path, source)
+        first = first_line(path, HEADER_LIMIT, source)
+    except OSError:
+        return  # the reader reports an unreadable file with its own message
     line = first.decode("utf-8", errors="replace").lstrip("\ufeff")
     try:
         header = next(csv.reader(io.StringIO(line)), [])

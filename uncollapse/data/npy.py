@@ -53,6 +53,7 @@ def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np
                                "permissions") from exc
     if size == 0:
         raise InputError(path, f"is empty (0 bytes), not a .npy {what}; {SAVE_HINT}")
+    _check_declared_size(path, size, what)
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
@@ -73,3 +74,27 @@ def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np
         raise InputError(path, f"holds several arrays (.npz); save the {what} as one .npy "
                                "file with numpy.save")
     return array
+
+
+def _check_declared_size(path: Path, size: int, what: str) -> None:
+    """Refuse a ``.npy`` whose header declares more data (shape x item size) than the file
+    holds, before numpy sizes anything by that header. An unreadable header is left to
+    ``np.load``'s own message."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if reader is None:
+                return
+            shape, _, dtype = reader(fh)
+            offset = fh.tell()
+    except (*HEADER_FAILURES, OSError):
+        return
+    if dtype.hasobject:
+        return  # refused as needing pickle
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if declared > size - offset:
+        raise InputError(path, f"is truncated or damaged: its header declares a {what} of shape "
+                               f"{tuple(shape)} {dtype} ({declared:,} bytes) but the file holds "
+                               f"{size - offset:,} bytes of data; {SAVE_HINT}")

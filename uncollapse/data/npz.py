@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.atomic import atomic_path
+from uncollapse.data.expansion import limit, too_large
 from uncollapse.data.npy import HEADER_FAILURES
 from uncollapse.errors import InputError
 
@@ -149,6 +150,7 @@ def open_npz(path: str | Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
                          ) from exc
     arrays = {}
     with archive, open(path, "rb") as raw:
+        check_inflated_sizes(path, archive)
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 continue
@@ -163,6 +165,45 @@ def open_npz(path: str | Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
                                  ) from exc
             arrays[name] = array
     return arrays
+
+
+def check_inflated_sizes(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse an NPZ whose deflated members together expand past the limit on decompressed
+    input (``uncollapse.data.expansion``), from the sizes its zip directory declares, before
+    any is inflated: a 2 MB scene file of zeros would otherwise take 2 GB of memory. The
+    declared size bounds what ``zipfile`` inflates, whatever the compressed data holds."""
+    # stored members are not counted: the size on disk is what they hold
+    deflated = [i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    cap, total = limit(), sum(i.file_size for i in deflated)
+    if total > cap:
+        largest = max(deflated, key=lambda i: i.file_size)
+        raise too_large(path, f"is compressed (its largest array, "
+                              f"{largest.filename.removesuffix('.npy')!r}, "
+                              f"{largest.file_size:,} bytes) and", f"{total:,} bytes", cap)
+
+
+def check_declared_sizes(path: str | Path) -> None:
+    """Before ``np.load`` reads an NPZ: its deflated members stay within the limit on
+    decompressed input, and each member's ``.npy`` header describes exactly the bytes the zip
+    directory says the member holds (numpy sizes its array by the header). A file that is not
+    a readable zip is left to the reader's own message."""
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except NPZ_READ_FAILURES:
+        return
+    with archive:
+        check_inflated_sizes(path, archive)
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with archive.open(info) as fh:
+                    shape, _, dtype = _read_header(path, fh, info)
+                    _check_size(path, info, shape, dtype, fh.tell())
+            except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+                raise InputError(path, f"array {info.filename[:-4]!r} cannot be read: damaged "
+                                       f"NPZ/zip ({why(exc)}); rebuild the file") from exc
 
 
 NPZ_READ_FAILURES: tuple[type[BaseException], ...] = (

@@ -19,6 +19,7 @@ from uncollapse.cache.store import Cache
 from uncollapse.cli_paths import DirectoryPath, OutputPath
 from uncollapse.cli_report import report_options
 from uncollapse.pipeline.empty import audit_empty_result
+from uncollapse.pipeline.rejected import BuildRejected
 
 __all__ = ["build_options", "publish"]
 
@@ -42,7 +43,13 @@ def build_options(command):
                   help="An empty result (0 rows) is what you want: a warning, not an error.")
     @functools.wraps(command)
     def wrapper(*args, output, rebuild, cache_dir, quiet, allow_empty, **kwargs):
-        built = command(*args, cache=Cache(cache_dir), rebuild=rebuild, quiet=quiet, **kwargs)
+        try:
+            built = command(*args, cache=Cache(cache_dir), rebuild=rebuild, quiet=quiet,
+                            **kwargs)
+        except BuildRejected as exc:  # the output would fail its own check: exit 1
+            codes = ", ".join(f.code for f in exc.report.errors)
+            click.echo(f"the result is invalid [{codes}]; nothing written or cached", err=True)
+            return exc.report
         rows = built.entry.manifest.get("rows", {}).get(built.name)
         built = dataclasses.replace(built, report=audit_empty_result(
             built.report, built.entry.stage, rows, allowed=allow_empty))

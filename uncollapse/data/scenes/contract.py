@@ -17,7 +17,7 @@ import numpy as np
 
 from uncollapse.atomic import atomic_path
 from uncollapse.data.npy import refuse_empty
-from uncollapse.data.npz import why
+from uncollapse.data.npz import check_declared_sizes, why
 from uncollapse.data.spec import ArraySpec, DocSection
 from uncollapse.errors import InputError
 
@@ -80,6 +80,7 @@ def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise InputError(path, "is a directory; give the scene .npz file")
     refuse_empty(path, "scene NPZ", "write it with `uncollapse build scenes`")
+    check_declared_sizes(path)  # scene files are deflated: bound what they expand to
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}

@@ -15,8 +15,9 @@ from uncollapse.cache.store import BuildOutput, Cache, Entry, Stage
 from uncollapse.data.sequences.chunks import load_chunks, write_chunks
 from uncollapse.data.sequences.contract import CHUNK_DOC_ID, CHUNK_TEXT
 from uncollapse.errors import ToolError
+from uncollapse.pipeline.rejected import BuildRejected, vector_findings
 from uncollapse.pipeline.result import Built, built_from, with_report
-from uncollapse.pipeline.sequences.corpus import detect_kind, read_chunks
+from uncollapse.pipeline.sequences.corpus import check_glob, detect_kind, read_chunks
 from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
 from uncollapse.pipeline.sequences.sequence_file import load_vectors, write_sequences
 from uncollapse.report import Report
@@ -48,6 +49,8 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
     """
     # the kind a suffix implies decides how the bytes are read, so the key holds it resolved
     kind = detect_kind(Path(source)) if kind == "auto" else kind
+    if kind == "folder":
+        check_glob(glob)  # before the folder is hashed
     options = {"unit": unit, "kind": kind, "doc_field": doc_field, "text_field": text_field,
                "doc_pattern": doc_pattern, "glob": glob}
 
@@ -86,10 +89,21 @@ def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
             raise ToolError(f"encoding {chunks_path} with {model} gave vectors of shape "
                             f"{vectors.shape} for {rows} chunk rows (expected [{rows}, dim "
                             "> 0]); nothing was cached, check the encoder and --batch-size")
+        refuse_bad_vectors(vectors, out_dir / VECTORS_FILE, chunks_path)
 
     return (cache or Cache()).build(ENCODE_STAGE, options={},
                                     inputs={"chunks": chunks_path, "model": model_dir},
                                     builder=builder, rebuild=rebuild, check=check)
+
+
+def refuse_bad_vectors(vectors: np.ndarray, path: str | Path, chunks_path: str | Path) -> None:
+    """Raise ``BuildRejected`` when a vector row holds NaN/inf or only zeros: the sequence file
+    built from it would fail ``validate sequences``."""
+    findings = vector_findings(vectors, path)
+    if findings:
+        raise BuildRejected(Report(str(chunks_path), "build sequences", findings,
+                                   {"chunks": int(vectors.shape[0]),
+                                    "dim": int(vectors.shape[1])}))
 
 
 def build_sequences(chunks_path: str | Path, *, context_length: int,
@@ -121,6 +135,7 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
     def builder(out_dir: Path) -> BuildOutput:
         chunks = load_chunks(chunks_path)
         array = load_vectors(vectors, chunks.height)
+        refuse_bad_vectors(array, vectors, chunks_path)
         stats = write_sequences(chunks, array, context_length, out_dir / SEQUENCES_FILE,
                                 compact=compact, texts=texts)
         return with_report(BuildOutput(rows={SEQUENCES_FILE: stats["samples"]}),

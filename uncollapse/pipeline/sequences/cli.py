@@ -52,9 +52,10 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
     """
     from uncollapse.pipeline.sequences import build_chunks
 
-    built = build_chunks(source, unit=unit, kind=kind, doc_field=doc_field,
-                         text_field=text_field, doc_pattern=doc_pattern, glob=glob, cache=cache,
-                         rebuild=rebuild)
+    with flags_in_errors({"glob": "--glob"}):
+        built = build_chunks(source, unit=unit, kind=kind, doc_field=doc_field,
+                             text_field=text_field, doc_pattern=doc_pattern, glob=glob,
+                             cache=cache, rebuild=rebuild)
     click.echo(_summary(built.report.stats, (
         "documents", "chunks", "empty_chunks_dropped", "empty_documents_dropped",
         "heading_lines_dropped", "title_like_lines", "lines_before_first_document")), err=True)

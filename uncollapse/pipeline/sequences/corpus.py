@@ -10,14 +10,16 @@ user (``doc_pattern``) use the Rust ``regex`` syntax of polars: no look-around.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import polars as pl
 
+from uncollapse.data.expansion import check_expansion, open_decompressed
 from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
 from uncollapse.data.sequences.chunks import first_non_utf8_row
 from uncollapse.data.sequences.contract import (
@@ -98,7 +100,8 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
             inside a paragraph (formulas) are kept as text and counted
             (``title_like_lines``). A pattern given here matches lines as they are. For a
             folder the default is one document per file.
-        glob: which files of a folder to read.
+        glob: which files of a folder to read: a pattern relative to the folder, without
+            ``..``; a match that leads out of the folder through a link is refused.
 
     Example:
         >>> chunks, stats = read_chunks("data/wikitext2/wikitext2_test.txt", unit="line")
@@ -136,6 +139,7 @@ def detect_kind(source: Path) -> str:
 # records ------------------------------------------------------------------------------------
 def _read_records(source: Path, kind: str, doc_field: str, text_field: str, stats: ChunkStats):
     if kind == "jsonl":
+        check_expansion(source)  # polars reads gzip, zlib and zstd JSON lines too
         _check_nesting(source)
     try:
         if kind == "jsonl" and _blank(source):  # no records: an empty result, not a bad file
@@ -202,7 +206,7 @@ def _doc_keys(source: Path, doc: pl.Series, doc_field: str, kind: str) -> pl.Ser
 
 def _blank(source: Path) -> bool:
     """Whether the file holds only whitespace (read in blocks until the first other byte)."""
-    with open(source, "rb") as fh:
+    with open_decompressed(source) as fh:
         while block := fh.read(1 << 20):
             if block.strip():
                 return False
@@ -218,7 +222,8 @@ def _check_nesting(source: Path) -> None:
 
     Only a line with more than ``MAX_JSON_DEPTH`` opening brackets can be that deep, so the
     exact depth is measured for those lines alone."""
-    with open(source, encoding="utf-8", errors="replace") as fh:
+    with open_decompressed(source) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.count("{") + line.count("[") > MAX_JSON_DEPTH and \
                     _json_depth(line) > MAX_JSON_DEPTH:
@@ -255,7 +260,8 @@ def _not_json(constant: str):
 
 def _bad_json_line(source: Path) -> tuple[int | None, str]:
     """The first line that is not one JSON object, and why (polars does not say which)."""
-    with open(source, encoding="utf-8", errors="replace") as fh:
+    with open_decompressed(source) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 try:
@@ -371,7 +377,7 @@ def _read_text_file(source: Path, doc_pattern: str | None, unit: str, stats: Chu
 
 def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
                  stats: ChunkStats):
-    files = sorted(p for p in source.rglob(glob) if p.is_file())
+    files = folder_files(source, glob)
     if not files:
         raise InputError(source, f"no files matching {glob!r} in this folder; give another glob")
     stats.files = len(files)
@@ -387,6 +393,34 @@ def _read_folder(source: Path, glob: str, doc_pattern: str | None, unit: str,
            pl.Series("file_key", np.asarray(keys, dtype=object)[file_ids].tolist(),
                      dtype=pl.String)]
     return _lines_to_parts(all_lines, doc_pattern, unit, stats, file_doc_key=tag)
+
+
+def check_glob(glob: str) -> str:
+    """``glob`` if it can only match files inside the folder, else ToolError: an absolute
+    pattern or a ``..`` part would read files that the folder's digest does not cover."""
+    parts = PurePosixPath(glob).parts
+    if not glob or glob.startswith(("/", "\\")) or PurePosixPath(glob).is_absolute() \
+            or ".." in parts or ".." in PureWindowsPath(glob).parts:
+        raise ToolError(f"glob {glob!r} reaches outside the folder; give a pattern of files "
+                        "inside the folder (relative, no '..'), such as '*.txt' or "
+                        "'**/*.txt', or give the other folder as the source")
+    return glob
+
+
+def folder_files(source: Path, glob: str) -> list[Path]:
+    """The regular files of folder ``source`` that ``glob`` matches, sorted; a match whose real
+    path leads out of the folder (through a link) is refused, as its bytes would not be part of
+    the folder's cache key."""
+    check_glob(glob)
+    root = source.resolve()
+    files = sorted(p for p in source.rglob(glob) if p.is_file())
+    for path in files:
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            raise InputError(path, f"leads out of the folder (a link, to {real}); a folder "
+                                   "source reads only files inside it. Copy the file in, or "
+                                   "give the folder it lives in as the source")
+    return files
 
 
 # all sources --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import polars as pl
 from uncollapse.data.captions.contract import MATCH_ID
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
 from uncollapse.data.npy import refuse_empty
-from uncollapse.data.npz import NPZ_READ_FAILURES, why
+from uncollapse.data.npz import NPZ_READ_FAILURES, check_declared_sizes, why
 from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.data.sequences.contract import (
     CHUNK_DOC_ID,
@@ -49,6 +49,7 @@ def read_id_column(path, column: str) -> np.ndarray:
     if suffix == ".npz":
         refuse_empty(path, "NPZ file", "write it with numpy.savez (uncollapse build sequences "
                                        "does)")
+        check_declared_sizes(path)
         try:
             loaded = np.load(path, allow_pickle=False)
             if not hasattr(loaded, "files"):
