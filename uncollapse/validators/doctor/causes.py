@@ -153,3 +153,9 @@ CAUSES: tuple[Cause, ...] = (
 )
 
 CAUSE_OF: dict[str, Cause] = {cause.name: cause for cause in CAUSES}
+
+SYMPTOMS = frozenset({"MEAN_VECTOR_COLLAPSE", "DIMENSIONAL_COLLAPSE", "SLOTS_IDENTICAL"})
+"""Causes that describe the state of the outputs, which another cause can produce (a diverged
+run's outputs collapse too): they rank after a root cause found with ``ROOT_FIRST``
+confidence."""
+ROOT_FIRST = 0.8

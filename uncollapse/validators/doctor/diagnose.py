@@ -17,7 +17,7 @@ import numpy as np
 from uncollapse.errors import InputError, ToolError
 from uncollapse.report import Finding, Report, text_console
 from uncollapse.validators.doctor import probes
-from uncollapse.validators.doctor.causes import CAUSES, HEALTHY
+from uncollapse.validators.doctor.causes import CAUSES, HEALTHY, ROOT_FIRST, SYMPTOMS
 from uncollapse.validators.doctor.evidence import FOUND, Curve, Evidence, Suspect
 from uncollapse.validators.doctor.metrics_io import describe, parse_map, read_metrics, resolve
 from uncollapse.validators.doctor.rules import RULES
@@ -249,7 +249,9 @@ def _check_flips(ev: Evidence, path: str | Path | None, *, arrays: dict | None =
 # the report ---------------------------------------------------------------------------------
 def _report(ev: Evidence, suspects: list[Suspect]) -> Diagnosis:
     order = {cause.name: index for index, cause in enumerate(CAUSES)}
-    ranked = sorted(suspects, key=lambda s: (-round(s.confidence, 6), order[s.cause.name]))
+    root = any(s.cause.name not in SYMPTOMS and s.confidence >= ROOT_FIRST for s in suspects)
+    ranked = sorted(suspects, key=lambda s: (root and s.cause.name in SYMPTOMS,
+                                             -round(s.confidence, 6), order[s.cause.name]))
     found = [s for s in ranked if s.confidence >= FOUND]
     below = [s for s in ranked if s.confidence < FOUND]
     findings = [_finding(s) for s in found]

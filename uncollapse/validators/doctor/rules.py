@@ -26,6 +26,7 @@ FALLBACK_SHARE = 0.5        # samples without a same-document negative outside t
 MEAN_VECTOR_MARGIN = 0.02   # cos(output, target) minus the mean-target baseline's
 POINT_SPREAD = 0.005        # total variance / mean squared norm: outputs are one direction
 RANK_FRACTION = 0.15        # effective rank / min(rows, dim)
+LOW_RANK_FRACTION = 0.3     # ... a weaker sign below this
 RANK_RATIO = 0.25           # outputs' effective rank / targets'
 RANK_FALL = 0.5             # effective rank at the end / its highest early reading
 SLOT_COSINE = 0.9           # mean cosine between an image's slots
@@ -36,7 +37,8 @@ OVERFIT_RISE = 0.1          # validation loss above its minimum, relative
 OVERFIT_LATE = 0.8          # the minimum before this share of the run
 EXPLODE = 10.0              # loss above its first value, times
 EXPLODE_HARD = 100.0
-WEIGHT_LARGE = 1e3          # largest weight magnitude of a healthy small model is far below
+WEIGHT_LARGE = 100.0        # largest weight magnitude; trained models keep theirs far below
+WEIGHT_HUGE = 1e3
 
 
 def world_size(ev: Evidence) -> int:
@@ -322,11 +324,12 @@ def dimensional_collapse(ev: Evidence) -> Suspect | None:
     one_point = stats is not None and stats.get("relative_spread", 1.0) < POINT_SPREAD
     if stats is not None and not one_point:
         fraction = stats["effective_rank_fraction"]
-        if fraction < RANK_FRACTION:
-            suspect.add(0.7, ev.outputs_source or "outputs", f"the outputs' effective rank is "
-                        f"{stats['effective_rank']:.2f} of at most "
-                        f"{min(stats['rows'], stats['dim'])} ({fraction:.3f})",
-                        value=fraction, threshold=f"< {RANK_FRACTION}", fact="rank")
+        if fraction < LOW_RANK_FRACTION:
+            suspect.add(0.7 if fraction < RANK_FRACTION else 0.4, ev.outputs_source or "outputs",
+                        f"the outputs' effective rank is {stats['effective_rank']:.2f} of at "
+                        f"most {min(stats['rows'], stats['dim'])} ({fraction:.3f})",
+                        value=fraction, threshold=f"< {RANK_FRACTION} (< {LOW_RANK_FRACTION}: "
+                        "weaker)", fact="rank")
         if "target_effective_rank" in stats and stats["target_effective_rank"] > 0:
             ratio = stats["effective_rank"] / stats["target_effective_rank"]
             if ratio < RANK_RATIO:
@@ -347,7 +350,7 @@ def dimensional_collapse(ev: Evidence) -> Suspect | None:
         return None
     inputs = ev.measures.get("features")
     if inputs and inputs["fraction"] < RANK_FRACTION:
-        suspect.add(0.3, inputs["path"], f"the input features themselves span few directions: "
+        suspect.add(0.35, inputs["path"], f"the input features themselves span few directions: "
                     f"effective rank {inputs['effective_rank']:.2f} of {inputs['dim']} "
                     "dimensions", value=inputs["fraction"], threshold=f"< {RANK_FRACTION}")
         suspect.fix = (f"Re-encode the inputs ({inputs['path']} has effective rank "
@@ -446,7 +449,8 @@ def divergence(ev: Evidence) -> Suspect | None:
                         f"of {checkpoint['parameters']} weights are NaN or infinite",
                         value=checkpoint["non_finite"], fact="weights")
         elif checkpoint["max_abs"] >= WEIGHT_LARGE:
-            suspect.add(0.6, f"checkpoints/{checkpoint['path']}", f"the largest weight has "
+            suspect.add(0.6 if checkpoint["max_abs"] >= WEIGHT_HUGE else 0.5,
+                        f"checkpoints/{checkpoint['path']}", f"the largest weight has "
                         f"magnitude {checkpoint['max_abs']:.3g}", value=checkpoint["max_abs"],
                         threshold=f">= {WEIGHT_LARGE:g}", fact="weights")
     report = ev.data.get("outputs")

@@ -100,8 +100,10 @@ def read_checkpoint(folder: Path, notes: list[str]) -> dict | None:
             notes.append(f"skipped unreadable checkpoint {path.name} ({type(exc).__name__})")
             continue
         model = state.get("model", {}) if isinstance(state, dict) else {}
-        tensors = [t for t in model.values()
-                   if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        # weights only: batch-norm statistics follow the inputs' scale, not the optimiser
+        tensors = [t for name, t in model.items()
+                   if isinstance(t, torch.Tensor) and t.is_floating_point()
+                   and not name.endswith(("running_mean", "running_var"))]
         non_finite = sum(int((~torch.isfinite(t)).sum()) for t in tensors)
         finite_max = [float(t[torch.isfinite(t)].abs().max()) for t in tensors
                       if t.numel() and bool(torch.isfinite(t).any())]
