@@ -2,12 +2,24 @@
 
 ``diagnose_run(run_dir)`` (or ``diagnose_run(metrics=..., captions=...)`` for a run of another
 framework) returns a ``Report`` of kind ``doctor`` whose findings are the causes of
-``causes.CAUSES`` the evidence points at, most confident first, each with its evidence, the
-check that rules it out and the fix; ``HEALTHY`` when none is found. Needs torch (extra
-``torch``) for the collapse checks of the outputs.
+``CAUSES`` the evidence points at, most confident first, each with its evidence, the check
+that rules it out and the fix; ``HEALTHY`` when none is found. Needs torch (extra ``torch``)
+for the collapse checks of the outputs.
+
+The names below load on first use, so the command line (``uncollapse.validators.doctor.cli``)
+imports this package without pulling in torch or pandera.
 """
 
-from uncollapse.validators.doctor.causes import CAUSES, Cause
-from uncollapse.validators.doctor.diagnose import Diagnosis, diagnose_run, summary_line
+import importlib
 
-__all__ = ["CAUSES", "Cause", "Diagnosis", "diagnose_run", "summary_line"]
+_LAZY = {"CAUSES": "causes", "Cause": "causes", "Diagnosis": "diagnose",
+         "diagnose_run": "diagnose", "summary_line": "diagnose"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

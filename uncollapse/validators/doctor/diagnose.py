@@ -172,9 +172,9 @@ def _check_family(ev: Evidence, family: str, path: str) -> None:
         rules, measures = probes.check_sequences(path, exclude_window=window)
         ev.data["sequences"], ev.measures["sequences"] = rules, measures
     elif family == "attributes":
-        ev.data["attributes"] = probes.check_attributes(path)
+        ev.data["attributes"] = probes.validate_attributes(path)
     elif family == "scenes":
-        ev.data["scenes"] = probes.check_scenes(path)
+        ev.data["scenes"] = probes.validate_scenes(path)
 
 
 # evidence from outputs ----------------------------------------------------------------------
@@ -208,7 +208,7 @@ def _check_outputs(ev: Evidence, embeddings: str | Path | None) -> None:
         raise InputError(where, f"'target' has shape {target.shape} but 'pred' has "
                          f"{pred.shape}; they must be paired row for row")
     try:
-        ev.data["outputs"] = probes.check_outputs(pred, target, name=where)
+        ev.data["outputs"] = probes.diagnose_outputs(pred, target, name=where)
     except ToolError as exc:
         raise InputError(where, str(exc)) from exc
     ev.checks.append("outputs")
@@ -242,7 +242,7 @@ def _check_flips(ev: Evidence, path: str | Path | None, *, arrays: dict | None =
     if source.shape != target.shape or source.ndim != 2 or len(source) == 0:
         raise InputError(name, f"source {source.shape} and target {target.shape} attributes "
                          "must both be [N, A] with N >= 1")
-    ev.data["flips"] = probes.check_flips(source, target, name=name)
+    ev.data["flips"] = probes.audit_recorded_flips(source, target, name=name)
     ev.checks.append("flips")
 
 

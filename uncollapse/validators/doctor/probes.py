@@ -35,8 +35,9 @@ from uncollapse.validators.scenes import validate_scenes
 from uncollapse.validators.sequences import validate_sequences
 
 __all__ = ["DIMENSIONAL_COLLAPSE", "MEAN_VECTOR_COLLAPSE", "SLOTS_IDENTICAL", "SPLIT_LEAKAGE",
-           "check_attributes", "check_captions", "check_flips", "check_outputs",
-           "check_scenes", "check_sequences", "feature_rank"]
+           "audit_recorded_flips", "check_captions", "check_sequences", "diagnose_outputs",
+           "feature_rank", "load_arrays", "load_vectors", "validate_attributes",
+           "validate_scenes"]
 
 MAX_RANK_ROWS = 4096
 """Rows of an input feature file whose effective rank is measured (a seeded subset above it)."""
@@ -88,16 +89,6 @@ def check_sequences(path: str | Path, *, exclude_window: int) -> tuple[Report, d
     return rules, measures
 
 
-def check_attributes(path: str | Path) -> Report:
-    """``validate attributes`` of an attribute table (IDENTITY_LEAKAGE among its rules)."""
-    return validate_attributes(path)
-
-
-def check_scenes(path: str | Path) -> Report:
-    """``validate scenes`` of a scene file."""
-    return validate_scenes(path)
-
-
 class _FlipRecord:
     """One epoch of an augmentation's ``(source, target)`` attributes, as a dataset the flip
     audit can replay."""
@@ -113,13 +104,13 @@ class _FlipRecord:
         return {"source_attributes": self.source[index], "target_attributes": self.target[index]}
 
 
-def check_flips(source: np.ndarray, target: np.ndarray, *, name: str) -> Report:
+def audit_recorded_flips(source: np.ndarray, target: np.ndarray, *, name: str) -> Report:
     """The flip audit of one recorded epoch of an augmentation's source and target attributes."""
     return audit_flips(_FlipRecord(np.asarray(source), np.asarray(target)), target=name)
 
 
-def check_outputs(pred: np.ndarray, targets: np.ndarray | None = None, *,
-                  labels: np.ndarray | None = None, name: str) -> Report:
+def diagnose_outputs(pred: np.ndarray, targets: np.ndarray | None = None, *,
+                     labels: np.ndarray | None = None, name: str) -> Report:
     """``diagnose embeddings`` of a model's outputs (and their targets); slots are [N, S, D]."""
     return diagnose_embeddings(np.ascontiguousarray(pred, dtype=np.float32),
                                None if targets is None else

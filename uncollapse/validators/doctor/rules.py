@@ -382,11 +382,12 @@ def negative_loss_term(ev: Evidence) -> Suspect | None:
                     f"{config['diversity_weight']:g}", fact="config")
         diversity = ev.curve("diversity")
         if diversity is not None and diversity.finite.sum() >= 3:
-            tail = diversity.tail()
-            if tail[-1] < 0.05 and tail[-1] <= tail[0]:
-                suspect.add(0.3, diversity.source, f"the diversity term fell to "
-                            f"{_fmt(tail[-1])} at the last logged step, heading below 0",
-                            value=float(tail[-1]), curve=diversity.name, fact="falling")
+            values = diversity.values[diversity.finite]
+            if values.max() > 0 and values[-1] < 0.25 * values.max():
+                suspect.add(0.3, diversity.source, f"the diversity term fell from "
+                            f"{_fmt(values.max())} to {_fmt(values[-1])} at the last logged "
+                            "step, heading for its unclamped floor below 0",
+                            value=float(values[-1]), curve=diversity.name, fact="falling")
         stopped = _stopped(ev)
         if stopped:
             suspect.add(0.3, "metrics.jsonl", stopped, fact="stopped")
