@@ -344,7 +344,7 @@ def user_ranks(w: Workshop, name: str, *, world: int, deal: str, loss_form: str 
                                 torch.nn.Linear(64, 32))
     optimiser = torch.optim.AdamW(tower.parameters(), lr=2e-3)
     sampler = GroupedBatchSampler(match, 40, 2, seed=seed, drop_last=True)
-    groups = torch.from_numpy(np.ascontiguousarray(match))
+    groups = torch.from_numpy(np.array(match, dtype=np.int64))
     logged, step = [], 0
     for epoch in range(4):
         sampler.set_epoch(epoch)

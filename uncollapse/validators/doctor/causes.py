@@ -149,7 +149,7 @@ CAUSES: tuple[Cause, ...] = (
           "validation loss reaches its minimum within the last 20% of the run"),
     Cause(DIVERGENCE, "the loss diverged",
           "every logged loss is finite, none grows 10x above its first value, and the "
-          "checkpoint's weights are finite and below 1e3"),
+          "checkpoint's weights are finite and below 100"),
 )
 
 CAUSE_OF: dict[str, Cause] = {cause.name: cause for cause in CAUSES}
