@@ -538,8 +538,8 @@ def overfitting(ev: Evidence) -> Suspect | None:
     if rise < OVERFIT_RISE:
         return None
     t_steps, t = train.steps[train.finite], train.values[train.finite]
-    at_best = t[np.searchsorted(t_steps, v_steps[best], side="right") - 1] \
-        if t_steps[0] <= v_steps[best] else t[0]
+    before = t[t_steps <= v_steps[best]]
+    at_best = before[-1] if before.size else t[0]
     if t[-1] >= at_best:
         return None  # both rose: not the signature of memorising
     suspect = Suspect(CAUSE_OF["OVERFITTING"])
