@@ -24,6 +24,7 @@ CODE_MODULES = (
     "uncollapse.validators.flips",
     "uncollapse.validators.scenes",
     "uncollapse.pipeline.empty",
+    "uncollapse.validators.doctor.causes",
 )
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from uncollapse.report import Code
 from uncollapse.validators.codes import CODE_MODULES
-from uncollapse.validators.doctor import causes
-from uncollapse.validators.doctor.causes import CAUSES, HEALTHY
+from uncollapse.validators.doctor.causes import CAUSE_OF, CAUSES, HEALTHY
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +29,7 @@ def test_the_code_registry_can_list_the_causes_beside_every_other_code():
     assert {c.name for c in CAUSES} | {"HEALTHY"} <= set(found)
     # the four shared codes are the collapse diagnostics' and caption rules' own
     shared = ("MEAN_VECTOR_COLLAPSE", "DIMENSIONAL_COLLAPSE", "SLOTS_IDENTICAL", "SPLIT_LEAKAGE")
-    assert all(getattr(causes, name) is found[name] for name in shared)
+    assert all(CAUSE_OF[name].code is found[name] for name in shared)
 
 
 def test_docs_document_every_cause_with_its_evidence_and_fix():

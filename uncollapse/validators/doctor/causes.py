@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uncollapse.report import Code
-from uncollapse.validators.doctor.probes import (
-    DIMENSIONAL_COLLAPSE,
-    MEAN_VECTOR_COLLAPSE,
-    SLOTS_IDENTICAL,
-    SPLIT_LEAKAGE,
-)
+from uncollapse.validators.doctor import probes
+
+# the shared codes are read through probes (not imported by name), so the code registry lists
+# them under the modules that define them
 
 NO_POSITIVES_IN_BATCH = Code(
     "NO_POSITIVES_IN_BATCH", "error",
@@ -125,16 +123,16 @@ CAUSES: tuple[Cause, ...] = (
           "`uncollapse validate sequences FILE` passes with documents of several samples each"),
     Cause(NO_HARD_NEGATIVES, "documents are too short for hard negatives",
           "at least half the samples have a same-document target outside +-exclude_window"),
-    Cause(MEAN_VECTOR_COLLAPSE, "outputs converged to the targets' mean vector",
+    Cause(probes.MEAN_VECTOR_COLLAPSE, "outputs converged to the targets' mean vector",
           "cos(output, target) beats the mean-target baseline by 0.02 or more on held-out data"),
     Cause(NORMALISED_DECODER_INPUT, "unit-norm outputs feed a decoder that expects raw scale",
           "output norms match the targets' norms, and the training vectors are not unit-norm"),
-    Cause(DIMENSIONAL_COLLAPSE, "the outputs' effective rank fell",
+    Cause(probes.DIMENSIONAL_COLLAPSE, "the outputs' effective rank fell",
           "the outputs' effective rank stays above 15% of min(rows, dim) (or 25% of the "
           "targets') and does not halve during training"),
     Cause(NEGATIVE_LOSS_TERM, "a loss term went below its floor",
           "every logged loss term stays at or above 0 and the config uses the clamped form"),
-    Cause(SLOTS_IDENTICAL, "the slots converged to one",
+    Cause(probes.SLOTS_IDENTICAL, "the slots converged to one",
           "the mean cosine between an image's slots stays below 0.9 at the end of training"),
     Cause(PARTIAL_AUGMENTATION, "flips were applied to a fraction of samples",
           "`uncollapse validate flips` reports share_with_flip = 1.0 (or a logged flip_rate "
@@ -142,7 +140,7 @@ CAUSES: tuple[Cause, ...] = (
     Cause(PROTOTYPES_FROM_OUTPUTS, "prototypes were computed from the model's outputs",
           "the config says prototypes 'bank', and the flow's transfer accuracy is within half "
           "of the steering baseline's"),
-    Cause(SPLIT_LEAKAGE, "evaluation data leaked into training",
+    Cause(probes.SPLIT_LEAKAGE, "evaluation data leaked into training",
           "`uncollapse validate captions` (or `validate attributes`) reports no image or "
           "identity in two splits"),
     Cause(OVERFITTING, "validation loss rose while training loss fell",
