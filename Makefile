@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 FUZZ_SECONDS ?= 600
 FUZZ_OUT ?= fuzz-out
 
-.PHONY: install test fuzz demo bench clean
+.PHONY: install test fuzz demo bench zoo clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+# The collapse zoo: runs broken the way real projects break them (and healthy ones), each
+# diagnosed by `uncollapse doctor`; prints the confusion matrix of the top-ranked cause.
+zoo: $(STAMP)
+	$(PY) benchmarks/collapse_zoo.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache fuzz-out

@@ -132,6 +132,7 @@ FOLDER_PARAMS = [(c, p) for c, p in PARAMS
 def test_folder_inputs_are_found():
     assert {f"{c.name}:{flag(p)}" for c, p in FOLDER_PARAMS} == {
         "build captions:source", "build chunks:source", "build sequences:--encoder",
+        "doctor:run_dir", "doctor:--metrics",
         "evaluate:run_dir", "report:run_dir", "serve:run_dir", "train contrastive:--out",
         "train flow:--out", "train lvm:--out", "train slots:--out"}
 

@@ -161,8 +161,8 @@ FOLDER_PAIRS = [(c, i, o) for c in commands() for i in c.input_params() for o in
 
 def test_folder_pairs_cover_builds_and_evaluate():
     assert {c.name for c, _, _ in FOLDER_PAIRS} == {"build captions", "build chunks",
-                                                    "build sequences", "evaluate"}
-    assert len(FOLDER_PAIRS) == 7
+                                                    "build sequences", "evaluate", "doctor"}
+    assert len(FOLDER_PAIRS) == 11  # doctor: RUN_DIR and --metrics, each with --html, --json
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])

@@ -1,0 +1,25 @@
+"""The collapse doctor: from a run's artifacts and its data, the root cause and the fix.
+
+``diagnose_run(run_dir)`` (or ``diagnose_run(metrics=..., captions=...)`` for a run of another
+framework) returns a ``Report`` of kind ``doctor`` whose findings are the causes of
+``CAUSES`` the evidence points at, most confident first, each with its evidence, the check
+that rules it out and the fix; ``HEALTHY`` when none is found. Needs torch (extra ``torch``)
+for the collapse checks of the outputs.
+
+The names below load on first use, so the command line (``uncollapse.validators.doctor.cli``)
+imports this package without pulling in torch or pandera.
+"""
+
+import importlib
+
+_LAZY = {"CAUSES": "causes", "Cause": "causes", "Diagnosis": "diagnose",
+         "diagnose_run": "diagnose", "summary_line": "diagnose"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
