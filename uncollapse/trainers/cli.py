@@ -150,8 +150,9 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
         except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
             with flags_in_errors(option_flags(config_class)):
                 raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
-        click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
-        click.echo(f"run directory: {result.run_dir.path}", err=True)
+        if result.rank == 0:  # under torchrun, rank 0 evaluates and prints for the job
+            click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
+            click.echo(f"run directory: {result.run_dir.path}", err=True)
 
     summary = {"contrastive": "Dual-tower contrastive training on precomputed caption and "
                               "image features (multi-positive InfoNCE, GroupedBatchSampler).",
