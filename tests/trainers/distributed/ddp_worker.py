@@ -49,8 +49,7 @@ def one_step(case: dict, ranks, device, out: Path) -> None:
         assert torch.equal(other[0], other[1]), name
     if ranks.is_main:
         torch.save({"initial": initial, "terms": dict(zip(names, values.tolist(), strict=True)),
-                    "grads": grads, "unused": [n for n, p in model.named_parameters()
-                                               if p.grad is None]},
+                    "grads": grads},
                    out / f"{case['name']}.pt")
 
 
