@@ -186,11 +186,13 @@ def flags(values: dict) -> list[str]:
 
 def train(recipe: str, nproc: int, options: dict, out: Path, device: str) -> dict:
     """One run of ``nproc`` processes; its samples/s, wall time and evaluation."""
-    command = [sys.executable, "-m", "uncollapse", "train", recipe, *flags(options),
-               "--out", str(out), "--device", device, "--quiet"]
+    arguments = ["-m", "uncollapse", "train", recipe, *flags(options), "--out", str(out),
+                 "--device", device, "--quiet"]
     if nproc > 1:
-        command[1:3] = ["-m", "torch.distributed.run", "--standalone",
-                        f"--nproc_per_node={nproc}", "-m", "uncollapse"]
+        arguments = ["--standalone", f"--nproc_per_node={nproc}", *arguments]
+    launcher = ["torchrun"] if nproc > 1 else ["python"]
+    command = [sys.executable, *(["-m", "torch.distributed.run"] if nproc > 1 else []),
+               *arguments]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     if device == "cpu":  # one core per process, as one GPU per process
@@ -207,7 +209,7 @@ def train(recipe: str, nproc: int, options: dict, out: Path, device: str) -> dic
     return {"processes": nproc, "batch_size_per_process": options["batch_size"],
             "samples_per_s": statistics.median(rates), "wall_s": wall,
             "final_loss": records[-1]["loss"], "metric": metric_of(recipe, evaluation),
-            "command": " ".join(["torchrun" if nproc > 1 else "python"] + command[1:])}
+            "command": " ".join(launcher + arguments)}
 
 
 def metric_of(recipe: str, evaluation: dict) -> float:
