@@ -254,15 +254,23 @@ class ContrastiveRecipe(Recipe):
         else:
             image_groups = groups[::self.per_group]  # batch["image"] holds these groups' images
             all_image, all_image_groups = gather_with_grad(image), gather(image_groups)
-            text_to_image = _global_infonce(scale * text @ all_image.T,          # [B, world * G]
-                                            groups[:, None] == all_image_groups[None, :])
-            image_to_text = _global_infonce(scale * image @ all_text.T,          # [G, world * B]
-                                            image_groups[:, None] == all_groups[None, :])
+            logits = scale * text @ all_image.T                                # [B, world * G]
+            owner = torch.arange(len(image_groups), device=groups.device).repeat_interleave(
+                len(groups) // len(image_groups))
+            if all_image is image:
+                # one process: a batch holds each image once, so a caption has one positive
+                # image (cross-entropy, the fast form), and the image anchors read the same
+                # logits transposed
+                text_to_image = F.cross_entropy(logits.float(), owner)
+                image_to_text = _global_infonce(logits.T, image_groups[:, None] == groups[None, :])
+            else:  # an image may sit in two ranks' batches: positives by match_id
+                text_to_image = _global_infonce(logits,
+                                                groups[:, None] == all_image_groups[None, :])
+                image_to_text = _global_infonce(scale * image @ all_text.T,       # [G, world * B]
+                                                image_groups[:, None] == all_groups[None, :])
             loss = 0.5 * (text_to_image + image_to_text)
             terms = {"infonce_text_to_image": text_to_image,
                      "infonce_image_to_text": image_to_text}
-            owner = torch.arange(len(image_groups), device=groups.device).repeat_interleave(
-                len(groups) // len(image_groups))
             probe = {"outputs": text.detach(), "targets": image[owner].detach(),
                      "groups": groups}
         terms["temperature"] = 1.0 / scale.detach()
