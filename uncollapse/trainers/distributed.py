@@ -39,8 +39,6 @@ T = TypeVar("T")
 class RankStoppedError(ToolError):
     """Another rank stopped the run (its own error says why); this rank stops with it."""
 
-    exit_code = 1
-
 
 @dataclass(frozen=True)
 class Ranks:
