@@ -142,7 +142,8 @@ def test_one_process_contrastive_loss_equals_the_dense_mask_form(ran, case):
     loss.backward()
     assert float(out.loss.detach()) == pytest.approx(float(loss.detach()), rel=1e-6)
     for name, value in terms.items():
-        assert float(out.terms[name].detach()) == pytest.approx(float(value.detach()), rel=1e-6), name
+        expected = float(value.detach())
+        assert float(out.terms[name].detach()) == pytest.approx(expected, rel=1e-6), name
     for name, p in model.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-5, atol=1e-7)
 
