@@ -85,31 +85,6 @@ def local_rows(n: int, device: torch.device | None = None) -> torch.Tensor:
     return torch.arange(rank * n, (rank + 1) * n, device=device)
 
 
-def columns_in_blocks(query: torch.Tensor, keys: torch.Tensor,
-                      width: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where each id of ``query`` sits in every rank's block of the gathered ``keys``.
-
-    ``keys`` holds ``world_size`` blocks of ``n`` ids (one per rank, in rank order), distinct
-    within a block (a batch holds each image, each match_id, once). Block ``k``'s slot ``s``
-    stands for the columns ``(k * n + s) * width + r``, ``r < width`` (the ``width`` captions of
-    a slot's image sit next to each other). Returns ``(columns, present)``, both
-    [len(query), world_size * width]: the columns of each query id in every block, and whether
-    the id is in that block. Fixed shapes: no host synchronisation.
-    """
-    size = world()[1]
-    table = keys.reshape(size, -1)
-    n = table.shape[1]
-    ordered, order = table.sort(dim=1)
-    where = torch.searchsorted(ordered, query.expand(size, -1).contiguous()).clamp_max(n - 1)
-    present = ordered.gather(1, where) == query[None, :]                       # [world, Q]
-    block = torch.arange(size, device=keys.device)[:, None]
-    first = (block * n + order.gather(1, where)) * width                        # [world, Q]
-    columns = first[..., None] + torch.arange(width, device=keys.device)        # [world, Q, w]
-    present = present[..., None].expand(-1, -1, width)
-    return (columns.permute(1, 0, 2).reshape(len(query), -1),
-            present.permute(1, 0, 2).reshape(len(query), -1))
-
-
 def global_mean(total: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
     """This rank's share of a mean over the global batch: ``total`` is the sum over this rank's
     anchors, ``count`` the number of its anchors: an int when it is the same on every rank (one

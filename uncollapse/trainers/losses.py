@@ -29,6 +29,14 @@ def multi_positive_infonce(logits: torch.Tensor, positives: torch.Tensor,
         positives: [A, C] bool, the positives of each anchor.
         candidates: [A, C] bool, what the denominator sums over (default: every column).
     """
+    per_anchor, has_positive = multi_positive_infonce_per_anchor(logits, positives, candidates)
+    return per_anchor.sum() / has_positive.sum().clamp_min(1)
+
+
+def multi_positive_infonce_per_anchor(logits: torch.Tensor, positives: torch.Tensor,
+                                      candidates: torch.Tensor | None = None):
+    """``(L_i per anchor, 0 where it has no positive; which anchors have one)``, the parts of
+    :func:`multi_positive_infonce` (a data-parallel loss sums them over the global batch)."""
     logits = logits.float()
     if candidates is not None:
         logits = logits.masked_fill(~candidates, float("-inf"))
@@ -36,30 +44,6 @@ def multi_positive_infonce(logits: torch.Tensor, positives: torch.Tensor,
     log_denominator = torch.logsumexp(logits, dim=1)
     log_numerator = torch.logsumexp(logits.masked_fill(~positives, float("-inf")), dim=1)
     has_positive = positives.any(dim=1)
-    per_anchor = (log_denominator - log_numerator).clamp_min(0)
-    per_anchor = torch.where(has_positive, per_anchor, torch.zeros_like(per_anchor))
-    return per_anchor.sum() / has_positive.sum().clamp_min(1)
-
-
-def infonce_of_columns(logits: torch.Tensor, columns: torch.Tensor, present: torch.Tensor,
-                       exclude: torch.Tensor | None = None):
-    """The terms of :func:`multi_positive_infonce` per anchor (0 where it has no positive), and
-    which anchors have one, for anchors whose positives are a few known columns: one logsumexp
-    over ``logits`` and a gather, instead of the dense mask's passes over [A, C].
-
-    Args:
-        logits: [A, C] similarities divided by the temperature.
-        columns: [A, K] long, columns that may be positives of each anchor ...
-        present: [A, K] bool, ... and which of them are (the others are ignored).
-        exclude: [A] long, a column left out of each anchor's denominator (itself), or None.
-    """
-    logits = logits.float()
-    if exclude is not None:
-        logits = logits.scatter(1, exclude[:, None], float("-inf"))
-    log_denominator = torch.logsumexp(logits, dim=1)
-    log_numerator = torch.logsumexp(logits.gather(1, columns).masked_fill(~present,
-                                                                         float("-inf")), dim=1)
-    has_positive = present.any(dim=1)
     per_anchor = (log_denominator - log_numerator).clamp_min(0)
     per_anchor = torch.where(has_positive, per_anchor, torch.zeros_like(per_anchor))
     return per_anchor, has_positive

@@ -145,7 +145,7 @@ def test_one_process_contrastive_loss_equals_the_dense_mask_form(ran, case):
         expected = float(value.detach())
         assert float(out.terms[name].detach()) == pytest.approx(expected, rel=1e-6), name
     for name, p in model.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_a_per_rank_loss_would_differ_from_the_global_one(ran):
