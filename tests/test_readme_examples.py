@@ -37,6 +37,8 @@ NOT_RUN = {
     r"^uncollapse build captions nlphuji/flickr30k ": "a Hugging Face hub id: needs the network",
     r"^uncollapse serve ": "a server runs until it is stopped; tests/test_trainers_cli.py starts "
                            "it as a process and calls it over HTTP",
+    r"^torchrun |\bsrun ": "needs several GPUs or a SLURM cluster; tests/trainers/distributed/ "
+                           "runs the same command under torchrun with two CPU processes",
 }
 # Sections whose examples are not run yet, with the reason.
 SECTIONS_NOT_RUN: dict[str, str] = {}

@@ -30,6 +30,8 @@ class TargetCombinationSampler:
         batch_size: rows per batch, a multiple of ``per_group``.
         per_group: rows of each target combination in a batch.
         seed: seed of every epoch's plan.
+        rank, world_size: this process's slice of each epoch's global plan (None: those of
+            the torch.distributed group, or one process).
 
     Example:
         >>> dataset = AttributeFlipDataset(embeddings, attributes, min_flips=1, max_flips=2,
@@ -41,8 +43,9 @@ class TargetCombinationSampler:
     """
 
     def __init__(self, dataset: AttributeFlipDataset, batch_size: int, per_group: int, *,
-                 seed: int):
+                 seed: int, rank: int | None = None, world_size: int | None = None):
         self.dataset, self.batch_size, self.per_group = dataset, batch_size, per_group
+        self.rank, self.world_size = rank, world_size  # None: the torch.distributed group's
         self.seed, self.epoch = int(seed), 0
         self._cached: tuple[int, GroupedBatchSampler] | None = None
 
@@ -50,7 +53,8 @@ class TargetCombinationSampler:
         if self._cached is None or self._cached[0] != epoch:
             grouped = GroupedBatchSampler(self.dataset.target_combination_ids(epoch),
                                           self.batch_size, self.per_group, seed=self.seed,
-                                          drop_last=True, rank=0, world_size=1)
+                                          drop_last=True, rank=self.rank,
+                                          world_size=self.world_size)
             self._cached = (epoch, grouped)
         return self._cached[1]
 

@@ -188,8 +188,9 @@ def make_train_command(entry: families.Recipe) -> click.Command:
         except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
             with flags_in_errors(option_flags(config_class)):
                 raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
-        click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
-        click.echo(f"run directory: {result.run_dir.path}", err=True)
+        if result.rank == 0:  # under torchrun, rank 0 evaluates and prints for the job
+            click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
+            click.echo(f"run directory: {result.run_dir.path}", err=True)
 
     command = click.command(entry.name, help=train_help(entry), short_help=entry.summary)
     return command(config_options(config_class)(run))

@@ -7,7 +7,15 @@ there is no per-step host work and no per-step host-to-device copy. The host rea
 only every ``log_every`` steps (loss guard, metrics) and at monitor steps.
 
 Any recipe of ``uncollapse.families.RECIPES`` runs here (``recipe_class`` finds its class by
-name). The engine trains on one device, in one process.
+name).
+
+Data parallel under ``torchrun`` or ``srun`` (``distributed.py``): every rank builds the same
+recipe, its sampler deals the rank its own slice of the epoch's global plan, the model is wrapped
+in ``DistributedDataParallel`` after ``build_model``, and the contrastive losses compare each
+rank's rows with the global batch (``gather.py``). Logged terms are averaged over ranks, so the
+loss guard and the collapse monitor decide the same on every rank; only rank 0 writes the run
+directory (config, metrics, checkpoints) and evaluates. A checkpoint records the world size and
+every rank's RNG state; it resumes at the same world size only.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from tqdm.auto import tqdm
 
 from uncollapse.atomic import atomic_path
 from uncollapse.extras import require
+from uncollapse.trainers import distributed
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
 from uncollapse.trainers.run_dir import RunDir
@@ -45,7 +54,8 @@ class RunResult:
 
     run_dir: RunDir
     step: int
-    evaluation: dict
+    evaluation: dict  # empty on ranks other than 0, which do not evaluate
+    rank: int = 0
 
 
 def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
@@ -56,15 +66,23 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
         LossGuardError: a loss term went non-finite or below its declared bound.
         CollapseError: the monitor found a collapse and ``config.on_collapse == "stop"``.
     """
-    # config, run directory, device ------------------------------------------------------
     config.check()
+    ranks, device = distributed.start(config.device)
+    try:
+        return _train(recipe_class, config, ranks, device)
+    finally:
+        distributed.stop(ranks)
+
+
+def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.Ranks,
+           device: torch.device) -> RunResult:
+    # run directory -------------------------------------------------------------------------
     run = RunDir(config.out)
     if config.resume and not run.config.exists():
         raise ValueError(f"resume: {run.path} holds no run to continue (no config.json)")
     if not config.resume and run.holds_a_run():
         raise ValueError(f"{run.path} already holds a run; pass resume=True to continue it, "
                          "or choose a new out directory")
-    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     recipe = recipe_class(config, device)
 
@@ -81,10 +99,18 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     if recipe.sampler is None:
         raise ValueError("no training rows: the evaluation split holds every row; choose "
                          "another eval split")
+    distributed.broadcast_tensors([getattr(recipe, n) for n in recipe.replicated], ranks)
     model = recipe.build_model().to(device)
-    run.create()
-    config.save(run.config)
-    run.write_json(run.path / "preflight.json", preflight.to_dict())
+    # DDP copies rank 0's weights to every rank; constructing it waits for every rank, so all
+    # have checked the run directory above before rank 0 writes to it below
+    wrapped = distributed.wrap(model, ranks, device)
+    if ranks.rank > 0:  # dropout masks and probes of their own; rank 0 keeps the seed's stream
+        torch.manual_seed(config.seed + 1_000_003 * ranks.rank)
+    if ranks.is_main:
+        run.create()
+        run.write_json(run.config, {"recipe": config.recipe, **config.to_dict(),
+                                    "world_size": ranks.world_size})
+        run.write_json(run.path / "preflight.json", preflight.to_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -98,33 +124,41 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     # resume: model, optimiser, step, sampler position and RNG, exactly as they were -----------
     if config.resume:
         state, path = run.load_checkpoint()
+        distributed.check_resume_world_size(state.get("world_size", 1), ranks, path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         recipe.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        run.truncate_metrics(step)
-    else:
+        rng = state.get("rng_of_ranks", [state["rng"]])[ranks.rank]
+        torch.set_rng_state(rng["cpu"])
+        if device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+        if ranks.is_main:
+            run.truncate_metrics(step)
+    elif ranks.is_main:
         run.metrics.unlink(missing_ok=True)
 
-    compiled = torch.compile(model) if config.compile else model
+    compiled = torch.compile(wrapped) if config.compile else wrapped
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and config.precision == "bf16"
                 else contextlib.nullcontext())
     guard = LossGuard(recipe.lower_bounds)
     monitor = CollapseMonitor(every=config.monitor_every,
                               on_finding="raise" if config.on_collapse == "stop" else "warn")
-    writer = _tensorboard(run) if config.tensorboard else None
+    writer = _tensorboard(run) if config.tensorboard and ranks.is_main else None
 
     def save(at_step: int) -> None:
+        rng = {"cpu": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        rng_of_ranks = distributed.objects_of_ranks(rng, ranks)  # every rank, at every save
+        if not ranks.is_main:
+            return
         run.save_checkpoint(at_step, {
             "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "sampler": recipe.sampler.state_dict(batches_done=batch_in_epoch),
-            "rng": {"cpu": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "rng": rng, "world_size": ranks.world_size,
+            **({"rng_of_ranks": rng_of_ranks} if ranks.distributed else {}),
             "recipe": recipe.name, "model_config": recipe.model_config()})
 
     # the loop ---------------------------------------------------------------------------------
@@ -132,7 +166,8 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     plan = recipe.epoch_plan(epoch)
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # terms not yet read back
     bar = tqdm(total=total_steps, initial=step, desc=f"train {recipe.name}", leave=False,
-               dynamic_ncols=True, disable=config.quiet or not sys.stderr.isatty())
+               dynamic_ncols=True,
+               disable=config.quiet or not sys.stderr.isatty() or not ranks.is_main)
     model.train()
     clock, samples_since = time.perf_counter(), 0
     while step < total_steps:
@@ -162,17 +197,21 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
 
         record = {}
         if step - 1 >= config.monitor_warmup and (step - 1) % config.monitor_every == 0:
-            record.update(_monitor(recipe, monitor, step - 1, out.probe))
+            # the global batch on every rank, so every rank reaches the same verdict
+            probe = {k: distributed.gather_rows(v, ranks) for k, v in out.probe.items()}
+            record.update(distributed.raise_together(ranks, device, _monitor, recipe, monitor,
+                                                     step - 1, probe, ranks.is_main))
         if step % config.log_every == 0 or step == total_steps or record:
-            values = _read_back(pending)
-            for at, terms in values:
-                guard.check(at, **terms)
+            values = _read_back(pending, ranks)  # averaged over ranks
+            distributed.raise_together(ranks, device, _check, guard, values)
             pending.clear()
             elapsed = time.perf_counter() - clock
             last = values[-1][1]
             record = {"step": step, "epoch": epoch, "lr": lr, **last, **record,
-                      "samples_per_s": samples_since / elapsed if elapsed > 0 else math.nan}
-            run.append_metrics(record)
+                      "samples_per_s": samples_since * ranks.world_size / elapsed
+                      if elapsed > 0 else math.nan}
+            if ranks.is_main:
+                run.append_metrics(record)
             if writer is not None:
                 for key, value in record.items():
                     if isinstance(value, (int, float)) and key != "step":
@@ -186,7 +225,9 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     bar.close()
     save(step)
 
-    # evaluation -------------------------------------------------------------------------------
+    # evaluation, once: rank 0 ---------------------------------------------------------------
+    if not ranks.is_main:
+        return RunResult(run, step, {}, ranks.rank)
     model.eval()
     with torch.no_grad(), autocast:
         evaluation, arrays = recipe.evaluate(model)
@@ -208,9 +249,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict) -> dict:
-    """The recipe's own monitors plus the collapse monitor's metrics and findings."""
-    record = {f"monitor/{k}": v for k, v in recipe.monitor(probe).items()}
+def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict,
+             warn: bool = True) -> dict:
+    """The recipe's own monitors plus the collapse monitor's metrics and findings; ``warn``:
+    pass their warnings on (rank 0 only, so a run of N ranks warns once)."""
+    with warnings.catch_warnings():
+        if not warn:
+            warnings.simplefilter("ignore")
+        record = {f"monitor/{k}": v for k, v in recipe.monitor(probe).items()}
     outputs = probe.get("outputs")
     if outputs is None:
         return record
@@ -219,7 +265,7 @@ def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict) -
             warnings.simplefilter("always")
             values = monitor.update(step, outputs.float(), _float_or_none(probe.get("targets")),
                                     labels=probe.get("labels"), groups=probe.get("groups"))
-        for warning in caught:  # on_collapse="warn": a message, and the run goes on
+        for warning in caught if warn else ():  # on_collapse="warn": a message, the run goes on
             logger.warning("step %d: %s", step, warning.message)
     except CollapseError:
         raise
@@ -229,17 +275,25 @@ def _monitor(recipe: Recipe, monitor: CollapseMonitor, step: int, probe: dict) -
     return record
 
 
+def _check(guard: LossGuard, values: list[tuple[int, dict]]) -> None:
+    for at, terms in values:
+        guard.check(at, **terms)
+
+
 def _float_or_none(tensor):
     return None if tensor is None else tensor.float()
 
 
-def _read_back(pending: list[tuple[int, dict[str, torch.Tensor]]]) -> list[tuple[int, dict]]:
-    """Every pending step's terms as floats, read from the device with one synchronisation."""
+def _read_back(pending: list[tuple[int, dict[str, torch.Tensor]]],
+               ranks: distributed.Ranks = distributed.Ranks()) -> list[tuple[int, dict]]:
+    """Every pending step's terms as floats, averaged over ranks, read from the device with one
+    synchronisation."""
     if not pending:
         return []
     names = list(pending[0][1])
     stacked = torch.stack([torch.stack([terms[n].float().reshape(()) for n in names])
-                           for _, terms in pending]).cpu().tolist()
+                           for _, terms in pending])
+    stacked = distributed.mean_over_ranks(stacked, ranks).cpu().tolist()
     return [(at, dict(zip(names, row, strict=True)))
             for (at, _), row in zip(pending, stacked, strict=True)]
 

@@ -29,6 +29,14 @@ def multi_positive_infonce(logits: torch.Tensor, positives: torch.Tensor,
         positives: [A, C] bool, the positives of each anchor.
         candidates: [A, C] bool, what the denominator sums over (default: every column).
     """
+    per_anchor, has_positive = multi_positive_infonce_per_anchor(logits, positives, candidates)
+    return per_anchor.sum() / has_positive.sum().clamp_min(1)
+
+
+def multi_positive_infonce_per_anchor(logits: torch.Tensor, positives: torch.Tensor,
+                                      candidates: torch.Tensor | None = None):
+    """``(L_i per anchor, 0 where it has no positive; which anchors have one)``, the parts of
+    :func:`multi_positive_infonce` (a data-parallel loss sums them over the global batch)."""
     logits = logits.float()
     if candidates is not None:
         logits = logits.masked_fill(~candidates, float("-inf"))
@@ -38,7 +46,7 @@ def multi_positive_infonce(logits: torch.Tensor, positives: torch.Tensor,
     has_positive = positives.any(dim=1)
     per_anchor = (log_denominator - log_numerator).clamp_min(0)
     per_anchor = torch.where(has_positive, per_anchor, torch.zeros_like(per_anchor))
-    return per_anchor.sum() / has_positive.sum().clamp_min(1)
+    return per_anchor, has_positive
 
 
 def moment_matching(y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

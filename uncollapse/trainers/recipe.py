@@ -58,6 +58,9 @@ class Recipe:
     name = "recipe"
     lower_bounds: dict[str, float] = {}
     unforceable: frozenset[str] = frozenset()  # finding codes force=True cannot train past
+    # tensors ``setup`` computes that must be bit-identical on every rank of a data-parallel
+    # run (a GPU's reductions need not be): the engine copies rank 0's to the others
+    replicated: tuple[str, ...] = ()
     sampler = None
 
     def __init__(self, config, device: torch.device):

@@ -38,3 +38,8 @@ class DualTower(nn.Module):
 
     def scale(self) -> torch.Tensor:
         return self.log_scale.clamp(0.0, MAX_LOGIT_SCALE).exp()
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor | None = None):
+        """``(text embeddings, image embeddings or None, logit scale)`` of a batch; one call, so
+        that ``DistributedDataParallel`` sees every parameter used."""
+        return self.text(text), None if image is None else self.image(image), self.scale()

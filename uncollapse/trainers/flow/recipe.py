@@ -54,8 +54,10 @@ from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.data.attributes.table import read_attribute_arrays
 from uncollapse.report import Finding, Report
 from uncollapse.samplers.combinations import TargetCombinationSampler
+from uncollapse.trainers.distributed import unwrap
 from uncollapse.trainers.flow.config import FlowConfig
 from uncollapse.trainers.flow.model import FlowField
+from uncollapse.trainers.gather import global_mean
 from uncollapse.trainers.preflight import load_features
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.collapse.metrics import cluster_purity, label_spread, silhouette
@@ -102,6 +104,7 @@ class FlowRecipe(Recipe):
     name = "flow"
     lower_bounds = {"infonce": 0.0, "identity": 0.0, "divergence": 0.0, "curl": 0.0}
     unforceable = frozenset({FLIPS_NOT_ALWAYS_APPLIED.name})
+    replicated = ("bank", "present")  # the prototypes: the same on every rank
 
     # data ----------------------------------------------------------------------------------
     def preflight(self) -> Report:
@@ -126,8 +129,10 @@ class FlowRecipe(Recipe):
             "eval_rows": len(self.eval_rows_np), "attributes": self.table["names"]})
         report.findings += self.combination_findings(source)
         try:
+            # the audit reads the global plan of every rank
             self.sampler = TargetCombinationSampler(self.dataset, config.batch_size,
-                                                    config.per_group, seed=config.seed)
+                                                    config.per_group, seed=config.seed,
+                                                    rank=0, world_size=1)
             batches = self.sampler.sampler(0)
         except ValueError as exc:  # too few combinations with per_group rows for one batch
             report.stats["sampler"] = str(exc)
@@ -223,7 +228,7 @@ class FlowRecipe(Recipe):
         logits, positive, has = self.prototype_logits(flowed, batch["combination"])
         per_row = F.cross_entropy(logits / c.temperature, positive.masked_fill(~has, 0),
                                   reduction="none")
-        infonce = (per_row * has).sum() / has.sum().clamp_min(1)
+        infonce = global_mean((per_row * has).sum(), has.sum())  # over the global batch
         identity = (flowed - z).pow(2).sum(dim=-1).mean()
         divergence, curl = self.field_regularisers(model, z, target)
         loss = (infonce + c.identity_weight * identity + c.divergence_weight * divergence
@@ -237,7 +242,7 @@ class FlowRecipe(Recipe):
     def field_regularisers(model: nn.Module, z: torch.Tensor, target: torch.Tensor):
         """Squared Hutchinson divergence and antisymmetric-Jacobian (curl) estimates of the
         field at the batch's inputs, one Rademacher probe per row (see the module)."""
-        module = getattr(model, "_orig_mod", model)
+        module = unwrap(model)
         z = z.detach().float().requires_grad_(True)
         with torch.autocast(z.device.type, enabled=False):
             v = module.field(z, target)

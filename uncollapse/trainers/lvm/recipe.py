@@ -25,6 +25,7 @@ from torch import nn
 from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
+from uncollapse.trainers.gather import gather, gather_with_grad, global_mean, local_rows
 from uncollapse.trainers.losses import moment_matching, variance_floor
 from uncollapse.trainers.lvm.config import LVMConfig
 from uncollapse.trainers.lvm.model import LVMModelConfig, NextVectorModel
@@ -46,6 +47,7 @@ class LVMRecipe(Recipe):
     # hard negatives and the per-document cap need documents; arrays of the wrong shape (a 0-d
     # array where a list is expected) or lengths that disagree leave nothing to train on
     unforceable = frozenset({"MISSING_DOC_IDS", "ARRAY_SHAPE", "LENGTH_MISMATCH"})
+    replicated = ("target_mean", "target_std")  # the moment terms' reference, on every rank
 
     def preflight(self) -> Report:
         return validate_sequence_inputs(self.config.sequences)
@@ -123,23 +125,32 @@ class LVMRecipe(Recipe):
                 "negative": self.target(self.negatives[samples])}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
+        # anchors are this rank's samples, in-batch negatives the global batch of every rank
+        # (gather.py); each sample's same-document hard negative travels with it. The batch
+        # statistics (moment, variance floor) are of the global batch.
         c = self.config
         target, negative = batch["target"], batch["negative"]
         y_dec = model(batch["context"]).float()
+        all_y_dec, all_target = gather_with_grad(y_dec), gather(target)
         y_cos = F.normalize(y_dec, dim=-1)
         t_cos, n_cos = F.normalize(target, dim=-1), F.normalize(negative, dim=-1)
-        logits = y_cos @ t_cos.T / c.temperature                       # [B, B]
+        logits = y_cos @ F.normalize(all_target, dim=-1).T / c.temperature  # [B, world * B]
         hard = (y_cos * n_cos).sum(-1, keepdim=True) / c.temperature  # [B, 1]
-        labels = torch.arange(len(target), device=target.device)
-        forward = F.cross_entropy(torch.cat([logits, hard], dim=1), labels)
-        backward = F.cross_entropy(logits.T, labels)
-        terms = {"infonce": 0.5 * (forward + backward),
-                 "moment": moment_matching(y_dec, self.target_mean, self.target_std),
-                 "variance": variance_floor(y_dec, self.target_std, c.variance_ratio)}
+        labels = local_rows(len(target), target.device)
+        n = len(target)
+        forward = F.cross_entropy(torch.cat([logits, hard], dim=1), labels, reduction="sum")
+        # targets as anchors against every prediction (one process: the same logits, transposed)
+        backward_logits = (logits.T if all_y_dec is y_dec else
+                           t_cos @ F.normalize(all_y_dec, dim=-1).T / c.temperature)
+        backward = F.cross_entropy(backward_logits, labels, reduction="sum")
+        terms = {"infonce": 0.5 * (global_mean(forward, n) + global_mean(backward, n)),
+                 "moment": moment_matching(all_y_dec, self.target_mean, self.target_std),
+                 "variance": variance_floor(all_y_dec, self.target_std, c.variance_ratio)}
         if c.mse_weight:
-            terms["mse"] = F.mse_loss(y_dec, target)
+            terms["mse"] = global_mean(F.mse_loss(y_dec, target, reduction="sum"),
+                                       target.numel())
         if c.cosine_weight:
-            terms["cosine"] = (1.0 - (y_cos * t_cos).sum(-1)).mean()
+            terms["cosine"] = global_mean((1.0 - (y_cos * t_cos).sum(-1)).sum(), n)
         weights = {"infonce": c.infonce_weight, "moment": c.moment_weight,
                    "variance": c.variance_weight, "mse": c.mse_weight,
                    "cosine": c.cosine_weight}
