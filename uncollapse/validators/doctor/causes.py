@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from uncollapse.report import Code
 from uncollapse.validators.doctor import probes
 
+__all__ = [
+    "CAUSES", "CAUSE_OF", "Cause", "DIVERGENCE", "HEALTHY", "NEGATIVE_LOSS_TERM",
+    "NORMALISED_DECODER_INPUT", "NO_DOC_IDS", "NO_HARD_NEGATIVES", "NO_POSITIVES_IN_BATCH",
+    "OVERFITTING", "PARTIAL_AUGMENTATION", "POSITIVES_SPLIT_ACROSS_RANKS",
+    "PROTOTYPES_FROM_OUTPUTS", "ROOT_FIRST", "SYMPTOMS"
+]
+
 # the shared codes are read through probes (not imported by name), so the code registry lists
 # them under the modules that define them
 

@@ -8,6 +8,8 @@ from uncollapse.cli_paths import InputPath, OutputPath
 from uncollapse.cli_ranges import count
 from uncollapse.cli_report import quiet_option, report_options
 
+__all__ = ["COMMANDS", "RUN_FILES", "doctor_command"]
+
 RUN_FILES = frozenset({"config.json", "preflight.json", "metrics.jsonl", "eval.json",
                        "projection.npz", "checkpoints", "tensorboard"})
 """What the doctor reads in a run directory: a report may be written anywhere else in it."""

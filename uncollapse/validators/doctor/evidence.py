@@ -18,6 +18,8 @@ import numpy as np
 from uncollapse.report import Report
 from uncollapse.validators.doctor.causes import Cause
 
+__all__ = ["Curve", "Evidence", "FOUND", "Signal", "Suspect"]
+
 FOUND = 0.5
 """A suspect with at least this confidence is reported as a cause (exit code 1)."""
 

@@ -30,6 +30,11 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.validators.doctor.evidence import Curve
 
+__all__ = [
+    "ALIASES", "NON_NEGATIVE_TERMS", "SIGNED_HINTS", "STEP_KEYS", "describe", "is_loss_term",
+    "parse_map", "read_metrics", "resolve"
+]
+
 STEP_KEYS = ("step", "global_step", "iteration", "iter", "epoch")
 """Columns that give a row's step, in order of preference (else the row number)."""
 

@@ -21,6 +21,8 @@ from uncollapse.report import to_jsonable
 from uncollapse.validators.doctor.diagnose import Diagnosis
 from uncollapse.validators.doctor.evidence import Curve
 
+__all__ = ["STYLE", "render_html", "write_html"]
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }

@@ -20,6 +20,17 @@ from uncollapse.validators.doctor.causes import CAUSE_OF
 from uncollapse.validators.doctor.evidence import Curve, Evidence, Suspect
 from uncollapse.validators.doctor.metrics_io import is_loss_term
 
+__all__ = [
+    "EXPLODE", "EXPLODE_HARD", "FALLBACK_SHARE", "FLIP_SHARE", "LOW_RANK_FRACTION",
+    "MEAN_VECTOR_MARGIN", "NO_POSITIVES", "OVERFIT_LATE", "OVERFIT_RISE", "POINT_SPREAD",
+    "RANK_FALL", "RANK_FRACTION", "RANK_RATIO", "RULES", "SINGLETON_SHARE", "SLOT_COSINE",
+    "SLOT_SPREAD", "TRANSFER_SHARE", "WEIGHT_HUGE", "WEIGHT_LARGE", "dimensional_collapse",
+    "divergence", "mean_vector_collapse", "negative_loss_term", "no_doc_ids", "no_hard_negatives",
+    "no_positives_in_batch", "normalised_decoder_input", "overfitting", "partial_augmentation",
+    "positives_split_across_ranks", "prototypes_from_outputs", "slots_identical", "split_leakage",
+    "world_size"
+]
+
 SINGLETON_SHARE = 0.9       # groups of one row: no positives (as diagnose match-ids)
 NO_POSITIVES = 0.01         # logged positives per row at or below this: none
 FALLBACK_SHARE = 0.5        # samples without a same-document negative outside the window

@@ -22,6 +22,8 @@ from uncollapse.validators.doctor.evidence import Evidence
 from uncollapse.validators.doctor.metrics_io import read_metrics
 from uncollapse.validators.doctor.probes import load_arrays
 
+__all__ = ["DATA_KEYS", "array_summary", "read_checkpoint", "read_json", "read_run"]
+
 DATA_KEYS = {"captions": "captions", "sequences": "sequences", "attributes": "attributes",
              "scenes": "scenes", "text_features": "features", "embeddings": "features",
              "image_features": "image_features"}
