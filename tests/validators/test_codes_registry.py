@@ -41,9 +41,6 @@ def test_codes_are_found_in_every_layer_and_family_package():
             "uncollapse.validators.batches.rules", "uncollapse.cache.verify",
             "uncollapse.pipeline.captions.irregularities", "uncollapse.pipeline.empty"} <= set(
         modules)
-    # the shims of the old import paths hold codes but define none
-    assert "uncollapse.validators.match_ids" not in modules
-    assert "uncollapse.validators.flips" not in modules
 
 
 def test_match_ids_verdict_code_is_documented():

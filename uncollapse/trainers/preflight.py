@@ -18,7 +18,7 @@ from uncollapse.data.captions.contract import MATCH_ID
 from uncollapse.data.npy import load_npy
 from uncollapse.errors import InputError
 from uncollapse.report import Report
-from uncollapse.validators.match_ids import diagnose_match_id_array
+from uncollapse.validators.captions.match_ids import diagnose_match_id_array
 from uncollapse.validators.sequences import validate_sequences
 
 __all__ = ["load_features", "validate_caption_inputs", "validate_sequence_inputs"]

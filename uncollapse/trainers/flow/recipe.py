@@ -60,8 +60,8 @@ from uncollapse.trainers.flow.model import FlowField
 from uncollapse.trainers.gather import global_mean
 from uncollapse.trainers.preflight import load_features
 from uncollapse.trainers.recipe import Recipe, StepOutput
+from uncollapse.validators.attributes.flips import FLIPS_NOT_ALWAYS_APPLIED, audit_flips
 from uncollapse.validators.collapse.metrics import cluster_purity, label_spread, silhouette
-from uncollapse.validators.flips import FLIPS_NOT_ALWAYS_APPLIED, audit_flips
 
 __all__ = ["RECIPE", "FlowRecipe", "held_out_rows", "linear_probes"]
 
