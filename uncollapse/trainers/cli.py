@@ -7,12 +7,14 @@ torch and the recipes are imported inside the commands.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import re
 import types
 import typing
+import warnings
 from pathlib import Path
 
 import click
@@ -132,26 +134,32 @@ def _fail(message: str, code: int):
 
 
 def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Command:
-    def run(**options):
-        from uncollapse.cli_report import flags_in_errors
-        from uncollapse.errors import ToolError
-        from uncollapse.report import to_jsonable
-        from uncollapse.trainers.engine import recipe_class, train
-        from uncollapse.trainers.recipe import PreflightError
-        from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
+    def run(allow_change, **options):
+        with plain_warnings(), interrupt_exits("training"):
+            from uncollapse.cli_report import flags_in_errors
+            from uncollapse.errors import ToolError
+            from uncollapse.report import to_jsonable
+            from uncollapse.trainers.engine import recipe_class, train
+            from uncollapse.trainers.recipe import PreflightError
+            from uncollapse.trainers.resume import ResumeMismatch
+            from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
 
-        config = config_class(**options)
-        try:
-            result = train(recipe_class(name), config)
-        except PreflightError as exc:
-            _fail(str(exc).replace("force=True", "--force"), 1)
-        except (LossGuardError, CollapseError) as exc:
-            _fail(f"training stopped: {exc}", 1)
-        except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
-            with flags_in_errors(option_flags(config_class)):
-                raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
-        click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
-        click.echo(f"run directory: {result.run_dir.path}", err=True)
+            if options["resume"]:
+                options = _run_values_for_unset_options(options)
+            config = config_class(**options)
+            try:
+                result = train(recipe_class(name), config, allow_change=allow_change or ())
+            except PreflightError as exc:
+                _fail(str(exc).replace("force=True", "--force"), 1)
+            except (LossGuardError, CollapseError) as exc:
+                _fail(f"training stopped: {exc}", 1)
+            except ResumeMismatch as exc:
+                raise ResumeMismatch(exc.run_dir, exc.changes, flag=_flag) from exc
+            except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
+                with flags_in_errors(option_flags(config_class)):
+                    raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
+            click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
+            click.echo(f"run directory: {result.run_dir.path}", err=True)
 
     summary = {"contrastive": "Dual-tower contrastive training on precomputed caption and "
                               "image features (multi-positive InfoNCE, GroupedBatchSampler).",
@@ -162,9 +170,61 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
                "slots": "Slot-attention autoencoder on a scene file (reconstruction plus a "
                         "clamped slot-diversity term; learned, spectral or k-means slots)."}[name]
     help_text = (f"{summary}\n\nWrites RUN_DIR/config.json, metrics.jsonl, checkpoints/, "
-                 f"eval.json. Exit 1 when the pre-flight check refuses the inputs or a guard "
-                 f"stops the run.\n\nExample:\n    {EXAMPLES[name]}")
-    return click.command(name, help=help_text)(config_options(config_class)(run))
+                 f"eval.json. --out must be new, empty or a run of this recipe (with --resume). "
+                 f"Exit 1 when the pre-flight check refuses the inputs or a guard stops the run; "
+                 f"130 on Ctrl-C (the message says whether a resumable run was left)."
+                 f"\n\nExample:\n    {EXAMPLES[name]}")
+    allow = click.option(
+        "--allow-change", metavar="OPTIONS",
+        help="With --resume: options allowed to differ from the run's (comma-separated, e.g. "
+             "lr,temperature); each change is recorded in metrics.jsonl. Without it, --resume "
+             "refuses any option that would change the run.")
+    return click.command(name, help=help_text)(allow(config_options(config_class)(run)))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _run_values_for_unset_options(options: dict) -> dict:
+    """On --resume, options left at their defaults take the run's values from its config.json
+    (so ``--resume`` alone continues the run); options given on the command line are compared
+    with the run's by the engine."""
+    from uncollapse.trainers.resume import FREE_ON_RESUME
+
+    ctx = click.get_current_context()
+    try:
+        saved = json.loads((Path(options["out"]) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return options  # the engine says what is wrong with the directory
+    if not isinstance(saved, dict):
+        return options
+    return {name: saved[name] if (name in saved and name not in FREE_ON_RESUME
+                                  and ctx.get_parameter_source(name)
+                                  is click.core.ParameterSource.DEFAULT) else value
+            for name, value in options.items()}
+
+
+@contextlib.contextmanager
+def plain_warnings():
+    """Warnings of the library as ``warning: message`` lines on stderr (no source lines)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def interrupt_exits(what: str):
+    """Ctrl-C: the interrupt's own message (or that ``what`` was interrupted), exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        message = str(exc) or f"{what} interrupted (Ctrl-C)"
+        click.echo(f"{message}", err=True)
+        raise click.exceptions.Exit(130) from None
 
 
 @click.group("train")
@@ -197,18 +257,19 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
         uncollapse evaluate runs/contrastive --captions other.parquet \\
             --text-features other_text.npy --eval-split all
     """
-    from uncollapse.trainers.engine import evaluate_run
-    from uncollapse.trainers.run_dir import RunDir
+    with plain_warnings(), interrupt_exits("evaluate"):
+        from uncollapse.report import to_jsonable
+        from uncollapse.trainers.engine import evaluate_run
+        from uncollapse.trainers.run_dir import RunDir
 
-    overrides = {k: v for k, v in {"captions": captions, "text_features": text_features,
-                                   "image_features": image_features, "eval_split": eval_split,
-                                   "sequences": sequences}.items() if v is not None}
-    from uncollapse.report import to_jsonable
-
-    evaluation = evaluate_run(run_dir, overrides, device)
-    if json_path:
-        RunDir(run_dir).write_json(Path(json_path), evaluation)
-    click.echo(json.dumps(to_jsonable(evaluation), indent=2))
+        overrides = {k: v for k, v in {"captions": captions, "text_features": text_features,
+                                       "image_features": image_features,
+                                       "eval_split": eval_split,
+                                       "sequences": sequences}.items() if v is not None}
+        evaluation = evaluate_run(run_dir, overrides, device)
+        if json_path:
+            RunDir(run_dir).write_json(Path(json_path), evaluation)
+        click.echo(json.dumps(to_jsonable(evaluation), indent=2))
 
 
 @click.command("report")
@@ -225,11 +286,15 @@ def report_command(run_dir):
     from uncollapse.extras import require
 
     require("matplotlib", "plots", "uncollapse report")
-    from uncollapse.trainers.config import read_run_config
-    from uncollapse.trainers.plots import write_report
+    with plain_warnings(), interrupt_exits("report"):
+        from uncollapse.trainers.config import read_run_config
+        from uncollapse.trainers.plots import write_report
+        from uncollapse.trainers.run_dir import RunDir
 
-    read_run_config(run_dir)  # a run directory, or exit 2 saying what is missing
-    click.echo(str(write_report(run_dir)))
+        read_run_config(run_dir)  # a run directory, or exit 2 saying what is missing
+        for fault in RunDir(run_dir).check_checkpoints():
+            click.echo(f"warning: {fault}", err=True)
+        click.echo(str(write_report(run_dir)))
 
 
 @click.command("serve")

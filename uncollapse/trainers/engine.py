@@ -17,6 +17,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +26,16 @@ import torch
 from tqdm.auto import tqdm
 
 from uncollapse.atomic import atomic_path
+from uncollapse.errors import ToolError
 from uncollapse.extras import require
+from uncollapse.trainers import checkpoints, resume
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.contrastive import ContrastiveRecipe
 from uncollapse.trainers.flow import FlowRecipe
 from uncollapse.trainers.lvm import LVMRecipe
 from uncollapse.trainers.recipe import PreflightError, Recipe
-from uncollapse.trainers.run_dir import RunDir
+from uncollapse.trainers.run_dir import EMPTY, NEW, RUN, UNFINISHED, RunDir
+from uncollapse.trainers.run_lock import RunLock
 from uncollapse.trainers.schedule import learning_rate
 from uncollapse.trainers.slots import SlotsRecipe
 from uncollapse.validators.collapse.monitor import CollapseError, CollapseMonitor, LossGuard
@@ -46,22 +50,120 @@ class RunResult:
     evaluation: dict
 
 
-def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
+def train(recipe_class: type[Recipe], config: TrainConfig, *,
+          allow_change: Iterable[str] | str = ()) -> RunResult:
     """Train ``recipe_class`` with ``config``; see the module docstring for the order of work.
+
+    ``config.out`` must be new, empty, or hold a run (with ``config.resume``, of this recipe
+    and with the same options, except those named in ``allow_change``: see
+    ``uncollapse.trainers.resume``). Nothing is written until the inputs passed their check, and
+    with ``resume`` until the checkpoint was loaded into the model and optimiser. One training
+    at a time holds the run directory's lock.
 
     Raises:
         PreflightError: the inputs failed their check (unless ``config.force``).
         LossGuardError: a loss term went non-finite or below its declared bound.
         CollapseError: the monitor found a collapse and ``config.on_collapse == "stop"``.
+        ResumeMismatch: ``resume`` with options that differ from the run's.
+        CheckpointError: ``resume`` and no checkpoint passes its digest and checks.
+        RunLocked: another training holds the run directory.
+        TrainingInterrupted: Ctrl-C (a KeyboardInterrupt saying what it left).
     """
-    # config, run directory, device ------------------------------------------------------
     config.check()
     run = RunDir(config.out)
-    if config.resume and not run.config.exists():
-        raise ValueError(f"resume: {run.path} holds no run to continue (no config.json)")
-    if not config.resume and run.holds_a_run():
+    _check_target(run, run.inspect(), config, recipe_class)  # before anything is created
+    created = not run.path.exists()
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"{run.path}: cannot create the run directory ({exc.strerror})") from exc
+    lock = RunLock(run.path)
+    try:
+        lock.acquire()
+    except BaseException:
+        if created:  # still empty unless the holder made it at the same moment
+            with contextlib.suppress(OSError):
+                run.path.rmdir()
+        raise
+    progress = _Progress()
+    try:
+        return _train_locked(recipe_class, config, run, lock, allow_change, progress)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_leave(run, lock, created, progress, interrupted=True)) \
+            from None
+    except BaseException:
+        if not progress.wrote:
+            _leave(run, lock, created, progress, interrupted=False)
+        raise
+    finally:
+        lock.release()
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a training; ``str()`` says whether a resumable run was left."""
+
+
+@dataclass
+class _Progress:
+    """How far a training got: whether it wrote anything, and its newest checkpoint."""
+
+    wrote: bool = False
+    step: int = 0
+    checkpoint: Path | None = None
+
+
+def _leave(run: RunDir, lock: RunLock, created: bool, progress: _Progress, *,
+           interrupted: bool) -> str:
+    """Clean up after a training that stopped early; say what is left.
+
+    A run with a checkpoint stays (resumable). One without is removed: what it wrote, its lock
+    files, and the directory when this training created it.
+    """
+    where = f"at step {progress.step}" if progress.wrote else "before training started"
+    if progress.checkpoint is not None:
+        return (f"interrupted {where}: {run.path} holds a resumable run (newest checkpoint "
+                f"{progress.checkpoint.name}); continue it with --resume")
+    if progress.wrote:
+        run.remove_unfinished()
+    lock.remove_files()
+    if created:
+        with contextlib.suppress(OSError):
+            run.path.rmdir()
+    if not interrupted:
+        return ""
+    left = "removed it" if created and not run.path.exists() else "left it as it was"
+    return (f"interrupted {where}, before the first checkpoint: nothing to resume; removed "
+            f"what the run had written to {run.path} and {left}. Run the same command again to "
+            "start over")
+
+
+def _check_target(run: RunDir, found: str, config: TrainConfig, recipe_class) -> None:
+    """Refuse a run directory that does not fit the request: a run without ``resume``, no run
+    (or a run of another recipe) with it."""
+    if config.resume and found in (NEW, EMPTY):
+        raise ValueError(f"resume: {run.path} holds no run to continue (no config.json); run "
+                         "without resume=True to start one")
+    if config.resume and found == UNFINISHED:
+        raise ValueError(f"resume: {run.path} holds a run stopped before its first checkpoint, "
+                         "so there is nothing to resume; run without resume=True to start it "
+                         "over")
+    if not config.resume and found == RUN:
         raise ValueError(f"{run.path} already holds a run; pass resume=True to continue it, "
                          "or choose a new out directory")
+    if found in (RUN, UNFINISHED) and run.recipe() != recipe_class.name:
+        raise ValueError(f"{run.path} holds a {run.recipe()} run, not a {recipe_class.name} "
+                         "one; choose a new out directory")
+
+
+def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, lock: RunLock,
+                  allow_change, progress: _Progress) -> RunResult:
+    # run directory (again, now that this process holds it), resume options, device ---------
+    found = run.inspect()
+    _check_target(run, found, config, recipe_class)
+    changes = {}
+    if config.resume:
+        changes = resume.check(run.path, read_run_config(run.path), config.to_dict(),
+                               allow_change)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     recipe = recipe_class(config, device)
@@ -80,9 +182,6 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
         raise ValueError("no training rows: the evaluation split holds every row; choose "
                          "another eval split")
     model = recipe.build_model().to(device)
-    run.create()
-    config.save(run.config)
-    run.write_json(run.path / "preflight.json", preflight.to_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -93,17 +192,27 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     total_steps = config.steps or max(1, math.ceil(config.epochs * per_epoch))
     step, epoch, batch_in_epoch = 0, 0, 0
 
-    # resume: model, optimiser, step, sampler position and RNG, exactly as they were -----------
+    # resume: model, optimiser, step, sampler position and RNG, exactly as they were; all in
+    # memory, so a checkpoint that does not fit leaves the run directory as it was -------------
     if config.resume:
-        state, path = run.load_checkpoint()
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state, path = run.load_checkpoint(map_location=device)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        recipe.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        what = "this run's model and optimiser" + (
+            f" (changed: {', '.join(changes)})" if changes else "")
+        checkpoints.fit(path, lambda: _restore(state, model, optimizer, recipe, device), what)
+        progress.checkpoint = path
+
+    # the first write: the run directory holds this run from here on ---------------------------
+    progress.wrote, progress.step = True, step
+    if found == UNFINISHED:
+        run.remove_unfinished()
+    run.create()
+    config.save(run.config)
+    run.write_json(run.path / "preflight.json", preflight.to_dict())
+    if config.resume:
         run.truncate_metrics(step)
+        if changes:
+            run.append_metrics(resume.change_record(step, changes))
     else:
         run.metrics.unlink(missing_ok=True)
 
@@ -117,7 +226,7 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     writer = _tensorboard(run) if config.tensorboard else None
 
     def save(at_step: int) -> None:
-        run.save_checkpoint(at_step, {
+        progress.checkpoint = run.save_checkpoint(at_step, {
             "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "sampler": recipe.sampler.state_dict(batches_done=batch_in_epoch),
@@ -157,6 +266,7 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
                                **{k: v.detach() for k, v in out.terms.items()}}))
         samples_since += rows.shape[0]
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        progress.step = step
 
         record = {}
         if step - 1 >= config.monitor_warmup and (step - 1) % config.monitor_every == 0:
@@ -194,6 +304,16 @@ def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
     if writer is not None:
         writer.close()
     return RunResult(run, step, evaluation)
+
+
+def _restore(state: dict, model, optimizer, recipe: Recipe, device: torch.device) -> None:
+    """Put a checkpoint's state into the model, optimiser, sampler and RNGs."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    recipe.sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["rng"]["cpu"])
+    if device.type == "cuda" and state["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -268,10 +388,12 @@ def recipe_class(name: str) -> type[Recipe]:
     return RECIPES[name]
 
 
-def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "auto"):
+def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "auto", *,
+             with_path: bool = False):
     """The recipe (set up on its data, or on ``overrides``' data) and the trained model of a run.
 
-    Returns ``(recipe, model)`` with the model in eval mode, from the newest readable checkpoint.
+    Returns ``(recipe, model)`` with the model in eval mode, from the newest checkpoint whose
+    digest and contents check out (``(recipe, model, checkpoint path)`` with ``with_path``).
     """
     values = read_run_config(run_dir)
     cls = recipe_class(values.get("recipe") or "")
@@ -280,20 +402,24 @@ def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "
     recipe = cls(config, resolve_device(device))
     recipe.preflight()
     recipe.setup()
-    state, _ = RunDir(run_dir).load_checkpoint(map_location=recipe.device)
+    state, path = RunDir(run_dir).load_checkpoint(map_location=recipe.device)
+    if state["recipe"] != recipe.name:
+        raise checkpoints.CheckpointError(path, f"is a {state['recipe']!r} checkpoint in a "
+                                          f"{recipe.name} run")
     model = recipe.build_model().to(recipe.device)
-    model.load_state_dict(state["model"])
+    checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "the run's model")
     model.eval()
-    return recipe, model
+    return (recipe, model, path) if with_path else (recipe, model)
 
 
 def evaluate_run(run_dir: str | Path, overrides: dict | None = None,
                  device: str = "auto") -> dict:
     """Re-run a run's evaluation from its checkpoint, on its own data or on ``overrides``'."""
-    recipe, model = load_run(run_dir, overrides, device)
+    recipe, model, path = load_run(run_dir, overrides, device, with_path=True)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if recipe.device.type == "cuda" and recipe.config.precision == "bf16"
                 else contextlib.nullcontext())
     with torch.no_grad(), autocast:
         evaluation, _ = recipe.evaluate(model)
-    return {"recipe": recipe.name, "run": str(run_dir), "data": overrides or {}, **evaluation}
+    return {"recipe": recipe.name, "run": str(run_dir), "checkpoint": path.name,
+            "data": overrides or {}, **evaluation}

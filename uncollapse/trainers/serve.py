@@ -16,6 +16,7 @@ import torch
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from uncollapse.trainers import checkpoints
 from uncollapse.trainers.engine import resolve_device
 from uncollapse.trainers.lvm_models import LVMModelConfig, NextVectorModel
 from uncollapse.trainers.run_dir import RunDir
@@ -32,11 +33,12 @@ def load_model(run_dir: str, device: str = "auto") -> tuple[NextVectorModel, tor
     """The LVM model of a run directory's newest readable checkpoint."""
     run = RunDir(run_dir)
     target = resolve_device(device)
-    state, _ = run.load_checkpoint(map_location=target)
-    if state.get("recipe") != "lvm":
-        raise ValueError(f"{run_dir}: a {state.get('recipe')!r} run; serve takes an lvm run")
-    model = NextVectorModel(LVMModelConfig(**state["model_config"])).to(target)
-    model.load_state_dict(state["model"])
+    state, path = run.load_checkpoint(map_location=target)
+    if state["recipe"] != "lvm":
+        raise ValueError(f"{run_dir}: a {state['recipe']!r} run; serve takes an lvm run")
+    model = checkpoints.fit(path, lambda: NextVectorModel(
+        LVMModelConfig(**state["model_config"])).to(target), "an lvm model (its model_config)")
+    checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "its model")
     model.eval()
     return model, target
 

@@ -1,0 +1,25 @@
+"""Fixtures of the reliability tests. They share the trainer tests' data builders
+(``tests/trainer_data.py``) and this folder's helpers, so both folders go on ``sys.path``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+for _folder in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parent):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+
+@pytest.fixture(scope="session")
+def run_data(tmp_path_factory):
+    """A 60-image caption table with synthetic features, and a small sequence file."""
+    from trainer_data import caption_features, caption_table, drift_sequences
+
+    tmp = tmp_path_factory.mktemp("run-data")
+    table = caption_table(tmp, images=60)
+    text, images = caption_features(table, tmp)
+    return {"table": table, "text": text, "images": images, "tmp": tmp,
+            "sequences": drift_sequences(tmp)}
