@@ -11,6 +11,7 @@ a real signal at a known point of the run, with no timing involved.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 
@@ -20,6 +21,10 @@ def install(report_fd: int, go_fd: int) -> None:
 
     def pause(moment: str) -> None:
         os.write(report_fd, moment.encode() + b"\n")
+        # wait in short selects, not one blocking read: the kernel may hand a signal to any of
+        # torch's threads, and Python runs its handler only when the main thread runs again
+        while not select.select([go_fd], [], [], 0.05)[0]:
+            pass
         if os.read(go_fd, 1) != b"g":
             os._exit(3)
 

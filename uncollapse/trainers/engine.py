@@ -71,7 +71,7 @@ def train(recipe_class: type[Recipe], config: TrainConfig, *,
     """
     config.check()
     run = RunDir(config.out)
-    _check_target(run, run.inspect(), config, recipe_class)  # before anything is created
+    run.inspect()  # refuse a file, a path below one or a folder of other files: create nothing
     created = not run.path.exists()
     try:
         run.path.mkdir(parents=True, exist_ok=True)
