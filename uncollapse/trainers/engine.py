@@ -151,8 +151,8 @@ def _check_target(run: RunDir, found: str, config: TrainConfig, recipe_class) ->
         raise ValueError(f"{run.path} already holds a run; pass resume=True to continue it, "
                          "or choose a new out directory")
     if found in (RUN, UNFINISHED) and run.recipe() != recipe_class.name:
-        raise ValueError(f"{run.path} holds a {run.recipe()} run, not a {recipe_class.name} "
-                         "one; choose a new out directory")
+        raise ValueError(f"{run.path} holds a run of the {run.recipe()} recipe, not of "
+                         f"{recipe_class.name}; choose a new out directory")
 
 
 def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, lock: RunLock,
