@@ -110,3 +110,47 @@ class PausedRun:
             os.close(self.go_fd)
             self.go_fd = None
         return self.process.returncode, out, err
+
+
+class ServerProcess:
+    """``uncollapse serve RUN --port 0`` as a real process: its URL, once it listens, and every
+    line it printed (stderr)."""
+
+    def __init__(self, run_dir, *extra, env: dict | None = None, timeout: float = 300):
+        import threading
+        import time
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uncollapse", "serve", str(run_dir), "--port", "0",
+             "--device", "cpu", *map(str, extra)], cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not any("listening on http://" in line for line in self.lines):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self._reader.join(timeout=10)
+                raise AssertionError("the server did not start:\n" + "".join(self.lines))
+            time.sleep(0.05)
+        url = next(line for line in self.lines if "listening on" in line).split()[2]
+        port = url.rsplit(":", 1)[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = int(port)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def stop(self, sig: int = 2, timeout: float = 60) -> int:
+        """Send ``sig`` (SIGINT by default); the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)

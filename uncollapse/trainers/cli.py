@@ -20,8 +20,9 @@ from pathlib import Path
 import click
 
 from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
+from uncollapse.cli_ranges import count
 from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
-from uncollapse.trainers.options_cli import FIELD_RANGES, PORT
+from uncollapse.trainers.options_cli import FIELD_RANGES
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
@@ -35,6 +36,8 @@ INPUT_FIELDS = {"captions", "text_features", "image_features", "sequences", "sce
 RUN_FILES = frozenset({"config.json", "metrics.jsonl", "eval.json", "projection.npz",
                        "checkpoints", "report", "tensorboard"})
 RUN_DIR = InputPath(file_okay=False, dir_okay=True, reads_inside=RUN_FILES)
+SERVE_PORT = count(0, 65535)
+BODY_BYTES = count(1, 1 << 40)
 EXAMPLES = {
     "contrastive": "uncollapse train contrastive --captions captions.parquet \\\n"
                    "    --text-features text.npy --image-features images.npy --steps 2000 \\\n"
@@ -299,12 +302,20 @@ def report_command(run_dir):
 
 @click.command("serve")
 @click.argument("run_dir", type=RUN_DIR)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=PORT, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond this machine (0.0.0.0), set a --token.")
+@click.option("--port", type=SERVE_PORT, default=8000, show_default=True,
+              help="Port to listen on (0: any free port; the one chosen is printed).")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-def serve_command(run_dir, host, port, device):
+@click.option("--max-body", type=BODY_BYTES, default=1 << 20, show_default=True,
+              help="Largest request body in bytes; a larger one gets 413 before it is read.")
+@click.option("--token", envvar="UNCOLLAPSE_SERVE_TOKEN", show_envvar=True,
+              help="Bearer token every request but GET /health must send (Authorization: Bearer "
+                   "TOKEN). Prefer the environment variable: a flag shows in the process list.")
+def serve_command(run_dir, host, port, device, max_body, token):
     """Serve a trained LVM run over HTTP: POST /predict with context vectors and
     "output": "decoder" (y_dec, raw scale) or "cosine" (y_cos); GET /health (extra: serve).
+    Prints where it listens and one line per request on stderr; Ctrl-C stops it (exit 130).
 
     Example:
         uncollapse serve runs/lvm --port 8000
@@ -314,23 +325,39 @@ def serve_command(run_dir, host, port, device):
     from uncollapse.extras import require
 
     require("fastapi", "serve", "uncollapse serve")
-    uvicorn = require("uvicorn", "serve", "uncollapse serve")
+    require("uvicorn", "serve", "uncollapse serve")
     import socket
 
     from uncollapse.errors import ToolError
-    from uncollapse.trainers.serve import create_app
 
-    try:
-        app = create_app(run_dir, device)
-    except ValueError as exc:
-        raise ToolError(str(exc)) from exc
-    with socket.socket() as probe:  # uvicorn exits 3 on a taken port: say so with exit 2
+    if token is not None and (not token or not token.isascii() or not token.isprintable()
+                              or " " in token):
+        if click.get_current_context().get_parameter_source("token") \
+                is click.core.ParameterSource.ENVIRONMENT and not token:
+            token = None  # an empty UNCOLLAPSE_SERVE_TOKEN is no token
+        else:
+            raise click.BadParameter("a token is printable ASCII without spaces, and not empty",
+                                     param_hint="--token")
+    with plain_warnings(), interrupt_exits("serve"):
+        from uncollapse.trainers.serve import create_app, is_loopback, serve
+
         try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ToolError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
-                            "--port or stop what holds it") from exc
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+            app = create_app(run_dir, device, max_body=max_body, token=token)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from exc
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:  # uvicorn exits 1 on a taken port: say so with exit 2
+                probe.bind((host.strip("[]"), port))
+            except OSError as exc:
+                raise ToolError(f"cannot listen on {host}:{port} ({exc.strerror}); choose "
+                                "another --port or stop what holds it") from exc
+        if token is None and not is_loopback(host):
+            click.echo(f"warning: serving on {host} without a token: anyone who can reach this "
+                       "port can use the model. Set UNCOLLAPSE_SERVE_TOKEN (clients send "
+                       "'Authorization: Bearer <token>'), or serve on 127.0.0.1 behind a reverse "
+                       "proxy that authenticates (README, Serving)", err=True)
+        code = serve(app, host, port, say=lambda line: click.echo(line, err=True))
+    raise click.exceptions.Exit(code)
 
 
 COMMANDS = {"": [train_group, evaluate_command, report_command, serve_command]}
