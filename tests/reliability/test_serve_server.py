@@ -234,3 +234,16 @@ def test_parsing_runs_off_the_event_loop(lvm_run, monkeypatch):
 
     health, predict = asyncio.run(scenario())
     assert health.status_code == 200 and predict.status_code == 200
+
+
+def test_a_client_that_asks_first_gets_the_413_without_sending_the_body(server):
+    """``Expect: 100-continue`` (curl sends it for large bodies): the server answers 413 at once
+    and never asks for the body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=120) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += client.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    assert b"100 Continue" not in reply
