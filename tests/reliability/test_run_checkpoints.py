@@ -124,6 +124,8 @@ def _hostile_states(good: dict) -> dict[str, tuple[object, str]]:
         "no model": ({k: v for k, v in good.items() if k != "model"}, "lacks model"),
         "step as text": ({**good, "step": "6"}, "'step' is '6'; expected a whole number"),
         "step negative": ({**good, "step": -3}, "'step' is -3"),
+        "step huge": ({**good, "step": 2**70}, "'step' is 1180591620717411303424"),
+        "step of another file": ({**good, "step": 4}, "holds step 4, not the step its name"),
         "model as a list": ({**good, "model": [1.0]}, "'model' is a list"),
         "weight as a number": ({**good, "model": {**model, first: 3.0}},
                                "is 3.0; expected a tensor"),
@@ -156,10 +158,27 @@ def test_a_hostile_optimizer_state_is_exit_2_on_resume_and_nothing_is_written(ru
     (run / "checkpoints" / OLDER).unlink()
     (run / "checkpoints" / f"{OLDER}.sha256").unlink()
     write_hostile(run / "checkpoints" / NEWEST,
-                  {**good, "step": 4, "optimizer": {"state": {}, "param_groups": [{"x": 1}]}})
+                  {**good, "optimizer": {"state": {}, "param_groups": [{"x": 1}]}})
     before = snapshot(run)
     result = contrastive(run_data, run, "--resume")
     assert result.exit_code == 2, result.output
     assert NEWEST in result.output and "does not fit" in result.output
     assert_clean(result.output)
     assert snapshot(run) == before
+
+
+def test_a_newest_checkpoint_that_does_not_fit_the_model_falls_back(run_data, run):
+    """Found by the checkpoints fuzz target: a well-formed checkpoint with a matching digest whose
+    weights have another shape stopped evaluate and --resume instead of falling back."""
+    good = torch.load(run / "checkpoints" / NEWEST, weights_only=True)
+    first = next(iter(good["model"]))
+    write_hostile(run / "checkpoints" / NEWEST,
+                  {**good, "model": {**good["model"], first: torch.zeros(3, 5)}})
+    evaluated = invoke("evaluate", run, "--device", "cpu")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["checkpoint"] == OLDER
+    assert f"{NEWEST}: does not fit the run's model" in evaluated.stderr
+    resumed = contrastive(run_data, run, "--checkpoint-every", 4, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["step"] == 6
+    assert RunDir(run).load_checkpoint()[0]["step"] == 6  # step 6 trained again from step 4

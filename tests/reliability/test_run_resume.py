@@ -125,3 +125,20 @@ def test_the_python_api_refuses_the_same_way(run_data, cut):
     result = train(ContrastiveRecipe, ContrastiveConfig(**{**values, "lr": 0.01}),
                    allow_change=["lr"])
     assert result.step == 6
+
+
+def test_inputs_moved_elsewhere_with_the_same_bytes_are_no_change(run_data, cut, tmp_path):
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    table = shutil.copy(run_data["table"], moved / "captions.parquet")
+    text = shutil.copy(run_data["text"], moved / "text.npy")
+    result = invoke("train", "contrastive", "--captions", table, "--text-features", text,
+                    "--out", cut, "--resume", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    other = moved / "other.npy"
+    import numpy as np
+
+    np.save(other, np.load(run_data["text"])[::-1].copy())
+    refused = invoke("train", "contrastive", "--captions", table, "--text-features", other,
+                     "--out", cut, "--resume", "--device", "cpu", "--quiet")
+    assert refused.exit_code == 2 and "--text-features: " in refused.output

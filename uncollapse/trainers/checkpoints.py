@@ -20,6 +20,7 @@ import hashlib
 import io
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -147,9 +148,12 @@ def check_state(state, path: Path) -> None:
         raise CheckpointError(path, f"is not a training state: it lacks {', '.join(missing)}")
     for key in INT_FIELDS:
         value = state[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
             raise CheckpointError(path, f"'{key}' is {_kind(value)}; expected a whole number "
                                   "of at least 0")
+    named = re.fullmatch(r"step-(\d+)\.pt", Path(path).name)
+    if named and int(named.group(1)) != state["step"]:
+        raise CheckpointError(path, f"holds step {state['step']}, not the step its name says")
     if not isinstance(state["recipe"], str):
         raise CheckpointError(path, f"'recipe' is {_kind(state['recipe'])}; expected a name")
     for key in DICT_FIELDS:

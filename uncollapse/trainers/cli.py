@@ -23,6 +23,7 @@ from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
 from uncollapse.cli_ranges import count
 from uncollapse.trainers.config import RECIPE_CONFIGS, TrainConfig
 from uncollapse.trainers.options_cli import FIELD_RANGES
+from uncollapse.trainers.resume import INPUT_OPTIONS
 
 CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "on_collapse": ("warn", "stop"), "arch": ("gru", "lstm", "transformer", "ssm"),
@@ -30,8 +31,7 @@ CHOICES = {"device": ("auto", "cuda", "cpu"), "precision": ("bf16", "fp32"),
            "init": ("learned", "spectral", "kmeans"), "diversity": ("clamped", "unclamped"),
            "prototypes": ("bank", "batch")}
 HIDDEN = {"recipe", "out"}
-INPUT_FIELDS = {"captions", "text_features", "image_features", "sequences", "scenes",
-                "embeddings", "attributes"}
+INPUT_FIELDS = INPUT_OPTIONS
 # what evaluate, report and serve read of a run directory (an output elsewhere in it is fine)
 RUN_FILES = frozenset({"config.json", "metrics.jsonl", "eval.json", "projection.npz",
                        "checkpoints", "report", "tensorboard"})

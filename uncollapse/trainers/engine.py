@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 import warnings
@@ -71,8 +72,12 @@ def train(recipe_class: type[Recipe], config: TrainConfig, *,
     """
     config.check()
     run = RunDir(config.out)
-    run.inspect()  # refuse a file, a path below one or a folder of other files: create nothing
-    created = not run.path.exists()
+    # refuse a file, a path below one, a folder of other files, or resume without a run, before
+    # anything is created (a directory that holds a run is judged under its lock)
+    found = run.inspect()
+    if found in (NEW, EMPTY):
+        _check_target(run, found, config, recipe_class)
+    created = _missing_folders(run.path)
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -81,9 +86,7 @@ def train(recipe_class: type[Recipe], config: TrainConfig, *,
     try:
         lock.acquire()
     except BaseException:
-        if created:  # still empty unless the holder made it at the same moment
-            with contextlib.suppress(OSError):
-                run.path.rmdir()
+        _remove_folders(created)  # still empty unless the holder made them at the same moment
         raise
     progress = _Progress()
     try:
@@ -112,7 +115,26 @@ class _Progress:
     checkpoint: Path | None = None
 
 
-def _leave(run: RunDir, lock: RunLock, created: bool, progress: _Progress, *,
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, innermost first (what mkdir creates)."""
+    missing = []
+    for folder in (path, *path.absolute().parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove the folders a run created, innermost first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _leave(run: RunDir, lock: RunLock, created: list[Path], progress: _Progress, *,
            interrupted: bool) -> str:
     """Clean up after a training that stopped early; say what is left.
 
@@ -126,9 +148,7 @@ def _leave(run: RunDir, lock: RunLock, created: bool, progress: _Progress, *,
     if progress.wrote:
         run.remove_unfinished()
     lock.remove_files()
-    if created:
-        with contextlib.suppress(OSError):
-            run.path.rmdir()
+    _remove_folders(created)
     if not interrupted:
         return ""
     left = "removed it" if created and not run.path.exists() else "left it as it was"
@@ -195,11 +215,12 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     # resume: model, optimiser, step, sampler position and RNG, exactly as they were; all in
     # memory, so a checkpoint that does not fit leaves the run directory as it was -------------
     if config.resume:
-        state, path = run.load_checkpoint(map_location=device)
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         what = "this run's model and optimiser" + (
             f" (changed: {', '.join(changes)})" if changes else "")
-        checkpoints.fit(path, lambda: _restore(state, model, optimizer, recipe, device), what)
+        state, path = run.load_checkpoint(map_location=device, fits=lambda state, path: (
+            checkpoints.fit(path, lambda: _restore(state, model, optimizer, recipe, device),
+                            what)))
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         progress.checkpoint = path
 
     # the first write: the run directory holds this run from here on ---------------------------
@@ -402,12 +423,15 @@ def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "
     recipe = cls(config, resolve_device(device))
     recipe.preflight()
     recipe.setup()
-    state, path = RunDir(run_dir).load_checkpoint(map_location=recipe.device)
-    if state["recipe"] != recipe.name:
-        raise checkpoints.CheckpointError(path, f"is a {state['recipe']!r} checkpoint in a "
-                                          f"{recipe.name} run")
     model = recipe.build_model().to(recipe.device)
-    checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "the run's model")
+
+    def fits(state: dict, path: Path) -> None:
+        if state["recipe"] != recipe.name:
+            raise checkpoints.CheckpointError(path, f"is a {state['recipe']!r} checkpoint in a "
+                                              f"{recipe.name} run")
+        checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "the run's model")
+
+    _, path = RunDir(run_dir).load_checkpoint(map_location=recipe.device, fits=fits)
     model.eval()
     return (recipe, model, path) if with_path else (recipe, model)
 

@@ -9,10 +9,17 @@ the change is recorded in ``metrics.jsonl`` at the step where it took effect.
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 from uncollapse.errors import ToolError
 
 FREE_ON_RESUME = frozenset({"out", "resume", "device", "quiet", "compile", "tensorboard", "force",
                             "log_every", "checkpoint_every"})
+INPUT_OPTIONS = frozenset({"captions", "text_features", "image_features", "sequences", "scenes",
+                           "embeddings", "attributes"})
+"""Options that name input files: given as another path, the same bytes are no change (the
+data moved, or the command runs from another folder)."""
 
 
 class ResumeMismatch(ToolError):
@@ -43,7 +50,8 @@ def changed_options(saved: dict, current: dict) -> dict[str, tuple]:
     """``{name: (run's value, new value)}`` for every option that shapes the run and differs
     (options a run's config.json does not have, written by an older version, are not compared)."""
     return {name: (saved[name], value) for name, value in current.items()
-            if name not in FREE_ON_RESUME and name in saved and not _same(saved[name], value)}
+            if name not in FREE_ON_RESUME and name in saved and not _same(saved[name], value)
+            and not (name in INPUT_OPTIONS and _same_bytes(saved[name], value))}
 
 
 def check(run_dir, saved: dict, current: dict, allow_change=()) -> dict[str, tuple]:
@@ -68,6 +76,28 @@ def change_record(step: int, changes: dict[str, tuple]) -> dict:
     """The ``metrics.jsonl`` line of a resume that changed options."""
     return {"step": step, "event": "resume",
             "changed": {k: {"from": old, "to": new} for k, (old, new) in changes.items()}}
+
+
+def _same_bytes(a, b) -> bool:
+    """Whether the files ``a`` and ``b`` both exist and hold the same bytes."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    try:
+        if os.path.samefile(a, b):
+            return True
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+        return _sha256(a) == _sha256(b)
+    except OSError:
+        return False
+
+
+def _sha256(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def _same(a, b) -> bool:

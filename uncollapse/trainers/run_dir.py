@@ -186,9 +186,12 @@ class RunDir:
                 side.unlink(missing_ok=True)  # a digest whose checkpoint never landed
         return path
 
-    def load_checkpoint(self, map_location="cpu") -> tuple[dict, Path]:
+    def load_checkpoint(self, map_location="cpu", fits=None) -> tuple[dict, Path]:
         """The newest checkpoint whose digest and contents check out; a newer one that does not
         is skipped with a warning naming it and the one used instead.
+
+        ``fits(state, path)``, when given, puts the state to use (into a model, an optimiser)
+        and raises CheckpointError when it does not fit: such a checkpoint is skipped too.
 
         Raises:
             CheckpointError: no checkpoint passes (each one and its fault are named).
@@ -197,6 +200,8 @@ class RunDir:
         for path in self.checkpoint_paths():
             try:
                 state = checkpoints.load(path, map_location=map_location)
+                if fits is not None:
+                    fits(state, path)
             except checkpoints.CheckpointError as exc:
                 broken.append(exc)
                 continue

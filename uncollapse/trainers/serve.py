@@ -56,12 +56,19 @@ def load_model(run_dir: str, device: str = "auto") -> tuple[NextVectorModel, tor
     out."""
     run = RunDir(run_dir)
     target = resolve_device(device)
-    state, path = run.load_checkpoint(map_location=target)
-    if state["recipe"] != "lvm":
-        raise ValueError(f"{run_dir}: a {state['recipe']!r} run; serve takes an lvm run")
-    model = checkpoints.fit(path, lambda: NextVectorModel(
-        LVMModelConfig(**state["model_config"])).to(target), "an lvm model (its model_config)")
-    checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "its model")
+    models = []
+
+    def fits(state: dict, path) -> None:
+        if state["recipe"] != "lvm":
+            raise ValueError(f"{run_dir}: a {state['recipe']!r} run; serve takes an lvm run")
+        model = checkpoints.fit(path, lambda: NextVectorModel(
+            LVMModelConfig(**state["model_config"])).to(target),
+            "an lvm model (its model_config)")
+        checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "its model")
+        models.append(model)
+
+    run.load_checkpoint(map_location=target, fits=fits)
+    model = models[-1]
     model.eval()
     return model, target
 
