@@ -148,7 +148,7 @@ def make_train_command(name: str, config_class: type[TrainConfig]) -> click.Comm
             from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
 
             if options["resume"]:
-                options = _run_values_for_unset_options(options)
+                options = _run_values_for_unset_options(options, config_class)
             config = config_class(**options)
             try:
                 result = train(recipe_class(name), config, allow_change=allow_change or ())
@@ -189,19 +189,19 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _run_values_for_unset_options(options: dict) -> dict:
+def _run_values_for_unset_options(options: dict, config_class: type[TrainConfig]) -> dict:
     """On --resume, options left at their defaults take the run's values from its config.json
     (so ``--resume`` alone continues the run); options given on the command line are compared
     with the run's by the engine."""
+    from uncollapse.errors import ToolError
     from uncollapse.trainers.resume import FREE_ON_RESUME
+    from uncollapse.trainers.run_dir import RunDir
 
     ctx = click.get_current_context()
     try:
-        saved = json.loads((Path(options["out"]) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        saved = RunDir(options["out"]).read_config(config_class)
+    except ToolError:
         return options  # the engine says what is wrong with the directory
-    if not isinstance(saved, dict):
-        return options
     return {name: saved[name] if (name in saved and name not in FREE_ON_RESUME
                                   and ctx.get_parameter_source(name)
                                   is click.core.ParameterSource.DEFAULT) else value
@@ -269,7 +269,13 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
                                        "image_features": image_features,
                                        "eval_split": eval_split,
                                        "sequences": sequences}.items() if v is not None}
-        evaluation = evaluate_run(run_dir, overrides, device)
+        try:
+            evaluation = evaluate_run(run_dir, overrides, device)
+        except ValueError as exc:  # an option of the run's config.json the recipe refuses
+            from uncollapse.errors import ToolError
+
+            raise ToolError(f"{exc} (the options are those of {Path(run_dir) / 'config.json'}"
+                            " and the data given)") from exc
         if json_path:
             RunDir(run_dir).write_json(Path(json_path), evaluation)
         click.echo(json.dumps(to_jsonable(evaluation), indent=2))

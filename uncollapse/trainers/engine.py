@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from uncollapse.atomic import atomic_path
-from uncollapse.errors import ToolError
+from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.trainers import checkpoints, resume
 from uncollapse.trainers.config import TrainConfig, read_run_config
@@ -182,7 +182,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     _check_target(run, found, config, recipe_class)
     changes = {}
     if config.resume:
-        changes = resume.check(run.path, read_run_config(run.path), config.to_dict(),
+        changes = resume.check(run.path, run.read_config(type(config)), config.to_dict(),
                                allow_change)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -416,8 +416,14 @@ def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "
     Returns ``(recipe, model)`` with the model in eval mode, from the newest checkpoint whose
     digest and contents check out (``(recipe, model, checkpoint path)`` with ``with_path``).
     """
-    values = read_run_config(run_dir)
-    cls = recipe_class(values.get("recipe") or "")
+    run = RunDir(run_dir)
+    name = run.recipe()
+    if name is None:
+        read_run_config(run_dir)  # a missing or unreadable file says so
+        raise InputError(run.config, f"names no known recipe ('recipe': one of "
+                         f"{', '.join(sorted(RECIPES))}); is {run_dir} a run directory?")
+    cls = recipe_class(name)
+    values = run.read_config(cls.config_class)
     config = cls.config_class.from_dict({**values, **(overrides or {}), "device": device,
                                          "resume": False})
     recipe = cls(config, resolve_device(device))
@@ -431,7 +437,7 @@ def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "
                                               f"{recipe.name} run")
         checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "the run's model")
 
-    _, path = RunDir(run_dir).load_checkpoint(map_location=recipe.device, fits=fits)
+    _, path = run.load_checkpoint(map_location=recipe.device, fits=fits)
     model.eval()
     return (recipe, model, path) if with_path else (recipe, model)
 

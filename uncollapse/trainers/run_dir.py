@@ -107,6 +107,50 @@ class RunDir:
         name = values.get("recipe") if isinstance(values, dict) else None
         return name if name in {r.name for r in RECIPES} else None
 
+    def read_config(self, config_class) -> dict:
+        """The options of ``config.json`` that ``config_class`` has, each checked against the
+        field's type and the option's range (``options_cli.FIELD_RANGES``), then by the config's
+        own ``check()``: a damaged or hand-edited config is an InputError naming the option.
+        """
+        import dataclasses
+
+        import click
+
+        from uncollapse.trainers.options_cli import FIELD_RANGES
+
+        try:
+            values = json.loads(self.config.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise InputError(self.config, f"no such file; is {self.path} a run directory "
+                             "written by `uncollapse train`?") from exc
+        except (OSError, ValueError) as exc:
+            raise InputError(self.config, f"cannot be read as JSON ({exc})") from exc
+        if not isinstance(values, dict):
+            raise InputError(self.config, f"holds a JSON {type(values).__name__}; expected the "
+                             "object of a run's options")
+        checked = {}
+        for field in dataclasses.fields(config_class):
+            if field.name not in values:
+                continue
+            value = values[field.name]
+            if not _has_type(value, str(field.type)):
+                raise InputError(self.config, f"option {field.name!r} is {value!r:.60}; "
+                                 f"expected {field.type}. The file was changed since training")
+            kind = FIELD_RANGES.get(field.name)
+            if kind is not None and value is not None:
+                try:
+                    kind.convert(value, None, None)
+                except click.BadParameter as exc:
+                    raise InputError(self.config, f"option {field.name!r}: {exc.message}") \
+                        from None
+            checked[field.name] = value
+        try:
+            config_class.from_dict(checked).check()
+        except (ValueError, TypeError) as exc:
+            raise InputError(self.config, f"{exc}; the file was changed since training") \
+                from None
+        return checked
+
     def remove_unfinished(self) -> None:
         """Delete what a run writes before its first checkpoint (nothing else)."""
         for name in WRITTEN_BEFORE_FIRST_CHECKPOINT:
@@ -197,19 +241,33 @@ class RunDir:
             CheckpointError: no checkpoint passes (each one and its fault are named).
         """
         broken: list[checkpoints.CheckpointError] = []
-        for path in self.checkpoint_paths():
-            try:
-                state = checkpoints.load(path, map_location=map_location)
-                if fits is not None:
-                    fits(state, path)
-            except checkpoints.CheckpointError as exc:
-                broken.append(exc)
-                continue
-            if broken:
-                warnings.warn(f"skipped damaged checkpoint(s): {'; '.join(map(str, broken))}. "
-                              f"Using {path.name} (step {state['step']}), the newest good one",
-                              RuntimeWarning, stacklevel=2)
-            return state, path
+        tried: set[Path] = set()
+        # a training may write a newer checkpoint and remove older ones while this reads: a
+        # file that vanished is no fault, and the newer ones are looked for again
+        for _ in range(5):
+            vanished = False
+            for path in self.checkpoint_paths():
+                if path in tried:
+                    continue
+                tried.add(path)
+                try:
+                    state = checkpoints.load(path, map_location=map_location)
+                    if fits is not None:
+                        fits(state, path)
+                except checkpoints.CheckpointError as exc:
+                    if not path.exists():
+                        vanished = True
+                        break
+                    broken.append(exc)
+                    continue
+                if broken:
+                    warnings.warn(f"skipped damaged checkpoint(s): "
+                                  f"{'; '.join(map(str, broken))}. Using {path.name} (step "
+                                  f"{state['step']}), the newest good one", RuntimeWarning,
+                                  stacklevel=2)
+                return state, path
+            if not vanished:
+                break
         if broken:
             raise checkpoints.CheckpointError(
                 self.checkpoints, f"no checkpoint can be used: {'; '.join(map(str, broken))}")
@@ -226,6 +284,21 @@ class RunDir:
             except checkpoints.CheckpointError as exc:
                 faults.append(str(exc))
         return faults
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "None": (type(None),)}
+
+
+def _has_type(value, annotation: str) -> bool:
+    """Whether ``value`` (from JSON) fits a field annotated ``annotation`` (``int | None``);
+    an annotation other than these plain types is not checked."""
+    names = [n.strip() for n in annotation.split("|")]
+    if any(n not in _TYPES for n in names):
+        return True
+    if isinstance(value, bool) and "bool" not in names:
+        return False
+    return any(isinstance(value, _TYPES[n]) for n in names)
 
 
 def _step_of(record: dict) -> float:
