@@ -193,19 +193,35 @@ def _run_values_for_unset_options(options: dict, config_class: type[TrainConfig]
     """On --resume, options left at their defaults take the run's values from its config.json
     (so ``--resume`` alone continues the run); options given on the command line are compared
     with the run's by the engine."""
-    from uncollapse.errors import ToolError
     from uncollapse.trainers.resume import FREE_ON_RESUME
-    from uncollapse.trainers.run_dir import RunDir
 
     ctx = click.get_current_context()
-    try:
-        saved = RunDir(options["out"]).read_config(config_class)
-    except ToolError:
+    if not (Path(options["out"]) / "config.json").is_file():
         return options  # the engine says what is wrong with the directory
+    saved = checked_run_config(options["out"], config_class)
     return {name: saved[name] if (name in saved and name not in FREE_ON_RESUME
                                   and ctx.get_parameter_source(name)
                                   is click.core.ParameterSource.DEFAULT) else value
             for name, value in options.items()}
+
+
+def checked_run_config(run_dir, config_class: type[TrainConfig]) -> dict:
+    """The options of a run's config.json (``RunDir.read_config``), each also within the range
+    its flag accepts: a damaged or hand-edited file is exit 2 naming the option."""
+    from uncollapse.errors import InputError
+    from uncollapse.trainers.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    values = run.read_config(config_class)
+    for name, value in values.items():
+        kind = FIELD_RANGES.get(name)
+        if kind is not None and value is not None:
+            try:
+                kind.convert(value, None, None)
+            except click.BadParameter as exc:
+                raise InputError(run.config, f"option {name!r}: {exc.message}; the file was "
+                                 "changed since training") from None
+    return values
 
 
 @contextlib.contextmanager
@@ -269,6 +285,9 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
                                        "image_features": image_features,
                                        "eval_split": eval_split,
                                        "sequences": sequences}.items() if v is not None}
+        name = RunDir(run_dir).recipe()
+        if name in RECIPE_CONFIGS:
+            checked_run_config(run_dir, RECIPE_CONFIGS[name])
         try:
             evaluation = evaluate_run(run_dir, overrides, device)
         except ValueError as exc:  # an option of the run's config.json the recipe refuses

@@ -418,7 +418,7 @@ def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "
     """
     run = RunDir(run_dir)
     name = run.recipe()
-    if name is None:
+    if name not in RECIPES:
         read_run_config(run_dir)  # a missing or unreadable file says so
         raise InputError(run.config, f"names no known recipe ('recipe': one of "
                          f"{', '.join(sorted(RECIPES))}); is {run_dir} a run directory?")

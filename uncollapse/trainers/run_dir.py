@@ -13,6 +13,7 @@ falls back to the one before it and says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -98,26 +99,18 @@ class RunDir:
 
     def recipe(self) -> str | None:
         """The recipe named by ``config.json``, or None when it is not a run's config."""
-        from uncollapse.families import RECIPES
-
         try:
             values = json.loads(self.config.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         name = values.get("recipe") if isinstance(values, dict) else None
-        return name if name in {r.name for r in RECIPES} else None
+        return name if isinstance(name, str) and name else None
 
     def read_config(self, config_class) -> dict:
         """The options of ``config.json`` that ``config_class`` has, each checked against the
-        field's type and the option's range (``options_cli.FIELD_RANGES``), then by the config's
-        own ``check()``: a damaged or hand-edited config is an InputError naming the option.
+        field's type, then all by the config's own ``check()``: a damaged or hand-edited config
+        is an InputError naming the option. (The command line also checks each option's range.)
         """
-        import dataclasses
-
-        import click
-
-        from uncollapse.trainers.options_cli import FIELD_RANGES
-
         try:
             values = json.loads(self.config.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
@@ -136,13 +129,6 @@ class RunDir:
             if not _has_type(value, str(field.type)):
                 raise InputError(self.config, f"option {field.name!r} is {value!r:.60}; "
                                  f"expected {field.type}. The file was changed since training")
-            kind = FIELD_RANGES.get(field.name)
-            if kind is not None and value is not None:
-                try:
-                    kind.convert(value, None, None)
-                except click.BadParameter as exc:
-                    raise InputError(self.config, f"option {field.name!r}: {exc.message}") \
-                        from None
             checked[field.name] = value
         try:
             config_class.from_dict(checked).check()
