@@ -9,9 +9,11 @@ on a synthetic compact sequence file unless ``--run`` names one), then:
 2. ``large bodies``: four clients post a ``--large-mb`` MB body at once (the issue's case: four
    123 MB bodies stalled ``/health`` for 12.2 s).
 
-During both, a probe thread calls ``GET /health`` every 50 ms (its p50, p99, max), and the
-server's RSS is sampled every 50 ms (psutil: before, peak, after). ``--code`` measures the server
-of another source tree too (an older checkout), one after the other on the same run.
+During both, a probe thread calls ``GET /health`` every 50 ms (its p50, p99, max), the server's
+RSS is sampled every 50 ms (psutil: before, peak, after), and its CPU time is read before and
+after (CPU ms per request: the figure a busy shared machine distorts least). ``--code``
+measures the server of another source tree too (an older checkout), one after the other on the
+same run.
 
     python benchmarks/bench_serve.py                      # 200 clients x 20 requests
     python benchmarks/bench_serve.py --code . --code ../old-checkout --json out.json
@@ -190,12 +192,18 @@ async def measure(url: str, pid: int, args, body: bytes) -> dict:
         watch = Watch(url, pid)
         await asyncio.sleep(0.5)
         before = watch.rss[-1]
+        cpu = sum(watch.process.cpu_times()[:2])
         if phase == "load":
             result = await load(url, args.clients, args.requests, body)
         else:
             result = await large_bodies(url, args.large_mb)
+        cpu = sum(watch.process.cpu_times()[:2]) - cpu
         await asyncio.sleep(0.5)
         watch.stop()
+        # the server's own CPU time per answer: what a busy shared machine distorts least
+        result["server_cpu_s"] = round(cpu, 2)
+        if phase == "load" and result["ok"]:
+            result["server_cpu_ms_per_request"] = round(1000 * cpu / result["ok"], 2)
         result["health_during"] = {**percentiles(watch.health), "errors": watch.health_errors}
         result["rss_mb"] = {"before": round(before / 2**20, 1),
                             "peak": round(max(watch.rss) / 2**20, 1),

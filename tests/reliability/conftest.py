@@ -23,3 +23,18 @@ def run_data(tmp_path_factory):
     text, images = caption_features(table, tmp)
     return {"table": table, "text": text, "images": images, "tmp": tmp,
             "sequences": drift_sequences(tmp)}
+
+
+@pytest.fixture(autouse=True)
+def no_process_left():
+    """A test that fails while a training or server it started is paused or running kills it
+    (those of module fixtures, started before the test, stay for the module's other tests)."""
+    from reliability_runs import STARTED
+
+    before = len(STARTED)
+    yield
+    while len(STARTED) > before:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)

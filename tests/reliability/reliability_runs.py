@@ -21,6 +21,10 @@ RAW = ("Traceback", "KeyError", "TypeError", "RuntimeError", "LinAlgError", "Not
        "Errno", "inline_container", "Aborted!")
 
 
+STARTED: list[subprocess.Popen] = []
+"""Every process these helpers started; the conftest kills those still running after a test."""
+
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -65,6 +69,7 @@ class PausedRun:
             [sys.executable, str(HOOKS), str(report_w), str(go_r), *args], cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)}, pass_fds=(report_w, go_r),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        STARTED.append(self.process)
         os.close(report_w)
         os.close(go_r)
         self.reports = os.fdopen(report_r, "r")
@@ -125,6 +130,7 @@ class ServerProcess:
              "--device", "cpu", *map(str, extra)], cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        STARTED.append(self.process)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
