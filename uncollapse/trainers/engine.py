@@ -1,13 +1,17 @@
 """The training loop every recipe runs, in one function you can read top to bottom.
 
-Order: config -> run directory -> pre-flight check -> data on the device -> model -> AdamW ->
-(resume) -> compile -> steps -> evaluation. The data path costs next to nothing: each epoch's
+Order: config -> run directory (checked, then locked: one writer) -> pre-flight check -> data on
+the device -> model -> AdamW -> (resume: options compared, checkpoint verified and loaded) ->
+the first write -> compile -> steps -> evaluation. Nothing is written before the first write, so
+a refused or failed start leaves the directory as it was; Ctrl-C before the first checkpoint
+removes what the run wrote (``_leave``). The data path costs next to nothing: each epoch's
 batch plan is copied to the device once, and a step gathers its batch there by indexing, so
 there is no per-step host work and no per-step host-to-device copy. The host reads values back
 only every ``log_every`` steps (loss guard, metrics) and at monitor steps.
 
 Ready for DDP: the sampler takes ``rank``/``world_size`` and deals each rank its own batches;
-the model would be wrapped after ``build_model`` and only rank 0 writes the run directory.
+the model would be wrapped after ``build_model`` and only rank 0 writes the run directory (and
+holds its lock).
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def train(recipe_class: type[Recipe], config: TrainConfig, *,
         raise
     progress = _Progress()
     try:
-        return _train_locked(recipe_class, config, run, lock, allow_change, progress)
+        return _train_locked(recipe_class, config, run, allow_change, progress)
     except KeyboardInterrupt:
         raise TrainingInterrupted(_leave(run, lock, created, progress, interrupted=True)) \
             from None
@@ -175,8 +179,8 @@ def _check_target(run: RunDir, found: str, config: TrainConfig, recipe_class) ->
                          f"{recipe_class.name}; choose a new out directory")
 
 
-def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, lock: RunLock,
-                  allow_change, progress: _Progress) -> RunResult:
+def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, allow_change,
+                  progress: _Progress) -> RunResult:
     # run directory (again, now that this process holds it), resume options, device ---------
     found = run.inspect()
     _check_target(run, found, config, recipe_class)
