@@ -17,14 +17,19 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from fuzz import cache_targets, race_targets
+from fuzz import cache_targets, race_targets, run_targets, serve_target
 from fuzz.invariants import Case, Outcome, snapshot, violations
 from fuzz.runner import run, run_in_process
 from fuzz.targets import BY_NAME, draw_case, seed_case
 
 CACHE_TARGET = "cache"
 RACE_TARGET = race_targets.TARGET
-NAMES = [*BY_NAME, CACHE_TARGET, RACE_TARGET]
+# targets that draw their own cases (a real cache entry, a real run directory, a running server)
+DRAWN = {CACHE_TARGET: cache_targets.draw_cache_cases,
+         "checkpoints": run_targets.draw_checkpoint_cases,
+         "run-dirs": run_targets.draw_run_dir_cases}
+SERVER_TARGET = "server"
+NAMES = [*BY_NAME, *DRAWN, RACE_TARGET, SERVER_TARGET]
 
 
 @dataclass
@@ -117,8 +122,13 @@ def explore_once(name: str, data: st.DataObject, work: Path, log: Log, *,
         log.examples += 1
         log.seconds += time.monotonic() - start
         return
-    if name == CACHE_TARGET:
-        cases = cache_targets.draw_cache_cases(data, work, run_in_process, allow_subprocess)
+    if name == SERVER_TARGET:
+        serve_target.explore(data, work, log, run_in_process)
+        log.examples += 1
+        log.seconds += time.monotonic() - start
+        return
+    if name in DRAWN:
+        cases = DRAWN[name](data, work, run_in_process, allow_subprocess)
     else:
         cases = [(draw_case(BY_NAME[name], data, work, allow_subprocess=allow_subprocess), None)]
     for case, extra in cases:
@@ -142,6 +152,22 @@ def run_seed(name: str, work: Path, log: Log) -> Outcome:
         return Outcome(0, "")
     if name == RACE_TARGET:
         return race_targets.run_seeds(work)
+    if name == SERVER_TARGET:
+        state = serve_target.server(run_in_process)
+        case = Case(name, "none", "none", ["POST", "/predict"], work, {})
+        body = json.dumps({"context": [[0.5] * state["dim"]]}).encode()
+        state["connection"].request("POST", "/predict", body=body)
+        response = state["connection"].getresponse()
+        answer = response.read()
+        log.add(case, Outcome(response.status, ""),
+                serve_target.check_answer(response.status, answer, state["dim"]))
+        return Outcome(0 if response.status == 200 else response.status, answer.decode())
+    if name in DRAWN:
+        case = run_targets.seed_case(name, work, run_in_process)
+        before = snapshot(work)
+        outcome = run(case)
+        log.add(case, outcome, violations(case, outcome, before))
+        return outcome
     case = seed_case(BY_NAME[name], work)
     before = snapshot(work)
     outcome = run(case)

@@ -19,6 +19,7 @@ import logging
 import re
 import types
 import typing
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +36,12 @@ RUN_FILES = frozenset({"config.json", "metrics.jsonl", "eval.json", "projection.
                        "checkpoints", "report", "tensorboard"})
 RUN_DIR = InputPath(file_okay=False, dir_okay=True, reads_inside=RUN_FILES)
 PORT = count(1, 65535)
-WRITES = ("Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/, eval.json. Exit 1 when the "
-          "pre-flight check refuses the inputs or a guard stops the run.")
+SERVE_PORT = count(0, 65535)
+BODY_BYTES = count(1, 1 << 40)
+WRITES = ("Writes RUN_DIR/config.json, metrics.jsonl, checkpoints/, eval.json. --out must be "
+          "new, empty or a run of this recipe (with --resume). Exit 1 when the pre-flight check "
+          "refuses the inputs or a guard stops the run; 130 on Ctrl-C (the message says whether "
+          "a resumable run was left).")
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -169,31 +174,107 @@ def make_train_command(entry: families.Recipe) -> click.Command:
     """``uncollapse train <recipe>`` for one entry of ``uncollapse.families.RECIPES``."""
     config_class = entry.config_class()
 
-    def run(**options):
-        from uncollapse.cli_report import flags_in_errors
-        from uncollapse.errors import ToolError
-        from uncollapse.report import to_jsonable
-        from uncollapse.trainers.engine import train
-        from uncollapse.trainers.recipe import PreflightError, recipe_class
-        from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
+    def run(allow_change, **options):
+        with plain_warnings(), interrupt_exits("training"):
+            from uncollapse.cli_report import flags_in_errors
+            from uncollapse.errors import ToolError
+            from uncollapse.report import to_jsonable
+            from uncollapse.trainers.engine import train
+            from uncollapse.trainers.recipe import PreflightError, recipe_class
+            from uncollapse.trainers.resume import ResumeMismatch
+            from uncollapse.validators.collapse.monitor import CollapseError, LossGuardError
 
-        config = config_class(**options)
-        try:
-            with messages_on_stderr():
-                result = train(recipe_class(entry.name), config)
-        except PreflightError as exc:
-            _fail(str(exc).replace("force=True", "--force"), 1)
-        except (LossGuardError, CollapseError) as exc:
-            _fail(f"training stopped: {exc}", 1)
-        except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
-            with flags_in_errors(option_flags(config_class)):
-                raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
-        if result.rank == 0:  # under torchrun, rank 0 evaluates and prints for the job
-            click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
-            click.echo(f"run directory: {result.run_dir.path}", err=True)
+            if options["resume"]:
+                options = _run_values_for_unset_options(options, config_class)
+            config = config_class(**options)
+            try:
+                with messages_on_stderr():
+                    result = train(recipe_class(entry.name), config,
+                                   allow_change=allow_change or ())
+            except PreflightError as exc:
+                _fail(str(exc).replace("force=True", "--force"), 1)
+            except (LossGuardError, CollapseError) as exc:
+                _fail(f"training stopped: {exc}", 1)
+            except ResumeMismatch as exc:
+                raise ResumeMismatch(exc.run_dir, exc.changes, flag=_flag) from exc
+            except (ToolError, ValueError) as exc:  # bad options or inputs, infeasible batches
+                with flags_in_errors(option_flags(config_class)):
+                    raise exc if isinstance(exc, ToolError) else ToolError(str(exc)) from exc
+            if result.rank == 0:  # under torchrun, rank 0 evaluates and prints for the job
+                click.echo(json.dumps(to_jsonable(result.evaluation), indent=2))
+                click.echo(f"run directory: {result.run_dir.path}", err=True)
 
     command = click.command(entry.name, help=train_help(entry), short_help=entry.summary)
-    return command(config_options(config_class)(run))
+    allow = click.option(
+        "--allow-change", metavar="OPTIONS",
+        help="With --resume: options allowed to differ from the run's (comma-separated, e.g. "
+             "lr,temperature); each change is recorded in metrics.jsonl. Without it, --resume "
+             "refuses any option that would change the run.")
+    return command(allow(config_options(config_class)(run)))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _run_values_for_unset_options(options: dict, config_class: type[TrainConfig]) -> dict:
+    """On --resume, options left at their defaults take the run's values from its config.json
+    (so ``--resume`` alone continues the run); options given on the command line are compared
+    with the run's by the engine."""
+    from uncollapse.trainers.resume import FREE_ON_RESUME
+
+    ctx = click.get_current_context()
+    if not (Path(options["out"]) / "config.json").is_file():
+        return options  # the engine says what is wrong with the directory
+    saved = checked_run_config(options["out"], config_class)
+    return {name: saved[name] if (name in saved and name not in FREE_ON_RESUME
+                                  and ctx.get_parameter_source(name)
+                                  is click.core.ParameterSource.DEFAULT) else value
+            for name, value in options.items()}
+
+
+def checked_run_config(run_dir, config_class: type[TrainConfig]) -> dict:
+    """The options of a run's config.json (``RunDir.read_config``), each also within the range
+    its flag accepts: a damaged or hand-edited file is exit 2 naming the option."""
+    from uncollapse.errors import InputError
+    from uncollapse.trainers.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    values = run.read_config(config_class)
+    kinds = {spec.name: option_type(spec) for spec in dataclasses.fields(config_class)
+             if spec.name not in HIDDEN and _base_type(spec.type) is not bool}
+    for name, value in values.items():
+        kind = kinds.get(name)
+        if isinstance(kind, click.ParamType) and not isinstance(kind, InputPath) \
+                and value is not None:
+            try:
+                kind.convert(value, None, None)
+            except click.BadParameter as exc:
+                raise InputError(run.config, f"option {name!r}: {exc.message}; the file was "
+                                 "changed since training") from None
+    return values
+
+
+@contextlib.contextmanager
+def plain_warnings():
+    """Warnings of the library as ``warning: message`` lines on stderr (no source lines)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def interrupt_exits(what: str):
+    """Ctrl-C: the interrupt's own message (or that ``what`` was interrupted), exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        message = str(exc) or f"{what} interrupted (Ctrl-C)"
+        click.echo(f"{message}", err=True)
+        raise click.exceptions.Exit(130) from None
 
 
 def make_train_group() -> click.Group:
@@ -232,19 +313,28 @@ def evaluate_command(run_dir, captions, text_features, image_features, eval_spli
         uncollapse evaluate runs/contrastive --captions other.parquet \\
             --text-features other_text.npy --eval-split all
     """
-    from uncollapse.trainers.engine import evaluate_run
-    from uncollapse.trainers.run_dir import RunDir
+    with plain_warnings(), interrupt_exits("evaluate"), messages_on_stderr():
+        from uncollapse.report import to_jsonable
+        from uncollapse.trainers.engine import evaluate_run
+        from uncollapse.trainers.run_dir import RunDir
 
-    overrides = {k: v for k, v in {"captions": captions, "text_features": text_features,
-                                   "image_features": image_features, "eval_split": eval_split,
-                                   "sequences": sequences}.items() if v is not None}
-    from uncollapse.report import to_jsonable
+        overrides = {k: v for k, v in {"captions": captions, "text_features": text_features,
+                                       "image_features": image_features,
+                                       "eval_split": eval_split,
+                                       "sequences": sequences}.items() if v is not None}
+        name = RunDir(run_dir).recipe()
+        if name in {entry.name for entry in families.RECIPES}:
+            checked_run_config(run_dir, families.recipe(name).config_class())
+        try:
+            evaluation = evaluate_run(run_dir, overrides, device)
+        except ValueError as exc:  # an option of the run's config.json the recipe refuses
+            from uncollapse.errors import ToolError
 
-    with messages_on_stderr():
-        evaluation = evaluate_run(run_dir, overrides, device)
-    if json_path:
-        RunDir(run_dir).write_json(Path(json_path), evaluation)
-    click.echo(json.dumps(to_jsonable(evaluation), indent=2))
+            raise ToolError(f"{exc} (the options are those of {Path(run_dir) / 'config.json'}"
+                            " and the data given)") from exc
+        if json_path:
+            RunDir(run_dir).write_json(Path(json_path), evaluation)
+        click.echo(json.dumps(to_jsonable(evaluation), indent=2))
 
 
 @click.command("report")
@@ -261,21 +351,33 @@ def report_command(run_dir):
     from uncollapse.extras import require
 
     require("matplotlib", "plots", "uncollapse report")
-    from uncollapse.trainers.config import read_run_config
-    from uncollapse.trainers.plots import write_report
+    with plain_warnings(), interrupt_exits("report"):
+        from uncollapse.trainers.config import read_run_config
+        from uncollapse.trainers.plots import write_report
+        from uncollapse.trainers.run_dir import RunDir
 
-    read_run_config(run_dir)  # a run directory, or exit 2 saying what is missing
-    click.echo(str(write_report(run_dir)))
+        read_run_config(run_dir)  # a run directory, or exit 2 saying what is missing
+        for fault in RunDir(run_dir).check_checkpoints():
+            click.echo(f"warning: {fault}", err=True)
+        click.echo(str(write_report(run_dir)))
 
 
 @click.command("serve")
 @click.argument("run_dir", type=RUN_DIR)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=PORT, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond this machine (0.0.0.0), set a --token.")
+@click.option("--port", type=SERVE_PORT, default=8000, show_default=True,
+              help="Port to listen on (0: any free port; the one chosen is printed).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-def serve_command(run_dir, host, port, device):
+@click.option("--max-body", type=BODY_BYTES, default=1 << 20, show_default=True,
+              help="Largest request body in bytes; a larger one gets 413 before it is read.")
+@click.option("--token", envvar="UNCOLLAPSE_SERVE_TOKEN", show_envvar=True,
+              help="Bearer token every request but GET /health must send (Authorization: Bearer "
+                   "TOKEN). Prefer the environment variable: a flag shows in the process list.")
+def serve_command(run_dir, host, port, device, max_body, token):
     """Serve a trained LVM run over HTTP: POST /predict with context vectors and
     "output": "decoder" (y_dec, raw scale) or "cosine" (y_cos); GET /health (extra: serve).
+    Prints where it listens and one line per request on stderr; Ctrl-C stops it (exit 130).
 
     Example:
         uncollapse serve runs/lvm --port 8000
@@ -285,23 +387,39 @@ def serve_command(run_dir, host, port, device):
     from uncollapse.extras import require
 
     require("fastapi", "serve", "uncollapse serve")
-    uvicorn = require("uvicorn", "serve", "uncollapse serve")
+    require("uvicorn", "serve", "uncollapse serve")
     import socket
 
     from uncollapse.errors import ToolError
-    from uncollapse.trainers.serve import create_app
 
-    try:
-        app = create_app(run_dir, device)
-    except ValueError as exc:
-        raise ToolError(str(exc)) from exc
-    with socket.socket() as probe:  # uvicorn exits 3 on a taken port: say so with exit 2
+    if token is not None and (not token or not token.isascii() or not token.isprintable()
+                              or " " in token):
+        if click.get_current_context().get_parameter_source("token") \
+                is click.core.ParameterSource.ENVIRONMENT and not token:
+            token = None  # an empty UNCOLLAPSE_SERVE_TOKEN is no token
+        else:
+            raise click.BadParameter("a token is printable ASCII without spaces, and not empty",
+                                     param_hint="--token")
+    with plain_warnings(), interrupt_exits("serve"):
+        from uncollapse.trainers.serve import create_app, is_loopback, serve
+
         try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ToolError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
-                            "--port or stop what holds it") from exc
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+            app = create_app(run_dir, device, max_body=max_body, token=token)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from exc
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:  # uvicorn exits 1 on a taken port: say so with exit 2
+                probe.bind((host.strip("[]"), port))
+            except OSError as exc:
+                raise ToolError(f"cannot listen on {host}:{port} ({exc.strerror}); choose "
+                                "another --port or stop what holds it") from exc
+        if token is None and not is_loopback(host):
+            click.echo(f"warning: serving on {host} without a token: anyone who can reach this "
+                       "port can use the model. Set UNCOLLAPSE_SERVE_TOKEN (clients send "
+                       "'Authorization: Bearer <token>'), or serve on 127.0.0.1 behind a reverse "
+                       "proxy that authenticates (README, Serving)", err=True)
+        code = serve(app, host, port, say=lambda line: click.echo(line, err=True))
+    raise click.exceptions.Exit(code)
 
 
 COMMANDS = {"": [train_group, evaluate_command, report_command, serve_command]}

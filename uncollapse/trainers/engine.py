@@ -1,7 +1,10 @@
 """The training loop every recipe runs, in one function you can read top to bottom.
 
-Order: config -> run directory -> pre-flight check -> data on the device -> model -> AdamW ->
-(resume) -> compile -> steps -> evaluation. The data path costs next to nothing: each epoch's
+Order: config -> run directory (checked, then locked: one writer) -> pre-flight check -> data on
+the device -> model -> AdamW -> (resume: options compared, checkpoint verified and loaded) ->
+the first write -> compile -> steps -> evaluation. Nothing is written before the first write, so
+a refused or failed start leaves the directory as it was; Ctrl-C before the first checkpoint
+removes what the run wrote (``_leave``). The data path costs next to nothing: each epoch's
 batch plan is copied to the device once, and a step gathers its batch there by indexing, so
 there is no per-step host work and no per-step host-to-device copy. The host reads values back
 only every ``log_every`` steps (loss guard, metrics) and at monitor steps.
@@ -15,7 +18,8 @@ in ``DistributedDataParallel`` after ``build_model``, and the contrastive losses
 rank's rows with the global batch (``gather.py``). Logged terms are averaged over ranks, so the
 loss guard and the collapse monitor decide the same on every rank; only rank 0 writes the run
 directory (config, metrics, checkpoints) and evaluates. A checkpoint records the world size and
-every rank's RNG state; it resumes at the same world size only.
+every rank's RNG state; it resumes at the same world size only. Rank 0 holds the run
+directory's lock.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +39,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from uncollapse import families
 from uncollapse.atomic import atomic_path
+from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
-from uncollapse.trainers import distributed
+from uncollapse.trainers import checkpoints, distributed, resume
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
-from uncollapse.trainers.run_dir import RunDir
+from uncollapse.trainers.run_dir import EMPTY, NEW, RUN, UNFINISHED, RunDir
+from uncollapse.trainers.run_lock import RunLock
 from uncollapse.trainers.schedule import learning_rate
 from uncollapse.validators.collapse.monitor import CollapseError, CollapseMonitor, LossGuard
 
@@ -58,31 +67,153 @@ class RunResult:
     rank: int = 0
 
 
-def train(recipe_class: type[Recipe], config: TrainConfig) -> RunResult:
+def train(recipe_class: type[Recipe], config: TrainConfig, *,
+          allow_change: Iterable[str] | str = ()) -> RunResult:
     """Train ``recipe_class`` with ``config``; see the module docstring for the order of work.
+
+    ``config.out`` must be new, empty, or hold a run (with ``config.resume``, of this recipe
+    and with the same options, except those named in ``allow_change``: see
+    ``uncollapse.trainers.resume``). Nothing is written until the inputs passed their check, and
+    with ``resume`` until the checkpoint was loaded into the model and optimiser. One training
+    at a time holds the run directory's lock.
 
     Raises:
         PreflightError: the inputs failed their check (unless ``config.force``).
         LossGuardError: a loss term went non-finite or below its declared bound.
         CollapseError: the monitor found a collapse and ``config.on_collapse == "stop"``.
+        ResumeMismatch: ``resume`` with options that differ from the run's.
+        CheckpointError: ``resume`` and no checkpoint passes its digest and checks.
+        RunLocked: another training holds the run directory.
+        TrainingInterrupted: Ctrl-C (a KeyboardInterrupt saying what it left).
     """
     config.check()
     ranks, device = distributed.start(config.device)
     try:
-        return _train(recipe_class, config, ranks, device)
+        return _train(recipe_class, config, ranks, device, allow_change)
     finally:
         distributed.stop(ranks)
 
 
 def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.Ranks,
-           device: torch.device) -> RunResult:
+           device: torch.device, allow_change) -> RunResult:
     # run directory -------------------------------------------------------------------------
     run = RunDir(config.out)
-    if config.resume and not run.config.exists():
-        raise ValueError(f"resume: {run.path} holds no run to continue (no config.json)")
-    if not config.resume and run.holds_a_run():
+    if not ranks.is_main:  # rank 0 checks, creates and locks the directory; only it writes there
+        return _train_locked(recipe_class, config, run, allow_change, _Progress(), ranks, device)
+    # refuse a file, a path below one, a folder of other files, or resume without a run, before
+    # anything is created (a directory that holds a run is judged under its lock)
+    found = run.inspect()
+    if found in (NEW, EMPTY):
+        _check_target(run, found, config, recipe_class)
+    created = _missing_folders(run.path)
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"{run.path}: cannot create the run directory ({exc.strerror})") from exc
+    lock = RunLock(run.path)
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_folders(created)  # still empty unless the holder made them at the same moment
+        raise
+    progress = _Progress()
+    try:
+        return _train_locked(recipe_class, config, run, allow_change, progress, ranks,
+                             device)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_leave(run, lock, created, progress, interrupted=True)) \
+            from None
+    except BaseException:
+        if not progress.wrote:
+            _leave(run, lock, created, progress, interrupted=False)
+        raise
+    finally:
+        lock.release()
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a training; ``str()`` says whether a resumable run was left."""
+
+
+@dataclass
+class _Progress:
+    """How far a training got: whether it wrote anything, and its newest checkpoint."""
+
+    wrote: bool = False
+    step: int = 0
+    checkpoint: Path | None = None
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, innermost first (what mkdir creates)."""
+    missing = []
+    for folder in (path, *path.absolute().parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    """Remove the folders a run created, innermost first, while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _leave(run: RunDir, lock: RunLock, created: list[Path], progress: _Progress, *,
+           interrupted: bool) -> str:
+    """Clean up after a training that stopped early; say what is left.
+
+    A run with a checkpoint stays (resumable). One without is removed: what it wrote, its lock
+    files, and the directory when this training created it.
+    """
+    where = f"at step {progress.step}" if progress.wrote else "before training started"
+    if progress.checkpoint is not None:
+        return (f"interrupted {where}: {run.path} holds a resumable run (newest checkpoint "
+                f"{progress.checkpoint.name}); continue it with --resume")
+    if progress.wrote:
+        run.remove_unfinished()
+    lock.remove_files()
+    _remove_folders(created)
+    if not interrupted:
+        return ""
+    left = "removed it" if created and not run.path.exists() else "left it as it was"
+    return (f"interrupted {where}, before the first checkpoint: nothing to resume; removed "
+            f"what the run had written to {run.path} and {left}. Run the same command again to "
+            "start over")
+
+
+def _check_target(run: RunDir, found: str, config: TrainConfig, recipe_class) -> None:
+    """Refuse a run directory that does not fit the request: a run without ``resume``, no run
+    (or a run of another recipe) with it."""
+    if config.resume and found in (NEW, EMPTY):
+        raise ValueError(f"resume: {run.path} holds no run to continue (no config.json); run "
+                         "without resume=True to start one")
+    if config.resume and found == UNFINISHED:
+        raise ValueError(f"resume: {run.path} holds a run stopped before its first checkpoint, "
+                         "so there is nothing to resume; run without resume=True to start it "
+                         "over")
+    if not config.resume and found == RUN:
         raise ValueError(f"{run.path} already holds a run; pass resume=True to continue it, "
                          "or choose a new out directory")
+    if found in (RUN, UNFINISHED) and run.recipe() != recipe_class.name:
+        raise ValueError(f"{run.path} holds a run of the {run.recipe()} recipe, not of "
+                         f"{recipe_class.name}; choose a new out directory")
+
+
+def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, allow_change,
+                  progress: _Progress, ranks: distributed.Ranks,
+                  device: torch.device) -> RunResult:
+    # run directory (again, now that this process holds it), resume options, device ---------
+    found = run.inspect()
+    _check_target(run, found, config, recipe_class)
+    changes = {}
+    if config.resume:
+        changes = resume.check(run.path, run.read_config(type(config)), config.to_dict(),
+                               allow_change)
     torch.manual_seed(config.seed)
     recipe = recipe_class(config, device)
 
@@ -106,11 +237,6 @@ def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.R
     wrapped = distributed.wrap(model, ranks, device)
     if ranks.rank > 0:  # dropout masks and probes of their own; rank 0 keeps the seed's stream
         torch.manual_seed(config.seed + 1_000_003 * ranks.rank)
-    if ranks.is_main:
-        run.create()
-        run.write_json(run.config, {"recipe": config.recipe, **config.to_dict(),
-                                    "world_size": ranks.world_size})
-        run.write_json(run.path / "preflight.json", preflight.to_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -121,22 +247,32 @@ def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.R
     total_steps = config.steps or max(1, math.ceil(config.epochs * per_epoch))
     step, epoch, batch_in_epoch = 0, 0, 0
 
-    # resume: model, optimiser, step, sampler position and RNG, exactly as they were -----------
+    # resume: model, optimiser, step, sampler position and RNG, exactly as they were; all in
+    # memory, so a checkpoint that does not fit leaves the run directory as it was -------------
     if config.resume:
-        state, path = run.load_checkpoint()
-        distributed.check_resume_world_size(state.get("world_size", 1), ranks, path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        what = "this run's model and optimiser" + (
+            f" (changed: {', '.join(changes)})" if changes else "")
+        state, path = run.load_checkpoint(map_location=device, fits=lambda state, path: (
+            checkpoints.fit(path, lambda: _restore(state, model, optimizer, recipe, device,
+                                                   ranks, path), what)))
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        recipe.sampler.load_state_dict(state["sampler"])
-        rng = state.get("rng_of_ranks", [state["rng"]])[ranks.rank]
-        torch.set_rng_state(rng["cpu"])
-        if device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], device)
-        if ranks.is_main:
+        progress.checkpoint = path
+
+    # the first write: the run directory holds this run from here on ---------------------------
+    progress.wrote, progress.step = True, step
+    if ranks.is_main:
+        if found == UNFINISHED:
+            run.remove_unfinished()
+        run.create()
+        run.write_json(run.config, {"recipe": config.recipe, **config.to_dict(),
+                                    "world_size": ranks.world_size})
+        run.write_json(run.path / "preflight.json", preflight.to_dict())
+        if config.resume:
             run.truncate_metrics(step)
-    elif ranks.is_main:
-        run.metrics.unlink(missing_ok=True)
+            if changes:
+                run.append_metrics(resume.change_record(step, changes))
+        else:
+            run.metrics.unlink(missing_ok=True)
 
     compiled = torch.compile(wrapped) if config.compile else wrapped
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
@@ -153,7 +289,7 @@ def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.R
         rng_of_ranks = distributed.objects_of_ranks(rng, ranks)  # every rank, at every save
         if not ranks.is_main:
             return
-        run.save_checkpoint(at_step, {
+        progress.checkpoint = run.save_checkpoint(at_step, {
             "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "sampler": recipe.sampler.state_dict(batches_done=batch_in_epoch),
@@ -194,6 +330,7 @@ def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.R
                                **{k: v.detach() for k, v in out.terms.items()}}))
         samples_since += rows.shape[0]
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
+        progress.step = step
 
         record = {}
         if step - 1 >= config.monitor_warmup and (step - 1) % config.monitor_every == 0:
@@ -237,6 +374,20 @@ def _train(recipe_class: type[Recipe], config: TrainConfig, ranks: distributed.R
     if writer is not None:
         writer.close()
     return RunResult(run, step, evaluation)
+
+
+def _restore(state: dict, model, optimizer, recipe: Recipe, device: torch.device,
+             ranks: distributed.Ranks, path: Path) -> None:
+    """Put a checkpoint's state into the model, optimiser, sampler and this rank's RNGs (a
+    checkpoint of another world size is refused first)."""
+    distributed.check_resume_world_size(state.get("world_size", 1), ranks, path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    recipe.sampler.load_state_dict(state["sampler"])
+    rng = state.get("rng_of_ranks", [state["rng"]])[ranks.rank]
+    torch.set_rng_state(rng["cpu"])
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -313,32 +464,48 @@ def _tensorboard(run: RunDir):
     return SummaryWriter(str(run.path / "tensorboard"))
 
 
-def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "auto"):
+def load_run(run_dir: str | Path, overrides: dict | None = None, device: str = "auto", *,
+             with_path: bool = False):
     """The recipe (set up on its data, or on ``overrides``' data) and the trained model of a run.
 
-    Returns ``(recipe, model)`` with the model in eval mode, from the newest readable checkpoint.
+    Returns ``(recipe, model)`` with the model in eval mode, from the newest checkpoint whose
+    digest and contents check out (``(recipe, model, checkpoint path)`` with ``with_path``).
     """
-    values = read_run_config(run_dir)
-    cls = recipe_class(values.get("recipe") or "")
+    run = RunDir(run_dir)
+    name = run.recipe()
+    known = [entry.name for entry in families.RECIPES]
+    if name not in known:
+        read_run_config(run_dir)  # a missing or unreadable file says so
+        raise InputError(run.config, f"names no known recipe ('recipe': one of "
+                         f"{', '.join(known)}); is {run_dir} a run directory?")
+    cls = recipe_class(name)
+    values = run.read_config(cls.config_class)
     config = cls.config_class.from_dict({**values, **(overrides or {}), "device": device,
                                          "resume": False})
     recipe = cls(config, resolve_device(device))
     recipe.preflight()
     recipe.setup()
-    state, _ = RunDir(run_dir).load_checkpoint(map_location=recipe.device)
     model = recipe.build_model().to(recipe.device)
-    model.load_state_dict(state["model"])
+
+    def fits(state: dict, path: Path) -> None:
+        if state["recipe"] != recipe.name:
+            raise checkpoints.CheckpointError(path, f"is a {state['recipe']!r} checkpoint in a "
+                                              f"{recipe.name} run")
+        checkpoints.fit(path, lambda: model.load_state_dict(state["model"]), "the run's model")
+
+    _, path = run.load_checkpoint(map_location=recipe.device, fits=fits)
     model.eval()
-    return recipe, model
+    return (recipe, model, path) if with_path else (recipe, model)
 
 
 def evaluate_run(run_dir: str | Path, overrides: dict | None = None,
                  device: str = "auto") -> dict:
     """Re-run a run's evaluation from its checkpoint, on its own data or on ``overrides``'."""
-    recipe, model = load_run(run_dir, overrides, device)
+    recipe, model, path = load_run(run_dir, overrides, device, with_path=True)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if recipe.device.type == "cuda" and recipe.config.precision == "bf16"
                 else contextlib.nullcontext())
     with torch.no_grad(), autocast:
         evaluation, _ = recipe.evaluate(model)
-    return {"recipe": recipe.name, "run": str(run_dir), "data": overrides or {}, **evaluation}
+    return {"recipe": recipe.name, "run": str(run_dir), "checkpoint": path.name,
+            "data": overrides or {}, **evaluation}
