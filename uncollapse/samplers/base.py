@@ -16,7 +16,8 @@ from uncollapse.samplers.distributed import (
 )
 from uncollapse.samplers.planner import Layout, Plan, epoch_batches, plan_epoch
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: int32 plans dealt by per-column shuffles; a version-1 state would
+# resume another plan
 
 ACCELERATE_RECIPE = ("build the sampler with rank=0, world_size=1 so that accelerate deals its "
                      "batches to the processes (keep drop_last=True), or do not pass the "
@@ -163,7 +164,8 @@ class PlannedBatchSampler(BatchSampler):
             digest = hashlib.blake2b(digest_size=16)
             for array in (layout.rows, layout.member_units, layout.component):
                 if array is not None:
-                    digest.update(np.ascontiguousarray(array, dtype=np.int64).data)
+                    digest.update(array.dtype.str.encode())
+                    digest.update(np.ascontiguousarray(array).data)
                 digest.update(b"|")
             digest.update(repr((layout.unit_rows, layout.units_per_batch, layout.cap,
                                 layout.full_batches, layout.has_tail)).encode())
@@ -182,8 +184,8 @@ class PlannedBatchSampler(BatchSampler):
         """Rows that no batch of any rank holds in ``epoch``: small groups, rows beyond a
         multiple of ``per_group``, rows over a cap, the part of a batch that drop_last drops, and
         batches left out so that every rank has the same number."""
-        placed = self.global_plan(epoch).take(np.arange(self._per_rank * self.world_size))
-        return int(self.stats["rows"] - len(placed.rows))
+        placed = self.global_plan(epoch).offsets[self._per_rank * self.world_size]
+        return int(self.stats["rows"] - placed)
 
     def __len__(self) -> int:
         """Batches of the pass in progress, or of the next one (fewer than a full epoch when it
