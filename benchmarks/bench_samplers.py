@@ -1,8 +1,25 @@
-"""Sampler speed: planning grouped epochs, side by side with pytorch-metric-learning.
+"""Sampler speed and memory: planning epochs up to 100M rows, and GroupedBatchSampler against
+pytorch-metric-learning.
 
-Run: .venv/bin/python benchmarks/bench_samplers.py [--peer-fraction 1.0] [--repeats 5]
+Run: .venv/bin/python benchmarks/bench_samplers.py [--rows 10M,100M] [--repeats 3]
+     [--peer-fraction 1.0] [--skip-peer]
 
-1. Planning one epoch of 10 million rows (2 million groups of 5, k=5, batch 1,000).
+1. Planning one epoch at each size in ``--rows`` (default 10M; ``--rows 10M,100M`` adds 100
+   million rows), every case in its own process so that its peak memory is its own:
+   - grouped: ``n / 5`` groups of 5 rows, k=5, batch 1,000 (200 groups of 5 per batch);
+   - grouped, uneven: ``n`` rows with group ids drawn at random from ``n / 5`` (Poisson sizes
+     around 5), the same request;
+   - diverse: documents of geometric sizes (mean 50 rows), batch 1,000, at most 4 rows of a
+     document per batch (``DiverseBatchSampler``);
+   - beside them, one ``numpy.random.Generator.permutation(n)``: the cost of shuffling ``n``
+     rows once.
+   Times: building the sampler once, then the median of ``--repeats`` epochs of
+   ``sampler.plan(epoch)``. Memory: the process's peak resident set (``getrusage``, with the
+   high-water mark reset through ``/proc/self/clear_refs`` once the ids are in memory) minus
+   its resident set with the ids alone, i.e. what building the sampler and planning take on
+   top of the caller's data; and the peak of numpy memory during one plan (``tracemalloc``).
+   Every plan is checked: no row twice, every batch holds 200 distinct groups of 5 rows
+   (grouped) or at most 4 rows of one document (diverse).
 2. 1 million rows / 200,000 classes of 5 (m=5, batch 250): GroupedBatchSampler against
    pytorch-metric-learning's MPerClassSampler (installed with pip if missing, then run in this
    process). MPerClassSampler reshuffles the whole label list for every batch, so an epoch
@@ -18,16 +35,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import time
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 from timing import median_time
 
-from uncollapse.samplers import GroupedBatchSampler
-from uncollapse.validators.batches import audit_batches
+CASES = ("grouped", "grouped-uneven", "diverse", "permutation")
+BATCH, K, MAX_PER_DOC = 1_000, 5, 4
 
 
 def peer():
@@ -41,10 +63,10 @@ def peer():
     return module.MPerClassSampler
 
 
-
-
 def check(batches, group_ids, per_group, what) -> dict:
     """The shared invariant: full batches of distinct groups, ``per_group`` distinct rows each."""
+    from uncollapse.validators.batches import audit_batches
+
     report = audit_batches(batches, group_ids=group_ids, per_group=per_group,
                            target=what)
     errors = [f.code for f in report.errors]
@@ -53,35 +75,147 @@ def check(batches, group_ids, per_group, what) -> dict:
     return report.stats
 
 
-def plan_10m(repeats: int) -> None:
-    n_groups, k, batch = 2_000_000, 5, 1_000
+def case_ids(case: str, n_rows: int) -> np.ndarray:
+    """The ids of one case, made with as few temporaries as possible (they set the baseline)."""
     rng = np.random.default_rng(0)
-    group_ids = rng.permutation(np.repeat(np.arange(n_groups, dtype=np.int64), k))
-    build, sampler = median_time(lambda: GroupedBatchSampler(group_ids, batch, k, seed=0), 1)
-    plans = [median_time(lambda e=e: sampler.plan(e), 1) for e in range(repeats)]
-    plan_s = statistics.median(t for t, _ in plans)
-    stats = check(plans[0][1].rows.reshape(-1, batch), group_ids, k, "grouped plan, 10M rows")
-    print("\n## 10M rows, 2M groups, k=5, batch 1,000")
-    print("| step | seconds |\n|---|---|")
-    print(f"| build the sampler (sort rows by group, once) | {build:.2f} |")
-    print(f"| plan one epoch (median of {repeats} epochs) | {plan_s:.2f} |")
-    # The same size with uneven groups (Poisson sizes around 5): rows within each group that
-    # has more than k must also be shuffled every epoch, which the even case never needs.
-    uneven = rng.integers(0, n_groups, size=n_groups * k)
-    uneven_build, uneven_sampler = median_time(
-        lambda: GroupedBatchSampler(uneven, batch, k, seed=0), 1)
-    uneven_plans = [median_time(lambda e=e: uneven_sampler.plan(e), 1) for e in range(repeats)]
-    check(uneven_plans[0][1].rows.reshape(-1, batch), uneven, k, "grouped plan, uneven")
-    print(f"| uneven groups (Poisson sizes, mean 5): build the sampler | {uneven_build:.2f} |")
-    print(f"| uneven groups: plan one epoch (median of {repeats} epochs) | "
-          f"{statistics.median(t for t, _ in uneven_plans):.2f} |")
-    print(f"\nbatches {len(plans[0][1])}, groups per batch {stats['groups_per_batch']}, "
-          f"rows covered {stats['rows_covered_per_epoch']:,}; uneven: "
-          f"{len(uneven_plans[0][1])} batches, "
-          f"{uneven_sampler.stats['small_groups']:,} groups smaller than k left out")
+    if case == "grouped-uneven":
+        return rng.integers(0, n_rows // K, size=n_rows)
+    if case == "diverse":
+        sizes = rng.geometric(1 / 50, size=n_rows // 25)
+        ends = np.cumsum(sizes)
+        sizes = sizes[:np.searchsorted(ends, n_rows) + 1]
+        sizes[-1] -= int(sizes.sum()) - n_rows
+        ids = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    else:
+        ids = np.repeat(np.arange(n_rows // K, dtype=np.int64), K)
+    rng.shuffle(ids)
+    return ids
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def reset_peak() -> bool:
+    """Start the peak resident set afresh (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def layout_bytes(value) -> int:
+    """Bytes of every array a sampler keeps between epochs (its layout)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(layout_bytes(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(layout_bytes(getattr(value, name)) for name in value.__dataclass_fields__)
+    return 0
+
+
+def check_plan(plan, ids: np.ndarray, case: str) -> None:
+    """Invariants of a plan, vectorised so that they run at 100M rows."""
+    seen = np.zeros(len(ids), dtype=bool)
+    seen[plan.rows] = True
+    if int(seen.sum()) != len(plan.rows):
+        raise SystemExit(f"{case}: a row appears twice in one epoch")
+    if case == "diverse":
+        docs = np.sort(ids[plan.rows].reshape(-1, BATCH), axis=1)
+        if not (docs[:, MAX_PER_DOC:] != docs[:, :-MAX_PER_DOC]).all():
+            raise SystemExit(f"{case}: a batch holds more than {MAX_PER_DOC} rows of a document")
+        return
+    groups = ids[plan.rows].reshape(-1, BATCH // K, K)
+    if not (groups == groups[:, :, :1]).all():
+        raise SystemExit(f"{case}: a slot mixes groups")
+    firsts = np.sort(groups[:, :, 0], axis=1)
+    if not (firsts[:, 1:] != firsts[:, :-1]).all():
+        raise SystemExit(f"{case}: a group appears twice in one batch")
+
+
+def run_case(case: str, n_rows: int, repeats: int) -> dict:
+    """One case in this process: build, plan ``repeats`` epochs, measure, check."""
+    from uncollapse.samplers import DiverseBatchSampler, GroupedBatchSampler  # torch: before
+
+    ids = case_ids(case, n_rows)
+    baseline = resident_bytes()
+    exact_peak = reset_peak()
+    if case == "permutation":
+        rng = np.random.default_rng(0)
+        plan_s, _ = median_time(lambda: rng.permutation(n_rows), repeats)
+        return {"case": case, "rows": n_rows, "plan_s": plan_s,
+                "peak_mb": (peak_bytes() - baseline) / 1e6, "exact_peak": exact_peak}
+    start = time.perf_counter()
+    sampler = (DiverseBatchSampler(ids, BATCH, MAX_PER_DOC) if case == "diverse"
+               else GroupedBatchSampler(ids, BATCH, K))
+    build_s = time.perf_counter() - start
+    layout_mb = layout_bytes(sampler._layout) / 1e6
+    times = []
+    for epoch in range(repeats):
+        start = time.perf_counter()
+        plan = sampler.plan(epoch)
+        times.append(time.perf_counter() - start)
+        del plan
+    peak_mb = (peak_bytes() - baseline) / 1e6
+    tracemalloc.start()
+    plan = sampler.plan(repeats)
+    plan_peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    check_plan(plan, ids, case)
+    return {"case": case, "rows": n_rows, "build_s": build_s, "plan_s": statistics.median(times),
+            "epochs_s": times, "peak_mb": peak_mb, "plan_peak_mb": plan_peak_mb,
+            "layout_mb": layout_mb, "plan_mb": plan.rows.nbytes / 1e6, "batches": len(plan),
+            "rows_dtype": str(plan.rows.dtype), "exact_peak": exact_peak,
+            "unplaced": sampler.stats["rows"] - len(plan.rows)}
+
+
+def in_subprocess(case: str, n_rows: int, repeats: int) -> dict:
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--case", case,
+                           "--rows", str(n_rows), "--repeats", str(repeats)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{case} at {n_rows:,} rows failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def planning(sizes: list[int], repeats: int) -> None:
+    print(f"\n## Planning one epoch (batch {BATCH:,}; median of {repeats} epochs; memory on top "
+          f"of the ids)")
+    print("| rows | sampler | build s | plan s | plan / permutation | peak MB (build + plan) "
+          "| numpy peak MB in one plan | kept MB (layout) | plan MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for n_rows in sizes:
+        results = {case: in_subprocess(case, n_rows, repeats) for case in CASES}
+        shuffle = results["permutation"]
+        for case in CASES[:-1]:
+            r = results[case]
+            print(f"| {n_rows:,} | {case} | {r['build_s']:.2f} | {r['plan_s']:.2f} | "
+                  f"{r['plan_s'] / shuffle['plan_s']:.2f}x | {r['peak_mb']:,.0f} | "
+                  f"{r['plan_peak_mb']:,.0f} | {r['layout_mb']:,.0f} | {r['plan_mb']:,.0f} |")
+        print(f"| {n_rows:,} | `rng.permutation({n_rows:,})` | | {shuffle['plan_s']:.2f} | 1x | "
+              f"{shuffle['peak_mb']:,.0f} | | | |")
+        grouped, uneven, diverse = (results[c] for c in CASES[:-1])
+        epochs = "; ".join(f"{c} " + ", ".join(f"{t:.2f}" for t in results[c]["epochs_s"])
+                           for c in CASES[:-1])
+        print(f"\n{n_rows:,} rows: diverse / grouped plan time "
+              f"{diverse['plan_s'] / grouped['plan_s']:.2f}x; epochs (s): {epochs}; batches "
+              f"{grouped['batches']:,} grouped, {uneven['batches']:,} uneven, "
+              f"{diverse['batches']:,} diverse ({diverse['unplaced']:,} rows not placed under "
+              f"the cap); rows {grouped['rows_dtype']}; peak reset exactly: "
+              f"{all(r['exact_peak'] for r in results.values())}\n")
 
 
 def versus_peer(repeats: int, peer_fraction: float) -> None:
+    from uncollapse.samplers import GroupedBatchSampler
+
     n_classes, m, batch = 200_000, 5, 250
     n_rows = n_classes * m
     rng = np.random.default_rng(1)
@@ -121,16 +255,31 @@ def versus_peer(repeats: int, peer_fraction: float) -> None:
           f"(rows drawn more than once: {peer_stats['rows_repeated_within_epoch']:,})")
 
 
+def row_count(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 1_000, "M": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("KM")) * scale)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rows", default="10M",
+                        help="comma-separated sizes to plan, e.g. 10M,100M")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peer-fraction", type=float, default=1.0,
                         help="share of the epoch's batches to time the peer on")
+    parser.add_argument("--skip-peer", action="store_true",
+                        help="only the planning table")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one child process
     args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, row_count(args.rows), args.repeats)))
+        return
     print(f"# samplers benchmark: {platform.machine()}, Python {platform.python_version()}, "
           f"numpy {np.__version__}")
-    plan_10m(args.repeats)
-    versus_peer(args.repeats, args.peer_fraction)
+    planning([row_count(size) for size in args.rows.split(",")], args.repeats)
+    if not args.skip_peer:
+        versus_peer(5, args.peer_fraction)
 
 
 if __name__ == "__main__":

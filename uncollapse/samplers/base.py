@@ -11,12 +11,14 @@ from torch.utils.data import BatchSampler, Sampler
 from uncollapse.samplers.distributed import (
     accelerate_wrapper,
     initialised_group,
+    lightning_epoch,
     rank_and_world_size,
     ranks_of_sampler,
 )
 from uncollapse.samplers.planner import Layout, Plan, epoch_batches, plan_epoch
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: int32 plans dealt by per-column shuffles; a version-1 state would
+# resume another plan
 
 ACCELERATE_RECIPE = ("build the sampler with rank=0, world_size=1 so that accelerate deals its "
                      "batches to the processes (keep drop_last=True), or do not pass the "
@@ -46,7 +48,14 @@ class PlannedBatchSampler(BatchSampler):
     Epochs: ``set_epoch(e)`` selects the plan of the next pass; without it, every new pass
     (every ``iter()``, whether or not the previous one ran to its end) moves on to the next
     epoch, so a loop that never calls ``set_epoch``, or stops after ``len(loader)`` batches,
-    still gets a new plan each epoch.
+    still gets a new plan each epoch. A pass fixes its epoch at its first batch, not at
+    ``iter()``; one that PyTorch Lightning starts takes the epoch Lightning is about to set
+    (its loops create a worker loader's iterator, which draws batches at once, before they
+    call ``set_epoch`` on a resumed run).
+
+    Resuming: ``len()`` is always the whole epoch on this rank; a pass of a loaded state's
+    epoch skips the batches that state has done, as torchdata's ``StatefulDataLoader`` and
+    the training libraries that count steps against ``len()`` expect.
 
     Ranks: ``rank``/``world_size`` if given, else those of ``sampler`` (a
     ``DistributedSampler``, as PyTorch Lightning passes when it re-creates the batch sampler),
@@ -87,9 +96,10 @@ class PlannedBatchSampler(BatchSampler):
         self._global_batches = epoch_batches(layout)
         self._epoch = 0
         self._chosen = True  # the next pass uses self._epoch as it is
-        self._pass = 0
+        self._pass = 0  # the pass that moves the state; older iterators no longer do
+        self._running = False  # whether pass self._pass has started and not ended
         self._digest: str | None = None
-        self._resume_at = 0
+        self._resume_at = 0  # batches of self._epoch that its next pass skips
         self._yielded = 0
         self._check_ranks()
 
@@ -146,14 +156,24 @@ class PlannedBatchSampler(BatchSampler):
         """Use the plan of ``epoch`` for the next pass (call it on every rank).
 
         Selecting the epoch a loaded state is in keeps its resume point; any other epoch starts
-        from its first batch.
+        from its first batch. Selecting the epoch of the pass in progress changes nothing
+        (PyTorch Lightning does so after the pass has started).
         """
-        if int(epoch) != self._epoch:
+        epoch = int(epoch)
+        if self._running and epoch == self._epoch:
+            return
+        if epoch != self._epoch:
             # a resume point (or a pass left part-way) belongs to its own epoch only
             self._resume_at = 0
+            self._detach()
         self._yielded = self._resume_at
-        self._epoch = int(epoch)
+        self._epoch = epoch
         self._chosen = True
+
+    def _detach(self) -> None:
+        """Leave the pass in progress, if any: its iterator goes on, without moving the state."""
+        self._pass += 1
+        self._running = False
 
     def data_digest(self) -> str:
         """A digest of what the plans are dealt from (the rows of each group or document and
@@ -163,7 +183,8 @@ class PlannedBatchSampler(BatchSampler):
             digest = hashlib.blake2b(digest_size=16)
             for array in (layout.rows, layout.member_units, layout.component):
                 if array is not None:
-                    digest.update(np.ascontiguousarray(array, dtype=np.int64).data)
+                    digest.update(array.dtype.str.encode())
+                    digest.update(np.ascontiguousarray(array).data)
                 digest.update(b"|")
             digest.update(repr((layout.unit_rows, layout.units_per_batch, layout.cap,
                                 layout.full_batches, layout.has_tail)).encode())
@@ -182,32 +203,34 @@ class PlannedBatchSampler(BatchSampler):
         """Rows that no batch of any rank holds in ``epoch``: small groups, rows beyond a
         multiple of ``per_group``, rows over a cap, the part of a batch that drop_last drops, and
         batches left out so that every rank has the same number."""
-        placed = self.global_plan(epoch).take(np.arange(self._per_rank * self.world_size))
-        return int(self.stats["rows"] - len(placed.rows))
+        placed = self.global_plan(epoch).offsets[self._per_rank * self.world_size]
+        return int(self.stats["rows"] - placed)
 
     def __len__(self) -> int:
-        """Batches of the pass in progress, or of the next one (fewer than a full epoch when it
-        resumes a state from ``load_state_dict``)."""
-        return self._per_rank - self._resume_at
+        """Batches of one epoch on this rank, also when a pass resumes part-way through one."""
+        return self._per_rank
 
     def __iter__(self) -> Iterator[list[int]]:
         # The pass starts at its first next(), not at iter(): a DataLoader with workers calls
         # iter() twice per pass and drops the first iterator unused.
         self._check_wrapper(accelerate_wrapper(self))
-        if not self._chosen:
-            self._epoch += 1
+        epoch = lightning_epoch()
+        if epoch is None:
+            epoch = self._epoch if self._chosen else self._epoch + 1
+        if epoch != self._epoch:
             self._resume_at = 0
-        self._chosen = False
-        self._pass += 1
+        self._detach()
+        self._epoch, self._chosen, self._running = epoch, False, True
         this_pass, start = self._pass, self._resume_at
         self._yielded = start
-        plan = self.plan()
+        plan = self.plan(epoch)
         for i in range(start, len(plan)):
             if this_pass == self._pass:
                 self._yielded = i + 1
             yield plan.batch(i).tolist()
-        if this_pass == self._pass and not self._chosen:
-            self._resume_at = 0  # the resumed epoch is done: the next pass is a whole one
+        if this_pass == self._pass:
+            self._resume_at = 0  # the epoch is done: a later pass of it is a whole one
+            self._running = False
 
     def _check_wrapper(self, wrapper) -> None:
         """Refuse a Hugging Face accelerate loader that would deal this sampler's batches
@@ -269,6 +292,7 @@ class PlannedBatchSampler(BatchSampler):
         if not 0 <= done <= self._per_rank:
             raise ValueError(f"cannot resume: batches_done={done} is outside "
                              f"0..{self._per_rank}, the batches of one epoch on this rank")
+        self._detach()
         self._epoch = int(state["epoch"])
         self._resume_at = done
         self._yielded = done

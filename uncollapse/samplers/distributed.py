@@ -1,5 +1,5 @@
 """Which rank this process is, for samplers that split one global plan across DDP ranks, and
-what a training library has wrapped around such a sampler."""
+what a training library has wrapped around such a sampler or which epoch it is about to run."""
 
 from __future__ import annotations
 
@@ -76,4 +76,34 @@ def accelerate_wrapper(batch_sampler, depth: int = 16):
         owner = frame.f_locals.get("self")
         if owner is not None and type(owner).__module__.startswith("accelerate."):
             return owner
+    return None
+
+
+LIGHTNING_LOOPS = ("lightning.pytorch.loops.", "pytorch_lightning.loops.")
+
+
+def lightning_epoch(depth: int = 48) -> int | None:
+    """The epoch PyTorch Lightning is about to run, when one of its loops is iterating the
+    caller's caller (a batch sampler starting a pass), else None.
+
+    Lightning passes ``fit_loop.epoch_progress.current.processed`` to ``set_epoch``, but since
+    2.5.3 its ``FitLoop.setup_data()`` creates the training iterator first, and a ``DataLoader``
+    with workers draws its first batches right then: a run resumed from an end-of-epoch
+    checkpoint would get them from the sampler's old epoch. Reading the value Lightning is about
+    to set lets the pass start in the right epoch. Found by looking at the callers, so Lightning
+    need not be installed.
+    """
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if owner is None or not type(owner).__module__.startswith(LIGHTNING_LOOPS):
+            continue
+        fit_loop = getattr(getattr(owner, "trainer", None), "fit_loop", None)
+        progress = getattr(getattr(fit_loop, "epoch_progress", None), "current", None)
+        processed = getattr(progress, "processed", None)
+        if isinstance(processed, int):
+            return processed
     return None
