@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/ruff check uncollapse tests benchmarks
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The documentation site, from docs/ and mkdocs.yml, into site/ (open site/index.html).
