@@ -3,7 +3,8 @@
 banner "captions: build the table from COCO caption JSON (true image ids, one group per image)"
 expect 0 uncollapse build captions data/coco/captions_val2017_1000.json --quiet \
   -o "$DEMO_OUT/captions.parquet"
-expect 0 uncollapse validate captions "$DEMO_OUT/captions.parquet" --min-group 5 --max-group 7
+expect 0 uncollapse validate captions "$DEMO_OUT/captions.parquet" --min-group 5 --max-group 7 \
+  --json "$DEMO_OUT/reports/captions.json"
 expect 0 uncollapse diagnose match-ids "$DEMO_OUT/captions.parquet" --batch-size 256
 
 banner "captions: the same captions with image_id = row number (a loop counter)"
@@ -18,5 +19,6 @@ broken = table.with_columns(image_id=pl.col("row").cast(pl.String),
                             match_id=pl.col("row").cast(pl.Int64)).drop("row")
 broken.write_parquet(sys.argv[2])
 PY
-expect 1 uncollapse validate captions "$DEMO_OUT/captions_positional.parquet" --format text
+expect 1 uncollapse validate captions "$DEMO_OUT/captions_positional.parquet" --format text \
+  --json "$DEMO_OUT/reports/captions-row-ids.json"
 expect 1 uncollapse diagnose match-ids "$DEMO_OUT/captions_positional.parquet" --batch-size 256

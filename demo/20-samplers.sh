@@ -2,11 +2,12 @@
 # grouped sampler that brings k captions of every image into the batch, on every rank.
 banner "samplers: a plain shuffled loader (RandomSampler) over the captions, batches of 50"
 expect 1 uncollapse validate batches "$DEMO_OUT/captions.parquet" --sampler random \
-  --batch-size 50
+  --batch-size 50 --json "$DEMO_OUT/reports/batches-random.json"
 
 banner "samplers: GroupedBatchSampler, 10 images x 5 captions per batch, 2 ranks, 2 epochs"
 expect 0 uncollapse validate batches "$DEMO_OUT/captions.parquet" --sampler grouped \
-  --batch-size 50 --per-group 5 --world-size 2 --epochs 2
+  --batch-size 50 --per-group 5 --world-size 2 --epochs 2 \
+  --json "$DEMO_OUT/reports/batches-grouped.json"
 
 banner "samplers: the same sampler in a DataLoader with workers, with the positive mask"
 show "python: GroupedBatchSampler + DataLoader(num_workers=2) + GroupedCollate"

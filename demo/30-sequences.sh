@@ -31,7 +31,8 @@ expect 0 uncollapse build sequences "$DEMO_OUT/wiki_chunks.parquet" \
 expect 0 uncollapse build sequences "$DEMO_OUT/wiki_chunks.parquet" \
   --vectors "$DEMO_OUT/wiki_vectors.npy" --context 4 --compact \
   -o "$DEMO_OUT/wiki_sequences_compact.npz"
-expect 0 uncollapse validate sequences "$DEMO_OUT/wiki_sequences.npz"
+expect 0 uncollapse validate sequences "$DEMO_OUT/wiki_sequences.npz" \
+  --json "$DEMO_OUT/reports/sequences.json"
 expect 0 uncollapse validate sequences "$DEMO_OUT/wiki_sequences_compact.npz"
 show "python: file sizes (texts are UTF-8 bytes plus offsets, not fixed-width unicode)"
 python - "$DEMO_OUT/wiki_sequences.npz" "$DEMO_OUT/wiki_sequences_compact.npz" <<'PY'
@@ -61,7 +62,8 @@ with np.load(sys.argv[1], allow_pickle=False) as npz:
 np.savez(sys.argv[2], **kept)
 print("kept:", ", ".join(sorted(kept)))
 PY
-expect 1 uncollapse validate sequences "$DEMO_OUT/wiki_sequences_no_doc_ids.npz"
+expect 1 uncollapse validate sequences "$DEMO_OUT/wiki_sequences_no_doc_ids.npz" \
+  --json "$DEMO_OUT/reports/sequences-no-doc-ids.json"
 
 banner "sequences: hard negatives from the same article, never within +-2 paragraphs"
 show "python: HardNegativeSequenceDataset over the compact file"

@@ -62,8 +62,12 @@ expect 1 uncollapse validate attributes "$DEMO_OUT/attrs_leaky.parquet" \
 
 banner "flips: an augmentation that flips an attribute half the time fails the audit"
 cat > "$DEMO_OUT/half_flips.py" <<'PY'
-"""The broken augmentation: with probability 1/2 flip one attribute, else keep the source."""
-import os
+"""The broken augmentation: with probability 1/2 flip one attribute, else keep the source.
+
+It reads attrs.parquet from its own folder, so it also works outside the demo:
+uncollapse validate flips --dataset demo-out/half_flips.py:make_dataset
+"""
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -87,15 +91,16 @@ class HalfTimeFlips:
 
 
 def make_dataset():
-    return HalfTimeFlips(os.path.join(os.environ["DEMO_OUT"], "attrs.parquet"),
+    return HalfTimeFlips(Path(__file__).with_name("attrs.parquet"),
                          ["Smiling", "Male", "Eyeglasses"])
 PY
-expect 1 uncollapse validate flips --dataset "$DEMO_OUT/half_flips.py:make_dataset" --quiet
+expect 1 uncollapse validate flips --dataset "$DEMO_OUT/half_flips.py:make_dataset" --quiet \
+  --json "$DEMO_OUT/reports/flips-half.json"
 
 banner "flips: AttributeFlipDataset (1-2 flips, always) in GroupedBatchSampler batches"
 expect 0 uncollapse validate flips --table "$DEMO_OUT/attrs.parquet" \
   --attributes Smiling,Male,Eyeglasses --min-flips 1 --max-flips 2 \
-  --batch-size 64 --per-group 8 --quiet
+  --batch-size 64 --per-group 8 --quiet --json "$DEMO_OUT/reports/flips.json"
 
 banner "scenes: 2,000 scenes of 64x64 with 1-6 shapes and instance masks, then checked"
 expect 0 uncollapse build scenes --num 2000 --size 64 --max-objects 6 --seed 0 \

@@ -27,7 +27,7 @@ print(f"{n} captions of {len(starts)} images, {targets.shape[1]} dims")
 PY
 expect 0 uncollapse diagnose embeddings "$DEMO_OUT/collapse/healthy.npy" \
   --targets "$DEMO_OUT/collapse/targets.npy" --groups "$DEMO_OUT/collapse/groups.npy" \
-  --labels "$DEMO_OUT/collapse/groups.npy"
+  --labels "$DEMO_OUT/collapse/groups.npy" --json "$DEMO_OUT/reports/embeddings-healthy.json"
 expect 1 uncollapse diagnose embeddings "$DEMO_OUT/collapse/collapsed.npy" \
   --targets "$DEMO_OUT/collapse/targets.npy" --groups "$DEMO_OUT/collapse/groups.npy" \
-  --json "$DEMO_OUT/collapse/collapsed-report.json"
+  --json "$DEMO_OUT/reports/embeddings-collapsed.json"

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEMO_OUT=${DEMO_OUT:-demo-out}
 export UNCOLLAPSE_CACHE=${UNCOLLAPSE_CACHE:-$DEMO_OUT/cache}
-mkdir -p "$DEMO_OUT"
+mkdir -p "$DEMO_OUT/reports"
 source demo/lib.sh
 for section in demo/[0-9][0-9]-*.sh; do
   source "$section"

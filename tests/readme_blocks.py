@@ -1,4 +1,5 @@
-"""The fenced code blocks of README.md, by section, and the command lines of its shell blocks."""
+"""The fenced code blocks of README.md and the docs pages, by section, and the command lines of
+their shell blocks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FENCE = re.compile(r"^```(\w*)\s*$")
+FENCE = re.compile(r"^```(\w*)\s*(.*?)\s*$")  # ```python title="a.py": language, attributes
 # A trailing comment that states the exit code a command is meant to have: "# exit 1" or
 # "# irregular input: exit 1" (a comment that only mentions an exit code, such as
 # "(exit 1 on mismatch)", is not a marker).
@@ -16,9 +17,10 @@ EXIT_MARKER = re.compile(r"(?:^|:\s)exit (\d+)$")
 @dataclass(frozen=True)
 class Block:
     lang: str
-    line: int  # README line of the opening fence
+    line: int  # line of the opening fence in its file
     section: str  # the "## " heading it sits under
     text: str
+    attrs: str = ""  # what follows the language on the fence line (`title="..."`)
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,9 @@ def readme_blocks(path: Path) -> list[Block]:
                 section = line[3:].strip()
             fence = FENCE.match(line)
             if fence:
-                lang, start, body = fence.group(1), number, []
+                lang, attrs, start, body = fence.group(1), fence.group(2), number, []
         elif line.startswith("```"):
-            blocks.append(Block(lang, start, section, "\n".join(body) + "\n"))
+            blocks.append(Block(lang, start, section, "\n".join(body) + "\n", attrs))
             lang = None
         else:
             body.append(line)

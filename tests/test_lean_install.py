@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from uncollapse import __version__
 from uncollapse.cli import main
 from uncollapse.errors import ToolError
 from uncollapse.extras import EXTRA_OF_MODULE, MissingExtra, missing_extra, require
@@ -151,7 +152,7 @@ def test_a_command_that_needs_torch_exits_2_naming_the_torch_extra(lean, tables)
     result = lean.run("uncollapse", "validate", "batches", str(tables["good"]),
                       "--sampler", "grouped", "--batch-size", "10", "--per-group", "5")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "pip install 'uncollapse[torch]'" in result.stderr
+    assert "pip install -e '.[torch]' in a checkout of uncollapse" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -163,7 +164,7 @@ def test_importing_the_collapse_diagnostics_without_torch_names_the_torch_extra(
             "    print(exc)\n")
     result = lean.python(code)
     assert result.returncode == 0, result.stderr
-    assert "pip install 'uncollapse[torch]'" in result.stdout
+    assert "pip install -e '.[torch]' in a checkout of uncollapse" in result.stdout
 
 
 def _declared_extras() -> set[str]:
@@ -191,11 +192,14 @@ def test_require_names_the_extra_and_what_needs_it():
     assert isinstance(caught.value, ToolError) and isinstance(caught.value, ImportError)
     assert str(caught.value) == (
         "uncollapse_no_such_module is not installed (needed for the samplers and datasets): "
-        "pip install 'uncollapse[torch]' (in a checkout: pip install -e '.[torch]')")
+        "pip install -e '.[torch]' in a checkout of uncollapse, or "
+        f"pip install 'dist/uncollapse-{__version__}-py3-none-any.whl[torch]' with its wheel")
 
 
 def test_an_import_error_of_an_optional_module_becomes_its_install_hint():
     hint = missing_extra(ModuleNotFoundError("No module named 'datasets'", name="datasets.arrow"))
-    assert hint == ("datasets is not installed (needed for this command): pip install "
-                    "'uncollapse[hf]' (in a checkout: pip install -e '.[hf]')")
+    assert hint == ("datasets is not installed (needed for this command): "
+                    "pip install -e '.[hf]' in a checkout of uncollapse, or "
+                    f"pip install 'dist/uncollapse-{__version__}-py3-none-any.whl[hf]' with its "
+                    "wheel")
     assert missing_extra(ModuleNotFoundError("No module named 'yaml'", name="yaml")) is None

@@ -5,9 +5,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from uncollapse import __version__
 from uncollapse.errors import ToolError
 
-__all__ = ["EXTRA_OF_MODULE", "MissingExtra", "missing_extra", "require"]
+__all__ = ["EXTRA_OF_MODULE", "WHEEL", "MissingExtra", "install_command", "missing_extra",
+           "require"]
+
+WHEEL = f"uncollapse-{__version__}-py3-none-any.whl"
+"""The wheel ``pip wheel --no-deps . -w dist`` builds from a checkout (no release exists yet)."""
 
 
 class MissingExtra(ToolError, ImportError):
@@ -22,9 +27,15 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         raise MissingExtra(_hint(module, extra, purpose)) from exc
 
 
+def install_command(extra: str) -> str:
+    """How to install ``extra``, in the two forms the README's Install section gives: from a
+    checkout, or from the wheel built there. Every message naming an extra says this."""
+    return (f"pip install -e '.[{extra}]' in a checkout of uncollapse, or "
+            f"pip install 'dist/{WHEEL}[{extra}]' with its wheel")
+
+
 def _hint(module: str, extra: str, purpose: str) -> str:
-    return (f"{module} is not installed (needed for {purpose}): pip install "
-            f"'uncollapse[{extra}]' (in a checkout: pip install -e '.[{extra}]')")
+    return f"{module} is not installed (needed for {purpose}): {install_command(extra)}"
 
 
 EXTRA_OF_MODULE = {

@@ -140,5 +140,5 @@ def test_a_missing_optional_dependency_exits_2_naming_the_extra(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     result = CliRunner().invoke(main, ["diagnose", "embeddings", str(pred)])
     assert result.exit_code == 2
-    assert "pip install 'uncollapse[torch]'" in result.stderr
+    assert "pip install -e '.[torch]' in a checkout of uncollapse" in result.stderr
     assert "Traceback" not in result.output

