@@ -146,7 +146,7 @@ def scratch(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("examples") / "scratch"
     env = {**environment(root), "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, *MAKE_INPUTS.split()[1:], str(root)], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=900)
+                            env=env, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stderr
     return root
 
@@ -207,7 +207,7 @@ def run_shell_block(block: Block, work: Path) -> list[str]:
     for i, command in enumerate(commands):
         script.append(f"{{ {command.text} ; }} > .out_{i} 2>&1; echo $? > .rc_{i}")
     result = subprocess.run(["bash", "-c", "\n".join(script)], cwd=work, env=environment(work),
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=3600)
     failures = []
     for i, command in enumerate(commands):
         want = command.exit_code
@@ -226,7 +226,7 @@ def run_python_block(block: Block, work: Path) -> list[str]:
     script = work / f"example_line_{block.line}.py"
     script.write_text(block.text)
     result = subprocess.run([sys.executable, script.name], cwd=work, env=environment(work),
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         return [f"line {block.line}: python block exited {result.returncode}\n"
                 f"{(result.stdout + result.stderr)[-4000:]}"]

@@ -39,7 +39,7 @@ def test_every_recipe_imports_and_contrastive_trains_without_polars(caption_data
     result = subprocess.run(
         [sys.executable, "-c", CODE, str(data["table"]), str(data["text"]), str(tmp_path / "r")],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=600)
+        timeout=3600)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {"step": 4, "polars": False}
     preflight = json.loads((tmp_path / "r" / "preflight.json").read_text())
