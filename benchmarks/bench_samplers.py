@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import resource
 import statistics
@@ -276,10 +277,11 @@ def main() -> None:
         print(json.dumps(run_case(args.case, row_count(args.rows), args.repeats)))
         return
     print(f"# samplers benchmark: {platform.machine()}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
+          f"numpy {np.__version__}, load average {os.getloadavg()[0]:.1f} at the start")
     planning([row_count(size) for size in args.rows.split(",")], args.repeats)
     if not args.skip_peer:
         versus_peer(5, args.peer_fraction)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

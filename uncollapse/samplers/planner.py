@@ -1,9 +1,13 @@
 """The epoch planner every batch sampler shares: arrays in, the epoch's batches out.
 
 No torch here, and no Python loop over rows, groups or batches: the plan is built with whole-array
-numpy operations (a permutation, segment arithmetic, per-row shuffles of a matrix, a transpose),
-so it can be tested and benchmarked on its own. Row indices are int32 below 2**31 rows (half the
-memory of int64), int64 above.
+numpy operations (a shuffle, segment arithmetic, per-row shuffles of a matrix, a transpose), so
+it can be tested and benchmarked on its own; the only loops step through fixed-size chunks or
+segment sizes. Row indices are int32 below 2**31 rows (half the memory of int64), int64 above.
+At 100M rows memory sets the speed: a shuffle whose rows stay in cache is several times faster
+than one over the whole array, and a fresh array costs its first-touch page faults, so an epoch
+makes few arrays as large as the plan (``tests/samplers/test_samplers_planner_scale.py``
+bounds the bytes per row).
 
 How an epoch is dealt. The data is cut into *units* (``per_group`` rows of one group for the
 grouped sampler, one row for the diverse sampler). Each *member* (a group, or a document) owns a
@@ -18,7 +22,9 @@ that every column deals in the same order and that holds exactly those split pie
 (``_fixed_prefixes``). ``B`` is the largest batch count for which the components, each capped at
 ``B * cap`` units, still fill ``B`` full batches, which is also the largest number of full
 batches any plan under the cap can have. The batch order is then shuffled, and each rank takes
-every ``world_size``-th batch of that one global plan.
+every ``world_size``-th batch of that one global plan. (In the code every column is shuffled
+whole, in place, the prefixes are put back by a swap and the batch order is folded into that
+swap, so a transpose into the plan is the only other pass: ``_deal_columns``.)
 
 When every component is a single unit (groups of ``per_group`` to ``2 * per_group - 1`` rows, no
 duplicate keys), runs cannot meet twice, and the random component order cut into consecutive
@@ -507,7 +513,7 @@ def _deal_columns(columns: np.ndarray, fixed: np.ndarray, batch_order: np.ndarra
     home = batch_of[kept_at]
     landed = columns[kept_row, home]
     row, column = _negatives(columns, held)
-    away = batch_order[column] >= fixed[row]  # marked entries outside every kept place
+    away = batch_order[column] >= fixed[row]  # marked entries outside their kept places
     columns[row[away], column[away]] = landed[landed >= 0]
     columns[kept_row, home] = kept
 
