@@ -28,6 +28,11 @@ import pyarrow as pa
 
 from uncollapse.errors import InputError, ToolError
 
+__all__ = [
+    "DAMAGED", "DEFAULT_LIMIT", "ENV", "MAGIC", "check_expansion", "compression", "first_line",
+    "human", "limit", "open_decompressed", "too_large"
+]
+
 ENV = "UNCOLLAPSE_MAX_DECOMPRESSED"
 DEFAULT_LIMIT = 2 << 30
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

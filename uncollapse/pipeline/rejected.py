@@ -15,6 +15,8 @@ import numpy as np
 
 from uncollapse.report import MAX_EXAMPLES, Code, Finding, Report
 
+__all__ = ["BUILD_NONFINITE_VECTORS", "BUILD_ZERO_VECTORS", "BuildRejected", "vector_findings"]
+
 BUILD_NONFINITE_VECTORS = Code(
     "BUILD_NONFINITE_VECTORS", "error",
     "The vectors given to a sequence build hold NaN or infinite values; the sequence file would "
