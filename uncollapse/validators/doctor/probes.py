@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.captions.contract import MATCH_ID
 from uncollapse.data.captions.table import read_caption_table
 from uncollapse.data.npy import load_npy
 from uncollapse.data.npz import open_npz
@@ -52,8 +53,8 @@ def check_captions(path: str | Path, *, batch_size: int) -> tuple[Report, Report
     batches of ``batch_size`` rows.
     """
     rules = validate_captions(path)
-    frame = read_caption_table(path, columns=["match_id"])
-    match_ids = frame.get_column("match_id").fill_null(-1).to_numpy()
+    frame = read_caption_table(path, columns=[MATCH_ID])
+    match_ids = frame.get_column(MATCH_ID).fill_null(-1).to_numpy()
     size = max(2, min(batch_size, len(match_ids)))
     if len(match_ids) < 2:
         return rules, Report(str(path), "match-ids", [], {"rows": len(match_ids)})
