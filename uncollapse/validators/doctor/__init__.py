@@ -15,7 +15,7 @@ import importlib
 _LAZY = {"CAUSES": "causes", "Cause": "causes", "Diagnosis": "diagnose",
          "diagnose_run": "diagnose", "summary_line": "diagnose"}
 
-__all__ = sorted(_LAZY)
+__all__ = ["CAUSES", "Cause", "Diagnosis", "diagnose_run", "summary_line"]
 
 
 def __getattr__(name: str):
