@@ -388,5 +388,5 @@ def test_to_dataset_without_the_hf_extra_names_the_extra(tmp_path, monkeypatch):
 
     built = build_captions(clean_tokens(tmp_path))
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now fails
-    with pytest.raises(MissingExtra, match=r"uncollapse\[hf\]"):
+    with pytest.raises(MissingExtra, match=r"pip install -e '\.\[hf\]' in a checkout"):
         built.to_dataset()

@@ -346,7 +346,7 @@ def test_unknown_encoder_says_nothing_is_downloaded():
 
 def test_missing_encoder_extra_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
-    with pytest.raises(ToolError, match=r"uncollapse\[encoders\]"):
+    with pytest.raises(ToolError, match=r"pip install -e '\.\[encoders\]' in a checkout"):
         encode_texts(["x"], str(model_dir(tmp_path)), quiet=True)
 
 
