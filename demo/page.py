@@ -29,8 +29,9 @@ PER_GROUP = 5
 
 @dataclass(frozen=True)
 class Side:
-    """One variant of a pair: its label, the JSON report with its verdict, its pictures, the
-    doctor's verdict file (by run name) and a few numbers worth reading."""
+    """One variant of a pair: its label, the JSON report with its verdict (a path in the demo
+    folder), its pictures, the doctor's verdict file (by run name) and a few numbers worth
+    reading."""
 
     label: str
     report: str | None = None
@@ -67,18 +68,16 @@ def _eval_facts(run: str, keys: dict[str, str], file: str = "eval.json"):
 
 def _stopped_facts(run: str):
     def facts(out: Path) -> list[str]:
-        path = out / "runs" / run / "metrics.jsonl"
-        if not path.exists():
+        folder = out / "runs" / run
+        if not (folder / "metrics.jsonl").exists():
             return []
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if not records:
-            return []
-        last = records[-1]
-        stopped = not (out / "runs" / run / "eval.json").exists()
-        shown = ", ".join(f"{k} {last[k]:.3f}" for k in ("loss", "diversity")
-                          if isinstance(last.get(k), (int, float)))
-        return [f"last logged step {last.get('step')}: {shown}"] + (
-            ["stopped by the loss guard: no evaluation written"] if stopped else [])
+        records = [line for line in (folder / "metrics.jsonl").read_text().splitlines()
+                   if line.strip()]
+        config = _json(folder / "config.json") or {}
+        lines = [f"{len(records)} steps logged of the {config.get('steps', '?')} asked for"]
+        if not (folder / "eval.json").exists():
+            lines.append("stopped by the loss guard: no evaluation written")
+        return lines
     return facts
 
 
@@ -104,20 +103,20 @@ PAIRS = [
     Pair("Caption grouping: group sizes",
          "Rows with the same match_id are positives of each other. With image_id taken from "
          "the row number every group holds one caption, so no batch can hold a positive pair.",
-         Side("image_id = row number (a loop counter)", "captions-row-ids.json",
+         Side("image_id = row number (a loop counter)", "reports/captions-row-ids.json",
               (f"{PAGE_DIR}/group-sizes-row-ids.png",)),
-         Side("true image ids from the COCO JSON", "captions.json",
+         Side("true image ids from the COCO JSON", "reports/captions.json",
               (f"{PAGE_DIR}/group-sizes.png",))),
     Pair("Positives per batch",
          f"What each batch of {PER_BATCH} holds: a shuffled loader (RandomSampler) rarely puts "
          "two captions of one image together; GroupedBatchSampler puts 5 of each, on every "
          "rank and in every epoch.",
-         Side("shuffled loader (RandomSampler)", "batches-random.json",
+         Side("shuffled loader (RandomSampler)", "reports/batches-random.json",
               (f"{PAGE_DIR}/positives-random.png",),
               facts=_report_stat("batches-random.json",
                                  {"batches_without_positives": "batches without a positive",
                                   "positives_per_row": "positives per row"})),
-         Side("GroupedBatchSampler, 10 images x 5 captions", "batches-grouped.json",
+         Side("GroupedBatchSampler, 10 images x 5 captions", "reports/batches-grouped.json",
               (f"{PAGE_DIR}/positives-grouped.png",),
               facts=_report_stat("batches-grouped.json",
                                  {"batches_without_positives": "batches without a positive",
@@ -125,35 +124,35 @@ PAIRS = [
     Pair("Sequence files: document ids",
          "Without doc_ids a sequence file cannot say which document a sample came from: no "
          "same-document hard negatives, no per-document batch cap.",
-         Side("context_sequences and target_vectors only", "sequences-no-doc-ids.json",
+         Side("context_sequences and target_vectors only", "reports/sequences-no-doc-ids.json",
               doctor="lvm_no_doc_ids"),
-         Side("built by uncollapse, with doc_ids", "sequences.json")),
+         Side("built by uncollapse, with doc_ids", "reports/sequences.json")),
     Pair("Attribute flips",
          "An augmentation that flips an attribute half the time teaches the flow the identity "
          "map on the other half; AttributeFlipDataset flips 1-2 attributes of every sample.",
-         Side("flips with probability 1/2", "flips-half.json",
+         Side("flips with probability 1/2", "reports/flips-half.json",
               facts=_report_stat("flips-half.json", {"share_with_flip": "share flipped"})),
-         Side("AttributeFlipDataset in grouped batches", "flips.json",
+         Side("AttributeFlipDataset in grouped batches", "reports/flips.json",
               facts=_report_stat("flips.json", {"share_with_flip": "share flipped"}))),
     Pair("Collapse in predictions",
          "Real sentence embeddings of the bundled COCO captions as targets: predicting each by "
          "another caption of its image, and by the targets' mean vector.",
-         Side("the mean vector plus noise", "embeddings-collapsed.json",
+         Side("the mean vector plus noise", "reports/embeddings-collapsed.json",
               (f"{PAGE_DIR}/pca-collapsed.png",)),
-         Side("another caption of the same image", "embeddings-healthy.json",
+         Side("another caption of the same image", "reports/embeddings-healthy.json",
               (f"{PAGE_DIR}/pca-healthy.png",))),
     Pair("Contrastive training",
          "The pre-flight check refuses the row-number table (GROUPS_ALL_UNIQUE); forced, it "
          "trains without positives. Both runs are judged on the true grouping of the same "
          "held-out images.",
-         Side("row-number ids, --force", None,
+         Side("row-number ids, --force", "runs/contrastive_row_ids/preflight.json",
               ("runs/contrastive_row_ids/report/curve-loss.png",
                "runs/contrastive_row_ids/report/projection.png"),
               doctor="contrastive_row_ids",
               facts=_eval_facts("contrastive_row_ids",
                                 {"caption_to_caption/recall@1": "recall@1",
                                  "similarity_gap": "similarity gap"}, "eval_correct.json")),
-         Side("true ids", None,
+         Side("true ids", "runs/contrastive/preflight.json",
               ("runs/contrastive/report/curve-loss.png",
                "runs/contrastive/report/projection.png"),
               doctor="contrastive",
@@ -163,29 +162,29 @@ PAIRS = [
     Pair("Next-vector training",
          "The trainer refuses the sequence file without doc_ids before the first step; on the "
          "file with them it trains beside its baselines.",
-         Side("no doc_ids: refused before training", "sequences-no-doc-ids.json",
+         Side("no doc_ids: refused before training", "reports/sequences-no-doc-ids.json",
               doctor="lvm_no_doc_ids"),
-         Side("with doc_ids", None,
+         Side("with doc_ids", "runs/lvm/preflight.json",
               ("runs/lvm/report/curve-loss.png", "runs/lvm/report/projection.png"),
               doctor="lvm")),
     Pair("Attribute flow",
          "Prototypes taken from the flowed batch move with it: the loss falls while the outputs "
          "lose their target attributes. A bank of real prototypes keeps the targets fixed.",
-         Side("prototypes of the flowed batch", None,
+         Side("prototypes of the flowed batch", "runs/flow_batch/preflight.json",
               ("runs/flow_batch/report/flow-trajectories.png",), doctor="flow_batch",
               facts=_eval_facts("flow_batch", {"flow/transfer_accuracy": "transfer accuracy",
                                                "flow/preservation": "unflipped preserved"})),
-         Side("a bank of real prototypes", None,
+         Side("a bank of real prototypes", "runs/flow_bank/preflight.json",
               ("runs/flow_bank/report/flow-trajectories.png",), doctor="flow_bank",
               facts=_eval_facts("flow_bank", {"flow/transfer_accuracy": "transfer accuracy",
                                               "flow/preservation": "unflipped preserved"}))),
     Pair("Slot attention",
          "The plain mean cosine between slots rewards pushing them apart below 0: the loss "
          "guard stops that run. Clamped at 0 the diversity term stays in [0, 1].",
-         Side("unclamped diversity term", None,
+         Side("unclamped diversity term", "runs/slots_unclamped/preflight.json",
               ("runs/slots_unclamped/report/curve-diversity.png",), doctor="slots_unclamped",
               facts=_stopped_facts("slots_unclamped")),
-         Side("clamped diversity term", None,
+         Side("clamped diversity term", "runs/slots_clamped/preflight.json",
               ("runs/slots_clamped/report/slots-grid.png",
                "runs/slots_clamped/report/curve-diversity.png"), doctor="slots_clamped",
               facts=_eval_facts("slots_clamped", {"fg_ari": "foreground ARI",
@@ -345,9 +344,9 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 def _verdict(out: Path, name: str | None) -> str:
     if name is None:
         return ""
-    report = _json(out / "reports" / name)
+    report = _json(out / name)
     if report is None:
-        return f'<p class="notrun">check: not run (no reports/{html.escape(name)})</p>'
+        return f'<p class="notrun">check: not run (no {html.escape(name)})</p>'
     ok = bool(report.get("ok"))
     exit_code = report.get("exit_code", 0 if ok else 1)
     label = "OK" if ok else ("COULD NOT RUN" if exit_code == 2 else "INVALID")

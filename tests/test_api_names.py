@@ -1,4 +1,4 @@
-"""The written naming rule of the Python API (README, "Names in the Python API"), checked."""
+"""The written naming rule of the Python API (docs/python-api.md, "Names"), checked."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_no_click_command_function_shares_a_library_function_name():
 # the areas whose modules declare their public names (``__all__``); the other packages follow
 # as they are reworked
 DECLARED = ("uncollapse/data", "uncollapse/pipeline", "uncollapse/*.py")
-# ``uncollapse.samplers`` also exports the datasets its samplers are used with (the README's
-# "sampler import"); every other class has one public import path
+# ``uncollapse.samplers`` also exports the datasets its samplers are used with (docs/python-api.md,
+# "Names"); every other class has one public import path
 REEXPORTERS = {"uncollapse.samplers"}
 
 

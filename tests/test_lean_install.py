@@ -1,14 +1,18 @@
-"""`pip install uncollapse` without extras is enough for table validation in CI.
+"""The plain install, without extras, is enough for table validation in CI.
 
-A fresh virtual environment gets the checkout with its core dependencies only (no torch, no
-Hugging Face datasets); table validation runs there, and a command that needs torch exits 2
-naming the extra to install. Wheels come from pip's cache (or PyPI), so this takes seconds.
+A fresh virtual environment gets the wheel that the documented commands build
+(docs/install.md, "From a wheel": `pip wheel --no-deps . -w dist`, then `pip install
+dist/uncollapse-...whl`) with its core dependencies only (no torch, no Hugging Face datasets);
+table validation runs there, and a command that needs torch exits 2 naming the extra in the
+install forms the README gives. Wheels come from pip's cache (or the index), so this takes
+seconds.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,7 +25,14 @@ from click.testing import CliRunner
 from uncollapse import __version__
 from uncollapse.cli import main
 from uncollapse.errors import ToolError
-from uncollapse.extras import EXTRA_OF_MODULE, MissingExtra, missing_extra, require
+from uncollapse.extras import (
+    EXTRA_OF_MODULE,
+    WHEEL,
+    MissingExtra,
+    install_command,
+    missing_extra,
+    require,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
@@ -55,6 +66,13 @@ def _pip(*args: str, cwd: Path) -> None:
     assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stderr}"
 
 
+def documented_wheel_commands() -> list[str]:
+    """The commands of docs/install.md's "From a wheel" block, comments removed."""
+    page = (ROOT / "docs" / "install.md").read_text()
+    block = page.split("## From a wheel", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="module")
 def lean(tmp_path_factory) -> LeanEnv:
     root = tmp_path_factory.mktemp("lean")
@@ -65,15 +83,31 @@ def lean(tmp_path_factory) -> LeanEnv:
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "uncollapse", source / "uncollapse",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    _pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(root / "wheels"), str(source),
-         cwd=root)
+    build, install = documented_wheel_commands()[:2]
+    assert build == "pip wheel --no-deps . -w dist" and install == f"pip install dist/{WHEEL}"
+    _pip(*shlex.split(build)[1:], "--quiet", cwd=source)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")],
                    check=True, timeout=120)
     # the running pip installs into the new environment (--python): no pip bootstrap there
-    wheel = next((root / "wheels").glob("uncollapse-*.whl"))
-    _pip("--python", str(root / "venv" / "bin" / "python"), "install", "--quiet", str(wheel),
-         cwd=root)
+    _pip("--python", str(root / "venv" / "bin" / "python"), *shlex.split(install)[1:],
+         "--quiet", cwd=source)
     return LeanEnv(root)
+
+
+def test_the_readme_and_every_install_hint_give_the_documented_forms():
+    readme = (ROOT / "README.md").read_text()
+    assert "pip wheel --no-deps . -w dist" in readme
+    assert f"pip install 'dist/{WHEEL}[torch]'" in readme
+    assert install_command("torch") == (f"pip install -e '.[torch]' in a checkout of uncollapse, "
+                                        f"or pip install 'dist/{WHEEL}[torch]' with its wheel")
+    # no message, page or recipe tells anyone to install a release that does not exist
+    sources = [*(ROOT / "uncollapse").rglob("*.py"), ROOT / "README.md",
+               *(ROOT / "docs").rglob("*.md"), *(ROOT / "docs").rglob("*.yml")]
+    for path in sources:
+        text = path.read_text()
+        for stale in ("pip install uncollapse", "pip install 'uncollapse[",
+                      'pip install "uncollapse['):
+            assert stale not in text, f"{path.relative_to(ROOT)}: {stale}"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Findings and reports: the one result shape every check returns (README, "Reports")."""
+"""Findings and reports: the one result shape every check returns (docs/reports.md)."""
 
 from __future__ import annotations
 

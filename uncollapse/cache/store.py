@@ -1,4 +1,4 @@
-"""The content-addressed artifact store (README, "Cache").
+"""The content-addressed artifact store (docs/cache.md).
 
 An entry lives at ``<root>/<stage>/<key[:2]>/<key>/``. It is built in a temporary directory
 beside it (``.tmp-<key>-...``) under the key's lock, checked, sealed (files read-only, each

@@ -170,9 +170,9 @@ def test_null_group_and_missing_columns_are_named():
         CaptionDataset(table.drop("caption"))
 
 
-def test_readme_datasets_example_runs_on_the_bundled_data(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Datasets: captions and scenes", 1)[1].split("\n### ", 1)[0]
+def test_docs_datasets_example_runs_on_the_bundled_data(tmp_path):
+    page = (ROOT / "docs" / "samplers.md").read_text()
+    section = page.split("## Datasets: captions and scenes", 1)[1].split("\n## ", 1)[0]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     checks = """
 assert batch["image"].shape == (64, 3, 32, 32) and batch["mask"].shape == (64, 32, 32)
