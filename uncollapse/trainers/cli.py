@@ -234,25 +234,11 @@ def _run_values_for_unset_options(options: dict, config_class: type[TrainConfig]
 
 
 def checked_run_config(run_dir, config_class: type[TrainConfig]) -> dict:
-    """The options of a run's config.json (``RunDir.read_config``), each also within the range
-    its flag accepts: a damaged or hand-edited file is exit 2 naming the option."""
-    from uncollapse.errors import InputError
+    """The options of a run's config.json (``RunDir.read_config``: each checked against the
+    bounds its flag accepts): a damaged or hand-edited file is exit 2 naming the option."""
     from uncollapse.trainers.run_dir import RunDir
 
-    run = RunDir(run_dir)
-    values = run.read_config(config_class)
-    kinds = {spec.name: option_type(spec) for spec in dataclasses.fields(config_class)
-             if spec.name not in HIDDEN and _base_type(spec.type) is not bool}
-    for name, value in values.items():
-        kind = kinds.get(name)
-        if isinstance(kind, click.ParamType) and not isinstance(kind, InputPath) \
-                and value is not None:
-            try:
-                kind.convert(value, None, None)
-            except click.BadParameter as exc:
-                raise InputError(run.config, f"option {name!r}: {exc.message}; the file was "
-                                 "changed since training") from None
-    return values
+    return RunDir(run_dir).read_config(config_class)
 
 
 @contextlib.contextmanager

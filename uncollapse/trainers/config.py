@@ -87,22 +87,31 @@ def _within(value: float, metadata) -> bool:
     return bool(above_low and below_high)
 
 
+def bound_problem(spec, value) -> str | None:
+    """What is wrong with ``value`` for the field ``spec`` against its declared bounds or
+    choices (``must be at least 1, got 0``), or None; None is an unset option."""
+    metadata = spec.metadata
+    if value is None:
+        return None
+    choices = metadata.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {choices}, got {value!r}"
+    if "min" not in metadata and "max" not in metadata:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if not _within(value, metadata):
+        return f"must be {range_words(metadata)}, got {value}"
+    return None
+
+
 def check_options(config) -> None:
     """Raise ValueError naming the first field of ``config`` outside its declared bounds or
-    choices (``batch_size must be at least 1, got 0``); None is an unset option."""
+    choices (``batch_size must be at least 1, got 0``)."""
     for spec in fields(config):
-        value, metadata = getattr(config, spec.name), spec.metadata
-        if value is None:
-            continue
-        choices = metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise ValueError(f"{spec.name} must be one of {choices}, got {value!r}")
-        if "min" not in metadata and "max" not in metadata:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{spec.name} must be a finite number, got {value}")
-        if not _within(value, metadata):
-            raise ValueError(f"{spec.name} must be {range_words(metadata)}, got {value}")
+        problem = bound_problem(spec, getattr(config, spec.name))
+        if problem is not None:
+            raise ValueError(f"{spec.name} {problem}")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.paths import DIRECTORY, file_kind
 from uncollapse.report import to_jsonable
 from uncollapse.trainers import checkpoints
+from uncollapse.trainers.config import bound_problem
 from uncollapse.trainers.run_lock import LOCK_NAME, OWNER_NAME
 
 KEEP_CHECKPOINTS = 2
@@ -109,7 +110,7 @@ class RunDir:
     def read_config(self, config_class) -> dict:
         """The options of ``config.json`` that ``config_class`` has, each checked against the
         field's type, then all by the config's own ``check()``: a damaged or hand-edited config
-        is an InputError naming the option. (The command line also checks each option's range.)
+        is an InputError naming the option (each option's bounds are those its flag accepts).
         """
         try:
             values = json.loads(self.config.read_text(encoding="utf-8"))
@@ -129,6 +130,10 @@ class RunDir:
             if not _has_type(value, str(field.type)):
                 raise InputError(self.config, f"option {field.name!r} is {value!r:.60}; "
                                  f"expected {field.type}. The file was changed since training")
+            problem = bound_problem(field, value)
+            if problem is not None:
+                raise InputError(self.config, f"option {field.name!r}: the value {problem}; the "
+                                 "file was changed since training")
             checked[field.name] = value
         try:
             config_class.from_dict(checked).check()
