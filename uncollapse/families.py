@@ -63,12 +63,15 @@ class Family:
 @dataclass(frozen=True)
 class Recipe:
     """One training recipe: its name (``uncollapse train <name>``), the family it trains on,
-    and the config dataclass that declares its options."""
+    the config dataclass that declares its options, and the lower bound of each logged term a
+    correct computation never goes below (the recipe's loss guard holds it to them; the doctor
+    judges logs of any framework by them)."""
 
     name: str
     family: str
     config: str
     summary: str
+    lower_bounds: tuple[tuple[str, float], ...] = ()
 
     @property
     def package(self) -> str:
@@ -88,10 +91,17 @@ FAMILIES: tuple[Family, ...] = (
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe("contrastive", "captions", "ContrastiveConfig",
-           "image-text contrastive training with grouped batches"),
-    Recipe("lvm", "sequences", "LVMConfig", "next-vector prediction over sequence files"),
-    Recipe("flow", "attributes", "FlowConfig", "attribute flow on embeddings"),
-    Recipe("slots", "scenes", "SlotsConfig", "slot attention on scene files"),
+           "image-text contrastive training with grouped batches",
+           (("infonce", 0.0), ("infonce_text_to_image", 0.0), ("infonce_image_to_text", 0.0))),
+    Recipe("lvm", "sequences", "LVMConfig", "next-vector prediction over sequence files",
+           (("infonce", 0.0), ("moment", 0.0), ("variance", 0.0), ("mse", 0.0),
+            ("cosine", 0.0))),
+    Recipe("flow", "attributes", "FlowConfig", "attribute flow on embeddings",
+           (("infonce", 0.0), ("identity", 0.0), ("divergence", 0.0), ("curl", 0.0))),
+    # the slot diagnostics are cosines, bounded by -1; the loss terms by 0
+    Recipe("slots", "scenes", "SlotsConfig", "slot attention on scene files",
+           (("reconstruction", 0.0), ("diversity", 0.0), ("init_slot_cosine", -1.0),
+            ("slot_cosine", -1.0))),
 )
 
 

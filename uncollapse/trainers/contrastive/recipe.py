@@ -26,6 +26,7 @@ from torch import nn
 from uncollapse.data.captions.contract import IMAGE_ID, MATCH_ID, SPLIT
 from uncollapse.data.captions.table import read_caption_arrays, read_image_features
 from uncollapse.errors import InputError
+from uncollapse.families import recipe
 from uncollapse.report import Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
 from uncollapse.trainers.contrastive.config import ContrastiveConfig
@@ -99,7 +100,7 @@ class ContrastiveRecipe(Recipe):
 
     config_class = ContrastiveConfig
     name = "contrastive"
-    lower_bounds = {"infonce": 0.0, "infonce_text_to_image": 0.0, "infonce_image_to_text": 0.0}
+    lower_bounds = dict(recipe("contrastive").lower_bounds)  # declared in the recipes table
 
     def preflight(self) -> Report:
         config = self.config

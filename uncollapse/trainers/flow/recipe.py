@@ -52,6 +52,7 @@ from uncollapse.data.attributes.contract import IDENTITY, SPLIT, combination_ids
 from uncollapse.data.attributes.dataset import AttributeFlipDataset
 from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.data.attributes.table import read_attribute_arrays
+from uncollapse.families import recipe
 from uncollapse.report import Finding, Report
 from uncollapse.samplers.combinations import TargetCombinationSampler
 from uncollapse.trainers.distributed import unwrap
@@ -102,7 +103,7 @@ class FlowRecipe(Recipe):
 
     config_class = FlowConfig
     name = "flow"
-    lower_bounds = {"infonce": 0.0, "identity": 0.0, "divergence": 0.0, "curl": 0.0}
+    lower_bounds = dict(recipe("flow").lower_bounds)  # declared in the recipes table
     unforceable = frozenset({FLIPS_NOT_ALWAYS_APPLIED.name})
     replicated = ("bank", "present")  # the prototypes: the same on every rank
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uncollapse.data.sequences.hard_negatives import HardNegativeSequenceDataset
+from uncollapse.families import recipe
 from uncollapse.report import Report
 from uncollapse.samplers.diverse import DiverseBatchSampler
 from uncollapse.trainers.gather import gather, gather_with_grad, global_mean, local_rows
@@ -43,7 +44,7 @@ class LVMRecipe(Recipe):
 
     config_class = LVMConfig
     name = "lvm"
-    lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0}
+    lower_bounds = dict(recipe("lvm").lower_bounds)  # declared in the recipes table
     # hard negatives and the per-document cap need documents; arrays of the wrong shape (a 0-d
     # array where a list is expected) or lengths that disagree leave nothing to train on
     unforceable = frozenset({"MISSING_DOC_IDS", "ARRAY_SHAPE", "LENGTH_MISMATCH"})

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uncollapse.data.scenes.contract import IMAGES, MASKS, NUM_OBJECTS, load_scenes
+from uncollapse.families import recipe
 from uncollapse.report import Code, Report
 from uncollapse.samplers.grouped import GroupedBatchSampler
 from uncollapse.trainers.recipe import Recipe, StepOutput
@@ -85,9 +86,7 @@ class SlotsRecipe(Recipe):
 
     config_class = SlotsConfig
     name = "slots"
-    # the two diagnostics are cosines, bounded by -1; the loss terms by 0
-    lower_bounds = {"reconstruction": 0.0, "diversity": 0.0, "init_slot_cosine": -1.0,
-                    "slot_cosine": -1.0}
+    lower_bounds = dict(recipe("slots").lower_bounds)  # declared in the recipes table
     unforceable = frozenset({"SCENE_SCHEMA"})  # no arrays of the right shape, nothing to train
 
     def preflight(self) -> Report:

@@ -28,6 +28,7 @@ import numpy as np
 
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
+from uncollapse.families import RECIPES
 from uncollapse.validators.doctor.evidence import Curve
 
 __all__ = [
@@ -60,12 +61,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 """The doctor's metric names and the columns each is found under, first match wins."""
 
-NON_NEGATIVE_TERMS = frozenset({
-    "loss", "infonce", "infonce_text_to_image", "infonce_image_to_text", "moment", "variance",
-    "mse", "cosine", "reconstruction", "diversity", "identity", "divergence", "curl",
-    "val_loss"})
-"""Logged terms that can never go below 0 when computed right (the recipes declare each to
-their loss guard). Any other column whose name contains ``loss`` counts too."""
+NON_NEGATIVE_TERMS = frozenset({"loss", "val_loss"} | {
+    term for entry in RECIPES for term, bound in entry.lower_bounds if bound >= 0.0})
+"""Logged terms that can never go below 0 when computed right (each recipe declares them in
+the recipes table, ``uncollapse.families.RECIPES``, for its loss guard). Any other column
+whose name contains ``loss`` counts too."""
 
 SIGNED_HINTS = ("uniformity", "gap", "margin", "cosine_to", "slot_cosine", "silhouette",
                 "log_", "logit", "lr", "temperature")
