@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 from uncollapse.families import FAMILIES
@@ -34,13 +35,21 @@ def _code_names(path: Path) -> list[str]:
             for target in node.targets if isinstance(target, ast.Name)]
 
 
+def _search_path(package: str) -> list[str]:
+    """The folders ``package``'s modules are found in: an imported package's ``__path__`` (a
+    family installed beside the package's own folder extends it), else its spec's."""
+    if package in sys.modules:
+        return list(getattr(sys.modules[package], "__path__", []))
+    spec = importlib.util.find_spec(package)
+    return list(spec.submodule_search_locations or []) if spec else []
+
+
 def _definitions() -> dict[str, list[str]]:
     """``{module: names of the codes it defines}``, walking the source files of
     ``CODE_PACKAGES`` (nothing is imported to find them)."""
     found: dict[str, list[str]] = {}
     for package in CODE_PACKAGES:
-        spec = importlib.util.find_spec(package)
-        for root in (spec.submodule_search_locations or []) if spec else []:
+        for root in _search_path(package):
             for path in sorted(Path(root).rglob("*.py")):
                 parts = path.relative_to(root).with_suffix("").parts
                 if parts[-1] == "__init__":
