@@ -45,9 +45,14 @@ def test_no_click_command_function_shares_a_library_function_name():
 # the areas whose modules declare their public names (``__all__``); the other packages follow
 # as they are reworked
 DECLARED = ("uncollapse/data", "uncollapse/pipeline", "uncollapse/*.py")
-# ``uncollapse.samplers`` also exports the datasets its samplers are used with (docs/python-api.md,
-# "Names"); every other class has one public import path
-REEXPORTERS = {"uncollapse.samplers"}
+# ``uncollapse.samplers`` also exports the datasets its samplers are used with, and each
+# validators package (``uncollapse.validators.captions``, ...) the public names of its modules,
+# imported on first use (docs/python-api.md, "Names"); every other class has one public import
+# path
+REEXPORTERS = {"uncollapse.samplers"} | {
+    f"uncollapse.validators.{p.parent.name}"
+    for p in (ROOT / "uncollapse" / "validators").glob("*/__init__.py")
+    if "lazy_names(__name__" in p.read_text(encoding="utf-8")}
 
 
 def _module(path: Path) -> str:
@@ -95,6 +100,7 @@ def test_each_class_has_one_public_import_path():
             if name in classes and module not in REEXPORTERS:
                 exported.setdefault(name, []).append(module)
     assert "CaptionDataset" in exported and "Built" in exported
+    assert {"uncollapse.validators.captions", "uncollapse.validators.doctor"} <= REEXPORTERS
     assert {name: where for name, where in exported.items() if len(where) > 1} == {}
 
 

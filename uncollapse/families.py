@@ -30,7 +30,7 @@ import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
-__all__ = ["FAMILIES", "RECIPES", "Family", "Recipe", "family", "family_modules", "recipe"]
+__all__ = ["FAMILIES", "RECIPES", "Family", "RecipeEntry", "family", "family_modules", "recipe"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Family:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class RecipeEntry:
     """One training recipe: its name (``uncollapse train <name>``), the family it trains on,
     the config dataclass that declares its options, and the lower bound of each logged term a
     correct computation never goes below (the recipe's loss guard holds it to them; the doctor
@@ -89,17 +89,17 @@ FAMILIES: tuple[Family, ...] = (
     Family("scenes", "multi-object scene files (NPZ) with masks"),
 )
 
-RECIPES: tuple[Recipe, ...] = (
-    Recipe("contrastive", "captions", "ContrastiveConfig",
+RECIPES: tuple[RecipeEntry, ...] = (
+    RecipeEntry("contrastive", "captions", "ContrastiveConfig",
            "image-text contrastive training with grouped batches",
            (("infonce", 0.0), ("infonce_text_to_image", 0.0), ("infonce_image_to_text", 0.0))),
-    Recipe("lvm", "sequences", "LVMConfig", "next-vector prediction over sequence files",
+    RecipeEntry("lvm", "sequences", "LVMConfig", "next-vector prediction over sequence files",
            (("infonce", 0.0), ("moment", 0.0), ("variance", 0.0), ("mse", 0.0),
             ("cosine", 0.0))),
-    Recipe("flow", "attributes", "FlowConfig", "attribute flow on embeddings",
+    RecipeEntry("flow", "attributes", "FlowConfig", "attribute flow on embeddings",
            (("infonce", 0.0), ("identity", 0.0), ("divergence", 0.0), ("curl", 0.0))),
     # the slot diagnostics are cosines, bounded by -1; the loss terms by 0
-    Recipe("slots", "scenes", "SlotsConfig", "slot attention on scene files",
+    RecipeEntry("slots", "scenes", "SlotsConfig", "slot attention on scene files",
            (("reconstruction", 0.0), ("diversity", 0.0), ("init_slot_cosine", -1.0),
             ("slot_cosine", -1.0))),
 )
@@ -113,7 +113,7 @@ def family(name: str) -> Family:
     raise ValueError(f"unknown family {name!r}; one of {', '.join(f.name for f in FAMILIES)}")
 
 
-def recipe(name: str) -> Recipe:
+def recipe(name: str) -> RecipeEntry:
     """The recipe called ``name``; a ValueError lists the known ones."""
     for entry in RECIPES:
         if entry.name == name:

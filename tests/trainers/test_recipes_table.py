@@ -107,7 +107,7 @@ def fake_recipe(tmp_path, monkeypatch):
         (folder / name).write_text(text)
     monkeypatch.setattr(uncollapse.trainers, "__path__",
                         [*uncollapse.trainers.__path__, str(folder.parent)])
-    monkeypatch.setattr(families, "RECIPES", (*families.RECIPES, families.Recipe(
+    monkeypatch.setattr(families, "RECIPES", (*families.RECIPES, families.RecipeEntry(
         "fake", "sequences", "FakeConfig", "a linear map pulled to zero (a test recipe)")))
     importlib.invalidate_caches()
     yield folder

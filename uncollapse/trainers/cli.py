@@ -161,7 +161,7 @@ def _fail(message: str, code: int):
     raise error
 
 
-def train_help(entry: families.Recipe) -> str:
+def train_help(entry: families.RecipeEntry) -> str:
     """The help of ``uncollapse train <recipe>``: the docstring of the recipe's config module
     (its summary, then its ``Example:`` block), with what every run writes between them."""
     module = importlib.import_module(f"{entry.package}.config")
@@ -170,7 +170,7 @@ def train_help(entry: families.Recipe) -> str:
     return f"{text}\n\nExample:{example}" if example else text
 
 
-def make_train_command(entry: families.Recipe) -> click.Command:
+def make_train_command(entry: families.RecipeEntry) -> click.Command:
     """``uncollapse train <recipe>`` for one entry of ``uncollapse.families.RECIPES``."""
     config_class = entry.config_class()
 

@@ -10,16 +10,10 @@ The names below load on first use, so the command line (``uncollapse.validators.
 imports this package without pulling in torch or pandera.
 """
 
-import importlib
-
-_LAZY = {"CAUSES": "causes", "Cause": "causes", "Diagnosis": "diagnose",
-         "diagnose_run": "diagnose", "summary_line": "diagnose"}
+from uncollapse.validators.lazy import lazy_names
 
 __all__ = ["CAUSES", "Cause", "Diagnosis", "diagnose_run", "summary_line"]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, {
+    "CAUSES": "causes", "Cause": "causes", "Diagnosis": "diagnose", "diagnose_run": "diagnose",
+    "summary_line": "diagnose"})
