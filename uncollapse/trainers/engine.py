@@ -168,7 +168,8 @@ def _leave(run: RunDir, lock: RunLock, created: list[Path], progress: _Progress,
     """Clean up after a training that stopped early; say what is left.
 
     A run with a checkpoint stays (resumable). One without is removed: what it wrote, its lock
-    files, and the directory when this training created it.
+    files, and the directory when this training created it (with the folders above it that it
+    created, unless Ctrl-C stopped it).
     """
     where = f"at step {progress.step}" if progress.wrote else "before training started"
     if progress.checkpoint is not None:
@@ -177,7 +178,9 @@ def _leave(run: RunDir, lock: RunLock, created: list[Path], progress: _Progress,
     if progress.wrote:
         run.remove_unfinished()
     lock.remove_files()
-    _remove_folders(created)
+    # a refused or failed start leaves none of the folders it made; an interrupted training
+    # removes its run directory and keeps the folders above it (where other runs go)
+    _remove_folders(created[:1] if interrupted else created)
     if not interrupted:
         return ""
     left = "removed it" if created and not run.path.exists() else "left it as it was"
