@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from fuzz.invariants import Case, Outcome
 from fuzz.mutations import CORPUS
+from uncollapse.trainers.serve import KEEP_ALIVE_S
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQUENCES = CORPUS / "sequences" / "compact.npz"
@@ -112,7 +113,7 @@ def server(run_in_process) -> dict:
     health = json.loads(connection.getresponse().read())
     _SERVER.update(process=process, port=port, dim=health["dim"], folder=folder,
                    length=health["context_length"],
-                   connection=connection)
+                   connection=connection, used=time.monotonic())
     atexit.register(stop)
     return _SERVER
 
@@ -133,6 +134,10 @@ def explore(data: st.DataObject, work: Path, log, run_in_process) -> None:
     start = time.monotonic()
     broken: list[tuple[str, str]] = []
     connection = state["connection"]
+    if time.monotonic() - state["used"] > KEEP_ALIVE_S / 2:
+        # the server closes a connection idle for KEEP_ALIVE_S, as it should (the server outlives
+        # one test, and other targets run in between): start this example on a fresh one
+        connection.close()
     status, answer = None, b""
     try:
         connection.request("POST", "/predict", body=body,
@@ -161,6 +166,7 @@ def explore(data: st.DataObject, work: Path, log, run_in_process) -> None:
         broken.append(("the server keeps running", f"exit {state['process'].returncode}"))
     if broken:
         connection.close()  # start the next example on a fresh connection
+    state["used"] = time.monotonic()
     log.add(case, Outcome(status, answer.decode("utf-8", "replace"),
                           seconds=time.monotonic() - start), broken)
 

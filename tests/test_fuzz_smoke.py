@@ -108,3 +108,27 @@ def test_a_message_naming_a_file_or_option_is_not_raw(tmp_path):
     named = ("Error: x.parquet: ArrowInvalid: bad footer\n"
              "Error: --batch-size: ValueError: must be positive\n")
     assert violations(case, Outcome(2, named), {}) == []
+
+
+def test_the_server_target_starts_afresh_on_a_connection_idle_past_the_keep_alive(tmp_path):
+    # the server outlives one test; when other targets ran longer than its keep-alive in between,
+    # it has closed the idle connection, which is no broken invariant (a loaded machine met this)
+    import socket
+
+    from fuzz import serve_target
+    from uncollapse.trainers.serve import KEEP_ALIVE_S
+
+    log = Log("server")
+    assert run_seed("server", tmp_path / "seed", log).exit_code == 0
+    state = serve_target._SERVER
+    state["connection"].sock.shutdown(socket.SHUT_RDWR)  # as the server's close leaves it
+    state["used"] -= KEEP_ALIVE_S
+
+    @settings(max_examples=1, derandomize=True, deadline=None, database=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def explore(data):
+        explore_once("server", data, tmp_path, log, allow_subprocess=False)
+
+    explore()
+    assert (log.runs, log.examples) == (2, 1) and not log.findings, log.summary()
