@@ -25,7 +25,7 @@ from uncollapse.data.captions.contract import (
 from uncollapse.errors import ToolError
 
 __all__ = ["CONTROL_CHARACTERS", "RECORD_KEY", "CaptionLimits", "CaptionMeasurements",
-           "normalised_caption"]
+           "combine_counts", "group_stats", "measure_rows", "normalised_caption"]
 
 PUNCTUATION_AND_SPACE = ".,;:!?'\"()[]{}-_ \t\r\n"
 CONTROL_CHARACTERS = [chr(code) for code in range(32)] + ["\x7f"]
@@ -95,7 +95,7 @@ def implausible_length(limits: CaptionLimits) -> pl.Expr:
             | (pl.col(CAPTION).str.len_chars() > limits.max_caption_chars)).fill_null(False)
 
 
-def _group_stats(lean: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+def group_stats(lean: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """One row per match_id (size, whether its images or its non-null splits differ), and each
     group's first image hash.
 
@@ -125,6 +125,68 @@ def _group_stats(lean: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     return groups, pl.Series(image[starts])
 
 
+def measure_rows(frame: pl.LazyFrame, limits: CaptionLimits, first_row: int = 0
+                 ) -> tuple[pl.DataFrame, dict]:
+    """The per-row part of the measurements of a slice of rows (all of them, or one
+    partition of an engine) whose first row is row ``first_row`` of the table: the lean frame
+    (one row per caption, in order) and the slice's counts, for ``combine_counts``.
+
+    Every value here depends on its own row alone (and its row number), so slices measured
+    apart and combined give what one pass over the table gives.
+    """
+    caption = pl.col(CAPTION)
+    # Cheap passes pick the few candidate rows; the exact tests run on those alone: one
+    # scan for control characters and "#", byte lengths (a character is 1 to 4 bytes).
+    flagged = caption.filter(pl.col("control_or_mark"))
+    size = caption.str.len_bytes()
+    number = pl.col("image_number")
+    is_row = ((number - row_number() - first_row).is_between(0, 1)
+              | (number == pl.col(SOURCE_ROW)))
+    lean_plan = frame.select(
+        pl.col(MATCH_ID).fill_null(-1),
+        pl.col(IMAGE_ID).hash().alias(IMAGE),
+        _split_code().alias(SPLIT),
+        normalised_caption(caption).hash().alias(KEY),
+    )
+    counts_plan = frame.with_columns(
+        image_number=pl.col(IMAGE_ID).cast(pl.Int64, strict=False),
+        control_or_mark=caption.str.contains_any(CONTROL_CHARACTERS + [RECORD_KEY_MARK]),
+    ).select(
+        rows=pl.len(),
+        **{f"nulls_{c}": pl.col(c).null_count() for c in NON_NULL},
+        control=flagged.str.contains_any(CONTROL_CHARACTERS).sum(),
+        record_key=flagged.str.contains(RECORD_KEY).sum(),
+        too_short=caption.filter(size < 4 * limits.min_caption_chars)
+        .str.strip_chars().str.len_chars().is_between(1, limits.min_caption_chars - 1).sum(),
+        too_long=(caption.filter(size > limits.max_caption_chars).str.len_chars()
+                  > limits.max_caption_chars).sum(),
+        number_nulls=number.null_count(),
+        number_min=number.min(),
+        number_max=number.max(),
+        number_is_row_hits=is_row.sum(),
+        number_is_row_known=is_row.count(),
+    )
+    lean, counts = pl.collect_all([lean_plan, counts_plan])
+    return lean, counts.row(0, named=True)
+
+
+_SUMMED = ("rows", *(f"nulls_{c}" for c in NON_NULL), "control", "record_key", "too_short",
+           "too_long", "number_nulls", "number_is_row_hits", "number_is_row_known")
+
+
+def combine_counts(parts: list[dict]) -> dict:
+    """The counts of a table from the counts of its slices (``measure_rows``), in any order:
+    sums, the smallest and largest image number, and the share of rows whose image id is
+    their row number (``number_is_row``, None where no image id is a number)."""
+    counts = {name: sum(int(part[name] or 0) for part in parts) for name in _SUMMED}
+    for name, pick in (("number_min", min), ("number_max", max)):
+        values = [part[name] for part in parts if part[name] is not None]
+        counts[name] = pick(values) if values else None
+    hits, known = counts.pop("number_is_row_hits"), counts.pop("number_is_row_known")
+    counts["number_is_row"] = hits / known if known else None
+    return counts
+
+
 @dataclass
 class CaptionMeasurements:
     """What the rules of one frame share: per-row hashes, per-group aggregates and counts.
@@ -146,38 +208,17 @@ class CaptionMeasurements:
 
     @classmethod
     def of(cls, frame: pl.LazyFrame, limits: CaptionLimits) -> CaptionMeasurements:
-        caption = pl.col(CAPTION)
-        # Cheap passes pick the few candidate rows; the exact tests run on those alone: one
-        # scan for control characters and "#", byte lengths (a character is 1 to 4 bytes).
-        flagged = caption.filter(pl.col("control_or_mark"))
-        size = caption.str.len_bytes()
-        number = pl.col("image_number")
-        lean_plan = frame.select(
-            pl.col(MATCH_ID).fill_null(-1),
-            pl.col(IMAGE_ID).hash().alias(IMAGE),
-            _split_code().alias(SPLIT),
-            normalised_caption(caption).hash().alias(KEY),
-        )
-        counts_plan = frame.with_columns(
-            image_number=pl.col(IMAGE_ID).cast(pl.Int64, strict=False),
-            control_or_mark=caption.str.contains_any(CONTROL_CHARACTERS + [RECORD_KEY_MARK]),
-        ).select(
-            rows=pl.len(),
-            **{f"nulls_{c}": pl.col(c).null_count() for c in NON_NULL},
-            control=flagged.str.contains_any(CONTROL_CHARACTERS).sum(),
-            record_key=flagged.str.contains(RECORD_KEY).sum(),
-            too_short=caption.filter(size < 4 * limits.min_caption_chars)
-            .str.strip_chars().str.len_chars().is_between(1, limits.min_caption_chars - 1).sum(),
-            too_long=(caption.filter(size > limits.max_caption_chars).str.len_chars()
-                      > limits.max_caption_chars).sum(),
-            number_nulls=number.null_count(),
-            number_min=number.min(),
-            number_max=number.max(),
-            number_is_row=((number - row_number()).is_between(0, 1)
-                           | (number == pl.col(SOURCE_ROW))).mean(),
-        )
-        lean, counts = pl.collect_all([lean_plan, counts_plan])
-        groups, group_image = _group_stats(lean)
+        lean, counts = measure_rows(frame, limits)
+        return cls.assemble(frame, limits, lean, combine_counts([counts]))
+
+    @classmethod
+    def assemble(cls, frame: pl.LazyFrame, limits: CaptionLimits, lean: pl.DataFrame,
+                 counts: dict, groups: tuple[pl.DataFrame, pl.Series] | None = None
+                 ) -> CaptionMeasurements:
+        """The measurements from the per-row part (``measure_rows`` of every slice of rows,
+        ``lean`` in row order and ``counts`` combined by ``combine_counts``); ``groups``, when
+        an engine computed them per partition, is what ``group_stats`` gives for all of it."""
+        groups, group_image = group_stats(lean) if groups is None else groups
         # one image per group: the images are the groups' images (2M values, not 10M rows)
         n_images = (group_image.n_unique() if not groups["images_differ"].any()
                     else lean.get_column(IMAGE).n_unique())
@@ -186,7 +227,7 @@ class CaptionMeasurements:
         repeated_keys = keys.filter(keys == keys.shift(1)).unique()
         repeated = (lean.with_row_index(ROW)
                     .filter(pl.col(KEY).is_in(repeated_keys.implode())))
-        return cls(frame=frame, limits=limits, lean=lean, counts=counts.row(0, named=True),
+        return cls(frame=frame, limits=limits, lean=lean, counts=counts,
                    groups=groups, repeated=repeated, n_images=int(n_images))
 
     def once(self, name: str, compute: Callable):

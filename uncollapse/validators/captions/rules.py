@@ -502,9 +502,12 @@ def _model_with(limits: CaptionLimits) -> type[CaptionTable]:
 
 def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_group: int = 2,
                            max_group: int | None = None, max_singleton_share: float = 0.9,
-                           min_caption_chars: int = 2,
-                           max_caption_chars: int = 1000) -> Report:
+                           min_caption_chars: int = 2, max_caption_chars: int = 1000,
+                           measured: CaptionMeasurements | None = None) -> Report:
     """Run ``CaptionTable`` (lazily, every check) on an in-memory table; failures become findings.
+
+    ``measured``: the measurements of ``frame`` taken elsewhere (an engine measures the table's
+    partitions where they live, ``uncollapse.engines``); by default they are taken here.
 
     Raises:
         InputError: a column is missing or has another dtype than the contract's (every
@@ -517,6 +520,7 @@ def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_
                                 min_caption_chars=min_caption_chars,
                                 max_caption_chars=max_caption_chars)
     measure = Measure(model._limits)
+    measure.taken = measured
     failures = pandera_failures(measured_schema(model, measure), frame)
     if unexpected := set(failures) - RULES.check_names():
         # a dtype or column problem schema_problems did not foresee
