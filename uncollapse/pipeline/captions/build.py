@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -107,8 +108,11 @@ def build_captions(source: str | Path, *, format: str | None = None,
                    splits: list[str] | None = None, split: str | None = None,
                    split_files: dict[str, str | Path] | None = None,
                    hf_split: str | None = None, cache: Cache | None = None,
-                   rebuild: bool = False) -> Built:
+                   rebuild: bool = False, engine=None) -> Built:
     """Build the caption table of ``source`` through the cache (see ``read_captions``).
+
+    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
+    by default in this process. The output is the same either way, and so is its cache key.
 
     ``built.path`` is ``captions.parquet``; ``built.report`` lists every irregularity of the
     source; ``built.to_dataset()`` gives a ``datasets.Dataset``.
@@ -138,7 +142,9 @@ def build_captions(source: str | Path, *, format: str | None = None,
                "hf_split": hf_split, "split_files": list(split_files or {})}
 
     def builder(out_dir: Path) -> BuildOutput:
-        table, report, _ = _read(source, format=format, splits=splits, split=split,
+        read = _read if engine is None else functools.partial(engine.run, _read,
+                                                              what=f"reading {source}")
+        table, report, _ = read(source, format=format, splits=splits, split=split,
                                  split_files=split_files, hf_split=hf_split, hf_frame=hf_frame)
         table.write_parquet(out_dir / OUTPUT_NAME)
         output = BuildOutput(rows={OUTPUT_NAME: table.height},

@@ -6,6 +6,7 @@ import click
 
 from uncollapse.cli_paths import InputPath, input_file
 from uncollapse.cli_report import flags_in_errors
+from uncollapse.engines.cli import engine_options
 from uncollapse.pipeline.build_cli import build_options
 
 __all__ = ["COMMANDS", "build_captions_command"]
@@ -35,8 +36,9 @@ def _split_file(ctx, param, values):
               metavar="SPLIT=PATH", help="Image list of a split (Flickr8k); repeat per split.")
 @click.option("--hf-split", help="Split of a hub dataset or saved DatasetDict to read.")
 @build_options
+@engine_options
 def build_captions_command(source, source_format, splits, split, split_files, hf_split, cache,
-                           rebuild, quiet):
+                           rebuild, quiet, engine):
     """Rebuild a caption table with true image ids and positive groups (match_id).
 
     SOURCE is a COCO caption JSON, Karpathy split JSON, Flickr8k/30k token file, Flickr30k
@@ -49,17 +51,19 @@ def build_captions_command(source, source_format, splits, split, split_files, hf
         uncollapse build captions captions_val2017.json -o captions.parquet
         uncollapse build captions Flickr8k.token.txt --split-file train=Flickr_8k.trainImages.txt \\
             --split-file val=Flickr_8k.devImages.txt --split-file test=Flickr_8k.testImages.txt
+        uncollapse build captions captions_val2017.json --engine ray -o captions.parquet
     """
     from uncollapse.pipeline.captions import build_captions
     from uncollapse.progress import status
 
-    with status(f"building captions from {source}", quiet=quiet), \
+    # Ray draws its own progress; a spinner would fight it for the terminal
+    with status(f"building captions from {source}", quiet=quiet or engine is not None), \
             flags_in_errors({"split_files": "--split-file", "hf_split": "--hf-split",
                              "format=": "--source-format"}):
         return build_captions(source, format=source_format,
                               splits=[s.strip() for s in splits.split(",")] if splits else None,
                               split=split, split_files=split_files, hf_split=hf_split,
-                              cache=cache, rebuild=rebuild)
+                              cache=cache, rebuild=rebuild, engine=engine)
 
 
 COMMANDS = [build_captions_command]

@@ -6,6 +6,7 @@ the output in the cache, and a build report whose stats are the counts of the bu
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,11 @@ ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode"
 def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
                  doc_field: str = CHUNK_DOC_ID, text_field: str = CHUNK_TEXT,
                  doc_pattern: str | None = None, glob: str = "*.txt",
-                 cache: Cache | None = None, rebuild: bool = False) -> Built:
+                 cache: Cache | None = None, rebuild: bool = False, engine=None) -> Built:
     """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
+
+    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
+    by default in this process. The output is the same either way, and so is its cache key.
 
     ``built.path`` is ``chunks.parquet``; ``built.report.stats`` holds the counts (documents,
     chunks, what was dropped).
@@ -55,7 +59,9 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
                "doc_pattern": doc_pattern, "glob": glob}
 
     def builder(out_dir: Path) -> BuildOutput:
-        chunks, stats = read_chunks(source, **options)
+        read = read_chunks if engine is None else functools.partial(
+            engine.run, read_chunks, what=f"reading {source}")
+        chunks, stats = read(source, **options)
         write_chunks(chunks, out_dir / CHUNKS_FILE)
         output = BuildOutput(rows={CHUNKS_FILE: chunks.height},
                              schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}})
@@ -68,14 +74,19 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
 
 def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
                   device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
-                  rebuild: bool = False) -> Entry:
-    """Encode every chunk's text with a local sentence-transformers model (cached .npy)."""
+                  rebuild: bool = False, engine=None) -> Entry:
+    """Encode every chunk's text with a local sentence-transformers model (cached .npy).
+
+    ``engine``: where the encoder runs (``RayEngine``: a pool of encoder actors, GPUs
+    included); by default in this process. Either way the vectors share one cache entry.
+    """
     model_dir = resolve_encoder(model)
 
     def builder(out_dir: Path) -> BuildOutput:
         texts = load_chunks(chunks_path)[CHUNK_TEXT].fill_null("").to_list()
-        vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
-                               quiet=quiet)
+        encode = encode_texts if engine is None else engine.encode_texts
+        vectors = encode(texts, str(model_dir), batch_size=batch_size, device=device,
+                         quiet=quiet)
         with atomic_path(out_dir / VECTORS_FILE) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)
@@ -110,13 +121,14 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
                     vectors: str | Path | None = None, encoder: str | None = None,
                     compact: bool = False, texts: bool = True, batch_size: int = 64,
                     device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
-                    rebuild: bool = False) -> Built:
+                    rebuild: bool = False, engine=None) -> Built:
     """Build (or fetch) the sequence NPZ from a chunk table and vectors or an encoder.
 
     Exactly one of ``vectors`` (a ``.npy`` aligned to the chunk rows, memory-mapped) and
     ``encoder`` (a local model folder or installed model package) is given. ``built.path`` is
     ``sequences.npz`` (docs/data-contracts.md, "Sequence file"); ``built.report.stats`` holds
-    the counts (samples, documents, documents too short for a sample).
+    the counts (samples, documents, documents too short for a sample). ``engine``: where the
+    encoder runs (see ``encode_chunks``).
 
     Example:
         >>> built = build_sequences("chunks.parquet", vectors="vectors.npy", context_length=4)
@@ -129,7 +141,8 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
     cache = cache or Cache()
     if encoder is not None:
         vectors = encode_chunks(chunks_path, encoder, batch_size=batch_size, device=device,
-                                quiet=quiet, cache=cache, rebuild=rebuild).file(VECTORS_FILE)
+                                quiet=quiet, cache=cache, rebuild=rebuild,
+                                engine=engine).file(VECTORS_FILE)
     options = {"context_length": context_length, "compact": compact, "texts": texts}
 
     def builder(out_dir: Path) -> BuildOutput:

@@ -7,6 +7,7 @@ import click
 from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, THRESHOLD_SHARE, check_order, count
 from uncollapse.cli_report import quiet_option, report_options
+from uncollapse.engines.cli import engine_options
 
 __all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"]
 
@@ -27,8 +28,9 @@ __all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"
               help="Longer captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
 @quiet_option
 @report_options
+@engine_options
 def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share,
-                              min_caption_chars, max_caption_chars, quiet):
+                              min_caption_chars, max_caption_chars, quiet, engine):
     """Check a caption table (Parquet or CSV; - reads standard input) against the pandera
     model CaptionTable: schema, grouping, positional ids, split leakage, duplicates, caption text.
 
@@ -37,6 +39,7 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
         uncollapse validate captions captions.parquet --min-group 5 --max-group 7 --format github
         uncollapse validate captions captions.csv
         cat captions.parquet | uncollapse validate captions -
+        uncollapse validate captions captions.parquet --engine ray --ray-address auto
     """
     from uncollapse.progress import status
     from uncollapse.validators.captions import validate_captions as run
@@ -51,7 +54,12 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
     flags = {"min_group": "--min-group", "max_group": "--max-group",
              "max_singleton_share": "--max-singleton-share",
              "min_caption_chars": "--min-caption-chars", "max_caption_chars": "--max-caption-chars"}
-    with status(f"checking {table}", quiet=quiet), flags_in_errors(flags):
+    if engine is not None:
+        if table == "-":
+            raise click.UsageError("--engine ray reads a file its workers can read, not "
+                                   "standard input")
+        run = engine.validate_captions
+    with status(f"checking {table}", quiet=quiet or engine is not None), flags_in_errors(flags):
         return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
                    max_singleton_share=max_singleton_share, min_caption_chars=min_caption_chars,
                    max_caption_chars=max_caption_chars)

@@ -1,0 +1,206 @@
+"""``--engine ray``: the same outputs as the local engine, on a local Ray of 2 CPUs.
+
+One Ray serves the whole module (starting one costs about 10 s); the tests keep their data
+small. Every engine command is compared with the local engine's output: byte-identical files
+for the builds, the same report for the check.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from uncollapse.cache.store import Cache
+from uncollapse.engines import ray as ray_engine
+from uncollapse.engines.ray import RayEngine, partition_of, splitmix64
+from uncollapse.errors import ToolError
+from uncollapse.pipeline.captions import build_captions
+from uncollapse.validators.captions import validate_captions
+
+ROOT = Path(__file__).resolve().parents[2]
+COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
+
+
+# no Ray needed -------------------------------------------------------------------------------
+
+def test_splitmix64_is_the_reference_function_and_keeps_groups_together():
+    # splitmix64's first output for seed 0 (Vigna's reference implementation)
+    assert int(splitmix64(np.array([0]))[0]) == 0xE220A8397B1DCDAF
+    keys = np.array([7, 3, 7, -1, 3, 2**62], dtype=np.int64)
+    parts = partition_of(keys, 4)
+    assert parts[0] == parts[2] and parts[1] == parts[4]
+    assert parts.min() >= 0 and parts.max() < 4
+    # the same partitions in every process and run: fixed values, not Python's hash
+    assert partition_of(np.arange(8), 3).tolist() == (
+        (splitmix64(np.arange(8)) % np.uint64(3)).astype(np.int64).tolist())
+    assert partition_of(np.arange(6), 5).tolist() == [0, 0, 0, 3, 3, 3]
+
+
+def test_missing_ray_names_the_extra(tmp_path, run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    table = tmp_path / "captions.parquet"
+    _caption_table().write_parquet(table)
+    result = run("validate", "captions", table, "--engine", "ray")
+    assert result.exit_code == 2
+    assert "ray is not installed" in result.output and ".[ray]" in result.output
+
+
+def test_ray_address_without_the_ray_engine_is_a_usage_error(tmp_path, run):
+    result = run("validate", "captions", tmp_path / "x.parquet", "--ray-address", "auto")
+    assert result.exit_code == 2 and "--ray-address needs --engine ray" in result.output
+
+
+# on a local Ray ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _caption_table() -> pl.DataFrame:
+    """Groups with every kind of fault a rule looks for, spread over several partitions."""
+    rows = []
+    for group in range(40):
+        for idx in range(5 if group % 7 else 3):  # groups 0, 7, 14, ...: too small
+            rows.append((f"img{group:03d}", group, idx, f"a photo of thing {group} view {idx}",
+                         "train" if group < 30 else "val", len(rows)))
+    rows.append(("img005", 5, 9, "a photo of thing 5 view 0", "test", len(rows)))  # dup, leak
+    rows.append(("img006", 31, 0, "shared words", "train", len(rows)))  # image in two groups
+    rows.append(("img032", 32, 7, "shared words", "val", len(rows)))  # shared across groups
+    rows.append(("img033", 33, 8, "tab\there img1.jpg#2", "val", len(rows)))  # control, key
+    rows.append(("img034", 34, 9, "x", "val", len(rows)))  # too short
+    image, match, idx, caption, split, source_row = zip(*rows, strict=True)
+    return pl.DataFrame({"image_id": image, "match_id": match, "caption_idx": idx,
+                         "caption": caption, "split": split, "source_row": source_row},
+                        schema={"image_id": pl.String, "match_id": pl.Int64,
+                                "caption_idx": pl.Int16, "caption": pl.String,
+                                "split": pl.String, "source_row": pl.Int64})
+
+
+def test_validate_captions_on_ray_reports_what_the_local_engine_reports(tmp_path, local_ray,
+                                                                        run):
+    table = tmp_path / "captions.parquet"
+    _caption_table().write_parquet(table, row_group_size=50)
+    local = validate_captions(table, min_group=4).to_dict()
+    on_ray = RayEngine(partitions=3).validate_captions(table, min_group=4).to_dict()
+    assert on_ray == local
+    assert {f["code"] for f in local["findings"]} >= {
+        "GROUP_SIZE_OUT_OF_RANGE", "SPLIT_LEAKAGE", "MATCH_ID_INCONSISTENT",
+        "CAPTION_DUPLICATE_IN_GROUP", "CAPTION_SHARED_ACROSS_GROUPS",
+        "CAPTION_CONTROL_CHARACTER", "CAPTION_HOLDS_RECORD_KEY", "CAPTION_LENGTH_IMPLAUSIBLE"}
+    # the command line: the same JSON report and exit code
+    args = ("validate", "captions", table, "--min-group", 4, "--format", "json")
+    by_cli = run(*args, "--engine", "ray", "--quiet")
+    assert by_cli.exit_code == run(*args).exit_code == 1
+    assert json.loads(by_cli.stdout) == json.loads(run(*args).stdout)
+
+
+def test_build_captions_on_ray_writes_the_local_engines_bytes(tmp_path, local_ray, run):
+    local = build_captions(COCO, cache=Cache(tmp_path / "local"))
+    result = run("build", "captions", COCO, "--engine", "ray", "--quiet",
+                 "-o", tmp_path / "ray.parquet", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ray.parquet").read_bytes() == local.path.read_bytes()
+    assert json.loads(result.stdout) == local.report.to_dict()
+
+
+def test_build_chunks_on_ray_writes_the_local_engines_bytes(tmp_path, local_ray, run):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"doc_id": f"d{i % 3}", "text": f"Para {i}.\n\nNext."})
+                              + "\n" for i in range(9)))
+    args = ("build", "chunks", corpus, "--format", "json")
+    local = run(*args, "-o", tmp_path / "local.parquet", "--cache-dir", tmp_path / "c1")
+    on_ray = run(*args, "-o", tmp_path / "ray.parquet", "--cache-dir", tmp_path / "c2",
+                 "--engine", "ray")
+    assert local.exit_code == on_ray.exit_code == 0, on_ray.output
+    assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
+    assert json.loads(on_ray.stdout) == json.loads(local.stdout)
+    assert pl.read_parquet(tmp_path / "ray.parquet").height == 18
+
+
+class _FakeEncoder:
+    """A deterministic stand-in for a sentence-transformers model: [len, 3] from the text."""
+
+    def encode(self, texts, batch_size, convert_to_numpy, show_progress_bar):
+        lengths = np.array([len(t) for t in texts], dtype=np.float32)
+        sums = np.array([sum(map(ord, t)) for t in texts], dtype=np.float32)
+        return np.stack([lengths, sums % 97, np.full_like(lengths, len(texts))], axis=1)
+
+    def get_sentence_embedding_dimension(self):
+        return 3
+
+
+def _load_fake(model_dir, device="cpu"):
+    return _FakeEncoder()
+
+
+def test_encoder_pool_gives_the_local_sequence_file(tmp_path, local_ray, monkeypatch):
+    from ray import cloudpickle
+
+    from uncollapse.pipeline.sequences import build_chunks, build_sequences, encode
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import it
+    monkeypatch.setattr(encode, "load_encoder", _load_fake)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "modules.json").write_text("[]")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"doc_id": f"d{i % 4}", "text": "w" * (i % 11 + 1)})
+                              + "\n" for i in range(50)))
+    chunks = build_chunks(corpus, cache=Cache(tmp_path / "c0")).path
+    common = {"context_length": 2, "encoder": str(model), "batch_size": 4}
+    local = build_sequences(chunks, cache=Cache(tmp_path / "c1"), **common)
+    engine = RayEngine(encoder_actors=2, load_encoder=_load_fake)
+    on_ray = build_sequences(chunks, cache=Cache(tmp_path / "c2"), engine=engine, **common)
+    assert on_ray.path.read_bytes() == local.path.read_bytes()
+    # the batches are the local ones: a vector's last value is the size of its batch
+    [vectors] = (tmp_path / "c2").rglob("vectors.npy")
+    assert np.load(vectors, allow_pickle=False)[:, 2].tolist() == [4] * 48 + [2] * 2
+    assert on_ray.report.stats == local.report.stats and on_ray.report.stats["samples"] == 42
+
+
+def test_a_worker_lost_without_retries_commits_nothing(tmp_path, local_ray, monkeypatch):
+    marker = tmp_path / "crash-once"
+    marker.touch()
+    monkeypatch.setattr(ray_engine, "CRASH_ONCE_MARKER", str(marker))
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(ToolError, match="Ray worker was lost.*nothing was written or cached"):
+        build_captions(COCO, cache=cache, engine=RayEngine(max_retries=0))
+    assert not marker.exists()  # the task did die
+    assert list((tmp_path / "cache").rglob("manifest.json")) == []
+    assert list((tmp_path / "cache").rglob("captions.parquet")) == []
+
+
+def test_a_worker_lost_mid_build_is_retried_and_the_build_completes(tmp_path, local_ray, run,
+                                                                    monkeypatch):
+    marker = tmp_path / "crash-once"
+    marker.touch()
+    monkeypatch.setattr(ray_engine, "CRASH_ONCE_MARKER", str(marker))
+    result = run("build", "captions", COCO, "--engine", "ray", "--quiet",
+                 "-o", tmp_path / "out.parquet")
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()  # the first attempt died; Ray ran the task again
+    local = build_captions(COCO, cache=Cache(tmp_path / "local"))
+    assert (tmp_path / "out.parquet").read_bytes() == local.path.read_bytes()
+
+
+def test_progress_bars_are_rays_own_unless_quiet(local_ray):
+    context = local_ray.data.DataContext.get_current()
+    with RayEngine().session():
+        assert context.enable_progress_bars is True
+    with RayEngine(quiet=True).session():
+        assert context.enable_progress_bars is False

@@ -1,0 +1,5 @@
+"""Where the work of a build or a check runs: ``local`` (this process) or ``ray`` (Ray Data,
+on a local Ray or a cluster: ``uncollapse.engines.ray``, extra ``ray``)."""
+
+ENGINES = ("local", "ray")
+"""The names ``--engine`` accepts."""
