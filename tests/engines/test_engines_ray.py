@@ -96,7 +96,7 @@ def test_validate_captions_on_ray_reports_what_the_local_engine_reports(tmp_path
     table = tmp_path / "captions.parquet"
     _caption_table().write_parquet(table, row_group_size=50)
     local = validate_captions(table, min_group=4).to_dict()
-    on_ray = RayEngine(partitions=3).validate_captions(table, min_group=4).to_dict()
+    on_ray = validate_captions(table, min_group=4, engine=RayEngine(partitions=3)).to_dict()
     assert on_ray == local
     assert {f["code"] for f in local["findings"]} >= {
         "GROUP_SIZE_OUT_OF_RANGE", "SPLIT_LEAKAGE", "MATCH_ID_INCONSISTENT",
@@ -148,7 +148,8 @@ def _load_fake(model_dir, device="cpu"):
     return _FakeEncoder()
 
 
-def test_encoder_pool_gives_the_local_sequence_file(tmp_path, local_ray, monkeypatch):
+def test_encoder_pool_gives_the_local_sequence_file_even_if_an_actor_dies(tmp_path, local_ray,
+                                                                         monkeypatch):
     from ray import cloudpickle
 
     from uncollapse.pipeline.sequences import build_chunks, build_sequences, encode
@@ -165,7 +166,11 @@ def test_encoder_pool_gives_the_local_sequence_file(tmp_path, local_ray, monkeyp
     common = {"context_length": 2, "encoder": str(model), "batch_size": 4}
     local = build_sequences(chunks, cache=Cache(tmp_path / "c1"), **common)
     engine = RayEngine(encoder_actors=2, load_encoder=_load_fake)
+    marker = tmp_path / "crash-once"  # an actor dies mid-encoding: restarted, batch redone
+    marker.touch()
+    monkeypatch.setattr(ray_engine, "CRASH_ONCE_MARKER", str(marker))
     on_ray = build_sequences(chunks, cache=Cache(tmp_path / "c2"), engine=engine, **common)
+    assert not marker.exists()
     assert on_ray.path.read_bytes() == local.path.read_bytes()
     # the batches are the local ones: a vector's last value is the size of its batch
     [vectors] = (tmp_path / "c2").rglob("vectors.npy")

@@ -1,15 +1,17 @@
 """The Ray engine (``--engine ray``, extra ``ray``): the library's own functions, run by Ray.
 
-- ``validate captions``: the rows are measured in slices by Ray tasks (each reads its rows of
-  the Parquet file itself), tagged with a partition made by a stable hash of ``match_id``
-  (``partition_of``: splitmix64, never Python's ``hash``), and the per-group measurements are
-  computed by Ray Data's ``groupby(partition).map_groups``, where every group is seen whole.
-  The driver assembles the measurements and runs the same rules, so the report is the local
-  engine's, finding for finding.
-- ``build sequences --encoder``: the encoder runs as a Ray Data actor pool (``map_batches``
-  with a class, ``ActorPoolStrategy(size=N)``, ``num_gpus`` per actor), so embedding spreads
-  over every GPU of a cluster; each actor loads the model once.
-- ``build captions`` and ``build chunks``: the source is read by a Ray task.
+The engine knows no family: a build or a check hands it the functions to run (the same ones
+the local engine runs in one process) and gets their results back.
+
+- ``measure_partitioned``: a table's rows are measured in slices by Ray tasks (each reads
+  its own rows), tagged with a partition made by a stable hash of a group key such as
+  ``match_id`` (``partition_of``: splitmix64, never Python's ``hash``), and a per-partition
+  function sees every group whole, through Ray Data's ``groupby(partition).map_groups``
+  (``validate captions``).
+- ``encode_texts``: an encoder as a Ray Data actor pool (``map_batches`` with a class,
+  ``ActorPoolStrategy(size=N)``, ``num_gpus`` per actor), so embedding spreads over every GPU
+  of a cluster; each actor loads the model once (``build sequences --encoder``).
+- ``run``: one function in a Ray task (``build captions``, ``build chunks``: reading a source).
 
 Builds run inside the cache's build (``Cache.build``): what the workers return is written to
 the entry's temporary directory and committed once, by one rename; a worker that dies leaves
@@ -23,6 +25,7 @@ the input files at the same path (a shared file system) and run the same uncolla
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -34,21 +37,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from uncollapse.data.captions.contract import IMAGE_PATH, MATCH_ID
-from uncollapse.data.captions.table import CAPTION_SCHEMA, PARQUET_MAGIC, read_caption_table
-from uncollapse.errors import InputError, ToolError
+from uncollapse.errors import ToolError
 from uncollapse.extras import require
-from uncollapse.pipeline.sequences.encode import load_encoder
-from uncollapse.report import Report
-from uncollapse.validators.captions.measure import (
-    IMAGE,
-    CaptionLimits,
-    CaptionMeasurements,
-    combine_counts,
-    group_stats,
-    measure_rows,
-)
-from uncollapse.validators.captions.rules import validate_caption_frame
 
 __all__ = ["ADDRESS_ENV", "RayEngine", "partition_of", "splitmix64"]
 
@@ -106,9 +96,12 @@ class RayEngine:
         encoder_actors: encoder actors (model copies) of ``build sequences --encoder``.
         gpus_per_actor: GPUs each encoder actor holds (0: CPU actors).
         quiet: no progress bars and no execution log from Ray Data.
+        load_encoder: ``load(model_dir, device)`` for the encoder actors, instead of the one
+            the build passes (a stand-in model in tests and benchmarks).
 
     Example:
-        >>> report = RayEngine(address="ray://head:10001").validate_captions("captions.parquet")
+        >>> engine = RayEngine(address="ray://head:10001")
+        >>> report = validate_captions("captions.parquet", engine=engine)
     """
 
     address: str | None = None
@@ -118,7 +111,7 @@ class RayEngine:
     encoder_actors: int = 1
     gpus_per_actor: float = 0
     quiet: bool = False
-    load_encoder: Callable = load_encoder
+    load_encoder: Callable | None = None
 
     def quietly(self, quiet: bool) -> RayEngine:
         return replace(self, quiet=quiet)
@@ -185,16 +178,20 @@ class RayEngine:
             task = ray.remote(max_retries=self.max_retries)(_call)
             return self._get(ray, task.remote(fn, CRASH_ONCE_MARKER, args, kwargs), what)
 
-    def encode_texts(self, texts: list[str], model: str, *, batch_size: int = 64,
-                     device: str = "cpu", quiet: bool = False) -> np.ndarray:
-        """[len(texts), D] float32 vectors in order, encoded by a pool of encoder actors.
+    def encode_texts(self, texts: list[str], model: str, *, load: Callable,
+                     batch_size: int = 64, device: str = "cpu",
+                     quiet: bool = False) -> np.ndarray:
+        """[len(texts), D] float32 vectors in order, encoded by a pool of encoder actors, each
+        holding the model ``load(model_dir, device)`` gives.
 
         The batches are the local engine's (rows ``k*batch_size`` onwards): blocks hold
-        whole batches, so each batch meets the model exactly as it does in one process.
+        whole batches, so each batch meets the model exactly as it does in one process. An
+        actor whose worker dies is restarted by Ray Data and its batch encoded again.
         """
+        load = self.load_encoder or load
         rows = len(texts)
         if rows == 0:
-            encoder = self.load_encoder(Path(model), device)
+            encoder = load(Path(model), device)
             return np.zeros((0, int(encoder.get_sentence_embedding_dimension() or 0)),
                             dtype=np.float32)
         with self.session() as ray:
@@ -203,14 +200,13 @@ class RayEngine:
             table = pa.table({"row": np.arange(rows, dtype=np.int64),
                               "text": pa.array(texts, type=pa.string())})
             blocks = [table.slice(start, per_block) for start in range(0, rows, per_block)]
-            options = {"num_gpus": self.gpus_per_actor} if self.gpus_per_actor else {}
             encoded = ray.data.from_arrow(blocks).map_batches(
                 _EncoderActor, batch_size=batch_size, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 fn_constructor_kwargs={"model": model, "device": device,
-                                       "load": self.load_encoder,
+                                       "load": load,
                                        "crash_marker": CRASH_ONCE_MARKER},
-                max_task_retries=self.max_retries, **options)
+                num_gpus=self.gpus_per_actor or None)
             vectors, filled = None, 0
             try:
                 for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):
@@ -225,93 +221,64 @@ class RayEngine:
                             "texts; nothing was cached, run the command again")
         return vectors
 
-    # validation -----------------------------------------------------------------------------
+    # tables ---------------------------------------------------------------------------------
 
-    def validate_captions(self, path: str | Path, *, min_group: int = 2,
-                          max_group: int | None = None, max_singleton_share: float = 0.9,
-                          min_caption_chars: int = 2, max_caption_chars: int = 1000) -> Report:
-        """``validate_captions`` of a Parquet caption table, measured by Ray; the same report
-        as the local engine's."""
-        path = Path(path)
-        limits = CaptionLimits(min_group=min_group, max_group=max_group,
-                               max_singleton_share=max_singleton_share,
-                               min_caption_chars=min_caption_chars,
-                               max_caption_chars=max_caption_chars)
-        columns = [c for c in CAPTION_SCHEMA if c != IMAGE_PATH]
-        frame = read_caption_table(path, columns=columns)  # checks the contract
-        if not _is_parquet(path):
-            raise InputError(path, "--engine ray reads Parquet caption tables (each worker "
-                                   "reads its own rows); write the table as Parquet, or use "
-                                   "--engine local")
-        measured = None
-        if frame.height:
-            with self.session() as ray:
-                measured = self._measure(ray, path, frame, limits, columns)
-        return validate_caption_frame(frame, str(path), min_group=min_group,
-                                      max_group=max_group,
-                                      max_singleton_share=max_singleton_share,
-                                      min_caption_chars=min_caption_chars,
-                                      max_caption_chars=max_caption_chars, measured=measured)
+    def measure_partitioned(self, measure_slice: Callable, rows: int, *, key: str,
+                            per_partition: Callable, what: str = "measuring the table"
+                            ) -> tuple[list[pa.Table], list, list[pa.Table]]:
+        """Measure a table of ``rows`` rows in slices, then each partition of its groups.
 
-    def _measure(self, ray, path: Path, frame: pl.DataFrame, limits: CaptionLimits,
-                 columns: list[str]) -> CaptionMeasurements:
-        partitions = self._partitions(ray)
-        slices = min(partitions, frame.height)
-        bounds = [frame.height * i // slices for i in range(slices + 1)]
-        task = ray.remote(max_retries=self.max_retries, num_returns=2)(_measure_slice)
-        refs = [task.remote(str(path), columns, start, stop, limits, partitions,
-                            CRASH_ONCE_MARKER)
-                for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
-        lean_refs, count_refs = [r[0] for r in refs], [r[1] for r in refs]
-        # the groups, each seen whole: one partition of the stable hash of match_id per call
-        per_group = (ray.data.from_arrow_refs(lean_refs)
-                     .groupby(PARTITION)
-                     .map_groups(_partition_group_stats, batch_format="pyarrow"))
-        try:
-            groups = pl.concat([pl.from_arrow(t) for t in
-                                self._get(ray, per_group.to_arrow_refs(), "measuring groups")])
-        except ray.exceptions.RayError as exc:
-            raise self._lost("measuring groups", exc) from exc
-        groups = groups.sort(MATCH_ID)
-        lean = pl.concat([pl.from_arrow(t) for t in self._get(ray, lean_refs, "measuring rows")])
-        counts = self._get(ray, count_refs, "measuring rows")
-        return CaptionMeasurements.assemble(
-            frame.lazy(), limits, lean.drop(ROW, PARTITION), combine_counts(counts),
-            (groups.drop(IMAGE), groups.get_column(IMAGE)))
+        ``measure_slice(start, stop)`` runs in a Ray task per slice of rows and returns
+        ``(table, extra)``: one row per row of the slice, holding the group column ``key``,
+        and anything small. ``per_partition(table)`` then runs once per partition of
+        ``partition_of(key)``, through Ray Data's ``groupby(...).map_groups``: it gets the
+        rows of whole groups, in row order, and returns a table.
+
+        Returns:
+            The slices' tables in row order, their extras, and the partitions' tables.
+        """
+        with self.session() as ray:
+            partitions = self._partitions(ray)
+            slices = max(1, min(partitions, rows))
+            bounds = [rows * i // slices for i in range(slices + 1)]
+            task = ray.remote(max_retries=self.max_retries, num_returns=2)(_slice_task)
+            refs = [task.remote(measure_slice, start, stop, key, partitions, CRASH_ONCE_MARKER)
+                    for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+            table_refs, extra_refs = [r[0] for r in refs], [r[1] for r in refs]
+            grouped = (ray.data.from_arrow_refs(table_refs)
+                       .groupby(PARTITION)
+                       .map_groups(functools.partial(_partition_task, per_partition),
+                                   batch_format="pyarrow"))
+            try:
+                per_group = self._get(ray, grouped.to_arrow_refs(), what)
+            except ray.exceptions.RayError as exc:
+                raise self._lost(what, exc) from exc
+            tables = [t.drop_columns([ROW, PARTITION]) for t in self._get(ray, table_refs, what)]
+            return tables, self._get(ray, extra_refs, what), per_group
 
 
-def _is_parquet(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(4) == PARQUET_MAGIC
-
-
-# Per-partition functions: what each task or actor runs ---------------------------------------
-# Thin wrappers over the library's functions (the local engine runs the same ones in one
-# process); each is a module-level function so Ray ships it by reference.
+# What the tasks and actors run around the functions they are given ---------------------------
 
 def _call(fn: Callable, crash_marker: str | None, args: tuple, kwargs: dict):
     _crash_once(crash_marker)
     return fn(*args, **kwargs)
 
 
-def _measure_slice(path: str, columns: list[str], start: int, stop: int,
-                   limits: CaptionLimits, partitions: int, crash_marker: str | None):
-    """``measure_rows`` of rows ``start:stop`` of the table, each row tagged with its row
-    number and the partition of its ``match_id``."""
+def _slice_task(measure_slice: Callable, start: int, stop: int, key: str, partitions: int,
+                crash_marker: str | None):
+    """``measure_slice(start, stop)``, its table tagged with each row's number and the
+    partition of its group."""
     _crash_once(crash_marker)
-    frame = pl.scan_parquet(path).select(columns).slice(start, stop - start)
-    lean, counts = measure_rows(frame, limits, first_row=start)
-    lean = lean.with_columns(
-        pl.int_range(start, start + lean.height, dtype=pl.Int64).alias(ROW),
-        pl.Series(PARTITION, partition_of(lean.get_column(MATCH_ID).to_numpy(), partitions)))
-    return lean.to_arrow(), counts
+    table, extra = measure_slice(start, stop)
+    keys = table.column(key).to_numpy(zero_copy_only=False)
+    table = (table.append_column(ROW, pa.array(np.arange(start, start + len(table))))
+             .append_column(PARTITION, pa.array(partition_of(keys, partitions))))
+    return table, extra
 
 
-def _partition_group_stats(batch: pa.Table) -> pa.Table:
-    """``group_stats`` of one partition's rows (whole groups), in row order."""
-    lean = pl.from_arrow(batch).sort(ROW)
-    groups, image = group_stats(lean)
-    return groups.with_columns(image.alias(IMAGE)).to_arrow()
+def _partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
+    rows = pl.from_arrow(batch).sort(ROW).drop(ROW, PARTITION)
+    return per_partition(rows.to_arrow())
 
 
 class _EncoderActor:

@@ -19,7 +19,7 @@ from uncollapse.errors import ToolError
 from uncollapse.pipeline.rejected import BuildRejected, vector_findings
 from uncollapse.pipeline.result import Built, built_from, with_report
 from uncollapse.pipeline.sequences.corpus import check_glob, detect_kind, read_chunks
-from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+from uncollapse.pipeline.sequences.encode import encode_texts, load_encoder, resolve_encoder
 from uncollapse.pipeline.sequences.sequence_file import load_vectors, write_sequences
 from uncollapse.report import Report
 
@@ -84,9 +84,12 @@ def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
 
     def builder(out_dir: Path) -> BuildOutput:
         texts = load_chunks(chunks_path)[CHUNK_TEXT].fill_null("").to_list()
-        encode = encode_texts if engine is None else engine.encode_texts
-        vectors = encode(texts, str(model_dir), batch_size=batch_size, device=device,
-                         quiet=quiet)
+        if engine is None:
+            vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
+                                   quiet=quiet)
+        else:
+            vectors = engine.encode_texts(texts, str(model_dir), load=load_encoder,
+                                          batch_size=batch_size, device=device, quiet=quiet)
         with atomic_path(out_dir / VECTORS_FILE) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)

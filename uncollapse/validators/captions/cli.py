@@ -54,15 +54,13 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
     flags = {"min_group": "--min-group", "max_group": "--max-group",
              "max_singleton_share": "--max-singleton-share",
              "min_caption_chars": "--min-caption-chars", "max_caption_chars": "--max-caption-chars"}
-    if engine is not None:
-        if table == "-":
-            raise click.UsageError("--engine ray reads a file its workers can read, not "
-                                   "standard input")
-        run = engine.validate_captions
+    if engine is not None and table == "-":
+        raise click.UsageError("--engine ray reads a file its workers can read, not standard "
+                               "input")
     with status(f"checking {table}", quiet=quiet or engine is not None), flags_in_errors(flags):
         return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
                    max_singleton_share=max_singleton_share, min_caption_chars=min_caption_chars,
-                   max_caption_chars=max_caption_chars)
+                   max_caption_chars=max_caption_chars, engine=engine)
 
 
 @click.command("match-ids")

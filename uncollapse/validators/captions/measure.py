@@ -8,11 +8,14 @@ computed on first use and kept.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from uncollapse.data.captions.contract import (
     CAPTION,
@@ -25,7 +28,7 @@ from uncollapse.data.captions.contract import (
 from uncollapse.errors import ToolError
 
 __all__ = ["CONTROL_CHARACTERS", "RECORD_KEY", "CaptionLimits", "CaptionMeasurements",
-           "combine_counts", "group_stats", "measure_rows", "normalised_caption"]
+           "combine_counts", "group_stats", "measure_on", "measure_rows", "normalised_caption"]
 
 PUNCTUATION_AND_SPACE = ".,;:!?'\"()[]{}-_ \t\r\n"
 CONTROL_CHARACTERS = [chr(code) for code in range(32)] + ["\x7f"]
@@ -185,6 +188,36 @@ def combine_counts(parts: list[dict]) -> dict:
     hits, known = counts.pop("number_is_row_hits"), counts.pop("number_is_row_known")
     counts["number_is_row"] = hits / known if known else None
     return counts
+
+
+def measure_slice(path: str, columns: list[str], limits: CaptionLimits, start: int,
+                  stop: int) -> tuple[pa.Table, dict]:
+    """``measure_rows`` of rows ``start:stop`` of the Parquet table at ``path``: what an
+    engine's task runs for one slice of the table (it reads those rows alone)."""
+    frame = pl.scan_parquet(path).select(columns).slice(start, stop - start)
+    lean, counts = measure_rows(frame, limits, first_row=start)
+    return lean.to_arrow(), counts
+
+
+def group_stats_table(lean: pa.Table) -> pa.Table:
+    """``group_stats`` of the rows of whole groups, with each group's first image hash: what
+    an engine runs for one partition of the groups."""
+    groups, image = group_stats(pl.from_arrow(lean))
+    return groups.with_columns(image.alias(IMAGE)).to_arrow()
+
+
+def measure_on(engine, path: str | Path, frame: pl.DataFrame, columns: list[str],
+               limits: CaptionLimits) -> CaptionMeasurements:
+    """The measurements of ``frame`` (``columns`` of the Parquet table at ``path``) taken by
+    ``engine`` (``uncollapse.engines.ray.RayEngine``): the rows in slices where the engine
+    runs, the groups per partition of ``match_id``, each group seen whole."""
+    tables, counts, per_partition = engine.measure_partitioned(
+        functools.partial(measure_slice, str(path), columns, limits), frame.height,
+        key=MATCH_ID, per_partition=group_stats_table, what=f"measuring {path}")
+    lean = pl.concat([pl.from_arrow(table) for table in tables])
+    groups = pl.concat([pl.from_arrow(table) for table in per_partition]).sort(MATCH_ID)
+    return CaptionMeasurements.assemble(frame.lazy(), limits, lean, combine_counts(counts),
+                                        (groups.drop(IMAGE), groups.get_column(IMAGE)))
 
 
 @dataclass

@@ -38,7 +38,12 @@ from uncollapse.data.captions.contract import (
     SPLIT,
     expected_columns,
 )
-from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table, schema_problems
+from uncollapse.data.captions.table import (
+    CAPTION_SCHEMA,
+    PARQUET_MAGIC,
+    read_caption_table,
+    schema_problems,
+)
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
 from uncollapse.validators.bridge import pandera_failures, rules_model
@@ -51,6 +56,7 @@ from uncollapse.validators.captions.measure import (
     CaptionLimits,
     CaptionMeasurements,
     implausible_length,
+    measure_on,
     row_number,
 )
 from uncollapse.validators.rules import Failed, Rule, Rules
@@ -538,17 +544,38 @@ def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_
 
 def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | None = None,
                       max_singleton_share: float = 0.9, min_caption_chars: int = 2,
-                      max_caption_chars: int = 1000) -> Report:
+                      max_caption_chars: int = 1000, engine=None) -> Report:
     """Validate a caption table file (Parquet or CSV; ``"-"`` reads standard input).
+
+    ``engine``: where the table is measured (``uncollapse.engines.ray.RayEngine``: Ray tasks
+    that each read their own rows of a Parquet table); by default in this process. The report
+    is the same either way.
 
     Example:
         >>> report = validate_captions("captions.parquet", min_group=5, max_group=7)
         >>> report.ok, report.codes()
     """
     # image_path is part of the contract but no rule reads its values: skip its bytes
-    frame = read_caption_table(path, columns=[c for c in CAPTION_SCHEMA if c != IMAGE_PATH])
+    columns = [c for c in CAPTION_SCHEMA if c != IMAGE_PATH]
+    frame = read_caption_table(path, columns=columns)
+    measured = None
+    if engine is not None and frame.height:
+        if str(path) == "-" or not _is_parquet(Path(path)):
+            raise InputError(path, "another engine reads Parquet caption tables from a file "
+                                   "its workers can read (each reads its own rows); write the "
+                                   "table as Parquet, or use the local engine")
+        limits = CaptionLimits(min_group=min_group, max_group=max_group,
+                               max_singleton_share=max_singleton_share,
+                               min_caption_chars=min_caption_chars,
+                               max_caption_chars=max_caption_chars)
+        measured = measure_on(engine, path, frame, columns, limits)
     return validate_caption_frame(frame, "<stdin>" if str(path) == "-" else str(path),
                                   min_group=min_group, max_group=max_group,
                                   max_singleton_share=max_singleton_share,
                                   min_caption_chars=min_caption_chars,
-                                  max_caption_chars=max_caption_chars)
+                                  max_caption_chars=max_caption_chars, measured=measured)
+
+
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == PARQUET_MAGIC
