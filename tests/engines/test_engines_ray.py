@@ -209,3 +209,19 @@ def test_progress_bars_are_rays_own_unless_quiet(local_ray):
         assert context.enable_progress_bars is True
     with RayEngine(quiet=True).session():
         assert context.enable_progress_bars is False
+
+
+def test_bench_engines_compares_the_engines_with_a_fake_encoder(local_ray, monkeypatch):
+    from ray import cloudpickle
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_engines
+
+    cloudpickle.register_pickle_by_value(bench_engines)
+    result = bench_engines.run(rows=500, encoder="fake", texts=100, batch_size=16,
+                               device="cpu")
+    tables, encoder = result["tables"], result["encoder"]
+    assert tables["rows"] == 500 and tables["build_captions"]["captions"] == 500
+    assert tables["validate"]["findings"] == []
+    assert tables["validate"]["local_s"] > 0 and tables["validate"]["ray_s"] > 0
+    assert encoder["texts"] == 100 and encoder["ray_one_actor_sentences_per_s"] > 0
