@@ -120,16 +120,18 @@ def test_build_captions_on_ray_writes_the_local_engines_bytes(tmp_path, local_ra
 
 def test_build_chunks_on_ray_writes_the_local_engines_bytes(tmp_path, local_ray, run):
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"doc_id": f"d{i % 3}", "text": f"Para {i}.\n\nNext."})
-                              + "\n" for i in range(9)))
-    args = ("build", "chunks", corpus, "--format", "json")
+    records = [{"doc_id": f"d{i % 5}", "text": f"Para {i}. Second {i}!\n\n  \n\nNext."}
+               for i in range(20)] + [{"doc_id": "blank", "text": " \n\n "}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = ("build", "chunks", corpus, "--unit", "sentence", "--format", "json")
     local = run(*args, "-o", tmp_path / "local.parquet", "--cache-dir", tmp_path / "c1")
     on_ray = run(*args, "-o", tmp_path / "ray.parquet", "--cache-dir", tmp_path / "c2",
                  "--engine", "ray")
     assert local.exit_code == on_ray.exit_code == 0, on_ray.output
     assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
     assert json.loads(on_ray.stdout) == json.loads(local.stdout)
-    assert pl.read_parquet(tmp_path / "ray.parquet").height == 18
+    stats = json.loads(on_ray.stdout)["stats"]
+    assert (stats["documents"], stats["chunks"], stats["empty_documents_dropped"]) == (5, 60, 1)
 
 
 class _FakeEncoder:

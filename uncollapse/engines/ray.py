@@ -11,7 +11,9 @@ the local engine runs in one process) and gets their results back.
 - ``encode_texts``: an encoder as a Ray Data actor pool (``map_batches`` with a class,
   ``ActorPoolStrategy(size=N)``, ``num_gpus`` per actor), so embedding spreads over every GPU
   of a cluster; each actor loads the model once (``build sequences --encoder``).
-- ``run``: one function in a Ray task (``build captions``, ``build chunks``: reading a source).
+- ``map_partitions``: a function per partition of a table's groups (a stable hash of
+  ``doc_id``), in Ray tasks (``build chunks``: documents split into chunks).
+- ``run``: one function in a Ray task (``build captions``: reading the source).
 
 Builds run inside the cache's build (``Cache.build``): what the workers return is written to
 the entry's temporary directory and committed once, by one rename; a worker that dies leaves
@@ -222,6 +224,21 @@ class RayEngine:
         return vectors
 
     # tables ---------------------------------------------------------------------------------
+
+    def map_partitions(self, fn: Callable, table: pl.DataFrame, *, key: str,
+                       what: str = "the build") -> list:
+        """``fn(rows)`` for each partition of ``table`` by ``partition_of(key)`` (whole
+        groups, rows in order), in Ray tasks; the results, in partition order."""
+        with self.session() as ray:
+            partitions = self._partitions(ray)
+            tagged = table.with_columns(pl.Series(
+                PARTITION, partition_of(table.get_column(key).to_numpy(), partitions)))
+            pieces = tagged.partition_by(PARTITION, maintain_order=True, include_key=False,
+                                         as_dict=True)
+            task = ray.remote(max_retries=self.max_retries)(_call)
+            refs = [task.remote(fn, CRASH_ONCE_MARKER, (piece,), {})
+                    for _, piece in sorted(pieces.items())]
+            return self._get(ray, refs, what)
 
     def measure_partitioned(self, measure_slice: Callable, rows: int, *, key: str,
                             per_partition: Callable, what: str = "measuring the table"

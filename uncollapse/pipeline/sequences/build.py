@@ -6,7 +6,6 @@ the output in the cache, and a build report whose stats are the counts of the bu
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +40,9 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
                  cache: Cache | None = None, rebuild: bool = False, engine=None) -> Built:
     """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
 
-    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
-    by default in this process. The output is the same either way, and so is its cache key.
+    ``engine``: where the documents are split into chunks (``RayEngine``: partitions of whole
+    documents in Ray tasks); by default in this process. The output is the same either way,
+    and so is its cache key.
 
     ``built.path`` is ``chunks.parquet``; ``built.report.stats`` holds the counts (documents,
     chunks, what was dropped).
@@ -59,9 +59,7 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
                "doc_pattern": doc_pattern, "glob": glob}
 
     def builder(out_dir: Path) -> BuildOutput:
-        read = read_chunks if engine is None else functools.partial(
-            engine.run, read_chunks, what=f"reading {source}")
-        chunks, stats = read(source, **options)
+        chunks, stats = read_chunks(source, **options, engine=engine)
         write_chunks(chunks, out_dir / CHUNKS_FILE)
         output = BuildOutput(rows={CHUNKS_FILE: chunks.height},
                              schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}})
