@@ -55,6 +55,29 @@ def test_ray_address_without_the_ray_engine_is_a_usage_error(tmp_path, run):
     assert result.exit_code == 2 and "--ray-address needs --engine ray" in result.output
 
 
+class _ChunkingEngine:
+    """Runs the function here, and hands its table back in pieces, as one sent back by a Ray
+    worker arrives (deserialised in several chunks)."""
+
+    def run(self, fn, *args, what, **kwargs):
+        table, *rest = fn(*args, **kwargs)
+        pieces = [table.slice(start, 250_000) for start in range(0, table.height, 250_000)]
+        return (pl.concat(pieces, rechunk=False), *rest)
+
+
+def test_a_table_that_comes_back_in_chunks_is_written_as_the_local_one(tmp_path):
+    # more rows than one Parquet row group: chunks would change where the groups end
+    source = tmp_path / "big.token.txt"
+    images = np.repeat(np.arange(120_000), 5)
+    source.write_text("".join(f"{i}.jpg#{n}\tcap {i} {n}\n"
+                              for i, n in zip(images, np.tile(np.arange(5), 120_000),
+                                              strict=True)))
+    local = build_captions(source, cache=Cache(tmp_path / "local"))
+    chunked = build_captions(source, cache=Cache(tmp_path / "other"), engine=_ChunkingEngine())
+    assert local.report.stats["captions"] == 600_000
+    assert chunked.path.read_bytes() == local.path.read_bytes()
+
+
 # on a local Ray ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,9 @@ def build_captions(source: str | Path, *, format: str | None = None,
                                                               what=f"reading {source}")
         table, report, _ = read(source, format=format, splits=splits, split=split,
                                  split_files=split_files, hf_split=hf_split, hf_frame=hf_frame)
+        # one chunk: the file's row groups must not depend on how the table travelled (a
+        # table sent back by an engine's worker arrives in several chunks)
+        table = table.rechunk()
         table.write_parquet(out_dir / OUTPUT_NAME)
         output = BuildOutput(rows={OUTPUT_NAME: table.height},
                              schema={OUTPUT_NAME: {k: str(v) for k, v in table.schema.items()}})

@@ -60,7 +60,7 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
 
     def builder(out_dir: Path) -> BuildOutput:
         chunks, stats = read_chunks(source, **options, engine=engine)
-        write_chunks(chunks, out_dir / CHUNKS_FILE)
+        write_chunks(chunks.rechunk(), out_dir / CHUNKS_FILE)  # row groups: one layout
         output = BuildOutput(rows={CHUNKS_FILE: chunks.height},
                              schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}})
         return with_report(output, Report(str(source), "build chunks", [], stats.to_dict()))
