@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -53,6 +54,54 @@ def test_missing_ray_names_the_extra(tmp_path, run, monkeypatch):
 def test_ray_address_without_the_ray_engine_is_a_usage_error(tmp_path, run):
     result = run("validate", "captions", tmp_path / "x.parquet", "--ray-address", "auto")
     assert result.exit_code == 2 and "--ray-address needs --engine ray" in result.output
+
+
+class _FakeRay:
+    """Records how the engine starts Ray (no Ray is started)."""
+
+    def __init__(self, fail: Exception | None = None):
+        self.calls, self.fail, self.up = [], fail, False
+        context = SimpleNamespace(execution_options=SimpleNamespace(), enable_progress_bars=None)
+        self.data = SimpleNamespace(DataContext=SimpleNamespace(get_current=lambda: context))
+
+    def is_initialized(self):
+        return self.up
+
+    def init(self, **kwargs):
+        self.calls.append(("init", kwargs))
+        if self.fail:
+            raise self.fail
+        self.up = True
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {}))
+        self.up = False
+
+
+def test_ray_address_connects_to_the_cluster_and_none_starts_a_quiet_local_ray(monkeypatch):
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    with RayEngine().session():
+        pass
+    monkeypatch.delenv("RAY_ADDRESS")
+    with RayEngine(address="auto").session():
+        pass
+    with RayEngine(num_cpus=2).session():
+        assert fake.data.DataContext.get_current().execution_options.preserve_order is True
+    quiet = {"log_to_driver": False, "logging_level": 40}
+    assert fake.calls == [
+        ("init", {"address": "ray://head:10001", **quiet}), ("shutdown", {}),
+        ("init", {"address": "auto", **quiet}), ("shutdown", {}),
+        ("init", {"num_cpus": 2, "include_dashboard": False, **quiet}), ("shutdown", {})]
+
+
+def test_an_unreachable_cluster_is_a_tool_error_naming_the_address(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", _FakeRay(fail=ConnectionError("no head")))
+    with pytest.raises(ToolError, match=r"cannot start or reach the Ray cluster at "
+                                        r"ray://head:1: no head\. Check --ray-address"):
+        with RayEngine(address="ray://head:1").session():
+            pass
 
 
 class _ChunkingEngine:
@@ -250,3 +299,12 @@ def test_bench_engines_compares_the_engines_with_a_fake_encoder(local_ray, monke
     assert tables["validate"]["findings"] == []
     assert tables["validate"]["local_s"] > 0 and tables["validate"]["ray_s"] > 0
     assert encoder["texts"] == 100 and encoder["ray_one_actor_sentences_per_s"] > 0
+
+
+def test_encoder_pool_options_need_the_ray_engine(tmp_path, run):
+    (tmp_path / "chunks.parquet").touch()
+    (tmp_path / "v.npy").touch()
+    result = run("build", "sequences", tmp_path / "chunks.parquet", "--vectors",
+                 tmp_path / "v.npy", "--context", 2, "--encoder-actors", 2)
+    assert result.exit_code == 2
+    assert "--encoder-actors and --gpus-per-actor need --engine ray" in result.output

@@ -109,6 +109,8 @@ def build_sequences_command(chunks, vectors, encoder, context_length, compact, t
 
     if (vectors is None) == (encoder is None):
         raise click.UsageError("give exactly one of --vectors V.npy and --encoder MODEL")
+    if engine is None and (encoder_actors, gpus_per_actor) != (1, 0):
+        raise click.UsageError("--encoder-actors and --gpus-per-actor need --engine ray")
     if engine is not None:
         from dataclasses import replace
 
