@@ -131,7 +131,8 @@ def test_a_table_that_comes_back_in_chunks_is_written_as_the_local_one(tmp_path)
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray")
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
