@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from uncollapse.cli_paths import InputPath
-from uncollapse.cli_ranges import count
+from uncollapse.cli_ranges import NON_NEGATIVE, count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.data.sequences.contract import CHUNK_DOC_ID, CHUNK_TEXT
 from uncollapse.engines.cli import engine_options
@@ -83,7 +83,7 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
 @click.option("--device", default="cpu", show_default=True, help="Encoder device.")
 @click.option("--encoder-actors", type=count(1), default=1, show_default=True,
               help="--engine ray: encoder actors (model copies) in the pool.")
-@click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0, show_default=True,
+@click.option("--gpus-per-actor", type=NON_NEGATIVE, default=0, show_default=True,
               help="--engine ray: GPUs each encoder actor holds (1 spreads the encoder over "
                    "every GPU of the cluster, one model per GPU).")
 @build_options
