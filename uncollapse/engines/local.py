@@ -30,11 +30,12 @@ Checking captions
     measured table and the findings of ``validate captions``.
 
 Building captions
-    ``build_captions_partition(rows, match_ids) -> DataFrame``: source rows of one partition
-    (``image_id``, ``caption_idx``, ``caption``, ``split``, ``source_row``, ...) as caption
-    table rows, with ``match_id`` from ``match_ids`` (``image_id`` -> ``match_id``, one global
-    table made once by ``assign_match_ids``), sorted by ``match_id``, ``caption_idx``,
-    ``source_row``.
+    ``build_captions_partition(rows, match_ids) -> DataFrame``: caption rows of one partition
+    (``image_id``, ``caption_idx``, ``caption``, ``split``, ``source_row``, optional
+    ``image_path``) as caption table rows, with ``match_id`` looked up in ``match_ids``
+    (``image_id`` -> ``match_id``, made once for the whole table by ``assign_match_ids``:
+    one group per image, numbered in sorted ``image_id`` order as every build numbers them),
+    sorted by ``match_id``, ``caption_idx``, ``source_row``, cast to the contract.
 
 Writing
     ``write_shards(frames, out_dir) -> Manifest``: each frame becomes
@@ -47,60 +48,75 @@ Writing
 
 from __future__ import annotations
 
-import numpy as np
+from uncollapse.data.shards import (
+    Manifest,
+    partition_expr,
+    read_manifest,
+    shard_files,
+    stable_bucket,
+    write_shards,
+)
 
-__all__ = ["DEFAULT_PARTITIONS", "partition_expr", "partition_key", "stable_bucket"]
+__all__ = ["DEFAULT_PARTITIONS", "Manifest", "assign_match_ids", "build_captions_partition",
+           "caption_report", "check_captions_partition", "merge_caption_measurements",
+           "partition_expr", "partition_key", "read_manifest", "shard_files", "stable_bucket",
+           "write_shards"]
 
 DEFAULT_PARTITIONS = 64
 """Partitions of a table when nothing else decides (a few per core of a small cluster)."""
 
-_GOLDEN = 0x9E3779B97F4A7C15
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-
-
-def stable_bucket(keys: np.ndarray, n_partitions: int) -> np.ndarray:
-    """The partition (int32, ``0..n_partitions-1``) of each int64 key: splitmix64, mod n.
-
-    Example:
-        >>> stable_bucket(np.array([0, 1, 2, 3]), 4).tolist()
-        [3, 1, 2, 1]
-    """
-    if n_partitions < 1:
-        raise ValueError(f"n_partitions must be at least 1, got {n_partitions}")
-    z = np.ascontiguousarray(keys, dtype=np.int64).view(np.uint64)
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(_GOLDEN)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
-        z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(n_partitions)).astype(np.int32)
-
-
-def partition_expr(column: str, n_partitions: int):
-    """``stable_bucket`` as a polars expression (Int32), for lazy and streaming plans."""
-    import polars as pl
-
-    if n_partitions < 1:
-        raise ValueError(f"n_partitions must be at least 1, got {n_partitions}")
-
-    def u64(value: int) -> pl.Expr:
-        return pl.lit(value, dtype=pl.UInt64)
-
-    z = pl.col(column).cast(pl.Int64).reinterpret(signed=False) + u64(_GOLDEN)
-    z = (z ^ (z // u64(1 << 30))) * u64(_MIX1)
-    z = (z ^ (z // u64(1 << 27))) * u64(_MIX2)
-    z = z ^ (z // u64(1 << 31))
-    return (z % u64(n_partitions)).cast(pl.Int32).alias("partition")
-
 
 def partition_key(frame, column: str, n_partitions: int = DEFAULT_PARTITIONS):
-    """The partition of each row of ``frame`` (a polars DataFrame, or anything with
-    ``frame[column]`` convertible to an int64 numpy array, such as a pandas frame or a
-    pyarrow table's column), as an int32 numpy array; nulls fall in the partition of -1."""
+    """The partition (int32 numpy array, ``0..n_partitions-1``) of each row of ``frame``: a
+    polars DataFrame, a pyarrow Table, a pandas frame or a dict of numpy arrays (a Ray Data
+    batch), keyed by the int64 ``column``; nulls fall in the partition of -1.
+
+    Example:
+        >>> partition_key(pl.DataFrame({"match_id": [0, 1, 2, 3]}), "match_id", 4).tolist()
+        [3, 1, 2, 1]
+    """
+    import numpy as np
+
     values = frame[column]
-    if hasattr(values, "fill_null"):  # polars Series
-        values = values.fill_null(-1).to_numpy()
-    elif hasattr(values, "to_numpy"):
-        values = np.asarray(values.to_numpy(), dtype=np.int64)
+    if hasattr(values, "fill_null"):  # a polars Series or a pyarrow array
+        values = values.fill_null(-1)
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy()
     return stable_bucket(np.asarray(values, dtype=np.int64), n_partitions)
+
+
+def check_captions_partition(frame, limits=None, *, row_offset: int = 0):
+    """See ``uncollapse.validators.captions.partial.check_captions_partition``."""
+    from uncollapse.validators.captions.measure import CaptionLimits
+    from uncollapse.validators.captions.partial import check_captions_partition as check
+
+    return check(frame, limits or CaptionLimits(), row_offset=row_offset)
+
+
+def merge_caption_measurements(parts, source, limits=None):
+    """See ``uncollapse.validators.captions.partial.merge_caption_measurements``."""
+    from uncollapse.validators.captions.measure import CaptionLimits
+    from uncollapse.validators.captions.partial import merge_caption_measurements as merge
+
+    return merge(parts, source, limits or CaptionLimits())
+
+
+def caption_report(measurements, target: str):
+    """See ``uncollapse.validators.captions.rules.caption_report``."""
+    from uncollapse.validators.captions.rules import caption_report as report
+
+    return report(measurements, target)
+
+
+def assign_match_ids(image_ids):
+    """See ``uncollapse.pipeline.captions.assemble.assign_match_ids``."""
+    from uncollapse.pipeline.captions.assemble import assign_match_ids as assign
+
+    return assign(image_ids)
+
+
+def build_captions_partition(rows, match_ids):
+    """See ``uncollapse.pipeline.captions.assemble.build_captions_partition``."""
+    from uncollapse.pipeline.captions.assemble import build_captions_partition as build
+
+    return build(rows, match_ids)

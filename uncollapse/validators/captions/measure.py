@@ -1,9 +1,11 @@
 """What the caption rules measure, once per validation: ``CaptionMeasurements``.
 
-The rules of ``uncollapse.validators.captions.rules`` share one measurement of the frame: per-row
-flags and hashes in one parallel pass, per-group aggregates once, repeated captions found by one
-sort of their hashes; what only a failing rule needs (its offending rows, its examples) is
-computed on first use and kept.
+The rules of ``uncollapse.validators.captions.rules`` share one measurement of the frame: counts
+in one parallel pass, per-group aggregates once, repeated captions found by one sort of their
+hashes (``uncollapse.validators.captions.partial`` takes them a partition at a time and merges
+them, so a table larger than memory is measured in bounded memory); what only a failing rule
+needs (its offending rows, its examples) is computed on first use, by polars' streaming engine,
+and kept.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
 from uncollapse.data.captions.contract import (
@@ -19,7 +20,6 @@ from uncollapse.data.captions.contract import (
     IMAGE_ID,
     MATCH_ID,
     NON_NULL,
-    SOURCE_ROW,
     SPLIT,
 )
 from uncollapse.errors import ToolError
@@ -82,9 +82,9 @@ def row_number() -> pl.Expr:
     return pl.int_range(pl.len(), dtype=pl.Int64)
 
 
-def _split_code() -> pl.Expr:
-    """The split as a number (a hash), null where the split is null."""
-    return pl.when(pl.col(SPLIT).is_not_null()).then(pl.col(SPLIT).hash())
+def split_code() -> pl.Expr:
+    """The split as a number (a hash), null where the split is null: ``split_code``."""
+    return pl.when(pl.col(SPLIT).is_not_null()).then(pl.col(SPLIT).hash()).alias("split_code")
 
 
 def implausible_length(limits: CaptionLimits) -> pl.Expr:
@@ -95,99 +95,59 @@ def implausible_length(limits: CaptionLimits) -> pl.Expr:
             | (pl.col(CAPTION).str.len_chars() > limits.max_caption_chars)).fill_null(False)
 
 
-def _group_stats(lean: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
-    """One row per match_id (size, whether its images or its non-null splits differ), and each
-    group's first image hash.
-
-    Built tables are sorted by match_id: their groups are runs, reduced with numpy segment
-    operations instead of a hash grouping.
-    """
-    match_id = lean.get_column(MATCH_ID)
-    if not match_id.is_sorted() or lean.height == 0:
-        groups = (lean.group_by(MATCH_ID).agg(
-            size=pl.len(),
-            images_differ=pl.col(IMAGE).min() != pl.col(IMAGE).max(),
-            splits_differ=(pl.col(SPLIT).min() != pl.col(SPLIT).max()).fill_null(False),
-            image=pl.col(IMAGE).first()).sort(MATCH_ID))
-        return groups.drop(IMAGE), groups.get_column(IMAGE)
-    ids = match_id.to_numpy()
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    image = lean.get_column(IMAGE).to_numpy()
-    split = lean.get_column(SPLIT)
-    big = np.iinfo(np.uint64).max
-    groups = pl.DataFrame({
-        MATCH_ID: ids[starts],
-        "size": np.diff(np.r_[starts, len(ids)]),
-        "images_differ": np.minimum.reduceat(image, starts) != np.maximum.reduceat(image, starts),
-        "splits_differ": np.minimum.reduceat(split.fill_null(big).to_numpy(), starts)
-        < np.maximum.reduceat(split.fill_null(0).to_numpy(), starts),
-    }, schema_overrides={"size": pl.UInt32})
-    return groups, pl.Series(image[starts])
+def collect(plan: pl.LazyFrame) -> pl.DataFrame:
+    """``plan`` run by polars' streaming engine: bounded memory on tables of any size."""
+    return plan.collect(engine="streaming")
 
 
 @dataclass
 class CaptionMeasurements:
-    """What the rules of one frame share: per-row hashes, per-group aggregates and counts.
+    """What the rules of one table share: counts, per-group aggregates, repeated captions.
 
-    ``frame`` is the frame measured; ``lean`` holds one row per caption (``match_id``, image and
-    normalised-caption hashes, split code); ``groups`` one row per ``match_id`` (size, whether
-    its images or splits differ); ``repeated`` the rows whose normalised caption occurs more
-    than once (usually a small share), with their row number.
+    ``frame`` is the table measured (scanned again only by failing rules); ``counts`` the
+    merged counts of ``uncollapse.validators.captions.partial.ADDED_COUNTS`` and the range of
+    the numeric image ids; ``groups`` one row per ``match_id`` (size, whether its images or
+    its splits differ); ``repeated_keys`` the hashes of normalised captions that occur more
+    than once.
     """
 
     frame: pl.LazyFrame
     limits: CaptionLimits
-    lean: pl.DataFrame
     counts: dict
     groups: pl.DataFrame
-    repeated: pl.DataFrame
+    repeated_keys: pl.Series
     n_images: int
     cache: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, frame: pl.LazyFrame, limits: CaptionLimits) -> CaptionMeasurements:
-        caption = pl.col(CAPTION)
-        # Cheap passes pick the few candidate rows; the exact tests run on those alone: one
-        # scan for control characters and "#", byte lengths (a character is 1 to 4 bytes).
-        flagged = caption.filter(pl.col("control_or_mark"))
-        size = caption.str.len_bytes()
-        number = pl.col("image_number")
-        lean_plan = frame.select(
-            pl.col(MATCH_ID).fill_null(-1),
-            pl.col(IMAGE_ID).hash().alias(IMAGE),
-            _split_code().alias(SPLIT),
-            normalised_caption(caption).hash().alias(KEY),
+    def of(cls, frame: pl.LazyFrame | pl.DataFrame, limits: CaptionLimits) -> CaptionMeasurements:
+        """Measure a whole table: an in-memory DataFrame, or a LazyFrame (a scan of Parquet
+        shards) measured with polars' streaming engine, in bounded memory."""
+        from uncollapse.validators.captions.partial import (
+            check_captions_partition,
+            merge_caption_measurements,
         )
-        counts_plan = frame.with_columns(
-            image_number=pl.col(IMAGE_ID).cast(pl.Int64, strict=False),
-            control_or_mark=caption.str.contains_any(CONTROL_CHARACTERS + [RECORD_KEY_MARK]),
-        ).select(
-            rows=pl.len(),
-            **{f"nulls_{c}": pl.col(c).null_count() for c in NON_NULL},
-            control=flagged.str.contains_any(CONTROL_CHARACTERS).sum(),
-            record_key=flagged.str.contains(RECORD_KEY).sum(),
-            too_short=caption.filter(size < 4 * limits.min_caption_chars)
-            .str.strip_chars().str.len_chars().is_between(1, limits.min_caption_chars - 1).sum(),
-            too_long=(caption.filter(size > limits.max_caption_chars).str.len_chars()
-                      > limits.max_caption_chars).sum(),
-            number_nulls=number.null_count(),
-            number_min=number.min(),
-            number_max=number.max(),
-            number_is_row=((number - row_number()).is_between(0, 1)
-                           | (number == pl.col(SOURCE_ROW))).mean(),
-        )
-        lean, counts = pl.collect_all([lean_plan, counts_plan])
-        groups, group_image = _group_stats(lean)
-        # one image per group: the images are the groups' images (2M values, not 10M rows)
-        n_images = (group_image.n_unique() if not groups["images_differ"].any()
-                    else lean.get_column(IMAGE).n_unique())
-        # equal keys are neighbours once sorted: cheaper than a hash grouping of 10M keys
-        keys = lean.get_column(KEY).sort()
-        repeated_keys = keys.filter(keys == keys.shift(1)).unique()
-        repeated = (lean.with_row_index(ROW)
-                    .filter(pl.col(KEY).is_in(repeated_keys.implode())))
-        return cls(frame=frame, limits=limits, lean=lean, counts=counts.row(0, named=True),
-                   groups=groups, repeated=repeated, n_images=int(n_images))
+
+        part = check_captions_partition(frame, limits)
+        return merge_caption_measurements([part], frame.lazy(), limits)
+
+    @property
+    def rows(self) -> int:
+        return int(self.counts["rows"])
+
+    @property
+    def repeated(self) -> pl.DataFrame:
+        """The rows whose normalised caption occurs more than once: row, match_id, key."""
+        def compute():
+            if self.repeated_keys.len() == 0:
+                return pl.DataFrame(schema={ROW: pl.Int64, MATCH_ID: pl.Int64,
+                                            KEY: pl.UInt64})
+            key = normalised_caption(pl.col(CAPTION)).hash().alias(KEY)
+            return collect(self.frame.with_row_index(ROW)
+                           .select(pl.col(ROW).cast(pl.Int64), pl.col(MATCH_ID).fill_null(-1),
+                                   key)
+                           .filter(pl.col(KEY).is_in(self.repeated_keys.implode())))
+        return self.once("repeated", compute)
 
     def once(self, name: str, compute: Callable):
         if name not in self.cache:
@@ -218,14 +178,12 @@ class CaptionMeasurements:
     def blank_rows(self) -> pl.Series:
         """Rows whose caption is null or whitespace; punctuation alone ("?") is a caption."""
         def compute():
-            empty = pl.DataFrame({CAPTION: ["", None]}, schema={CAPTION: pl.String}).select(
-                normalised_caption(pl.col(CAPTION)).hash()).to_series()
-            # a hash collision only adds a candidate: the text itself decides below
-            candidates = self.lean.get_column(KEY).is_in(empty.implode()).arg_true()
-            if candidates.len() == 0:
-                return candidates
-            text = self.frame.select(CAPTION).collect().get_column(CAPTION).gather(candidates)
-            return candidates.filter(text.str.strip_chars().fill_null("") == "")
+            # the hashes pick candidates; the text itself decides (a collision only adds one)
+            if self.counts["blank_candidates"] == 0:
+                return pl.Series(ROW, [], dtype=pl.Int64)
+            blank = pl.col(CAPTION).str.strip_chars().fill_null("") == ""
+            return collect(self.frame.with_row_index(ROW).filter(blank)
+                           .select(pl.col(ROW).cast(pl.Int64))).get_column(ROW)
         return self.once("blank", compute)
 
     def repeated_in_group(self) -> pl.DataFrame:
@@ -249,7 +207,7 @@ class CaptionMeasurements:
             span = high - low + 1
             if span == rows and self.unique_numbers() == rows:
                 return f"image_id is a running counter from {low} to {high}, one per row"
-            if counts["number_is_row"] >= 0.9:
+            if counts["number_is_row"] >= 0.9 * rows:
                 return "image_id equals the row number in at least 90% of rows"
             return None
         return self.once("positional", compute)
@@ -265,27 +223,27 @@ class CaptionMeasurements:
                 and high - low + 1 == self.unique_numbers())
 
     def unique_numbers(self) -> int:
-        return self.once("unique_numbers", lambda: self.frame.select(
-            pl.col(IMAGE_ID).cast(pl.Int64, strict=False).n_unique()).collect().item())
+        return self.once("unique_numbers", lambda: collect(self.frame.select(
+            pl.col(IMAGE_ID).cast(pl.Int64, strict=False).n_unique())).item())
 
     def inconsistent(self) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         """(images under several match_ids, match_ids over several images, total)."""
         def compute():
             with_row = self.frame.select(IMAGE_ID, MATCH_ID).with_row_index(ROW)
-            per_image = (with_row.group_by(IMAGE_ID)
-                         .agg(match_ids=pl.col(MATCH_ID).unique().sort(),
-                              first=pl.col(ROW).min())
-                         .filter(pl.col("match_ids").list.len() > 1).sort("first").drop("first")
-                         .collect())
-            per_group = (with_row.group_by(MATCH_ID)
-                         .agg(image_ids=pl.col(IMAGE_ID).unique().sort())
-                         .filter(pl.col("image_ids").list.len() > 1).sort(MATCH_ID).collect())
+            per_image = collect(with_row.group_by(IMAGE_ID)
+                                .agg(match_ids=pl.col(MATCH_ID).unique().sort(),
+                                     first=pl.col(ROW).min())
+                                .filter(pl.col("match_ids").list.len() > 1).sort("first")
+                                .drop("first"))
+            per_group = collect(with_row.group_by(MATCH_ID)
+                                .agg(image_ids=pl.col(IMAGE_ID).unique().sort())
+                                .filter(pl.col("image_ids").list.len() > 1).sort(MATCH_ID))
             return per_image, per_group, per_image.height + per_group.height
         return self.once("inconsistent", compute)
 
     def leaked(self) -> pl.DataFrame:
         """Images in more than one split, with their splits."""
-        return self.once("leaked", lambda: (
+        return self.once("leaked", lambda: collect(
             self.frame.filter(pl.col(SPLIT).is_not_null())
             .group_by(IMAGE_ID).agg(splits=pl.col(SPLIT).unique().sort())
-            .filter(pl.col("splits").list.len() > 1).sort(IMAGE_ID).collect()))
+            .filter(pl.col("splits").list.len() > 1).sort(IMAGE_ID)))
