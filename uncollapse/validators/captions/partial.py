@@ -183,9 +183,13 @@ def check_captions_partition(frame: pl.DataFrame | pl.LazyFrame,
         else:
             groups = _groups_by_hash(lean_rows.lazy()).collect()
         keys = lean_rows.select(KEY)
-    keys = np.sort(keys.get_column(KEY).to_numpy())
+    # one copy of the hashes, sorted in place (8 bytes a caption)
+    keys = keys.get_column(KEY).to_numpy(writable=True)
+    keys.sort()
     counts = counts.row(0, named=True)
-    counts["blank_candidates"] = int(np.isin(keys, _blank_keys()).sum())
+    blank = _blank_keys()
+    counts["blank_candidates"] = int((np.searchsorted(keys, blank, side="right")
+                                      - np.searchsorted(keys, blank, side="left")).sum())
     return CaptionPartial(counts=counts, groups=groups.cast(GROUP_COLUMNS), keys=keys)
 
 
@@ -234,8 +238,10 @@ def merge_caption_measurements(parts: Iterable[CaptionPartial], source: pl.LazyF
         MATCH_ID: merged.get_column(MATCH_ID), "size": merged.get_column("size"),
         "images_differ": image_min != merged.get_column("image_max"),
         "splits_differ": merged.get_column("split_min") < merged.get_column("split_max")})
-    keys = np.concatenate([p.keys for p in parts]) if parts else np.zeros(0, np.uint64)
-    if len(parts) > 1:
+    if len(parts) == 1:
+        keys = parts[0].keys
+    else:
+        keys = np.concatenate([p.keys for p in parts]) if parts else np.zeros(0, np.uint64)
         keys.sort()
     repeated_keys = np.unique(keys[1:][keys[1:] == keys[:-1]])
     del keys
