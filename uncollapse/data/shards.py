@@ -28,8 +28,8 @@ import numpy as np
 from uncollapse.atomic import HOST_TAG, temp_prefix
 from uncollapse.errors import InputError, ToolError
 
-__all__ = ["SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "is_sharded", "partition_expr",
-           "read_manifest", "shard_files", "stable_bucket", "write_shards"]
+__all__ = ["SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards", "is_sharded",
+           "partition_expr", "read_manifest", "shard_files", "stable_bucket", "write_shards"]
 
 SHARD_MANIFEST = "manifest.json"
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -169,6 +169,59 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _staging(out_dir: Path) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ToolError(f"{out_dir} is a file; sharded output needs a folder (end -o with /)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # named as uncollapse.atomic names its temporaries: recognisable after a crash
+    staging = out_dir.parent / (f"{temp_prefix(out_dir)}{os.getpid()}-{HOST_TAG}-"
+                                f"{os.urandom(4).hex()}")
+    staging.mkdir()
+    return staging
+
+
+def _put_in_place(staging: Path, out_dir: Path) -> None:
+    """Rename the finished ``staging`` folder to ``out_dir``, replacing what was there."""
+    if out_dir.exists():
+        old = staging.with_name(staging.name + "-old")
+        os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out_dir)
+
+
+def copy_shards(source: str | os.PathLike, out_dir: str | os.PathLike) -> Manifest:
+    """Copy a sharded table folder to ``out_dir``, each shard checked against the SHA-256 of
+    its manifest as it is copied; the copy appears complete or not at all.
+
+    Raises:
+        InputError: a shard is missing or its bytes differ from the manifest's SHA-256.
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    manifest = read_manifest(source)
+    staging = _staging(out_dir)
+    try:
+        for name, expected in zip(manifest.files, manifest.sha256, strict=True):
+            digest = hashlib.sha256()
+            try:
+                with open(source / name, "rb") as src, open(staging / name, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        dst.write(chunk)
+            except FileNotFoundError as exc:
+                raise InputError(source / name, "is listed in the manifest but missing; "
+                                 "rebuild the table") from exc
+            if digest.hexdigest() != expected:
+                raise InputError(source / name, "differs from the SHA-256 its manifest "
+                                 "records (damaged since it was written); rebuild the table")
+        shutil.copyfile(source / SHARD_MANIFEST, staging / SHARD_MANIFEST)
+        _put_in_place(staging, out_dir)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
     """Write each polars DataFrame of ``frames`` as one Parquet shard of ``out_dir``, with
     ``manifest.json`` written last; the folder appears complete or not at all.
@@ -182,13 +235,7 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
         >>> write_shards(table.iter_slices(1_000_000), "captions/")
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ToolError(f"{out_dir} is a file; sharded output needs a folder (end -o with /)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # named as uncollapse.atomic names its temporaries: recognisable after a crash
-    staging = out_dir.parent / (f"{temp_prefix(out_dir)}{os.getpid()}-{HOST_TAG}-"
-                                f"{os.urandom(4).hex()}")
-    staging.mkdir()
+    staging = _staging(out_dir)
     try:
         files, rows, digests, schema = [], [], [], None
         for number, frame in enumerate(frames):
@@ -207,13 +254,7 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
             raise ToolError(f"nothing to write to {out_dir}: no shard was given")
         manifest = Manifest(files=files, rows=rows, sha256=digests, schema=schema)
         (staging / SHARD_MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
-        if out_dir.exists():
-            old = staging.with_name(staging.name + "-old")
-            os.replace(out_dir, old)
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
+        _put_in_place(staging, out_dir)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
