@@ -100,3 +100,25 @@ def test_a_manifest_naming_a_missing_shard_is_refused(tmp_path):
     (out / "part-00001.parquet").unlink()
     with pytest.raises(InputError, match=r"lists 1 shard\(s\) the folder lacks"):
         shard_files(out)
+
+
+def test_partitions_built_apart_make_the_table_built_whole():
+    from pathlib import Path
+
+    from uncollapse.engines.local import assign_match_ids, build_captions_partition
+    from uncollapse.pipeline.captions import read_captions
+
+    coco = Path(__file__).resolve().parents[2] / "data" / "coco" / "captions_val2017_1000.json"
+    whole = read_captions(coco).table
+    rows = whole.drop("match_id").sample(fraction=1.0, shuffle=True, seed=1)
+    match_ids = assign_match_ids(rows.lazy())
+    assert match_ids.height == 1000 and match_ids["match_id"].to_list() == list(range(1000))
+    # any partitioning of the rows (here: thirds of a shuffle), built apart, then sorted
+    parts = [build_captions_partition(rows.slice(start, 1700), match_ids)
+             for start in range(0, rows.height, 1700)]
+    assert all(p["match_id"].is_sorted() for p in parts)
+    rebuilt = pl.concat(parts).sort("match_id", "caption_idx", "source_row")
+    assert rebuilt.equals(whole)
+    stranger = rows.head(1).with_columns(image_id=pl.lit("999999999"))
+    with pytest.raises(ToolError, match="'999999999'.*assign_match_ids"):
+        build_captions_partition(stranger, match_ids)

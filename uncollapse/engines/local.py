@@ -48,17 +48,29 @@ Writing
 
 from __future__ import annotations
 
+import numpy as np
+
 from uncollapse.data.shards import (
     Manifest,
+    copy_shards,
     partition_expr,
     read_manifest,
     shard_files,
     stable_bucket,
     write_shards,
 )
+from uncollapse.pipeline.captions.assemble import assign_match_ids, build_captions_partition
+from uncollapse.validators.captions.measure import (
+    CaptionLimits,
+    CaptionPartial,
+    check_captions_partition,
+    merge_caption_measurements,
+)
+from uncollapse.validators.captions.rules import caption_report
 
-__all__ = ["DEFAULT_PARTITIONS", "Manifest", "assign_match_ids", "build_captions_partition",
-           "caption_report", "check_captions_partition", "merge_caption_measurements",
+__all__ = ["DEFAULT_PARTITIONS", "CaptionLimits", "CaptionPartial", "Manifest",
+           "assign_match_ids", "build_captions_partition", "caption_report",
+           "check_captions_partition", "copy_shards", "merge_caption_measurements",
            "partition_expr", "partition_key", "read_manifest", "shard_files", "stable_bucket",
            "write_shards"]
 
@@ -66,7 +78,7 @@ DEFAULT_PARTITIONS = 64
 """Partitions of a table when nothing else decides (a few per core of a small cluster)."""
 
 
-def partition_key(frame, column: str, n_partitions: int = DEFAULT_PARTITIONS):
+def partition_key(frame, column: str, n_partitions: int = DEFAULT_PARTITIONS) -> np.ndarray:
     """The partition (int32 numpy array, ``0..n_partitions-1``) of each row of ``frame``: a
     polars DataFrame, a pyarrow Table, a pandas frame or a dict of numpy arrays (a Ray Data
     batch), keyed by the int64 ``column``; nulls fall in the partition of -1.
@@ -75,48 +87,9 @@ def partition_key(frame, column: str, n_partitions: int = DEFAULT_PARTITIONS):
         >>> partition_key(pl.DataFrame({"match_id": [0, 1, 2, 3]}), "match_id", 4).tolist()
         [3, 1, 2, 1]
     """
-    import numpy as np
-
     values = frame[column]
     if hasattr(values, "fill_null"):  # a polars Series or a pyarrow array
         values = values.fill_null(-1)
     if hasattr(values, "to_numpy"):
         values = values.to_numpy()
     return stable_bucket(np.asarray(values, dtype=np.int64), n_partitions)
-
-
-def check_captions_partition(frame, limits=None, *, row_offset: int = 0):
-    """See ``uncollapse.validators.captions.partial.check_captions_partition``."""
-    from uncollapse.validators.captions.measure import CaptionLimits
-    from uncollapse.validators.captions.partial import check_captions_partition as check
-
-    return check(frame, limits or CaptionLimits(), row_offset=row_offset)
-
-
-def merge_caption_measurements(parts, source, limits=None):
-    """See ``uncollapse.validators.captions.partial.merge_caption_measurements``."""
-    from uncollapse.validators.captions.measure import CaptionLimits
-    from uncollapse.validators.captions.partial import merge_caption_measurements as merge
-
-    return merge(parts, source, limits or CaptionLimits())
-
-
-def caption_report(measurements, target: str):
-    """See ``uncollapse.validators.captions.rules.caption_report``."""
-    from uncollapse.validators.captions.rules import caption_report as report
-
-    return report(measurements, target)
-
-
-def assign_match_ids(image_ids):
-    """See ``uncollapse.pipeline.captions.assemble.assign_match_ids``."""
-    from uncollapse.pipeline.captions.assemble import assign_match_ids as assign
-
-    return assign(image_ids)
-
-
-def build_captions_partition(rows, match_ids):
-    """See ``uncollapse.pipeline.captions.assemble.build_captions_partition``."""
-    from uncollapse.pipeline.captions.assemble import build_captions_partition as build
-
-    return build(rows, match_ids)

@@ -19,6 +19,7 @@ from uncollapse.atomic import atomic_copy
 from uncollapse.cache.store import Cache
 from uncollapse.cli_paths import DirectoryPath, OutputPath, remember
 from uncollapse.cli_report import report_options
+from uncollapse.data.shards import copy_shards
 from uncollapse.pipeline.empty import audit_empty_result
 from uncollapse.pipeline.rejected import BuildRejected
 
@@ -103,8 +104,6 @@ def publish(built, output: str | None) -> Path:
     state = "cache hit" if built.hit else "built"
     click.echo(f"{state}: {entry.stage} {entry.key[:16]} -> {built.path}", err=True)
     if output and built.path.is_dir():
-        from uncollapse.data.shards import copy_shards
-
         manifest = copy_shards(built.path, output)
         click.echo(f"wrote {output} ({len(manifest.files)} shards, {manifest.total_rows} rows)",
                    err=True)

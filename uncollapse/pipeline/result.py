@@ -14,6 +14,7 @@ from typing import NamedTuple
 import polars as pl
 
 from uncollapse.cache.store import BuildOutput, Entry
+from uncollapse.data.shards import shard_files
 from uncollapse.errors import ToolError
 from uncollapse.extras import require
 from uncollapse.report import Report
@@ -71,8 +72,6 @@ class Built:
         """The output read as a polars frame (builds whose output is a Parquet table, one
         file or a folder of shards)."""
         if self.path.is_dir():
-            from uncollapse.data.shards import shard_files
-
             return pl.read_parquet(shard_files(self.path))
         if self.path.suffix != ".parquet":
             raise ToolError(f"{self.name} is not a table; open {self.path} with the reader of "

@@ -63,8 +63,8 @@ from uncollapse.validators.captions.measure import (
 )
 from uncollapse.validators.rules import Failed, Rule, Rules
 
-__all__ = ["CaptionTable", "CaptionTableRules", "caption_table_model", "validate_caption_frame",
-           "validate_captions"]
+__all__ = ["CaptionTable", "CaptionTableRules", "caption_report", "caption_table_model",
+           "validate_caption_frame", "validate_captions"]
 
 NULL_VALUES = Code(
     "NULL_VALUES", "error",
