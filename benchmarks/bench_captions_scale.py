@@ -91,8 +91,8 @@ def write_in_child(folder: Path, rows: int, shard_rows: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def run_measured(command: list[str]) -> tuple[float, float, int, str]:
-    """(wall s, peak RSS in GB, exit code, output) of ``command`` as its own process."""
+def run_measured(command: list[str]) -> tuple[float, float, float, int, str]:
+    """(wall s, CPU s, peak RSS in GB, exit code, output) of ``command`` as its own process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -100,7 +100,8 @@ def run_measured(command: list[str]) -> tuple[float, float, int, str]:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    return wall, usage.ru_maxrss * 1024 / 1e9, process.returncode, output
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss * 1024 / 1e9, process.returncode, output
 
 
 def folder_size_gb(folder: Path) -> float:
@@ -138,11 +139,12 @@ def main() -> None:
                   + (f" (written in {written:.0f} s)" if written else " (already there)"))
             command = [sys.executable, "-m", "uncollapse", "validate", "captions", str(folder),
                        "--group-size", str(PER_GROUP), "--format", "json", "--quiet"]
-            wall, peak, code, output = run_measured(command)
+            wall, cpu, peak, code, output = run_measured(command)
             codes = sorted(set(line.split('"')[3] for line in output.splitlines()
                                if line.strip().startswith('"code"')))
-            print(f"  validate captions {folder.name}/ (streaming): {wall:.1f} s, peak RSS "
-                  f"{peak:.2f} GB, exit {code}, codes {codes}")
+            print(f"  validate captions {folder.name}/ (streaming): {wall:.1f} s wall, {cpu:.1f} s "
+                  f"CPU, peak RSS {peak:.2f} GB, exit {code}, codes {codes}; load average "
+                  f"{os.getloadavg()[0]:.1f}")
             if code not in (0, 1):
                 print(output[-3000:])
             if rows <= rows_arg(args.single_file):
@@ -151,9 +153,10 @@ def main() -> None:
                     subprocess.run([sys.executable, "-c", "import polars as pl, sys; pl.scan_"
                                     "parquet(sys.argv[1]).sink_parquet(sys.argv[2])",
                                     str(folder / "*.parquet"), str(single)], check=True)
-                wall, peak, code, _ = run_measured(command[:5] + [str(single)] + command[6:])
-                print(f"  validate captions {single.name} (one file, in memory): {wall:.1f} s, "
-                      f"peak RSS {peak:.2f} GB, exit {code}")
+                wall, cpu, peak, code, _ = run_measured(command[:5] + [str(single)]
+                                                        + command[6:])
+                print(f"  validate captions {single.name} (one file, in memory): {wall:.1f} s "
+                      f"wall, {cpu:.1f} s CPU, peak RSS {peak:.2f} GB, exit {code}")
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

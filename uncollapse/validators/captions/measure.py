@@ -120,6 +120,7 @@ class CaptionMeasurements:
     groups: pl.DataFrame
     repeated_keys: pl.Series
     n_images: int
+    lean: pl.DataFrame | None = None
     cache: dict = field(default_factory=dict)
 
     @classmethod
@@ -140,11 +141,15 @@ class CaptionMeasurements:
             if self.repeated_keys.len() == 0:
                 return pl.DataFrame(schema={ROW: pl.Int64, MATCH_ID: pl.Int64,
                                             KEY: pl.UInt64})
+            repeated = pl.col(KEY).is_in(self.repeated_keys.implode())
+            if self.lean is not None:  # the table was in memory: its hashes were kept
+                return (self.lean.with_row_index(ROW).filter(repeated)
+                        .with_columns(pl.col(ROW).cast(pl.Int64)))
             key = normalised_caption(pl.col(CAPTION)).hash().alias(KEY)
             return collect(self.frame.with_row_index(ROW)
                            .select(pl.col(ROW).cast(pl.Int64), pl.col(MATCH_ID).fill_null(-1),
                                    key)
-                           .filter(pl.col(KEY).is_in(self.repeated_keys.implode())))
+                           .filter(repeated))
         return self.once("repeated", compute)
 
     def once(self, name: str, compute: Callable):
@@ -279,11 +284,14 @@ class CaptionPartial:
             ids read as integers, None where none is one).
         groups: ``GROUP_COLUMNS``, sorted by ``match_id`` (null match_ids count as -1).
         keys: the hash (uint64) of every normalised caption, sorted.
+        lean: where the partition was in memory anyway, its ``match_id`` and caption hash per
+            row, so that finding repeated captions needs no second pass (None otherwise).
     """
 
     counts: dict
     groups: pl.DataFrame
     keys: np.ndarray
+    lean: pl.DataFrame | None = None
 
     @property
     def rows(self) -> int:
@@ -403,14 +411,14 @@ def check_captions_partition(frame: pl.DataFrame | pl.LazyFrame,
         else:
             groups = _groups_by_hash(lean_rows.lazy()).collect()
         keys = lean_rows.select(KEY)
-    # one copy of the hashes, sorted in place (8 bytes a caption)
-    keys = keys.get_column(KEY).to_numpy(writable=True)
-    keys.sort()
+    # one sorted copy of the hashes (8 bytes a caption), the unsorted one dropped
+    keys = keys.get_column(KEY).sort().to_numpy()
     counts = counts.row(0, named=True)
     blank = _blank_keys()
     counts["blank_candidates"] = int((np.searchsorted(keys, blank, side="right")
                                       - np.searchsorted(keys, blank, side="left")).sum())
-    return CaptionPartial(counts=counts, groups=groups.cast(GROUP_COLUMNS), keys=keys)
+    return CaptionPartial(counts=counts, groups=groups.cast(GROUP_COLUMNS), keys=keys,
+                          lean=None if streaming else lean_rows.select(MATCH_ID, KEY))
 
 
 def _blank_keys() -> np.ndarray:
@@ -471,4 +479,5 @@ def merge_caption_measurements(parts: Iterable[CaptionPartial], source: pl.LazyF
         n_images = source.select(pl.col(IMAGE_ID).n_unique()).collect(engine="streaming").item()
     return CaptionMeasurements(frame=source, limits=limits, counts=counts, groups=groups,
                                repeated_keys=pl.Series(KEY, repeated_keys, dtype=pl.UInt64),
-                               n_images=int(n_images))
+                               n_images=int(n_images),
+                               lean=parts[0].lean if len(parts) == 1 else None)
