@@ -130,6 +130,18 @@ class CaptionMeasurements:
         part = check_captions_partition(frame, limits)
         return merge_caption_measurements([part], frame.lazy(), limits)
 
+    @classmethod
+    def of_partitions(cls, partitions: Iterable[pl.LazyFrame | pl.DataFrame],
+                      source: pl.LazyFrame, limits: CaptionLimits) -> CaptionMeasurements:
+        """Measure a table partition by partition (its Parquet shards, in row order), each
+        with polars' streaming engine, and merge: memory holds one partition's work and the
+        small partials (``CaptionPartial``), never the rows of the whole table."""
+        parts, offset = [], 0
+        for partition in partitions:
+            parts.append(check_captions_partition(partition, limits, row_offset=offset))
+            offset += parts[-1].rows
+        return merge_caption_measurements(parts, source, limits)
+
     @property
     def rows(self) -> int:
         return int(self.counts["rows"])
@@ -436,16 +448,56 @@ def _merge_counts(parts: list[CaptionPartial]) -> dict:
 
 
 def _merge_groups(parts: list[CaptionPartial]) -> pl.DataFrame:
-    groups = pl.concat([p.groups for p in parts]) if parts else pl.DataFrame(schema=GROUP_COLUMNS)
-    if len(parts) > 1:
-        groups = groups.sort(MATCH_ID)
-    match_id = groups.get_column(MATCH_ID).to_numpy()
-    if len(parts) <= 1 or len(_segments(match_id)) == len(match_id):
-        return groups  # hash partitions of match_id: no group is in two partials
-    return _groups_of_sorted(
-        match_id, (groups["image_min"].to_numpy(), groups["image_max"].to_numpy()),
-        groups["split_min"].to_numpy(), groups["split_max"].to_numpy(),
-        size=groups["size"].to_numpy())
+    """The partials' groups as one frame sorted by match_id, a group split across partials
+    put back together. Column by column in numpy: about 20 bytes a group besides the partials,
+    whatever their number (a concatenation of whole frames would copy all of them at once)."""
+    if len(parts) == 1:
+        return parts[0].groups
+    if not parts:
+        return pl.DataFrame(schema=GROUP_COLUMNS)
+
+    def column(name: str, order: np.ndarray | None) -> np.ndarray:
+        values = np.concatenate([p.groups.get_column(name).to_numpy() for p in parts])
+        return values if order is None else values[order]
+
+    ids = column(MATCH_ID, None)
+    order = None if not len(ids) or (ids[1:] >= ids[:-1]).all() else np.argsort(ids,
+                                                                                 kind="stable")
+    if order is not None:
+        ids = ids[order]
+    starts = _segments(ids)
+    whole = len(starts) == len(ids)  # hash partitions of match_id: no group is in two partials
+    merged = {MATCH_ID: ids[starts]}
+    del ids
+    for name, reduce in (("size", np.add), ("image_min", np.minimum),
+                         ("image_max", np.maximum), ("split_min", np.minimum),
+                         ("split_max", np.maximum)):
+        values = column(name, order)
+        merged[name] = values if whole else reduce.reduceat(values, starts)
+        del values
+    return pl.DataFrame(merged, schema=GROUP_COLUMNS)
+
+
+def _repeated_keys(parts: list[CaptionPartial], buckets: int = 16) -> np.ndarray:
+    """The caption hashes that occur more than once over all partials. Each partial's hashes
+    are sorted, so a range of hash values is a slice of each: the ranges are merged one at a
+    time, in a sixteenth of the memory of all hashes at once."""
+    if len(parts) == 1:
+        keys = parts[0].keys
+        return np.unique(keys[1:][keys[1:] == keys[:-1]])
+    edges = np.arange(1, buckets, dtype=np.uint64) * np.uint64(2**64 // buckets)
+    found = []
+    for low, high in zip(np.r_[np.uint64(0), edges], np.r_[edges, np.uint64(0)], strict=True):
+        pieces = []
+        for part in parts:
+            start = np.searchsorted(part.keys, low, side="left")
+            end = (np.searchsorted(part.keys, high, side="left") if high
+                   else len(part.keys))  # the last range runs to the largest hash
+            pieces.append(part.keys[start:end])
+        keys = np.concatenate(pieces)
+        keys.sort()
+        found.append(np.unique(keys[1:][keys[1:] == keys[:-1]]))
+    return np.concatenate(found)
 
 
 def merge_caption_measurements(parts: Iterable[CaptionPartial], source: pl.LazyFrame,
@@ -466,13 +518,7 @@ def merge_caption_measurements(parts: Iterable[CaptionPartial], source: pl.LazyF
         MATCH_ID: merged.get_column(MATCH_ID), "size": merged.get_column("size"),
         "images_differ": image_min != merged.get_column("image_max"),
         "splits_differ": merged.get_column("split_min") < merged.get_column("split_max")})
-    if len(parts) == 1:
-        keys = parts[0].keys
-    else:
-        keys = np.concatenate([p.keys for p in parts]) if parts else np.zeros(0, np.uint64)
-        keys.sort()
-    repeated_keys = np.unique(keys[1:][keys[1:] == keys[:-1]])
-    del keys
+    repeated_keys = _repeated_keys(parts) if parts else np.zeros(0, np.uint64)
     if not groups["images_differ"].any():
         n_images = image_min.n_unique()  # one image per group: the groups' images
     else:

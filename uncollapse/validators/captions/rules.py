@@ -45,7 +45,7 @@ from uncollapse.data.captions.table import (
     schema_problems,
 )
 from uncollapse.data.polars_read import parquet_reading
-from uncollapse.data.shards import is_sharded
+from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
 from uncollapse.validators.bridge import data_checks_always, pandera_failures, rules_model
@@ -532,11 +532,13 @@ def _model_with(limits: CaptionLimits) -> type[CaptionTable]:
 def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<table>", *,
                            min_group: int = 2, max_group: int | None = None,
                            max_singleton_share: float = 0.9, min_caption_chars: int = 2,
-                           max_caption_chars: int = 1000) -> Report:
+                           max_caption_chars: int = 1000,
+                           partitions: list[pl.LazyFrame] | None = None) -> Report:
     """Run ``CaptionTable`` (every check) on a table; failures become findings.
 
     ``frame`` is a table in memory, or a LazyFrame (a scan of Parquet shards larger than
-    memory), measured and checked by polars' streaming engine.
+    memory), measured and checked by polars' streaming engine; ``partitions`` (the scans of
+    its shards, in row order) have it measured a shard at a time, in less memory.
 
     Raises:
         InputError: a column is missing or has another dtype than the contract's (every
@@ -551,7 +553,8 @@ def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<t
                                  min_caption_chars=min_caption_chars,
                                  max_caption_chars=max_caption_chars)._limits
     with parquet_reading(target):
-        measured = CaptionMeasurements.of(frame, limits)
+        measured = (CaptionMeasurements.of(frame, limits) if partitions is None else
+                    CaptionMeasurements.of_partitions(partitions, frame, limits))
         return caption_report(measured, target,
                               frame=frame if isinstance(frame, pl.DataFrame) else None)
 
@@ -597,12 +600,14 @@ def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | 
     """
     # image_path is part of the contract but no rule reads its values: skip its bytes
     columns = [c for c in CAPTION_SCHEMA if c != IMAGE_PATH]
+    partitions = None
     if str(path) != "-" and is_sharded(path):
         frame = scan_caption_shards(path, columns=columns)
+        partitions = [scan_caption_shards(shard, columns=columns) for shard in shard_files(path)]
     else:
         frame = read_caption_table(path, columns=columns)
     return validate_caption_frame(frame, "<stdin>" if str(path) == "-" else str(path),
                                   min_group=min_group, max_group=max_group,
                                   max_singleton_share=max_singleton_share,
                                   min_caption_chars=min_caption_chars,
-                                  max_caption_chars=max_caption_chars)
+                                  max_caption_chars=max_caption_chars, partitions=partitions)
