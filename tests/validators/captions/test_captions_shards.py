@@ -156,3 +156,20 @@ def test_a_shard_off_the_contract_is_named(tmp_path):
     result = CliRunner().invoke(main, ["validate", "captions", f"{tmp_path}/nothing-*.parquet"])
     assert result.exit_code == 2
     assert "matches no file" in result.output
+
+
+def test_repeated_hashes_are_found_across_partials_and_hash_ranges():
+    from uncollapse.validators.captions.measure import CaptionPartial, _repeated_keys
+
+    rng = np.random.default_rng(3)
+    edge = np.uint64(2**64 // 16)
+    special = np.array([0, 2**64 - 1, int(edge), int(edge) - 1, 15 * int(edge)], dtype=np.uint64)
+    keys = np.concatenate([rng.integers(0, 2**64 - 1, size=3000, dtype=np.uint64), special,
+                           special[:3]])  # the extremes and a range edge, twice
+    keys = np.concatenate([keys, keys[rng.choice(3000, size=40, replace=False)]])
+    rng.shuffle(keys)
+    parts = [CaptionPartial(counts={}, groups=pl.DataFrame(), keys=np.sort(chunk))
+             for chunk in np.array_split(keys, 7)]
+    values, counts = np.unique(keys, return_counts=True)
+    assert np.array_equal(np.sort(_repeated_keys(parts)), values[counts > 1])
+    assert len(values[counts > 1]) == 43
