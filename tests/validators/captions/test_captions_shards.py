@@ -173,3 +173,16 @@ def test_repeated_hashes_are_found_across_partials_and_hash_ranges():
     values, counts = np.unique(keys, return_counts=True)
     assert np.array_equal(np.sort(_repeated_keys(parts)), values[counts > 1])
     assert len(values[counts > 1]) == 43
+
+
+def test_pandera_keeps_a_bounded_number_of_failing_rows_and_the_finding_counts_all(only):
+    singletons = flawed_table(n_images=100).with_columns(
+        match_id=pl.int_range(pl.len(), dtype=pl.Int64),
+        caption=pl.format("photo {} of a dog", pl.int_range(pl.len())), split=pl.lit("train"))
+    with pytest.raises(SchemaErrors) as caught:
+        caption_table_model(min_group=1).validate(singletons.lazy(), lazy=True)
+    (error,) = [e for e in caught.value.schema_errors
+                if getattr(e.check, "name", None) == "groups_are_not_all_unique"]
+    assert error.failure_cases.height == 100
+    report = validate_caption_frame(singletons.lazy(), min_group=1)
+    assert only(report, "GROUPS_ALL_UNIQUE").count == 500

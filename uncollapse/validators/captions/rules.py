@@ -148,6 +148,9 @@ class CaptionCheck:
                        .select(pl.col(ROW).cast(pl.Int64), *columns)).to_dicts()
 
 
+FAILURE_CASES = 100
+"""The failing rows pandera keeps per check (``SchemaErrors.failure_cases``)."""
+
 RULES = Rules()
 """The caption rules, in the order their findings are listed. A rule declared with
 ``RULES.check`` takes the measurements and returns None when it holds, else the expression of
@@ -435,9 +438,11 @@ def _check(rule: Rule):
 def measured_schema(model: type[CaptionTableRules], measure: Measure) -> pa.DataFrameSchema:
     """The schema of ``model`` whose rules measure the frame once, through ``measure``."""
     schema = copy.copy(model.to_schema())
+    # pandera collects a failing check's rows whole unless told otherwise: on a table of
+    # shards larger than memory that would be the table; the findings count from the masks
     schema.checks = [pa.Check(functools.partial(_outcome, rule, measure), name=rule.name,
                               raise_warning=rule.severity == "warning",
-                              description=rule.__doc__)
+                              description=rule.__doc__, n_failure_cases=FAILURE_CASES)
                      for rule in RULES if rule.test is not None and rule.pandera]
     return schema
 
