@@ -18,7 +18,7 @@ import pytest
 
 from uncollapse.cache.store import Cache
 from uncollapse.engines import ray as ray_engine
-from uncollapse.engines.ray import RayEngine, partition_of, splitmix64
+from uncollapse.engines.ray import RayEngine
 from uncollapse.errors import ToolError
 from uncollapse.pipeline.captions import build_captions
 from uncollapse.validators.captions import validate_captions
@@ -28,19 +28,6 @@ COCO = ROOT / "data" / "coco" / "captions_val2017_1000.json"
 
 
 # no Ray needed -------------------------------------------------------------------------------
-
-def test_splitmix64_is_the_reference_function_and_keeps_groups_together():
-    # splitmix64's first output for seed 0 (Vigna's reference implementation)
-    assert int(splitmix64(np.array([0]))[0]) == 0xE220A8397B1DCDAF
-    keys = np.array([7, 3, 7, -1, 3, 2**62], dtype=np.int64)
-    parts = partition_of(keys, 4)
-    assert parts[0] == parts[2] and parts[1] == parts[4]
-    assert parts.min() >= 0 and parts.max() < 4
-    # the same partitions in every process and run: fixed values, not Python's hash
-    assert partition_of(np.arange(8), 3).tolist() == (
-        (splitmix64(np.arange(8)) % np.uint64(3)).astype(np.int64).tolist())
-    assert partition_of(np.arange(6), 5).tolist() == [0, 0, 0, 3, 3, 3]
-
 
 def test_missing_ray_names_the_extra(tmp_path, run, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
@@ -175,6 +162,14 @@ def test_validate_captions_on_ray_reports_what_the_local_engine_reports(tmp_path
         "GROUP_SIZE_OUT_OF_RANGE", "SPLIT_LEAKAGE", "MATCH_ID_INCONSISTENT",
         "CAPTION_DUPLICATE_IN_GROUP", "CAPTION_SHARED_ACROSS_GROUPS",
         "CAPTION_CONTROL_CHARACTER", "CAPTION_HOLDS_RECORD_KEY", "CAPTION_LENGTH_IMPLAUSIBLE"}
+    # a folder of shards: rows numbered across them, groups split between them
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for number, start in enumerate(range(0, 205, 70)):
+        _caption_table().slice(start, 70).write_parquet(shards / f"part-{number:05d}.parquet")
+    local_shards = validate_captions(shards, min_group=4).to_dict()
+    assert validate_captions(shards, min_group=4, engine=RayEngine()).to_dict() == local_shards
+    assert local_shards["findings"] == local["findings"]
     # the command line: the same JSON report and exit code
     args = ("validate", "captions", table, "--min-group", 4, "--format", "json")
     by_cli = run(*args, "--engine", "ray", "--quiet")

@@ -3,15 +3,15 @@
 The engine knows no family: a build or a check hands it the functions to run (the same ones
 the local engine runs in one process) and gets their results back.
 
-- ``measure_partitioned``: a table's rows are measured in slices by Ray tasks (each reads
-  its own rows), tagged with a partition made by a stable hash of a group key such as
-  ``match_id`` (``partition_of``: splitmix64, never Python's ``hash``), and a per-partition
-  function sees every group whole, through Ray Data's ``groupby(partition).map_groups``
-  (``validate captions``).
+- ``check_partitions``: a Parquet table's rows are read in slices by Ray tasks, tagged with
+  a partition made by a stable hash of a group key such as ``match_id`` (``partition_key``
+  of ``uncollapse.engines.local``: splitmix64, never Python's ``hash``), and the local
+  engine's per-partition function sees every group whole, through Ray Data's
+  ``groupby(partition).map_groups`` (``validate captions``: ``check_captions_partition``).
 - ``encode_texts``: an encoder as a Ray Data actor pool (``map_batches`` with a class,
   ``ActorPoolStrategy(size=N)``, ``num_gpus`` per actor), so embedding spreads over every GPU
   of a cluster; each actor loads the model once (``build sequences --encoder``).
-- ``map_partitions``: a function per partition of a table's groups (a stable hash of
+- ``map_partitions``: a function per partition of a table's groups (the same stable hash of
   ``doc_id``), in Ray tasks (``build chunks``: documents split into chunks).
 - ``run``: one function in a Ray task (``build captions``: reading the source).
 
@@ -31,6 +31,7 @@ import functools
 import logging
 import math
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,41 +40,20 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from uncollapse.engines.local import partition_key
 from uncollapse.errors import ToolError
 from uncollapse.extras import require
 
-__all__ = ["ADDRESS_ENV", "RayEngine", "partition_of", "splitmix64"]
+__all__ = ["ADDRESS_ENV", "RayEngine"]
 
 ADDRESS_ENV = "RAY_ADDRESS"
-ROW, PARTITION = "_row", "_partition"
+ROW = "row"
+"""A row's position in the whole table, as the per-partition functions read it."""
+PARTITION, RESULT = "_partition", "_result"
 
 CRASH_ONCE_MARKER: str | None = None
 """Tests only: while this file exists, the next task or actor batch deletes it and kills its
 worker (``os._exit``), as a machine lost mid-build would. Nothing in the package sets it."""
-
-
-# Partitions ---------------------------------------------------------------------------------
-
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def splitmix64(keys: np.ndarray) -> np.ndarray:
-    """splitmix64 of each int64 key (its bits as uint64): the same value on every machine,
-    in every process and every run, unlike Python's ``hash``."""
-    x = np.asarray(keys, dtype=np.int64).view(np.uint64) + _GAMMA
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
-    return x ^ (x >> np.uint64(31))
-
-
-def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
-    """The partition (0..partitions-1) of each key: rows with equal keys (a ``match_id`` group,
-    a ``doc_id`` document) always land in the same partition."""
-    if partitions < 1:
-        raise ToolError(f"partitions must be at least 1, not {partitions}")
-    return (splitmix64(keys) % np.uint64(partitions)).astype(np.int64)
 
 
 def _crash_once(marker: str | None) -> None:
@@ -227,12 +207,12 @@ class RayEngine:
 
     def map_partitions(self, fn: Callable, table: pl.DataFrame, *, key: str,
                        what: str = "the build") -> list:
-        """``fn(rows)`` for each partition of ``table`` by ``partition_of(key)`` (whole
+        """``fn(rows)`` for each partition of ``table`` by ``partition_key(key)`` (whole
         groups, rows in order), in Ray tasks; the results, in partition order."""
         with self.session() as ray:
             partitions = self._partitions(ray)
-            tagged = table.with_columns(pl.Series(
-                PARTITION, partition_of(table.get_column(key).to_numpy(), partitions)))
+            tagged = table.with_columns(pl.Series(PARTITION,
+                                                  partition_key(table, key, partitions)))
             pieces = tagged.partition_by(PARTITION, maintain_order=True, include_key=False,
                                          as_dict=True)
             task = ray.remote(max_retries=self.max_retries)(_call)
@@ -240,38 +220,41 @@ class RayEngine:
                     for _, piece in sorted(pieces.items())]
             return self._get(ray, refs, what)
 
-    def measure_partitioned(self, measure_slice: Callable, rows: int, *, key: str,
-                            per_partition: Callable, what: str = "measuring the table"
-                            ) -> tuple[list[pa.Table], list, list[pa.Table]]:
-        """Measure a table of ``rows`` rows in slices, then each partition of its groups.
+    def check_partitions(self, files: list[str | Path], columns: list[str], *, key: str,
+                         per_partition: Callable, what: str = "checking the table") -> list:
+        """``per_partition(rows)`` for each partition of the groups of a Parquet table.
 
-        ``measure_slice(start, stop)`` runs in a Ray task per slice of rows and returns
-        ``(table, extra)``: one row per row of the slice, holding the group column ``key``,
-        and anything small. ``per_partition(table)`` then runs once per partition of
-        ``partition_of(key)``, through Ray Data's ``groupby(...).map_groups``: it gets the
-        rows of whole groups, in row order, and returns a table.
+        The table is ``files`` (one file, or shards whose rows follow each other in this
+        order). Ray tasks read it in slices of rows, tagging each row with its position in the
+        table (``row``) and the partition of its ``key`` (``partition_key``); Ray Data's
+        ``groupby(...).map_groups`` then hands ``per_partition`` the rows of each partition:
+        whole groups, in row order, as a polars DataFrame of ``columns`` and ``row``.
 
         Returns:
-            The slices' tables in row order, their extras, and the partitions' tables.
+            What ``per_partition`` returned (anything picklable), one per partition that
+            holds rows.
         """
+        files = [str(f) for f in files]
+        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
+        if rows == 0:
+            return []
         with self.session() as ray:
             partitions = self._partitions(ray)
             slices = max(1, min(partitions, rows))
             bounds = [rows * i // slices for i in range(slices + 1)]
-            task = ray.remote(max_retries=self.max_retries, num_returns=2)(_slice_task)
-            refs = [task.remote(measure_slice, start, stop, key, partitions, CRASH_ONCE_MARKER)
+            task = ray.remote(max_retries=self.max_retries)(_read_slice)
+            refs = [task.remote(files, columns, start, stop, key, partitions, CRASH_ONCE_MARKER)
                     for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
-            table_refs, extra_refs = [r[0] for r in refs], [r[1] for r in refs]
-            grouped = (ray.data.from_arrow_refs(table_refs)
+            grouped = (ray.data.from_arrow_refs(refs)
                        .groupby(PARTITION)
                        .map_groups(functools.partial(_partition_task, per_partition),
                                    batch_format="pyarrow"))
             try:
-                per_group = self._get(ray, grouped.to_arrow_refs(), what)
+                tables = self._get(ray, grouped.to_arrow_refs(), what)
             except ray.exceptions.RayError as exc:
                 raise self._lost(what, exc) from exc
-            tables = [t.drop_columns([ROW, PARTITION]) for t in self._get(ray, table_refs, what)]
-            return tables, self._get(ray, extra_refs, what), per_group
+        return [pickle.loads(value) for table in tables
+                for value in table.column(RESULT).to_pylist()]
 
 
 # What the tasks and actors run around the functions they are given ---------------------------
@@ -281,21 +264,18 @@ def _call(fn: Callable, crash_marker: str | None, args: tuple, kwargs: dict):
     return fn(*args, **kwargs)
 
 
-def _slice_task(measure_slice: Callable, start: int, stop: int, key: str, partitions: int,
-                crash_marker: str | None):
-    """``measure_slice(start, stop)``, its table tagged with each row's number and the
-    partition of its group."""
+def _read_slice(files: list[str], columns: list[str], start: int, stop: int, key: str,
+                partitions: int, crash_marker: str | None) -> pa.Table:
+    """Rows ``start:stop`` of the table, with their position and the partition of their key."""
     _crash_once(crash_marker)
-    table, extra = measure_slice(start, stop)
-    keys = table.column(key).to_numpy(zero_copy_only=False)
-    table = (table.append_column(ROW, pa.array(np.arange(start, start + len(table))))
-             .append_column(PARTITION, pa.array(partition_of(keys, partitions))))
-    return table, extra
+    rows = (pl.scan_parquet(files).select(columns).slice(start, stop - start).collect()
+            .with_row_index(ROW, offset=start).with_columns(pl.col(ROW).cast(pl.Int64)))
+    return rows.with_columns(pl.Series(PARTITION, partition_key(rows, key, partitions))).to_arrow()
 
 
 def _partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
-    rows = pl.from_arrow(batch).sort(ROW).drop(ROW, PARTITION)
-    return per_partition(rows.to_arrow())
+    rows = pl.from_arrow(batch).sort(ROW).drop(PARTITION)
+    return pa.table({RESULT: pa.array([pickle.dumps(per_partition(rows))], type=pa.binary())})
 
 
 class _EncoderActor:

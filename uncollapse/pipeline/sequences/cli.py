@@ -8,7 +8,6 @@ from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import NON_NEGATIVE, count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.data.sequences.contract import CHUNK_DOC_ID, CHUNK_TEXT
-from uncollapse.engines.cli import engine_options
 from uncollapse.pipeline.build_cli import build_options
 
 __all__ = ["COMMANDS", "build_chunks_command", "build_sequences_command"]
@@ -37,9 +36,8 @@ def _summary(stats: dict, keys: tuple[str, ...]) -> str:
                    "' = Title = ' (' = = Section = = ' lines do not start a document).")
 @click.option("--glob", default="*.txt", show_default=True, help="Files of a folder to read.")
 @build_options
-@engine_options
 def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern, glob, cache,
-                         rebuild, quiet, engine):
+                         rebuild, quiet, engine=None):
     """Split a corpus into ordered text chunks with document ids (doc_id, doc_key, position).
 
     SOURCE is a JSONL or Parquet file of records with a document field and a text field, a
@@ -87,10 +85,9 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
               help="--engine ray: GPUs each encoder actor holds (1 spreads the encoder over "
                    "every GPU of the cluster, one model per GPU).")
 @build_options
-@engine_options
 def build_sequences_command(chunks, vectors, encoder, context_length, compact, texts, batch_size,
                             device, encoder_actors, gpus_per_actor, cache, rebuild, quiet,
-                            engine):
+                            engine=None):
     """Build a next-vector sequence NPZ with doc_ids; contexts never cross documents.
 
     Documents shorter than C+1 chunks give no samples and are counted. The file loads with

@@ -7,13 +7,12 @@ import click
 from uncollapse.cli_paths import InputPath
 from uncollapse.cli_ranges import NON_NEGATIVE_INT, SEED, THRESHOLD_SHARE, check_order, count
 from uncollapse.cli_report import quiet_option, report_options
-from uncollapse.engines.cli import engine_options
 
 __all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"]
 
 
 @click.command("captions")
-@click.argument("table", type=InputPath(allow_dash=True, missing_ok=True,
+@click.argument("table", type=InputPath(allow_dash=True, missing_ok=True, dir_okay=True,
                                          stream_hint="pass - to read standard input"))
 @click.option("--group-size", type=count(1),
               help="Every group must have exactly this many captions.")
@@ -28,16 +27,20 @@ __all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"
               help="Longer captions are implausible (CAPTION_LENGTH_IMPLAUSIBLE).")
 @quiet_option
 @report_options
-@engine_options
 def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share,
-                              min_caption_chars, max_caption_chars, quiet, engine):
+                              min_caption_chars, max_caption_chars, quiet, engine=None):
     """Check a caption table (Parquet or CSV; - reads standard input) against the pandera
     model CaptionTable: schema, grouping, positional ids, split leakage, duplicates, caption text.
+
+    TABLE may be a folder or a quoted glob of Parquet shards: they are checked as one table by
+    polars' streaming engine, in bounded memory (a table larger than memory).
 
     Example:
         uncollapse validate captions captions.parquet --group-size 5
         uncollapse validate captions captions.parquet --min-group 5 --max-group 7 --format github
         uncollapse validate captions captions.csv
+        uncollapse validate captions captions/ --group-size 5
+        uncollapse validate captions 'shards/part-*.parquet'
         cat captions.parquet | uncollapse validate captions -
         uncollapse validate captions captions.parquet --engine ray --ray-address auto
     """
