@@ -26,8 +26,8 @@ Checking captions
     of the whole table) is scanned again only for what a failing rule reports: its rows and
     examples.
 
-    ``caption_report(measurements, target) -> Report``: the pandera model's verdict on the
-    measured table and the findings of ``validate captions``.
+    ``validate_caption_measurements(measurements, target) -> Report``: the pandera model's
+    verdict on the measured table and the findings of ``validate captions``.
 
 Building captions
     ``build_captions_partition(rows, match_ids) -> DataFrame``: caption rows of one partition
@@ -51,7 +51,6 @@ from __future__ import annotations
 import numpy as np
 
 from uncollapse.data.shards import (
-    Manifest,
     copy_shards,
     partition_expr,
     read_manifest,
@@ -61,18 +60,17 @@ from uncollapse.data.shards import (
 )
 from uncollapse.pipeline.captions.assemble import assign_match_ids, build_captions_partition
 from uncollapse.validators.captions.measure import (
-    CaptionLimits,
-    CaptionPartial,
     check_captions_partition,
     merge_caption_measurements,
 )
-from uncollapse.validators.captions.rules import caption_report
+from uncollapse.validators.captions.rules import validate_caption_measurements
 
-__all__ = ["DEFAULT_PARTITIONS", "CaptionLimits", "CaptionPartial", "Manifest",
-           "assign_match_ids", "build_captions_partition", "caption_report",
+# the classes the functions take and give (CaptionLimits, CaptionPartial, Manifest) keep their
+# one public import path: uncollapse.validators.captions and uncollapse.data.shards
+__all__ = ["DEFAULT_PARTITIONS", "assign_match_ids", "build_captions_partition",
            "check_captions_partition", "copy_shards", "merge_caption_measurements",
            "partition_expr", "partition_key", "read_manifest", "shard_files", "stable_bucket",
-           "write_shards"]
+           "validate_caption_measurements", "write_shards"]
 
 DEFAULT_PARTITIONS = 64
 """Partitions of a table when nothing else decides (a few per core of a small cluster)."""
