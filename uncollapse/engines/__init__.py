@@ -11,7 +11,7 @@ named in ``uncollapse.engines.local``:
   on one partition (a ``CaptionPartial``: counts, per-group aggregates, caption keys);
 - ``merge_caption_measurements(parts, source, limits)``: the partials of every partition,
   merged into the measurements of the whole table;
-- ``caption_report(measurements, target)``: the findings of ``validate captions``;
+- ``validate_caption_measurements(measurements, target)``: the report of ``validate captions``;
 - ``build_captions_partition(rows, match_ids)``: the caption table rows of one partition;
 - ``write_shards(frames, out_dir)``: Parquet shards plus ``manifest.json``.
 

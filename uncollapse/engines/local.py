@@ -17,17 +17,19 @@ Checking captions
     image ids' range), one row per ``match_id`` (size, min/max image hash, min/max split
     code), and the hash of every normalised caption. Rows are numbered from ``row_offset``
     unless the frame has a ``row`` column (the row's position in the whole table), which the
-    positional-id rule needs. A partial is small beside its partition: about 40 bytes per
-    group and 8 per caption.
+    positional-id rule needs. A partial is small beside its partition: 44 bytes per group
+    and 8 per caption. On one machine, ``CaptionMeasurements.of_partitions`` measures the
+    shards of a folder this way, one at a time (``validate captions DIR/``).
 
     ``merge_caption_measurements(parts, source, limits) -> CaptionMeasurements``: partials of
     any partitioning (hash partitions or plain shards: groups split across partials are
     re-aggregated) merged into the measurements of the whole table. ``source`` (a LazyFrame
     of the whole table) is scanned again only for what a failing rule reports: its rows and
-    examples.
+    examples. An engine that partitions rows by ``partition_key`` should add the ``row``
+    column before it shuffles them.
 
-    ``caption_report(measurements, target) -> Report``: the pandera model's verdict on the
-    measured table and the findings of ``validate captions``.
+    ``validate_caption_measurements(measurements, target) -> Report``: the pandera model's
+    verdict on the measured table and the findings of ``validate captions``.
 
 Building captions
     ``build_captions_partition(rows, match_ids) -> DataFrame``: caption rows of one partition
@@ -51,7 +53,6 @@ from __future__ import annotations
 import numpy as np
 
 from uncollapse.data.shards import (
-    Manifest,
     copy_shards,
     partition_expr,
     read_manifest,
@@ -61,18 +62,17 @@ from uncollapse.data.shards import (
 )
 from uncollapse.pipeline.captions.assemble import assign_match_ids, build_captions_partition
 from uncollapse.validators.captions.measure import (
-    CaptionLimits,
-    CaptionPartial,
     check_captions_partition,
     merge_caption_measurements,
 )
-from uncollapse.validators.captions.rules import caption_report
+from uncollapse.validators.captions.rules import validate_caption_measurements
 
-__all__ = ["DEFAULT_PARTITIONS", "CaptionLimits", "CaptionPartial", "Manifest",
-           "assign_match_ids", "build_captions_partition", "caption_report",
+# the classes the functions take and give (CaptionLimits, CaptionPartial, Manifest) keep their
+# one public import path: uncollapse.validators.captions and uncollapse.data.shards
+__all__ = ["DEFAULT_PARTITIONS", "assign_match_ids", "build_captions_partition",
            "check_captions_partition", "copy_shards", "merge_caption_measurements",
            "partition_expr", "partition_key", "read_manifest", "shard_files", "stable_bucket",
-           "write_shards"]
+           "validate_caption_measurements", "write_shards"]
 
 DEFAULT_PARTITIONS = 64
 """Partitions of a table when nothing else decides (a few per core of a small cluster)."""

@@ -13,10 +13,10 @@ from pandera.errors import SchemaErrors
 from uncollapse.cli import main
 from uncollapse.data.captions.table import CAPTION_SCHEMA, scan_caption_shards
 from uncollapse.engines.local import (
-    caption_report,
     check_captions_partition,
     merge_caption_measurements,
     partition_key,
+    validate_caption_measurements,
 )
 from uncollapse.errors import InputError
 from uncollapse.validators.captions import (
@@ -104,7 +104,7 @@ def test_partials_of_any_partitioning_merge_into_the_whole_tables_measurements(t
         assert merged.groups.equals(whole.groups)
         assert merged.repeated_keys.sort().equals(whole.repeated_keys.sort())
         assert merged.n_images == whole.n_images
-        assert comparable(caption_report(merged, "t")) == comparable(
+        assert comparable(validate_caption_measurements(merged, "t")) == comparable(
             validate_caption_frame(frame, min_group=5, max_group=5))
     assert sum(p.rows for p in by_hash) == frame.height
     # a partial is small beside its rows: no caption text, one row per group

@@ -65,8 +65,8 @@ from uncollapse.validators.captions.measure import (
 )
 from uncollapse.validators.rules import Failed, Rule, Rules
 
-__all__ = ["CaptionTable", "CaptionTableRules", "caption_report", "caption_table_model",
-           "validate_caption_frame", "validate_captions"]
+__all__ = ["CaptionTable", "CaptionTableRules", "caption_table_model", "validate_caption_frame",
+           "validate_caption_measurements", "validate_captions"]
 
 NULL_VALUES = Code(
     "NULL_VALUES", "error",
@@ -568,11 +568,11 @@ def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<t
             measured = CaptionMeasurements.of(frame, limits)
         else:
             measured = CaptionMeasurements.of_partitions(partitions, frame, limits)
-        return caption_report(measured, target,
+        return validate_caption_measurements(measured, target,
                               frame=frame if isinstance(frame, pl.DataFrame) else None)
 
 
-def caption_report(m: CaptionMeasurements, target: str, *,
+def validate_caption_measurements(m: CaptionMeasurements, target: str, *,
                    frame: pl.DataFrame | None = None) -> Report:
     """The findings of ``validate captions`` on a measured table: the pandera model
     ``CaptionTable`` checks ``m.frame`` (every check: its schema and its data) with the
