@@ -6,7 +6,9 @@ Run: .venv/bin/python benchmarks/bench_engines.py [--rows 10000000] [--json out.
          --texts 20000 --skip-tables
 
 - validation: ``validate_captions(table.parquet)`` against ``validate_captions(...,
-  engine=RayEngine())`` on a healthy 10M-row table (groups of 5); the reports must be equal.
+  engine=RayEngine())`` (hash partitions of whole groups) and ``RayEngine(group_partitions=
+  False)`` (each slice checked where it is read) on a healthy 10M-row table (groups of 5); the
+  reports must be equal.
 - build: ``build_captions`` of a Flickr-style token file of the same rows, each engine into
   its own cache; the two Parquet files must be byte-identical.
 - encoder: ``encode_texts`` in this process against ``RayEngine(encoder_actors=1,
@@ -67,6 +69,9 @@ def bench_tables(rows: int, work: Path) -> dict:
     local_s, local = timed(lambda: validate_captions(table))
     ray_s, on_ray = timed(lambda: validate_captions(table, engine=RayEngine(quiet=True)))
     assert on_ray.to_dict() == local.to_dict(), "the engines' reports differ"
+    slices_s, by_slices = timed(lambda: validate_captions(
+        table, engine=RayEngine(quiet=True, group_partitions=False)))
+    assert by_slices.to_dict() == local.to_dict(), "the engines' reports differ"
     tokens = work / "captions.token.txt"
     write_token_file(tokens, rows // 5, rng)
     build_local_s, built = timed(lambda: build_captions(tokens, cache=Cache(work / "c1")))
@@ -75,7 +80,7 @@ def bench_tables(rows: int, work: Path) -> dict:
     assert built.path.read_bytes() == built_ray.path.read_bytes(), "the builds differ"
     return {"rows": rows,
             "validate": {"local_s": round(local_s, 2), "ray_s": round(ray_s, 2),
-                         "findings": local.codes()},
+                         "ray_by_slices_s": round(slices_s, 2), "findings": local.codes()},
             "build_captions": {"local_s": round(build_local_s, 2),
                                "ray_s": round(build_ray_s, 2),
                                "captions": built.report.stats["captions"]}}

@@ -169,6 +169,9 @@ def test_validate_captions_on_ray_reports_what_the_local_engine_reports(tmp_path
         _caption_table().slice(start, 70).write_parquet(shards / f"part-{number:05d}.parquet")
     local_shards = validate_captions(shards, min_group=4).to_dict()
     assert validate_captions(shards, min_group=4, engine=RayEngine()).to_dict() == local_shards
+    # slices checked where they are read, groups cut between them: the same report
+    by_slices = RayEngine(partitions=3, group_partitions=False)
+    assert validate_captions(table, min_group=4, engine=by_slices).to_dict() == local
     assert local_shards["findings"] == local["findings"]
     # the command line: the same JSON report and exit code
     args = ("validate", "captions", table, "--min-group", 4, "--format", "json")
@@ -294,6 +297,7 @@ def test_bench_engines_compares_the_engines_with_a_fake_encoder(local_ray, monke
     assert tables["rows"] == 500 and tables["build_captions"]["captions"] == 500
     assert tables["validate"]["findings"] == []
     assert tables["validate"]["local_s"] > 0 and tables["validate"]["ray_s"] > 0
+    assert tables["validate"]["ray_by_slices_s"] > 0
     assert encoder["texts"] == 100 and encoder["ray_one_actor_sentences_per_s"] > 0
 
 

@@ -78,6 +78,11 @@ class RayEngine:
         encoder_actors: encoder actors (model copies) of ``build sequences --encoder``.
         gpus_per_actor: GPUs each encoder actor holds (0: CPU actors).
         quiet: no progress bars and no execution log from Ray Data.
+        group_partitions: ``check_partitions`` hands each call whole groups (partitions of a
+            stable hash of the key, through Ray Data's groupby shuffle). False: each task
+            checks its own slice of rows, and no row moves: exact too where the partials
+            merge across any partitioning (the caption check's do), and on one 2-core machine
+            about 9 times faster at 10M rows (BENCHMARKS.md).
         load_encoder: ``load(model_dir, device)`` for the encoder actors, instead of the one
             the build passes (a stand-in model in tests and benchmarks).
 
@@ -94,6 +99,7 @@ class RayEngine:
     gpus_per_actor: float = 0
     quiet: bool = False
     load_encoder: Callable | None = None
+    group_partitions: bool = True
 
     def quietly(self, quiet: bool) -> RayEngine:
         return replace(self, quiet=quiet)
@@ -230,9 +236,12 @@ class RayEngine:
         ``groupby(...).map_groups`` then hands ``per_partition`` the rows of each partition:
         whole groups, in row order, as a polars DataFrame of ``columns`` and ``row``.
 
+        With ``group_partitions`` off, ``per_partition`` runs in the reading task on its slice
+        of rows instead (groups may be cut between slices; nothing is shuffled).
+
         Returns:
-            What ``per_partition`` returned (anything picklable), one per partition that
-            holds rows.
+            What ``per_partition`` returned (anything picklable), one per partition (or slice)
+            that holds rows.
         """
         files = [str(f) for f in files]
         rows = pl.scan_parquet(files).select(pl.len()).collect().item()
@@ -242,9 +251,15 @@ class RayEngine:
             partitions = self._partitions(ray)
             slices = max(1, min(partitions, rows))
             bounds = [rows * i // slices for i in range(slices + 1)]
+            ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+            if not self.group_partitions:
+                task = ray.remote(max_retries=self.max_retries)(_check_slice)
+                return self._get(ray, [task.remote(files, columns, start, stop, per_partition,
+                                                   CRASH_ONCE_MARKER)
+                                       for start, stop in ranges], what)
             task = ray.remote(max_retries=self.max_retries)(_read_slice)
             refs = [task.remote(files, columns, start, stop, key, partitions, CRASH_ONCE_MARKER)
-                    for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+                    for start, stop in ranges]
             grouped = (ray.data.from_arrow_refs(refs)
                        .groupby(PARTITION)
                        .map_groups(functools.partial(_partition_task, per_partition),
@@ -264,13 +279,24 @@ def _call(fn: Callable, crash_marker: str | None, args: tuple, kwargs: dict):
     return fn(*args, **kwargs)
 
 
+def _rows(files: list[str], columns: list[str], start: int, stop: int) -> pl.DataFrame:
+    """Rows ``start:stop`` of the table, with their position in it."""
+    return (pl.scan_parquet(files).select(columns).slice(start, stop - start).collect()
+            .with_row_index(ROW, offset=start).with_columns(pl.col(ROW).cast(pl.Int64)))
+
+
 def _read_slice(files: list[str], columns: list[str], start: int, stop: int, key: str,
                 partitions: int, crash_marker: str | None) -> pa.Table:
     """Rows ``start:stop`` of the table, with their position and the partition of their key."""
     _crash_once(crash_marker)
-    rows = (pl.scan_parquet(files).select(columns).slice(start, stop - start).collect()
-            .with_row_index(ROW, offset=start).with_columns(pl.col(ROW).cast(pl.Int64)))
+    rows = _rows(files, columns, start, stop)
     return rows.with_columns(pl.Series(PARTITION, partition_key(rows, key, partitions))).to_arrow()
+
+
+def _check_slice(files: list[str], columns: list[str], start: int, stop: int,
+                 per_partition: Callable, crash_marker: str | None):
+    _crash_once(crash_marker)
+    return per_partition(_rows(files, columns, start, stop))
 
 
 def _partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
