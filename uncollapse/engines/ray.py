@@ -81,8 +81,8 @@ class RayEngine:
         group_partitions: ``check_partitions`` hands each call whole groups (partitions of a
             stable hash of the key, through Ray Data's groupby shuffle). False: each task
             checks its own slice of rows, and no row moves: exact too where the partials
-            merge across any partitioning (the caption check's do), and on one 2-core machine
-            about 9 times faster at 10M rows (BENCHMARKS.md).
+            merge across any partitioning (the caption check's do), and faster (BENCHMARKS.md,
+            "Engines").
         load_encoder: ``load(model_dir, device)`` for the encoder actors, instead of the one
             the build passes (a stand-in model in tests and benchmarks).
 
