@@ -20,6 +20,7 @@ import os
 import click
 
 from uncollapse import __version__
+from uncollapse.cli_engines import ENGINE_COMMANDS, add_engine_options
 from uncollapse.cli_report import emit_could_not_run, reader_left
 from uncollapse.errors import ToolError
 from uncollapse.extras import missing_extra
@@ -159,6 +160,8 @@ def make_main() -> click.Group:
         module = importlib.import_module(module_name)
         for parent, commands in getattr(module, "COMMANDS", {}).items():
             for command in commands:
+                if (parent, command.name) in ENGINE_COMMANDS:
+                    add_engine_options(command)
                 parents[parent].add_command(command)
                 _keep_examples(command)
     return main

@@ -46,6 +46,7 @@ EXTRA_OF_MODULE = {
     "matplotlib": "plots",
     "fastapi": "serve",
     "uvicorn": "serve",
+    "ray": "ray",
 }
 """Top-level module -> the extra that installs it."""
 

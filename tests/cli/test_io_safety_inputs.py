@@ -88,7 +88,9 @@ def test_fifo_message_says_what_to_do(specials):
     result, hung = invoke(["validate", "captions", str(fifo)])
     assert not hung and result.exit_code == 2
     message = " ".join(result.output.split())
-    assert f"{fifo}: is a {FIFO}, not a regular file: opening it waits for a writer" in message
+    # validate captions also reads a folder of Parquet shards
+    assert (f"{fifo}: is a {FIFO}, not a regular file or directory: opening it waits for a "
+            "writer") in message
     assert "Give the path of a regular file" in message
     assert "pass - to read standard input" in message
 
@@ -134,7 +136,8 @@ def test_folder_inputs_are_found():
         "build captions:source", "build chunks:source", "build sequences:--encoder",
         "doctor:run_dir", "doctor:--metrics",
         "evaluate:run_dir", "report:run_dir", "serve:run_dir", "train contrastive:--out",
-        "train flow:--out", "train lvm:--out", "train slots:--out"}
+        "train flow:--out", "train lvm:--out", "train slots:--out",
+        "validate captions:table"}
 
 
 @pytest.mark.parametrize("command, param", FOLDER_PARAMS,

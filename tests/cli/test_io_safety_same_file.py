@@ -161,8 +161,11 @@ FOLDER_PAIRS = [(c, i, o) for c in commands() for i in c.input_params() for o in
 
 def test_folder_pairs_cover_builds_and_evaluate():
     assert {c.name for c, _, _ in FOLDER_PAIRS} == {"build captions", "build chunks",
-                                                    "build sequences", "evaluate", "doctor"}
-    assert len(FOLDER_PAIRS) == 11  # doctor: RUN_DIR and --metrics, each with --html, --json
+                                                    "build sequences", "evaluate", "doctor",
+                                                    "validate captions"}
+    # doctor: RUN_DIR and --metrics, each with --html, --json; validate captions: TABLE (a
+    # folder of shards) with --json
+    assert len(FOLDER_PAIRS) == 12
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])

@@ -36,7 +36,7 @@ from uncollapse.data.expansion import limit, too_large
 from uncollapse.data.npy import HEADER_FAILURES
 from uncollapse.errors import InputError
 
-__all__ = ["NPZ_READ_FAILURES", "open_npz", "why", "write_npz"]
+__all__ = ["NPZ_READ_FAILURES", "AsType", "open_npz", "why", "write_npz"]
 
 _ALIGN = 64
 _LOCAL_HEADER = 30
@@ -46,6 +46,35 @@ _VERSION = 45        # zip64
 _DOS_DATE = (1 << 5) | 1  # 1980-01-01: fixed, so equal arrays give equal files
 _WRITE_BLOCK = 1 << 24
 _THREADED_CRC = 1 << 22
+_CONVERT_BLOCK = 1 << 22  # bytes of a converted block: the memory a streamed member costs
+
+
+@dataclass(frozen=True)
+class AsType:
+    """``array.astype(dtype)`` as ``write_npz`` writes it: converted a block of rows at a time
+    while the member is written, so a memory-mapped array larger than memory (``np.load(path,
+    mmap_mode="r")``) is never copied whole.
+
+    Example:
+        >>> vectors = np.load("vectors_f16.npy", mmap_mode="r")
+        >>> write_npz("out.npz", {"vectors": AsType(vectors, np.float32)})
+    """
+
+    array: np.ndarray
+    dtype: np.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    def blocks(self):
+        """The converted array's bytes, about ``_CONVERT_BLOCK`` of them at a time."""
+        row_bytes = max(1, int(np.prod(self.shape[1:], dtype=np.int64))
+                        * np.dtype(self.dtype).itemsize)
+        step = max(1, _CONVERT_BLOCK // row_bytes)
+        for start in range(0, self.shape[0] if self.shape else 1, step):
+            block = self.array[start:start + step] if self.shape else self.array
+            yield np.ascontiguousarray(block, dtype=self.dtype).reshape(-1).view(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -66,20 +95,32 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """
     path = Path(path)
     for name, value in arrays.items():
-        if np.asanyarray(value).dtype.hasobject:
+        if np.dtype(value.dtype if isinstance(value, AsType)
+                    else np.asanyarray(value).dtype).hasobject:
             raise TypeError(f"array {name!r} has dtype object; store text as UTF-8 bytes "
                             "plus offsets (see uncollapse.data.sequences.contract.utf8_texts)")
     with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as raw:
-        members = [_write_member(raw, name, np.asanyarray(value))
+        members = [_write_member(raw, name, _streamable(np.asanyarray(value))
+                                 if not isinstance(value, AsType) else value)
                    for name, value in arrays.items()]
         _write_directory(raw, members)
     return path
 
 
-def _write_member(raw, name: str, array: np.ndarray) -> _Member:
-    if not array.flags.c_contiguous:  # C-ordered (and memory-mapped) input is not copied
-        array = array.copy(order="C")
-    header = np.lib.format.header_data_from_array_1_0(array)
+def _streamable(array: np.ndarray) -> np.ndarray | AsType:
+    """A C-ordered array is written as it is (a memory map without a copy); any other is
+    reordered a block at a time."""
+    return array if array.flags.c_contiguous else AsType(array, array.dtype)
+
+
+def _write_member(raw, name: str, array: np.ndarray | AsType) -> _Member:
+    if isinstance(array, AsType):
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(array.dtype)),
+                  "fortran_order": False, "shape": array.shape}
+        nbytes = int(np.prod(array.shape, dtype=np.int64)) * np.dtype(array.dtype).itemsize
+    else:
+        header = np.lib.format.header_data_from_array_1_0(array)
+        nbytes = array.nbytes
     buffer = io.BytesIO()
     # the .npy header pads itself to a multiple of 64 bytes, so the data stays aligned
     if len(repr(header)) > 65000:
@@ -87,8 +128,7 @@ def _write_member(raw, name: str, array: np.ndarray) -> _Member:
     else:
         np.lib.format.write_array_header_1_0(buffer, header)
     npy_header = buffer.getvalue()
-    data = array.reshape(-1).view(np.uint8)
-    size = len(npy_header) + data.size
+    size = len(npy_header) + nbytes
     member = f"{name}.npy".encode()
     offset = raw.tell()
     pad = -(offset + _LOCAL_HEADER + len(member) + 20 + 4) % _ALIGN
@@ -98,6 +138,12 @@ def _write_member(raw, name: str, array: np.ndarray) -> _Member:
                           _ZIP64, len(member), len(extra)) + member + extra)
     crc = zlib.crc32(npy_header)
     raw.write(npy_header)
+    if isinstance(array, AsType):
+        for block in array.blocks():
+            crc = zlib.crc32(block, crc)
+            raw.write(block)
+        return _finish_member(raw, member, offset, size, crc)
+    data = array.reshape(-1).view(np.uint8)
     if data.size >= _THREADED_CRC:  # zlib releases the GIL: checksum and write overlap
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(zlib.crc32, data, crc)
@@ -106,6 +152,11 @@ def _write_member(raw, name: str, array: np.ndarray) -> _Member:
     else:
         crc = zlib.crc32(data, crc)
         _write_blocks(raw, data)
+    return _finish_member(raw, member, offset, size, crc)
+
+
+def _finish_member(raw, member: bytes, offset: int, size: int, crc: int) -> _Member:
+    """Put the CRC-32 into the member's local header, now that the data is written."""
     end = raw.tell()
     raw.seek(offset + 14)
     raw.write(struct.pack("<I", crc))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import polars as pl
 
 from uncollapse.cache.store import BuildOutput, Entry
+from uncollapse.data.shards import shard_files
 from uncollapse.errors import ToolError
 from uncollapse.extras import require
 from uncollapse.report import Report
@@ -57,8 +58,21 @@ class Built:
         """True when the cache already held the output and nothing was built."""
         return self.entry.hit
 
+    @property
+    def rows(self) -> int | None:
+        """The output's rows as the cache entry records them (a sharded table's: the sum over
+        its shards); None for outputs without rows."""
+        rows = self.entry.manifest.get("rows", {})
+        if self.name in rows:
+            return rows[self.name]
+        shards = [n for name, n in rows.items() if name.startswith(f"{self.name}/")]
+        return sum(shards) if shards else None
+
     def table(self) -> pl.DataFrame:
-        """The output read as a polars frame (builds whose output is a Parquet table)."""
+        """The output read as a polars frame (builds whose output is a Parquet table, one
+        file or a folder of shards)."""
+        if self.path.is_dir():
+            return pl.read_parquet(shard_files(self.path))
         if self.path.suffix != ".parquet":
             raise ToolError(f"{self.name} is not a table; open {self.path} with the reader of "
                             "its family (see docs/data-contracts.md)")

@@ -8,21 +8,23 @@ cases), by check name; ``Rules.findings`` then asks each failed rule for its fin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pandera.polars as pa
 import polars as pl
 from pandera.api.checks import Check
+from pandera.config import ValidationDepth, config_context
 from pandera.constants import CHECK_OUTPUT_KEY
 from pandera.errors import SchemaErrorReason, SchemaErrors, SchemaWarning
 
 from uncollapse.errors import ToolError
 from uncollapse.validators.rules import Rule, Rules
 
-__all__ = ["Failure", "pandera_failures", "rule_check", "rules_model"]
+__all__ = ["Failure", "data_checks_always", "pandera_failures", "rule_check", "rules_model"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,24 @@ def _name(check) -> str:
     return check if isinstance(check, str) else getattr(check, "name", str(check))
 
 
-def pandera_failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[str, list[Failure]]:
-    """Validate ``frame`` lazily against ``schema``; every failed check's failures, by name.
+@contextlib.contextmanager
+def data_checks_always() -> Iterator[None]:
+    """pandera checks the data of a LazyFrame too, with polars' streaming engine.
+
+    pandera checks only the schema of a LazyFrame unless ``PANDERA_VALIDATION_DEPTH`` says
+    otherwise, so a broken table scanned lazily would pass; a check that cannot run must never
+    count as a pass. The streaming engine keeps pandera's own scans (its null checks) in
+    bounded memory on tables larger than memory.
+    """
+    with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA), \
+            pl.Config(engine_affinity="streaming"):
+        yield
+
+
+def pandera_failures(schema: pa.DataFrameSchema,
+                     frame: pl.DataFrame | pl.LazyFrame) -> dict[str, list[Failure]]:
+    """Validate ``frame`` lazily against ``schema`` (its schema and its data, a LazyFrame's
+    too: ``data_checks_always``); every failed check's failures, by name.
 
     Checks with ``raise_warning`` count as failures too (their warnings are not shown): which
     rule an error or a warning is is the rule's business, not pandera's.
@@ -68,7 +86,7 @@ def pandera_failures(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[st
         schema = copy.copy(schema)
         schema.checks = [_failing(check) for check in schema.checks]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), data_checks_always():
             warnings.simplefilter("ignore", SchemaWarning)  # of pandera's built-in checks
             schema.validate(frame, lazy=True)
     except SchemaErrors as exc:

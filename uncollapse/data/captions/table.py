@@ -33,12 +33,13 @@ try:  # GPU hosts train without polars: the pyarrow readers below still work the
     import polars as pl
 
     from uncollapse.data.polars_read import READ_FAILURES, parquet_reading, reason
+    from uncollapse.data.shards import shard_files
 except ImportError:
     pl = None
 
 __all__ = [
     "CAPTION_SCHEMA", "PARQUET_MAGIC", "PARQUET_SUFFIXES", "read_caption_arrays",
-    "read_caption_table", "read_image_features", "schema_problems",
+    "read_caption_table", "read_image_features", "scan_caption_shards", "schema_problems",
 ]
 
 CAPTION_SCHEMA: dict[str, pl.DataType] = ({name: getattr(pl, dtype)
@@ -92,6 +93,27 @@ def read_caption_table(path: str | Path, *, columns: list[str] | None = None) ->
     if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
         raise InputError(name, "not a readable Parquet file (it does not start with PAR1)")
     return _read_csv(name, source, columns)
+
+
+def scan_caption_shards(source: str | Path, *, columns: list[str] | None = None) -> pl.LazyFrame:
+    """A caption table stored as Parquet shards (a folder, or a glob such as
+    ``'captions/part-*.parquet'``) as one LazyFrame, rows in the shards' name order; each
+    shard's columns are checked against the contract (from its footer, without reading rows).
+
+    Raises:
+        InputError: no shard matches, or a shard is unreadable or does not match the contract
+            (the shard is named).
+    """
+    files = shard_files(source)
+    for file in files:
+        with parquet_reading(file):
+            schema = pl.read_parquet_schema(file)
+        if problems := schema_problems(schema):
+            raise _contract_error(file, problems)
+    wanted = columns or list(CAPTION_SCHEMA)
+    # image_path is optional: a shard without it reads as nulls
+    return pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore",
+                           schema={c: CAPTION_SCHEMA[c] for c in CAPTION_SCHEMA}).select(wanted)
 
 
 PARQUET_MAGIC = b"PAR1"

@@ -8,11 +8,13 @@ from uncollapse.data.captions.contract import (
     CAPTION,
     CAPTION_IDX,
     IMAGE_ID,
+    IMAGE_PATH,
     MATCH_ID,
     SOURCE_ROW,
     SPLIT,
 )
 from uncollapse.data.captions.table import CAPTION_SCHEMA
+from uncollapse.errors import ToolError
 from uncollapse.pipeline.captions.irregularities import (
     SOURCE_CAPTION_COUNT_UNUSUAL,
     SOURCE_DUPLICATE_CAPTION_NUMBER,
@@ -25,7 +27,7 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 from uncollapse.pipeline.captions.lines import RECORD_KEY
 
-__all__ = ["caption_stats", "finalize"]
+__all__ = ["assign_match_ids", "build_captions_partition", "caption_stats", "finalize"]
 
 
 def finalize(rows: pl.DataFrame, irregular: Irregularities,
@@ -74,10 +76,40 @@ def finalize(rows: pl.DataFrame, irregular: Irregularities,
         irregular.add(SOURCE_CAPTION_COUNT_UNUSUAL,
                       per_image.filter(pl.col("captions") != usual).sort(SOURCE_ROW),
                       f"image(s) have a caption count other than the usual {usual}")
-    table = rows.with_columns(
-        (pl.col(IMAGE_ID).rank("dense") - 1).cast(pl.Int64).alias(MATCH_ID),
-    ).sort(MATCH_ID, CAPTION_IDX, SOURCE_ROW)
-    return table.select([pl.col(name).cast(dtype) for name, dtype in CAPTION_SCHEMA.items()])
+    return build_captions_partition(rows, assign_match_ids(rows))
+
+
+def assign_match_ids(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """``image_id`` -> ``match_id`` for every distinct image id of ``rows``: one group per
+    image, numbered in sorted ``image_id`` order, so the same source always gives the same ids
+    whatever engine or partitioning builds it. A LazyFrame (source shards) is read with polars'
+    streaming engine: the result holds one row per image, not per caption."""
+    distinct = rows.lazy().select(pl.col(IMAGE_ID).drop_nulls().unique().sort())
+    return (distinct.with_row_index(MATCH_ID).select(IMAGE_ID, pl.col(MATCH_ID).cast(pl.Int64))
+            .collect(engine="streaming"))
+
+
+def build_captions_partition(rows: pl.DataFrame, match_ids: pl.DataFrame) -> pl.DataFrame:
+    """Caption rows of one partition (``image_id``, ``caption_idx``, ``caption``, ``split``,
+    ``source_row``, optional ``image_path``) as caption table rows: ``match_id`` looked up in
+    ``match_ids`` (``assign_match_ids`` of the whole table), sorted by ``match_id``,
+    ``caption_idx``, ``source_row`` and cast to the contract. The partitions' tables, put
+    together and sorted the same way, are the table of the whole source.
+
+    Raises:
+        ToolError: an image id of ``rows`` is not in ``match_ids`` (made from other rows).
+    """
+    table = rows.drop(MATCH_ID, strict=False).join(match_ids, on=IMAGE_ID, how="left")
+    # a null image_id keeps a null match_id, which validation reports (NULL_VALUES)
+    missing = table.filter(pl.col(MATCH_ID).is_null() & pl.col(IMAGE_ID).is_not_null())
+    if missing.height:
+        raise ToolError(f"{missing.height} caption row(s) have an image_id that match_ids does "
+                        f"not number (first: {missing[IMAGE_ID][0]!r}); make match_ids with "
+                        "assign_match_ids from every row of the source")
+    if IMAGE_PATH not in table.columns:
+        table = table.with_columns(pl.lit(None, dtype=pl.String).alias(IMAGE_PATH))
+    return (table.sort(MATCH_ID, CAPTION_IDX, SOURCE_ROW)
+            .select([pl.col(name).cast(dtype) for name, dtype in CAPTION_SCHEMA.items()]))
 
 
 def caption_stats(table: pl.DataFrame) -> dict:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
 from uncollapse.data.readable import check_readable
+from uncollapse.data.shards import write_shards
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.assemble import caption_stats, finalize
@@ -14,13 +16,15 @@ from uncollapse.pipeline.captions.irregularities import Irregularities
 from uncollapse.pipeline.result import Built, SourceTable, built_from, with_report
 
 __all__ = [
-    "FORMATS", "HUB_ID", "LOCAL_SUFFIXES", "OUTPUT_NAME", "STAGE", "build_captions",
-    "detect_format", "read_captions",
+    "FORMATS", "HUB_ID", "LOCAL_SUFFIXES", "OUTPUT_NAME", "SHARDS_NAME", "STAGE",
+    "build_captions", "detect_format", "read_captions",
 ]
 
 FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
 STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions.build",))
 OUTPUT_NAME = "captions.parquet"
+SHARDS_NAME = "captions"
+"""The folder of a sharded build: ``part-00000.parquet``, ... and ``manifest.json``."""
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 LOCAL_SUFFIXES = (".json", ".txt", ".csv", ".tsv", ".token", ".parquet", ".arrow")
 
@@ -107,11 +111,17 @@ def build_captions(source: str | Path, *, format: str | None = None,
                    splits: list[str] | None = None, split: str | None = None,
                    split_files: dict[str, str | Path] | None = None,
                    hf_split: str | None = None, cache: Cache | None = None,
-                   rebuild: bool = False) -> Built:
+                   rebuild: bool = False, shard_rows: int | None = None,
+                   engine=None) -> Built:
     """Build the caption table of ``source`` through the cache (see ``read_captions``).
 
+    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
+    by default in this process. The output is the same either way, and so is its cache key.
+
     ``built.path`` is ``captions.parquet``; ``built.report`` lists every irregularity of the
-    source; ``built.to_dataset()`` gives a ``datasets.Dataset``.
+    source; ``built.to_dataset()`` gives a ``datasets.Dataset``. With ``shard_rows``,
+    ``built.path`` is a folder of Parquet shards of that many rows and a ``manifest.json``
+    (``uncollapse.data.shards``), which the cache stores and verifies file by file.
 
     Example:
         >>> built = build_captions("captions_val2017.json")
@@ -136,15 +146,31 @@ def build_captions(source: str | Path, *, format: str | None = None,
     # The order of the split lists matters: the first list naming an image wins.
     options = {"format": format, "splits": sorted(splits) if splits else None, "split": split,
                "hf_split": hf_split, "split_files": list(split_files or {})}
+    if shard_rows is not None:
+        if shard_rows < 1:
+            raise ToolError(f"shard_rows must be at least 1, got {shard_rows}")
+        options["shard_rows"] = shard_rows
 
     def builder(out_dir: Path) -> BuildOutput:
-        table, report, _ = _read(source, format=format, splits=splits, split=split,
+        read = _read if engine is None else functools.partial(engine.run, _read,
+                                                              what=f"reading {source}")
+        table, report, _ = read(source, format=format, splits=splits, split=split,
                                  split_files=split_files, hf_split=hf_split, hf_frame=hf_frame)
-        table.write_parquet(out_dir / OUTPUT_NAME)
-        output = BuildOutput(rows={OUTPUT_NAME: table.height},
-                             schema={OUTPUT_NAME: {k: str(v) for k, v in table.schema.items()}})
+        # one chunk: the file's row groups must not depend on how the table travelled (a
+        # table sent back by an engine's worker arrives in several chunks)
+        table = table.rechunk()
+        schema = {k: str(v) for k, v in table.schema.items()}
+        if shard_rows is None:
+            table.write_parquet(out_dir / OUTPUT_NAME)
+            output = BuildOutput(rows={OUTPUT_NAME: table.height}, schema={OUTPUT_NAME: schema})
+        else:
+            slices = table.iter_slices(shard_rows) if table.height else [table]
+            manifest = write_shards(slices, out_dir / SHARDS_NAME)
+            names = [f"{SHARDS_NAME}/{name}" for name in manifest.files]
+            output = BuildOutput(rows=dict(zip(names, manifest.rows, strict=True)),
+                                 schema=dict.fromkeys(names, schema))
         return with_report(output, report)
 
     entry = cache.build(STAGE, options=options, inputs=inputs, builder=builder, rebuild=rebuild)
-    return built_from(entry, OUTPUT_NAME)
+    return built_from(entry, OUTPUT_NAME if shard_rows is None else SHARDS_NAME)
 

@@ -18,7 +18,7 @@ from uncollapse.errors import ToolError
 from uncollapse.pipeline.rejected import BuildRejected, vector_findings
 from uncollapse.pipeline.result import Built, built_from, with_report
 from uncollapse.pipeline.sequences.corpus import check_glob, detect_kind, read_chunks
-from uncollapse.pipeline.sequences.encode import encode_texts, resolve_encoder
+from uncollapse.pipeline.sequences.encode import encode_texts, load_encoder, resolve_encoder
 from uncollapse.pipeline.sequences.sequence_file import load_vectors, write_sequences
 from uncollapse.report import Report
 
@@ -37,8 +37,12 @@ ENCODE_STAGE = Stage("chunk-vectors", 1, ("uncollapse.pipeline.sequences.encode"
 def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
                  doc_field: str = CHUNK_DOC_ID, text_field: str = CHUNK_TEXT,
                  doc_pattern: str | None = None, glob: str = "*.txt",
-                 cache: Cache | None = None, rebuild: bool = False) -> Built:
+                 cache: Cache | None = None, rebuild: bool = False, engine=None) -> Built:
     """Build (or fetch from the cache) the chunk table of ``source``; see ``read_chunks``.
+
+    ``engine``: where the documents are split into chunks (``RayEngine``: partitions of whole
+    documents in Ray tasks); by default in this process. The output is the same either way,
+    and so is its cache key.
 
     ``built.path`` is ``chunks.parquet``; ``built.report.stats`` holds the counts (documents,
     chunks, what was dropped).
@@ -55,8 +59,8 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
                "doc_pattern": doc_pattern, "glob": glob}
 
     def builder(out_dir: Path) -> BuildOutput:
-        chunks, stats = read_chunks(source, **options)
-        write_chunks(chunks, out_dir / CHUNKS_FILE)
+        chunks, stats = read_chunks(source, **options, engine=engine)
+        write_chunks(chunks.rechunk(), out_dir / CHUNKS_FILE)  # row groups: one layout
         output = BuildOutput(rows={CHUNKS_FILE: chunks.height},
                              schema={CHUNKS_FILE: {k: str(v) for k, v in chunks.schema.items()}})
         return with_report(output, Report(str(source), "build chunks", [], stats.to_dict()))
@@ -68,14 +72,22 @@ def build_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "au
 
 def encode_chunks(chunks_path: str | Path, model: str, *, batch_size: int = 64,
                   device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
-                  rebuild: bool = False) -> Entry:
-    """Encode every chunk's text with a local sentence-transformers model (cached .npy)."""
+                  rebuild: bool = False, engine=None) -> Entry:
+    """Encode every chunk's text with a local sentence-transformers model (cached .npy).
+
+    ``engine``: where the encoder runs (``RayEngine``: a pool of encoder actors, GPUs
+    included); by default in this process. Either way the vectors share one cache entry.
+    """
     model_dir = resolve_encoder(model)
 
     def builder(out_dir: Path) -> BuildOutput:
         texts = load_chunks(chunks_path)[CHUNK_TEXT].fill_null("").to_list()
-        vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
-                               quiet=quiet)
+        if engine is None:
+            vectors = encode_texts(texts, str(model_dir), batch_size=batch_size, device=device,
+                                   quiet=quiet)
+        else:
+            vectors = engine.encode_texts(texts, str(model_dir), load=load_encoder,
+                                          batch_size=batch_size, device=device, quiet=quiet)
         with atomic_path(out_dir / VECTORS_FILE) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)
@@ -110,13 +122,14 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
                     vectors: str | Path | None = None, encoder: str | None = None,
                     compact: bool = False, texts: bool = True, batch_size: int = 64,
                     device: str = "cpu", quiet: bool = False, cache: Cache | None = None,
-                    rebuild: bool = False) -> Built:
+                    rebuild: bool = False, engine=None) -> Built:
     """Build (or fetch) the sequence NPZ from a chunk table and vectors or an encoder.
 
     Exactly one of ``vectors`` (a ``.npy`` aligned to the chunk rows, memory-mapped) and
     ``encoder`` (a local model folder or installed model package) is given. ``built.path`` is
     ``sequences.npz`` (docs/data-contracts.md, "Sequence file"); ``built.report.stats`` holds
-    the counts (samples, documents, documents too short for a sample).
+    the counts (samples, documents, documents too short for a sample). ``engine``: where the
+    encoder runs (see ``encode_chunks``).
 
     Example:
         >>> built = build_sequences("chunks.parquet", vectors="vectors.npy", context_length=4)
@@ -129,7 +142,8 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
     cache = cache or Cache()
     if encoder is not None:
         vectors = encode_chunks(chunks_path, encoder, batch_size=batch_size, device=device,
-                                quiet=quiet, cache=cache, rebuild=rebuild).file(VECTORS_FILE)
+                                quiet=quiet, cache=cache, rebuild=rebuild,
+                                engine=engine).file(VECTORS_FILE)
     options = {"context_length": context_length, "compact": compact, "texts": texts}
 
     def builder(out_dir: Path) -> BuildOutput:

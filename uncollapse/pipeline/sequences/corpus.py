@@ -10,6 +10,7 @@ user (``doc_pattern``) use the Rust ``regex`` syntax of polars: no look-around.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -79,7 +80,7 @@ class ChunkStats:
 
 def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "auto",
                 doc_field: str = CHUNK_DOC_ID, text_field: str = CHUNK_TEXT,
-                doc_pattern: str | None = None, glob: str = "*.txt"):
+                doc_pattern: str | None = None, glob: str = "*.txt", engine=None):
     """Read ``source`` into the chunk table; returns ``(polars.DataFrame, ChunkStats)``.
 
     Args:
@@ -102,6 +103,9 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
             folder the default is one document per file.
         glob: which files of a folder to read: a pattern relative to the folder, without
             ``..``; a match that leads out of the folder through a link is refused.
+        engine: where the documents are split into chunks (``uncollapse.engines.ray.RayEngine``:
+            partitions of whole documents, by a stable hash of their number, in Ray tasks);
+            by default in this process. The table is the same either way.
 
     Example:
         >>> chunks, stats = read_chunks("data/wikitext2/wikitext2_test.txt", unit="line")
@@ -122,7 +126,7 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
         parts = _read_folder(source, glob, doc_pattern, unit, stats)
     else:
         parts = _read_text_file(source, doc_pattern, unit, stats)
-    return _finish(parts, unit, stats)
+    return _finish(parts, unit, stats, engine)
 
 
 def detect_kind(source: Path) -> str:
@@ -424,7 +428,14 @@ def folder_files(source: Path, glob: str) -> list[Path]:
 
 
 # all sources --------------------------------------------------------------------------------
-def _finish(parts, unit: str, stats: ChunkStats):
+_ORDER = "_order"
+
+
+def finish_documents(parts: pl.DataFrame, unit: str) -> tuple[pl.DataFrame, int, int]:
+    """The pieces of whole documents (``doc_seq``, ``doc_key``, text) to their chunks: split
+    into sentences (``unit="sentence"``), stripped, empty ones dropped. Returns the kept rows in
+    order, the empty chunks dropped and the documents left with none: what an engine runs for
+    one partition of the documents."""
     if unit == "sentence":
         parts = (parts.with_columns(pl.col(CHUNK_TEXT).fill_null("")
                                     .str.replace_all(SENTENCE_END, "${1}" + _SEP + "${2}")
@@ -432,10 +443,22 @@ def _finish(parts, unit: str, stats: ChunkStats):
                  .explode(CHUNK_TEXT))
     parts = parts.with_columns(pl.col(CHUNK_TEXT).str.strip_chars())
     empty = parts[CHUNK_TEXT].is_null() | (parts[CHUNK_TEXT] == "")
-    stats.empty_chunks_dropped = int(empty.sum())
-    docs_before = parts["doc_seq"].n_unique()
     kept = parts.filter(~empty)
-    stats.empty_documents_dropped = int(docs_before - kept["doc_seq"].n_unique())
+    return (kept, int(empty.sum()),
+            int(parts["doc_seq"].n_unique() - kept["doc_seq"].n_unique()))
+
+
+def _finish(parts, unit: str, stats: ChunkStats, engine=None):
+    if engine is None or parts.height == 0:
+        kept, stats.empty_chunks_dropped, stats.empty_documents_dropped = finish_documents(
+            parts, unit)
+    else:  # partitions of whole documents (a stable hash of doc_seq), put back in order
+        done = engine.map_partitions(functools.partial(finish_documents, unit=unit),
+                                     parts.with_row_index(_ORDER), key="doc_seq",
+                                     what="splitting the documents into chunks")
+        kept = pl.concat([rows for rows, _, _ in done]).sort(_ORDER).drop(_ORDER)
+        stats.empty_chunks_dropped = sum(empty for _, empty, _ in done)
+        stats.empty_documents_dropped = sum(emptied for _, _, emptied in done)
     doc_id = (pl.col("doc_seq").rank("dense").cast(pl.Int64) - 1).alias(CHUNK_DOC_ID)
     position = pl.int_range(pl.len(), dtype=pl.Int32).over(CHUNK_DOC_ID).alias(CHUNK_POSITION)
     chunks = (kept.with_columns(doc_id).with_columns(position)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.data.npy import load_npy
-from uncollapse.data.npz import write_npz
+from uncollapse.data.npz import AsType, write_npz
 from uncollapse.data.sequences.contract import (
     CHUNK_DOC_ID,
     CHUNK_DOC_KEY,
@@ -98,7 +98,9 @@ def write_sequences(chunks, vectors: np.ndarray, context_length: int, out_path: 
              "context_length": int(context_length), "dim": int(vectors.shape[1]),
              "short_documents": windows.short_documents}
     if compact:
-        arrays = {VECTORS: _float32(vectors), DOC_OFFSETS: offsets,
+        # converted while written: vectors larger than memory stay memory-mapped
+        arrays = {VECTORS: vectors if vectors.dtype == np.float32
+                  else AsType(vectors, np.float32), DOC_OFFSETS: offsets,
                   CONTEXT_LENGTH: np.int64(context_length),
                   **utf8_texts(DOC_KEYS, chunks[CHUNK_DOC_KEY].gather(offsets[:-1]))}
         if texts:

@@ -12,7 +12,7 @@ __all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"
 
 
 @click.command("captions")
-@click.argument("table", type=InputPath(allow_dash=True, missing_ok=True,
+@click.argument("table", type=InputPath(allow_dash=True, missing_ok=True, dir_okay=True,
                                          stream_hint="pass - to read standard input"))
 @click.option("--group-size", type=count(1),
               help="Every group must have exactly this many captions.")
@@ -28,15 +28,21 @@ __all__ = ["COMMANDS", "diagnose_match_ids_command", "validate_captions_command"
 @quiet_option
 @report_options
 def validate_captions_command(table, group_size, min_group, max_group, max_singleton_share,
-                              min_caption_chars, max_caption_chars, quiet):
+                              min_caption_chars, max_caption_chars, quiet, engine=None):
     """Check a caption table (Parquet or CSV; - reads standard input) against the pandera
     model CaptionTable: schema, grouping, positional ids, split leakage, duplicates, caption text.
+
+    TABLE may be a folder or a quoted glob of Parquet shards: they are checked as one table by
+    polars' streaming engine, in bounded memory (a table larger than memory).
 
     Example:
         uncollapse validate captions captions.parquet --group-size 5
         uncollapse validate captions captions.parquet --min-group 5 --max-group 7 --format github
         uncollapse validate captions captions.csv
+        uncollapse validate captions captions/ --group-size 5
+        uncollapse validate captions 'shards/part-*.parquet'
         cat captions.parquet | uncollapse validate captions -
+        uncollapse validate captions captions.parquet --engine ray --ray-address auto
     """
     from uncollapse.progress import status
     from uncollapse.validators.captions import validate_captions as run
@@ -51,10 +57,13 @@ def validate_captions_command(table, group_size, min_group, max_group, max_singl
     flags = {"min_group": "--min-group", "max_group": "--max-group",
              "max_singleton_share": "--max-singleton-share",
              "min_caption_chars": "--min-caption-chars", "max_caption_chars": "--max-caption-chars"}
-    with status(f"checking {table}", quiet=quiet), flags_in_errors(flags):
+    if engine is not None and table == "-":
+        raise click.UsageError("--engine ray reads a file its workers can read, not standard "
+                               "input")
+    with status(f"checking {table}", quiet=quiet or engine is not None), flags_in_errors(flags):
         return run(table, min_group=2 if min_group is None else min_group, max_group=max_group,
                    max_singleton_share=max_singleton_share, min_caption_chars=min_caption_chars,
-                   max_caption_chars=max_caption_chars)
+                   max_caption_chars=max_caption_chars, engine=engine)
 
 
 @click.command("match-ids")

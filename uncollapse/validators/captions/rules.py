@@ -38,10 +38,18 @@ from uncollapse.data.captions.contract import (
     SPLIT,
     expected_columns,
 )
-from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table, schema_problems
+from uncollapse.data.captions.table import (
+    CAPTION_SCHEMA,
+    PARQUET_MAGIC,
+    read_caption_table,
+    scan_caption_shards,
+    schema_problems,
+)
+from uncollapse.data.polars_read import parquet_reading
+from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
-from uncollapse.validators.bridge import pandera_failures, rules_model
+from uncollapse.validators.bridge import data_checks_always, pandera_failures, rules_model
 from uncollapse.validators.captions.match_ids import CAPTION_TABLE_EMPTY, GROUPS_ALL_UNIQUE
 from uncollapse.validators.captions.measure import (
     CONTROL_CHARACTERS,
@@ -50,13 +58,15 @@ from uncollapse.validators.captions.measure import (
     ROW,
     CaptionLimits,
     CaptionMeasurements,
+    collect,
     implausible_length,
+    measure_on,
     row_number,
 )
 from uncollapse.validators.rules import Failed, Rule, Rules
 
 __all__ = ["CaptionTable", "CaptionTableRules", "caption_table_model", "validate_caption_frame",
-           "validate_captions"]
+           "validate_caption_measurements", "validate_captions"]
 
 NULL_VALUES = Code(
     "NULL_VALUES", "error",
@@ -116,21 +126,32 @@ CAPTION_LENGTH_IMPLAUSIBLE = Code(
 
 @dataclass(frozen=True)
 class CaptionCheck:
-    """What the findings of one validation are written from: the table, its name (``target``)
-    and the measurements its rules shared."""
+    """What the findings of one validation are written from: the table (scanned again only
+    for the examples of failing rules, by polars' streaming engine), its name (``target``) and
+    the measurements its rules shared."""
 
-    frame: pl.DataFrame
+    frame: pl.LazyFrame
     target: str
     m: CaptionMeasurements
 
-    def rows(self, rows: pl.Series, *columns: str) -> list[dict]:
-        """The first ``MAX_EXAMPLES`` of ``rows``: their row number and ``columns``."""
-        return (self.frame.with_row_index(ROW)[rows.head(MAX_EXAMPLES).cast(pl.Int64)]
-                .select(ROW, *columns).to_dicts())
+    def where(self, condition: pl.Expr, *columns, n: int = MAX_EXAMPLES) -> list[dict]:
+        """The first ``n`` rows where ``condition`` holds: their row number and ``columns``."""
+        return collect(self.frame.with_row_index(ROW).filter(condition).head(n)
+                       .select(pl.col(ROW).cast(pl.Int64), *columns)).to_dicts()
 
-    def first_rows(self, n: int, *columns: str) -> list[dict]:
-        return self.rows(pl.Series(range(min(n, self.frame.height))), *columns)
+    def rows(self, rows: pl.Series, *columns) -> list[dict]:
+        """The first ``MAX_EXAMPLES`` of ``rows`` (ascending): their row number and
+        ``columns``."""
+        wanted = rows.head(MAX_EXAMPLES).cast(pl.Int64)
+        return self.where(pl.col(ROW).cast(pl.Int64).is_in(wanted.implode()), *columns)
 
+    def first_rows(self, n: int, *columns) -> list[dict]:
+        return collect(self.frame.head(n).with_row_index(ROW)
+                       .select(pl.col(ROW).cast(pl.Int64), *columns)).to_dicts()
+
+
+FAILURE_CASES = 100
+"""The failing rows pandera keeps per check (``SchemaErrors.failure_cases``)."""
 
 RULES = Rules()
 """The caption rules, in the order their findings are listed. A rule declared with
@@ -145,15 +166,16 @@ values_are_not_null = RULES.builtin("values_are_not_null", NULL_VALUES, "not_nul
 @values_are_not_null.reports
 def _(failures, table: CaptionCheck) -> Failed:
     nulls = table.m.null_counts()
-    rows = table.frame.select(pl.any_horizontal(pl.col(NON_NULL).is_null())).to_series()
     return Failed(f"nulls in {', '.join(f'{k} ({v})' for k, v in nulls.items())}",
-                  count=sum(nulls.values()), examples=table.rows(rows.arg_true(), *NON_NULL))
+                  count=sum(nulls.values()),
+                  examples=table.where(pl.any_horizontal(pl.col(NON_NULL).is_null()),
+                                       *NON_NULL))
 
 
 @RULES.rule(CAPTION_TABLE_EMPTY)
 def table_has_rows(table: CaptionCheck) -> Failed | None:
     """The table holds rows (an empty table passes every other rule, and trains nothing)."""
-    if table.frame.height == 0:
+    if table.m.rows == 0:
         return Failed(f"{table.target} holds no caption rows", count=0)
     return None
 
@@ -186,11 +208,11 @@ def groups_are_not_all_unique(m: CaptionMeasurements) -> pl.Expr | None:
 def _(failures, table: CaptionCheck) -> Failed:
     groups = table.m.groups
     single = groups.filter(pl.col("size") == 1)[MATCH_ID]
-    rows = table.frame[MATCH_ID].is_in(single.head(5).implode()).arg_true()
+    shown = pl.col(MATCH_ID).fill_null(-1).is_in(single.head(5).implode())
     return Failed(f"{single.len()} of {groups.height} groups ({single.len() / groups.height:.1%})"
                   " hold a single row: a contrastive batch built from this table has no "
                   "positive pairs", count=single.len(),
-                  examples=table.rows(rows.head(5), MATCH_ID, IMAGE_ID, CAPTION))
+                  examples=table.where(shown, MATCH_ID, IMAGE_ID, CAPTION, n=5))
 
 
 @RULES.check(IMAGE_ID_POSITIONAL)
@@ -209,7 +231,7 @@ def image_ids_are_not_row_numbers(m: CaptionMeasurements) -> pl.Expr | None:
 
 @image_ids_are_not_row_numbers.reports
 def _(failures, table: CaptionCheck) -> Failed:
-    return Failed(table.m.positional(), count=table.frame.height,
+    return Failed(table.m.positional(), count=table.m.rows,
                   examples=table.first_rows(5, IMAGE_ID, SOURCE_ROW))
 
 
@@ -246,8 +268,8 @@ def _(failures, table: CaptionCheck) -> Failed:
     shown = bad.select(MATCH_ID, "size").head(10)
     # The image id traces a group back to the source; looked up for the shown groups only.
     match_id = pl.col(MATCH_ID).fill_null(-1)
-    image_of = (table.frame.filter(match_id.is_in(shown[MATCH_ID].implode()))
-                .group_by(match_id).agg(pl.col(IMAGE_ID).first()))
+    image_of = collect(table.frame.filter(match_id.is_in(shown[MATCH_ID].implode()))
+                       .group_by(match_id).agg(pl.col(IMAGE_ID).first()))
     examples = shown.join(image_of, on=MATCH_ID, how="left", maintain_order="left")
     return Failed(f"{bad.height} group(s) outside the expected size "
                   f"{table.m.limits.group_range()} (sizes: {histogram})", count=bad.height,
@@ -315,9 +337,9 @@ def no_caption_shared_across_groups(m: CaptionMeasurements) -> pl.Expr | None:
 @no_caption_shared_across_groups.reports
 def _(failures, table: CaptionCheck) -> Failed:
     shared = table.m.shared_keys()
-    texts = table.frame[CAPTION].gather(shared[ROW].head(10))
+    texts = [row[CAPTION] for row in table.rows(shared[ROW].head(10), CAPTION)]
     examples = [{CAPTION: text, "match_ids": ids[:5]} for text, ids in
-                zip(texts.to_list(), shared["match_ids"].head(10).to_list(), strict=True)]
+                zip(texts, shared["match_ids"].head(10).to_list(), strict=True)]
     return Failed(f"{shared.height} normalised caption(s) occur under more than one group: "
                   "false negatives for InfoNCE", count=shared.height, examples=examples)
 
@@ -332,13 +354,14 @@ def captions_have_no_control_characters(m: CaptionMeasurements) -> pl.Expr | Non
 
 @captions_have_no_control_characters.reports
 def _(failures, table: CaptionCheck) -> Failed:
-    rows = table.frame[CAPTION].str.contains_any(CONTROL_CHARACTERS).fill_null(False).arg_true()
-    examples = table.rows(rows, IMAGE_ID, SOURCE_ROW, CAPTION)
+    count = table.m.counts["control"]
+    examples = table.where(pl.col(CAPTION).str.contains_any(CONTROL_CHARACTERS).fill_null(False),
+                           IMAGE_ID, SOURCE_ROW, CAPTION)
     for example in examples:
         example["characters"] = sorted({f"U+{ord(c):04X}" for c in example[CAPTION]
                                         if ord(c) < 32 or ord(c) == 127})
-    return Failed(f"{rows.len()} caption(s) hold a control character (TAB, newline, ...)",
-                  count=rows.len(), examples=examples)
+    return Failed(f"{count} caption(s) hold a control character (TAB, newline, ...)",
+                  count=count, examples=examples)
 
 
 @RULES.check(CAPTION_HOLDS_RECORD_KEY)
@@ -351,13 +374,14 @@ def captions_hold_no_record_key(m: CaptionMeasurements) -> pl.Expr | None:
 
 @captions_hold_no_record_key.reports
 def _(failures, table: CaptionCheck) -> Failed:
-    rows = table.frame[CAPTION].str.contains(RECORD_KEY).fill_null(False).arg_true()
-    examples = table.rows(rows, IMAGE_ID, SOURCE_ROW, CAPTION)
+    count = table.m.counts["record_key"]
+    examples = table.where(pl.col(CAPTION).str.contains(RECORD_KEY).fill_null(False),
+                           IMAGE_ID, SOURCE_ROW, CAPTION)
     for example in examples:
         example["record_key"] = (pl.Series([example[CAPTION]])
                                  .str.extract(f"({RECORD_KEY})").item())
-    return Failed(f"{rows.len()} caption(s) hold a second record key (two records read as one)",
-                  count=rows.len(), examples=examples)
+    return Failed(f"{count} caption(s) hold a second record key (two records read as one)",
+                  count=count, examples=examples)
 
 
 @RULES.check(CAPTION_LENGTH_IMPLAUSIBLE)
@@ -371,10 +395,9 @@ def captions_have_plausible_length(m: CaptionMeasurements) -> pl.Expr | None:
 @captions_have_plausible_length.reports
 def _(failures, table: CaptionCheck) -> Failed:
     limits, counts = table.m.limits, table.m.counts
-    rows = table.frame.select(implausible_length(limits)).to_series().arg_true()
-    examples = (table.frame.with_row_index(ROW)[rows.head(10)]
-                .select(ROW, IMAGE_ID, SOURCE_ROW, pl.col(CAPTION).str.head(80),
-                        length=pl.col(CAPTION).str.len_chars()).to_dicts())
+    examples = table.where(implausible_length(limits), IMAGE_ID, SOURCE_ROW,
+                           pl.col(CAPTION).str.head(80),
+                           pl.col(CAPTION).str.len_chars().alias("length"), n=10)
     return Failed(f"{counts['too_short']} caption(s) shorter than {limits.min_caption_chars} "
                   f"characters, {counts['too_long']} longer than {limits.max_caption_chars}",
                   count=counts["too_short"] + counts["too_long"], examples=examples)
@@ -386,13 +409,16 @@ class Measure:
     """The measurements of the frame one validation checks, taken by the first rule that asks
     and shared by the others (pandera hands every check the same frame)."""
 
-    def __init__(self, limits: CaptionLimits):
+    def __init__(self, limits: CaptionLimits, taken: CaptionMeasurements | None = None, *,
+                 frame: pl.DataFrame | None = None):
         self.limits = limits
-        self.taken: CaptionMeasurements | None = None
+        self.taken = taken
+        self.frame = frame  # the table in memory, where it is: measured without a scan
 
     def __call__(self, frame: pl.LazyFrame) -> CaptionMeasurements:
         if self.taken is None:
-            self.taken = CaptionMeasurements.of(frame, self.limits)
+            self.taken = CaptionMeasurements.of(
+                self.frame if self.frame is not None else frame, self.limits)
         return self.taken
 
 
@@ -414,9 +440,11 @@ def _check(rule: Rule):
 def measured_schema(model: type[CaptionTableRules], measure: Measure) -> pa.DataFrameSchema:
     """The schema of ``model`` whose rules measure the frame once, through ``measure``."""
     schema = copy.copy(model.to_schema())
+    # pandera collects a failing check's rows whole unless told otherwise: on a table of
+    # shards larger than memory that would be the table; the findings count from the masks
     schema.checks = [pa.Check(functools.partial(_outcome, rule, measure), name=rule.name,
                               raise_warning=rule.severity == "warning",
-                              description=rule.__doc__)
+                              description=rule.__doc__, n_failure_cases=FAILURE_CASES)
                      for rule in RULES if rule.test is not None and rule.pandera]
     return schema
 
@@ -438,8 +466,16 @@ class CaptionTableRules(rules_model("CaptionTableChecks", RULES, __name__, adapt
 
     @classmethod
     def validate(cls, check_obj, *args, **kwargs):
-        """pandera's validation, with the frame measured once for all the checks."""
-        return measured_schema(cls, Measure(cls._limits)).validate(check_obj, *args, **kwargs)
+        """pandera's validation, with the frame measured once for all the checks.
+
+        A LazyFrame (a scan of Parquet shards) is checked in full too, schema and data, by
+        polars' streaming engine: pandera alone would check only its schema and let a broken
+        table pass (a check that cannot run never counts as a pass).
+        """
+        measure = Measure(cls._limits, frame=check_obj if isinstance(check_obj, pl.DataFrame)
+                          else None)
+        with data_checks_always():
+            return measured_schema(cls, measure).validate(check_obj, *args, **kwargs)
 
 
 def _contract_model(name: str, rules: type[CaptionTableRules]) -> type[CaptionTableRules]:
@@ -500,32 +536,63 @@ def _model_with(limits: CaptionLimits) -> type[CaptionTable]:
 
 # Validation: the model's failures as findings -------------------------------------------------
 
-def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_group: int = 2,
-                           max_group: int | None = None, max_singleton_share: float = 0.9,
-                           min_caption_chars: int = 2,
-                           max_caption_chars: int = 1000) -> Report:
-    """Run ``CaptionTable`` (lazily, every check) on an in-memory table; failures become findings.
+def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<table>", *,
+                           min_group: int = 2, max_group: int | None = None,
+                           max_singleton_share: float = 0.9, min_caption_chars: int = 2,
+                           max_caption_chars: int = 1000,
+                           partitions: list[pl.LazyFrame] | None = None,
+                           measure=None) -> Report:
+    """Run ``CaptionTable`` (every check) on a table; failures become findings.
+
+    ``frame`` is a table in memory, or a LazyFrame (a scan of Parquet shards larger than
+    memory), measured and checked by polars' streaming engine; ``partitions`` (the scans of
+    its shards, in row order) have it measured a shard at a time, in less memory;
+    ``measure(frame, limits)`` measures it elsewhere (an engine's ``measure_on``).
 
     Raises:
         InputError: a column is missing or has another dtype than the contract's (every
             mismatch named, with the expected columns).
     """
-    if problems := schema_problems(frame.schema):
+    with parquet_reading(target):
+        schema = frame.collect_schema()
+    if problems := schema_problems(schema):
         raise InputError(target, "does not match the caption table contract: "
                          f"{'; '.join(problems)}. Expected columns {expected_columns()}")
-    model = caption_table_model(min_group, max_group, max_singleton_share=max_singleton_share,
-                                min_caption_chars=min_caption_chars,
-                                max_caption_chars=max_caption_chars)
-    measure = Measure(model._limits)
-    failures = pandera_failures(measured_schema(model, measure), frame)
+    limits = caption_table_model(min_group, max_group, max_singleton_share=max_singleton_share,
+                                 min_caption_chars=min_caption_chars,
+                                 max_caption_chars=max_caption_chars)._limits
+    with parquet_reading(target):
+        if measure is not None:
+            measured = measure(frame, limits)
+        elif partitions is None:
+            measured = CaptionMeasurements.of(frame, limits)
+        else:
+            measured = CaptionMeasurements.of_partitions(partitions, frame, limits)
+        return validate_caption_measurements(measured, target,
+                              frame=frame if isinstance(frame, pl.DataFrame) else None)
+
+
+def validate_caption_measurements(m: CaptionMeasurements, target: str, *,
+                   frame: pl.DataFrame | None = None) -> Report:
+    """The findings of ``validate captions`` on a measured table: the pandera model
+    ``CaptionTable`` checks ``m.frame`` (every check: its schema and its data) with the
+    measurements taken, and each failed rule becomes its finding.
+
+    Args:
+        m: the table's measurements (``CaptionMeasurements.of``, or merged partials).
+        target: the table's name in the report.
+        frame: the table, where it is in memory (else ``m.frame`` is scanned).
+    """
+    model = _model_with(m.limits)
+    failures = pandera_failures(measured_schema(model, Measure(m.limits, m)),
+                                frame if frame is not None else m.frame)
     if unexpected := set(failures) - RULES.check_names():
         # a dtype or column problem schema_problems did not foresee
         raise InputError(target, "does not match the caption table contract: "
                                  f"{', '.join(sorted(unexpected))} failed")
-    m = measure(frame.lazy())
-    findings = RULES.findings(failures, CaptionCheck(frame, target, m))
+    findings = RULES.findings(failures, CaptionCheck(m.frame, target, m))
     sizes = m.groups["size"]
-    stats = {"rows": frame.height, "images": m.n_images, "groups": m.groups.height,
+    stats = {"rows": m.rows, "images": m.n_images, "groups": m.groups.height,
              "group_size_min": int(sizes.min()) if sizes.len() else 0,
              "group_size_max": int(sizes.max()) if sizes.len() else 0,
              "singleton_groups": int((sizes == 1).sum())}
@@ -534,17 +601,49 @@ def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_
 
 def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | None = None,
                       max_singleton_share: float = 0.9, min_caption_chars: int = 2,
-                      max_caption_chars: int = 1000) -> Report:
-    """Validate a caption table file (Parquet or CSV; ``"-"`` reads standard input).
+                      max_caption_chars: int = 1000, engine=None) -> Report:
+    """Validate a caption table: a file (Parquet or CSV; ``"-"`` reads standard input), or a
+    folder or glob of Parquet shards, checked by polars' streaming engine in bounded memory
+    (a table larger than memory); rows are numbered across the shards in name order.
+
+    ``engine``: where the table is measured (``uncollapse.engines.ray.RayEngine``: Ray tasks
+    read its rows, Ray Data groups them by a stable hash of ``match_id`` and runs
+    ``check_captions_partition`` on each partition); by default in this process. The report
+    is the same either way.
 
     Example:
         >>> report = validate_captions("captions.parquet", min_group=5, max_group=7)
+        >>> report = validate_captions("captions/")    # part-00000.parquet, ...
         >>> report.ok, report.codes()
     """
     # image_path is part of the contract but no rule reads its values: skip its bytes
-    frame = read_caption_table(path, columns=[c for c in CAPTION_SCHEMA if c != IMAGE_PATH])
-    return validate_caption_frame(frame, "<stdin>" if str(path) == "-" else str(path),
-                                  min_group=min_group, max_group=max_group,
+    columns = [c for c in CAPTION_SCHEMA if c != IMAGE_PATH]
+    target = "<stdin>" if str(path) == "-" else str(path)
+    partitions = measure = None
+    if str(path) != "-" and is_sharded(path):
+        frame = scan_caption_shards(path, columns=columns)
+        files = shard_files(path)
+        partitions = [scan_caption_shards(shard, columns=columns) for shard in files]
+    elif engine is not None:
+        if str(path) == "-" or not _is_parquet(Path(path)):
+            raise InputError(path, "another engine reads Parquet caption tables from files "
+                                   "its workers can read (each reads its own rows); write the "
+                                   "table as Parquet, or use the local engine")
+        frame, files = scan_caption_shards(path, columns=columns), [Path(path)]
+    else:
+        frame = read_caption_table(path, columns=columns)
+    if engine is not None:
+        measure = functools.partial(measure_on, engine, files, columns)
+    return validate_caption_frame(frame, target, min_group=min_group, max_group=max_group,
                                   max_singleton_share=max_singleton_share,
                                   min_caption_chars=min_caption_chars,
-                                  max_caption_chars=max_caption_chars)
+                                  max_caption_chars=max_caption_chars, partitions=partitions,
+                                  measure=measure)
+
+
+def _is_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == PARQUET_MAGIC
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from exc
