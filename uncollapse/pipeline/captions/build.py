@@ -85,7 +85,7 @@ def _read(source: str, *, format, splits, split, split_files, hf_split, hf_frame
     if split_files and format not in ("tokens", "flickr-csv"):
         raise ToolError(f"split lists (split_files) apply to token and Flickr30k CSV files "
                         f"only, not to {format!r} sources")
-    irregular = Irregularities(source)
+    irregular = Irregularities(source, lines=format in ("tokens", "flickr-csv"))
     path = Path(source)
     if format == "hf":
         frame = hf_frame if hf_frame is not None else hf.load_hf_frame(source, hf_split)[0]
