@@ -16,6 +16,7 @@ import importlib
 import inspect
 import logging
 import os
+import re
 
 import click
 
@@ -35,6 +36,10 @@ PACKAGE_CLIS = (
 )
 """The modules whose ``COMMANDS`` (``{parent group: [commands]}``, ``""`` for the root) make up
 the command line, in this order."""
+
+SHORT_HELP_WIDTH = 100
+"""A command's summary in its group's list is its help's first sentence; one longer than
+this ends at its colon."""
 
 LOGGER = "uncollapse"
 """The logger every library module logs under (``logging.getLogger(__name__)``)."""
@@ -131,6 +136,20 @@ def _keep_examples(command: click.Command) -> None:
         command.help = text.replace("Example:\n", "Example:\n\n\b\n", 1)
 
 
+def _whole_short_help(command: click.Command) -> None:
+    """Give each command (and group) its help's first sentence as its summary in the list of
+    commands (up to its colon, when a long sentence has one): Click's default cuts the summary
+    at 45 characters, mid-phrase ("with correct..."); an explicit one is wrapped, never cut."""
+    for sub in getattr(command, "commands", {}).values():
+        _whole_short_help(sub)
+    if command.short_help is None and command.help:
+        first = inspect.cleandoc(command.help).split("\n\n", 1)[0]
+        sentence = re.split(r"(?<=\.)\s", " ".join(first.split()), maxsplit=1)[0]
+        if len(sentence) > SHORT_HELP_WIDTH and ": " in sentence:
+            sentence = sentence.split(": ", 1)[0]
+        command.short_help = sentence.rstrip(":.") + "."
+
+
 def make_main() -> click.Group:
     """The root group with every command of ``PACKAGE_CLIS`` (a new group each call)."""
 
@@ -139,7 +158,14 @@ def make_main() -> click.Group:
     def main():
         """Make the data of contrastive and representation-learning runs right, and prove it.
 
-        Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run.
+        Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run. Each command
+        has its own --help and example; docs/cli.md lists them all.
+
+        Example:
+            uncollapse build captions data/coco/captions_val2017_1000.json -o captions.parquet
+            uncollapse validate captions captions.parquet --group-size 5
+            uncollapse validate batches captions.parquet --sampler grouped -b 50 -k 5
+            uncollapse cache ls
         """
 
     @main.group(cls=_Group)
@@ -160,7 +186,8 @@ def make_main() -> click.Group:
         for parent, commands in getattr(module, "COMMANDS", {}).items():
             for command in commands:
                 parents[parent].add_command(command)
-                _keep_examples(command)
+    _keep_examples(main)
+    _whole_short_help(main)
     return main
 
 

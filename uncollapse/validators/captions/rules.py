@@ -41,7 +41,7 @@ from uncollapse.data.captions.contract import (
 from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table, schema_problems
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
-from uncollapse.validators.bridge import pandera_failures, rules_model
+from uncollapse.validators.bridge import pandera_failures, rules_model, short_warnings
 from uncollapse.validators.captions.match_ids import CAPTION_TABLE_EMPTY, GROUPS_ALL_UNIQUE
 from uncollapse.validators.captions.measure import (
     CONTROL_CHARACTERS,
@@ -438,8 +438,15 @@ class CaptionTableRules(rules_model("CaptionTableChecks", RULES, __name__, adapt
 
     @classmethod
     def validate(cls, check_obj, *args, **kwargs):
-        """pandera's validation, with the frame measured once for all the checks."""
-        return measured_schema(cls, Measure(cls._limits)).validate(check_obj, *args, **kwargs)
+        """pandera's validation, with the frame measured once for all the checks.
+
+        A failed warning rule is a one-line SchemaWarning naming the rule and its code, not
+        pandera's, which holds every failure case.
+        """
+        with short_warnings("CaptionTable", RULES, "validate_caption_frame(frame) gives "
+                             "its count, rows and fix"):
+            return measured_schema(cls, Measure(cls._limits)).validate(check_obj, *args,
+                                                                       **kwargs)
 
 
 def _contract_model(name: str, rules: type[CaptionTableRules]) -> type[CaptionTableRules]:
