@@ -110,6 +110,10 @@ def build_captions(source: str | Path, *, format: str | None = None,
                    rebuild: bool = False) -> Built:
     """Build the caption table of ``source`` through the cache (see ``read_captions``).
 
+    ``source`` may also be a ``datasets.Dataset`` or ``DatasetDict`` in memory, in the
+    flickr30k layout (``caption``, ``filename`` or ``img_id``, ``split``); its cache key is the
+    digest of its rows.
+
     ``built.path`` is ``captions.parquet``; ``built.report`` lists every irregularity of the
     source; ``built.to_dataset()`` gives a ``datasets.Dataset``.
 
@@ -118,16 +122,24 @@ def build_captions(source: str | Path, *, format: str | None = None,
         >>> built.table().group_by("match_id").len()
     """
     cache = cache or Cache()
-    source = str(source)
-    check_readable(source)
-    format = format or detect_format(source)
     hf_frame = None
     inputs: dict = {}
-    if format == "hf" and not Path(source).exists():
-        hf_frame, hub_key = hf.load_hf_frame(source, hf_split)
-        inputs["source"] = {"digest": hub_key}
+    if hf.is_dataset_object(source):  # in memory: read it here, key it by its rows
+        if format not in (None, "hf"):
+            raise ToolError(f"a {type(source).__name__} object is read in the hf layout, not "
+                            f"as format {format!r}")
+        hf_frame, key = hf.in_memory_frame(source, hf_split)
+        source, format = f"<datasets.{type(source).__name__}>", "hf"
+        inputs["source"] = {"digest": key}
     else:
-        inputs["source"] = source
+        source = str(source)
+        check_readable(source)
+        format = format or detect_format(source)
+        if format == "hf" and not Path(source).exists():
+            hf_frame, hub_key = hf.load_hf_frame(source, hf_split)
+            inputs["source"] = {"digest": hub_key}
+        else:
+            inputs["source"] = source
     for name, list_path in sorted((split_files or {}).items()):
         inputs[f"split_file:{name}"] = str(list_path)
     if format == "coco" and split is None:

@@ -38,7 +38,12 @@ from uncollapse.data.captions.contract import (
     SPLIT,
     expected_columns,
 )
-from uncollapse.data.captions.table import CAPTION_SCHEMA, read_caption_table, schema_problems
+from uncollapse.data.captions.table import (
+    CAPTION_SCHEMA,
+    read_caption_table,
+    schema_problems,
+    to_caption_frame,
+)
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
 from uncollapse.validators.bridge import pandera_failures, rules_model, short_warnings
@@ -507,19 +512,35 @@ def _model_with(limits: CaptionLimits) -> type[CaptionTable]:
 
 # Validation: the model's failures as findings -------------------------------------------------
 
-def validate_caption_frame(frame: pl.DataFrame, target: str = "<table>", *, min_group: int = 2,
+def validate_caption_frame(frame, target: str = "<table>", *, min_group: int = 2,
                            max_group: int | None = None, max_singleton_share: float = 0.9,
-                           min_caption_chars: int = 2,
-                           max_caption_chars: int = 1000) -> Report:
+                           min_caption_chars: int = 2, max_caption_chars: int = 1000,
+                           coerce: bool = False) -> Report:
     """Run ``CaptionTable`` (lazily, every check) on an in-memory table; failures become findings.
+
+    Args:
+        frame: a polars DataFrame, or a ``datasets.Dataset`` (always read with
+            ``to_caption_frame``: ``load_dataset`` picks its own dtypes).
+        coerce: convert a frame of another library's dtypes (an Int64 ``image_id``, an int64
+            ``caption_idx``) to the contract's first, where no value changes
+            (``uncollapse.data.captions.table.to_caption_frame``).
 
     Raises:
         InputError: a column is missing or has another dtype than the contract's (every
-            mismatch named, with the expected columns).
+            mismatch named, with the expected columns), or, coercing, a value does not fit.
+
+    Example:
+        >>> from datasets import load_dataset
+        >>> report = validate_caption_frame(load_dataset("csv", data_files="c.csv")["train"])
     """
+    if coerce or not isinstance(frame, (pl.DataFrame, pl.LazyFrame)):
+        frame = to_caption_frame(frame, name=target)
+    elif isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
     if problems := schema_problems(frame.schema):
         raise InputError(target, "does not match the caption table contract: "
-                         f"{'; '.join(problems)}. Expected columns {expected_columns()}")
+                         f"{'; '.join(problems)}. Expected columns {expected_columns()}; "
+                         "coerce=True converts other integer widths and integer image ids")
     model = caption_table_model(min_group, max_group, max_singleton_share=max_singleton_share,
                                 min_caption_chars=min_caption_chars,
                                 max_caption_chars=max_caption_chars)
