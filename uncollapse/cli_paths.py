@@ -28,7 +28,7 @@ from uncollapse.paths import (
 
 __all__ = [
     "JSON_PATH_KEY", "REPORT_HEAD", "SEEN_KEY", "DirectoryPath", "InputPath", "OutputPath",
-    "input_file", "may_hold_a_report", "remember",
+    "PathError", "input_file", "may_hold_a_report", "remember",
 ]
 
 REPORT_HEAD = b'{"tool":"uncollapse"'
@@ -38,6 +38,15 @@ SEEN_KEY = "uncollapse.paths"
 JSON_PATH_KEY = "uncollapse.json_path"
 """``ctx.meta`` entry of the ``--json`` path (set by ``cli_report.report_options``): a path
 refused here must not get the could-not-run report either."""
+
+
+class PathError(click.ClickException):
+    """A path on the command line that cannot be used (exit 2), said as the library says it
+    (``PATH: does not exist; expected a regular file``), so a missing or wrong file reads the
+    same whether the command line or a reader finds it; no usage text: the command line itself
+    was well formed."""
+
+    exit_code = 2
 
 
 class InputPath(click.Path):
@@ -74,7 +83,7 @@ class InputPath(click.Path):
                 raise ToolError(f"{value}: cannot be read (permission denied); check its "
                                 "permissions")
         except ToolError as exc:
-            self.fail(str(exc), param, ctx)
+            raise PathError(str(exc)) from exc
         value = super().convert(value, param, ctx)
         remember(ctx, param, "input", value, reads_inside=self.reads_inside)
         return value
@@ -93,7 +102,7 @@ class OutputPath(click.Path):
             if check_output(value) == FIFO:
                 _hold(ctx, value)
         except ToolError as exc:
-            self.fail(str(exc), param, ctx)
+            raise PathError(str(exc)) from exc
         value = super().convert(value, param, ctx)
         remember(ctx, param, "output", value)
         return value
@@ -123,15 +132,15 @@ class DirectoryPath(click.Path):
         try:
             kind = kind_of(value)
         except ToolError as exc:
-            self.fail(str(exc), param, ctx)
+            raise PathError(str(exc)) from exc
         if kind not in (None, DIRECTORY):
-            self.fail(f"{value}: is a {kind}; expected a directory (or a path to create one "
-                      "at)", param, ctx)
+            raise PathError(f"{value}: is a {kind}; expected a directory (or a path to create "
+                            "one at)")
         if kind == DIRECTORY and self.check_contents:
             try:
                 check_tree(value)
             except ToolError as exc:
-                self.fail(str(exc), param, ctx)
+                raise PathError(str(exc)) from exc
         return super().convert(value, param, ctx)
 
 
@@ -140,7 +149,7 @@ def input_file(ctx: click.Context | None, param: click.Parameter | None, value: 
     try:
         check_input(value)
     except ToolError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+        raise PathError(str(exc)) from exc
     remember(ctx, param, "input", value)
     return value
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.readable import NPY, ZIP, check_input_file
 from uncollapse.errors import InputError
 
 __all__ = ["HEADER_FAILURES", "SAVE_HINT", "load_npy", "refuse_empty"]
@@ -25,7 +26,8 @@ literal, so a changed byte can end in a tokenizer or syntax error rather than a 
 
 
 def refuse_empty(path: Path, what: str, hint: str) -> None:
-    """An ``InputError`` for a 0-byte file, which numpy reports as a bare ``EOFError``."""
+    """An ``InputError`` for a 0-byte file, which numpy reports as a bare ``EOFError``
+    (the message of ``uncollapse.data.readable.check_input_file``)."""
     try:
         empty = path.is_file() and path.stat().st_size == 0
     except OSError:
@@ -44,15 +46,8 @@ def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np
     path = Path(path)
     if path.is_dir():
         raise InputError(path, f"is a directory; give the .npy file of the {what}")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror}); check the path and its "
-                               "permissions") from exc
-    if size == 0:
-        raise InputError(path, f"is empty (0 bytes), not a .npy {what}; {SAVE_HINT}")
+    check_input_file(path, f"a .npy {what}", SAVE_HINT, accept=(NPY, ZIP))
+    size = path.stat().st_size
     _check_declared_size(path, size, what)
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -26,7 +26,7 @@ from uncollapse.data.captions.contract import (
 )
 from uncollapse.data.csv_header import refuse_duplicate_columns
 from uncollapse.data.npz import NPZ_READ_FAILURES, why
-from uncollapse.data.readable import unreadable
+from uncollapse.data.readable import PARQUET, ZIP, check_input_file, unreadable
 from uncollapse.errors import InputError
 
 try:  # GPU hosts train without polars: the pyarrow readers below still work there
@@ -157,11 +157,11 @@ def read_caption_table(path: str | Path, *, columns: list[str] | None = None) ->
         magic = source.getvalue()[:4]
     else:
         name = source = Path(path)
+        check_input_file(source, "a caption table (Parquet or CSV)",
+                         "build one with `uncollapse build captions`", accept=(PARQUET,))
         try:
             with open(source, "rb") as handle:
                 magic = handle.read(4)
-        except FileNotFoundError as exc:
-            raise InputError(name, "no such file") from exc
         except OSError as exc:
             raise unreadable(name, exc) from exc
     if magic == PARQUET_MAGIC:
@@ -225,12 +225,12 @@ def read_caption_arrays(path: str | Path) -> dict[str, np.ndarray]:
             either holds nulls.
     """
     path = Path(path)
+    check_input_file(path, "a Parquet caption table", "build one with `uncollapse build "
+                     "captions`", require=PARQUET)
     try:
         names = pq.read_schema(path).names
         table = pq.read_table(path, columns=[c for c in (MATCH_ID, IMAGE_ID, SPLIT)
                                              if c in names])
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
     except Exception as exc:
         raise InputError(path, f"not a readable Parquet caption table ({exc})") from exc
     for column in (MATCH_ID, IMAGE_ID):
@@ -255,6 +255,8 @@ def read_image_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         InputError: unreadable, holds object arrays, or lacks ``features`` or ``image_ids``.
     """
     path = Path(path)
+    check_input_file(path, "an image-feature NPZ", f"save {IMAGE_FEATURES} and "
+                     f"{IMAGE_FEATURE_IDS} with numpy.savez", require=ZIP)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not {IMAGE_FEATURES, IMAGE_FEATURE_IDS} <= set(npz.files):

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
-from uncollapse.data.readable import check_readable
+from uncollapse.data.readable import PARQUET, check_input_file, check_readable, missing, sniff
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.assemble import caption_stats, finalize
@@ -22,6 +22,8 @@ FORMATS = ("hf", "karpathy", "tokens", "flickr-csv", "coco")
 STAGE = Stage("captions", version=1, modules=("uncollapse.pipeline.captions.build",))
 OUTPUT_NAME = "captions.parquet"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+SOURCE_KINDS = ("a caption source (COCO or Karpathy JSON, a Flickr token file or CSV, "
+                "nlphuji/flickr30k Parquet or Arrow)")
 LOCAL_SUFFIXES = (".json", ".txt", ".csv", ".tsv", ".token", ".parquet", ".arrow")
 
 
@@ -33,9 +35,18 @@ def detect_format(source: str) -> str:
         # a typo, not a hub id (asking the hub would retry for half a minute, then mislead).
         if HUB_ID.match(source) and path.suffix.lower() not in LOCAL_SUFFIXES:
             return "hf"
-        raise InputError(path, "no such file or folder")
-    if path.is_dir() or path.suffix in (".parquet", ".arrow"):
+        raise missing(path)
+    if path.is_dir():
         return "hf"
+    check_input_file(path, SOURCE_KINDS, f"give one of them, or the format (format=, one of "
+                     f"{', '.join(FORMATS)})", accept=(PARQUET,))
+    if path.suffix in (".parquet", ".arrow"):
+        return "hf"
+    if sniff(path) == PARQUET:
+        raise InputError(path, f"is a Parquet file named {path.suffix or 'without a suffix'}; "
+                         "rename it to end in .parquet to read it in the nlphuji/flickr30k "
+                         "layout (a caption table is checked with `uncollapse validate "
+                         "captions`)")
     with open(path, "rb") as fh:
         head = fh.read(1 << 16).decode("utf-8-sig", errors="replace")
     stripped = head.lstrip()
@@ -47,6 +58,8 @@ def detect_format(source: str) -> str:
         raise InputError(path, "a JSON file that is neither COCO captions (images/annotations) "
                          "nor Karpathy split JSON (images[].sentences); give the format "
                          f"(format=, one of {', '.join(FORMATS)})")
+    if not stripped:
+        raise InputError(path, f"holds only whitespace, not {SOURCE_KINDS}")
     first = next((line for line in stripped.splitlines() if line.strip()), "")
     if re.match(lines.TOKEN_LINE, first):
         return "tokens"
