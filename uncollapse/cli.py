@@ -21,7 +21,13 @@ import re
 import click
 
 from uncollapse import __version__
-from uncollapse.cli_report import emit_could_not_run, reader_left
+from uncollapse.cli_report import (
+    COMMAND_KEY,
+    FORMAT_KEY,
+    FORMATS,
+    emit_could_not_run,
+    reader_left,
+)
 from uncollapse.errors import ToolError
 from uncollapse.extras import missing_extra
 from uncollapse.report import EXIT_TOOL_ERROR
@@ -41,6 +47,9 @@ SHORT_HELP_WIDTH = 100
 """A command's summary in its group's list is its help's first sentence; one longer than
 this ends at its colon."""
 
+ARGS_KEY = "uncollapse.args"
+"""``ctx.meta`` entry of the words the command line was given (after the program name)."""
+
 LOGGER = "uncollapse"
 """The logger every library module logs under (``logging.getLogger(__name__)``)."""
 
@@ -53,12 +62,16 @@ class _Group(click.Group):
     the run could not happen too.
     """
 
-    def make_context(self, *args, **kwargs):
+    def make_context(self, info_name, args, parent=None, **extra):
+        given = list(args)
         try:  # `uncollapse --help | head -1`
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
         except BrokenPipeError:
             reader_left()
             raise click.exceptions.Exit(0) from None
+        if parent is None:
+            ctx.meta[ARGS_KEY] = given
+        return ctx
 
     def invoke(self, ctx):
         if ctx.parent is not None:
@@ -73,6 +86,7 @@ class _Group(click.Group):
             raise click.exceptions.Exit(0) from None
         except click.ClickException as exc:  # bad arguments, a bad option value
             if exc.exit_code == EXIT_TOOL_ERROR:
+                _requested_format(ctx)
                 emit_could_not_run(ctx, exc.format_message())
             raise
         except ToolError as exc:
@@ -94,6 +108,27 @@ class _Group(click.Group):
             raise _could_not_run(
                 ctx, f"{type(exc).__name__}: {exc}\n(set UNCOLLAPSE_DEBUG=1 to see the traceback)"
             ) from exc
+
+
+def _requested_format(ctx: click.Context) -> None:
+    """An unknown option stops Click before it reads any option, ``--format`` included: find
+    the format (and the command) in the words given, so ``--format json`` still gets JSON."""
+    args = ctx.meta.get(ARGS_KEY, [])
+    if FORMAT_KEY not in ctx.meta:
+        for word, value in zip(args, [*args[1:], None], strict=True):
+            if word.startswith("--format="):
+                word, value = "--format", word.partition("=")[2]
+            if word == "--format" and value in FORMATS:
+                ctx.meta[FORMAT_KEY] = value
+                break
+    if COMMAND_KEY not in ctx.meta:
+        names, command = ["uncollapse"], ctx.command
+        for word in args:
+            command = getattr(command, "commands", {}).get(word)
+            if command is None:
+                break
+            names.append(word)
+        ctx.meta[COMMAND_KEY] = " ".join(names)
 
 
 def _could_not_run(ctx: click.Context, message: str, *, file: str | None = None,

@@ -91,7 +91,8 @@ class InputPath(click.Path):
 
 class OutputPath(click.Path):
     """A file a command writes: refused (exit 2) when it is a directory, block device or
-    socket, or when it is one of the command's inputs; a character device (``/dev/null``) or
+    socket, when it is one of the command's inputs, or when its folder does not exist (a typo
+    in a folder name must not silently create a tree); a character device (``/dev/null``) or
     FIFO is accepted and written in place (``uncollapse.atomic``)."""
 
     def __init__(self):
@@ -99,13 +100,28 @@ class OutputPath(click.Path):
 
     def convert(self, value, param, ctx):
         try:
-            if check_output(value) == FIFO:
+            kind = check_output(value)
+            if kind == FIFO:
                 _hold(ctx, value)
+            elif kind is None:
+                _check_folder(value)
         except ToolError as exc:
             raise PathError(str(exc)) from exc
         value = super().convert(value, param, ctx)
         remember(ctx, param, "output", value)
         return value
+
+
+def _check_folder(path: str) -> None:
+    """Refuse an output whose folder does not exist (or is not a folder), naming the folder."""
+    folder = os.path.dirname(path) or "."
+    kind = kind_of(folder)
+    if kind is None:
+        raise ToolError(f"{path}: the folder {folder} does not exist; create it first (mkdir -p "
+                        f"{folder}) or give a path in an existing folder")
+    if kind != DIRECTORY:
+        raise ToolError(f"{path}: {folder} is a {kind}, not a folder; give a path in an "
+                        "existing folder")
 
 
 def _hold(ctx: click.Context | None, path: str) -> None:

@@ -24,10 +24,12 @@ from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
 
 __all__ = [
-    "COMMAND_KEY", "FORMAT_KEY", "PARSED_KEY", "could_not_run_dict", "emit_could_not_run",
-    "emit_report", "flags_in_errors", "quiet_option", "report_options",
+    "COMMAND_KEY", "FORMATS", "FORMAT_KEY", "PARSED_KEY", "could_not_run_dict",
+    "emit_could_not_run", "emit_report", "flags_in_errors", "quiet_option", "report_options",
 ]
 
+FORMATS = ("text", "json", "github")
+"""The values of ``--format``."""
 FORMAT_KEY = "uncollapse.output_format"
 COMMAND_KEY = "uncollapse.command"
 """Where the chosen --format and the command (and --json: ``cli_paths.JSON_PATH_KEY``) live in
@@ -65,7 +67,7 @@ def report_options(command):
     """Add ``--format``, ``--json`` and ``--strict`` to a command that returns a Report."""
 
     # Eager, so the format is known even when a later option fails to parse.
-    @click.option("--format", "output_format", type=click.Choice(["text", "json", "github"]),
+    @click.option("--format", "output_format", type=click.Choice(FORMATS),
                   default="text", show_default=True, is_eager=True,
                   callback=_remember(FORMAT_KEY),
                   help="text for people, json for tools, github for CI annotations.")
