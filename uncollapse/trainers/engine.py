@@ -309,7 +309,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     clock, samples_since = time.perf_counter(), 0
     lines = ProgressLines(f"train {recipe.name}", total_steps, step, config.progress_every,
                           on=not config.quiet and not sys.stderr.isatty() and ranks.is_main)
-    first_record = True
+    first_record = not config.resume  # a resumed run keeps the records it had
     while step < total_steps:
         if batch_in_epoch == len(plan):
             epoch, batch_in_epoch = epoch + 1, 0
@@ -351,7 +351,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             record = {"step": step, "epoch": epoch, "lr": lr, **last, **record,
                       "samples_per_s": samples_since * ranks.world_size / elapsed
                       if elapsed > 0 else math.nan}
-            if first_record:  # each session's first record names the device it ran on
+            if first_record:  # the run's first record names the device it ran on
                 record["device_used"], first_record = device_used, False
             lines.at(step, last["loss"], record["samples_per_s"])
             if ranks.is_main:
