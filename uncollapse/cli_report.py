@@ -170,9 +170,13 @@ def flags_in_errors(flags: dict[str, str]):
         if isinstance(exc, InputError):  # reword what follows "path, line N: "
             where = exc.path if exc.line is None else f"{exc.path}, line {exc.line}"
             message = message.removeprefix(f"{where}: ")
+        # a command quoted in backticks (`uncollapse build attributes`) keeps its words
+        parts = message.split("`")
         for name, flag in flags.items():
             end = r"(?!\w)" if name[-1].isalnum() or name[-1] == "_" else ""
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, message)
+            parts[::2] = [re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, part)
+                          for part in parts[::2]]
+        message = "`".join(parts)
         if isinstance(exc, InputError):
             raise InputError(exc.path, message, line=exc.line) from exc
         raise ToolError(message) from exc

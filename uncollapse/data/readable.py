@@ -37,9 +37,10 @@ _MAGIC = ((b"PAR1", PARQUET), (b"PK\x03\x04", ZIP), (b"PK\x05\x06", ZIP), (b"\x9
 readers of CSV and JSON lines read those through the compression."""
 
 
-def missing(path: Path | str) -> InputError:
-    """The ``InputError`` for a path that names nothing."""
-    return InputError(path, MISSING)
+def missing(path: Path | str, expected: str = "a regular file") -> InputError:
+    """The ``InputError`` for a path that names nothing (``expected``: "a regular file or
+    directory" where a folder is read too)."""
+    return InputError(path, f"does not exist; expected {expected}")
 
 
 def sniff(path: Path | str) -> str | None:

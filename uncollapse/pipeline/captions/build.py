@@ -35,7 +35,7 @@ def detect_format(source: str) -> str:
         # a typo, not a hub id (asking the hub would retry for half a minute, then mislead).
         if HUB_ID.match(source) and path.suffix.lower() not in LOCAL_SUFFIXES:
             return "hf"
-        raise missing(path)
+        raise missing(path, "a regular file or directory")
     if path.is_dir():
         return "hf"
     check_input_file(path, SOURCE_KINDS, f"give one of them, or the format (format=, one of "
