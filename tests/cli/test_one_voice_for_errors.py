@@ -158,3 +158,25 @@ def test_every_kind_of_path_parameter_is_covered():
     assert kinds == {InputPath, OutputPath, DirectoryPath}
     assert len(file_inputs()) >= 30 and len(outputs()) >= 15
     assert len(first_inputs()) >= 14  # every command but those that read a run directory
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("source, said", [
+    ("Flickr8k.token.txt", "is not a caption table: its first line names none of the table's "
+                           "columns"),
+    ("captions_val2017.json", "is a JSON file, not a caption table (Parquet or CSV)"),
+])
+def test_a_caption_source_given_to_validate_says_to_build_the_table_first(tmp_path, source,
+                                                                         said):
+    path = tmp_path / source
+    if source.endswith(".json"):
+        path.write_bytes((REPO / "data" / "coco" / "captions_val2017_1000.json").read_bytes())
+    else:
+        path.write_text("1.jpg#0\tA dog runs .\n1.jpg#1\tA dog .\n")
+    for command in (["validate", "captions"], ["diagnose", "match-ids", "-b", "4"]):
+        result, _ = invoke([*command, str(path)])
+        assert result.exit_code == 2, result.output
+        assert f"Error: {path}: {said}" in result.stderr, result.stderr
+        assert f"`uncollapse build captions {path} -o captions.parquet`" in result.stderr

@@ -168,6 +168,10 @@ def read_caption_table(path: str | Path, *, columns: list[str] | None = None) ->
         return _read_parquet(name, source, columns)
     if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
         raise InputError(name, "not a readable Parquet file (it does not start with PAR1)")
+    if magic.lstrip()[:1] in (b"{", b"["):
+        raise InputError(name, "is a JSON file, not a caption table (Parquet or CSV); a caption "
+                         "source (COCO or Karpathy JSON) is made into a table first: "
+                         f"`uncollapse build captions {name} -o captions.parquet`")
     return _read_csv(name, source, columns)
 
 
@@ -197,6 +201,11 @@ def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
         text = pl.read_csv(source, infer_schema=False)
     except READ_FAILURES as exc:
         raise InputError(name, f"not a readable Parquet or CSV file ({reason(exc)})") from exc
+    if not set(CAPTION_SCHEMA) & set(text.columns):
+        raise InputError(name, "is not a caption table: its first line names none of the "
+                         f"table's columns ({expected_columns()}); a caption source (COCO or "
+                         "Karpathy JSON, a Flickr token file or CSV) is made into a table "
+                         f"first: `uncollapse build captions {name} -o captions.parquet`")
     missing = [f"column {c!r} is missing" for c in CAPTION_SCHEMA
                if c not in text.columns and c not in OPTIONAL_COLUMNS]
     if missing:
