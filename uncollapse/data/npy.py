@@ -16,24 +16,13 @@ import numpy as np
 from uncollapse.data.readable import NPY, ZIP, check_input_file
 from uncollapse.errors import InputError
 
-__all__ = ["HEADER_FAILURES", "SAVE_HINT", "load_npy", "refuse_empty"]
+__all__ = ["HEADER_FAILURES", "SAVE_HINT", "load_npy"]
 
 SAVE_HINT = "write it with numpy.save(path, array) from a numeric array"
 HEADER_FAILURES: tuple[type[BaseException], ...] = (
     ValueError, SyntaxError, tokenize.TokenError, EOFError)
 """What numpy raises on a damaged ``.npy`` header: it parses the header text as a Python
 literal, so a changed byte can end in a tokenizer or syntax error rather than a ValueError."""
-
-
-def refuse_empty(path: Path, what: str, hint: str) -> None:
-    """An ``InputError`` for a 0-byte file, which numpy reports as a bare ``EOFError``
-    (the message of ``uncollapse.data.readable.check_input_file``)."""
-    try:
-        empty = path.is_file() and path.stat().st_size == 0
-    except OSError:
-        return
-    if empty:
-        raise InputError(path, f"is empty (0 bytes), not a {what}; {hint}")
 
 
 def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np.ndarray:
