@@ -183,6 +183,7 @@ def environment(work: Path) -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["UNCOLLAPSE_CACHE"] = str(work / ".cache")
     env["NO_COLOR"] = "1"
+    env["HF_DATASETS_CACHE"] = str(work / ".hf-cache")  # load_dataset examples: not ~/.cache
     # `--dataset my_augment.py:...` and module paths; then this checkout's package
     env["PYTHONPATH"] = os.pathsep.join([str(work), str(REPO)])
     return env

@@ -16,12 +16,19 @@ import importlib
 import inspect
 import logging
 import os
+import re
 
 import click
 
 from uncollapse import __version__
 from uncollapse.cli_engines import ENGINE_COMMANDS, add_engine_options
-from uncollapse.cli_report import emit_could_not_run, reader_left
+from uncollapse.cli_report import (
+    COMMAND_KEY,
+    FORMAT_KEY,
+    FORMATS,
+    emit_could_not_run,
+    reader_left,
+)
 from uncollapse.errors import ToolError
 from uncollapse.extras import missing_extra
 from uncollapse.report import EXIT_TOOL_ERROR
@@ -37,6 +44,13 @@ PACKAGE_CLIS = (
 """The modules whose ``COMMANDS`` (``{parent group: [commands]}``, ``""`` for the root) make up
 the command line, in this order."""
 
+SHORT_HELP_WIDTH = 100
+"""A command's summary in its group's list is its help's first sentence; one longer than
+this ends at its colon."""
+
+ARGS_KEY = "uncollapse.args"
+"""``ctx.meta`` entry of the words the command line was given (after the program name)."""
+
 LOGGER = "uncollapse"
 """The logger every library module logs under (``logging.getLogger(__name__)``)."""
 
@@ -49,12 +63,16 @@ class _Group(click.Group):
     the run could not happen too.
     """
 
-    def make_context(self, *args, **kwargs):
+    def make_context(self, info_name, args, parent=None, **extra):
+        given = list(args)
         try:  # `uncollapse --help | head -1`
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
         except BrokenPipeError:
             reader_left()
             raise click.exceptions.Exit(0) from None
+        if parent is None:
+            ctx.meta[ARGS_KEY] = given
+        return ctx
 
     def invoke(self, ctx):
         if ctx.parent is not None:
@@ -69,6 +87,7 @@ class _Group(click.Group):
             raise click.exceptions.Exit(0) from None
         except click.ClickException as exc:  # bad arguments, a bad option value
             if exc.exit_code == EXIT_TOOL_ERROR:
+                _requested_format(ctx)
                 emit_could_not_run(ctx, exc.format_message())
             raise
         except ToolError as exc:
@@ -90,6 +109,27 @@ class _Group(click.Group):
             raise _could_not_run(
                 ctx, f"{type(exc).__name__}: {exc}\n(set UNCOLLAPSE_DEBUG=1 to see the traceback)"
             ) from exc
+
+
+def _requested_format(ctx: click.Context) -> None:
+    """An unknown option stops Click before it reads any option, ``--format`` included: find
+    the format (and the command) in the words given, so ``--format json`` still gets JSON."""
+    args = ctx.meta.get(ARGS_KEY, [])
+    if FORMAT_KEY not in ctx.meta:
+        for word, value in zip(args, [*args[1:], None], strict=True):
+            if word.startswith("--format="):
+                word, value = "--format", word.partition("=")[2]
+            if word == "--format" and value in FORMATS:
+                ctx.meta[FORMAT_KEY] = value
+                break
+    if COMMAND_KEY not in ctx.meta:
+        names, command = ["uncollapse"], ctx.command
+        for word in args:
+            command = getattr(command, "commands", {}).get(word)
+            if command is None:
+                break
+            names.append(word)
+        ctx.meta[COMMAND_KEY] = " ".join(names)
 
 
 def _could_not_run(ctx: click.Context, message: str, *, file: str | None = None,
@@ -132,6 +172,20 @@ def _keep_examples(command: click.Command) -> None:
         command.help = text.replace("Example:\n", "Example:\n\n\b\n", 1)
 
 
+def _whole_short_help(command: click.Command) -> None:
+    """Give each command (and group) its help's first sentence as its summary in the list of
+    commands (up to its colon, when a long sentence has one): Click's default cuts the summary
+    at 45 characters, mid-phrase ("with correct..."); an explicit one is wrapped, never cut."""
+    for sub in getattr(command, "commands", {}).values():
+        _whole_short_help(sub)
+    if command.short_help is None and command.help:
+        first = inspect.cleandoc(command.help).split("\n\n", 1)[0]
+        sentence = re.split(r"(?<=\.)\s", " ".join(first.split()), maxsplit=1)[0]
+        if len(sentence) > SHORT_HELP_WIDTH and ": " in sentence:
+            sentence = sentence.split(": ", 1)[0]
+        command.short_help = sentence.rstrip(":.") + "."
+
+
 def make_main() -> click.Group:
     """The root group with every command of ``PACKAGE_CLIS`` (a new group each call)."""
 
@@ -140,7 +194,14 @@ def make_main() -> click.Group:
     def main():
         """Make the data of contrastive and representation-learning runs right, and prove it.
 
-        Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run.
+        Exit codes: 0 valid, 1 the data is invalid, 2 the tool could not run. Each command
+        has its own --help and example; docs/cli.md lists them all.
+
+        Example:
+            uncollapse build captions data/coco/captions_val2017_1000.json -o captions.parquet
+            uncollapse validate captions captions.parquet --group-size 5
+            uncollapse validate batches captions.parquet --sampler grouped -b 50 -k 5
+            uncollapse cache ls
         """
 
     @main.group(cls=_Group)
@@ -163,7 +224,8 @@ def make_main() -> click.Group:
                 if (parent, command.name) in ENGINE_COMMANDS:
                     add_engine_options(command)
                 parents[parent].add_command(command)
-                _keep_examples(command)
+    _keep_examples(main)
+    _whole_short_help(main)
     return main
 
 

@@ -28,7 +28,7 @@ from uncollapse.paths import (
 
 __all__ = [
     "JSON_PATH_KEY", "REPORT_HEAD", "SEEN_KEY", "DirectoryPath", "InputPath", "OutputPath",
-    "input_file", "may_hold_a_report", "remember",
+    "PathError", "input_file", "may_hold_a_report", "remember",
 ]
 
 REPORT_HEAD = b'{"tool":"uncollapse"'
@@ -38,6 +38,15 @@ SEEN_KEY = "uncollapse.paths"
 JSON_PATH_KEY = "uncollapse.json_path"
 """``ctx.meta`` entry of the ``--json`` path (set by ``cli_report.report_options``): a path
 refused here must not get the could-not-run report either."""
+
+
+class PathError(click.ClickException):
+    """A path on the command line that cannot be used (exit 2), said as the library says it
+    (``PATH: does not exist; expected a regular file``), so a missing or wrong file reads the
+    same whether the command line or a reader finds it; no usage text: the command line itself
+    was well formed."""
+
+    exit_code = 2
 
 
 class InputPath(click.Path):
@@ -74,7 +83,7 @@ class InputPath(click.Path):
                 raise ToolError(f"{value}: cannot be read (permission denied); check its "
                                 "permissions")
         except ToolError as exc:
-            self.fail(str(exc), param, ctx)
+            raise PathError(str(exc)) from exc
         value = super().convert(value, param, ctx)
         remember(ctx, param, "input", value, reads_inside=self.reads_inside)
         return value
@@ -82,7 +91,8 @@ class InputPath(click.Path):
 
 class OutputPath(click.Path):
     """A file a command writes: refused (exit 2) when it is a directory, block device or
-    socket, or when it is one of the command's inputs; a character device (``/dev/null``) or
+    socket, when it is one of the command's inputs, or when its folder does not exist (a typo
+    in a folder name must not silently create a tree); a character device (``/dev/null``) or
     FIFO is accepted and written in place (``uncollapse.atomic``)."""
 
     def __init__(self):
@@ -90,13 +100,28 @@ class OutputPath(click.Path):
 
     def convert(self, value, param, ctx):
         try:
-            if check_output(value) == FIFO:
+            kind = check_output(value)
+            if kind == FIFO:
                 _hold(ctx, value)
+            elif kind is None:
+                _check_folder(value)
         except ToolError as exc:
-            self.fail(str(exc), param, ctx)
+            raise PathError(str(exc)) from exc
         value = super().convert(value, param, ctx)
         remember(ctx, param, "output", value)
         return value
+
+
+def _check_folder(path: str) -> None:
+    """Refuse an output whose folder does not exist (or is not a folder), naming the folder."""
+    folder = os.path.dirname(path) or "."
+    kind = kind_of(folder)
+    if kind is None:
+        raise ToolError(f"{path}: the folder {folder} does not exist; create it first (mkdir -p "
+                        f"{folder}) or give a path in an existing folder")
+    if kind != DIRECTORY:
+        raise ToolError(f"{path}: {folder} is a {kind}, not a folder; give a path in an "
+                        "existing folder")
 
 
 def _hold(ctx: click.Context | None, path: str) -> None:
@@ -123,15 +148,15 @@ class DirectoryPath(click.Path):
         try:
             kind = kind_of(value)
         except ToolError as exc:
-            self.fail(str(exc), param, ctx)
+            raise PathError(str(exc)) from exc
         if kind not in (None, DIRECTORY):
-            self.fail(f"{value}: is a {kind}; expected a directory (or a path to create one "
-                      "at)", param, ctx)
+            raise PathError(f"{value}: is a {kind}; expected a directory (or a path to create "
+                            "one at)")
         if kind == DIRECTORY and self.check_contents:
             try:
                 check_tree(value)
             except ToolError as exc:
-                self.fail(str(exc), param, ctx)
+                raise PathError(str(exc)) from exc
         return super().convert(value, param, ctx)
 
 
@@ -140,7 +165,7 @@ def input_file(ctx: click.Context | None, param: click.Parameter | None, value: 
     try:
         check_input(value)
     except ToolError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+        raise PathError(str(exc)) from exc
     remember(ctx, param, "input", value)
     return value
 

@@ -24,10 +24,12 @@ from uncollapse.extras import MissingExtra
 from uncollapse.report import EXIT_TOOL_ERROR, Report, github_annotation
 
 __all__ = [
-    "COMMAND_KEY", "FORMAT_KEY", "PARSED_KEY", "could_not_run_dict", "emit_could_not_run",
-    "emit_report", "flags_in_errors", "quiet_option", "report_options",
+    "COMMAND_KEY", "FORMATS", "FORMAT_KEY", "PARSED_KEY", "could_not_run_dict",
+    "emit_could_not_run", "emit_report", "flags_in_errors", "quiet_option", "report_options",
 ]
 
+FORMATS = ("text", "json", "github")
+"""The values of ``--format``."""
 FORMAT_KEY = "uncollapse.output_format"
 COMMAND_KEY = "uncollapse.command"
 """Where the chosen --format and the command (and --json: ``cli_paths.JSON_PATH_KEY``) live in
@@ -65,7 +67,7 @@ def report_options(command):
     """Add ``--format``, ``--json`` and ``--strict`` to a command that returns a Report."""
 
     # Eager, so the format is known even when a later option fails to parse.
-    @click.option("--format", "output_format", type=click.Choice(["text", "json", "github"]),
+    @click.option("--format", "output_format", type=click.Choice(FORMATS),
                   default="text", show_default=True, is_eager=True,
                   callback=_remember(FORMAT_KEY),
                   help="text for people, json for tools, github for CI annotations.")
@@ -168,9 +170,13 @@ def flags_in_errors(flags: dict[str, str]):
         if isinstance(exc, InputError):  # reword what follows "path, line N: "
             where = exc.path if exc.line is None else f"{exc.path}, line {exc.line}"
             message = message.removeprefix(f"{where}: ")
+        # a command quoted in backticks (`uncollapse build attributes`) keeps its words
+        parts = message.split("`")
         for name, flag in flags.items():
             end = r"(?!\w)" if name[-1].isalnum() or name[-1] == "_" else ""
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, message)
+            parts[::2] = [re.sub(rf"(?<![\w-]){re.escape(name)}{end}", flag, part)
+                          for part in parts[::2]]
+        message = "`".join(parts)
         if isinstance(exc, InputError):
             raise InputError(exc.path, message, line=exc.line) from exc
         raise ToolError(message) from exc

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import polars as pl
 from click.testing import CliRunner
 
@@ -142,3 +143,34 @@ def test_a_missing_optional_dependency_exits_2_naming_the_extra(tmp_path, monkey
     assert result.exit_code == 2
     assert "pip install -e '.[torch]' in a checkout of uncollapse" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _groups(group: click.Group, path=()):
+    yield path, group
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _groups(command, (*path, name))
+
+
+def test_command_summaries_are_whole_sentences_never_cut():
+    for path, _group in _groups(main):
+        listing = CliRunner().invoke(main, [*path, "--help"]).output.split("Commands:", 1)[1]
+        assert "..." not in listing, f"uncollapse {' '.join(path)} --help: {listing}"
+    listing = CliRunner().invoke(main, ["--help"]).output
+    assert "Rebuild datasets from their real sources with correct grouping\n" in listing
+    assert "doctor    Diagnose a training run.\n" in listing
+
+
+def test_top_level_help_has_examples_that_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNCOLLAPSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    shown = CliRunner().invoke(main, ["--help"], terminal_width=200).output
+    examples = [line.split() for line in shown.splitlines()
+                if line.strip().startswith("uncollapse ")]
+    assert [words[1:3] for words in examples] == [["build", "captions"],
+                                                  ["validate", "captions"],
+                                                  ["validate", "batches"], ["cache", "ls"]]
+    for words in examples:
+        args = [str(ROOT / w) if w.startswith("data/") else w for w in words[1:]]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (words, result.output)

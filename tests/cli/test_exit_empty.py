@@ -43,8 +43,19 @@ def chunks(run, tmp_path):
     return out, vectors
 
 
-@pytest.mark.parametrize("name, content", [("empty.txt", ""), ("empty.jsonl", ""),
-                                           ("blank.txt", "\n\n   \n")])
+@pytest.mark.parametrize("name", ["empty.txt", "empty.jsonl"])
+def test_build_chunks_of_a_0_byte_file_is_the_empty_file_error_of_every_command(run, tmp_path,
+                                                                                name):
+    source = tmp_path / name
+    source.write_bytes(b"")
+    out = tmp_path / "chunks.parquet"
+    result = run("build", "chunks", source, "--cache-dir", tmp_path / "cache", "-o", out)
+    assert result.exit_code == 2, result.output
+    assert f"{source}: is empty (0 bytes), not a corpus" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name, content", [("blank.txt", "\n\n   \n"), ("blank.jsonl", "\n")])
 def test_build_chunks_of_an_empty_source_exits_1_and_writes_nothing(run, tmp_path, name, content):
     source = tmp_path / name
     source.write_text(content)

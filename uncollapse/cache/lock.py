@@ -1,4 +1,10 @@
-"""Inter-process file locks (POSIX ``flock``) that keep builds and ``cache clear`` apart.
+"""Inter-process file locks that keep builds and ``cache clear`` apart.
+
+Exclusive locks are ``filelock``'s descriptor locks (``flock`` on Unix, ``LockFileEx`` on
+Windows); a shared lock is ``flock(LOCK_SH)`` where ``fcntl`` exists, and elsewhere an exclusive
+lock that the holds of one process share (readers in other processes then take turns). Every
+one is an operating-system lock, released when its process ends however it ends, so a crashed
+build or reader never leaves an entry locked.
 
 Each entry key has two lock files beside its entry: ``<key>.lock``, held exclusively while the
 entry is checked, built or replaced, and ``<key>.use``, held shared by every process that still
@@ -18,19 +24,28 @@ still names that very file; if not, open the path again and retry.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections import Counter
 from pathlib import Path
 
+from filelock import lock_descriptor
+
+try:
+    import fcntl
+except ImportError:  # Windows: no shared flock; see SharedHold
+    fcntl = None
+
 _HELD_HERE: Counter = Counter()  # use-lock paths this process holds, with how many holds
+_SHARED_FDS: dict[str, int] = {}  # without fcntl: the one locked descriptor of each held path
+_EXCLUSIVE, _SHARED = "exclusive", "shared"
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike):
     """Hold an exclusive lock on ``path`` for the block; other processes wait."""
-    fd = _lock(path, fcntl.LOCK_EX)
+    fd = _lock(path, _EXCLUSIVE)
     try:
         yield
     finally:
@@ -38,18 +53,30 @@ def file_lock(path: str | os.PathLike):
 
 
 class SharedHold:
-    """A shared lock on a file, held until ``release()`` or until the object is collected."""
+    """A shared lock on a file, held until ``release()`` or until the object is collected.
+
+    Without ``fcntl`` (Windows) the lock is exclusive between processes, and the holds of one
+    process share its descriptor, released with the last of them.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(Path(path).absolute())
-        self.fd: int | None = _lock(path, fcntl.LOCK_SH)
+        if fcntl is not None:
+            self.fd: int | None = _lock(path, _SHARED)
+        else:
+            if self.path not in _SHARED_FDS:
+                _SHARED_FDS[self.path] = _lock(path, _EXCLUSIVE)
+            self.fd = _SHARED_FDS[self.path]
         _HELD_HERE[self.path] += 1
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
             _HELD_HERE[self.path] -= 1
+            if fcntl is not None:
+                os.close(self.fd)
+            elif _HELD_HERE[self.path] == 0:
+                os.close(_SHARED_FDS.pop(self.path))
+            self.fd = None
 
     def __del__(self):
         self.release()
@@ -62,7 +89,7 @@ def try_exclusive(*paths: str | os.PathLike):
     fds: list[int] = []
     try:
         for path in paths:
-            fd = _lock(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = _lock(path, _EXCLUSIVE, blocking=False)
             if fd is None:
                 yield False
                 return
@@ -73,16 +100,17 @@ def try_exclusive(*paths: str | os.PathLike):
             os.close(fd)
 
 
-def _lock(path: str | os.PathLike, operation: int) -> int | None:
-    """A descriptor of ``path`` locked with ``operation``, the path still naming the locked
-    file; None when ``LOCK_NB`` is given and someone else holds it."""
+def _lock(path: str | os.PathLike, mode: str, *, blocking: bool = True) -> int | None:
+    """A descriptor of ``path`` locked in ``mode`` (exclusive or shared), the path still naming
+    the locked file; None when not ``blocking`` and someone else holds it."""
     while True:
         fd = _open(path)
         try:
-            fcntl.flock(fd, operation)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            if mode == _SHARED:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            elif not lock_descriptor(fd, blocking=blocking):
+                os.close(fd)
+                return None
         except BaseException:
             os.close(fd)
             raise
@@ -130,7 +158,7 @@ def _open(path: str | os.PathLike) -> int:
     while True:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            return os.open(path, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             attempts += 1
             if attempts >= 100:

@@ -13,25 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from uncollapse.data.readable import NPY, ZIP, check_input_file
 from uncollapse.errors import InputError
 
-__all__ = ["HEADER_FAILURES", "SAVE_HINT", "load_npy", "refuse_empty"]
+__all__ = ["HEADER_FAILURES", "SAVE_HINT", "load_npy"]
 
 SAVE_HINT = "write it with numpy.save(path, array) from a numeric array"
 HEADER_FAILURES: tuple[type[BaseException], ...] = (
     ValueError, SyntaxError, tokenize.TokenError, EOFError)
 """What numpy raises on a damaged ``.npy`` header: it parses the header text as a Python
 literal, so a changed byte can end in a tokenizer or syntax error rather than a ValueError."""
-
-
-def refuse_empty(path: Path, what: str, hint: str) -> None:
-    """An ``InputError`` for a 0-byte file, which numpy reports as a bare ``EOFError``."""
-    try:
-        empty = path.is_file() and path.stat().st_size == 0
-    except OSError:
-        return
-    if empty:
-        raise InputError(path, f"is empty (0 bytes), not a {what}; {hint}")
 
 
 def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np.ndarray:
@@ -44,15 +35,8 @@ def load_npy(path: str | Path, *, mmap: bool = False, what: str = "array") -> np
     path = Path(path)
     if path.is_dir():
         raise InputError(path, f"is a directory; give the .npy file of the {what}")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
-    except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror}); check the path and its "
-                               "permissions") from exc
-    if size == 0:
-        raise InputError(path, f"is empty (0 bytes), not a .npy {what}; {SAVE_HINT}")
+    check_input_file(path, f"a .npy {what}", SAVE_HINT, accept=(NPY, ZIP))
+    size = path.stat().st_size
     _check_declared_size(path, size, what)
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -34,6 +34,7 @@ import numpy as np
 from uncollapse.atomic import atomic_path
 from uncollapse.data.expansion import limit, too_large
 from uncollapse.data.npy import HEADER_FAILURES
+from uncollapse.data.readable import ZIP, check_input_file
 from uncollapse.errors import InputError
 
 __all__ = ["NPZ_READ_FAILURES", "AsType", "open_npz", "why", "write_npz"]
@@ -192,8 +193,9 @@ def open_npz(path: str | Path, *, mmap: bool = True) -> dict[str, np.ndarray]:
     Never unpickles: an object array is an ``InputError``, as is a file that is not an NPZ.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "does not exist or is not a file")
+    if path.is_dir():
+        raise InputError(path, "is a directory; expected a regular file (an NPZ)")
+    check_input_file(path, "an NPZ archive", "write it with numpy.savez", require=ZIP)
     try:
         archive = zipfile.ZipFile(path)
     except NPZ_READ_FAILURES as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 from polars.exceptions import PanicException
 
+from uncollapse.data.readable import missing
 from uncollapse.errors import InputError
 
 __all__ = [
@@ -51,7 +52,7 @@ def parquet_reading(path) -> Iterator[None]:
     except InputError:
         raise
     except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
+        raise missing(path) from exc
     except READ_FAILURES as exc:
         raise unreadable_parquet(path, exc) from exc
 

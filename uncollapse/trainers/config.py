@@ -141,7 +141,10 @@ class TrainConfig:
         on_collapse: ``warn`` (log and go on) or ``stop`` (end the run with an error).
         force: start even when the pre-flight check of the inputs finds errors.
         tensorboard: also write TensorBoard event files to ``out/tensorboard``.
-        quiet: no progress bar.
+        quiet: no progress bar, and no progress lines.
+        progress_every: off a terminal (a log file, nohup, CI), write a progress line (step,
+            loss, samples/s, ETA) to stderr at the first --log-every step after each this many
+            seconds; on a terminal a progress bar shows the same.
     """
 
     out: str = "run"
@@ -166,6 +169,7 @@ class TrainConfig:
     force: bool = False
     tensorboard: bool = False
     quiet: bool = False
+    progress_every: float = option(30.0, above=0)
 
     recipe = ""
 

@@ -51,8 +51,8 @@ from uncollapse.trainers.run_lock import RunLock
 from uncollapse.trainers.schedule import learning_rate
 from uncollapse.validators.collapse.monitor import CollapseError, CollapseMonitor, LossGuard
 
-__all__ = ["RunResult", "evaluate_run", "load_run", "resolve_device", "save_projection",
-           "train"]
+__all__ = ["ProgressLines", "RunResult", "describe_device", "evaluate_run", "load_run",
+           "resolve_device", "save_projection", "train"]
 
 logger = logging.getLogger("uncollapse")
 
@@ -263,12 +263,13 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
 
     # the first write: the run directory holds this run from here on ---------------------------
     progress.wrote, progress.step = True, step
+    device_used = describe_device(device)
     if ranks.is_main:
         if found == UNFINISHED:
             run.remove_unfinished()
         run.create()
         run.write_json(run.config, {"recipe": config.recipe, **config.to_dict(),
-                                    "world_size": ranks.world_size})
+                                    "world_size": ranks.world_size, "device_used": device_used})
         run.write_json(run.path / "preflight.json", preflight.to_dict())
         if config.resume:
             run.truncate_metrics(step)
@@ -309,6 +310,9 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
                disable=config.quiet or not sys.stderr.isatty() or not ranks.is_main)
     model.train()
     clock, samples_since = time.perf_counter(), 0
+    lines = ProgressLines(f"train {recipe.name}", total_steps, step, config.progress_every,
+                          on=not config.quiet and not sys.stderr.isatty() and ranks.is_main)
+    first_record = not config.resume  # a resumed run keeps the records it had
     while step < total_steps:
         if batch_in_epoch == len(plan):
             epoch, batch_in_epoch = epoch + 1, 0
@@ -350,6 +354,9 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             record = {"step": step, "epoch": epoch, "lr": lr, **last, **record,
                       "samples_per_s": samples_since * ranks.world_size / elapsed
                       if elapsed > 0 else math.nan}
+            if first_record:  # the run's first record names the device it ran on
+                record["device_used"], first_record = device_used, False
+            lines.at(step, last["loss"], record["samples_per_s"])
             if ranks.is_main:
                 run.append_metrics(record)
             if writer is not None:
@@ -371,7 +378,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     model.eval()
     with torch.no_grad(), autocast:
         evaluation, arrays = recipe.evaluate(model)
-    evaluation = {"recipe": recipe.name, "step": step, **evaluation}
+    evaluation = {"recipe": recipe.name, "step": step, "device_used": device_used, **evaluation}
     run.write_json(run.eval, evaluation)
     save_projection(run, arrays)
     if writer is not None:
@@ -391,6 +398,47 @@ def _restore(state: dict, model, optimizer, recipe: Recipe, device: torch.device
     torch.set_rng_state(rng["cpu"])
     if device.type == "cuda" and rng.get("cuda") is not None:
         torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def describe_device(device: torch.device) -> str:
+    """The device a run used, as a person names it: ``cuda:0 NVIDIA H100 80GB HBM3`` or
+    ``cpu`` (``--device auto`` says only what was asked)."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
+class ProgressLines:
+    """Progress off a terminal, where a bar cannot redraw: one line on stderr
+    (``train lvm: step 120/1000 (12%), loss 0.4321, 8,512 samples/s, ETA 1m43s``) at the first
+    logged step after every ``every`` seconds. ``on`` False: nothing."""
+
+    def __init__(self, name: str, total_steps: int, start_step: int, every: float, *, on: bool):
+        self.name, self.total, self.every, self.on = name, total_steps, every, on
+        self.start_step = start_step
+        self.started = self.last = time.perf_counter()
+
+    def at(self, step: int, loss: float, samples_per_s: float) -> None:
+        now = time.perf_counter()
+        if not self.on or now - self.last < self.every:
+            return
+        self.last = now
+        done = step - self.start_step
+        eta = (self.total - step) * (now - self.started) / done if done > 0 else math.nan
+        print(f"{self.name}: step {step}/{self.total} ({100 * step // self.total}%), "
+              f"loss {loss:.4g}, {samples_per_s:,.0f} samples/s, ETA {_duration(eta)}",
+              file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return (f"{hours}h{minutes:02d}m" if hours else
+            f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s")
 
 
 def resolve_device(device: str) -> torch.device:

@@ -15,7 +15,7 @@ import os
 from uncollapse.errors import ToolError
 
 FREE_ON_RESUME = frozenset({"out", "resume", "device", "quiet", "compile", "tensorboard", "force",
-                            "log_every", "checkpoint_every"})
+                            "log_every", "checkpoint_every", "progress_every"})
 INPUT_OPTIONS = frozenset({"captions", "text_features", "image_features", "sequences", "scenes",
                            "embeddings", "attributes"})
 """Options that name input files: given as another path, the same bytes are no change (the

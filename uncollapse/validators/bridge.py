@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from pandera.errors import SchemaErrorReason, SchemaErrors, SchemaWarning
 from uncollapse.errors import ToolError
 from uncollapse.validators.rules import Rule, Rules
 
-__all__ = ["Failure", "data_checks_always", "pandera_failures", "rule_check", "rules_model"]
+__all__ = ["Failure", "data_checks_always", "pandera_failures", "rule_check", "rules_model",
+           "short_warnings"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,24 @@ def rules_model(name: str, rules: Rules, module: str, *,
             rule, adapt(rule) if adapt else None,
             raise_warning=warnings_warn and rule.severity == "warning", **check_kwargs)
     return type(name, (pa.DataFrameModel,), namespace)
+
+
+@contextlib.contextmanager
+def short_warnings(model: str, rules: Rules, details: str):
+    """Shorten pandera's ``SchemaWarning`` of a failed warning rule (about a thousand
+    characters: every failure case in full) to one line naming the rule, its finding code and
+    ``details`` (where the whole finding is); still a ``SchemaWarning``, so filters keep
+    working. Other warnings pass through unchanged."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    by_name = {rule.name: rule for rule in rules}
+    for warning in caught:
+        found = re.search(r"<Check (\w+)>", str(warning.message))
+        rule = by_name.get(found.group(1)) if found else None
+        if not issubclass(warning.category, SchemaWarning) or rule is None:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno, source=warning.source)
+            continue
+        warnings.warn(f"{model}: check {rule.name} failed ({rule.code.name}, a warning: the "
+                      f"frame passes); {details}", SchemaWarning, stacklevel=4)

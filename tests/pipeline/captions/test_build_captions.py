@@ -390,3 +390,35 @@ def test_to_dataset_without_the_hf_extra_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now fails
     with pytest.raises(MissingExtra, match=r"\.\[hf\]"):
         built.to_dataset()
+
+
+def test_a_malformed_token_line_is_annotated_at_its_file_and_line(run, tmp_path):
+    path = tmp_path / "Flickr8k,token:100%.txt"  # every character GitHub needs escaped
+    path.write_text("1.jpg#0\tone\n1.jpg#1\ttwo\nbroken line\n\n2.jpg#0\tthree\n")
+
+    report = json.loads(run("build", "captions", path, "--format", "json").stdout)
+    malformed = next(f for f in report["findings"] if f["code"] == "SOURCE_MALFORMED_LINE")
+    assert (malformed["file"], malformed["line"]) == (str(path), 3)
+
+    github = run("build", "captions", path, "--format", "github").stdout.splitlines()
+    escaped = str(path).replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
+    assert (f"::warning file={escaped},line=3,title=SOURCE_MALFORMED_LINE::"
+            "1 malformed line(s) skipped (count 1)") in [line.split(" Fix:")[0]
+                                                          for line in github]
+
+
+def test_a_split_list_finding_points_at_the_list_file_and_line(run, tmp_path):
+    tokens = clean_tokens(tmp_path)
+    train = tmp_path / "train.txt"
+    train.write_text("3385593926_d3e9c21170.jpg\n2677656448_6b7e7702af.jpg\nmissing.jpg\n")
+
+    report = json.loads(run("build", "captions", tokens, "--split-file", f"train={train}",
+                            "--format", "json").stdout)
+    orphans = next(f for f in report["findings"]
+                   if f["code"] == "SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS")
+    assert (orphans["file"], orphans["line"]) == (str(train), 3)
+
+
+def test_findings_of_a_json_source_carry_no_line(run, tmp_path):
+    report = json.loads(run("build", "captions", COCO_1000, "--format", "json").stdout)
+    assert report["findings"] and all("line" not in f for f in report["findings"])

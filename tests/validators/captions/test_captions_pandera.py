@@ -71,7 +71,7 @@ def failed_checks(model, frame) -> tuple[set[str], set[str]]:
         except SchemaErrors as exc:
             errors = {getattr(e.check, "name", e.check) for e in exc.schema_errors}
     warned = {name for w in caught if issubclass(w.category, SchemaWarning)
-              for name in WARNING_CHECKS if f"<Check {name}>" in str(w.message)}
+              for name in WARNING_CHECKS if f"check {name} failed" in str(w.message)}
     return errors, warned
 
 
@@ -209,6 +209,19 @@ def test_thresholds_are_settable():
         "captions_have_plausible_length"}
     with pytest.raises(Exception, match="max_group .* must be >= min_group"):
         caption_table_model(min_group=5, max_group=3)
+
+
+def test_a_failed_warning_rule_warns_in_one_short_line_and_the_frame_passes():
+    duplicated = pl.concat([table(), table().head(1)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert CaptionTable.validate(duplicated, lazy=True).height == duplicated.height
+    messages = [str(w.message) for w in caught if issubclass(w.category, SchemaWarning)]
+    assert messages and all(len(m) < 250 for m in messages), messages
+    assert ("CaptionTable: check no_duplicate_caption_in_group failed "
+            "(CAPTION_DUPLICATE_IN_GROUP, a warning: the frame passes); validate_caption_frame"
+            "(frame) gives its count, rows and fix") in messages
+    assert all(w.filename == __file__ for w in caught)  # pointing at the caller's line
 
 
 def test_one_validate_call_measures_the_frame_once(monkeypatch):

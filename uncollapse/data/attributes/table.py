@@ -18,6 +18,7 @@ from uncollapse.data.attributes.contract import (
     SPLIT,
 )
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
+from uncollapse.data.readable import PARQUET, check_input_file
 from uncollapse.errors import InputError
 
 try:  # GPU hosts train without polars: the pyarrow reader below still works there
@@ -37,6 +38,8 @@ IDENTITY_DTYPE = getattr(pl, ATTRIBUTE_COLUMNS[IDENTITY].dtype) if pl is not Non
 def read_attribute_table(path: str | Path) -> pl.DataFrame:
     """The attribute table at ``path`` (Parquet, or CSV with string ids kept as strings)."""
     path = Path(path)
+    check_input_file(path, "an attribute table (Parquet or CSV)", "build one with `uncollapse "
+                     "build attributes`", accept=(PARQUET,))
     try:
         if path.suffix.lower() == ".csv":
             refuse_duplicate_columns(path)
@@ -49,8 +52,6 @@ def read_attribute_table(path: str | Path) -> pl.DataFrame:
         return pl.read_parquet(path)
     except InputError:
         raise
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
     except READ_FAILURES as exc:  # polars raises several types, and panics
         raise InputError(path, f"cannot read the attribute table ({reason(exc)}); expected the "
                          "Parquet written by `uncollapse build attributes`") from exc
@@ -74,10 +75,10 @@ def read_attribute_arrays(path: str | Path, names: list[str] | None = None) -> d
             or a value other than 0/1 (the row and attribute are named).
     """
     path = Path(path)
+    check_input_file(path, "a Parquet attribute table", "build one with `uncollapse build "
+                     "attributes`", require=PARQUET)
     try:
         table = pq.read_table(path)
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
     except Exception as exc:
         raise InputError(path, f"not a readable Parquet attribute table ({exc})") from exc
     available = [c for c in table.column_names if c not in RESERVED_COLUMNS]

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from uncollapse.data.captions.contract import CAPTION, CAPTION_DTYPES, IMAGE_ID, MATCH_ID
 
 if TYPE_CHECKING:
+    import datasets
     import polars as pl
 
 __all__ = ["CaptionDataset", "IMAGE_KEYS", "ITEM_COLUMNS"]
@@ -138,7 +139,9 @@ class CaptionDataset(Dataset):
 
     Args:
         table: a caption table (polars DataFrame) or the path of one (Parquet, checked against
-            the caption table contract).
+            the caption table contract); a ``datasets.Dataset``, pyarrow Table or pandas
+            DataFrame is converted with ``to_caption_frame`` (an Int64 ``image_id`` of
+            ``load_dataset("csv")`` becomes text, where no value changes).
         text_features: [n_rows, D] array or tensor, row ``i`` for table row ``i`` (a numpy
             memmap works: rows are read per batch).
         image_features: [n_images, D] array or tensor, one row per image.
@@ -171,14 +174,16 @@ class CaptionDataset(Dataset):
     stacked tensors and lists.
     """
 
-    def __init__(self, table: pl.DataFrame | str | Path, *, text_features=None,
+    def __init__(self, table: pl.DataFrame | str | Path | datasets.Dataset, *, text_features=None,
                  image_features=None, image_ids=None, image_key: str = IMAGE_ID):
         import polars as pl
 
-        from uncollapse.data.captions.table import read_caption_table
+        from uncollapse.data.captions.table import read_caption_table, to_caption_frame
 
-        if not isinstance(table, pl.DataFrame):
+        if isinstance(table, (str, Path)):
             table = read_caption_table(table, columns=list(ITEM_COLUMNS))
+        elif not isinstance(table, pl.DataFrame):  # a datasets.Dataset, pandas, pyarrow
+            table = to_caption_frame(table, columns=list(ITEM_COLUMNS))
         missing = [c for c in ITEM_COLUMNS if c not in table.columns]
         if missing:
             raise ValueError(f"the caption table has no column(s) {', '.join(missing)}; a "

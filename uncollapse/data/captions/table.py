@@ -26,7 +26,7 @@ from uncollapse.data.captions.contract import (
 )
 from uncollapse.data.csv_header import refuse_duplicate_columns
 from uncollapse.data.npz import NPZ_READ_FAILURES, why
-from uncollapse.data.readable import unreadable
+from uncollapse.data.readable import PARQUET, ZIP, check_input_file, unreadable
 from uncollapse.errors import InputError
 
 try:  # GPU hosts train without polars: the pyarrow readers below still work there
@@ -40,6 +40,7 @@ except ImportError:
 __all__ = [
     "CAPTION_SCHEMA", "PARQUET_MAGIC", "PARQUET_SUFFIXES", "read_caption_arrays",
     "read_caption_table", "read_image_features", "scan_caption_shards", "schema_problems",
+    "to_caption_frame",
 ]
 
 CAPTION_SCHEMA: dict[str, pl.DataType] = ({name: getattr(pl, dtype)
@@ -58,6 +59,83 @@ def schema_problems(schema: pl.Schema | dict) -> list[str]:
         elif schema[name] != dtype:
             problems.append(f"column {name!r} is {schema[name]}, expected {dtype}")
     return problems
+
+
+def to_caption_frame(data, *, name: str = "<table>",
+                     columns: list[str] | None = None) -> pl.DataFrame:
+    """A caption table from another library's frame, with the contract's dtypes.
+
+    Takes a polars DataFrame or LazyFrame, a Hugging Face ``datasets.Dataset``, a pyarrow
+    Table or a pandas DataFrame. ``datasets.load_dataset("csv", ...)`` reads ``image_id`` as
+    Int64 and ``caption_idx`` as int64, ``load_dataset("json", ...)`` ``caption_idx`` as int64,
+    pandas turns an integer column with a gap into float64: each column is converted to the
+    contract's dtype (integer ids become text, integers of any width and whole floats become
+    the contract's integers, an all-null column gets its dtype) only where no value changes;
+    columns the contract does not name are kept, after the contract's. ``columns``: need,
+    convert and return only these.
+
+    Raises:
+        InputError: a required column is missing, or a value does not fit its column's dtype
+            (a caption_idx of 70000, a match_id of 1.5, a float image_id): the column, the
+            value and its row are named, nothing is rounded or cut.
+        TypeError: ``data`` is none of the kinds above (a ``DatasetDict``: pick a split).
+
+    Example:
+        >>> from datasets import load_dataset
+        >>> table = to_caption_frame(load_dataset("csv", data_files="captions.csv")["train"])
+        >>> CaptionTable.validate(table)
+    """
+    frame = _polars_frame(data)
+    wanted = columns or [c for c in CAPTION_SCHEMA if c not in OPTIONAL_COLUMNS]
+    missing = [f"column {c!r} is missing" for c in wanted if c not in frame.columns]
+    if missing:
+        raise _contract_error(name, missing)
+    ours = columns or [c for c in CAPTION_SCHEMA if c in frame.columns]
+    converted = [_to_dtype(frame[c], CAPTION_SCHEMA[c], name) for c in ours]
+    extra = [] if columns else [c for c in frame.columns if c not in CAPTION_SCHEMA]
+    return frame.select(*converted, *extra)
+
+
+def _polars_frame(data) -> pl.DataFrame:
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    kind = f"{type(data).__module__.split('.')[0]}.{type(data).__name__}"
+    if kind == "datasets.DatasetDict":
+        raise TypeError(f"a DatasetDict holds several splits ({', '.join(data)}); pass one of "
+                        "them, such as data['train']")
+    if kind in ("datasets.Dataset", "pyarrow.Table"):
+        return pl.from_arrow(data.data.table if kind == "datasets.Dataset" else data)
+    if kind == "pandas.DataFrame":
+        return pl.from_pandas(data)
+    raise TypeError(f"expected a caption table as a polars, pandas or pyarrow frame or a "
+                    f"datasets.Dataset, got {kind}")
+
+
+def _to_dtype(column: pl.Series, dtype: pl.DataType, name) -> pl.Series:
+    """``column`` as ``dtype`` where no value changes; else InputError naming the first."""
+    have = column.dtype
+    if have == dtype:
+        return column
+    if dtype == pl.String:
+        fits = have == pl.Null or isinstance(have, (pl.Categorical, pl.Enum)) or (
+            have.is_integer() and column.name == IMAGE_ID)
+    else:
+        fits = have == pl.Null or have.is_integer() or have.is_float()
+    if not fits:
+        raise InputError(name, f"column {column.name!r} is {have}, expected {dtype}; convert "
+                         "it (whole numbers for an id or number column, text for text)")
+    cast = column.cast(dtype, strict=False)
+    changed = cast.is_null() & column.is_not_null()
+    if have.is_float():
+        changed = changed | (column.is_not_null() & (column != column.floor()).fill_null(True))
+    if changed.any():
+        row = int(changed.arg_true()[0])
+        raise InputError(name, f"column {column.name!r} holds {column[row]!r} at row {row}, "
+                         f"which is not a {dtype} ({int(changed.sum())} value(s) like it); "
+                         "nothing was rounded or cut: fix the values")
+    return cast
 
 
 def read_caption_table(path: str | Path, *, columns: list[str] | None = None) -> pl.DataFrame:
@@ -81,17 +159,21 @@ def read_caption_table(path: str | Path, *, columns: list[str] | None = None) ->
         magic = source.getvalue()[:4]
     else:
         name = source = Path(path)
+        check_input_file(source, "a caption table (Parquet or CSV)",
+                         "build one with `uncollapse build captions`", accept=(PARQUET,))
         try:
             with open(source, "rb") as handle:
                 magic = handle.read(4)
-        except FileNotFoundError as exc:
-            raise InputError(name, "no such file") from exc
         except OSError as exc:
             raise unreadable(name, exc) from exc
     if magic == PARQUET_MAGIC:
         return _read_parquet(name, source, columns)
     if isinstance(name, Path) and name.suffix.lower() in PARQUET_SUFFIXES:
         raise InputError(name, "not a readable Parquet file (it does not start with PAR1)")
+    if magic.lstrip()[:1] in (b"{", b"["):
+        raise InputError(name, "is a JSON file, not a caption table (Parquet or CSV); a caption "
+                         "source (COCO or Karpathy JSON) is made into a table first: "
+                         f"`uncollapse build captions {name} -o captions.parquet`")
     return _read_csv(name, source, columns)
 
 
@@ -142,6 +224,11 @@ def _read_csv(name, source, columns: list[str] | None) -> pl.DataFrame:
         text = pl.read_csv(source, infer_schema=False)
     except READ_FAILURES as exc:
         raise InputError(name, f"not a readable Parquet or CSV file ({reason(exc)})") from exc
+    if not set(CAPTION_SCHEMA) & set(text.columns):
+        raise InputError(name, "is not a caption table: its first line names none of the "
+                         f"table's columns ({expected_columns()}); a caption source (COCO or "
+                         "Karpathy JSON, a Flickr token file or CSV) is made into a table "
+                         f"first: `uncollapse build captions {name} -o captions.parquet`")
     missing = [f"column {c!r} is missing" for c in CAPTION_SCHEMA
                if c not in text.columns and c not in OPTIONAL_COLUMNS]
     if missing:
@@ -170,12 +257,12 @@ def read_caption_arrays(path: str | Path) -> dict[str, np.ndarray]:
             either holds nulls.
     """
     path = Path(path)
+    check_input_file(path, "a Parquet caption table", "build one with `uncollapse build "
+                     "captions`", require=PARQUET)
     try:
         names = pq.read_schema(path).names
         table = pq.read_table(path, columns=[c for c in (MATCH_ID, IMAGE_ID, SPLIT)
                                              if c in names])
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
     except Exception as exc:
         raise InputError(path, f"not a readable Parquet caption table ({exc})") from exc
     for column in (MATCH_ID, IMAGE_ID):
@@ -200,6 +287,8 @@ def read_image_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         InputError: unreadable, holds object arrays, or lacks ``features`` or ``image_ids``.
     """
     path = Path(path)
+    check_input_file(path, "an image-feature NPZ", f"save {IMAGE_FEATURES} and "
+                     f"{IMAGE_FEATURE_IDS} with numpy.savez", require=ZIP)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not {IMAGE_FEATURES, IMAGE_FEATURE_IDS} <= set(npz.files):

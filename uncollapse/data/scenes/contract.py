@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.atomic import atomic_path
-from uncollapse.data.npy import refuse_empty
 from uncollapse.data.npz import check_declared_sizes, why
+from uncollapse.data.readable import ZIP, check_input_file
 from uncollapse.data.spec import ArraySpec, DocSection
 from uncollapse.errors import InputError
 
@@ -79,13 +79,12 @@ def load_scenes(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if path.is_dir():
         raise InputError(path, "is a directory; give the scene .npz file")
-    refuse_empty(path, "scene NPZ", "write it with `uncollapse build scenes`")
+    check_input_file(path, "a scene NPZ", "write it with `uncollapse build scenes`",
+                     require=ZIP)
     check_declared_sizes(path)  # scene files are deflated: bound what they expand to
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except FileNotFoundError as exc:
-        raise InputError(path, "no such file") from exc
     except ValueError as exc:  # object arrays need pickle, which is refused
         raise InputError(path, f"holds arrays that need pickle ({exc}); scene files must be "
                          "plain numeric arrays: images, masks, num_objects") from exc

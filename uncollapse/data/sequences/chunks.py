@@ -17,6 +17,7 @@ import polars as pl
 from uncollapse.atomic import atomic_path
 from uncollapse.data.polars_read import READ_FAILURES
 from uncollapse.data.polars_read import reason as read_reason
+from uncollapse.data.readable import PARQUET, check_input_file
 from uncollapse.data.sequences.contract import (
     CHUNK_COLUMNS,
     CHUNK_DOC_ID,
@@ -42,6 +43,8 @@ def load_chunks(path: str | Path) -> pl.DataFrame:
     column or row that breaks the contract.
     """
     path = Path(path)
+    check_input_file(path, "a Parquet chunk table", "build it with `uncollapse build chunks`",
+                     require=PARQUET)
     try:
         chunks = pl.read_parquet(path)
     except READ_FAILURES as exc:

@@ -19,6 +19,7 @@ import polars as pl
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
 from uncollapse.data.attributes.contract import IDENTITY, IMAGE_ID, RESERVED_COLUMNS, SPLIT
+from uncollapse.data.readable import PARQUET, check_input_file
 from uncollapse.errors import InputError
 from uncollapse.pipeline.attributes.celeba_text import read_celeba_text
 from uncollapse.pipeline.attributes.codes import (
@@ -64,6 +65,10 @@ ATTRIBUTES_FILE = "attributes.parquet"
 ATTRIBUTES_STAGE = Stage("attributes", 2, ("uncollapse.pipeline.attributes.build",))
 
 
+SOURCE_KINDS = ("an attribute source (CelebA's list_attr_celeba.txt, or a CSV or Parquet table "
+                "with an image_id column)")
+
+
 def read_attributes(source: str | Path, *, identities: str | Path | None = None,
                     partition: str | Path | None = None, attributes: list[str] | None = None,
                     strict: bool = False) -> SourceTable:
@@ -88,6 +93,7 @@ def read_attributes(source: str | Path, *, identities: str | Path | None = None,
         ...                                 partition="list_eval_partition.txt")
     """
     source = Path(source)
+    check_input_file(source, SOURCE_KINDS, "give one of them", accept=(PARQUET,))
     findings: list[Finding] = []
     stats: dict = {"source": str(source)}
     reader = source_reader(source)
@@ -164,6 +170,7 @@ def build_attributes(source: str | Path, *, identities: str | Path | None = None
         >>> built = build_attributes("list_attr_celeba.txt", identities="identity_CelebA.txt")
         >>> built.table().height, built.report.findings
     """
+    check_input_file(source, SOURCE_KINDS, "give one of them", accept=(PARQUET,))
     inputs = {"source": source}
     if identities is not None:
         inputs["identities"] = identities

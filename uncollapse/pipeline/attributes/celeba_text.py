@@ -41,8 +41,8 @@ def read_celeba_text(path: Path, findings: list, stats: dict) -> ParsedSource:
     """Parse the file; a count line that disagrees and malformed rows become ``findings``."""
     raw = read_text_bytes(path)
     if not raw.strip():
-        raise InputError(path, "empty file; expected CelebA's list_attr_celeba.txt layout "
-                         "(count line, names line, one row per image)")
+        raise InputError(path, "holds only whitespace; expected CelebA's list_attr_celeba.txt "
+                         "layout (count line, names line, one row per image)")
     lines = raw.split(b"\n", 2)
     first = lines[0].decode("utf-8").split()
     if len(first) == 1 and first[0].isdigit():

@@ -39,9 +39,11 @@ def build_attributes_command(source, identities, partition, attributes, cache, r
         uncollapse build attributes attrs.csv --attributes Smiling,Male,Eyeglasses -o a.parquet
     """
     from uncollapse.pipeline.attributes import build_attributes
+    from uncollapse.progress import status
 
-    return build_attributes(source, identities=identities, partition=partition,
-                            attributes=_names(attributes), cache=cache, rebuild=rebuild)
+    with status(f"building attributes from {source}", quiet=quiet):
+        return build_attributes(source, identities=identities, partition=partition,
+                                attributes=_names(attributes), cache=cache, rebuild=rebuild)
 
 
 COMMANDS = [build_attributes_command]

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
-from uncollapse.data.readable import check_readable
+from uncollapse.data.readable import PARQUET, check_input_file, check_readable, missing, sniff
 from uncollapse.data.shards import write_shards
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
@@ -26,6 +26,8 @@ OUTPUT_NAME = "captions.parquet"
 SHARDS_NAME = "captions"
 """The folder of a sharded build: ``part-00000.parquet``, ... and ``manifest.json``."""
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+SOURCE_KINDS = ("a caption source (COCO or Karpathy JSON, a Flickr token file or CSV, "
+                "nlphuji/flickr30k Parquet or Arrow)")
 LOCAL_SUFFIXES = (".json", ".txt", ".csv", ".tsv", ".token", ".parquet", ".arrow")
 
 
@@ -37,9 +39,18 @@ def detect_format(source: str) -> str:
         # a typo, not a hub id (asking the hub would retry for half a minute, then mislead).
         if HUB_ID.match(source) and path.suffix.lower() not in LOCAL_SUFFIXES:
             return "hf"
-        raise InputError(path, "no such file or folder")
-    if path.is_dir() or path.suffix in (".parquet", ".arrow"):
+        raise missing(path, "a regular file or directory")
+    if path.is_dir():
         return "hf"
+    check_input_file(path, SOURCE_KINDS, f"give one of them, or the format (format=, one of "
+                     f"{', '.join(FORMATS)})", accept=(PARQUET,))
+    if path.suffix in (".parquet", ".arrow"):
+        return "hf"
+    if sniff(path) == PARQUET:
+        raise InputError(path, f"is a Parquet file named {path.suffix or 'without a suffix'}; "
+                         "rename it to end in .parquet to read it in the nlphuji/flickr30k "
+                         "layout (a caption table is checked with `uncollapse validate "
+                         "captions`)")
     with open(path, "rb") as fh:
         head = fh.read(1 << 16).decode("utf-8-sig", errors="replace")
     stripped = head.lstrip()
@@ -51,6 +62,8 @@ def detect_format(source: str) -> str:
         raise InputError(path, "a JSON file that is neither COCO captions (images/annotations) "
                          "nor Karpathy split JSON (images[].sentences); give the format "
                          f"(format=, one of {', '.join(FORMATS)})")
+    if not stripped:
+        raise InputError(path, f"holds only whitespace, not {SOURCE_KINDS}")
     first = next((line for line in stripped.splitlines() if line.strip()), "")
     if re.match(lines.TOKEN_LINE, first):
         return "tokens"
@@ -89,7 +102,7 @@ def _read(source: str, *, format, splits, split, split_files, hf_split, hf_frame
     if split_files and format not in ("tokens", "flickr-csv"):
         raise ToolError(f"split lists (split_files) apply to token and Flickr30k CSV files "
                         f"only, not to {format!r} sources")
-    irregular = Irregularities(source)
+    irregular = Irregularities(source, lines=format in ("tokens", "flickr-csv"))
     path = Path(source)
     if format == "hf":
         frame = hf_frame if hf_frame is not None else hf.load_hf_frame(source, hf_split)[0]
@@ -118,6 +131,10 @@ def build_captions(source: str | Path, *, format: str | None = None,
     ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
     by default in this process. The output is the same either way, and so is its cache key.
 
+    ``source`` may also be a ``datasets.Dataset`` or ``DatasetDict`` in memory, in the
+    flickr30k layout (``caption``, ``filename`` or ``img_id``, ``split``); its cache key is the
+    digest of its rows.
+
     ``built.path`` is ``captions.parquet``; ``built.report`` lists every irregularity of the
     source; ``built.to_dataset()`` gives a ``datasets.Dataset``. With ``shard_rows``,
     ``built.path`` is a folder of Parquet shards of that many rows and a ``manifest.json``
@@ -128,16 +145,24 @@ def build_captions(source: str | Path, *, format: str | None = None,
         >>> built.table().group_by("match_id").len()
     """
     cache = cache or Cache()
-    source = str(source)
-    check_readable(source)
-    format = format or detect_format(source)
     hf_frame = None
     inputs: dict = {}
-    if format == "hf" and not Path(source).exists():
-        hf_frame, hub_key = hf.load_hf_frame(source, hf_split)
-        inputs["source"] = {"digest": hub_key}
+    if hf.is_dataset_object(source):  # in memory: read it here, key it by its rows
+        if format not in (None, "hf"):
+            raise ToolError(f"a {type(source).__name__} object is read in the hf layout, not "
+                            f"as format {format!r}")
+        hf_frame, key = hf.in_memory_frame(source, hf_split)
+        source, format = f"<datasets.{type(source).__name__}>", "hf"
+        inputs["source"] = {"digest": key}
     else:
-        inputs["source"] = source
+        source = str(source)
+        check_readable(source)
+        format = format or detect_format(source)
+        if format == "hf" and not Path(source).exists():
+            hf_frame, hub_key = hf.load_hf_frame(source, hf_split)
+            inputs["source"] = {"digest": hub_key}
+        else:
+            inputs["source"] = source
     for name, list_path in sorted((split_files or {}).items()):
         inputs[f"split_file:{name}"] = str(list_path)
     if format == "coco" and split is None:

@@ -4,6 +4,7 @@ local Parquet/Arrow files with the columns ``image``, ``caption`` (list of 5), `
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +30,7 @@ from uncollapse.pipeline.captions.lines import image_stem
 
 __all__ = [
     "HF_CAPTION", "HF_COLUMNS", "HF_FILENAME", "HF_IMG_ID", "HF_SPLIT", "data_files",
-    "is_saved_dataset", "load_hf_frame", "read_hf",
+    "in_memory_frame", "is_dataset_object", "is_saved_dataset", "load_hf_frame", "read_hf",
 ]
 
 # the columns of the flickr30k layout that are read (never `image`: decoding it is slow)
@@ -61,6 +62,28 @@ def _frame_from_datasets(dataset) -> pl.DataFrame:
         columns = [c for c in HF_COLUMNS if c in part.column_names]
         frames.append(part.select_columns(columns).to_polars())
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+def is_dataset_object(source) -> bool:
+    """Whether ``source`` is a ``datasets.Dataset`` or ``DatasetDict`` (checked by type name, so
+    the datasets library is not imported for a path)."""
+    return type(source).__module__.split(".")[0] == "datasets" and \
+        type(source).__name__ in ("Dataset", "DatasetDict")
+
+
+def in_memory_frame(dataset, hf_split: str | None = None) -> tuple[pl.DataFrame, dict]:
+    """The rows of a ``datasets.Dataset`` (or one split of a ``DatasetDict``, or all of them)
+    and its cache key: the SHA-256 of the rows read (Arrow IPC), since a dataset built in
+    memory has no file whose digest could stand for it."""
+    if hf_split is not None:
+        if type(dataset).__name__ != "DatasetDict" or hf_split not in dataset:
+            splits = ", ".join(dataset) if type(dataset).__name__ == "DatasetDict" else "none"
+            raise ToolError(f"hf_split {hf_split!r} is not a split of the dataset given "
+                            f"(splits: {splits})")
+        dataset = dataset[hf_split]
+    frame = _frame_from_datasets(dataset)
+    digest = hashlib.sha256(frame.write_ipc(None).getvalue()).hexdigest()
+    return frame, {"dataset": digest}
 
 
 def _read_arrow(path: Path) -> pl.DataFrame:

@@ -92,10 +92,16 @@ SOURCE_ROWS_OUTSIDE_SPLITS = Code(
 
 @dataclass
 class Irregularities:
-    """Irregularities found while reading one source."""
+    """Irregularities found while reading one source.
+
+    ``lines``: the source is a text file read line by line (a token file, the Flickr30k CSV),
+    so each finding is located at the file and line of its first example (``line``, or the
+    caption's ``source_row``), which ``--format github`` turns into an annotation on that line.
+    """
 
     source: str
     findings: list[Finding] = field(default_factory=list)
+    lines: bool = False
 
     def add(self, code: Code, rows: pl.DataFrame, message: str, *,
             count: int | None = None) -> None:
@@ -111,8 +117,12 @@ class Irregularities:
         examples = rows.head(10).to_dicts()
         for example in examples:
             example.setdefault("file", self.source)
+        first = examples[0]
+        line = first.get("line", first.get("source_row")) if self.lines else None
         self.findings.append(code.finding(f"{count} {message}", count=count,
-                                          examples=examples))
+                                          examples=examples,
+                                          file=first["file"] if line is not None else None,
+                                          line=line))
 
     def report(self, stats: dict) -> Report:
         return Report(target=self.source, kind="build captions", findings=self.findings,

@@ -37,9 +37,11 @@ def build_scenes_command(num, size, max_objects, min_objects, min_visible, seed,
         uncollapse build scenes --num 10000 --size 64 --max-objects 6 --seed 0 -o scenes.npz
     """
     from uncollapse.pipeline.scenes import build_scenes
+    from uncollapse.progress import status
 
-    with flags_in_errors({"num": "--num", "size": "--size", "max_objects": "--max-objects",
-                          "min_objects": "--min-objects", "min_visible": "--min-visible"}):
+    with status(f"generating {num:,} scenes of {size}x{size}", quiet=quiet), \
+            flags_in_errors({"num": "--num", "size": "--size", "max_objects": "--max-objects",
+                             "min_objects": "--min-objects", "min_visible": "--min-visible"}):
         return build_scenes(num, size, max_objects, seed=seed, min_objects=min_objects,
                             min_visible=min_visible, compress=compress, cache=cache,
                             rebuild=rebuild)

@@ -51,8 +51,10 @@ def build_chunks_command(source, unit, kind, doc_field, text_field, doc_pattern,
         uncollapse build chunks articles.jsonl --doc-field url --text-field body -o chunks.parquet
     """
     from uncollapse.pipeline.sequences import build_chunks
+    from uncollapse.progress import status
 
-    with flags_in_errors({"glob": "--glob"}):
+    with status(f"splitting {source} into chunks", quiet=quiet), \
+            flags_in_errors({"glob": "--glob"}):
         built = build_chunks(source, unit=unit, kind=kind, doc_field=doc_field,
                              text_field=text_field, doc_pattern=doc_pattern, glob=glob,
                              cache=cache, rebuild=rebuild, engine=engine)

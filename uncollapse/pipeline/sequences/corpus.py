@@ -22,6 +22,7 @@ import polars as pl
 
 from uncollapse.data.expansion import check_expansion, open_decompressed
 from uncollapse.data.polars_read import READ_FAILURES, unreadable_parquet
+from uncollapse.data.readable import PARQUET, check_input_file
 from uncollapse.data.sequences.chunks import first_non_utf8_row
 from uncollapse.data.sequences.contract import (
     CHUNK_DOC_ID,
@@ -113,9 +114,7 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
     if unit not in UNITS:
         raise ToolError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
     source = Path(source)
-    if not source.exists():
-        raise InputError(source, "does not exist; give a JSONL or Parquet file, a folder of "
-                                 "text files, or a text file")
+    check_input_file(source, CORPUS_KINDS, "give one of them", accept=(PARQUET,))
     kind = detect_kind(source) if kind == "auto" else kind
     if kind not in SOURCE_KINDS:
         raise ToolError(f"source kind must be one of {', '.join(SOURCE_KINDS)}, not {kind!r}")
@@ -127,6 +126,9 @@ def read_chunks(source: str | Path, *, unit: str = "paragraph", kind: str = "aut
     else:
         parts = _read_text_file(source, doc_pattern, unit, stats)
     return _finish(parts, unit, stats, engine)
+
+
+CORPUS_KINDS = "a corpus (a JSONL or Parquet file, a folder of text files, or a text file)"
 
 
 def detect_kind(source: Path) -> str:

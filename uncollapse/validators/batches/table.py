@@ -13,9 +13,9 @@ import polars as pl
 
 from uncollapse.data.captions.contract import MATCH_ID
 from uncollapse.data.csv_header import refuse_duplicate_columns, refuse_wide_integers
-from uncollapse.data.npy import refuse_empty
 from uncollapse.data.npz import NPZ_READ_FAILURES, check_declared_sizes, why
 from uncollapse.data.polars_read import READ_FAILURES, reason
+from uncollapse.data.readable import PARQUET, ZIP, check_input_file
 from uncollapse.data.sequences.contract import (
     CHUNK_DOC_ID,
     CONTEXT_LENGTH,
@@ -46,9 +46,10 @@ def read_id_column(path, column: str) -> np.ndarray:
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    check_input_file(path, "a table of ids (Parquet, CSV or NPZ)", "give a caption table or a "
+                     "sequence file (uncollapse build captions / build sequences)",
+                     accept=(PARQUET, ZIP))
     if suffix == ".npz":
-        refuse_empty(path, "NPZ file", "write it with numpy.savez (uncollapse build sequences "
-                                       "does)")
         check_declared_sizes(path)
         try:
             loaded = np.load(path, allow_pickle=False)

@@ -44,12 +44,18 @@ from uncollapse.data.captions.table import (
     read_caption_table,
     scan_caption_shards,
     schema_problems,
+    to_caption_frame,
 )
 from uncollapse.data.polars_read import parquet_reading
 from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
-from uncollapse.validators.bridge import data_checks_always, pandera_failures, rules_model
+from uncollapse.validators.bridge import (
+    data_checks_always,
+    pandera_failures,
+    rules_model,
+    short_warnings,
+)
 from uncollapse.validators.captions.match_ids import CAPTION_TABLE_EMPTY, GROUPS_ALL_UNIQUE
 from uncollapse.validators.captions.measure import (
     CONTROL_CHARACTERS,
@@ -470,11 +476,15 @@ class CaptionTableRules(rules_model("CaptionTableChecks", RULES, __name__, adapt
 
         A LazyFrame (a scan of Parquet shards) is checked in full too, schema and data, by
         polars' streaming engine: pandera alone would check only its schema and let a broken
-        table pass (a check that cannot run never counts as a pass).
+        table pass (a check that cannot run never counts as a pass). A failed warning rule is a
+        one-line SchemaWarning naming the rule and its code, not pandera's, which holds every
+        failure case.
         """
         measure = Measure(cls._limits, frame=check_obj if isinstance(check_obj, pl.DataFrame)
                           else None)
-        with data_checks_always():
+        with data_checks_always(), short_warnings(
+                "CaptionTable", RULES, "validate_caption_frame(frame) gives its count, rows and "
+                "fix"):
             return measured_schema(cls, measure).validate(check_obj, *args, **kwargs)
 
 
@@ -536,11 +546,10 @@ def _model_with(limits: CaptionLimits) -> type[CaptionTable]:
 
 # Validation: the model's failures as findings -------------------------------------------------
 
-def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<table>", *,
-                           min_group: int = 2, max_group: int | None = None,
-                           max_singleton_share: float = 0.9, min_caption_chars: int = 2,
-                           max_caption_chars: int = 1000,
-                           partitions: list[pl.LazyFrame] | None = None,
+def validate_caption_frame(frame, target: str = "<table>", *, min_group: int = 2,
+                           max_group: int | None = None, max_singleton_share: float = 0.9,
+                           min_caption_chars: int = 2, max_caption_chars: int = 1000,
+                           coerce: bool = False, partitions: list[pl.LazyFrame] | None = None,
                            measure=None) -> Report:
     """Run ``CaptionTable`` (every check) on a table; failures become findings.
 
@@ -549,15 +558,29 @@ def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<t
     its shards, in row order) have it measured a shard at a time, in less memory;
     ``measure(frame, limits)`` measures it elsewhere (an engine's ``measure_on``).
 
+    Args:
+        frame: a polars DataFrame or LazyFrame, or a ``datasets.Dataset`` (always read with
+            ``to_caption_frame``: ``load_dataset`` picks its own dtypes).
+        coerce: convert a frame of another library's dtypes (an Int64 ``image_id``, an int64
+            ``caption_idx``) to the contract's first, where no value changes
+            (``uncollapse.data.captions.table.to_caption_frame``).
+
     Raises:
         InputError: a column is missing or has another dtype than the contract's (every
-            mismatch named, with the expected columns).
+            mismatch named, with the expected columns), or, coercing, a value does not fit.
+
+    Example:
+        >>> from datasets import load_dataset
+        >>> report = validate_caption_frame(load_dataset("csv", data_files="c.csv")["train"])
     """
+    if coerce or not isinstance(frame, (pl.DataFrame, pl.LazyFrame)):
+        frame = to_caption_frame(frame, name=target)
     with parquet_reading(target):
         schema = frame.collect_schema()
     if problems := schema_problems(schema):
         raise InputError(target, "does not match the caption table contract: "
-                         f"{'; '.join(problems)}. Expected columns {expected_columns()}")
+                         f"{'; '.join(problems)}. Expected columns {expected_columns()}; "
+                         "coerce=True converts other integer widths and integer image ids")
     limits = caption_table_model(min_group, max_group, max_singleton_share=max_singleton_share,
                                  min_caption_chars=min_caption_chars,
                                  max_caption_chars=max_caption_chars)._limits
@@ -568,12 +591,12 @@ def validate_caption_frame(frame: pl.DataFrame | pl.LazyFrame, target: str = "<t
             measured = CaptionMeasurements.of(frame, limits)
         else:
             measured = CaptionMeasurements.of_partitions(partitions, frame, limits)
-        return validate_caption_measurements(measured, target,
-                              frame=frame if isinstance(frame, pl.DataFrame) else None)
+        return validate_caption_measurements(
+            measured, target, frame=frame if isinstance(frame, pl.DataFrame) else None)
 
 
 def validate_caption_measurements(m: CaptionMeasurements, target: str, *,
-                   frame: pl.DataFrame | None = None) -> Report:
+                                  frame: pl.DataFrame | None = None) -> Report:
     """The findings of ``validate captions`` on a measured table: the pandera model
     ``CaptionTable`` checks ``m.frame`` (every check: its schema and its data) with the
     measurements taken, and each failed rule becomes its finding.
