@@ -66,6 +66,7 @@ def test_unexpected_error_is_exit_2_with_a_message_not_a_traceback(tmp_path):
 
 def test_build_writes_output_atomically_and_rebuild_forces_a_build(tmp_path):
     out = tmp_path / "out" / "captions.parquet"
+    out.parent.mkdir()  # an output folder that does not exist is refused
     args = ["build", "captions", str(COCO), "--cache-dir", str(tmp_path / "c"), "--quiet",
             "-o", str(out)]
     runner = CliRunner()

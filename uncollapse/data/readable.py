@@ -82,7 +82,7 @@ def check_input_file(path: Path | str, expected: str, hint: str, *,
         raise InputError(path, f"is empty (0 bytes), not {expected}; {hint}")
     found = sniff(path)
     if require is not None and found != require:
-        raise InputError(path, f"is {found or 'of another format'}, not {expected}; {hint}")
+        raise InputError(path, f"is {found or 'another kind of file'}, not {expected}; {hint}")
     if found is not None and require is None and found not in accept:
         raise InputError(path, f"is {found}, not {expected}; {hint}")
 

@@ -47,9 +47,9 @@ def test_a_table_a_trainer_cannot_use_is_refused_naming_the_file(tmp_path, colum
 
 def test_a_file_that_is_not_parquet_is_refused(tmp_path):
     (tmp_path / "t.parquet").write_text("image_id,match_id\n")
-    with pytest.raises(InputError, match="not a readable Parquet caption table"):
+    with pytest.raises(InputError, match="is another kind of file, not a Parquet caption table"):
         read_caption_arrays(tmp_path / "t.parquet")
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="does not exist; expected a regular file"):
         read_caption_arrays(tmp_path / "missing.parquet")
 
 

@@ -631,7 +631,7 @@ def test_undetectable_files_are_tool_errors(tmp_path):
         detect_format(str(prose))
     with pytest.raises(InputError, match="neither COCO"):
         detect_format(str(other_json))
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="does not exist; expected a regular file or directory"):
         detect_format(str(tmp_path / "missing.txt"))
 
 
@@ -640,7 +640,8 @@ def test_missing_relative_file_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
 
     for typo in ("data/captions_val2017.json", "flickr/results.csv", "hf/flickr30k.parquet",
                  "Flickr8k/Flickr8k.token.txt"):
-        with pytest.raises(InputError, match=f"{typo}: no such file or folder"):
+        with pytest.raises(InputError, match=f"{typo}: does not exist; expected a regular file "
+                                             "or directory"):
             detect_format(typo)
     assert detect_format("nlphuji/flickr30k") == "hf"
 

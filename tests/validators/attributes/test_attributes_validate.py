@@ -128,7 +128,8 @@ def test_command_exit_codes_and_json(tmp_path):
     assert bad.exit_code == 1
     assert '"IDENTITY_LEAKAGE"' in bad.output
     missing = CliRunner().invoke(main, ["validate", "attributes", str(tmp_path / "no.parquet")])
-    assert missing.exit_code == 2 and "no such file" in missing.output
+    assert missing.exit_code == 2
+    assert f"{tmp_path / 'no.parquet'}: does not exist; expected a regular file" in missing.output
 
 
 def test_csv_table_with_numeric_looking_image_ids_keeps_them_as_strings(tmp_path):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from uncollapse.data.captions.contract import SOURCE_ROW
 from uncollapse.report import Code, Finding, Report
 
 __all__ = [
@@ -118,7 +119,7 @@ class Irregularities:
         for example in examples:
             example.setdefault("file", self.source)
         first = examples[0]
-        line = first.get("line", first.get("source_row")) if self.lines else None
+        line = first.get("line", first.get(SOURCE_ROW)) if self.lines else None
         self.findings.append(code.finding(f"{count} {message}", count=count,
                                           examples=examples,
                                           file=first["file"] if line is not None else None,
