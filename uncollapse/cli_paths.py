@@ -28,7 +28,7 @@ from uncollapse.paths import (
 
 __all__ = [
     "JSON_PATH_KEY", "REPORT_HEAD", "SEEN_KEY", "DirectoryPath", "InputPath", "OutputPath",
-    "PathError", "input_file", "may_hold_a_report", "remember",
+    "PathError", "check_output_folder", "input_file", "may_hold_a_report", "remember",
 ]
 
 REPORT_HEAD = b'{"tool":"uncollapse"'
@@ -104,7 +104,7 @@ class OutputPath(click.Path):
             if kind == FIFO:
                 _hold(ctx, value)
             elif kind is None:
-                _check_folder(value)
+                check_output_folder(value)
         except ToolError as exc:
             raise PathError(str(exc)) from exc
         value = super().convert(value, param, ctx)
@@ -112,7 +112,7 @@ class OutputPath(click.Path):
         return value
 
 
-def _check_folder(path: str) -> None:
+def check_output_folder(path: str) -> None:
     """Refuse an output whose folder does not exist (or is not a folder), naming the folder."""
     folder = os.path.dirname(path) or "."
     kind = kind_of(folder)

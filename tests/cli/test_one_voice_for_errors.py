@@ -13,6 +13,7 @@ import pytest
 from io_safety_commands import Command, argv, commands, flag, invoke
 
 from uncollapse.cli_paths import DirectoryPath, InputPath, OutputPath
+from uncollapse.pipeline.build_cli import FileOrFolderOutput
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffdb0043") + bytes(range(256))
 
@@ -152,9 +153,23 @@ def test_an_output_into_a_missing_folder_is_refused_naming_the_folder(case, file
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.parametrize("case", [(c, p) for c, p in outputs()
+                                  if isinstance(p.type, FileOrFolderOutput)], ids=id_of)
+def test_shards_into_a_missing_folder_are_refused_naming_the_folder(case, files, tmp_path):
+    command, param = case
+    folder = tmp_path / "no" / "such"
+    target = folder / "shards"
+    result = run_with(command, param, f"{target}/", files)
+    assert result.exit_code == 2, result.output
+    assert (f"Error: {target}: the folder {folder} does not exist; create it first "
+            f"(mkdir -p {folder}) or give a path in an existing folder") in result.stderr, \
+        result.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_every_kind_of_path_parameter_is_covered():
-    kinds = {type(p.type) for c in commands() for p in c.params()
-             if isinstance(p.type, click.Path)}
+    kinds = {next(k for k in (InputPath, OutputPath, DirectoryPath) if isinstance(p.type, k))
+             for c in commands() for p in c.params() if isinstance(p.type, click.Path)}
     assert kinds == {InputPath, OutputPath, DirectoryPath}
     assert len(file_inputs()) >= 30 and len(outputs()) >= 15
     assert len(first_inputs()) >= 14  # every command but those that read a run directory

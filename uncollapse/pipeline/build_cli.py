@@ -17,9 +17,16 @@ import click
 
 from uncollapse.atomic import atomic_copy
 from uncollapse.cache.store import Cache
-from uncollapse.cli_paths import DirectoryPath, OutputPath, remember
+from uncollapse.cli_paths import (
+    DirectoryPath,
+    OutputPath,
+    PathError,
+    check_output_folder,
+    remember,
+)
 from uncollapse.cli_report import report_options
 from uncollapse.data.shards import copy_shards
+from uncollapse.errors import ToolError
 from uncollapse.pipeline.empty import audit_empty_result
 from uncollapse.pipeline.rejected import BuildRejected
 
@@ -40,6 +47,11 @@ class FileOrFolderOutput(OutputPath):
             if Path(value).exists() and not Path(value).is_dir():
                 self.fail(f"{value}: is not a folder; sharded output goes to a folder", param,
                           ctx)
+            if not Path(value).exists():
+                try:  # the shards' folder is made; the folder it goes in must exist
+                    check_output_folder(value.rstrip("/" + os.sep) or value)
+                except ToolError as exc:
+                    raise PathError(str(exc)) from exc
             remember(ctx, param, "output", value)
             return value
         return super().convert(value, param, ctx)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -47,6 +48,7 @@ from uncollapse.data.captions.table import (
     to_caption_frame,
 )
 from uncollapse.data.polars_read import parquet_reading
+from uncollapse.data.readable import missing
 from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
@@ -654,6 +656,8 @@ def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | 
                                    "table as Parquet, or use the local engine")
         frame, files = scan_caption_shards(path, columns=columns), [Path(path)]
     else:
+        if str(path) != "-" and not os.path.lexists(path):
+            raise missing(path, "a regular file or directory")  # a folder of shards is read too
         frame = read_caption_table(path, columns=columns)
     if engine is not None:
         measure = functools.partial(measure_on, engine, files, columns)
