@@ -10,6 +10,10 @@ Loss (weights are options; every term is >= 0 and declared so to the loss guard)
 symmetric InfoNCE on ``y_cos`` against the normalised targets, with in-batch negatives and the
 hard negatives; moment matching of ``y_dec``'s per-dimension mean and std to the targets'
 (computed once from the training targets); a variance floor on ``y_dec``; optional MSE.
+With ``doc_negatives = K > 0``, ``doc_infonce``: the cross-entropy of the true target against
+K targets of the sample's own document, drawn uniformly on the device each step (torch's
+generator, which the engine checkpoints) and never the sample itself or a sentence of its
+context, the candidates of the within-document retrieval the evaluation reports.
 
 Evaluation on held-out documents, every metric beside three baselines computed the same way:
 the global mean target, the last context vector, and the mean of the context vectors.
@@ -43,7 +47,8 @@ class LVMRecipe(Recipe):
 
     config_class = LVMConfig
     name = "lvm"
-    lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0}
+    lower_bounds = {"infonce": 0.0, "moment": 0.0, "variance": 0.0, "mse": 0.0, "cosine": 0.0,
+                    "doc_infonce": 0.0}
     # hard negatives and the per-document cap need documents; arrays of the wrong shape (a 0-d
     # array where a list is expected) or lengths that disagree leave nothing to train on
     unforceable = frozenset({"MISSING_DOC_IDS", "ARRAY_SHAPE", "LENGTH_MISMATCH"})
@@ -92,6 +97,30 @@ class LVMRecipe(Recipe):
         self.target_std = std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12)))
         self.sampler = DiverseBatchSampler(doc_ids[self.train_samples_np], config.batch_size,
                                            config.max_per_doc, seed=config.seed, drop_last=True)
+        if config.doc_negatives:
+            self.doc_members, self.doc_start, self.doc_size = self.document_members(
+                doc_ids, self.train_samples_np)
+
+    def document_members(self, doc_ids: np.ndarray, samples: np.ndarray):
+        """The training samples grouped by document (``members``, on the device), and for
+        every sample the start and size of its document's group there (0 for held-out ones)."""
+        members = samples[np.argsort(doc_ids[samples], kind="stable")]
+        docs, first, sizes = np.unique(doc_ids[members], return_index=True, return_counts=True)
+        start, size = np.zeros(len(doc_ids), np.int64), np.zeros(len(doc_ids), np.int64)
+        slot = np.searchsorted(docs, doc_ids[samples])
+        start[samples], size[samples] = first[slot], sizes[slot]
+        return tuple(torch.from_numpy(a).to(self.device) for a in (members, start, size))
+
+    def document_negatives(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, K] same-document negatives of ``samples`` and which of them count (not the
+        sample itself, not a sentence of its context)."""
+        draw = torch.rand(len(samples), self.config.doc_negatives, device=samples.device)
+        size = self.doc_size[samples][:, None]
+        picked = self.doc_members[self.doc_start[samples][:, None]
+                                  + (draw * size).long().clamp_max(size - 1)]
+        offset = self.positions[samples][:, None] - self.positions[picked]
+        valid = (picked != samples[:, None]) & ~((offset >= 1) & (offset <= self.context_length))
+        return picked, valid
 
     def context(self, samples: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "vectors"):
@@ -121,8 +150,12 @@ class LVMRecipe(Recipe):
 
     def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         samples = self.train_samples[rows]
-        return {"context": self.context(samples), "target": self.target(samples),
-                "negative": self.target(self.negatives[samples])}
+        batch = {"context": self.context(samples), "target": self.target(samples),
+                 "negative": self.target(self.negatives[samples])}
+        if self.config.doc_negatives:
+            picked, batch["doc_valid"] = self.document_negatives(samples)
+            batch["doc_negatives"] = self.target(picked)                   # [B, K, D]
+        return batch
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         # anchors are this rank's samples, in-batch negatives the global batch of every rank
@@ -151,11 +184,24 @@ class LVMRecipe(Recipe):
                                        target.numel())
         if c.cosine_weight:
             terms["cosine"] = global_mean((1.0 - (y_cos * t_cos).sum(-1)).sum(), n)
+        if c.doc_negatives:
+            terms["doc_infonce"] = global_mean(self.document_infonce(
+                y_cos, t_cos, batch["doc_negatives"], batch["doc_valid"]), n)
         weights = {"infonce": c.infonce_weight, "moment": c.moment_weight,
                    "variance": c.variance_weight, "mse": c.mse_weight,
-                   "cosine": c.cosine_weight}
+                   "cosine": c.cosine_weight, "doc_infonce": c.doc_infonce_weight}
         loss = sum(weights[name] * value for name, value in terms.items())
         return StepOutput(loss, terms, {"outputs": y_dec.detach(), "targets": target})
+
+    def document_infonce(self, y_cos: torch.Tensor, t_cos: torch.Tensor,
+                         negatives: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of each true target against its same-document negatives."""
+        negative_logits = torch.einsum("bd,bkd->bk", y_cos, F.normalize(negatives.float(),
+                                                                        dim=-1))
+        logits = torch.cat([(y_cos * t_cos).sum(-1, keepdim=True),
+                            negative_logits.masked_fill(~valid, float("-inf"))], dim=1)
+        labels = torch.zeros(len(y_cos), dtype=torch.long, device=y_cos.device)
+        return F.cross_entropy(logits / self.config.temperature, labels, reduction="sum")
 
     def monitor(self, probe: dict) -> dict:
         y_dec, target = probe["outputs"].float(), probe["targets"].float()
