@@ -4,7 +4,9 @@ Data: a sequence file, either form, held on the device (compact: the vectors onc
 index arithmetic; dense: contexts and targets). Batches from ``DiverseBatchSampler`` on
 ``doc_ids`` (at most ``max_per_doc`` samples of one document per batch); each sample's hard
 negative is another target of its document (``HardNegativeSequenceDataset``'s draw, made for
-the whole epoch at once and copied to the device once per epoch).
+the whole epoch at once and copied to the device once per epoch). The next epoch's plan and
+negatives (pure functions of the epoch) are computed in a background thread while this epoch
+trains, so an epoch boundary costs two host-to-device copies, not a pause of the GPU.
 
 Loss (weights are options; every term is >= 0 and declared so to the loss guard):
 symmetric InfoNCE on ``y_cos`` against the normalised targets, with in-batch negatives and the
@@ -20,6 +22,8 @@ the global mean target, the last context vector, and the mean of the context vec
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -134,8 +138,34 @@ class LVMRecipe(Recipe):
 
     def on_epoch(self, epoch: int) -> None:
         self.data.set_epoch(epoch)
-        negatives = self.data.negative_indices(np.arange(len(self.data)))
+        plan, negatives = self.epoch_arrays(epoch)
         self.negatives = torch.from_numpy(negatives).to(self.device)
+        self.next_plan = (epoch, plan)
+        if not hasattr(self, "ahead"):
+            self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvm-epoch")
+        self.prepared = (epoch + 1, self.ahead.submit(self.draw_epoch, epoch + 1))
+
+    def epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's plan rows and negatives: prepared ahead in the background, or now."""
+        prepared = getattr(self, "prepared", None)
+        if prepared is not None and prepared[0] == epoch:
+            return prepared[1].result()
+        return self.draw_epoch(epoch)
+
+    def draw_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The plan rows and every sample's hard negative of ``epoch`` (host arrays). Draws from
+        a view of the dataset that shares its arrays but has its own epoch, so a thread can
+        draw the next epoch while this one trains."""
+        view = object.__new__(type(self.data))
+        view.__dict__.update(self.data.__dict__)
+        view.set_epoch(epoch)
+        return self.plan_rows(epoch), view.negative_indices(np.arange(len(view)))
+
+    def epoch_plan(self, epoch: int) -> torch.Tensor:
+        next_plan = getattr(self, "next_plan", None)
+        if next_plan is not None and next_plan[0] == epoch:
+            return torch.from_numpy(next_plan[1]).to(self.device)
+        return super().epoch_plan(epoch)
 
     # model and loss ---------------------------------------------------------------------------
     def model_config(self) -> dict:
