@@ -124,9 +124,10 @@ class TrainConfig:
         steps: optimiser steps to run; ``epochs`` instead gives the length in epochs.
         epochs: length in epochs of the sampler's plan (instead of ``steps``).
         minutes: wall-clock minutes of training, alone or as a cap on ``steps``/``epochs``:
-            the loop stops at the first logged step (every ``log_every``) past them, and the
-            cosine decay runs over them (the steps so far, extrapolated to the budget). Set-up
-            before the first step and the final evaluation are not counted.
+            the loop stops at the first step past them (with several ranks, the first logged
+            step, every ``log_every``), and the cosine decay runs over them (the steps so far,
+            extrapolated to the budget). Set-up before the first step and the final
+            evaluation are not counted.
         batch_size: rows per batch.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.

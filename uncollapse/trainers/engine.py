@@ -364,7 +364,8 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
                             samples_s=f"{record['samples_per_s']:.0f}")
             clock, samples_since = time.perf_counter(), 0
         bar.update(1)
-        if budget is not None and step % config.log_every == 0:
+        # one process reads its clock every step; ranks agree at the logged steps
+        if budget is not None and (not ranks.distributed or step % config.log_every == 0):
             schedule_steps, out_of_time = _time_budget(step, training_clock() - started, budget,
                                                        total_steps, ranks, device)
             if out_of_time:
