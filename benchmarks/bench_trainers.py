@@ -4,13 +4,16 @@ backward pass alone, and against the same model fed the common way.
 Three measurements of one recipe, same model, same batch size, same precision, in one process:
 
 1. ``engine``: ``uncollapse.trainers.engine.train`` itself (the per-epoch plan on the device, the
-   batch gathered there by indexing, the loss guard and metrics every ``log_every`` steps);
-   samples/s from its ``metrics.jsonl``, the first interval (warm-up) left out.
+   batch gathered there by indexing, the loss guard and metrics every ``log_every`` steps),
+   timed inside its own loop from the start of step 20 to the start of step 20 + ``steps``.
 2. ``forward+backward``: the recipe's loss, backward and optimiser step on one batch gathered
    once and kept on the device (no data path at all).
 3. ``common way``: a per-item ``Dataset`` (one ``__getitem__`` per sample, numpy arrays), a
    ``DataLoader`` with the same batch sampler and torch's default collate, and a host-to-device
    copy of every batch (pinned memory, ``non_blocking``), then the same loss and step.
+
+Each is timed over ``--steps`` steps after 20 warm-up steps, with CUDA events on a GPU; the three
+are run ``--repeats`` times, interleaved, and each figure is the median of the runs.
 
 Run on a GPU (it runs on a CPU too, slowly)::
 
@@ -149,26 +152,66 @@ def synthetic_captions(folder: Path, images: int, dim: int) -> tuple[Path, Path,
     return folder / "captions.parquet", folder / "text.npy", folder / "images.npy"
 
 
-def rate(samples: int, seconds: float) -> float:
-    return samples / seconds
+class Stopwatch:
+    """Elapsed time between two marks: CUDA events on a GPU (the device's own clock, no host
+    synchronisation inside the timed region), the host clock after a synchronisation on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def seconds(self) -> float:
+        first, last = self.marks[0], self.marks[-1]
+        if self.cuda:
+            last.synchronize()
+            return first.elapsed_time(last) / 1000
+        return last - first
 
 
-def measure(config, steps: int, workers: list[int]) -> dict:
+def timed_recipe(cls, stopwatch: Stopwatch, warmup: int, steps: int):
+    """``cls`` with a mark at the start of engine step ``warmup`` and of step ``warmup +
+    steps``: the time between them is ``steps`` whole engine steps (data, forward, backward,
+    optimiser, the guard's read-backs), taken inside the engine's own loop."""
+
+    class Timed(cls):
+        calls = 0
+
+        def step(self, model, rows):
+            if Timed.calls in (warmup, warmup + steps):
+                stopwatch.mark()
+            Timed.calls += 1
+            return super().step(model, rows)
+
+    Timed.__name__ = cls.__name__
+    return Timed
+
+
+WARMUP = 20
+
+
+def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
+    """One run of the three measurements, each over ``steps`` steps after ``WARMUP``."""
     device = resolve_device(config.device)
     cls = recipe_class(config.recipe)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    # 1. the engine itself
-    config.steps, config.log_every = steps, max(1, steps // 6)
-    config.monitor_warmup, config.checkpoint_every = steps + 1, steps + 1
-    train(cls, config)
+    # 1. the engine itself, timed inside its loop
+    engine_watch = Stopwatch(device)
+    config.out = f"{config.out.rsplit('-', 1)[0]}-{run}"
+    config.steps, config.log_every = WARMUP + steps + 1, 10
+    config.monitor_warmup, config.checkpoint_every = config.steps + 1, config.steps + 1
+    train(timed_recipe(cls, engine_watch, WARMUP, steps), config)
     records = RunDir(config.out).read_metrics()
-    engine = statistics.median(r["samples_per_s"] for r in records[1:])
+    batch_size = config.batch_size
 
     # 2. forward+backward alone on one batch kept on the device
     torch.manual_seed(config.seed)
@@ -191,14 +234,13 @@ def measure(config, steps: int, workers: list[int]) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(10):
+    for _ in range(WARMUP):
         train_step(batch)
-    sync()
-    start = time.perf_counter()
+    alone_watch = Stopwatch(device)
+    alone_watch.mark()
     for _ in range(steps):
         train_step(batch)
-    sync()
-    alone = rate(steps * batch_size, time.perf_counter() - start)
+    alone_watch.mark()
 
     # 3. the common way: per-item dataset, DataLoader, default collate, copy each batch
     dataset = PER_ITEM[config.recipe](recipe)
@@ -208,32 +250,42 @@ def measure(config, steps: int, workers: list[int]) -> dict:
                             pin_memory=device.type == "cuda",
                             persistent_workers=n_workers > 0)
         names = ("context", "target", "negative") if config.recipe == "lvm" else None
-        done, start, timed = 0, None, 0
-        while done < steps + 10:
+        watch, done = Stopwatch(device), 0
+        while done < WARMUP + steps:
             for item in loader:
                 if names:
                     item = dict(zip(names, item, strict=True))
+                if done == WARMUP:
+                    watch.mark()
                 b = {k: v.to(device, non_blocking=True) for k, v in item.items()}
                 train_step(b)
                 done += 1
-                if done == 10:
-                    sync()
-                    start = time.perf_counter()
-                elif done > 10:
-                    timed += 1
-                if done >= steps + 10:
+                if done >= WARMUP + steps:
                     break
-        sync()
-        common[f"common_way_workers_{n_workers}"] = rate(timed * batch_size,
-                                                         time.perf_counter() - start)
-    best_common = max(common.values())
-    parameters = sum(p.numel() for p in model.parameters())
-    return {"recipe": config.recipe, "device": torch.cuda.get_device_name(0)
-            if device.type == "cuda" else "cpu", "batch_size": batch_size,
-            "parameters": parameters, "steps": steps, "engine_samples_per_s": engine,
-            "forward_backward_samples_per_s": alone, **common,
+        watch.mark()
+        common[f"common_way_workers_{n_workers}"] = steps * batch_size / watch.seconds()
+    engine = steps * batch_size / engine_watch.seconds()
+    alone = steps * batch_size / alone_watch.seconds()
+    return {"engine_samples_per_s": engine, "forward_backward_samples_per_s": alone, **common,
             "engine_step_over_forward_backward": alone / engine,
-            "engine_over_best_common_way": engine / best_common}
+            "engine_over_best_common_way": engine / max(common.values()),
+            "engine_logged_samples_per_s": statistics.median(
+                r["samples_per_s"] for r in records[1:]),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "batch_size": batch_size}
+
+
+def measure(config, steps: int, workers: list[int], repeats: int = 1) -> dict:
+    """``repeats`` runs of the three measurements, interleaved; each figure is the median of
+    the runs (every run is kept under ``runs``)."""
+    device = resolve_device(config.device)
+    runs = [measure_once(config, steps, workers, run) for run in range(repeats)]
+    keys = [k for k in runs[0] if k not in ("parameters", "batch_size")]
+    return {"recipe": config.recipe, "device": torch.cuda.get_device_name(0)
+            if device.type == "cuda" else "cpu", "batch_size": runs[0]["batch_size"],
+            "parameters": runs[0]["parameters"], "steps": steps, "repeats": repeats,
+            "timing": "CUDA events" if device.type == "cuda" else "host clock",
+            **{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
 ARCH = {"contrastive": "dual tower", "flow": "vector-field MLP, 2 Euler steps",
@@ -257,6 +309,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--workers", default="0,4")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of the three measurements; each figure is their median")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="write the result here")
@@ -291,7 +345,8 @@ def main() -> None:
             config = ContrastiveConfig(captions=str(captions), text_features=str(text),
                                        image_features=str(images), per_group=2,
                                        eval_split="none", eval_fraction=0.02, **common)
-        result = measure(config, args.steps, [int(w) for w in args.workers.split(",")])
+        result = measure(config, args.steps, [int(w) for w in args.workers.split(",")],
+                         args.repeats)
         result.update({"arch": ARCH.get(args.recipe, args.arch), "compile": args.compile,
                        **({} if args.recipe == "slots" else {"hidden": args.hidden})})
     print(json.dumps(result, indent=2))

@@ -95,7 +95,7 @@ RECIPES: tuple[RecipeEntry, ...] = (
            (("infonce", 0.0), ("infonce_text_to_image", 0.0), ("infonce_image_to_text", 0.0))),
     RecipeEntry("lvm", "sequences", "LVMConfig", "next-vector prediction over sequence files",
            (("infonce", 0.0), ("moment", 0.0), ("variance", 0.0), ("mse", 0.0),
-            ("cosine", 0.0))),
+            ("cosine", 0.0), ("doc_infonce", 0.0))),
     RecipeEntry("flow", "attributes", "FlowConfig", "attribute flow on embeddings",
            (("infonce", 0.0), ("identity", 0.0), ("divergence", 0.0), ("curl", 0.0))),
     # the slot diagnostics are cosines, bounded by -1; the loss terms by 0

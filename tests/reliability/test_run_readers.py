@@ -41,7 +41,7 @@ def run(trained, tmp_path):
     ({"batch_size": None}, "option 'batch_size' is None; expected int"),
     ({"lr": True}, "option 'lr' is True; expected float"),
     ({"eval_fraction": 5}, "option 'eval_fraction': the value must be in [0, 1), got 5"),
-    ({"steps": None, "epochs": None}, "give steps or epochs"),
+    ({"steps": None, "epochs": None}, "give steps, epochs or minutes"),
     ("a list", "names no known recipe"),
     ({"recipe": "nope"}, "names no known recipe"),
 ])

@@ -73,3 +73,10 @@ def test_a_cuda_device_is_named_with_its_index_and_model(monkeypatch):
     assert engine.describe_device(torch.device("cuda")) == "cuda:1 NVIDIA H100 80GB HBM3 #1"
     assert engine.describe_device(torch.device("cuda", 0)) == "cuda:0 NVIDIA H100 80GB HBM3 #0"
     assert engine.describe_device(torch.device("cpu")) == "cpu"
+
+
+def test_a_run_of_minutes_alone_says_its_step_without_a_total(capsys):
+    lines = engine.ProgressLines("train lvm", engine.UNBOUNDED_STEPS, 0, 0.0, on=True)
+    lines.at(120, 0.4321, 8512.0)
+    assert capsys.readouterr().err == ("train lvm: step 120, loss 0.4321, 8,512 samples/s, "
+                                       "ETA set by --minutes\n")

@@ -77,6 +77,9 @@ class TargetCombinationSampler:
         digest.update(np.ascontiguousarray(self.dataset.source).data)
         digest.update(repr((self.batch_size, self.per_group, self.dataset.min_flips,
                             self.dataset.max_flips, self.dataset.seed)).encode())
+        excluded = getattr(self.dataset, "excluded_targets", ())
+        if len(excluded):  # runs without exclusions keep the digest they always had
+            digest.update(np.ascontiguousarray(excluded, dtype=np.int64).data)
         return digest.hexdigest()
 
     def state_dict(self, batches_done: int = 0) -> dict:

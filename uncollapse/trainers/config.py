@@ -123,6 +123,11 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cuda`` or ``cpu``.
         steps: optimiser steps to run; ``epochs`` instead gives the length in epochs.
         epochs: length in epochs of the sampler's plan (instead of ``steps``).
+        minutes: wall-clock minutes of training, alone or as a cap on ``steps``/``epochs``:
+            the loop stops at the first step past them (with several ranks, the first logged
+            step, every ``log_every``), and the cosine decay runs over them (the steps so far,
+            extrapolated to the budget). Set-up before the first step and the final
+            evaluation are not counted.
         batch_size: rows per batch.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
@@ -151,6 +156,7 @@ class TrainConfig:
     device: str = option("auto", choices=DEVICES)
     steps: int | None = option(None, at_least=1)
     epochs: float | None = option(None, above=0)
+    minutes: float | None = option(None, above=0)
     batch_size: int = option(256, at_least=1)
     lr: float = option(1e-3, at_least=0)
     weight_decay: float = option(0.01, at_least=0)
@@ -176,8 +182,8 @@ class TrainConfig:
     def check(self) -> None:
         """Raise ValueError naming the first option out of its range (declared on the field) or
         a combination of options that cannot run; a recipe adds its own combinations."""
-        if self.steps is None and self.epochs is None:
-            raise ValueError("give steps or epochs (the length of the run)")
+        if self.steps is None and self.epochs is None and self.minutes is None:
+            raise ValueError("give steps, epochs or minutes (the length of the run)")
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give steps or epochs, not both")
         check_options(self)

@@ -55,6 +55,8 @@ __all__ = ["ProgressLines", "RunResult", "describe_device", "evaluate_run", "loa
            "resolve_device", "save_projection", "train"]
 
 logger = logging.getLogger("uncollapse")
+UNBOUNDED_STEPS = 1 << 62  # a run of minutes alone: no step limit of its own
+training_clock = time.monotonic  # the clock of a run's wall-clock budget (tests replace it)
 
 
 @dataclass
@@ -247,7 +249,9 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
                                   lr=config.lr, betas=(0.9, 0.95),
                                   fused=device.type == "cuda")
     per_epoch = recipe.batches_per_epoch()
-    total_steps = config.steps or max(1, math.ceil(config.epochs * per_epoch))
+    total_steps = (config.steps or (max(1, math.ceil(config.epochs * per_epoch))
+                                    if config.epochs else UNBOUNDED_STEPS))
+    budget = config.minutes * 60 if config.minutes else None
     step, epoch, batch_in_epoch = 0, 0, 0
 
     # resume: model, optimiser, step, sampler position and RNG, exactly as they were; all in
@@ -305,7 +309,9 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     recipe.on_epoch(epoch)
     plan = recipe.epoch_plan(epoch)
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # terms not yet read back
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {recipe.name}", leave=False,
+    schedule_steps = total_steps  # with a time budget: re-estimated at every logged step
+    bar = tqdm(total=total_steps if total_steps < UNBOUNDED_STEPS else None, initial=step,
+               desc=f"train {recipe.name}", leave=False,
                dynamic_ncols=True,
                disable=config.quiet or not sys.stderr.isatty() or not ranks.is_main)
     model.train()
@@ -313,6 +319,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     lines = ProgressLines(f"train {recipe.name}", total_steps, step, config.progress_every,
                           on=not config.quiet and not sys.stderr.isatty() and ranks.is_main)
     first_record = not config.resume  # a resumed run keeps the records it had
+    started = training_clock()
     while step < total_steps:
         if batch_in_epoch == len(plan):
             epoch, batch_in_epoch = epoch + 1, 0
@@ -320,7 +327,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             recipe.on_epoch(epoch)
             plan = recipe.epoch_plan(epoch)
         lr = learning_rate(step, peak=config.lr, warmup_steps=config.warmup_steps,
-                           total_steps=total_steps, min_ratio=config.min_lr_ratio)
+                           total_steps=schedule_steps, min_ratio=config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
@@ -367,6 +374,12 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
                             samples_s=f"{record['samples_per_s']:.0f}")
             clock, samples_since = time.perf_counter(), 0
         bar.update(1)
+        # one process reads its clock every step; ranks agree at the logged steps
+        if budget is not None and (not ranks.distributed or step % config.log_every == 0):
+            schedule_steps, out_of_time = _time_budget(step, training_clock() - started, budget,
+                                                       total_steps, ranks, device)
+            if out_of_time:
+                total_steps = step
         if step % config.checkpoint_every == 0 and step < total_steps:
             save(step)
     bar.close()
@@ -384,6 +397,19 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     if writer is not None:
         writer.close()
     return RunResult(run, step, evaluation)
+
+
+def _time_budget(step: int, elapsed: float, budget: float, total_steps: int,
+                 ranks: distributed.Ranks, device: torch.device) -> tuple[int, bool]:
+    """Where a run of ``budget`` wall-clock seconds stands ``elapsed`` seconds in: the step count
+    its schedule decays over (the steps so far extrapolated to the budget, at most
+    ``total_steps``) and whether it is out of time. Rank 0's clock decides for every rank, so
+    all take the same learning rate and stop at the same step."""
+    estimate = min(total_steps, max(step + 1, round(step * budget / max(elapsed, 1e-9))))
+    decision = torch.tensor([estimate, float(elapsed >= budget)], dtype=torch.float64,
+                            device=device)
+    distributed.broadcast_tensors([decision], ranks)
+    return int(decision[0]), bool(decision[1])
 
 
 def _restore(state: dict, model, optimizer, recipe: Recipe, device: torch.device,
@@ -425,10 +451,14 @@ class ProgressLines:
             return
         self.last = now
         done = step - self.start_step
-        eta = (self.total - step) * (now - self.started) / done if done > 0 else math.nan
-        print(f"{self.name}: step {step}/{self.total} ({100 * step // self.total}%), "
-              f"loss {loss:.4g}, {samples_per_s:,.0f} samples/s, ETA {_duration(eta)}",
-              file=sys.stderr, flush=True)
+        if self.total >= UNBOUNDED_STEPS:  # a run of minutes: no step count to go by
+            where, eta = f"step {step}", "set by --minutes"
+        else:
+            where = f"step {step}/{self.total} ({100 * step // self.total}%)"
+            eta = _duration((self.total - step) * (now - self.started) / done if done > 0
+                            else math.nan)
+        print(f"{self.name}: {where}, loss {loss:.4g}, {samples_per_s:,.0f} samples/s, "
+              f"ETA {eta}", file=sys.stderr, flush=True)
 
 
 def _duration(seconds: float) -> str:

@@ -90,12 +90,16 @@ class Recipe:
 
         One host-to-device copy per epoch; each step takes one row of it.
         """
+        return torch.from_numpy(self.plan_rows(epoch)).to(self.device)
+
+    def plan_rows(self, epoch: int) -> np.ndarray:
+        """[batches, batch_size] row indices of this rank's batches of ``epoch`` (host memory;
+        a pure function of the epoch, so it may be computed ahead in another thread)."""
         plan = self.sampler.plan(epoch)
         sizes = np.diff(plan.offsets)
         if len(sizes) and (sizes != sizes[0]).any():
             raise ValueError("the engine needs batches of one size (drop_last=True)")
-        rows = plan.rows.reshape(len(plan), -1)
-        return torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
+        return np.ascontiguousarray(plan.rows.reshape(len(plan), -1))
 
     def on_epoch(self, epoch: int) -> None:
         """Per-epoch draws (hard negatives, flips) before the epoch's first step."""

@@ -1,6 +1,7 @@
 """The attribute-flow recipe on CPU, on synthetic attribute-structured embeddings: it learns the
 transfer, evaluates itself and the steering baseline, resumes exactly, guards its terms,
-refuses combinations without rows, and batch prototypes (with gradient) fail where the bank of
+leaves rare target combinations out (refusing only an attribute that can no longer flip both
+ways), and batch prototypes (with gradient) fail where the bank of
 real prototypes does not."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from click.testing import CliRunner
 
 from uncollapse.cli import main
+from uncollapse.data.attributes.contract import combination_ids
 from uncollapse.data.attributes.synthetic import (
     synthetic_attribute_embeddings,
     write_attribute_table,
@@ -144,21 +146,98 @@ def test_guard_stops_a_term_below_its_bound(data, tmp_path):
     assert caught.value.term == "curl" and caught.value.step == 0
 
 
-def test_a_combination_without_rows_is_refused_before_training(data, tmp_path):
+CELEBA_NAMES = ["Smiling", "Young", "Male", "Eyeglasses", "Mustache"]
+
+
+def celeba_like(tmp, rows: int = 6000, seed: int = 0):
+    """A table with CelebA's attribute structure (its rates and correlations: moustaches
+    almost only on men, few young people with glasses), and embeddings made of an identity
+    direction plus one direction per attribute. Several combinations are rare or absent."""
+    rng = np.random.default_rng(seed)
+    identity = rng.integers(0, 300, rows)
+    male = rng.random(rows) < 0.42
+    values = {"Smiling": rng.random(rows) < 0.48, "Young": rng.random(rows) < 0.77,
+              "Male": male, "Eyeglasses": rng.random(rows) < 0.07,
+              "Mustache": rng.random(rows) < np.where(male, 0.1, 0.003)}
+    attributes = np.stack([values[n] for n in CELEBA_NAMES], axis=1).astype(np.int8)
+    directions = rng.normal(size=(300 + 5, 32))
+    z = directions[identity] + 0.8 * (2.0 * attributes - 1) @ directions[300:]
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    test = (rng.random(300) < 0.2)[identity]
+    table = {"image_id": np.char.add(np.arange(rows).astype(str), ".jpg"),
+             "identity": identity.astype(np.int64),
+             "split": np.where(test, "test", "train"),
+             **{n: attributes[:, j] for j, n in enumerate(CELEBA_NAMES)}}
+    np.save(tmp / "celeba_like.npy", z.astype(np.float32))
+    write_attribute_table(table, tmp / "celeba_like.parquet")
+    return attributes[~test]
+
+
+def test_rare_target_combinations_are_left_out_with_a_warning_naming_them(tmp_path):
+    train_attributes = celeba_like(tmp_path)
+    counts = np.bincount(combination_ids(train_attributes), minlength=32)
+    rare = np.flatnonzero(counts < 8)
+    assert 4 <= len(rare) < 32 and counts[rare].sum() > 0  # rare ones, and absent ones
+    result = CliRunner().invoke(main, [
+        "train", "flow", "--embeddings", str(tmp_path / "celeba_like.npy"),
+        "--attributes", str(tmp_path / "celeba_like.parquet"), "--steps", "30",
+        "--batch-size", "64", "--hidden", "32", "--device", "cpu", "--quiet",
+        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "FLOW_TARGETS_LEFT_OUT" in result.stderr
+    assert f"{len(rare)} of 32 target combinations" in result.stderr
+    for combination in rare:
+        name = "+".join(n for j, n in enumerate(CELEBA_NAMES) if combination >> j & 1)
+        assert f"{name} ({counts[combination]} rows)" in result.stderr
+    assert result.stderr.count(" rows)") == len(rare)  # no common one is named
+    preflight = json.loads((tmp_path / "run" / "preflight.json").read_text())
+    finding = next(f for f in preflight["findings"] if f["code"] == "FLOW_TARGETS_LEFT_OUT")
+    assert finding["severity"] == "warning" and finding["count"] == len(rare)
+    assert sorted(e["rows"] for e in finding["examples"]) == sorted(counts[rare][:10].tolist())
+    assert preflight["stats"]["flips"]["share_with_flip"] == 1.0
+    evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert evaluation["eval_rows"] > 300
+
+
+def test_the_rare_targets_are_never_trained_on(tmp_path):
+    train_attributes = celeba_like(tmp_path)
+    rare = np.flatnonzero(np.bincount(combination_ids(train_attributes), minlength=32) < 8)
+    recipe = FlowRecipe(FlowConfig(out=str(tmp_path / "run"),
+                                   embeddings=str(tmp_path / "celeba_like.npy"),
+                                   attributes=str(tmp_path / "celeba_like.parquet"), steps=1,
+                                   device="cpu"), torch.device("cpu"))
+    report = recipe.preflight()
+    assert not report.errors
+    recipe.setup()
+    for epoch in range(4):
+        recipe.on_epoch(epoch)
+        drawn = recipe.target_combination.numpy()
+        assert not np.isin(drawn, rare).any()
+        assert len(np.unique(drawn)) == 32 - len(rare)
+    _, target = recipe.eval_targets()
+    assert not np.isin(combination_ids(target), rare).any()
+
+
+def test_an_attribute_that_can_no_longer_flip_both_ways_is_refused(data, tmp_path):
     table = pq.read_table(data["attributes"])
     attr0 = np.asarray(table.column("attr0"))
-    attr1 = np.asarray(table.column("attr1"))
-    # attr1 copies attr0: combinations (0, 1) and (1, 0) have no rows
+    # attr1 copies attr0: combinations (0, 1) and (1, 0) have no rows, so a single flip of
+    # attr0 or attr1 always lands on a left-out combination
     table = table.set_column(table.schema.get_field_index("attr1"), "attr1",
                              pa.array(attr0.astype(np.int8)))
     path = tmp_path / "correlated.parquet"
     pq.write_table(table, path)
-    with pytest.raises(PreflightError, match="ATTR_COMBINATION_TOO_SMALL") as caught:
-        train(FlowRecipe, config(data, tmp_path / "run", attributes=str(path)))
-    finding = caught.value.report.errors[0]
-    assert finding.count == 4  # of 8 combinations of 3 attributes, those with attr0 != attr1
+    with pytest.raises(PreflightError, match="FLOW_ATTRIBUTE_NOT_FLIPPABLE") as caught:
+        train(FlowRecipe, config(data, tmp_path / "run", attributes=str(path), max_flips=1))
+    errors = caught.value.report.errors
+    assert [e.code for e in errors] == ["FLOW_ATTRIBUTE_NOT_FLIPPABLE"] * 2
+    assert "'attr0' can no longer be flipped 0 -> 1 nor 1 -> 0" in errors[0].message
+    assert "'attr1'" in errors[1].message
     assert not (tmp_path / "run").exists()
-    assert attr1.any()
+    # with two flips at once, attr0 and attr1 move together: it trains
+    result = train(FlowRecipe, config(data, tmp_path / "two", attributes=str(path), steps=5,
+                                      batch_size=32))  # 4 target combinations remain
+    assert result.step == 5
 
 
 def test_batch_prototypes_fit_the_batch_and_lose_the_attributes(data, tmp_path):
@@ -197,3 +276,45 @@ def test_train_flow_cli_runs_and_prints_the_evaluation(data, tmp_path):
     assert result.exit_code == 0, result.output
     evaluation = json.loads(result.stdout[result.stdout.index("{"):])
     assert evaluation["recipe"] == "flow" and "steering/transfer_accuracy" in evaluation
+
+
+def test_attributes_that_turn_with_the_identity_are_not_one_direction():
+    def attribute_shift(embeddings, table, identity):
+        rows = table["identity"] == identity
+        on, off = rows & (table["attr0"] == 1), rows & (table["attr0"] == 0)
+        shift = embeddings[on].mean(axis=0) - embeddings[off].mean(axis=0)
+        return shift / np.linalg.norm(shift)
+
+    for curvature, agree in ((0.0, True), (1.5, False)):
+        embeddings, table = synthetic_attribute_embeddings(rows=8000, dim=64, attributes=2,
+                                                           identities=4, noise=0.0,
+                                                           curvature=curvature, seed=2)
+        cosine = float(attribute_shift(embeddings, table, 0)
+                       @ attribute_shift(embeddings, table, 1))
+        assert (cosine > 0.99) == agree, cosine
+    # gain_spread: each identity its own strength of an attribute
+    embeddings, table = synthetic_attribute_embeddings(rows=8000, dim=64, attributes=1,
+                                                       identities=40, noise=0.0,
+                                                       gain_spread=1.0, seed=2)
+    gaps = [np.linalg.norm(embeddings[(table["identity"] == i) & (table["attr0"] == 1)].mean(0)
+                           - embeddings[(table["identity"] == i) & (table["attr0"] == 0)]
+                           .mean(0)) for i in range(40)]
+    assert max(gaps) > 3 * min(gaps)
+
+
+def test_on_attributes_that_are_not_linear_the_flow_beats_steering(tmp_path):
+    embeddings, table = synthetic_attribute_embeddings(rows=8000, dim=64, attributes=4,
+                                                       identities=200, curvature=1.0,
+                                                       gain_spread=1.0, seed=0)
+    np.save(tmp_path / "e.npy", embeddings)
+    write_attribute_table(table, tmp_path / "a.parquet")
+    result = train(FlowRecipe, FlowConfig(
+        out=str(tmp_path / "run"), embeddings=str(tmp_path / "e.npy"),
+        attributes=str(tmp_path / "a.parquet"), steps=250, batch_size=128, hidden=128,
+        lr=3e-3, warmup_steps=10, identity_weight=1.0, device="cpu", quiet=True,
+        log_every=50, monitor_every=1000, monitor_warmup=1000))
+    e = result.evaluation
+    # the target combination as a whole (flipped attributes right, the others kept)
+    assert e["flow/transfer_all_accuracy"] > e["steering/transfer_all_accuracy"] + 0.15
+    assert e["flow/preservation"] > e["steering/preservation"]
+    assert e["flow/identity_recall@1"] >= 0.9 * e["steering/identity_recall@1"]

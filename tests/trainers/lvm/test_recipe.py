@@ -15,6 +15,7 @@ from uncollapse.trainers.lvm.config import LVMConfig
 from uncollapse.trainers.lvm.model import LVMModelConfig, NextVectorModel
 from uncollapse.trainers.lvm.recipe import LVMRecipe
 from uncollapse.trainers.run_dir import RunDir
+from uncollapse.validators.collapse.monitor import LossGuardError
 
 PREDICTORS = ("model", "baseline_mean_target", "baseline_last_context", "baseline_context_mean")
 METRICS = ("mean_cosine", "recall@1", "mrr", "contrastive_accuracy_hardest", "std_ratio_median",
@@ -98,3 +99,67 @@ def test_learned_residual_starts_at_the_context_mean_and_can_move_to_the_last_ve
     with torch.no_grad():
         model.position_logits.copy_(torch.tensor([-50.0, -50.0, 50.0]))
     assert torch.allclose(model(context), torch.tensor([[0.0, 6.0]]), atol=1e-4)
+
+
+def test_document_negatives_come_from_the_samples_own_training_document(sequences, tmp_path):
+    recipe = LVMRecipe(config(sequences, tmp_path / "run", doc_negatives=16),
+                       torch.device("cpu"))
+    recipe.setup()
+    torch.manual_seed(0)
+    samples = recipe.train_samples[:100]
+    picked, valid = recipe.document_negatives(samples)
+    assert picked.shape == valid.shape == (100, 16)
+    train = set(recipe.train_samples.tolist())
+    assert set(picked.flatten().tolist()) <= train  # never a held-out sample
+    assert torch.equal(recipe.doc_ids[picked], recipe.doc_ids[samples][:, None].expand(-1, 16))
+    assert len(set(recipe.doc_ids[samples].tolist())) > 1
+    offset = recipe.positions[samples][:, None] - recipe.positions[picked]
+    in_context = (offset >= 1) & (offset <= recipe.context_length)
+    itself = picked == samples[:, None]
+    assert torch.equal(valid, ~in_context & ~itself)
+    assert itself.any() and in_context.any()  # both happen, and both are masked
+    # the draw covers the document: every member of the first sample's document shows up
+    many, _ = recipe.document_negatives(samples[:1].repeat(400))
+    members = recipe.train_samples[recipe.doc_ids[recipe.train_samples] == recipe.doc_ids[
+        samples[0]]]
+    assert set(many.flatten().tolist()) == set(members.tolist())
+
+
+def test_document_infonce_ranks_the_target_against_the_valid_negatives_only(sequences,
+                                                                          tmp_path):
+    recipe = LVMRecipe(config(sequences, tmp_path / "run", doc_negatives=3),
+                       torch.device("cpu"))
+    target = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    negatives = torch.randn(4, 3, 8)
+    valid = torch.ones(4, 3, dtype=torch.bool)
+    right = recipe.document_infonce(target, target, negatives, valid)
+    wrong = recipe.document_infonce(torch.nn.functional.normalize(negatives[:, 0], dim=-1),
+                                    target, negatives, valid)
+    assert 0 <= right < wrong
+    # a masked negative counts for nothing, even one equal to the target itself
+    copies = torch.cat([negatives[:, :2], target[:, None]], dim=1)
+    valid[:, 2] = False
+    assert torch.allclose(recipe.document_infonce(target, target, copies, valid),
+                          recipe.document_infonce(target, target, negatives[:, :2],
+                                                  valid[:, :2]))
+
+
+def test_document_infonce_is_trained_logged_and_guarded(sequences, tmp_path):
+    train(LVMRecipe, config(sequences, tmp_path / "run", doc_negatives=8, steps=20))
+    records = RunDir(tmp_path / "run").read_metrics()
+    assert all(r["doc_infonce"] > 0 for r in records)
+    train(LVMRecipe, config(sequences, tmp_path / "off", doc_negatives=8, steps=20,
+                            doc_infonce_weight=0.0))
+    off = RunDir(tmp_path / "off").read_metrics()
+    assert [r["loss"] for r in off] != [r["loss"] for r in records]  # it is trained on
+    without = train(LVMRecipe, config(sequences, tmp_path / "without", steps=20))
+    assert not any("doc_infonce" in r for r in RunDir(tmp_path / "without").read_metrics())
+    assert without.step == 20
+
+    class Impossible(LVMRecipe):
+        lower_bounds = {**LVMRecipe.lower_bounds, "doc_infonce": 1e9}
+
+    with pytest.raises(LossGuardError) as caught:
+        train(Impossible, config(sequences, tmp_path / "guarded", doc_negatives=8, steps=5,
+                                 log_every=1))
+    assert caught.value.term == "doc_infonce"

@@ -8,16 +8,54 @@ without a flip cannot occur.
 Randomness is counter-based: the flips of sample ``i`` in epoch ``e`` are a hash of
 ``(seed, e, i)``, so they are the same whichever worker, batch or order asks for them, and a
 whole batch is drawn with a few array operations.
+
+Real attribute tables have rare combinations (few women with moustaches): a target landing on
+one has no prototype worth the name. ``excluded_targets`` names combinations never drawn as
+targets; a draw that lands on one is replaced by a uniform choice among the flips of the same
+source (``min_flips..max_flips`` attributes) whose target is allowed, from another word of the
+same hash, so the draws stay a pure function of ``(seed, e, i)``.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import torch
 
-from uncollapse.data.attributes.contract import MAX_ATTRIBUTES, combination_ids, draw_flips
+from uncollapse.data.attributes.contract import (
+    MAX_ATTRIBUTES,
+    combination_ids,
+    counter_hash,
+    decode_combination_ids,
+    draw_flips,
+)
 
-__all__ = ["AttributeFlipDataset"]
+__all__ = ["AttributeFlipDataset", "allowed_flips", "flip_masks"]
+
+MAX_FLIP_MASKS = 1 << 16  # flip masks enumerated for a redraw (8 attributes, 2 flips: 36)
+
+
+def flip_masks(n_attributes: int, min_flips: int, max_flips: int) -> np.ndarray:
+    """[M] int64 bit masks of every flip of ``min_flips..max_flips`` of ``n_attributes``."""
+    total = sum(math.comb(n_attributes, k) for k in range(min_flips, max_flips + 1))
+    if total > MAX_FLIP_MASKS:
+        raise ValueError(f"{total} ways to flip {min_flips}..{max_flips} of {n_attributes} "
+                         f"attributes, more than {MAX_FLIP_MASKS} can be searched for allowed "
+                         "targets; flip fewer attributes (or fewer at once)")
+    every = np.arange(1 << n_attributes, dtype=np.int64) if n_attributes <= 20 else None
+    if every is not None:
+        counts = decode_combination_ids(every, n_attributes).sum(axis=1)
+        return every[(counts >= min_flips) & (counts <= max_flips)]
+    masks = [sum(1 << j for j in chosen) for k in range(min_flips, max_flips + 1)
+             for chosen in itertools.combinations(range(n_attributes), k)]
+    return np.array(masks, dtype=np.int64)
+
+
+def allowed_flips(sources: np.ndarray, masks: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """[U, M] bool: flip mask ``m`` of source combination ``u`` lands outside ``excluded``."""
+    return ~np.isin(np.asarray(sources, np.int64)[:, None] ^ masks[None, :], excluded)
 
 
 class AttributeFlipDataset(torch.utils.data.Dataset):
@@ -37,6 +75,9 @@ class AttributeFlipDataset(torch.utils.data.Dataset):
             in ``[min_flips, max_flips]``, the attributes a uniform choice without replacement.
         seed: seed of the flips.
         attribute_names: names of the A columns (taken from a DataFrame when given one).
+        excluded_targets: combination ids (see ``combination_ids``) never drawn as targets,
+            such as the combinations too rare for a prototype. Every row must keep at least
+            one allowed target within ``min_flips..max_flips`` flips.
 
     Example:
         >>> table = pl.read_parquet("attrs.parquet")
@@ -60,7 +101,8 @@ class AttributeFlipDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, embeddings, attributes, *, min_flips: int = 1, max_flips: int = 2,
-                 seed: int = 0, attribute_names: list[str] | None = None):
+                 seed: int = 0, attribute_names: list[str] | None = None,
+                 excluded_targets=None):
         if hasattr(attributes, "columns") and hasattr(attributes, "to_numpy"):
             attribute_names = attribute_names or list(attributes.columns)
             attributes = attributes.to_numpy()
@@ -91,6 +133,27 @@ class AttributeFlipDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.attribute_names = list(attribute_names) if attribute_names is not None else None
+        self.excluded_targets = np.unique(np.asarray(
+            [] if excluded_targets is None else excluded_targets, dtype=np.int64))
+        if len(self.excluded_targets):
+            self._plan_redraws()
+
+    def _plan_redraws(self) -> None:
+        """For every distinct source combination, the flip masks whose target is allowed (CSR:
+        ``_allowed_masks[_allowed_offsets[u]:_allowed_offsets[u + 1]]``)."""
+        masks = flip_masks(self.n_attributes, self.min_flips, self.max_flips)
+        sources, self._source_slot = np.unique(combination_ids(self.source),
+                                               return_inverse=True)
+        allowed = allowed_flips(sources, masks, self.excluded_targets)
+        counts = allowed.sum(axis=1)
+        if not counts.all():
+            row = int(np.flatnonzero(counts[self._source_slot] == 0)[0])
+            raise ValueError(f"row {row} (combination {int(sources[self._source_slot[row]])}) "
+                             f"has no target within {self.min_flips}..{self.max_flips} flips "
+                             "outside excluded_targets; leave such rows out or exclude fewer "
+                             "combinations")
+        self._allowed_offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._allowed_masks = np.broadcast_to(masks, allowed.shape)[allowed]
 
     def __len__(self) -> int:
         return len(self.source)
@@ -106,10 +169,22 @@ class AttributeFlipDataset(torch.utils.data.Dataset):
     def targets(self, index, epoch: int | None = None) -> np.ndarray:
         """[n, A] int8 target attributes of the samples ``index`` (default: current epoch)."""
         index = np.asarray(index, dtype=np.int64).reshape(-1)
+        epoch = self.epoch if epoch is None else epoch
         flips = draw_flips(self.n_attributes, index, min_flips=self.min_flips,
-                           max_flips=self.max_flips, seed=self.seed,
-                           epoch=self.epoch if epoch is None else epoch)
-        return self.source[index] ^ flips.astype(np.int8)
+                           max_flips=self.max_flips, seed=self.seed, epoch=epoch)
+        target = self.source[index] ^ flips.astype(np.int8)
+        if not len(self.excluded_targets):
+            return target
+        redraw = np.flatnonzero(np.isin(combination_ids(target), self.excluded_targets))
+        if len(redraw):
+            # the hash word after draw_flips' own: independent of the first draw
+            word = counter_hash(self.seed, epoch, index[redraw], self.n_attributes + 2)[:, -1]
+            slot = self._source_slot[index[redraw]]
+            start, count = self._allowed_offsets[slot], np.diff(self._allowed_offsets)[slot]
+            mask = self._allowed_masks[start + (word % count.astype(np.uint64)).astype(np.int64)]
+            target[redraw] = self.source[index[redraw]] ^ decode_combination_ids(
+                mask, self.n_attributes)
+        return target
 
     def target_combination_ids(self, epoch: int | None = None) -> np.ndarray:
         """[N] int64 combination id of every sample's target in ``epoch`` (default: current).

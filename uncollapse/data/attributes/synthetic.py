@@ -7,7 +7,17 @@ Each row is an image of an identity (a person) with 0/1 attributes. Its embeddin
 
 with ``u`` and ``w`` fixed random unit directions and ``e`` standard normal noise, so the right
 answer of an attribute transfer is known: flipping attribute ``j`` moves along ``w_j`` and
-keeps ``u[identity]``. Identities are split into train and test (no identity in both), as the
+keeps ``u[identity]``. There the attributes are linear: one mean difference is the exact
+transfer for every image.
+
+Attributes that are not linear (real faces: a smile changes each face its own way) come with
+two knobs. ``curvature`` turns each attribute's direction with the identity,
+``w_j(i) = normalize(w_j + curvature * M_j u[i])`` (``M_j`` a fixed random matrix), so the
+direction of a flip varies smoothly over the sphere; ``gain_spread`` gives every identity its
+own strength of each attribute, ``attribute_scale * g_ij`` with ``g_ij`` log-normal of mean 1
+and log standard deviation ``gain_spread``. A mean difference then moves every image by the
+average direction and amount: too little for the strongly marked identities, along the wrong
+direction for all. Identities are split into train and test (no identity in both), as the
 attribute table contract asks. numpy and pyarrow only.
 
 Example:
@@ -33,6 +43,7 @@ __all__ = ["synthetic_attribute_embeddings", "write_attribute_table"]
 def synthetic_attribute_embeddings(rows: int = 2000, dim: int = 64, *, attributes: int = 3,
                                    identities: int = 100, identity_scale: float = 1.0,
                                    attribute_scale: float = 0.6, noise: float = 0.3,
+                                   curvature: float = 0.0, gain_spread: float = 0.0,
                                    test_fraction: float = 0.2,
                                    seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Embeddings [rows, dim] float32 on the unit sphere and their attribute table.
@@ -44,6 +55,10 @@ def synthetic_attribute_embeddings(rows: int = 2000, dim: int = 64, *, attribute
             the identity; named ``attr0``, ``attr1``, ...
         identities: identities; each image belongs to one, drawn uniformly.
         identity_scale, attribute_scale, noise: weights of the three parts (see the module).
+        curvature: how far each attribute's direction turns with the identity (0: one
+            direction for every identity, the linear case).
+        gain_spread: log standard deviation of each identity's own strength of each
+            attribute (0: the same strength for every identity).
         test_fraction: share of identities whose images form the ``test`` split.
         seed: seed of every draw.
 
@@ -55,6 +70,9 @@ def synthetic_attribute_embeddings(rows: int = 2000, dim: int = 64, *, attribute
     if rows < 1 or dim < 1 or attributes < 1 or identities < 1:
         raise ValueError(f"rows, dim, attributes and identities must be at least 1, got "
                          f"{rows}, {dim}, {attributes}, {identities}")
+    if curvature < 0 or gain_spread < 0:
+        raise ValueError(f"curvature and gain_spread must be at least 0, got {curvature}, "
+                         f"{gain_spread}")
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
@@ -66,8 +84,21 @@ def synthetic_attribute_embeddings(rows: int = 2000, dim: int = 64, *, attribute
     identity_dirs, attribute_dirs = directions(identities), directions(attributes)
     identity = rng.integers(0, identities, size=rows)
     values = (rng.random((rows, attributes)) < 0.5).astype(np.int8)
-    z = (identity_scale * identity_dirs[identity]
-         + attribute_scale * (2.0 * values - 1.0) @ attribute_dirs
+    signs = 2.0 * values - 1.0
+    if curvature == 0 and gain_spread == 0:
+        attribute_part = signs @ attribute_dirs
+    else:
+        turn = rng.normal(size=(attributes, dim, dim)) / np.sqrt(dim)        # M_j
+        per_identity = attribute_dirs[None] + curvature * np.einsum(
+            "jde,ie->ijd", turn, identity_dirs)                              # [I, A, D]
+        per_identity /= np.linalg.norm(per_identity, axis=2, keepdims=True)
+        gain = np.exp(gain_spread * rng.normal(size=(identities, attributes))
+                      - gain_spread ** 2 / 2)
+        weight = signs * gain[identity]
+        attribute_part = np.zeros((rows, dim))
+        for j in range(attributes):  # one [rows, D] term per attribute, not [rows, A, D]
+            attribute_part += weight[:, j, None] * per_identity[identity, j]
+    z = (identity_scale * identity_dirs[identity] + attribute_scale * attribute_part
          + noise * rng.normal(size=(rows, dim)) / np.sqrt(dim))
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     test_identity = rng.random(identities) < test_fraction

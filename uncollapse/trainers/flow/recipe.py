@@ -7,9 +7,15 @@ sphere, ``z <- normalize(z + alpha / flow_steps * v(z, a))``, to ``z'``.
 
 Data: ``AttributeFlipDataset`` gives every training row a target that differs from its source in
 ``min_flips..max_flips`` attributes, drawn per epoch from ``(seed, epoch, row)``; the targets of
-an epoch are copied to the device once (``on_epoch``). Batches come from ``GroupedBatchSampler``
-over that epoch's target combination ids (``per_group`` rows of each combination), so the plan
-of epoch ``e`` is a pure function of ``(seed, e)`` and a resumed run sees the same batches.
+an epoch are copied to the device once (``on_epoch``). Real tables have rare combinations (few
+women with moustaches): target combinations with fewer than ``per_group`` training rows are
+left out of the targets (``FLOW_TARGETS_LEFT_OUT``, a warning naming each with its count; a
+flip landing on one is drawn again among its source's allowed flips, and a row with no allowed
+target is left out of training). Only when an attribute can then no longer be flipped both ways
+(0 to 1 and 1 to 0) does the pre-flight stop (``FLOW_ATTRIBUTE_NOT_FLIPPABLE``). Batches come
+from ``GroupedBatchSampler`` over that epoch's target combination ids (``per_group`` rows of
+each combination), so the plan of epoch ``e`` is a pure function of ``(seed, e)`` and a resumed
+run sees the same batches.
 
 Loss terms (each >= 0, declared to the loss guard):
 
@@ -43,17 +49,24 @@ prototype), ``groups`` (the target combination ids), ``steering`` (the baseline'
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uncollapse.data.attributes.contract import IDENTITY, SPLIT, combination_ids
-from uncollapse.data.attributes.dataset import AttributeFlipDataset
+from uncollapse.data.attributes.contract import (
+    IDENTITY,
+    SPLIT,
+    combination_ids,
+    decode_combination_ids,
+)
+from uncollapse.data.attributes.dataset import AttributeFlipDataset, allowed_flips, flip_masks
 from uncollapse.data.attributes.selection import refuse_repeated
 from uncollapse.data.attributes.table import read_attribute_arrays
 from uncollapse.families import recipe
-from uncollapse.report import Finding, Report
+from uncollapse.report import Code, Finding, Report
 from uncollapse.samplers.combinations import TargetCombinationSampler
 from uncollapse.trainers.distributed import unwrap
 from uncollapse.trainers.flow.config import FlowConfig
@@ -64,9 +77,67 @@ from uncollapse.trainers.recipe import Recipe, StepOutput
 from uncollapse.validators.attributes.flips import FLIPS_NOT_ALWAYS_APPLIED, audit_flips
 from uncollapse.validators.collapse.metrics import cluster_purity, label_spread, silhouette
 
-__all__ = ["RECIPE", "FlowRecipe", "held_out_rows", "linear_probes"]
+__all__ = ["FLOW_ATTRIBUTE_NOT_FLIPPABLE", "FLOW_TARGETS_LEFT_OUT", "RECIPE", "FlowRecipe",
+           "TargetExclusion", "held_out_rows", "linear_probes", "target_exclusion"]
 
+logger = logging.getLogger("uncollapse")
 PROBE_STEPS = 300
+NAMED_COMBINATIONS = 16  # rare combinations named in the warning's message (all in its stats)
+
+FLOW_TARGETS_LEFT_OUT = Code(
+    "FLOW_TARGETS_LEFT_OUT", "warning",
+    "Target combinations with fewer training rows than per_group are left out of the flow's "
+    "targets (a flip landing on one is drawn again among the source's other flips; a row with "
+    "no allowed target is left out of training). The message names each with its row count.",
+    "Nothing, if those combinations may go unlearned; else gather rows for them or lower "
+    "--per-group.")
+FLOW_ATTRIBUTE_NOT_FLIPPABLE = Code(
+    "FLOW_ATTRIBUTE_NOT_FLIPPABLE", "error",
+    "With the rare target combinations left out, an attribute can no longer be flipped both "
+    "ways (0 to 1 and 1 to 0) within min_flips..max_flips flips of any training row.",
+    "Flip other or fewer attributes (--attributes-to-flip), raise --max-flips, lower "
+    "--per-group, or gather rows for the rare combinations.")
+
+
+class TargetExclusion:
+    """Which target combinations a flow run leaves out, and what that leaves possible.
+
+    Attributes:
+        counts: [2^A] training rows of every combination.
+        excluded: combination ids with fewer than ``per_group`` rows (absent ones included).
+        kept_rows: [rows] bool, rows with at least one allowed target.
+        flippable: [A, 2] bool, attribute j can go 0 -> 1 (column 0) and 1 -> 0 (column 1).
+    """
+
+    def __init__(self, source: np.ndarray, per_group: int, min_flips: int, max_flips: int):
+        a = source.shape[1]
+        ids = combination_ids(source)
+        self.counts = np.bincount(ids, minlength=1 << a)
+        self.excluded = np.flatnonzero(self.counts < per_group)
+        self.kept_rows = np.ones(len(source), dtype=bool)
+        self.flippable = np.ones((a, 2), dtype=bool)
+        if not len(self.excluded):
+            return
+        masks = flip_masks(a, min_flips, max_flips)
+        sources, inverse = np.unique(ids, return_inverse=True)
+        allowed = allowed_flips(sources, masks, self.excluded)          # [U, M]
+        stranded = ~allowed.any(axis=1)
+        self.kept_rows = ~stranded[inverse]
+        flips = decode_combination_ids(masks, a).astype(bool)             # [M, A]
+        can_flip = (allowed[:, :, None] & flips[None]).any(axis=1)[~stranded]  # [U', A]
+        bits = decode_combination_ids(sources, a)[~stranded]
+        self.flippable = np.stack([(can_flip & (bits == 0)).any(axis=0),
+                                   (can_flip & (bits == 1)).any(axis=0)], axis=1)
+
+
+def target_exclusion(source, per_group: int, min_flips: int, max_flips: int) -> TargetExclusion:
+    """The ``TargetExclusion`` of training rows' ``source`` attributes [rows, A]."""
+    return TargetExclusion(np.asarray(source), per_group, min_flips, max_flips)
+
+
+def combination_name(combination: int, names: list[str]) -> str:
+    """``Male+Mustache``: the attributes set in a combination (``no attribute`` for none)."""
+    return "+".join(n for j, n in enumerate(names) if combination >> j & 1) or "no attribute"
 
 
 def held_out_rows(table: dict, split: str, fraction: float, seed: int) -> np.ndarray:
@@ -121,14 +192,25 @@ class FlowRecipe(Recipe):
         held_out = held_out_rows(self.table, config.eval_split, config.eval_fraction, config.seed)
         self.train_rows_np, self.eval_rows_np = np.flatnonzero(~held_out), np.flatnonzero(held_out)
         source = self.table["attributes"][self.train_rows_np]
+        exclusion = target_exclusion(source, config.per_group, config.min_flips,
+                                     config.max_flips)
+        findings = self.exclusion_findings(exclusion)
+        self.train_rows_np = self.train_rows_np[exclusion.kept_rows]
+        source = source[exclusion.kept_rows]
+        self.excluded_targets = exclusion.excluded
         self.dataset = AttributeFlipDataset(np.asarray(self.embeddings)[self.train_rows_np],
                                             source, min_flips=config.min_flips,
                                             max_flips=config.max_flips, seed=config.seed,
-                                            attribute_names=self.table["names"])
-        report = Report(config.attributes, "flow inputs", [], {
+                                            attribute_names=self.table["names"],
+                                            excluded_targets=exclusion.excluded)
+        report = Report(config.attributes, "flow inputs", findings, {
             "rows": n, "train_rows": len(self.train_rows_np),
-            "eval_rows": len(self.eval_rows_np), "attributes": self.table["names"]})
-        report.findings += self.combination_findings(source)
+            "eval_rows": len(self.eval_rows_np), "attributes": self.table["names"],
+            "excluded_targets": {combination_name(int(c), self.table["names"]):
+                                 int(exclusion.counts[c]) for c in exclusion.excluded}})
+        for finding in findings:
+            if finding.severity == "warning":
+                logger.warning("%s: %s", finding.code, finding.message)
         try:
             # the audit reads the global plan of every rank
             self.sampler = TargetCombinationSampler(self.dataset, config.batch_size,
@@ -145,24 +227,39 @@ class FlowRecipe(Recipe):
         self.sampler = None
         return report
 
-    def combination_findings(self, source: np.ndarray) -> list[Finding]:
-        """Combinations (absent ones included: a flip can land there) with fewer training
-        rows than ``per_group``: their prototype is missing or rests on a handful of rows."""
-        a = source.shape[1]
-        counts = np.bincount(combination_ids(source), minlength=1 << a)
-        small = np.flatnonzero(counts < self.config.per_group)
-        if not len(small):
+    def exclusion_findings(self, exclusion: TargetExclusion) -> list[Finding]:
+        """The warning naming the target combinations left out (with their training rows), and
+        an error for each attribute that can no longer be flipped both ways."""
+        names, c = self.table["names"], self.config
+        excluded = exclusion.excluded
+        if not len(excluded):
             return []
-        examples = [{"combination": dict(zip(self.table["names"],
-                                             ((c >> np.arange(a)) & 1).tolist(), strict=True)),
-                     "rows": int(counts[c])} for c in small[:5]]
-        return [Finding(code="ATTR_COMBINATION_TOO_SMALL", severity="error",
-                        message=f"{len(small)} of {1 << a} combinations of "
-                                f"{self.table['names']} have fewer than per_group "
-                                f"({self.config.per_group}) training rows",
-                        count=len(small), examples=examples,
-                        hint="Flip fewer or more frequent attributes (attributes_to_flip), "
-                             "lower per_group, or gather data for the listed combinations.")]
+        listed = [f"{combination_name(int(k), names)} ({int(exclusion.counts[k])} rows)"
+                  for k in excluded[:NAMED_COMBINATIONS]]
+        more = len(excluded) - len(listed)
+        dropped = int((~exclusion.kept_rows).sum())
+        examples = [{"combination": dict(zip(names, ((k >> np.arange(len(names))) & 1).tolist(),
+                                             strict=True)),
+                     "rows": int(exclusion.counts[k])} for k in excluded]
+        findings = [FLOW_TARGETS_LEFT_OUT.finding(
+            f"{len(excluded)} of {1 << len(names)} target combinations of {names} have fewer "
+            f"than per_group ({c.per_group}) training rows and are left out of the targets: "
+            + ", ".join(listed) + (f" and {more} more" if more else "")
+            + (f"; {dropped} training rows with no other target within "
+               f"{c.min_flips}..{c.max_flips} flips are left out of training" if dropped
+               else ""),
+            count=len(excluded), examples=examples)]
+        for j, (up, down) in enumerate(exclusion.flippable):
+            if up and down:
+                continue
+            ways = " nor ".join(w for w, ok in (("0 -> 1", up), ("1 -> 0", down)) if not ok)
+            findings.append(FLOW_ATTRIBUTE_NOT_FLIPPABLE.finding(
+                f"attribute {names[j]!r} can no longer be flipped {ways} within "
+                f"{c.min_flips}..{c.max_flips} flips: every such target is one of the "
+                f"combinations left out (fewer than per_group ({c.per_group}) rows)",
+                examples=[{"attribute": names[j], "zero_to_one": bool(up),
+                           "one_to_zero": bool(down)}]))
+        return findings
 
     def setup(self) -> None:
         config, device = self.config, self.device
@@ -266,9 +363,15 @@ class FlowRecipe(Recipe):
         """Source and target attributes of the evaluation rows (targets drawn with seed + 1)."""
         rows = self.eval_rows_np if len(self.eval_rows_np) else self.train_rows_np
         source = self.table["attributes"][rows]
-        data = AttributeFlipDataset(np.zeros((len(rows), 1)), source,
-                                    min_flips=self.config.min_flips,
-                                    max_flips=self.config.max_flips, seed=self.config.seed + 1)
+        c, excluded = self.config, self.excluded_targets
+        if len(excluded) and not allowed_flips(combination_ids(source), flip_masks(
+                source.shape[1], c.min_flips, c.max_flips), excluded).any(axis=1).all():
+            # a held-out row with every target left out: draw as without exclusions (evaluate
+            # then skips the targets without a prototype)
+            excluded = None
+        data = AttributeFlipDataset(np.zeros((len(rows), 1)), source, min_flips=c.min_flips,
+                                    max_flips=c.max_flips, seed=c.seed + 1,
+                                    excluded_targets=excluded)
         return source, data.targets(np.arange(len(rows)), epoch=0)
 
     def evaluate(self, model: nn.Module) -> tuple[dict, dict]:

@@ -38,6 +38,12 @@ class LVMConfig(TrainConfig):
             on mean cosine on real sentence embeddings (BENCHMARKS.md); raise moment_weight
             when a decoder needs y_dec on the targets' per-dimension scale.
         variance_ratio: the variance floor per dimension, as a share of the targets' std.
+        doc_negatives: same-document negatives per sample for the ``doc_infonce`` term (0:
+            off): targets of the sample's own training document drawn uniformly each step,
+            never the sample itself or a sentence of its context, as within-document
+            retrieval ranks them (recall@1 against copy-last, BENCHMARKS.md).
+        doc_infonce_weight: weight of ``doc_infonce``, the cross-entropy of the true target
+            against those negatives (at ``temperature``).
         eval_fraction: share of documents held out for evaluation (seeded).
     """
 
@@ -58,6 +64,8 @@ class LVMConfig(TrainConfig):
     mse_weight: float = option(0.0, at_least=0)
     cosine_weight: float = option(1.0, at_least=0)
     variance_ratio: float = option(0.5, at_least=0)
+    doc_negatives: int = option(0, at_least=0)
+    doc_infonce_weight: float = option(1.0, at_least=0)
     eval_fraction: float = option(0.15, at_least=0, below=1)
     recipe: str = "lvm"
 

@@ -4,18 +4,26 @@ Data: a sequence file, either form, held on the device (compact: the vectors onc
 index arithmetic; dense: contexts and targets). Batches from ``DiverseBatchSampler`` on
 ``doc_ids`` (at most ``max_per_doc`` samples of one document per batch); each sample's hard
 negative is another target of its document (``HardNegativeSequenceDataset``'s draw, made for
-the whole epoch at once and copied to the device once per epoch).
+the whole epoch at once and copied to the device once per epoch). The next epoch's plan and
+negatives (pure functions of the epoch) are computed in a background thread while this epoch
+trains, so an epoch boundary costs two host-to-device copies, not a pause of the GPU.
 
 Loss (weights are options; every term is >= 0 and declared so to the loss guard):
 symmetric InfoNCE on ``y_cos`` against the normalised targets, with in-batch negatives and the
 hard negatives; moment matching of ``y_dec``'s per-dimension mean and std to the targets'
 (computed once from the training targets); a variance floor on ``y_dec``; optional MSE.
+With ``doc_negatives = K > 0``, ``doc_infonce``: the cross-entropy of the true target against
+K targets of the sample's own document, drawn uniformly on the device each step (torch's
+generator, which the engine checkpoints) and never the sample itself or a sentence of its
+context, the candidates of the within-document retrieval the evaluation reports.
 
 Evaluation on held-out documents, every metric beside three baselines computed the same way:
 the global mean target, the last context vector, and the mean of the context vectors.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -93,6 +101,30 @@ class LVMRecipe(Recipe):
         self.target_std = std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12)))
         self.sampler = DiverseBatchSampler(doc_ids[self.train_samples_np], config.batch_size,
                                            config.max_per_doc, seed=config.seed, drop_last=True)
+        if config.doc_negatives:
+            self.doc_members, self.doc_start, self.doc_size = self.document_members(
+                doc_ids, self.train_samples_np)
+
+    def document_members(self, doc_ids: np.ndarray, samples: np.ndarray):
+        """The training samples grouped by document (``members``, on the device), and for
+        every sample the start and size of its document's group there (0 for held-out ones)."""
+        members = samples[np.argsort(doc_ids[samples], kind="stable")]
+        docs, first, sizes = np.unique(doc_ids[members], return_index=True, return_counts=True)
+        start, size = np.zeros(len(doc_ids), np.int64), np.zeros(len(doc_ids), np.int64)
+        slot = np.searchsorted(docs, doc_ids[samples])
+        start[samples], size[samples] = first[slot], sizes[slot]
+        return tuple(torch.from_numpy(a).to(self.device) for a in (members, start, size))
+
+    def document_negatives(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, K] same-document negatives of ``samples`` and which of them count (not the
+        sample itself, not a sentence of its context)."""
+        draw = torch.rand(len(samples), self.config.doc_negatives, device=samples.device)
+        size = self.doc_size[samples][:, None]
+        picked = self.doc_members[self.doc_start[samples][:, None]
+                                  + (draw * size).long().clamp_max(size - 1)]
+        offset = self.positions[samples][:, None] - self.positions[picked]
+        valid = (picked != samples[:, None]) & ~((offset >= 1) & (offset <= self.context_length))
+        return picked, valid
 
     def context(self, samples: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "vectors"):
@@ -106,8 +138,34 @@ class LVMRecipe(Recipe):
 
     def on_epoch(self, epoch: int) -> None:
         self.data.set_epoch(epoch)
-        negatives = self.data.negative_indices(np.arange(len(self.data)))
+        plan, negatives = self.epoch_arrays(epoch)
         self.negatives = torch.from_numpy(negatives).to(self.device)
+        self.next_plan = (epoch, plan)
+        if not hasattr(self, "ahead"):
+            self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvm-epoch")
+        self.prepared = (epoch + 1, self.ahead.submit(self.draw_epoch, epoch + 1))
+
+    def epoch_arrays(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's plan rows and negatives: prepared ahead in the background, or now."""
+        prepared = getattr(self, "prepared", None)
+        if prepared is not None and prepared[0] == epoch:
+            return prepared[1].result()
+        return self.draw_epoch(epoch)
+
+    def draw_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The plan rows and every sample's hard negative of ``epoch`` (host arrays). Draws from
+        a view of the dataset that shares its arrays but has its own epoch, so a thread can
+        draw the next epoch while this one trains."""
+        view = object.__new__(type(self.data))
+        view.__dict__.update(self.data.__dict__)
+        view.set_epoch(epoch)
+        return self.plan_rows(epoch), view.negative_indices(np.arange(len(view)))
+
+    def epoch_plan(self, epoch: int) -> torch.Tensor:
+        next_plan = getattr(self, "next_plan", None)
+        if next_plan is not None and next_plan[0] == epoch:
+            return torch.from_numpy(next_plan[1]).to(self.device)
+        return super().epoch_plan(epoch)
 
     # model and loss ---------------------------------------------------------------------------
     def model_config(self) -> dict:
@@ -122,8 +180,12 @@ class LVMRecipe(Recipe):
 
     def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         samples = self.train_samples[rows]
-        return {"context": self.context(samples), "target": self.target(samples),
-                "negative": self.target(self.negatives[samples])}
+        batch = {"context": self.context(samples), "target": self.target(samples),
+                 "negative": self.target(self.negatives[samples])}
+        if self.config.doc_negatives:
+            picked, batch["doc_valid"] = self.document_negatives(samples)
+            batch["doc_negatives"] = self.target(picked)                   # [B, K, D]
+        return batch
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
         # anchors are this rank's samples, in-batch negatives the global batch of every rank
@@ -152,11 +214,24 @@ class LVMRecipe(Recipe):
                                        target.numel())
         if c.cosine_weight:
             terms["cosine"] = global_mean((1.0 - (y_cos * t_cos).sum(-1)).sum(), n)
+        if c.doc_negatives:
+            terms["doc_infonce"] = global_mean(self.document_infonce(
+                y_cos, t_cos, batch["doc_negatives"], batch["doc_valid"]), n)
         weights = {"infonce": c.infonce_weight, "moment": c.moment_weight,
                    "variance": c.variance_weight, "mse": c.mse_weight,
-                   "cosine": c.cosine_weight}
+                   "cosine": c.cosine_weight, "doc_infonce": c.doc_infonce_weight}
         loss = sum(weights[name] * value for name, value in terms.items())
         return StepOutput(loss, terms, {"outputs": y_dec.detach(), "targets": target})
+
+    def document_infonce(self, y_cos: torch.Tensor, t_cos: torch.Tensor,
+                         negatives: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of each true target against its same-document negatives."""
+        negative_logits = torch.einsum("bd,bkd->bk", y_cos, F.normalize(negatives.float(),
+                                                                        dim=-1))
+        logits = torch.cat([(y_cos * t_cos).sum(-1, keepdim=True),
+                            negative_logits.masked_fill(~valid, float("-inf"))], dim=1)
+        labels = torch.zeros(len(y_cos), dtype=torch.long, device=y_cos.device)
+        return F.cross_entropy(logits / self.config.temperature, labels, reduction="sum")
 
     def monitor(self, probe: dict) -> dict:
         y_dec, target = probe["outputs"].float(), probe["targets"].float()

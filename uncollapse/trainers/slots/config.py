@@ -14,7 +14,7 @@ from uncollapse.trainers.config import TrainConfig, input_file, new_default, opt
 
 __all__ = ["DIVERSITY", "INITS", "SlotsConfig"]
 
-INITS = ("learned", "spectral", "kmeans")
+INITS = ("learned", "queries", "spectral", "kmeans")
 DIVERSITY = ("clamped", "unclamped")
 
 
@@ -28,9 +28,12 @@ class SlotsConfig(TrainConfig):
         slot_dim: width of the slots and of the encoder's output features.
         iterations: rounds of slot attention.
         channels: channels of the encoder's and decoder's convolutions.
-        init: initial slots: ``learned`` (a learned Gaussian), ``spectral`` (eigenvectors of the
-            features' normalised-Laplacian affinity graph) or ``kmeans`` (centroids of the
-            features).
+        init: initial slots: ``learned`` (a learned Gaussian), ``queries`` (one learned vector
+            per slot, BO-QSA), ``spectral`` (eigenvectors of the features'
+            normalised-Laplacian affinity graph) or ``kmeans`` (centroids of the features).
+        implicit: differentiate only the last slot iteration, from the others' fixed point,
+            with a straight-through path to the initial slots (implicit differentiation with
+            BO-QSA's bi-level optimisation; steadier training).
         diversity: ``clamped`` (mean of max(0, cos) between slots, in [0, 1]) or
             ``unclamped`` (plain mean cosine, which can go negative: the loss guard stops it).
         diversity_weight: weight of the diversity term (0: logged and guarded, not trained on).
@@ -48,6 +51,7 @@ class SlotsConfig(TrainConfig):
     iterations: int = option(3, at_least=1)
     channels: int = option(64, at_least=1)
     init: str = option("learned", choices=INITS)
+    implicit: bool = False
     diversity: str = option("clamped", choices=DIVERSITY)
     diversity_weight: float = option(0.0, at_least=0)
     diversity_warmup: float = option(1.0, at_least=0)

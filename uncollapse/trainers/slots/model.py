@@ -13,6 +13,15 @@ reconstruction is the mask-weighted sum of the slots' RGB.
 Initial slots (``init``):
 
 - ``learned``: ``mu + exp(log_sigma) * noise``, one learned Gaussian shared by the slots.
+- ``queries``: one learned vector per slot, no noise (BO-QSA, Jia et al. 2023, "Improving
+  Object-centric Learning with Query Optimization"): each slot starts where its own query is.
+
+``implicit``: the slot iterations are run to their fixed point without a gradient, and only
+the last one is differentiated (implicit differentiation's first-order approximation, Chang et
+al. 2022, "Object Representations as Fixed Points"), with a straight-through path from the
+last iteration's input to the initial slots, ``slots.detach() + init - init.detach()``, so the
+queries still learn (BO-QSA's bi-level optimisation). It removes the unstable gradient through
+the unrolled iterations.
 - ``spectral``: the encoder features of each image, subsampled to at most ``SPECTRAL_POINTS``
   grid points, form an affinity graph ``A_ij = exp((cos_ij - 1) / SPECTRAL_TEMPERATURE)``; the
   eigenvectors of the ``slots`` smallest eigenvalues of its normalised Laplacian
@@ -58,6 +67,7 @@ class SlotModelConfig:
     decoder_layers: int = 3
     mlp_hidden: int = 128
     init: str = "learned"
+    implicit: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,22 +111,34 @@ class SlotAttention(nn.Module):
         self.gru = nn.GRUCell(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
 
-    def forward(self, inputs: torch.Tensor, slots: torch.Tensor):
-        """inputs [B, N, D], slots [B, K, D] -> (slots [B, K, D], attention [B, K, N])."""
-        batch, count, dim = slots.shape
+    def forward(self, inputs: torch.Tensor, slots: torch.Tensor, implicit: bool = False):
+        """inputs [B, N, D], slots [B, K, D] -> (slots [B, K, D], attention [B, K, N]).
+
+        ``implicit``: iterations but the last without gradient, the last one's input
+        ``slots.detach() + init - init.detach()`` (see the module)."""
         inputs = self.norm_inputs(inputs)
         k, v = self.k(inputs), self.v(inputs)
-        for _ in range(self.iterations):
-            previous = slots
-            q = self.q(self.norm_slots(slots))
-            attention = torch.softmax(torch.einsum("bkd,bnd->bkn", q, k) * self.scale, dim=1)
-            weights = (attention + self.eps)
-            weights = weights / weights.sum(dim=-1, keepdim=True)
-            updates = torch.einsum("bkn,bnd->bkd", weights, v)
-            slots = self.gru(updates.reshape(-1, dim), previous.reshape(-1, dim))
-            slots = slots.reshape(batch, count, dim)
-            slots = slots + self.mlp(self.norm_mlp(slots))
-        return slots, attention
+        if not implicit:
+            for _ in range(self.iterations):
+                slots, attention = self.iterate(slots, k, v)
+            return slots, attention
+        initial = slots
+        with torch.no_grad():
+            for _ in range(self.iterations - 1):
+                slots, _ = self.iterate(slots, k.detach(), v.detach())
+        return self.iterate(slots.detach() + initial - initial.detach(), k, v)
+
+    def iterate(self, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """One round: slots compete for the inputs, then the GRU and the residual MLP."""
+        batch, count, dim = slots.shape
+        q = self.q(self.norm_slots(slots))
+        attention = torch.softmax(torch.einsum("bkd,bnd->bkn", q, k) * self.scale, dim=1)
+        weights = (attention + self.eps)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        updates = torch.einsum("bkn,bnd->bkd", weights, v)
+        slots = self.gru(updates.reshape(-1, dim), slots.reshape(-1, dim))
+        slots = slots.reshape(batch, count, dim)
+        return slots + self.mlp(self.norm_mlp(slots)), attention
 
 
 def spectral_slots(features: torch.Tensor, count: int) -> torch.Tensor:
@@ -193,6 +215,9 @@ class SlotAutoencoder(nn.Module):
         self.slot_attention = SlotAttention(c.slot_dim, c.iterations, c.mlp_hidden)
         self.slots_mu = nn.Parameter(torch.randn(1, 1, c.slot_dim) * c.slot_dim ** -0.5)
         self.slots_log_sigma = nn.Parameter(torch.full((1, 1, c.slot_dim), math.log(0.1)))
+        if c.init == "queries":
+            self.slot_queries = nn.Parameter(torch.randn(1, c.slots, c.slot_dim)
+                                             * c.slot_dim ** -0.5)
         self.init_projection = nn.Linear(c.slot_dim, c.slot_dim)
         self.decoder_position = SoftPositionEmbed(c.slot_dim, c.size)
         self.decoder = nn.Sequential(_convs(c.slot_dim, c.channels, c.decoder_layers),
@@ -210,6 +235,8 @@ class SlotAutoencoder(nn.Module):
             noise = torch.randn(features.shape[0], c.slots, c.slot_dim, device=features.device,
                                 dtype=self.slots_mu.dtype)
             return self.slots_mu + self.slots_log_sigma.exp() * noise
+        if c.init == "queries":
+            return self.slot_queries.expand(features.shape[0], -1, -1)
         with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
             detached = features.detach().float()
             start = (spectral_slots(detached, c.slots) if c.init == "spectral"
@@ -221,7 +248,7 @@ class SlotAutoencoder(nn.Module):
         batch, _, height, width = images.shape
         features = self.features(images)
         initial = self.initial_slots(features)
-        slots, attention = self.slot_attention(features, initial)
+        slots, attention = self.slot_attention(features, initial, implicit=c.implicit)
         grid = slots.reshape(-1, 1, 1, c.slot_dim).expand(-1, height, width, -1)
         decoded = self.decoder(self.decoder_position(grid).permute(0, 3, 1, 2))
         decoded = decoded.reshape(batch, c.slots, 4, height, width)

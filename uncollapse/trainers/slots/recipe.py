@@ -132,7 +132,7 @@ class SlotsRecipe(Recipe):
         c = self.config
         return SlotModelConfig(size=self.size, slots=c.slots, slot_dim=c.slot_dim,
                                iterations=c.iterations, channels=c.channels,
-                               init=c.init).to_dict()
+                               init=c.init, implicit=c.implicit).to_dict()
 
     def build_model(self) -> nn.Module:
         return SlotAutoencoder(SlotModelConfig(**self.model_config()))
@@ -170,7 +170,7 @@ class SlotsRecipe(Recipe):
         return values
 
     def near_identical(self, init_cosine: float) -> bool:
-        return self.config.init != "learned" and init_cosine > NEAR_IDENTICAL_COSINE
+        return self.config.init in ("spectral", "kmeans") and init_cosine > NEAR_IDENTICAL_COSINE
 
     # evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module) -> tuple[dict, dict]:
