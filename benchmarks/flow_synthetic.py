@@ -20,8 +20,9 @@ whose ``KNN`` nearest training embeddings (cosine) carry, by majority per attrib
 target combination. ``--prototypes batch`` adds the broken variant (means of the flowed batch,
 with gradient).
 
-    python benchmarks/flow_synthetic.py --rows 20000 --dim 128 --identities 500 \\
-        --steps 1000 --json benchmarks/results/flow_synthetic_cpu.json
+    python benchmarks/flow_synthetic.py --device cpu --rows 8000 --dim 64 --identities 200 \\
+        --attributes 4 --steps 250 --batch-size 128 --hidden 128 \\
+        --json benchmarks/results/flow_synthetic_cpu.json
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_every_recipe_declares_bounds_and_choices_on_its_fields():
             ("slots", "diversity_warmup"), ("contrastive", "eval_fraction")} <= bounded
     chosen = {(recipe, spec.name): spec.metadata["choices"] for recipe, spec in CHOOSING}
     assert chosen[("lvm", "arch")] == ("gru", "lstm", "transformer", "ssm")
-    assert chosen[("slots", "init")] == ("learned", "spectral", "kmeans")
+    assert chosen[("slots", "init")] == ("learned", "queries", "spectral", "kmeans")
     assert chosen[("flow", "prototypes")] == ("bank", "batch")
     assert chosen[("contrastive", "precision")] == ("bf16", "fp32")
 
