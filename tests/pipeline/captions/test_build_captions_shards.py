@@ -47,7 +47,7 @@ def test_folder_output_is_shards_the_tools_read(run, tmp_path):
     assert sorted(p.name for p in out.iterdir())[-1] == "part-00002.parquet"
 
 
-def test_the_cache_stores_and_verifies_each_shard(tmp_path):
+def test_the_cache_stores_and_verifies_each_shard(run, tmp_path):
     cache = Cache(tmp_path / "cache")
     built = build_captions(COCO_1000, cache=cache, shard_rows=2000)
     assert built.path.is_dir() and built.rows == 5005
@@ -63,6 +63,8 @@ def test_the_cache_stores_and_verifies_each_shard(tmp_path):
     shard = built.path / "part-00001.parquet"
     shard.chmod(0o644)
     shard.write_bytes(shard.read_bytes()[:-20] + bytes(20))
+    verified = run("cache", "verify", "--cache-dir", tmp_path / "cache")
+    assert verified.exit_code == 1 and "captions/part-00001.parquet" in verified.output
     warnings = []
     rebuilt = build_captions(COCO_1000, cache=Cache(tmp_path / "cache", warn=warnings.append),
                              shard_rows=2000)
