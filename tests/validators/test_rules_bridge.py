@@ -3,6 +3,10 @@ their rules through the bridge, and findings come in the order the rules are dec
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+
 import pandera.polars as pa
 import polars as pl
 import pytest
@@ -115,3 +119,29 @@ def test_the_runner_applies_rules_one_at_a_time_and_says_whether_each_held():
     assert run.check(has_three_rows, pl.DataFrame({"value": [1, 2, 3]}))
     assert not run.check(has_three_rows, pl.DataFrame({"value": [1]}))
     assert [(f.code, f.message) for f in run.findings] == [("SHORT", "1 rows")]
+
+
+
+def test_validating_with_other_thresholds_first_leaves_the_models_checks_their_rule_names():
+    # pandera takes a check's name from its metadata when the first class builds its schema;
+    # validate_caption_frame builds a subclass per set of thresholds: run first, it left
+    # CaptionTable's checks named "check" (a fresh interpreter: the schema is built once)
+    script = (
+        "import polars as pl\n"
+        "from uncollapse.validators.captions import CaptionTable, validate_caption_frame\n"
+        "from uncollapse.validators.captions.rules import RULES\n"
+        "frame = pl.DataFrame({'image_id': ['a', 'a'], 'match_id': [0, 0],"
+        " 'caption_idx': [0, 1], 'caption': ['a dog', 'a cat'], 'split': ['train', 'train'],"
+        " 'source_row': [0, 1], 'image_path': [None, None]},"
+        " schema_overrides={'caption_idx': pl.Int16, 'source_row': pl.Int64,"
+        " 'image_path': pl.String})\n"
+        "validate_caption_frame(frame, min_group=1)\n"
+        "print(sorted({c.name for c in CaptionTable.to_schema().checks}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    from uncollapse.validators.captions.rules import RULES as CAPTION_RULES
+
+    names = ast.literal_eval(done.stdout.strip())
+    assert "check" not in names and set(names) <= set(CAPTION_RULES.check_names())
+    assert len(names) >= 5

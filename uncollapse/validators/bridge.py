@@ -120,9 +120,18 @@ def _failing(check: Check) -> Check:
 
 def rule_check(rule: Rule, function: Callable | None = None, **check_kwargs) -> classmethod:
     """``rule`` as a dataframe check of a DataFrameModel, named after it; ``function`` (default:
-    the rule's test) is called as ``function(model, data)``."""
-    return pa.dataframe_check(function or rule.test, name=rule.name,
-                              description=rule.__doc__, **check_kwargs)
+    the rule's test) is called as ``function(model, data)``.
+
+    The check function itself carries the rule's name: pandera takes the ``name`` given here
+    from the check's metadata the first time a model class builds its schema, so a second class
+    with the check (a subclass, built first) would fall back to the function's name."""
+    test = function or rule.test
+
+    def check(model, data, **kwargs):
+        return test(model, data, **kwargs)
+
+    check.__name__ = check.__qualname__ = rule.name
+    return pa.dataframe_check(check, name=rule.name, description=rule.__doc__, **check_kwargs)
 
 
 def rules_model(name: str, rules: Rules, module: str, *,
