@@ -308,3 +308,16 @@ def test_encoder_pool_options_need_the_ray_engine(tmp_path, run):
                  tmp_path / "v.npy", "--context", 2, "--encoder-actors", 2)
     assert result.exit_code == 2
     assert "--encoder-actors and --gpus-per-actor need --engine ray" in result.output
+
+
+def test_ray_data_reads_the_shards_of_a_sharded_build_as_docs_scaling_says(tmp_path, local_ray,
+                                                                           run):
+    # docs/scaling.md: `ray.data.read_parquet("captions/")` on the folder `-o DIR/` writes
+    out = tmp_path / "captions"
+    built = run("build", "captions", COCO, "-o", f"{out}/", "--shard-rows", 2000, "--quiet")
+    assert built.exit_code == 0, built.output
+    assert (out / "manifest.json").is_file() and len(list(out.glob("*.parquet"))) == 3
+    on_ray = local_ray.data.read_parquet(str(out)).to_pandas()
+    local = pl.scan_parquet(out / "*.parquet").collect()
+    assert len(on_ray) == local.height == 5005
+    assert sorted(on_ray["source_row"]) == sorted(local["source_row"].to_list())
