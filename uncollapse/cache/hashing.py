@@ -16,17 +16,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from uncollapse.cache.crashpoints import crash_point
+from uncollapse.digests import sha256_file
 from uncollapse.errors import ToolError
-
-CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def canonical_json(value) -> str:

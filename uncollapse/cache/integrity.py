@@ -18,7 +18,8 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from uncollapse.cache.hashing import CHUNK, sha256_json
+from uncollapse.cache.hashing import sha256_json
+from uncollapse.digests import BLOCK
 
 MANIFEST = "manifest.json"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -101,7 +102,7 @@ def sha256_nofollow(path: Path) -> tuple[str, os.stat_result]:
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{path} is not a regular file")
         digest = hashlib.sha256()
-        while block := fh.read(CHUNK):
+        while block := fh.read(BLOCK):
             digest.update(block)
     return digest.hexdigest(), st
 

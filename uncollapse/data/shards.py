@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from uncollapse.atomic import HOST_TAG, temp_prefix
+from uncollapse.digests import sha256_file
 from uncollapse.errors import InputError, ToolError
 
 __all__ = ["SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards", "is_sharded",
@@ -161,14 +162,6 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise InputError(path, f"not a shard manifest ({exc}); rebuild the folder") from exc
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _staging(out_dir: Path) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise ToolError(f"{out_dir} is a file; sharded output needs a folder (end -o with /)")
@@ -249,7 +242,7 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
             frame.write_parquet(staging / name)
             files.append(name)
             rows.append(frame.height)
-            digests.append(_sha256(staging / name))
+            digests.append(sha256_file(staging / name))
         if schema is None:
             raise ToolError(f"nothing to write to {out_dir}: no shard was given")
         manifest = Manifest(files=files, rows=rows, sha256=digests, schema=schema)

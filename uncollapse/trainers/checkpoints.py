@@ -19,7 +19,6 @@ import errno
 import hashlib
 import io
 import math
-import os
 import re
 from pathlib import Path
 
@@ -201,11 +200,3 @@ def _kind(value) -> str:
 def _short(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()

@@ -9,9 +9,9 @@ the change is recorded in ``metrics.jsonl`` at the step where it took effect.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
+from uncollapse.digests import sha256_file
 from uncollapse.errors import ToolError
 
 FREE_ON_RESUME = frozenset({"out", "resume", "device", "quiet", "compile", "tensorboard", "force",
@@ -87,17 +87,11 @@ def _same_bytes(a, b) -> bool:
             return True
         if os.path.getsize(a) != os.path.getsize(b):
             return False
-        return _sha256(a) == _sha256(b)
+        return sha256_file(a) == sha256_file(b)
     except OSError:
         return False
 
 
-def _sha256(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def _same(a, b) -> bool:
