@@ -160,6 +160,15 @@ def device_of(choice: str, ranks: Ranks) -> torch.device:
     return torch.device("cuda", ranks.local_rank)
 
 
+def wait_for_all(ranks: Ranks) -> None:
+    """Wait until every rank has finished its work (rank 0 evaluates and writes after the
+    others are done training): a rank that tears the group down and exits while a peer still
+    holds its gloo connections can abort at interpreter exit ("terminate called without an
+    active exception")."""
+    if ranks.owns_group and dist.is_initialized():
+        dist.barrier()
+
+
 def stop(ranks: Ranks) -> None:
     """End the process group if :func:`start` began it (every rank, before it exits)."""
     if ranks.owns_group and dist.is_initialized():

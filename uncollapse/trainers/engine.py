@@ -91,7 +91,9 @@ def train(recipe_class: type[Recipe], config: TrainConfig, *,
     config.check()
     ranks, device = distributed.start(config.device)
     try:
-        return _train(recipe_class, config, ranks, device, allow_change)
+        result = _train(recipe_class, config, ranks, device, allow_change)
+        distributed.wait_for_all(ranks)
+        return result
     finally:
         distributed.stop(ranks)
 
