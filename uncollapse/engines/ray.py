@@ -13,6 +13,10 @@ the local engine runs in one process) and gets their results back.
   of a cluster; each actor loads the model once (``build sequences --encoder``).
 - ``map_partitions``: a function per partition of a table's groups (the same stable hash of
   ``doc_id``), in Ray tasks (``build chunks``: documents split into chunks).
+- ``map_groups``: a function per partition of a table's groups (the same stable hash of
+  ``doc_id``), the table handed over in blocks of rows and grouped by Ray Data's
+  ``groupby(partition).map_groups`` on the workers (``build sequences``: the windows cut by
+  ``sequence_partition``).
 - ``run``: one function in a Ray task (``build captions``: reading the source).
 
 Builds run inside the cache's build (``Cache.build``): what the workers return is written to
@@ -256,12 +260,16 @@ class RayEngine:
                        .map_groups(functools.partial(_group_task, fn, CRASH_ONCE_MARKER),
                                    batch_format="pyarrow", max_retries=self.max_retries))
             try:
-                # the shuffle's empty blocks come back too, without the result column
-                results = [pickle.loads(value) for table in self._get(
-                    ray, grouped.to_arrow_refs(), what) if table.num_rows
-                    for value in table.column(RESULT).to_pylist()]
+                refs = grouped.to_arrow_refs()
             except ray.exceptions.RayError as exc:
                 raise self._lost(what, exc) from exc
+            results = []
+            for ref in refs:  # one partition's pickled result in memory at a time
+                table = self._get(ray, ref, what)
+                if table.num_rows:  # the shuffle's empty blocks come back without a result
+                    results.extend(pickle.loads(value.as_buffer())
+                                   for value in table.column(RESULT))
+                del table
         return results
 
     def check_partitions(self, files: list[str | Path], columns: list[str], *, key: str,
