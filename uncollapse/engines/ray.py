@@ -264,7 +264,7 @@ class RayEngine:
             except ray.exceptions.RayError as exc:
                 raise self._lost(what, exc) from exc
             results = []
-            for ref in refs:  # one partition's pickled result in memory at a time
+            for ref in refs:  # one block of results in memory at a time, as it is unpickled
                 table = self._get(ray, ref, what)
                 if table.num_rows:  # the shuffle's empty blocks come back without a result
                     results.extend(pickle.loads(value.as_buffer())
