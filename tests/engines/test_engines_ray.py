@@ -251,6 +251,98 @@ def test_encoder_pool_gives_the_local_sequence_file_even_if_an_actor_dies(tmp_pa
     assert on_ray.report.stats == local.report.stats and on_ray.report.stats["samples"] == 42
 
 
+def _chunks_and_vectors(tmp_path: Path) -> tuple[Path, Path]:
+    """Documents of 0-8 chunks (some too short for a window) with doc_ids that skip numbers,
+    texts that are not ASCII, and float64 vectors (converted to float32 on the way)."""
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 9, 30)
+    doc = np.repeat(np.arange(30, dtype=np.int64) * 5 + 2, lengths)
+    position = np.concatenate([np.arange(n) for n in lengths]).astype(np.int32)
+    chunks = pl.DataFrame({"doc_id": doc, "doc_key": [f"dok-{d}-é" for d in doc],
+                           "position": position,
+                           "text": [f"{d}.{p} — ünïcode" for d, p in zip(doc, position,
+                                                                         strict=True)]})
+    chunks.write_parquet(tmp_path / "chunks.parquet")
+    np.save(tmp_path / "vectors.npy", rng.standard_normal((chunks.height, 6)))
+    return tmp_path / "chunks.parquet", tmp_path / "vectors.npy"
+
+
+class _Spy:
+    """A RayEngine whose ``map_groups`` records what each partition gave back."""
+
+    def __init__(self, engine):
+        self.engine, self.parts = engine, []
+
+    def map_groups(self, *args, **kwargs):
+        self.parts = self.engine.map_groups(*args, **kwargs)
+        return self.parts
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["dense", "compact"])
+def test_build_sequences_on_ray_cuts_the_windows_per_partition_into_the_local_bytes(
+        tmp_path, local_ray, compact):
+    from uncollapse.pipeline.sequences import build_sequences
+
+    chunks, vectors = _chunks_and_vectors(tmp_path)
+    common = {"vectors": vectors, "context_length": 3, "compact": compact}
+    local = build_sequences(chunks, cache=Cache(tmp_path / "c1"), **common)
+    spy = _Spy(RayEngine(partitions=3))
+    on_ray = build_sequences(chunks, cache=Cache(tmp_path / "c2"), engine=spy, **common)
+    assert on_ray.path.read_bytes() == local.path.read_bytes()
+    assert on_ray.report.stats == local.report.stats
+    # the windows came from 3 partitions of whole documents, each a stable hash of its doc_id
+    from uncollapse.engines.local import partition_key
+
+    documents = [part.documents["doc_id"].to_list() for part in spy.parts]
+    assert len(documents) == 3 and sorted(sum(documents, [])) == list(range(2, 150, 5))
+    partitions = [np.unique(partition_key({"doc_id": np.array(ids)}, "doc_id", 3)).tolist()
+                  for ids in documents]
+    assert sorted(partitions) == [[0], [1], [2]]  # in whatever order Ray finished them
+    assert sum(part.samples for part in spy.parts) == local.report.stats["samples"] > 0
+    assert local.report.stats["short_documents"] > 0
+    if not compact:
+        assert sum(len(part.context_sequences) for part in spy.parts) == \
+            local.report.stats["samples"]
+
+
+def test_build_sequences_command_on_ray_writes_the_local_engines_bytes(tmp_path, local_ray, run):
+    chunks, vectors = _chunks_and_vectors(tmp_path)
+    for flags in ((), ("--compact",), ("--no-texts",)):
+        args = ("build", "sequences", chunks, "--vectors", vectors, "--context", 2, *flags,
+                "--quiet", "--format", "json")
+        local = run(*args, "-o", tmp_path / "local.npz", "--cache-dir", tmp_path / "c1")
+        on_ray = run(*args, "-o", tmp_path / "ray.npz", "--cache-dir", tmp_path / "c2",
+                     "--engine", "ray")
+        assert local.exit_code == on_ray.exit_code == 0, on_ray.output
+        assert (tmp_path / "ray.npz").read_bytes() == (tmp_path / "local.npz").read_bytes()
+        assert json.loads(on_ray.stdout) == json.loads(local.stdout)
+
+
+def test_a_worker_lost_cutting_the_windows_commits_nothing_and_a_rerun_completes(
+        tmp_path, local_ray, monkeypatch):
+    from uncollapse.pipeline.sequences import build_sequences
+
+    chunks, vectors = _chunks_and_vectors(tmp_path)
+    local = build_sequences(chunks, vectors=vectors, context_length=2,
+                            cache=Cache(tmp_path / "local"))
+    marker = tmp_path / "crash-once"  # --vectors: the windows are the build's only Ray tasks
+    marker.touch()
+    monkeypatch.setattr(ray_engine, "CRASH_ONCE_MARKER", str(marker))
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(ToolError, match="cutting the sequence windows: a Ray worker was lost"
+                                        ".*nothing was written or cached"):
+        build_sequences(chunks, vectors=vectors, context_length=2, cache=cache,
+                        engine=RayEngine(partitions=3, max_retries=0))
+    assert not marker.exists()  # a windowing task did die
+    assert list((tmp_path / "cache").rglob("manifest.json")) == []
+    assert list((tmp_path / "cache").rglob("*.npz")) == []
+    marker.touch()  # with retries the lost task runs again, and so does a plain rerun
+    retried = build_sequences(chunks, vectors=vectors, context_length=2, cache=cache,
+                              engine=RayEngine(partitions=3))
+    assert not marker.exists()
+    assert retried.path.read_bytes() == local.path.read_bytes()
+
+
 def test_a_worker_lost_without_retries_commits_nothing(tmp_path, local_ray, monkeypatch):
     marker = tmp_path / "crash-once"
     marker.touch()

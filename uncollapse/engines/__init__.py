@@ -13,6 +13,9 @@ named in ``uncollapse.engines.local``:
   merged into the measurements of the whole table;
 - ``validate_caption_measurements(measurements, target)``: the report of ``validate captions``;
 - ``build_captions_partition(rows, match_ids)``: the caption table rows of one partition;
+- ``sequence_partition(rows, vectors, context_length)``: the sequence windows of one partition
+  of whole documents (``doc_id``); ``write_sequence_parts(parts, ...)``: the parts in
+  ``doc_id`` order, written once as the sequence file;
 - ``write_shards(frames, out_dir)``: Parquet shards plus ``manifest.json``.
 
 ``--engine local|ray`` picks one on the command line (``uncollapse.engines.cli``); the Ray

@@ -39,6 +39,23 @@ Building captions
     one group per image, numbered in sorted ``image_id`` order as every build numbers them),
     sorted by ``match_id``, ``caption_idx``, ``source_row``, cast to the contract.
 
+Building sequences
+    ``sequence_partition(rows, vectors, context_length, compact=..., texts=...) ->
+    SequencePart``: the windows of one partition of whole documents (chunk rows sorted by
+    ``doc_id``, ``position``, and their vectors): dense form, each window's context
+    [n, C, D] and target [n, D] float32 vectors, ``doc_ids``, ``target_positions`` and
+    target text; compact form, each document's ``doc_id``, length and ``doc_key``; both, the
+    windows and short documents counted. The local engine runs it once, on the whole table;
+    the Ray engine on each partition of ``partition_key(..., "doc_id", n)``, on its workers
+    (``RayEngine.map_groups``).
+
+    ``write_sequence_parts(parts, chunks, vectors, context_length, out_path, ...) -> stats``:
+    the parts of any partitioning, in any order, put in ``doc_id`` order (a document lies in
+    one part, its windows in order) and written once, byte for byte the file of one
+    partition; a dense member is gathered from the parts a block at a time as it is written.
+    The compact form's vectors and texts are the input's, unchanged: they are streamed from
+    the chunk table and the (memory-mapped) vectors, never through a partition.
+
 Writing
     ``write_shards(frames, out_dir) -> Manifest``: each frame becomes
     ``part-00000.parquet``, ... in a temporary folder renamed into place, with
@@ -61,18 +78,21 @@ from uncollapse.data.shards import (
     write_shards,
 )
 from uncollapse.pipeline.captions.assemble import assign_match_ids, build_captions_partition
+from uncollapse.pipeline.sequences.sequence_file import sequence_partition, write_sequence_parts
 from uncollapse.validators.captions.measure import (
     check_captions_partition,
     merge_caption_measurements,
 )
 from uncollapse.validators.captions.rules import validate_caption_measurements
 
-# the classes the functions take and give (CaptionLimits, CaptionPartial, Manifest) keep their
-# one public import path: uncollapse.validators.captions and uncollapse.data.shards
+# the classes the functions take and give (CaptionLimits, CaptionPartial, Manifest,
+# SequencePart) keep their one public import path: uncollapse.validators.captions,
+# uncollapse.data.shards and uncollapse.pipeline.sequences.sequence_file
 __all__ = ["DEFAULT_PARTITIONS", "assign_match_ids", "build_captions_partition",
            "check_captions_partition", "copy_shards", "merge_caption_measurements",
-           "partition_expr", "partition_key", "read_manifest", "shard_files", "stable_bucket",
-           "validate_caption_measurements", "write_shards"]
+           "partition_expr", "partition_key", "read_manifest", "sequence_partition",
+           "shard_files", "stable_bucket", "validate_caption_measurements",
+           "write_sequence_parts", "write_shards"]
 
 DEFAULT_PARTITIONS = 64
 """Partitions of a table when nothing else decides (a few per core of a small cluster)."""

@@ -13,6 +13,10 @@ the local engine runs in one process) and gets their results back.
   of a cluster; each actor loads the model once (``build sequences --encoder``).
 - ``map_partitions``: a function per partition of a table's groups (the same stable hash of
   ``doc_id``), in Ray tasks (``build chunks``: documents split into chunks).
+- ``map_groups``: a function per partition of a table's groups (the same stable hash of
+  ``doc_id``), the table handed over in blocks of rows and grouped by Ray Data's
+  ``groupby(partition).map_groups`` on the workers (``build sequences``: the windows cut by
+  ``sequence_partition``).
 - ``run``: one function in a Ray task (``build captions``: reading the source).
 
 Builds run inside the cache's build (``Cache.build``): what the workers return is written to
@@ -32,7 +36,7 @@ import logging
 import math
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -226,6 +230,48 @@ class RayEngine:
                     for _, piece in sorted(pieces.items())]
             return self._get(ray, refs, what)
 
+    def map_groups(self, fn: Callable, blocks: Iterable[pl.DataFrame], *, key: str,
+                   what: str = "the build") -> list:
+        """``fn(rows)`` for each partition of the groups of a table handed over in ``blocks``
+        (polars DataFrames of consecutive rows, in order), on the workers.
+
+        Each block goes to Ray's object store as it comes (the caller reads one at a time),
+        its rows tagged with their position in the table (``row``) and the partition of their
+        ``key`` (``partition_key``); Ray Data's ``groupby(...).map_groups`` then hands ``fn``
+        the rows of each partition: whole groups, in row order, as a polars DataFrame of the
+        blocks' columns and ``row`` (``build sequences``: ``sequence_partition``).
+
+        Returns:
+            What ``fn`` returned (anything picklable), one per partition that holds rows.
+        """
+        with self.session() as ray:
+            partitions = self._partitions(ray)
+            refs, start = [], 0
+            for block in blocks:
+                tagged = block.with_columns(
+                    pl.int_range(start, start + block.height, dtype=pl.Int64).alias(ROW),
+                    pl.Series(PARTITION, partition_key(block, key, partitions)))
+                refs.append(ray.put(tagged.to_arrow()))
+                start += block.height
+            if not refs:
+                return []
+            grouped = (ray.data.from_arrow_refs(refs)
+                       .groupby(PARTITION)
+                       .map_groups(functools.partial(_group_task, fn, CRASH_ONCE_MARKER),
+                                   batch_format="pyarrow", max_retries=self.max_retries))
+            try:
+                refs = grouped.to_arrow_refs()
+            except ray.exceptions.RayError as exc:
+                raise self._lost(what, exc) from exc
+            results = []
+            for ref in refs:  # one block of results in memory at a time, as it is unpickled
+                table = self._get(ray, ref, what)
+                if table.num_rows:  # the shuffle's empty blocks come back without a result
+                    results.extend(pickle.loads(value.as_buffer())
+                                   for value in table.column(RESULT))
+                del table
+        return results
+
     def check_partitions(self, files: list[str | Path], columns: list[str], *, key: str,
                          per_partition: Callable, what: str = "checking the table") -> list:
         """``per_partition(rows)`` for each partition of the groups of a Parquet table.
@@ -302,6 +348,14 @@ def _check_slice(files: list[str], columns: list[str], start: int, stop: int,
 def _partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
     rows = pl.from_arrow(batch).sort(ROW).drop(PARTITION)
     return pa.table({RESULT: pa.array([pickle.dumps(per_partition(rows))], type=pa.binary())})
+
+
+def _group_task(fn: Callable, crash_marker: str | None, batch: pa.Table) -> pa.Table:
+    _crash_once(crash_marker)
+    rows = pl.from_arrow(batch).sort(ROW).drop(PARTITION)
+    # large_binary: a partition's windows may pass 2 GB
+    return pa.table({RESULT: pa.array([pickle.dumps(fn(rows), protocol=5)],
+                                      type=pa.large_binary())})
 
 
 class _EncoderActor:

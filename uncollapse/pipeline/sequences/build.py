@@ -129,7 +129,9 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
     ``encoder`` (a local model folder or installed model package) is given. ``built.path`` is
     ``sequences.npz`` (docs/data-contracts.md, "Sequence file"); ``built.report.stats`` holds
     the counts (samples, documents, documents too short for a sample). ``engine``: where the
-    encoder runs (see ``encode_chunks``).
+    encoder runs (see ``encode_chunks``) and the windows are cut (``RayEngine``: partitions
+    of whole documents, by a stable hash of ``doc_id``, on its workers; see
+    ``write_sequences``); the file and its cache key are the same either way.
 
     Example:
         >>> built = build_sequences("chunks.parquet", vectors="vectors.npy", context_length=4)
@@ -151,7 +153,7 @@ def build_sequences(chunks_path: str | Path, *, context_length: int,
         array = load_vectors(vectors, chunks.height)
         refuse_bad_vectors(array, vectors, chunks_path)
         stats = write_sequences(chunks, array, context_length, out_dir / SEQUENCES_FILE,
-                                compact=compact, texts=texts)
+                                compact=compact, texts=texts, engine=engine)
         return with_report(BuildOutput(rows={SEQUENCES_FILE: stats["samples"]}),
                            Report(str(chunks_path), "build sequences", [], stats))
 
