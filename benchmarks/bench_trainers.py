@@ -246,9 +246,12 @@ def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
     dataset = PER_ITEM[config.recipe](recipe)
     common = {}
     for n_workers in workers:
+        # spawned workers: a worker forked from a process that holds a CUDA context and the
+        # recipe's background thread aborted with "CUDA error: initialization error" on an H100
         loader = DataLoader(dataset, batch_sampler=recipe.sampler, num_workers=n_workers,
                             pin_memory=device.type == "cuda",
-                            persistent_workers=n_workers > 0)
+                            persistent_workers=n_workers > 0,
+                            multiprocessing_context="spawn" if n_workers > 0 else None)
         names = ("context", "target", "negative") if config.recipe == "lvm" else None
         watch, done = Stopwatch(device), 0
         while done < WARMUP + steps:

@@ -97,6 +97,12 @@ def main() -> None:
                     tried.append({"options": options, "score": score,
                                   "mean_cosine": summary["mean_cosine"]["model"],
                                   "recall@1": summary["recall@1"]["model"]})
+                    print(json.dumps({"arch": arch, "seed": args.select_seed, **tried[-1],
+                                      "copy_last_recall@1":
+                                          summary["recall@1"]["baseline_last_context"],
+                                      "context_mean_cosine":
+                                          summary["mean_cosine"]["baseline_context_mean"]}),
+                          flush=True)
                 chosen = max(tried, key=lambda t: t["score"])["options"]
                 selection[arch] = {"seed": args.select_seed, "tried": tried, "chosen": chosen}
             summary, seconds = run(arch, chosen, args.seed)
