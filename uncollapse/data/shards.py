@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +29,9 @@ from uncollapse.atomic import HOST_TAG, temp_prefix
 from uncollapse.digests import sha256_file
 from uncollapse.errors import InputError, ToolError
 
-__all__ = ["SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards", "is_sharded",
-           "partition_expr", "read_manifest", "shard_files", "stable_bucket", "write_shards"]
+__all__ = ["ROW_GROUP_ROWS", "SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards",
+           "is_sharded", "partition_expr", "read_manifest", "rechunk", "shard_files",
+           "stable_bucket", "write_parquet_frames", "write_shards"]
 
 SHARD_MANIFEST = "manifest.json"
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -251,3 +252,66 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+
+ROW_GROUP_ROWS = 1 << 18
+"""Rows of a Parquet row group that ``write_parquet_frames`` writes."""
+
+
+def rechunk(frames: Iterable, rows: int) -> Iterator:
+    """The rows of the polars DataFrames ``frames``, in order, as frames of exactly ``rows``
+    rows (the last one fewer): the same pieces however the rows arrive. No rows at all give
+    one empty frame (with the first frame's columns); no frames give none."""
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    import polars as pl
+
+    pending, held, first, given = [], 0, None, False
+    for frame in frames:
+        first = frame if first is None else first
+        while frame.height:
+            take = min(rows - held, frame.height)
+            pending.append(frame.slice(0, take))
+            frame, held = frame.slice(take), held + take
+            if held == rows:
+                yield pl.concat(pending, rechunk=True)
+                pending, held, given = [], 0, True
+    if pending:
+        yield pl.concat(pending, rechunk=True)
+    elif not given and first is not None:
+        yield first.clear()
+
+
+def write_parquet_frames(frames: Iterable, path: str | os.PathLike, *,
+                         row_group_rows: int = ROW_GROUP_ROWS) -> tuple[int, dict]:
+    """Write the polars DataFrames ``frames`` (one table's rows, in order; a generator holds
+    one in memory at a time) as one Parquet file of row groups of ``row_group_rows`` rows:
+    the same bytes however the rows arrive. Gives the rows written and the schema (column ->
+    dtype name). Write to a temporary path and rename it (``uncollapse.atomic``).
+
+    Raises:
+        ToolError: no frame was given, or a frame's columns differ from the first's.
+    """
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    writer, schema, rows = None, None, 0
+    try:
+        for frame in rechunk(frames, row_group_rows):
+            if schema is None:
+                schema = frame.schema
+            elif frame.schema != schema:
+                raise ToolError(f"{path}: a piece of the table has the columns "
+                                f"{dict(frame.schema)}, the first has {dict(schema)}")
+            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), table.schema, compression="zstd")
+            writer.write_table(table, row_group_size=row_group_rows)
+            rows += frame.height
+    finally:
+        if writer is not None:
+            writer.close()
+    if schema is None:
+        raise ToolError(f"nothing to write to {path}: no frame was given")
+    return rows, {name: str(dtype) for name, dtype in schema.items()}

@@ -20,6 +20,7 @@ from uncollapse.data.captions.contract import (
     SPLIT,
 )
 from uncollapse.data.polars_read import READ_FAILURES, reason
+from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.pipeline.captions.irregularities import (
@@ -32,7 +33,7 @@ __all__ = [
     "HF_CAPTION", "HF_COLUMNS", "HF_FILENAME", "HF_IMG_ID", "HF_SPLIT", "NO_CAPTIONS",
     "check_hf_layout", "data_files", "hf_caption_rows", "hf_image_id", "in_memory_frame",
     "is_dataset_object", "is_saved_dataset", "load_hf_frame", "number_captions_in_row_order",
-    "read_hf",
+    "parquet_files", "read_hf", "source_files",
 ]
 
 # the columns of the flickr30k layout that are read (never `image`: decoding it is slow)
@@ -52,6 +53,34 @@ def data_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".arrow"))
+
+
+def source_files(source: str) -> list[Path]:
+    """The files of a local source: a file, a folder's Parquet and Arrow files (sorted, in
+    subfolders too), or the Parquet files a glob matches (sorted by name).
+
+    Raises:
+        InputError: the glob matches nothing, or a file that is not Parquet.
+    """
+    path = Path(source)
+    if path.exists():
+        return data_files(path)
+    files = shard_files(source)
+    if other := [f for f in files if f.suffix != ".parquet"]:
+        raise InputError(source, f"matches {other[0]}, not a .parquet file; a glob names "
+                         "Parquet shards in the nlphuji/flickr30k layout (quote it)")
+    return files
+
+
+def parquet_files(source: str) -> list[Path] | None:
+    """The files of ``source`` where it is Parquet files only (a folder of shards, a glob,
+    one file), which a build reads a slice at a time; None for anything else (Arrow files,
+    a save_to_disk folder, a hub id)."""
+    path = Path(source)
+    if is_saved_dataset(path) or not (path.exists() or is_sharded(source)):
+        return None
+    files = source_files(source)
+    return files if files and all(f.suffix == ".parquet" for f in files) else None
 
 
 def _frame_from_datasets(dataset) -> pl.DataFrame:
@@ -112,8 +141,8 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
         if hf_split:
             dataset = dataset[hf_split]
         return _frame_from_datasets(dataset), {"path": str(path)}
-    if path.exists():
-        files = data_files(path)
+    if path.exists() or is_sharded(source):
+        files = source_files(source)
         if not files:
             raise InputError(path, "no .parquet or .arrow files here; expected the "
                              "nlphuji/flickr30k layout as Parquet/Arrow or a save_to_disk folder")
