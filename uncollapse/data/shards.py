@@ -30,7 +30,8 @@ from uncollapse.digests import sha256_file
 from uncollapse.errors import InputError, ToolError
 
 __all__ = ["ROW_GROUP_ROWS", "SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards",
-           "is_sharded", "partition_expr", "read_manifest", "rechunk", "shard_files",
+           "is_sharded", "partition_expr", "read_manifest", "rechunk", "row_group_ranges",
+           "shard_files",
            "stable_bucket", "write_parquet_frames", "write_shards"]
 
 SHARD_MANIFEST = "manifest.json"
@@ -253,6 +254,25 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
+
+
+def row_group_ranges(path: str | os.PathLike, max_rows: int) -> list[tuple[int, int]]:
+    """``(start, rows)`` of consecutive slices of the Parquet file ``path``, each whole row
+    groups of at most ``max_rows`` rows together (or one larger row group): slices a reader
+    takes without decoding a row group twice. Read from the footer alone."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(str(path)).metadata
+    ranges, start, rows = [], 0, 0
+    for group in range(metadata.num_row_groups):
+        size = metadata.row_group(group).num_rows
+        if rows and rows + size > max_rows:
+            ranges.append((start, rows))
+            start, rows = start + rows, 0
+        rows += size
+    if rows or not ranges:
+        ranges.append((start, rows))
+    return ranges
 
 
 ROW_GROUP_ROWS = 1 << 18
