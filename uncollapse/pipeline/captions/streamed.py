@@ -66,7 +66,7 @@ __all__ = ["PARTITION_ROWS", "SLICE_ROWS", "StreamedCaptionBuild"]
 
 SLICE_ROWS = 200_000
 """Source rows read at a time (a million captions of five per row)."""
-PARTITION_ROWS = 400_000
+PARTITION_ROWS = 200_000
 """Source rows of a partition (a range of image ids), about."""
 SAMPLES_PER_SLICE = 256
 """Order statistics of each slice's image ids that the ranges are cut from."""
