@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -217,9 +218,15 @@ def copy_shards(source: str | os.PathLike, out_dir: str | os.PathLike) -> Manife
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
+def write_shards(frames: Iterable, out_dir: str | os.PathLike, *,
+                 shard_rows: int | None = None) -> Manifest:
     """Write each polars DataFrame of ``frames`` as one Parquet shard of ``out_dir``, with
     ``manifest.json`` written last; the folder appears complete or not at all.
+
+    With ``shard_rows``, ``frames`` are pieces of one table, in order, of any sizes: the
+    shards hold ``shard_rows`` rows each (the last one fewer), each written a piece at a time
+    in row groups of ``ROW_GROUP_ROWS`` (``write_parquet_frames``), so neither a shard nor
+    the table is ever in memory whole, and the bytes do not depend on how the rows arrive.
 
     The shards are written into a temporary folder beside ``out_dir`` and renamed into place
     once all are written (an existing ``out_dir`` is replaced only then). ``frames`` may be a
@@ -228,22 +235,29 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
 
     Example:
         >>> write_shards(table.iter_slices(1_000_000), "captions/")
+        >>> write_shards(partitions, "captions/", shard_rows=1_000_000)
     """
     out_dir = Path(out_dir)
     staging = _staging(out_dir)
     try:
         files, rows, digests, schema = [], [], [], None
-        for number, frame in enumerate(frames):
+        shards = ((number, [frame]) for number, frame in enumerate(frames)) \
+            if shard_rows is None else _shard_pieces(frames, shard_rows)
+        for number, pieces in shards:
             name = SHARD_PATTERN.format(number)
-            frame_schema = {k: str(v) for k, v in frame.schema.items()}
+            if shard_rows is None:
+                (frame,) = pieces
+                frame.write_parquet(staging / name)
+                height, frame_schema = frame.height, {k: str(v) for k, v in frame.schema.items()}
+            else:
+                height, frame_schema = write_parquet_frames(pieces, staging / name)
             if schema is None:
                 schema = frame_schema
             elif frame_schema != schema:
                 raise ToolError(f"shard {number} has the columns {frame_schema}, shard 0 has "
                                 f"{schema}: every shard of a table has the same schema")
-            frame.write_parquet(staging / name)
             files.append(name)
-            rows.append(frame.height)
+            rows.append(height)
             digests.append(sha256_file(staging / name))
         if schema is None:
             raise ToolError(f"nothing to write to {out_dir}: no shard was given")
@@ -254,6 +268,29 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
+
+def _shard_pieces(frames: Iterable, shard_rows: int) -> Iterator[tuple[int, Iterator]]:
+    """``(shard number, its pieces)`` of the table whose pieces are ``frames``: the pieces
+    cut where a shard ends, each shard's pieces given lazily (read them before the next)."""
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be at least 1, got {shard_rows}")
+    numbered = _numbered_pieces(iter(frames), shard_rows)
+    for number, group in itertools.groupby(numbered, key=lambda item: item[0]):
+        yield number, (piece for _, piece in group)
+
+
+def _numbered_pieces(frames: Iterator, shard_rows: int) -> Iterator[tuple[int, object]]:
+    held, number, first = 0, 0, None
+    for frame in frames:
+        first = frame if first is None else first
+        while frame.height:
+            take = min(shard_rows - held, frame.height)
+            yield number, frame.slice(0, take)
+            frame, held = frame.slice(take), held + take
+            if held == shard_rows:
+                number, held = number + 1, 0
+    if number == 0 and held == 0 and first is not None:  # no rows: one empty shard
+        yield 0, first.clear()
 
 
 def row_group_ranges(path: str | os.PathLike, max_rows: int) -> list[tuple[int, int]]:

@@ -10,7 +10,13 @@ import polars as pl
 import pytest
 
 from uncollapse.cache.store import Cache
-from uncollapse.data.shards import read_manifest, rechunk, shard_files, write_parquet_frames
+from uncollapse.data.shards import (
+    read_manifest,
+    rechunk,
+    shard_files,
+    write_parquet_frames,
+    write_shards,
+)
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions import build_captions, read_captions
 from uncollapse.pipeline.captions import hf as hf_module
@@ -169,3 +175,14 @@ def test_pieces_become_the_same_file_however_they_arrive(tmp_path):
     assert pl.read_parquet(tmp_path / "many.parquet").equals(table)
     assert [f.height for f in rechunk(pieces, 300)] == [300, 300, 300, 100]
     assert [f.height for f in rechunk([table.clear()], 300)] == [0]
+
+
+def test_shards_cut_from_pieces_are_the_same_bytes_however_the_pieces_arrive(tmp_path):
+    table = pl.DataFrame({"a": range(1000), "b": [str(i) for i in range(1000)]})
+    pieces = [table.slice(0, 5), table.slice(5, 0), table.slice(5, 700), table.slice(705)]
+    one = write_shards([table], tmp_path / "one", shard_rows=300)
+    many = write_shards(iter(pieces), tmp_path / "many", shard_rows=300)
+    assert one.rows == many.rows == [300, 300, 300, 100] and one.sha256 == many.sha256
+    assert pl.read_parquet(shard_files(tmp_path / "many")).equals(table)
+    empty = write_shards([table.clear()], tmp_path / "empty", shard_rows=300)
+    assert empty.rows == [0] and empty.schema == {"a": "Int64", "b": "String"}
