@@ -13,7 +13,7 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.assemble import caption_stats, finalize
 from uncollapse.pipeline.captions.irregularities import Irregularities
-from uncollapse.pipeline.captions.streamed import StreamedCaptionBuild
+from uncollapse.pipeline.captions.streamed import StreamedCaptionBuild, build_on_engine
 from uncollapse.pipeline.result import Built, SourceTable, built_from, with_report
 
 __all__ = [
@@ -132,8 +132,12 @@ def build_captions(source: str | Path, *, format: str | None = None,
                    engine=None) -> Built:
     """Build the caption table of ``source`` through the cache (see ``read_captions``).
 
-    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
-    by default in this process. The output is the same either way, and so is its cache key.
+    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: Parquet
+    files in the flickr30k layout are read in slices by Ray tasks and finished per partition
+    of a stable hash of ``match_id``; any other source is read in one Ray task); by default
+    in this process, where Parquet files are read a slice at a time and the table written a
+    partition at a time (``StreamedCaptionBuild``). The output is the same either way, byte
+    for byte, and so is its cache key.
 
     ``source`` may also be a ``datasets.Dataset`` or ``DatasetDict`` in memory, in the
     flickr30k layout (``caption``, ``filename`` or ``img_id``, ``split``); its cache key is the
@@ -171,7 +175,7 @@ def build_captions(source: str | Path, *, format: str | None = None,
             inputs["source"] = {"digest": hub_key}
         else:
             inputs["source"] = source
-        if format == "hf" and engine is None and hf_frame is None:
+        if format == "hf" and hf_frame is None:
             streamed = hf.parquet_files(source)
     for name, list_path in sorted((split_files or {}).items()):
         inputs[f"split_file:{name}"] = str(list_path)
@@ -187,6 +191,9 @@ def build_captions(source: str | Path, *, format: str | None = None,
         options["shard_rows"] = shard_rows
 
     def builder(out_dir: Path) -> BuildOutput:
+        if streamed is not None and engine is not None:  # slices and partitions on engine
+            table, report = build_on_engine(engine, streamed, source, splits)
+            return with_report(write([table], out_dir), report)
         if streamed is not None:  # Parquet files: read a slice at a time, never whole
             build = StreamedCaptionBuild(streamed, source, spill=out_dir, splits=splits)
             output = write(build.tables(), out_dir)

@@ -156,6 +156,13 @@ class IrregularityTally:
         if rows.height:
             code_parts[3].append(rows if code.name in self.summed else rows.head(EXAMPLES))
 
+    def extend(self, other: IrregularityTally) -> None:
+        """Add the parts ``other`` holds (a tally of other rows of the same source)."""
+        for name, (code, message, count, pieces) in other.parts.items():
+            mine = self.parts.setdefault(name, [code, message, 0, []])
+            mine[2] += count
+            mine[3].extend(pieces)
+
     def add_to(self, irregular: Irregularities) -> None:
         for name, (code, message, count, pieces) in self.parts.items():
             if not pieces:

@@ -22,16 +22,18 @@ Memory: one slice, one partition's rows, and the image ids with their match ids.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from uncollapse.data.captions.contract import IMAGE_ID, SOURCE_ROW
+from uncollapse.data.captions.contract import CAPTION_IDX, IMAGE_ID, MATCH_ID, SOURCE_ROW
 from uncollapse.data.captions.table import CAPTION_SCHEMA
 from uncollapse.data.polars_read import READ_FAILURES, reason
 from uncollapse.errors import InputError
@@ -47,6 +49,7 @@ from uncollapse.pipeline.captions.assemble import (
     report_unusual_caption_counts,
 )
 from uncollapse.pipeline.captions.hf import (
+    HF_COLUMNS,
     NO_CAPTIONS,
     check_hf_layout,
     hf_caption_rows,
@@ -62,7 +65,8 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 from uncollapse.report import Report
 
-__all__ = ["PARTITION_ROWS", "SLICE_ROWS", "StreamedCaptionBuild"]
+__all__ = ["PARTITION_ROWS", "SLICE_ROWS", "FinishedPartition", "StreamedCaptionBuild",
+           "build_on_engine", "build_report", "finish_partition"]
 
 SLICE_ROWS = 200_000
 """Source rows read at a time (a million captions of five per row)."""
@@ -92,20 +96,14 @@ class StreamedCaptionBuild:
         self.files, self.source, self.splits = [str(f) for f in files], source, splits
         self.spill, self.slice_rows, self.partition_rows = spill, slice_rows, partition_rows
         self.read = IrregularityTally()
-        self.rules = IrregularityTally(
-            summed={SOURCE_ROWS_OUTSIDE_SPLITS.name: ("split", "captions")})
-        self.counts: list[pl.DataFrame] = []
-        self.first_images: list[pl.DataFrame] = []
-        self.stats: list[dict] = []
+        self.finished: list[FinishedPartition] = []
         self.done = False
 
     # reading ---------------------------------------------------------------------------------
 
     def _scan(self) -> pl.LazyFrame:
+        self.columns, self.one_per_row = hf_layout(self.files, self.source)
         with _reading(self.source):
-            schema = pl.scan_parquet(self.files[0]).collect_schema()
-            self.one_per_row = check_hf_layout(schema, self.source)
-            self.columns = [c for c in ("caption", "split", "img_id", "filename") if c in schema]
             scan = pl.scan_parquet(self.files).select(self.columns)
             self.source_rows = scan.select(pl.len()).collect().item()
         return scan
@@ -154,8 +152,11 @@ class StreamedCaptionBuild:
                 rows = pl.read_parquet(pieces[partition])
                 ids = match_ids.slice(starts[partition],
                                       starts[partition + 1] - starts[partition])
-                table = self._partition(rows, ids)
-                self.stats.append(partition_stats(table))
+                if self.one_per_row:
+                    rows = number_captions_in_row_order(rows)
+                finished = finish_partition(rows, ids, self.splits)
+                table, finished.table = finished.table, None  # the rest is kept for report()
+                self.finished.append(finished)
                 if table.height:
                     given = True
                     yield table
@@ -186,31 +187,122 @@ class StreamedCaptionBuild:
                 pieces.setdefault(number, []).append(path)
         return pieces, kept_ids
 
-    def _partition(self, rows: pl.DataFrame, match_ids: pl.DataFrame) -> pl.DataFrame:
-        """The table of one partition's rows (every row of its images, in source order)."""
-        if self.one_per_row:
-            rows = number_captions_in_row_order(rows)
-        rows = keep_captions(rows, self.rules, self.splits)
-        report_duplicate_caption_numbers(rows, self.rules)
-        images = images_of(rows)
-        self.counts.append(images.group_by("captions").agg(pl.len().alias("images")))
-        # the first images (by source row) of each caption count: the examples of any count
-        self.first_images.append(images.sort(SOURCE_ROW).filter(
-            pl.int_range(pl.len()).over("captions") < EXAMPLES))
-        return build_captions_partition(rows, match_ids)
-
     def report(self, format: str = "hf") -> Report:
         """The build report (after ``tables()`` has given every partition)."""
         if not self.done:
             raise RuntimeError("report() comes after every table of tables()")
-        irregular = Irregularities(self.source)
-        self.read.add_to(irregular)
-        self.rules.add_to(irregular)
-        if self.counts:
-            report_unusual_caption_counts(pl.concat(self.first_images), irregular,
-                                          pl.concat(self.counts).group_by("captions")
-                                          .agg(pl.col("images").sum()))
-        return irregular.report({"format": format, **merge_caption_stats(self.stats)})
+        return build_report(self.source, [self.read], self.finished, format)
+
+
+# What every engine runs: a partition finished, the findings of all merged ---------------------
+
+@dataclass
+class FinishedPartition:
+    """One partition's caption table and what the build report needs of it."""
+
+    table: pl.DataFrame | None
+    rules: IrregularityTally
+    counts: pl.DataFrame
+    first_images: pl.DataFrame
+    stats: dict
+
+
+def finish_partition(rows: pl.DataFrame, match_ids: pl.DataFrame,
+                     splits: list[str] | None = None) -> FinishedPartition:
+    """The caption table of one partition's rows (every row of its images, in source order,
+    captions numbered): the row rules, the per-image rules and ``build_captions_partition``
+    with ``match_ids`` (those of its images, or more)."""
+    rules = IrregularityTally(summed={SOURCE_ROWS_OUTSIDE_SPLITS.name: ("split", "captions")})
+    rows = keep_captions(rows, rules, splits)
+    report_duplicate_caption_numbers(rows, rules)
+    images = images_of(rows)
+    table = build_captions_partition(rows, match_ids)
+    return FinishedPartition(
+        table=table, rules=rules,
+        counts=images.group_by("captions").agg(pl.len().alias("images")),
+        # the first images (by source row) of each caption count: the examples of any count
+        first_images=images.sort(SOURCE_ROW).filter(
+            pl.int_range(pl.len()).over("captions") < EXAMPLES),
+        stats=partition_stats(table))
+
+
+def build_report(source: str, read: list[IrregularityTally], finished: list[FinishedPartition],
+                 format: str = "hf") -> Report:
+    """The report of a build from the tallies of its slices (``read``) and its partitions,
+    as reading the source at once gives it."""
+    irregular = Irregularities(source)
+    merged_read, rules = IrregularityTally(), IrregularityTally(
+        summed={SOURCE_ROWS_OUTSIDE_SPLITS.name: ("split", "captions")})
+    for tally in read:
+        merged_read.extend(tally)
+    for part in finished:
+        rules.extend(part.rules)
+    merged_read.add_to(irregular)
+    rules.add_to(irregular)
+    if finished:
+        report_unusual_caption_counts(pl.concat([p.first_images for p in finished]), irregular,
+                                      pl.concat([p.counts for p in finished])
+                                      .group_by("captions").agg(pl.col("images").sum()))
+    return irregular.report({"format": format,
+                             **merge_caption_stats([p.stats for p in finished])})
+
+
+def hf_layout(files: list, source: str) -> tuple[list[str], bool]:
+    """The flickr30k-layout columns to read from Parquet ``files`` and whether captions
+    come one per row (``check_hf_layout`` of the first file's schema)."""
+    with _reading(source):
+        schema = pl.scan_parquet(str(files[0])).collect_schema()
+    one_per_row = check_hf_layout(schema, source)
+    return [c for c in HF_COLUMNS if c in schema], one_per_row
+
+
+# On another engine (``uncollapse.engines.ray.RayEngine``) ---------------------------------------
+
+def build_on_engine(engine, files: list, source: str, splits: list[str] | None = None
+                    ) -> tuple[pl.DataFrame, Report]:
+    """The caption table and report of Parquet ``files`` (flickr30k layout) built by
+    ``engine``: its tasks read slices of rows and give their kept image ids; the match ids
+    are assigned here (``assign_match_ids``); the tasks read the slices again, the rows are
+    partitioned by a stable hash of ``match_id`` (an image whole in one partition) and each
+    partition is finished by ``finish_partition``, as on the local engine. The partitions'
+    tables, sorted as the contract sorts the table, are the local engine's table."""
+    columns, one_per_row = hf_layout(files, source)
+    what = f"building captions from {source}"
+    read = engine.map_slices(files, columns, functools.partial(_kept_image_ids, splits=splits),
+                             what=what)
+    kept_ids = [ids for ids, _ in read]
+    match_ids = assign_match_ids(pl.concat(kept_ids) if kept_ids
+                                 else pl.DataFrame(schema={IMAGE_ID: pl.String}))
+    finished = engine.group_slices(
+        files, columns, read_slice=_rows_with_match_ids, shared=match_ids, key=MATCH_ID,
+        per_partition=functools.partial(_finish_on_engine, one_per_row=one_per_row,
+                                        splits=splits), what=what)
+    tables = [part.table for part in finished if part.table.height]
+    table = (pl.concat(tables).sort(MATCH_ID, CAPTION_IDX, SOURCE_ROW) if tables
+             else pl.DataFrame(schema=CAPTION_SCHEMA))
+    return table, build_report(source, [tally for _, tally in read], finished)
+
+
+def _kept_image_ids(frame: pl.DataFrame, start: int, shared, *, splits
+                    ) -> tuple[pl.DataFrame, IrregularityTally]:
+    rows, without = hf_caption_rows(frame, row_offset=start)
+    tally = IrregularityTally()
+    tally.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS, without, NO_CAPTIONS)
+    return rows.filter(kept(splits)).select(IMAGE_ID).unique(), tally
+
+
+def _rows_with_match_ids(frame: pl.DataFrame, start: int, match_ids: pl.DataFrame
+                         ) -> pl.DataFrame:
+    rows, _ = hf_caption_rows(frame, row_offset=start)
+    # rows of an image without a kept caption keep a null match_id: one partition holds them
+    return rows.join(match_ids, on=IMAGE_ID, how="left", maintain_order="left")
+
+
+def _finish_on_engine(rows: pl.DataFrame, *, one_per_row: bool, splits) -> FinishedPartition:
+    if one_per_row:
+        rows = number_captions_in_row_order(rows)
+    ids = rows.select(IMAGE_ID, MATCH_ID).filter(pl.col(MATCH_ID).is_not_null()).unique()
+    return finish_partition(rows.drop(MATCH_ID), ids, splits)
 
 
 @contextlib.contextmanager
