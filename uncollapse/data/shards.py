@@ -14,13 +14,13 @@ doc_id) by splitmix64, written out here so that it never changes with a library'
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
-import itertools
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,9 @@ from uncollapse.atomic import HOST_TAG, temp_prefix
 from uncollapse.digests import sha256_file
 from uncollapse.errors import InputError, ToolError
 
-__all__ = ["ROW_GROUP_ROWS", "SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards",
-           "is_sharded", "partition_expr", "read_manifest", "rechunk", "row_group_ranges",
-           "shard_files",
-           "stable_bucket", "write_parquet_frames", "write_shards"]
+__all__ = ["SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards", "is_sharded",
+           "partition_expr", "read_manifest", "shard_files", "stable_bucket",
+           "write_shard_files", "write_shards"]
 
 SHARD_MANIFEST = "manifest.json"
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -218,39 +217,41 @@ def copy_shards(source: str | os.PathLike, out_dir: str | os.PathLike) -> Manife
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_shards(frames: Iterable, out_dir: str | os.PathLike, *,
-                 shard_rows: int | None = None) -> Manifest:
+def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
     """Write each polars DataFrame of ``frames`` as one Parquet shard of ``out_dir``, with
     ``manifest.json`` written last; the folder appears complete or not at all.
-
-    With ``shard_rows``, ``frames`` are pieces of one table, in order, of any sizes: the
-    shards hold ``shard_rows`` rows each (the last one fewer), each written a piece at a time
-    in row groups of ``ROW_GROUP_ROWS`` (``write_parquet_frames``), so neither a shard nor
-    the table is ever in memory whole, and the bytes do not depend on how the rows arrive.
 
     The shards are written into a temporary folder beside ``out_dir`` and renamed into place
     once all are written (an existing ``out_dir`` is replaced only then). ``frames`` may be a
     generator: one frame is in memory at a time. Give at least one frame (an empty table is
-    one empty frame with its columns).
+    one empty frame with its columns). ``uncollapse.data.parquet_pieces.write_shards_of``
+    cuts a table that arrives in pieces of any size into shards of a given size instead.
 
     Example:
         >>> write_shards(table.iter_slices(1_000_000), "captions/")
-        >>> write_shards(partitions, "captions/", shard_rows=1_000_000)
     """
+    return write_shard_files((functools.partial(_write_frame, frame) for frame in frames),
+                             out_dir)
+
+
+def _write_frame(frame, path: Path) -> tuple[int, dict]:
+    frame.write_parquet(path)
+    return frame.height, {k: str(v) for k, v in frame.schema.items()}
+
+
+def write_shard_files(writers: Iterable[Callable[[Path], tuple[int, dict]]],
+                      out_dir: str | os.PathLike) -> Manifest:
+    """Call each of ``writers`` with the path of the next shard of ``out_dir``
+    (``part-00000.parquet``, ...); each writes its shard there and gives its rows and schema
+    (column -> dtype name). ``manifest.json`` is written last, and the folder appears
+    complete or not at all (see ``write_shards``)."""
     out_dir = Path(out_dir)
     staging = _staging(out_dir)
     try:
         files, rows, digests, schema = [], [], [], None
-        shards = ((number, [frame]) for number, frame in enumerate(frames)) \
-            if shard_rows is None else _shard_pieces(frames, shard_rows)
-        for number, pieces in shards:
+        for number, write in enumerate(writers):
             name = SHARD_PATTERN.format(number)
-            if shard_rows is None:
-                (frame,) = pieces
-                frame.write_parquet(staging / name)
-                height, frame_schema = frame.height, {k: str(v) for k, v in frame.schema.items()}
-            else:
-                height, frame_schema = write_parquet_frames(pieces, staging / name)
+            height, frame_schema = write(staging / name)
             if schema is None:
                 schema = frame_schema
             elif frame_schema != schema:
@@ -267,108 +268,3 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike, *,
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _shard_pieces(frames: Iterable, shard_rows: int) -> Iterator[tuple[int, Iterator]]:
-    """``(shard number, its pieces)`` of the table whose pieces are ``frames``: the pieces
-    cut where a shard ends, each shard's pieces given lazily (read them before the next)."""
-    if shard_rows < 1:
-        raise ValueError(f"shard_rows must be at least 1, got {shard_rows}")
-    numbered = _numbered_pieces(iter(frames), shard_rows)
-    for number, group in itertools.groupby(numbered, key=lambda item: item[0]):
-        yield number, (piece for _, piece in group)
-
-
-def _numbered_pieces(frames: Iterator, shard_rows: int) -> Iterator[tuple[int, object]]:
-    held, number, first = 0, 0, None
-    for frame in frames:
-        first = frame if first is None else first
-        while frame.height:
-            take = min(shard_rows - held, frame.height)
-            yield number, frame.slice(0, take)
-            frame, held = frame.slice(take), held + take
-            if held == shard_rows:
-                number, held = number + 1, 0
-    if number == 0 and held == 0 and first is not None:  # no rows: one empty shard
-        yield 0, first.clear()
-
-
-def row_group_ranges(path: str | os.PathLike, max_rows: int) -> list[tuple[int, int]]:
-    """``(start, rows)`` of consecutive slices of the Parquet file ``path``, each whole row
-    groups of at most ``max_rows`` rows together (or one larger row group): slices a reader
-    takes without decoding a row group twice. Read from the footer alone."""
-    import pyarrow.parquet as pq
-
-    metadata = pq.ParquetFile(str(path)).metadata
-    ranges, start, rows = [], 0, 0
-    for group in range(metadata.num_row_groups):
-        size = metadata.row_group(group).num_rows
-        if rows and rows + size > max_rows:
-            ranges.append((start, rows))
-            start, rows = start + rows, 0
-        rows += size
-    if rows or not ranges:
-        ranges.append((start, rows))
-    return ranges
-
-
-ROW_GROUP_ROWS = 1 << 18
-"""Rows of a Parquet row group that ``write_parquet_frames`` writes."""
-
-
-def rechunk(frames: Iterable, rows: int) -> Iterator:
-    """The rows of the polars DataFrames ``frames``, in order, as frames of exactly ``rows``
-    rows (the last one fewer): the same pieces however the rows arrive. No rows at all give
-    one empty frame (with the first frame's columns); no frames give none."""
-    if rows < 1:
-        raise ValueError(f"rows must be at least 1, got {rows}")
-    import polars as pl
-
-    pending, held, first, given = [], 0, None, False
-    for frame in frames:
-        first = frame if first is None else first
-        while frame.height:
-            take = min(rows - held, frame.height)
-            pending.append(frame.slice(0, take))
-            frame, held = frame.slice(take), held + take
-            if held == rows:
-                yield pl.concat(pending, rechunk=True)
-                pending, held, given = [], 0, True
-    if pending:
-        yield pl.concat(pending, rechunk=True)
-    elif not given and first is not None:
-        yield first.clear()
-
-
-def write_parquet_frames(frames: Iterable, path: str | os.PathLike, *,
-                         row_group_rows: int = ROW_GROUP_ROWS) -> tuple[int, dict]:
-    """Write the polars DataFrames ``frames`` (one table's rows, in order; a generator holds
-    one in memory at a time) as one Parquet file of row groups of ``row_group_rows`` rows:
-    the same bytes however the rows arrive. Gives the rows written and the schema (column ->
-    dtype name). Write to a temporary path and rename it (``uncollapse.atomic``).
-
-    Raises:
-        ToolError: no frame was given, or a frame's columns differ from the first's.
-    """
-    import polars as pl
-    import pyarrow.parquet as pq
-
-    writer, schema, rows = None, None, 0
-    try:
-        for frame in rechunk(frames, row_group_rows):
-            if schema is None:
-                schema = frame.schema
-            elif frame.schema != schema:
-                raise ToolError(f"{path}: a piece of the table has the columns "
-                                f"{dict(frame.schema)}, the first has {dict(schema)}")
-            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-            if writer is None:
-                writer = pq.ParquetWriter(str(path), table.schema, compression="zstd")
-            writer.write_table(table, row_group_size=row_group_rows)
-            rows += frame.height
-    finally:
-        if writer is not None:
-            writer.close()
-    if schema is None:
-        raise ToolError(f"nothing to write to {path}: no frame was given")
-    return rows, {name: str(dtype) for name, dtype in schema.items()}

@@ -10,13 +10,8 @@ import polars as pl
 import pytest
 
 from uncollapse.cache.store import Cache
-from uncollapse.data.shards import (
-    read_manifest,
-    rechunk,
-    shard_files,
-    write_parquet_frames,
-    write_shards,
-)
+from uncollapse.data.parquet_pieces import rechunk, write_parquet_frames, write_shards_of
+from uncollapse.data.shards import read_manifest, shard_files
 from uncollapse.errors import InputError
 from uncollapse.pipeline.captions import build_captions, read_captions
 from uncollapse.pipeline.captions import hf as hf_module
@@ -180,9 +175,9 @@ def test_pieces_become_the_same_file_however_they_arrive(tmp_path):
 def test_shards_cut_from_pieces_are_the_same_bytes_however_the_pieces_arrive(tmp_path):
     table = pl.DataFrame({"a": range(1000), "b": [str(i) for i in range(1000)]})
     pieces = [table.slice(0, 5), table.slice(5, 0), table.slice(5, 700), table.slice(705)]
-    one = write_shards([table], tmp_path / "one", shard_rows=300)
-    many = write_shards(iter(pieces), tmp_path / "many", shard_rows=300)
+    one = write_shards_of([table], tmp_path / "one", 300)
+    many = write_shards_of(iter(pieces), tmp_path / "many", 300)
     assert one.rows == many.rows == [300, 300, 300, 100] and one.sha256 == many.sha256
     assert pl.read_parquet(shard_files(tmp_path / "many")).equals(table)
-    empty = write_shards([table.clear()], tmp_path / "empty", shard_rows=300)
+    empty = write_shards_of([table.clear()], tmp_path / "empty", 300)
     assert empty.rows == [0] and empty.schema == {"a": "Int64", "b": "String"}

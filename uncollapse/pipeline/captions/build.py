@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
+from uncollapse.data.parquet_pieces import write_parquet_frames, write_shards_of
 from uncollapse.data.readable import PARQUET, check_input_file, check_readable, missing, sniff
-from uncollapse.data.shards import is_sharded, write_parquet_frames, write_shards
+from uncollapse.data.shards import is_sharded
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.assemble import caption_stats, finalize
@@ -210,7 +211,7 @@ def build_captions(source: str | Path, *, format: str | None = None,
         if shard_rows is None:
             rows, schema = write_parquet_frames(tables, out_dir / OUTPUT_NAME)
             return BuildOutput(rows={OUTPUT_NAME: rows}, schema={OUTPUT_NAME: schema})
-        manifest = write_shards(tables, out_dir / SHARDS_NAME, shard_rows=shard_rows)
+        manifest = write_shards_of(tables, out_dir / SHARDS_NAME, shard_rows)
         names = [f"{SHARDS_NAME}/{name}" for name in manifest.files]
         return BuildOutput(rows=dict(zip(names, manifest.rows, strict=True)),
                            schema=dict.fromkeys(names, manifest.schema))

@@ -66,7 +66,7 @@ from uncollapse.pipeline.captions.irregularities import (
 from uncollapse.report import Report
 
 __all__ = ["PARTITION_ROWS", "SLICE_ROWS", "FinishedPartition", "StreamedCaptionBuild",
-           "build_on_engine", "build_report", "finish_partition"]
+           "build_on_engine", "finish_partition"]
 
 SLICE_ROWS = 200_000
 """Source rows read at a time (a million captions of five per row)."""
@@ -86,7 +86,7 @@ class StreamedCaptionBuild:
 
     Example:
         >>> build = StreamedCaptionBuild(files, "shards/", spill=tmp)
-        >>> write_shards(rechunk(build.tables(), 1_000_000), "captions/")
+        >>> write_shards_of(build.tables(), "captions/", 1_000_000)
         >>> build.report().stats["captions"]
     """
 
@@ -191,7 +191,7 @@ class StreamedCaptionBuild:
         """The build report (after ``tables()`` has given every partition)."""
         if not self.done:
             raise RuntimeError("report() comes after every table of tables()")
-        return build_report(self.source, [self.read], self.finished, format)
+        return _report_of(self.source, [self.read], self.finished, format)
 
 
 # What every engine runs: a partition finished, the findings of all merged ---------------------
@@ -226,7 +226,7 @@ def finish_partition(rows: pl.DataFrame, match_ids: pl.DataFrame,
         stats=partition_stats(table))
 
 
-def build_report(source: str, read: list[IrregularityTally], finished: list[FinishedPartition],
+def _report_of(source: str, read: list[IrregularityTally], finished: list[FinishedPartition],
                  format: str = "hf") -> Report:
     """The report of a build from the tallies of its slices (``read``) and its partitions,
     as reading the source at once gives it."""
@@ -280,7 +280,7 @@ def build_on_engine(engine, files: list, source: str, splits: list[str] | None =
     tables = [part.table for part in finished if part.table.height]
     table = (pl.concat(tables).sort(MATCH_ID, CAPTION_IDX, SOURCE_ROW) if tables
              else pl.DataFrame(schema=CAPTION_SCHEMA))
-    return table, build_report(source, [tally for _, tally in read], finished)
+    return table, _report_of(source, [tally for _, tally in read], finished)
 
 
 def _kept_image_ids(frame: pl.DataFrame, start: int, shared, *, splits

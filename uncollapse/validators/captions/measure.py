@@ -26,7 +26,7 @@ from uncollapse.data.captions.contract import (
     SOURCE_ROW,
     SPLIT,
 )
-from uncollapse.data.shards import row_group_ranges
+from uncollapse.data.parquet_pieces import row_group_ranges
 from uncollapse.errors import ToolError
 
 __all__ = ["ADDED_COUNTS", "CONTROL_CHARACTERS", "GROUP_COLUMNS", "PARQUET_SLICE_ROWS",
