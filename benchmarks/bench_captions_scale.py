@@ -11,8 +11,8 @@ reused while their manifest says they are complete; ``--keep`` leaves them for t
 Each validation runs as its own process, exactly as a user types it, and its peak RSS comes
 from the kernel's accounting of that process (``wait4``), so the figure is the whole command:
 Python, polars, pandera, the measurements and the report. ``--single-file N`` also validates
-tables of up to N rows as one Parquet file read into memory (the path a single file takes),
-for comparison (scanned, and measured a slice of row groups at a time). ``--build N`` also
+tables of up to N rows as one Parquet file, for comparison (scanned, and measured a slice of
+row groups at a time, as the path a single file takes). ``--build N`` also
 builds the caption table of tables of up to N caption rows from flickr30k-layout shards (a
 list of 5 captions per image row, file names in no particular order), written under ``--dir``
 like the tables, into a fresh cache, as Parquet shards (``-o DIR/``) and as one file.
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the shards for the next run")
     parser.add_argument("--single-file", default="0",
                         help="also validate tables of up to this many rows as one Parquet file "
-                             "read into memory (about 250 bytes a row: mind the machine)")
+                             "(written once from the shards)")
     parser.add_argument("--build", default="0",
                         help="also build the caption table of up to this many caption rows "
                              "from flickr30k-layout Parquet shards")
