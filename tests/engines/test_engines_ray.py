@@ -189,6 +189,36 @@ def test_build_captions_on_ray_writes_the_local_engines_bytes(tmp_path, local_ra
     assert json.loads(result.stdout) == local.report.to_dict()
 
 
+@pytest.mark.parametrize("one_per_row", [False, True])
+def test_build_captions_from_shards_on_ray_partitions_writes_the_local_engines_bytes(
+        tmp_path, local_ray, one_per_row):
+    from tests.pipeline.captions.test_build_captions_streamed import flickr30k_rows, write_source
+
+    source = write_source(flickr30k_rows(one_per_row), tmp_path / "source")
+    calls = []
+
+    class Counting(RayEngine):
+        def group_slices(self, *args, **kwargs):
+            parts = super().group_slices(*args, **kwargs)
+            calls.append(len(parts))
+            return parts
+
+    for splits in (None, ["train", "val"]):
+        local = build_captions(source, splits=splits, cache=Cache(tmp_path / "local"))
+        on_ray = build_captions(source, splits=splits, cache=Cache(tmp_path / "ray"),
+                                engine=Counting(partitions=3))
+        assert on_ray.path.read_bytes() == local.path.read_bytes()
+        assert on_ray.report.to_dict() == local.report.to_dict()
+        assert on_ray.entry.key == local.entry.key
+        sharded = build_captions(source, splits=splits, cache=Cache(tmp_path / "ray"),
+                                 engine=Counting(partitions=3), shard_rows=100)
+        local_shards = build_captions(source, splits=splits, cache=Cache(tmp_path / "local"),
+                                      shard_rows=100)
+        assert ([f["sha256"] for f in sharded.entry.manifest["files"].values()]
+                == [f["sha256"] for f in local_shards.entry.manifest["files"].values()])
+    assert calls == [3, 3, 3, 3]  # every build went partition by partition
+
+
 def test_build_chunks_on_ray_writes_the_local_engines_bytes(tmp_path, local_ray, run):
     corpus = tmp_path / "corpus.jsonl"
     records = [{"doc_id": f"d{i % 5}", "text": f"Para {i}. Second {i}!\n\n  \n\nNext."}

@@ -14,12 +14,13 @@ doc_id) by splitmix64, written out here so that it never changes with a library'
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from uncollapse.digests import sha256_file
 from uncollapse.errors import InputError, ToolError
 
 __all__ = ["SHARD_MANIFEST", "SHARD_PATTERN", "Manifest", "copy_shards", "is_sharded",
-           "partition_expr", "read_manifest", "shard_files", "stable_bucket", "write_shards"]
+           "partition_expr", "read_manifest", "shard_files", "stable_bucket",
+           "write_shard_files", "write_shards"]
 
 SHARD_MANIFEST = "manifest.json"
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -222,26 +224,41 @@ def write_shards(frames: Iterable, out_dir: str | os.PathLike) -> Manifest:
     The shards are written into a temporary folder beside ``out_dir`` and renamed into place
     once all are written (an existing ``out_dir`` is replaced only then). ``frames`` may be a
     generator: one frame is in memory at a time. Give at least one frame (an empty table is
-    one empty frame with its columns).
+    one empty frame with its columns). ``uncollapse.data.parquet_pieces.write_shards_of``
+    cuts a table that arrives in pieces of any size into shards of a given size instead.
 
     Example:
         >>> write_shards(table.iter_slices(1_000_000), "captions/")
     """
+    return write_shard_files((functools.partial(_write_frame, frame) for frame in frames),
+                             out_dir)
+
+
+def _write_frame(frame, path: Path) -> tuple[int, dict]:
+    frame.write_parquet(path)
+    return frame.height, {k: str(v) for k, v in frame.schema.items()}
+
+
+def write_shard_files(writers: Iterable[Callable[[Path], tuple[int, dict]]],
+                      out_dir: str | os.PathLike) -> Manifest:
+    """Call each of ``writers`` with the path of the next shard of ``out_dir``
+    (``part-00000.parquet``, ...); each writes its shard there and gives its rows and schema
+    (column -> dtype name). ``manifest.json`` is written last, and the folder appears
+    complete or not at all (see ``write_shards``)."""
     out_dir = Path(out_dir)
     staging = _staging(out_dir)
     try:
         files, rows, digests, schema = [], [], [], None
-        for number, frame in enumerate(frames):
+        for number, write in enumerate(writers):
             name = SHARD_PATTERN.format(number)
-            frame_schema = {k: str(v) for k, v in frame.schema.items()}
+            height, frame_schema = write(staging / name)
             if schema is None:
                 schema = frame_schema
             elif frame_schema != schema:
                 raise ToolError(f"shard {number} has the columns {frame_schema}, shard 0 has "
                                 f"{schema}: every shard of a table has the same schema")
-            frame.write_parquet(staging / name)
             files.append(name)
-            rows.append(frame.height)
+            rows.append(height)
             digests.append(sha256_file(staging / name))
         if schema is None:
             raise ToolError(f"nothing to write to {out_dir}: no shard was given")

@@ -39,6 +39,15 @@ Building captions
     one group per image, numbered in sorted ``image_id`` order as every build numbers them),
     sorted by ``match_id``, ``caption_idx``, ``source_row``, cast to the contract.
 
+    ``finish_partition(rows, match_ids, splits) -> FinishedPartition``: the caption rows of
+    every image of a partition, in source order, finished as a build finishes them: the row
+    rules (blank captions dropped and reported, splits kept), the per-image rules, then
+    ``build_captions_partition``; with the partition's findings and stats, which the build
+    merges into the report of the whole source. On one machine,
+    ``StreamedCaptionBuild`` runs it on each range of image ids of Parquet shards in the
+    flickr30k layout (``build captions DIR/``), and the table is written a range at a time;
+    the Ray engine runs it on each hash partition of ``match_id``.
+
 Building sequences
     ``sequence_partition(rows, vectors, context_length, compact=..., texts=...) ->
     SequencePart``: the windows of one partition of whole documents (chunk rows sorted by
@@ -58,7 +67,9 @@ Building sequences
 
 Writing
     ``write_shards(frames, out_dir) -> Manifest``: each frame becomes
-    ``part-00000.parquet``, ... in a temporary folder renamed into place, with
+    ``part-00000.parquet``, ... (``write_shards_of(frames, out_dir, shard_rows)``: the frames
+    are pieces of one table, cut into shards of that many rows, each written a piece at a
+    time) in a temporary folder renamed into place, with
     ``manifest.json`` (files, rows, schema, sha256 of each file) written last. polars
     (``pl.scan_parquet(out_dir / "*.parquet")``), Hugging Face ``datasets``
     (``load_dataset("parquet", data_files=...)``) and Ray (``ray.data.read_parquet``) read
@@ -78,6 +89,7 @@ from uncollapse.data.shards import (
     write_shards,
 )
 from uncollapse.pipeline.captions.assemble import assign_match_ids, build_captions_partition
+from uncollapse.pipeline.captions.streamed import finish_partition
 from uncollapse.pipeline.sequences.sequence_file import sequence_partition, write_sequence_parts
 from uncollapse.validators.captions.measure import (
     check_captions_partition,
@@ -89,10 +101,10 @@ from uncollapse.validators.captions.rules import validate_caption_measurements
 # SequencePart) keep their one public import path: uncollapse.validators.captions,
 # uncollapse.data.shards and uncollapse.pipeline.sequences.sequence_file
 __all__ = ["DEFAULT_PARTITIONS", "assign_match_ids", "build_captions_partition",
-           "check_captions_partition", "copy_shards", "merge_caption_measurements",
-           "partition_expr", "partition_key", "read_manifest", "sequence_partition",
-           "shard_files", "stable_bucket", "validate_caption_measurements",
-           "write_sequence_parts", "write_shards"]
+           "check_captions_partition", "copy_shards", "finish_partition",
+           "merge_caption_measurements", "partition_expr", "partition_key", "read_manifest",
+           "sequence_partition", "shard_files", "stable_bucket",
+           "validate_caption_measurements", "write_sequence_parts", "write_shards"]
 
 DEFAULT_PARTITIONS = 64
 """Partitions of a table when nothing else decides (a few per core of a small cluster)."""

@@ -17,7 +17,11 @@ the local engine runs in one process) and gets their results back.
   ``doc_id``), the table handed over in blocks of rows and grouped by Ray Data's
   ``groupby(partition).map_groups`` on the workers (``build sequences``: the windows cut by
   ``sequence_partition``).
-- ``run``: one function in a Ray task (``build captions``: reading the source).
+- ``map_slices`` and ``group_slices``: a function on each slice of a Parquet table's rows,
+  and a function on each partition (the stable hash of ``match_id``) of the rows the slices
+  give (``build captions`` from Parquet files in the flickr30k layout: the kept image ids of
+  each slice, then each partition's rows finished as the local engine finishes its own).
+- ``run``: one function in a Ray task (``build captions`` from any other source: reading it).
 
 Builds run inside the cache's build (``Cache.build``): what the workers return is written to
 the entry's temporary directory and committed once, by one rename; a worker that dies leaves
@@ -317,6 +321,62 @@ class RayEngine:
         return [pickle.loads(value) for table in tables
                 for value in table.column(RESULT).to_pylist()]
 
+    def _slice_ranges(self, ray, rows: int, slice_rows: int) -> list[tuple[int, int]]:
+        slices = max(1, min(rows, max(self._partitions(ray), math.ceil(rows / slice_rows))))
+        bounds = [rows * i // slices for i in range(slices + 1)]
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def map_slices(self, files: list[str | Path], columns: list[str], fn: Callable, *,
+                   shared=None, slice_rows: int = 200_000, what: str = "the build") -> list:
+        """``fn(frame, start, shared)`` on each slice of rows of the Parquet table ``files``
+        (``frame``: the slice's ``columns``, from row ``start``), in Ray tasks; the results in
+        row order. ``shared`` is put in Ray's object store once for every task."""
+        files = [str(f) for f in files]
+        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
+        with self.session() as ray:
+            shared_ref = ray.put(shared)
+            task = ray.remote(max_retries=self.max_retries)(_map_slice)
+            refs = [task.remote(files, columns, start, stop, fn, shared_ref, CRASH_ONCE_MARKER)
+                    for start, stop in self._slice_ranges(ray, rows, slice_rows)]
+            return self._get(ray, refs, what)
+
+    def group_slices(self, files: list[str | Path], columns: list[str], *,
+                     read_slice: Callable, key: str, per_partition: Callable, shared=None,
+                     slice_rows: int = 200_000, what: str = "the build") -> list:
+        """``per_partition(rows)`` for each partition of the rows ``read_slice`` makes.
+
+        Ray tasks read the Parquet table ``files`` in slices (as ``map_slices``), and
+        ``read_slice(frame, start, shared)`` turns each into rows holding the int64 ``key``;
+        each row is tagged with the partition of its key (``partition_key``: whole groups in
+        one partition), and Ray Data's ``groupby(...).map_groups`` hands ``per_partition``
+        the rows of a partition in the order ``read_slice`` made them, slice after slice.
+
+        Returns:
+            What ``per_partition`` returned (anything picklable), one per partition that
+            holds rows.
+        """
+        files = [str(f) for f in files]
+        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
+        if rows == 0:
+            return []
+        with self.session() as ray:
+            partitions = self._partitions(ray)
+            shared_ref = ray.put(shared)
+            task = ray.remote(max_retries=self.max_retries)(_map_slice)
+            tag = functools.partial(_tag_partitions, read_slice, key, partitions)
+            refs = [task.remote(files, columns, start, stop, tag, shared_ref, CRASH_ONCE_MARKER)
+                    for start, stop in self._slice_ranges(ray, rows, slice_rows)]
+            grouped = (ray.data.from_arrow_refs(refs)
+                       .groupby(PARTITION)
+                       .map_groups(functools.partial(_ordered_partition_task, per_partition),
+                                   batch_format="pyarrow"))
+            try:
+                tables = self._get(ray, grouped.to_arrow_refs(), what)
+            except ray.exceptions.RayError as exc:
+                raise self._lost(what, exc) from exc
+        return [pickle.loads(value) for table in tables
+                for value in table.column(RESULT).to_pylist()]
+
 
 # What the tasks and actors run around the functions they are given ---------------------------
 
@@ -356,6 +416,31 @@ def _group_task(fn: Callable, crash_marker: str | None, batch: pa.Table) -> pa.T
     # large_binary: a partition's windows may pass 2 GB
     return pa.table({RESULT: pa.array([pickle.dumps(fn(rows), protocol=5)],
                                       type=pa.large_binary())})
+
+
+ORDER = ("_slice_start", "_position")
+"""A row's place among the rows ``read_slice`` made: its slice's first row, its position."""
+
+
+def _map_slice(files: list[str], columns: list[str], start: int, stop: int, fn: Callable,
+               shared, crash_marker: str | None):
+    _crash_once(crash_marker)
+    frame = pl.scan_parquet(files).select(columns).slice(start, stop - start).collect()
+    return fn(frame, start, shared)
+
+
+def _tag_partitions(read_slice: Callable, key: str, partitions: int, frame: pl.DataFrame,
+                    start: int, shared) -> pa.Table:
+    rows = read_slice(frame, start, shared)
+    return rows.with_columns(
+        pl.Series(PARTITION, partition_key(rows, key, partitions)),
+        pl.lit(start, dtype=pl.Int64).alias(ORDER[0]),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(ORDER[1])).to_arrow()
+
+
+def _ordered_partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
+    rows = pl.from_arrow(batch).sort(*ORDER).drop(PARTITION, *ORDER)
+    return pa.table({RESULT: pa.array([pickle.dumps(per_partition(rows))], type=pa.binary())})
 
 
 class _EncoderActor:

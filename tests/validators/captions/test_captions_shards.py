@@ -26,6 +26,8 @@ from uncollapse.validators.captions import (
     validate_caption_frame,
     validate_captions,
 )
+from uncollapse.validators.captions import measure as measure_module
+from uncollapse.validators.captions import rules as rules_module
 from uncollapse.validators.captions.measure import CaptionLimits
 
 
@@ -85,6 +87,30 @@ def test_shards_report_exactly_what_the_table_in_memory_reports(tmp_path):
     # the examples carry rows numbered across the shards
     blank = next(f for f in whole.findings if f.code == "EMPTY_CAPTION")
     assert blank.examples[0]["row"] == 44
+
+
+def test_one_parquet_file_is_measured_in_slices_of_row_groups_and_reports_as_in_memory(
+        tmp_path, monkeypatch):
+    frame = flawed_table()
+    path = tmp_path / "captions.parquet"
+    frame.write_parquet(path, row_group_size=30)
+    today = validate_caption_frame(pl.read_parquet(path), min_group=5, max_group=5)
+    slices = []
+    real = measure_module.CaptionMeasurements.of_partitions.__func__
+
+    def counting(cls, partitions, source, limits):
+        partitions = list(partitions)
+        slices.append(len(partitions))
+        return real(cls, partitions, source, limits)
+
+    monkeypatch.setattr(measure_module, "PARQUET_SLICE_ROWS", 65)
+    monkeypatch.setattr(measure_module.CaptionMeasurements, "of_partitions",
+                        classmethod(counting))
+    monkeypatch.setattr(rules_module, "read_caption_table", None)  # never read whole
+    report = validate_captions(path, min_group=5, max_group=5)
+    assert slices == [4]  # 200 rows in row groups of 30, two groups a slice: 60, 60, 60, 20
+    assert comparable(report) == comparable(today) and report.target == str(path)
+    assert "SPLIT_LEAKAGE" in report.codes()
 
 
 def test_partials_of_any_partitioning_merge_into_the_whole_tables_measurements(tmp_path):

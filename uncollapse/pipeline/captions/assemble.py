@@ -27,7 +27,9 @@ from uncollapse.pipeline.captions.irregularities import (
 )
 from uncollapse.pipeline.captions.lines import RECORD_KEY
 
-__all__ = ["assign_match_ids", "build_captions_partition", "caption_stats", "finalize"]
+__all__ = ["assign_match_ids", "build_captions_partition", "caption_stats", "finalize",
+           "images_of", "keep_captions", "kept", "merge_caption_stats", "partition_stats",
+           "report_duplicate_caption_numbers", "report_unusual_caption_counts"]
 
 
 def finalize(rows: pl.DataFrame, irregular: Irregularities,
@@ -37,6 +39,24 @@ def finalize(rows: pl.DataFrame, irregular: Irregularities,
     ``match_id`` is one group per ``image_id``, numbered in sorted ``image_id`` order, so the
     same source always gives the same ids.
     """
+    rows = keep_captions(rows, irregular, splits)
+    report_duplicate_caption_numbers(rows, irregular)
+    report_unusual_caption_counts(images_of(rows), irregular)
+    return build_captions_partition(rows, assign_match_ids(rows))
+
+
+def kept(splits: list[str] | None = None) -> pl.Expr:
+    """The rows ``keep_captions`` keeps: a caption that is not blank, in one of ``splits``."""
+    stripped = pl.col(CAPTION).str.strip_chars()
+    keep = stripped.is_not_null() & (stripped != "")
+    return keep & pl.col(SPLIT).is_in(splits) if splits else keep
+
+
+def keep_captions(rows: pl.DataFrame, irregular, splits: list[str] | None = None
+                  ) -> pl.DataFrame:
+    """The rules of one caption row: strip the caption, drop (and report) the empty ones,
+    report TABs and record keys, keep ``splits``. Rows are kept in their order, so a slice of
+    the source (every row of its images) gives the rows the whole source gives for them."""
     caption = pl.col(CAPTION)
     shown = caption.str.slice(0, 80)  # how a caption appears in a finding's examples
     rows = rows.with_columns(stripped=caption.str.strip_chars())
@@ -62,21 +82,49 @@ def finalize(rows: pl.DataFrame, irregular: Irregularities,
         irregular.add(SOURCE_ROWS_OUTSIDE_SPLITS,
                       outside.group_by(SPLIT).agg(pl.len().alias("captions"))
                       .sort(SPLIT, nulls_last=True),
-                      f"caption(s) left out (their split is not among {', '.join(splits)})",
-                      count=outside.height)
+                      outside_splits_message(splits), count=outside.height)
         rows = rows.filter(split.is_in(splits))
+    return rows
+
+
+def outside_splits_message(splits: list[str]) -> str:
+    return f"caption(s) left out (their split is not among {', '.join(splits)})"
+
+
+def report_duplicate_caption_numbers(rows: pl.DataFrame, irregular) -> None:
+    """Captions that share their image and caption number (``rows``: every row of their
+    images)."""
     duplicated = rows.filter(pl.len().over(IMAGE_ID, CAPTION_IDX) > 1).sort(SOURCE_ROW)
     irregular.add(SOURCE_DUPLICATE_CAPTION_NUMBER,
                   duplicated.select(IMAGE_ID, CAPTION_IDX, SOURCE_ROW),
                   "caption(s) share an image and caption number with another")
-    per_image = rows.group_by(IMAGE_ID).agg(pl.len().alias("captions"),
-                                            pl.col(SOURCE_ROW).min())
-    if per_image.height:
-        usual = per_image["captions"].mode().sort()[0]
-        irregular.add(SOURCE_CAPTION_COUNT_UNUSUAL,
-                      per_image.filter(pl.col("captions") != usual).sort(SOURCE_ROW),
-                      f"image(s) have a caption count other than the usual {usual}")
-    return build_captions_partition(rows, assign_match_ids(rows))
+
+
+def images_of(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per image: its captions and its first source row."""
+    return rows.group_by(IMAGE_ID).agg(pl.len().alias("captions"), pl.col(SOURCE_ROW).min())
+
+
+def usual_caption_count(counts: pl.DataFrame) -> int:
+    """The most common number of captions of an image (the smallest of a tie), from
+    ``counts``: ``captions`` and the number of images having it, ``images``."""
+    most = counts.filter(pl.col("images") == pl.col("images").max())
+    return int(most["captions"].min())
+
+
+def report_unusual_caption_counts(per_image: pl.DataFrame, irregular,
+                                  counts: pl.DataFrame | None = None) -> None:
+    """Images with another number of captions than most (``per_image``: ``images_of``; where
+    it holds only some images, ``counts`` has the images per caption count of all of them)."""
+    if counts is None:
+        counts = per_image.group_by("captions").agg(pl.len().alias("images"))
+    if counts.height == 0:
+        return
+    usual = usual_caption_count(counts)
+    unusual = per_image.filter(pl.col("captions") != usual).sort(SOURCE_ROW)
+    irregular.add(SOURCE_CAPTION_COUNT_UNUSUAL, unusual,
+                  f"image(s) have a caption count other than the usual {usual}",
+                  count=int(counts.filter(pl.col("captions") != usual)["images"].sum()))
 
 
 def assign_match_ids(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -113,13 +161,30 @@ def build_captions_partition(rows: pl.DataFrame, match_ids: pl.DataFrame) -> pl.
 
 
 def caption_stats(table: pl.DataFrame) -> dict:
+    """The counts a build reports (stats): captions, images, groups, group sizes, splits."""
+    return merge_caption_stats([partition_stats(table)])
+
+
+def partition_stats(table: pl.DataFrame) -> dict:
+    """``caption_stats`` of one partition of a caption table whose partitions hold whole
+    images (and so whole groups): ``merge_caption_stats`` adds them up."""
     sizes = table.group_by(MATCH_ID).len()["len"]
+    return {"captions": table.height, "images": table[IMAGE_ID].n_unique(),
+            "groups": table[MATCH_ID].n_unique(),
+            "sizes": [int(sizes.min()), int(sizes.max())] if sizes.len() else [],
+            "splits": table.group_by(SPLIT).len()}
+
+
+def merge_caption_stats(parts: list[dict]) -> dict:
+    sizes = [size for part in parts for size in part["sizes"]]
+    splits = (pl.concat([part["splits"] for part in parts]).group_by(SPLIT).agg(pl.col("len").sum())
+              if parts else pl.DataFrame(schema={SPLIT: pl.String, "len": pl.UInt32}))
     return {
-        "captions": table.height,
-        "images": table[IMAGE_ID].n_unique(),
-        "groups": table[MATCH_ID].n_unique(),
-        "group_size_min": int(sizes.min()) if sizes.len() else 0,
-        "group_size_max": int(sizes.max()) if sizes.len() else 0,
-        "splits": dict(table.group_by(SPLIT).len().sort(SPLIT, nulls_last=True)
+        "captions": sum(part["captions"] for part in parts),
+        "images": sum(part["images"] for part in parts),
+        "groups": sum(part["groups"] for part in parts),
+        "group_size_min": min(sizes) if sizes else 0,
+        "group_size_max": max(sizes) if sizes else 0,
+        "splits": dict(splits.sort(SPLIT, nulls_last=True)
                        .select(pl.col(SPLIT).fill_null("null"), "len").iter_rows()),
     }

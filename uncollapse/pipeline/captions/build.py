@@ -7,12 +7,14 @@ import re
 from pathlib import Path
 
 from uncollapse.cache.store import BuildOutput, Cache, Stage
+from uncollapse.data.parquet_pieces import write_parquet_frames, write_shards_of
 from uncollapse.data.readable import PARQUET, check_input_file, check_readable, missing, sniff
-from uncollapse.data.shards import write_shards
+from uncollapse.data.shards import is_sharded
 from uncollapse.errors import InputError, ToolError
 from uncollapse.pipeline.captions import hf, json_sources, lines
 from uncollapse.pipeline.captions.assemble import caption_stats, finalize
 from uncollapse.pipeline.captions.irregularities import Irregularities
+from uncollapse.pipeline.captions.streamed import StreamedCaptionBuild, build_on_engine
 from uncollapse.pipeline.result import Built, SourceTable, built_from, with_report
 
 __all__ = [
@@ -34,6 +36,9 @@ LOCAL_SUFFIXES = (".json", ".txt", ".csv", ".tsv", ".token", ".parquet", ".arrow
 def detect_format(source: str) -> str:
     """Tell the source's format from its content (or, for a missing path, a hub id)."""
     path = Path(source)
+    if is_sharded(source) and not path.exists():
+        hf.source_files(source)  # a glob: Parquet shards in the flickr30k layout
+        return "hf"
     if not path.exists():
         # `data/captions.json` also looks like `owner/name`: a missing path with a file suffix is
         # a typo, not a hub id (asking the hub would retry for half a minute, then mislead).
@@ -128,8 +133,12 @@ def build_captions(source: str | Path, *, format: str | None = None,
                    engine=None) -> Built:
     """Build the caption table of ``source`` through the cache (see ``read_captions``).
 
-    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: a Ray task);
-    by default in this process. The output is the same either way, and so is its cache key.
+    ``engine``: where the source is read (``uncollapse.engines.ray.RayEngine``: Parquet
+    files in the flickr30k layout are read in slices by Ray tasks and finished per partition
+    of a stable hash of ``match_id``; any other source is read in one Ray task); by default
+    in this process, where Parquet files are read a slice at a time and the table written a
+    partition at a time (``StreamedCaptionBuild``). The output is the same either way, byte
+    for byte, and so is its cache key.
 
     ``source`` may also be a ``datasets.Dataset`` or ``DatasetDict`` in memory, in the
     flickr30k layout (``caption``, ``filename`` or ``img_id``, ``split``); its cache key is the
@@ -145,7 +154,7 @@ def build_captions(source: str | Path, *, format: str | None = None,
         >>> built.table().group_by("match_id").len()
     """
     cache = cache or Cache()
-    hf_frame = None
+    hf_frame = streamed = None
     inputs: dict = {}
     if hf.is_dataset_object(source):  # in memory: read it here, key it by its rows
         if format not in (None, "hf"):
@@ -158,11 +167,17 @@ def build_captions(source: str | Path, *, format: str | None = None,
         source = str(source)
         check_readable(source)
         format = format or detect_format(source)
-        if format == "hf" and not Path(source).exists():
+        if format == "hf" and is_sharded(source) and not Path(source).exists():
+            # a glob: every shard it matches is an input, keyed by its content
+            for number, shard in enumerate(hf.source_files(source)):
+                inputs[f"source:{number:05d}"] = str(shard)
+        elif format == "hf" and not Path(source).exists():
             hf_frame, hub_key = hf.load_hf_frame(source, hf_split)
             inputs["source"] = {"digest": hub_key}
         else:
             inputs["source"] = source
+        if format == "hf" and hf_frame is None:
+            streamed = hf.parquet_files(source)
     for name, list_path in sorted((split_files or {}).items()):
         inputs[f"split_file:{name}"] = str(list_path)
     if format == "coco" and split is None:
@@ -177,24 +192,29 @@ def build_captions(source: str | Path, *, format: str | None = None,
         options["shard_rows"] = shard_rows
 
     def builder(out_dir: Path) -> BuildOutput:
+        if streamed is not None and engine is not None:  # slices and partitions on engine
+            table, report = build_on_engine(engine, streamed, source, splits)
+            return with_report(write([table], out_dir), report)
+        if streamed is not None:  # Parquet files: read a slice at a time, never whole
+            build = StreamedCaptionBuild(streamed, source, spill=out_dir, splits=splits)
+            output = write(build.tables(), out_dir)
+            return with_report(output, build.report())
         read = _read if engine is None else functools.partial(engine.run, _read,
                                                               what=f"reading {source}")
         table, report, _ = read(source, format=format, splits=splits, split=split,
                                  split_files=split_files, hf_split=hf_split, hf_frame=hf_frame)
-        # one chunk: the file's row groups must not depend on how the table travelled (a
-        # table sent back by an engine's worker arrives in several chunks)
-        table = table.rechunk()
-        schema = {k: str(v) for k, v in table.schema.items()}
+        return with_report(write([table], out_dir), report)
+
+    def write(tables, out_dir: Path) -> BuildOutput:
+        """The table's pieces as one file, or as shards of ``shard_rows``: the same bytes
+        however the rows arrive (in one piece, in partitions, from an engine's worker)."""
         if shard_rows is None:
-            table.write_parquet(out_dir / OUTPUT_NAME)
-            output = BuildOutput(rows={OUTPUT_NAME: table.height}, schema={OUTPUT_NAME: schema})
-        else:
-            slices = table.iter_slices(shard_rows) if table.height else [table]
-            manifest = write_shards(slices, out_dir / SHARDS_NAME)
-            names = [f"{SHARDS_NAME}/{name}" for name in manifest.files]
-            output = BuildOutput(rows=dict(zip(names, manifest.rows, strict=True)),
-                                 schema=dict.fromkeys(names, schema))
-        return with_report(output, report)
+            rows, schema = write_parquet_frames(tables, out_dir / OUTPUT_NAME)
+            return BuildOutput(rows={OUTPUT_NAME: rows}, schema={OUTPUT_NAME: schema})
+        manifest = write_shards_of(tables, out_dir / SHARDS_NAME, shard_rows)
+        names = [f"{SHARDS_NAME}/{name}" for name in manifest.files]
+        return BuildOutput(rows=dict(zip(names, manifest.rows, strict=True)),
+                           schema=dict.fromkeys(names, manifest.schema))
 
     entry = cache.build(STAGE, options=options, inputs=inputs, builder=builder, rebuild=rebuild)
     return built_from(entry, OUTPUT_NAME if shard_rows is None else SHARDS_NAME)

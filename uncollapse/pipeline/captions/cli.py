@@ -44,6 +44,9 @@ def build_captions_command(source, source_format, splits, split, split_files, hf
 
     SOURCE is a COCO caption JSON, Karpathy split JSON, Flickr8k/30k token file, Flickr30k
     CSV, nlphuji/flickr30k Parquet/Arrow files or save_to_disk folder, or a hub id.
+    Parquet in the flickr30k layout (a file, a folder of shards, or a quoted glob such as
+    'flickr30k/*.parquet') is read a slice of rows at a time and the table written a range
+    of images at a time, so neither is ever in memory whole.
     Every irregularity of the source (malformed line, two records on one line, empty caption,
     image in no split, ...) is a finding of the build report; --strict makes them fatal
     (exit 1, nothing written).
@@ -55,6 +58,7 @@ def build_captions_command(source, source_format, splits, split, split_files, hf
     Example:
         uncollapse build captions captions_val2017.json -o captions.parquet
         uncollapse build captions captions_val2017.json -o captions/ --shard-rows 1000
+        uncollapse build captions 'flickr30k/train-*.parquet' -o captions/
         uncollapse build captions Flickr8k.token.txt --split-file train=Flickr_8k.trainImages.txt \\
             --split-file val=Flickr_8k.devImages.txt --split-file test=Flickr_8k.testImages.txt
         uncollapse build captions captions_val2017.json --engine ray -o captions.parquet

@@ -20,6 +20,7 @@ from uncollapse.data.captions.contract import (
     SPLIT,
 )
 from uncollapse.data.polars_read import READ_FAILURES, reason
+from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.pipeline.captions.irregularities import (
@@ -29,8 +30,10 @@ from uncollapse.pipeline.captions.irregularities import (
 from uncollapse.pipeline.captions.lines import image_stem
 
 __all__ = [
-    "HF_CAPTION", "HF_COLUMNS", "HF_FILENAME", "HF_IMG_ID", "HF_SPLIT", "data_files",
-    "in_memory_frame", "is_dataset_object", "is_saved_dataset", "load_hf_frame", "read_hf",
+    "HF_CAPTION", "HF_COLUMNS", "HF_FILENAME", "HF_IMG_ID", "HF_SPLIT", "NO_CAPTIONS",
+    "check_hf_layout", "data_files", "hf_caption_rows", "hf_image_id", "in_memory_frame",
+    "is_dataset_object", "is_saved_dataset", "load_hf_frame", "number_captions_in_row_order",
+    "parquet_files", "read_hf", "source_files",
 ]
 
 # the columns of the flickr30k layout that are read (never `image`: decoding it is slow)
@@ -50,6 +53,34 @@ def data_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".arrow"))
+
+
+def source_files(source: str) -> list[Path]:
+    """The files of a local source: a file, a folder's Parquet and Arrow files (sorted, in
+    subfolders too), or the Parquet files a glob matches (sorted by name).
+
+    Raises:
+        InputError: the glob matches nothing, or a file that is not Parquet.
+    """
+    path = Path(source)
+    if path.exists():
+        return data_files(path)
+    files = shard_files(source)
+    if other := [f for f in files if f.suffix != ".parquet"]:
+        raise InputError(source, f"matches {other[0]}, not a .parquet file; a glob names "
+                         "Parquet shards in the nlphuji/flickr30k layout (quote it)")
+    return files
+
+
+def parquet_files(source: str) -> list[Path] | None:
+    """The files of ``source`` where it is Parquet files only (a folder of shards, a glob,
+    one file), which a build reads a slice at a time; None for anything else (Arrow files,
+    a save_to_disk folder, a hub id)."""
+    path = Path(source)
+    if is_saved_dataset(path) or not (path.exists() or is_sharded(source)):
+        return None
+    files = source_files(source)
+    return files if files and all(f.suffix == ".parquet" for f in files) else None
 
 
 def _frame_from_datasets(dataset) -> pl.DataFrame:
@@ -110,8 +141,8 @@ def load_hf_frame(source: str, hf_split: str | None = None) -> tuple[pl.DataFram
         if hf_split:
             dataset = dataset[hf_split]
         return _frame_from_datasets(dataset), {"path": str(path)}
-    if path.exists():
-        files = data_files(path)
+    if path.exists() or is_sharded(source):
+        files = source_files(source)
         if not files:
             raise InputError(path, "no .parquet or .arrow files here; expected the "
                              "nlphuji/flickr30k layout as Parquet/Arrow or a save_to_disk folder")
@@ -150,44 +181,57 @@ _EXPECTED = {HF_CAPTION: ("text or a list of text", lambda t: isinstance(t, _TEX
              HF_IMG_ID: ("integers or text", lambda t: isinstance(t, _TEXT) or t.is_integer())}
 """The flickr30k layout's columns and the dtypes they may have; anything else (bytes, numbers
 in the caption) is refused by name instead of failing inside a list or string operation."""
+NO_CAPTIONS = "row(s) have no captions"
 
 
-def _check_dtypes(frame: pl.DataFrame, source: str) -> None:
-    for column, (expected, fits) in _EXPECTED.items():
-        if column in frame.columns and not fits(frame.schema[column]):
-            raise InputError(source, f"column {column!r} is {frame.schema[column]}, expected "
-                             f"{expected}; write the column as (UTF-8) text, or rebuild the file "
-                             "from the original dataset")
+def check_hf_layout(schema: pl.Schema, source: str) -> bool:
+    """Check that ``schema`` is the flickr30k layout (the columns read, their dtypes); whether
+    the captions come one per row (``caption`` is text) rather than as a list per image.
 
-
-def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.DataFrame:
-    """Rows of the flickr30k layout to caption rows; the image id is the file name stem
-    (``img_id`` in this layout is a running number, so it is used only without ``filename``)."""
-    columns = set(frame.columns)
+    Raises:
+        InputError: a column is missing or has a dtype the layout does not have.
+    """
+    columns = set(schema)
     if HF_CAPTION not in columns or not ({HF_FILENAME, HF_IMG_ID} & columns):
         raise InputError(source, f"expected the columns {HF_CAPTION} and {HF_FILENAME} (or "
-                         f"{HF_IMG_ID}); found {frame.columns}")
-    _check_dtypes(frame, source)
-    one_per_row = frame.schema[HF_CAPTION] == pl.String
-    if one_per_row:
+                         f"{HF_IMG_ID}); found {list(schema)}")
+    for column, (expected, fits) in _EXPECTED.items():
+        if column in columns and not fits(schema[column]):
+            raise InputError(source, f"column {column!r} is {schema[column]}, expected "
+                             f"{expected}; write the column as (UTF-8) text, or rebuild the file "
+                             "from the original dataset")
+    return schema[HF_CAPTION] == pl.String
+
+
+def hf_image_id(columns) -> pl.Expr:
+    """The image id of a row of the flickr30k layout: the file name stem (``img_id`` in this
+    layout is a running number, so it is used only without ``filename``)."""
+    if HF_FILENAME in columns:
+        return image_stem(pl.col(HF_FILENAME)).alias(IMAGE_ID)
+    return pl.col(HF_IMG_ID).cast(pl.String).alias(IMAGE_ID)
+
+
+def hf_caption_rows(frame: pl.DataFrame, *, row_offset: int = 0
+                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of the flickr30k layout (checked by ``check_hf_layout``; the rows from
+    ``row_offset`` on, for a slice of the source) as caption rows, one per caption, and the
+    rows without captions (``image_id``, ``line``). Captions one per row keep ``caption_idx``
+    0: ``number_captions_in_row_order`` numbers them once an image's rows are together."""
+    columns = set(frame.columns)
+    if frame.schema[HF_CAPTION] == pl.String:
         frame = frame.with_columns(pl.concat_list(HF_CAPTION))
     no_text = pl.lit(None, dtype=pl.String)
-    filename = pl.col(HF_FILENAME) if HF_FILENAME in columns else None
-    frame = frame.with_row_index("row").with_columns(
-        (image_stem(filename) if filename is not None
-         else pl.col(HF_IMG_ID).cast(pl.String)).alias(IMAGE_ID),
-        (filename.cast(pl.String) if filename is not None else no_text).alias(IMAGE_PATH),
+    frame = frame.with_row_index("row", offset=row_offset).with_columns(
+        hf_image_id(columns),
+        (pl.col(HF_FILENAME).cast(pl.String) if HF_FILENAME in columns
+         else no_text).alias(IMAGE_PATH),
         (pl.col(HF_SPLIT).cast(pl.String) if HF_SPLIT in columns else no_text).alias(SPLIT),
         n=pl.col(HF_CAPTION).list.len().fill_null(0),
     )
-    irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS,
-                  frame.filter(pl.col("n") == 0).select(IMAGE_ID, line="row"),
-                  "row(s) have no captions")
+    without = frame.filter(pl.col("n") == 0).select(IMAGE_ID, line="row")
     rows = (frame.filter(pl.col("n") > 0)
             .with_columns(pl.int_ranges(pl.col("n")).alias(CAPTION_IDX))
             .explode(HF_CAPTION, CAPTION_IDX))
-    if one_per_row:  # number an image's captions in row order, not all 0
-        rows = rows.with_columns(pl.int_range(pl.len()).over(IMAGE_ID).alias(CAPTION_IDX))
     return rows.select(
         IMAGE_ID,
         pl.col(CAPTION_IDX).cast(pl.Int64),
@@ -195,4 +239,20 @@ def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.D
         SPLIT,
         pl.col("row").cast(pl.Int64).alias(SOURCE_ROW),
         IMAGE_PATH,
-    )
+    ), without
+
+
+def number_captions_in_row_order(rows: pl.DataFrame) -> pl.DataFrame:
+    """``caption_idx`` of captions given one per row: each image's captions numbered in row
+    order (``rows`` hold every row of their images, in source order)."""
+    return rows.with_columns(pl.int_range(pl.len()).over(IMAGE_ID).cast(pl.Int64)
+                             .alias(CAPTION_IDX))
+
+
+def read_hf(frame: pl.DataFrame, source: str, irregular: Irregularities) -> pl.DataFrame:
+    """Rows of the flickr30k layout to caption rows; the image id is the file name stem
+    (``img_id`` in this layout is a running number, so it is used only without ``filename``)."""
+    one_per_row = check_hf_layout(frame.schema, source)
+    rows, without = hf_caption_rows(frame)
+    irregular.add(SOURCE_SPLIT_IMAGE_WITHOUT_CAPTIONS, without, NO_CAPTIONS)
+    return number_captions_in_row_order(rows) if one_per_row else rows

@@ -14,7 +14,8 @@ from uncollapse.data.captions.contract import SOURCE_ROW
 from uncollapse.report import Code, Finding, Report
 
 __all__ = [
-    "Irregularities", "SOURCE_CAPTION_COUNT_UNUSUAL", "SOURCE_DUPLICATE_CAPTION_NUMBER",
+    "EXAMPLES", "IrregularityTally", "Irregularities", "SOURCE_CAPTION_COUNT_UNUSUAL",
+    "SOURCE_DUPLICATE_CAPTION_NUMBER",
     "SOURCE_DUPLICATE_IMAGE", "SOURCE_EMPTY_CAPTION", "SOURCE_IMAGE_IN_TWO_SPLITS",
     "SOURCE_IMAGE_NOT_IN_SPLIT", "SOURCE_INVALID_ID", "SOURCE_MALFORMED_LINE",
     "SOURCE_RECORDS_ON_ONE_LINE", "SOURCE_RECORD_KEY_IN_CAPTION", "SOURCE_ROWS_OUTSIDE_SPLITS",
@@ -90,6 +91,9 @@ SOURCE_ROWS_OUTSIDE_SPLITS = Code(
     "Captions left out because their split is not among --splits.",
     "Nothing to do if intended.")
 
+EXAMPLES = 10
+"""Examples a finding keeps (``Irregularities.add``)."""
+
 
 @dataclass
 class Irregularities:
@@ -115,7 +119,7 @@ class Irregularities:
         if rows.height == 0:
             return
         count = rows.height if count is None else int(count)
-        examples = rows.head(10).to_dicts()
+        examples = rows.head(EXAMPLES).to_dicts()
         for example in examples:
             example.setdefault("file", self.source)
         first = examples[0]
@@ -128,3 +132,47 @@ class Irregularities:
     def report(self, stats: dict) -> Report:
         return Report(target=self.source, kind="build captions", findings=self.findings,
                       stats=stats)
+
+
+@dataclass
+class IrregularityTally:
+    """Irregularities of a source read in parts (slices of its rows, partitions of its
+    images), each part's ``add`` as ``Irregularities.add``; ``add_to`` gives the findings of
+    the whole source, as reading it at once gives them: counts added up, the first examples
+    by their position in the source (``order``), the findings in the order first added.
+
+    ``summed``: codes whose rows are counts per key (``{code: (key, value)}``), added up by
+    key over the parts.
+    """
+
+    order: tuple[str, ...] = (SOURCE_ROW, "line")
+    summed: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)
+
+    def add(self, code: Code, rows: pl.DataFrame, message: str, *,
+            count: int | None = None) -> None:
+        code_parts = self.parts.setdefault(code.name, [code, message, 0, []])
+        code_parts[2] += rows.height if count is None else int(count)
+        if rows.height:
+            code_parts[3].append(rows if code.name in self.summed else rows.head(EXAMPLES))
+
+    def extend(self, other: IrregularityTally) -> None:
+        """Add the parts ``other`` holds (a tally of other rows of the same source)."""
+        for name, (code, message, count, pieces) in other.parts.items():
+            mine = self.parts.setdefault(name, [code, message, 0, []])
+            mine[2] += count
+            mine[3].extend(pieces)
+
+    def add_to(self, irregular: Irregularities) -> None:
+        for name, (code, message, count, pieces) in self.parts.items():
+            if not pieces:
+                continue
+            rows = pl.concat(pieces)
+            if name in self.summed:
+                key, value = self.summed[name]
+                rows = rows.group_by(key, maintain_order=True).agg(pl.col(value).sum()).sort(
+                    key, nulls_last=True)
+            else:
+                by = next(c for c in self.order if c in rows.columns)
+                rows = rows.sort(by, maintain_order=True)
+            irregular.add(code, rows, message, count=count)

@@ -26,11 +26,13 @@ from uncollapse.data.captions.contract import (
     SOURCE_ROW,
     SPLIT,
 )
+from uncollapse.data.parquet_pieces import row_group_ranges
 from uncollapse.errors import ToolError
 
-__all__ = ["ADDED_COUNTS", "CONTROL_CHARACTERS", "GROUP_COLUMNS", "RECORD_KEY", "CaptionLimits",
-           "CaptionMeasurements", "CaptionPartial", "check_captions_partition",
-           "measure_on", "merge_caption_measurements", "normalised_caption"]
+__all__ = ["ADDED_COUNTS", "CONTROL_CHARACTERS", "GROUP_COLUMNS", "PARQUET_SLICE_ROWS",
+           "RECORD_KEY", "CaptionLimits", "CaptionMeasurements", "CaptionPartial",
+           "check_captions_partition", "measure_on", "merge_caption_measurements",
+           "normalised_caption"]
 
 PUNCTUATION_AND_SPACE = ".,;:!?'\"()[]{}-_ \t\r\n"
 CONTROL_CHARACTERS = [chr(code) for code in range(32)] + ["\x7f"]
@@ -39,6 +41,9 @@ RECORD_KEY = r"(?i)[^\s#]+\.(?:jpe?g|png|gif|bmp|webp)#\d+"
 """A Flickr-style record key, ``<image file>#<caption number>``."""
 RECORD_KEY_MARK = "#"
 """A literal every record key contains: the regular expression runs only where it occurs."""
+
+PARQUET_SLICE_ROWS = 2_000_000
+"""Rows of a slice of one Parquet file measured at a time (whole row groups)."""
 
 # Columns of the lean frame: one row per caption, hashes instead of text.
 IMAGE, KEY, ROW = "image", "key", "row"
@@ -142,6 +147,16 @@ class CaptionMeasurements:
             parts.append(check_captions_partition(partition, limits, row_offset=offset))
             offset += parts[-1].rows
         return merge_caption_measurements(parts, source, limits)
+
+    @classmethod
+    def of_parquet(cls, path, frame: pl.LazyFrame, limits: CaptionLimits, *,
+                   slice_rows: int | None = None) -> CaptionMeasurements:
+        """Measure one Parquet file (scanned as ``frame``) a slice of row groups at a time
+        (``slice_rows`` rows, about), as ``of_partitions`` measures shards: the file is
+        never read whole."""
+        ranges = row_group_ranges(path, slice_rows or PARQUET_SLICE_ROWS)
+        return cls.of_partitions((frame.slice(start, rows) for start, rows in ranges), frame,
+                                 limits)
 
     @property
     def rows(self) -> int:
@@ -305,6 +320,16 @@ class CaptionPartial:
     groups: pl.DataFrame
     keys: np.ndarray
     lean: pl.DataFrame | None = None
+
+    @classmethod
+    def of_parquet(cls, path, frame: pl.LazyFrame, limits: CaptionLimits, *,
+                   slice_rows: int | None = None) -> CaptionMeasurements:
+        """Measure one Parquet file (scanned as ``frame``) a slice of row groups at a time
+        (``slice_rows`` rows, about), as ``of_partitions`` measures shards: the file is
+        never read whole."""
+        ranges = row_group_ranges(path, slice_rows or PARQUET_SLICE_ROWS)
+        return cls.of_partitions((frame.slice(start, rows) for start, rows in ranges), frame,
+                                 limits)
 
     @property
     def rows(self) -> int:

@@ -48,7 +48,7 @@ from uncollapse.data.captions.table import (
     to_caption_frame,
 )
 from uncollapse.data.polars_read import parquet_reading
-from uncollapse.data.readable import missing
+from uncollapse.data.readable import PARQUET, check_input_file, missing
 from uncollapse.data.shards import is_sharded, shard_files
 from uncollapse.errors import InputError
 from uncollapse.report import MAX_EXAMPLES, Code, Report
@@ -658,7 +658,12 @@ def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | 
     else:
         if str(path) != "-" and not os.path.lexists(path):
             raise missing(path, "a regular file or directory")  # a folder of shards is read too
-        frame = read_caption_table(path, columns=columns)
+        if str(path) != "-" and _is_parquet_file(Path(path)):
+            # one Parquet file: scanned, and measured a slice of row groups at a time
+            frame = scan_caption_shards(path, columns=columns)
+            measure = functools.partial(_measure_parquet, path)
+        else:
+            frame = read_caption_table(path, columns=columns)
     if engine is not None:
         measure = functools.partial(measure_on, engine, files, columns)
     return validate_caption_frame(frame, target, min_group=min_group, max_group=max_group,
@@ -666,6 +671,16 @@ def validate_captions(path: str | Path, *, min_group: int = 2, max_group: int | 
                                   min_caption_chars=min_caption_chars,
                                   max_caption_chars=max_caption_chars, partitions=partitions,
                                   measure=measure)
+
+
+def _is_parquet_file(path: Path) -> bool:
+    check_input_file(path, "a caption table (Parquet or CSV)",
+                     "build one with `uncollapse build captions`", accept=(PARQUET,))
+    return _is_parquet(path)
+
+
+def _measure_parquet(path, frame: pl.LazyFrame, limits: CaptionLimits) -> CaptionMeasurements:
+    return CaptionMeasurements.of_parquet(path, frame, limits)
 
 
 def _is_parquet(path: Path) -> bool:
