@@ -17,8 +17,8 @@ from uncollapse.samplers.distributed import (
 )
 from uncollapse.samplers.planner import Layout, Plan, epoch_batches, plan_epoch
 
-STATE_VERSION = 2  # 2: int32 plans dealt by per-column shuffles; a version-1 state would
-# resume another plan
+STATE_VERSION = 3  # 3: columns dealt by rotations of shared random orders; 2: by a shuffle
+# per column. A state of another version would resume another plan
 
 ACCELERATE_RECIPE = ("build the sampler with rank=0, world_size=1 so that accelerate deals its "
                      "batches to the processes (keep drop_last=True), or do not pass the "

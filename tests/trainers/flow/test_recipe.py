@@ -255,8 +255,12 @@ def test_batch_prototypes_fit_the_batch_and_lose_the_attributes(data, tmp_path):
                                          monitor_warmup=25, prototypes="batch"))
     last = {name: [r for r in RunDir(tmp_path / name).read_metrics()
                    if "monitor/label_spread" in r][-1] for name in ("bank", "batch")}
-    # the batch variant's own loss is lower than the bank's ...
-    assert last["batch"]["infonce"] < last["bank"]["infonce"]
+    # the batch variant's own loss is lower than the bank's, over the last 10 logged steps (one
+    # step's InfoNCE moves with the batch drawn: at the last step the two differed by 0.0004
+    # under one sampler plan and had swapped places under another) ...
+    tail = {name: np.mean([r["infonce"] for r in RunDir(tmp_path / name).read_metrics()
+                           if "infonce" in r][-10:]) for name in ("bank", "batch")}
+    assert tail["batch"] < tail["bank"]
     # ... yet its outputs do not carry their targets
     assert batch.evaluation["flow/transfer_accuracy"] < 0.5
     assert batch.evaluation["flow/cluster_purity"] < 0.6
