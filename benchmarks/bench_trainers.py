@@ -197,6 +197,17 @@ def timed_recipe(cls, stopwatch: Stopwatch, warmup: int, steps: int):
 WARMUP = 20
 
 
+def common_loader(dataset: Dataset, batch_sampler, n_workers: int,
+                  device: torch.device) -> DataLoader:
+    """The common way's loader: the per-item dataset in ``n_workers`` worker processes, default
+    collate, pinned memory on a GPU. The workers are spawned: workers forked from a process that
+    holds a CUDA context and the LVM recipe's background thread aborted on an H100 with "CUDA
+    error: initialization error"."""
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=n_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=n_workers > 0,
+                      multiprocessing_context="spawn" if n_workers > 0 else None)
+
+
 def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
     """One run of the three measurements, each over ``steps`` steps after ``WARMUP``."""
     device = resolve_device(config.device)
@@ -246,12 +257,7 @@ def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
     dataset = PER_ITEM[config.recipe](recipe)
     common = {}
     for n_workers in workers:
-        # spawned workers: a worker forked from a process that holds a CUDA context and the
-        # recipe's background thread aborted with "CUDA error: initialization error" on an H100
-        loader = DataLoader(dataset, batch_sampler=recipe.sampler, num_workers=n_workers,
-                            pin_memory=device.type == "cuda",
-                            persistent_workers=n_workers > 0,
-                            multiprocessing_context="spawn" if n_workers > 0 else None)
+        loader = common_loader(dataset, recipe.sampler, n_workers, device)
         names = ("context", "target", "negative") if config.recipe == "lvm" else None
         watch, done = Stopwatch(device), 0
         while done < WARMUP + steps:
