@@ -43,6 +43,31 @@ def summarise(evaluation: dict) -> dict:
     }
 
 
+def mixtures(sequences: str, eval_fraction: float, seed: int, weights: list[float]) -> dict:
+    """Fixed predictors between the two baselines on the held-out documents of ``seed``:
+    ``normalize(a * last + (1 - a) * mean)`` of the unit context vectors, for each ``a``; what a
+    trained predictor has to beat without any training."""
+    import torch
+    import torch.nn.functional as F
+
+    from uncollapse.trainers.lvm.recipe import predictor_metrics
+
+    config = LVMConfig(out="unused", sequences=sequences, device="cpu", quiet=True, seed=seed,
+                       eval_fraction=eval_fraction)
+    recipe = LVMRecipe(config, torch.device("cpu"))
+    recipe.setup()
+    samples = recipe.eval_samples
+    context = F.normalize(recipe.context(samples), dim=-1)
+    last, mean = context[:, -1], context.mean(dim=1)
+    out = {}
+    for a in weights:
+        metrics = predictor_metrics(F.normalize(a * last + (1 - a) * mean, dim=-1),
+                                    recipe.target(samples), recipe.doc_ids[samples],
+                                    recipe.positions[samples], recipe.context_length)
+        out[str(a)] = {k: metrics[k] for k in ("mean_cosine", "recall@1", "mrr")}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", required=True)
@@ -64,6 +89,9 @@ def main() -> None:
     parser.add_argument("--select-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--mixtures", default=None,
+                        help="comma-separated weights a: also report the fixed predictors "
+                             "normalize(a*last + (1-a)*mean) on both seeds' held-out documents")
     parser.add_argument("--json", help="write the summary here")
     args = parser.parse_args()
     results, selection = {}, {}
@@ -111,9 +139,16 @@ def main() -> None:
                 "recall@1": results[arch]["recall@1"]["model"],
                 "copy_last_recall@1": results[arch]["recall@1"]["baseline_last_context"]}}),
                 flush=True)
-    summary = {"sequences": args.sequences, "steps": args.steps, "batch_size": args.batch_size,
-               "hidden": args.hidden, "layers": args.layers, "lr": args.lr,
-               "seed": args.seed, "options": base, "selection": selection, "runs": results}
+    fixed = {}
+    if args.mixtures:
+        weights = [float(a) for a in args.mixtures.split(",")]
+        fixed = {str(seed): mixtures(args.sequences, args.eval_fraction, seed, weights)
+                 for seed in sorted({args.select_seed, args.seed})}
+        print(json.dumps({"mixtures": fixed}), flush=True)
+    summary = {"sequences": args.sequences, "mixtures": fixed, "steps": args.steps,
+               "batch_size": args.batch_size, "hidden": args.hidden, "layers": args.layers,
+               "lr": args.lr, "seed": args.seed, "options": base, "selection": selection,
+               "runs": results}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
