@@ -95,6 +95,7 @@ def run(scenes: Path, folder: Path, init: str, minutes: float, args) -> dict:
                          log_every=50, monitor_every=500, monitor_warmup=500,
                          checkpoint_every=args.checkpoint_every, minutes=minutes,
                          compile=args.compile, eval_fraction=args.eval_fraction,
+                         ema_decay=args.ema_decay,
                          seed=args.seed)
     started = time.time()
     result = train(recipe_class("slots"), config)
@@ -136,6 +137,9 @@ def main() -> None:
     parser.add_argument("--implicit", action="store_true",
                         help="implicit differentiation of the slot iterations (learned, queries)")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="evaluate an exponential moving average of the weights (e.g. "
+                             "0.999; 0: the training weights)")
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -146,7 +150,8 @@ def main() -> None:
     result: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
                     "batch_size": args.batch_size, "lr": args.lr, "slot_dim": args.slot_dim,
                     "channels": args.channels, "implicit": args.implicit,
-                    "compile": args.compile, "seed": args.seed, "runs": []}
+                    "compile": args.compile, "ema_decay": args.ema_decay, "seed": args.seed,
+                    "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         scenes = folder / "scenes.npz"

@@ -158,13 +158,23 @@ def check_state(state, path: Path) -> None:
     for key in DICT_FIELDS:
         if not isinstance(state[key], dict):
             raise CheckpointError(path, f"'{key}' is {_kind(state[key])}; expected a dict")
-    for name, tensor in state["model"].items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(path, f"model entry {str(name)[:80]!r} is {_kind(tensor)}; "
-                                  "expected a tensor")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(path, f"model weight {name!r} holds NaN or infinity; the run "
-                                  "diverged before this checkpoint or the file was changed")
+    if "train_model" in state:  # a run with --ema-decay: the training weights beside it
+        if not isinstance(state["train_model"], dict):
+            raise CheckpointError(path, f"'train_model' is {_kind(state['train_model'])}; "
+                                  "expected a dict")
+        updates = state.get("ema_updates")
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise CheckpointError(path, f"'ema_updates' is {_kind(updates)}; expected a whole "
+                                  "number of at least 0")
+    for key in ("model", "train_model"):
+        for name, tensor in state.get(key, {}).items():
+            if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+                raise CheckpointError(path, f"{key} entry {str(name)[:80]!r} is "
+                                      f"{_kind(tensor)}; expected a tensor")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(path, f"{key} weight {name!r} holds NaN or infinity; the "
+                                      "run diverged before this checkpoint or the file was "
+                                      "changed")
     cpu = state["rng"].get("cpu")
     if not isinstance(cpu, torch.Tensor) or cpu.dtype != torch.uint8:
         raise CheckpointError(path, "'rng' has no CPU generator state (a uint8 tensor)")

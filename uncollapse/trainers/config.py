@@ -134,6 +134,10 @@ class TrainConfig:
         warmup_steps: linear warm-up from 0 to ``lr``; cosine decay to ``lr * min_lr_ratio`` after.
         min_lr_ratio: the learning rate at the end, as a share of ``lr``.
         grad_clip: clip the gradient norm to this (0 turns it off).
+        ema_decay: keep an exponential moving average of the weights, ``decay`` per step
+            (e.g. 0.999; 0 turns it off). The average is what is evaluated, checkpointed as
+            the run's model (evaluate, serve and report use it) and projected; the training
+            weights are kept beside it in each checkpoint for ``--resume``.
         precision: ``bf16`` (autocast on CUDA; CPU runs in fp32) or ``fp32``.
         compile: wrap the model in ``torch.compile``.
         seed: seed of the model's initialisation, the sampler's plans and every draw.
@@ -163,6 +167,7 @@ class TrainConfig:
     warmup_steps: int = option(50, at_least=0)
     min_lr_ratio: float = option(0.1, at_least=0, at_most=1)
     grad_clip: float = option(1.0, at_least=0)
+    ema_decay: float = option(0.0, at_least=0, below=1)
     precision: str = option("bf16", choices=PRECISIONS)
     compile: bool = False
     seed: int = option(0, at_least=0, at_most=2**32 - 1)

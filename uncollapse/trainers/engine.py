@@ -45,6 +45,7 @@ from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.trainers import checkpoints, distributed, resume
 from uncollapse.trainers.config import TrainConfig, read_run_config
+from uncollapse.trainers.ema import ExponentialAverage, averaged_model
 from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
 from uncollapse.trainers.run_dir import EMPTY, NEW, RUN, UNFINISHED, RunDir
 from uncollapse.trainers.run_lock import RunLock
@@ -250,6 +251,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.lr, betas=(0.9, 0.95),
                                   fused=device.type == "cuda")
+    ema = averaged_model(model, config.ema_decay)
     per_epoch = recipe.batches_per_epoch()
     total_steps = (config.steps or (max(1, math.ceil(config.epochs * per_epoch))
                                     if config.epochs else UNBOUNDED_STEPS))
@@ -263,7 +265,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             f" (changed: {', '.join(changes)})" if changes else "")
         state, path = run.load_checkpoint(map_location=device, fits=lambda state, path: (
             checkpoints.fit(path, lambda: _restore(state, model, optimizer, recipe, device,
-                                                   ranks, path), what)))
+                                                   ranks, path, ema), what)))
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         progress.checkpoint = path
 
@@ -301,7 +303,10 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             return
         progress.checkpoint = run.save_checkpoint(at_step, {
             "step": at_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": (ema.module if ema else model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            **({"train_model": model.state_dict(), "ema_updates": ema.updates}
+               if ema is not None else {}),
             "sampler": recipe.sampler.state_dict(batches_done=batch_in_epoch),
             "rng": rng, "world_size": ranks.world_size,
             **({"rng_of_ranks": rng_of_ranks} if ranks.distributed else {}),
@@ -341,6 +346,8 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
 
         pending.append((step, {"loss": out.loss.detach(),
                                **{k: v.detach() for k, v in out.terms.items()}}))
@@ -390,9 +397,10 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
     # evaluation, once: rank 0 ---------------------------------------------------------------
     if not ranks.is_main:
         return RunResult(run, step, {}, ranks.rank)
-    model.eval()
+    evaluated = ema.module if ema else model
+    evaluated.eval()
     with torch.no_grad(), autocast:
-        evaluation, arrays = recipe.evaluate(model)
+        evaluation, arrays = recipe.evaluate(evaluated)
     evaluation = {"recipe": recipe.name, "step": step, "device_used": device_used, **evaluation}
     run.write_json(run.eval, evaluation)
     save_projection(run, arrays)
@@ -415,11 +423,16 @@ def _time_budget(step: int, elapsed: float, budget: float, total_steps: int,
 
 
 def _restore(state: dict, model, optimizer, recipe: Recipe, device: torch.device,
-             ranks: distributed.Ranks, path: Path) -> None:
+             ranks: distributed.Ranks, path: Path, ema: ExponentialAverage | None) -> None:
     """Put a checkpoint's state into the model, optimiser, sampler and this rank's RNGs (a
     checkpoint of another world size is refused first)."""
     distributed.check_resume_world_size(state.get("world_size", 1), ranks, path)
-    model.load_state_dict(state["model"])
+    if (ema is not None) != ("train_model" in state):
+        raise ValueError("the run kept an exponential average of its weights and this resume "
+                         "does not, or the other way round (--ema-decay)")
+    model.load_state_dict(state.get("train_model", state["model"]))
+    if ema is not None:
+        ema.load(state["model"], state["ema_updates"])
     optimizer.load_state_dict(state["optimizer"])
     recipe.sampler.load_state_dict(state["sampler"])
     rng = state.get("rng_of_ranks", [state["rng"]])[ranks.rank]
