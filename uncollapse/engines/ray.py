@@ -310,14 +310,18 @@ class RayEngine:
             task = ray.remote(max_retries=self.max_retries)(_read_slice)
             refs = [task.remote(files, columns, start, stop, key, partitions, CRASH_ONCE_MARKER)
                     for start, stop in ranges]
-            grouped = (ray.data.from_arrow_refs(refs)
-                       .groupby(PARTITION)
-                       .map_groups(functools.partial(_partition_task, per_partition),
-                                   batch_format="pyarrow"))
-            try:
-                tables = self._get(ray, grouped.to_arrow_refs(), what)
-            except ray.exceptions.RayError as exc:
-                raise self._lost(what, exc) from exc
+            return self._per_partition(ray, refs, functools.partial(_partition_task,
+                                                                   per_partition), what)
+
+    def _per_partition(self, ray, refs: list, task: Callable, what: str) -> list:
+        """``task`` on each partition of the rows the tables ``refs`` hold (tagged with
+        ``PARTITION``), by Ray Data's groupby; each partition's pickled result, unpickled."""
+        grouped = (ray.data.from_arrow_refs(refs).groupby(PARTITION)
+                   .map_groups(task, batch_format="pyarrow"))
+        try:
+            tables = self._get(ray, grouped.to_arrow_refs(), what)
+        except ray.exceptions.RayError as exc:
+            raise self._lost(what, exc) from exc
         return [pickle.loads(value) for table in tables
                 for value in table.column(RESULT).to_pylist()]
 
@@ -366,16 +370,8 @@ class RayEngine:
             tag = functools.partial(_tag_partitions, read_slice, key, partitions)
             refs = [task.remote(files, columns, start, stop, tag, shared_ref, CRASH_ONCE_MARKER)
                     for start, stop in self._slice_ranges(ray, rows, slice_rows)]
-            grouped = (ray.data.from_arrow_refs(refs)
-                       .groupby(PARTITION)
-                       .map_groups(functools.partial(_ordered_partition_task, per_partition),
-                                   batch_format="pyarrow"))
-            try:
-                tables = self._get(ray, grouped.to_arrow_refs(), what)
-            except ray.exceptions.RayError as exc:
-                raise self._lost(what, exc) from exc
-        return [pickle.loads(value) for table in tables
-                for value in table.column(RESULT).to_pylist()]
+            return self._per_partition(ray, refs, functools.partial(
+                _ordered_partition_task, per_partition), what)
 
 
 # What the tasks and actors run around the functions they are given ---------------------------

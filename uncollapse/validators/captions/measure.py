@@ -321,16 +321,6 @@ class CaptionPartial:
     keys: np.ndarray
     lean: pl.DataFrame | None = None
 
-    @classmethod
-    def of_parquet(cls, path, frame: pl.LazyFrame, limits: CaptionLimits, *,
-                   slice_rows: int | None = None) -> CaptionMeasurements:
-        """Measure one Parquet file (scanned as ``frame``) a slice of row groups at a time
-        (``slice_rows`` rows, about), as ``of_partitions`` measures shards: the file is
-        never read whole."""
-        ranges = row_group_ranges(path, slice_rows or PARQUET_SLICE_ROWS)
-        return cls.of_partitions((frame.slice(start, rows) for start, rows in ranges), frame,
-                                 limits)
-
     @property
     def rows(self) -> int:
         return int(self.counts["rows"])
