@@ -117,3 +117,15 @@ def test_every_threshold_is_an_option_with_the_documented_default():
     options = {p.name: p.default for p in diagnose_embeddings_command.params}
     for name in Thresholds.names():
         assert options[name] == getattr(Thresholds(), name)
+
+
+def test_every_threshold_is_an_option_with_the_dataclass_default():
+    from dataclasses import fields
+
+    from uncollapse.validators.collapse.cli import diagnose_embeddings_command
+    from uncollapse.validators.collapse.thresholds import Thresholds
+
+    options = {p.name: p for p in diagnose_embeddings_command.params}
+    for field in fields(Thresholds):
+        assert options[field.name].default == field.default, field.name
+        assert options[field.name].opts == [f"--{field.name.replace('_', '-')}"]

@@ -19,7 +19,7 @@ __all__ = ["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard", "
            "Thresholds", "diagnose_embeddings", "metrics"]
 
 _lazy, __dir__ = lazy_names(__name__, {
-    "metrics": "metrics", "Thresholds": "diagnose", "diagnose_embeddings": "diagnose",
+    "metrics": "metrics", "Thresholds": "thresholds", "diagnose_embeddings": "diagnose",
     **dict.fromkeys(["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard",
                      "LossGuardError"], "monitor")})
 

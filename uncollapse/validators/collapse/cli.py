@@ -19,10 +19,18 @@ from uncollapse.cli_ranges import (
 from uncollapse.cli_report import quiet_option, report_options
 from uncollapse.data.npy import load_npy
 from uncollapse.errors import InputError, ToolError
+from uncollapse.validators.collapse.thresholds import Thresholds
 
 __all__ = ["COMMANDS", "diagnose_embeddings_command"]
 
 _NPY = InputPath()
+DEFAULTS = Thresholds()
+
+
+def threshold(name: str, kind: click.ParamType, help: str):
+    """The option ``--name`` of the ``Thresholds`` field ``name``, with its default."""
+    return click.option(f"--{name.replace('_', '-')}", type=kind, default=getattr(DEFAULTS, name),
+                        show_default=True, help=help)
 
 
 @click.command("embeddings")
@@ -37,32 +45,32 @@ _NPY = InputPath()
 @click.option("--max-samples", type=count(2), default=4096, show_default=True,
               help="Row cap of the all-pairs metrics (a seeded subset above it).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--mean-vector-margin", type=finite(-2.0, 2.0), default=0.02, show_default=True,
-              help="MEAN_VECTOR_COLLAPSE when cos(pred, target) beats the mean vector's by less.")
-@click.option("--min-rank-fraction", type=SHARE, default=0.05, show_default=True,
-              help="DIMENSIONAL_COLLAPSE when effective rank / min(rows, dim) is below this.")
-@click.option("--min-rank-ratio", type=NON_NEGATIVE, default=0.25, show_default=True,
-              help="DIMENSIONAL_COLLAPSE when effective rank / targets' is below this.")
-@click.option("--unit-norm-tol", type=NON_NEGATIVE, default=0.01, show_default=True,
-              help="A row is unit-norm when | |x| - 1 | is at most this.")
-@click.option("--unit-norm-share", type=THRESHOLD_SHARE, default=0.99, show_default=True,
-              help="UNIT_NORM_OUTPUT when at least this share of outputs is unit-norm.")
-@click.option("--min-std-ratio", type=NON_NEGATIVE, default=0.5, show_default=True,
-              help="MOMENT_MISMATCH when the median std ratio (pred / targets) is below this.")
-@click.option("--max-std-ratio", type=POSITIVE, default=2.0, show_default=True,
-              help="MOMENT_MISMATCH when the median std ratio is above this.")
-@click.option("--max-mean-shift", type=NON_NEGATIVE, default=0.5, show_default=True,
-              help="MOMENT_MISMATCH when the median mean shift (in target stds) is above this.")
-@click.option("--min-relative-spread", type=NON_NEGATIVE, default=1e-3, show_default=True,
-              help="POINT_COLLAPSE when total variance / mean squared norm is below this.")
-@click.option("--min-label-spread", type=NON_NEGATIVE, default=1e-3, show_default=True,
-              help="POINT_COLLAPSE (labels, no targets) when spread around each label's mean / "
-                   "mean squared norm is below this.")
-@click.option("--min-label-spread-ratio", type=NON_NEGATIVE, default=0.01, show_default=True,
-              help="POINT_COLLAPSE (labels and targets) when the outputs' spread within labels "
-                   "is below this share of the targets'.")
-@click.option("--min-slot-spread", type=NON_NEGATIVE, default=0.1, show_default=True,
-              help="SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
+@threshold("mean_vector_margin", finite(-2.0, 2.0),
+           "MEAN_VECTOR_COLLAPSE when cos(pred, target) beats the mean vector's by less.")
+@threshold("min_rank_fraction", SHARE,
+           "DIMENSIONAL_COLLAPSE when effective rank / min(rows, dim) is below this.")
+@threshold("min_rank_ratio", NON_NEGATIVE,
+           "DIMENSIONAL_COLLAPSE when effective rank / targets' is below this.")
+@threshold("unit_norm_tol", NON_NEGATIVE,
+           "A row is unit-norm when | |x| - 1 | is at most this.")
+@threshold("unit_norm_share", THRESHOLD_SHARE,
+           "UNIT_NORM_OUTPUT when at least this share of outputs is unit-norm.")
+@threshold("min_std_ratio", NON_NEGATIVE,
+           "MOMENT_MISMATCH when the median std ratio (pred / targets) is below this.")
+@threshold("max_std_ratio", POSITIVE,
+           "MOMENT_MISMATCH when the median std ratio is above this.")
+@threshold("max_mean_shift", NON_NEGATIVE,
+           "MOMENT_MISMATCH when the median mean shift (in target stds) is above this.")
+@threshold("min_relative_spread", NON_NEGATIVE,
+           "POINT_COLLAPSE when total variance / mean squared norm is below this.")
+@threshold("min_label_spread", NON_NEGATIVE,
+           "POINT_COLLAPSE (labels, no targets) when spread around each label's mean / "
+           "mean squared norm is below this.")
+@threshold("min_label_spread_ratio", NON_NEGATIVE,
+           "POINT_COLLAPSE (labels and targets) when the outputs' spread within labels "
+           "is below this share of the targets'.")
+@threshold("min_slot_spread", NON_NEGATIVE,
+           "SLOTS_IDENTICAL when slots vary within a set less than this share of across.")
 @quiet_option
 @report_options
 def diagnose_embeddings_command(pred, targets, labels, groups, device, max_samples, seed, quiet,
@@ -83,7 +91,6 @@ def diagnose_embeddings_command(pred, targets, labels, groups, device, max_sampl
     import torch
 
     from uncollapse.progress import status
-    from uncollapse.validators.collapse.diagnose import Thresholds
     from uncollapse.validators.collapse.diagnose import diagnose_embeddings as run
 
     check_order("--min-std-ratio", thresholds["min_std_ratio"], "--max-std-ratio",

@@ -21,7 +21,8 @@ import torch
 
 from uncollapse.report import Report
 from uncollapse.validators.collapse import metrics
-from uncollapse.validators.collapse.diagnose import Thresholds, diagnose_embeddings
+from uncollapse.validators.collapse.diagnose import diagnose_embeddings
+from uncollapse.validators.collapse.thresholds import Thresholds
 
 __all__ = ["CollapseError", "CollapseMonitor", "CollapseWarning", "LossGuard", "LossGuardError"]
 
