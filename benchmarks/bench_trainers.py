@@ -277,7 +277,8 @@ def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
     alone = steps * batch_size / alone_watch.seconds()
     return {"engine_samples_per_s": engine, "forward_backward_samples_per_s": alone, **common,
             "engine_step_over_forward_backward": alone / engine,
-            "engine_over_best_common_way": engine / max(common.values()),
+            "engine_over_best_common_way": (engine / max(common.values()) if common
+                                            else float("nan")),
             "engine_logged_samples_per_s": statistics.median(
                 r["samples_per_s"] for r in records[1:]),
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -317,7 +318,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--workers", default="0,4")
+    parser.add_argument("--workers", default="0,4",
+                        help="worker counts of the common way's loader, comma-separated; "
+                             "'none' measures the engine and forward+backward alone")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of the three measurements; each figure is their median")
     parser.add_argument("--compile", action="store_true")
@@ -354,7 +357,8 @@ def main() -> None:
             config = ContrastiveConfig(captions=str(captions), text_features=str(text),
                                        image_features=str(images), per_group=2,
                                        eval_split="none", eval_fraction=0.02, **common)
-        result = measure(config, args.steps, [int(w) for w in args.workers.split(",")],
+        result = measure(config, args.steps, [int(w) for w in args.workers.split(",")
+                                               if w.strip() not in ("", "none")],
                          args.repeats)
         result.update({"arch": ARCH.get(args.recipe, args.arch), "compile": args.compile,
                        **({} if args.recipe == "slots" else {"hidden": args.hidden})})
