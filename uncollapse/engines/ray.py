@@ -293,15 +293,12 @@ class RayEngine:
             What ``per_partition`` returned (anything picklable), one per partition (or slice)
             that holds rows.
         """
-        files = [str(f) for f in files]
-        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
+        files, rows = _parquet_rows(files)
         if rows == 0:
             return []
         with self.session() as ray:
             partitions = self._partitions(ray)
-            slices = max(1, min(partitions, rows))
-            bounds = [rows * i // slices for i in range(slices + 1)]
-            ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+            ranges = self._slice_ranges(ray, rows)
             if not self.group_partitions:
                 task = ray.remote(max_retries=self.max_retries)(_check_slice)
                 return self._get(ray, [task.remote(files, columns, start, stop, per_partition,
@@ -325,8 +322,12 @@ class RayEngine:
         return [pickle.loads(value) for table in tables
                 for value in table.column(RESULT).to_pylist()]
 
-    def _slice_ranges(self, ray, rows: int, slice_rows: int) -> list[tuple[int, int]]:
-        slices = max(1, min(rows, max(self._partitions(ray), math.ceil(rows / slice_rows))))
+    def _slice_ranges(self, ray, rows: int, slice_rows: int | None = None
+                      ) -> list[tuple[int, int]]:
+        """``(start, stop)`` of equal slices of ``rows`` rows: one per partition, or more where
+        a slice would exceed ``slice_rows``."""
+        least = math.ceil(rows / slice_rows) if slice_rows else 1
+        slices = max(1, min(rows, max(self._partitions(ray), least)))
         bounds = [rows * i // slices for i in range(slices + 1)]
         return list(zip(bounds[:-1], bounds[1:], strict=True))
 
@@ -335,8 +336,7 @@ class RayEngine:
         """``fn(frame, start, shared)`` on each slice of rows of the Parquet table ``files``
         (``frame``: the slice's ``columns``, from row ``start``), in Ray tasks; the results in
         row order. ``shared`` is put in Ray's object store once for every task."""
-        files = [str(f) for f in files]
-        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
+        files, rows = _parquet_rows(files)
         with self.session() as ray:
             shared_ref = ray.put(shared)
             task = ray.remote(max_retries=self.max_retries)(_map_slice)
@@ -359,8 +359,7 @@ class RayEngine:
             What ``per_partition`` returned (anything picklable), one per partition that
             holds rows.
         """
-        files = [str(f) for f in files]
-        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
+        files, rows = _parquet_rows(files)
         if rows == 0:
             return []
         with self.session() as ray:
@@ -372,6 +371,12 @@ class RayEngine:
                     for start, stop in self._slice_ranges(ray, rows, slice_rows)]
             return self._per_partition(ray, refs, functools.partial(
                 _ordered_partition_task, per_partition), what)
+
+
+def _parquet_rows(files: list) -> tuple[list[str], int]:
+    """The Parquet table ``files`` as paths the workers can take, and its number of rows."""
+    files = [str(f) for f in files]
+    return files, pl.scan_parquet(files).select(pl.len()).collect().item()
 
 
 # What the tasks and actors run around the functions they are given ---------------------------
