@@ -47,15 +47,13 @@ def mixtures(sequences: str, eval_fraction: float, seed: int, weights: list[floa
     """Fixed predictors between the two baselines on the held-out documents of ``seed``:
     ``normalize(a * last + (1 - a) * mean)`` of the unit context vectors, for each ``a``; what a
     trained predictor has to beat without any training."""
-    import torch
     import torch.nn.functional as F
+
+    from lvm_linear_frontier import held_out
 
     from uncollapse.trainers.lvm.recipe import predictor_metrics
 
-    config = LVMConfig(out="unused", sequences=sequences, device="cpu", quiet=True, seed=seed,
-                       eval_fraction=eval_fraction)
-    recipe = LVMRecipe(config, torch.device("cpu"))
-    recipe.setup()
+    recipe = held_out(sequences, eval_fraction, seed)
     samples = recipe.eval_samples
     context = F.normalize(recipe.context(samples), dim=-1)
     last, mean = context[:, -1], context.mean(dim=1)
