@@ -48,7 +48,6 @@ def mixtures(sequences: str, eval_fraction: float, seed: int, weights: list[floa
     ``normalize(a * last + (1 - a) * mean)`` of the unit context vectors, for each ``a``; what a
     trained predictor has to beat without any training."""
     import torch.nn.functional as F
-
     from lvm_linear_frontier import held_out
 
     from uncollapse.trainers.lvm.recipe import predictor_metrics

@@ -26,7 +26,7 @@ def rotating_documents(path: Path, docs: int = 40, length: int = 30, dim: int = 
     one but not its nearest neighbour, and no vector comes back near itself in a document."""
     rng = np.random.default_rng(0)
     rotation = np.eye(dim)
-    for i, angle in zip(range(0, dim, 2), ANGLES):
+    for i, angle in zip(range(0, dim, 2), ANGLES, strict=True):
         rotation[i:i + 2, i:i + 2] = [[np.cos(angle), -np.sin(angle)],
                                       [np.sin(angle), np.cos(angle)]]
     vectors = []
