@@ -5,8 +5,9 @@ recipe's own: ``--eval-fraction`` of the documents held out, seeded) this report
 recall@1 and MRR (``predictor_metrics``, the recipe's evaluation) of:
 
 - ``decay γ``: the context vectors weighted by ``γ^(C-1-k)`` (γ = 0: copy-last, 1: the mean);
-- ``corpus mean a, c``: ``a * last + (1 - a) * mean + c * μ``, μ the mean unit training target
-  (c > 0 adds what every target shares, c < 0 removes it);
+- ``corpus mean a, c``: ``a * last + (1 - a) * mean + c * μ`` (``mean``: the mean of the unit
+  context vectors), μ the mean unit training target (c > 0 adds what every target shares,
+  c < 0 removes it; c = 0 is ``lvm_real_corpus.py --mixtures``);
 - ``ridge λ``: ``last + x W``, W the ridge regression of ``target - last`` on the concatenated
   unit context ``x``, fit in closed form on the training documents.
 
@@ -54,7 +55,7 @@ def frontier(recipe: LVMRecipe, decays: list[float], corpus_mean: list[tuple[flo
              lambdas: list[float]) -> dict:
     samples = recipe.eval_samples
     context = unit_context(recipe, samples)
-    last, mean = context[:, -1], F.normalize(context.mean(dim=1), dim=-1)
+    last, mean = context[:, -1], context.mean(dim=1)
     mu = F.normalize(recipe.target(recipe.train_samples).double(), dim=-1).mean(dim=0)
     length = context.shape[1]
     predictors = {"copy-last": last, "context mean": mean}

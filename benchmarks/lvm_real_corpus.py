@@ -47,22 +47,11 @@ def mixtures(sequences: str, eval_fraction: float, seed: int, weights: list[floa
     """Fixed predictors between the two baselines on the held-out documents of ``seed``:
     ``normalize(a * last + (1 - a) * mean)`` of the unit context vectors, for each ``a``; what a
     trained predictor has to beat without any training."""
-    import torch.nn.functional as F
-    from lvm_linear_frontier import held_out
+    from lvm_linear_frontier import frontier, held_out
 
-    from uncollapse.trainers.lvm.recipe import predictor_metrics
-
-    recipe = held_out(sequences, eval_fraction, seed)
-    samples = recipe.eval_samples
-    context = F.normalize(recipe.context(samples), dim=-1)
-    last, mean = context[:, -1], context.mean(dim=1)
-    out = {}
-    for a in weights:
-        metrics = predictor_metrics(F.normalize(a * last + (1 - a) * mean, dim=-1),
-                                    recipe.target(samples), recipe.doc_ids[samples],
-                                    recipe.positions[samples], recipe.context_length)
-        out[str(a)] = {k: metrics[k] for k in ("mean_cosine", "recall@1", "mrr")}
-    return out
+    found = frontier(held_out(sequences, eval_fraction, seed), decays=[],
+                     corpus_mean=[(a, 0.0) for a in weights], lambdas=[])["predictors"]
+    return {str(a): found[f"corpus mean a={a} c=0.0"] for a in weights}
 
 
 def main() -> None:
