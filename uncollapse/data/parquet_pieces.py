@@ -50,22 +50,8 @@ def rechunk(frames: Iterable, rows: int) -> Iterator:
     """The rows of the polars DataFrames ``frames``, in order, as frames of exactly ``rows``
     rows (the last one fewer): the same pieces however the rows arrive. No rows at all give
     one empty frame (with the first frame's columns); no frames give none."""
-    if rows < 1:
-        raise ValueError(f"rows must be at least 1, got {rows}")
-    pending, held, first, given = [], 0, None, False
-    for frame in frames:
-        first = frame if first is None else first
-        while frame.height:
-            take = min(rows - held, frame.height)
-            pending.append(frame.slice(0, take))
-            frame, held = frame.slice(take), held + take
-            if held == rows:
-                yield pl.concat(pending, rechunk=True)
-                pending, held, given = [], 0, True
-    if pending:
-        yield pl.concat(pending, rechunk=True)
-    elif not given and first is not None:
-        yield first.clear()
+    for _, pieces in _shard_pieces(frames, rows):
+        yield pl.concat(list(pieces), rechunk=True)
 
 
 def write_parquet_frames(frames: Iterable, path: str | os.PathLike, *,
@@ -78,7 +64,6 @@ def write_parquet_frames(frames: Iterable, path: str | os.PathLike, *,
     Raises:
         ToolError: no frame was given, or a frame's columns differ from the first's.
     """
-    import polars as pl
     writer, schema, rows = None, None, 0
     try:
         for frame in rechunk(frames, row_group_rows):
@@ -118,7 +103,7 @@ def _shard_pieces(frames: Iterable, shard_rows: int) -> Iterator[tuple[int, Iter
     """``(shard number, its pieces)`` of the table whose pieces are ``frames``: the pieces
     cut where a shard ends, each shard's pieces given lazily (read them before the next)."""
     if shard_rows < 1:
-        raise ValueError(f"shard_rows must be at least 1, got {shard_rows}")
+        raise ValueError(f"rows per piece must be at least 1, got {shard_rows}")
     numbered = _numbered_pieces(iter(frames), shard_rows)
     for number, group in itertools.groupby(numbered, key=lambda item: item[0]):
         yield number, (piece for _, piece in group)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from uncollapse.data.captions.contract import SOURCE_ROW
-from uncollapse.report import Code, Finding, Report
+from uncollapse.report import MAX_EXAMPLES, Code, Finding, Report
 
 __all__ = [
     "EXAMPLES", "IrregularityTally", "Irregularities", "SOURCE_CAPTION_COUNT_UNUSUAL",
@@ -91,8 +91,8 @@ SOURCE_ROWS_OUTSIDE_SPLITS = Code(
     "Captions left out because their split is not among --splits.",
     "Nothing to do if intended.")
 
-EXAMPLES = 10
-"""Examples a finding keeps (``Irregularities.add``)."""
+EXAMPLES = MAX_EXAMPLES
+"""Examples a finding keeps (``Irregularities.add``): the report's own cap."""
 
 
 @dataclass
