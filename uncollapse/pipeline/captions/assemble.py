@@ -47,9 +47,13 @@ def finalize(rows: pl.DataFrame, irregular: Irregularities,
 
 def kept(splits: list[str] | None = None) -> pl.Expr:
     """The rows ``keep_captions`` keeps: a caption that is not blank, in one of ``splits``."""
-    stripped = pl.col(CAPTION).str.strip_chars()
-    keep = stripped.is_not_null() & (stripped != "")
+    keep = _not_blank(pl.col(CAPTION).str.strip_chars())
     return keep & pl.col(SPLIT).is_in(splits) if splits else keep
+
+
+def _not_blank(stripped: pl.Expr) -> pl.Expr:
+    """A stripped caption that holds something (the one rule of ``kept`` and ``keep_captions``)."""
+    return stripped.is_not_null() & (stripped != "")
 
 
 def keep_captions(rows: pl.DataFrame, irregular, splits: list[str] | None = None
@@ -63,10 +67,10 @@ def keep_captions(rows: pl.DataFrame, irregular, splits: list[str] | None = None
     irregular.add(SOURCE_WHITESPACE_STRIPPED,
                   rows.filter(pl.col("stripped") != caption).select(IMAGE_ID, SOURCE_ROW, shown),
                   "caption(s) had surrounding whitespace stripped")
-    empty = rows.filter(pl.col("stripped").is_null() | (pl.col("stripped") == ""))
+    empty = rows.filter(~_not_blank(pl.col("stripped")))
     irregular.add(SOURCE_EMPTY_CAPTION, empty.select(IMAGE_ID, CAPTION_IDX, SOURCE_ROW),
                   "empty caption(s) skipped")
-    rows = rows.filter(pl.col("stripped").is_not_null() & (pl.col("stripped") != ""))
+    rows = rows.filter(_not_blank(pl.col("stripped")))
     rows = rows.with_columns(pl.col("stripped").alias(CAPTION)).drop("stripped")
     irregular.add(SOURCE_TAB_IN_CAPTION,
                   rows.filter(caption.str.contains("\t", literal=True))
