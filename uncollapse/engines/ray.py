@@ -259,22 +259,8 @@ class RayEngine:
                 start += block.height
             if not refs:
                 return []
-            grouped = (ray.data.from_arrow_refs(refs)
-                       .groupby(PARTITION)
-                       .map_groups(functools.partial(_group_task, fn, CRASH_ONCE_MARKER),
-                                   batch_format="pyarrow", max_retries=self.max_retries))
-            try:
-                refs = grouped.to_arrow_refs()
-            except ray.exceptions.RayError as exc:
-                raise self._lost(what, exc) from exc
-            results = []
-            for ref in refs:  # one block of results in memory at a time, as it is unpickled
-                table = self._get(ray, ref, what)
-                if table.num_rows:  # the shuffle's empty blocks come back without a result
-                    results.extend(pickle.loads(value.as_buffer())
-                                   for value in table.column(RESULT))
-                del table
-        return results
+            return self._per_partition(ray, refs, functools.partial(
+                _partition_task, fn, (ROW,), (), CRASH_ONCE_MARKER), what)
 
     def check_partitions(self, files: list[str | Path], columns: list[str], *, key: str,
                          per_partition: Callable, what: str = "checking the table") -> list:
@@ -307,20 +293,26 @@ class RayEngine:
             task = ray.remote(max_retries=self.max_retries)(_read_slice)
             refs = [task.remote(files, columns, start, stop, key, partitions, CRASH_ONCE_MARKER)
                     for start, stop in ranges]
-            return self._per_partition(ray, refs, functools.partial(_partition_task,
-                                                                   per_partition), what)
+            return self._per_partition(ray, refs, functools.partial(
+                _partition_task, per_partition, (ROW,), (), None), what)
 
     def _per_partition(self, ray, refs: list, task: Callable, what: str) -> list:
         """``task`` on each partition of the rows the tables ``refs`` hold (tagged with
-        ``PARTITION``), by Ray Data's groupby; each partition's pickled result, unpickled."""
+        ``PARTITION``), by Ray Data's groupby; each partition's pickled result, unpickled one
+        block of results at a time."""
         grouped = (ray.data.from_arrow_refs(refs).groupby(PARTITION)
-                   .map_groups(task, batch_format="pyarrow"))
+                   .map_groups(task, batch_format="pyarrow", max_retries=self.max_retries))
         try:
-            tables = self._get(ray, grouped.to_arrow_refs(), what)
+            refs = grouped.to_arrow_refs()
         except ray.exceptions.RayError as exc:
             raise self._lost(what, exc) from exc
-        return [pickle.loads(value) for table in tables
-                for value in table.column(RESULT).to_pylist()]
+        results = []
+        for ref in refs:
+            table = self._get(ray, ref, what)
+            if table.num_rows:  # the shuffle's empty blocks come back without a result
+                results.extend(pickle.loads(value.as_buffer()) for value in table.column(RESULT))
+            del table
+        return results
 
     def _slice_ranges(self, ray, rows: int, slice_rows: int | None = None
                       ) -> list[tuple[int, int]]:
@@ -370,7 +362,7 @@ class RayEngine:
             refs = [task.remote(files, columns, start, stop, tag, shared_ref, CRASH_ONCE_MARKER)
                     for start, stop in self._slice_ranges(ray, rows, slice_rows)]
             return self._per_partition(ray, refs, functools.partial(
-                _ordered_partition_task, per_partition), what)
+                _partition_task, per_partition, ORDER, ORDER, None), what)
 
 
 def _parquet_rows(files: list) -> tuple[list[str], int]:
@@ -406,15 +398,13 @@ def _check_slice(files: list[str], columns: list[str], start: int, stop: int,
     return per_partition(_rows(files, columns, start, stop))
 
 
-def _partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
-    rows = pl.from_arrow(batch).sort(ROW).drop(PARTITION)
-    return pa.table({RESULT: pa.array([pickle.dumps(per_partition(rows))], type=pa.binary())})
-
-
-def _group_task(fn: Callable, crash_marker: str | None, batch: pa.Table) -> pa.Table:
+def _partition_task(fn: Callable, order: tuple, drop: tuple, crash_marker: str | None,
+                    batch: pa.Table) -> pa.Table:
+    """``fn`` on one partition's rows, sorted by ``order``, without ``PARTITION`` and ``drop``;
+    its result pickled into one ``RESULT`` value."""
     _crash_once(crash_marker)
-    rows = pl.from_arrow(batch).sort(ROW).drop(PARTITION)
-    # large_binary: a partition's windows may pass 2 GB
+    rows = pl.from_arrow(batch).sort(*order).drop(PARTITION, *drop)
+    # large_binary: a partition's result (a build's windows) may pass 2 GB
     return pa.table({RESULT: pa.array([pickle.dumps(fn(rows), protocol=5)],
                                       type=pa.large_binary())})
 
@@ -437,11 +427,6 @@ def _tag_partitions(read_slice: Callable, key: str, partitions: int, frame: pl.D
         pl.Series(PARTITION, partition_key(rows, key, partitions)),
         pl.lit(start, dtype=pl.Int64).alias(ORDER[0]),
         pl.int_range(pl.len(), dtype=pl.Int64).alias(ORDER[1])).to_arrow()
-
-
-def _ordered_partition_task(per_partition: Callable, batch: pa.Table) -> pa.Table:
-    rows = pl.from_arrow(batch).sort(*ORDER).drop(PARTITION, *ORDER)
-    return pa.table({RESULT: pa.array([pickle.dumps(per_partition(rows))], type=pa.binary())})
 
 
 class _EncoderActor:
