@@ -43,6 +43,7 @@ from uncollapse.data.attributes.synthetic import (
 )
 from uncollapse.data.npz import write_npz
 from uncollapse.data.scenes.contract import save_scenes
+from uncollapse.trainers.compiling import compile_for_training
 from uncollapse.trainers.contrastive.config import ContrastiveConfig
 from uncollapse.trainers.engine import resolve_device, train
 from uncollapse.trainers.flow.config import FlowConfig
@@ -233,7 +234,8 @@ def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
     model = recipe.build_model().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   fused=device.type == "cuda")
-    compiled = torch.compile(model) if config.compile else model
+    compiled = (compile_for_training(recipe, model, distributed=False) if config.compile
+                else model)  # what the engine compiles
     batch = recipe.batch(recipe.epoch_plan(0)[0])
     batch_size = len(next(iter(batch.values())))
 

@@ -44,6 +44,7 @@ from uncollapse.atomic import atomic_path
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.trainers import checkpoints, distributed, resume
+from uncollapse.trainers.compiling import compile_for_training
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.ema import ExponentialAverage, averaged_model
 from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
@@ -286,7 +287,8 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
         else:
             run.metrics.unlink(missing_ok=True)
 
-    compiled = torch.compile(wrapped) if config.compile else wrapped
+    compiled = (compile_for_training(recipe, wrapped, distributed=ranks.distributed)
+                if config.compile else wrapped)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and config.precision == "bf16"
                 else contextlib.nullcontext())

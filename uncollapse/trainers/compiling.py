@@ -1,0 +1,34 @@
+"""What ``--compile`` compiles.
+
+One process: the recipe's whole ``loss`` (the model's forward pass and every loss term) is one
+``torch.compile`` region, so the compiler fuses the model with its loss and differentiates both
+in one backward graph. Compiling the model alone left the loss's large elementwise passes (an
+8,192 x 8,192 InfoNCE's softmaxes, casts and transposes) to eager kernels, and the LVM's GRU out
+of the graph altogether: Dynamo refuses ``nn.GRU`` unless ``allow_rnn`` is set, and the LVM
+model computes its GRU with plain tensor operations when compiled (``gru_unrolled``).
+
+Several processes: the DDP-wrapped model alone, as ``torch.compile`` documents for DDP (its
+gradient hooks stay outside the graph).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["compile_for_training"]
+
+
+def compile_for_training(recipe, model: torch.nn.Module, *, distributed: bool
+                         ) -> torch.nn.Module:
+    """The model the engine steps with; in one process ``recipe.loss`` becomes its compiled
+    form (the same arguments, the same ``StepOutput``)."""
+    if distributed:
+        return torch.compile(model)
+    compiled = torch.compile(recipe.loss)
+
+    def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
+        with torch._dynamo.config.patch(allow_rnn=True):
+            return compiled(model, batch)
+
+    recipe.loss = loss
+    return model
