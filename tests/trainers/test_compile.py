@@ -6,19 +6,18 @@ with it gives the uncompiled run's numbers."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 import uncollapse.trainers.compiling as compiling
 import uncollapse.trainers.lvm.model as lvm_model
+from tests.trainers.contrastive.test_recipe import config as contrastive_config
+from tests.trainers.lvm.test_recipe import config as lvm_config
 from uncollapse.trainers.contrastive.recipe import ContrastiveRecipe
 from uncollapse.trainers.engine import train
 from uncollapse.trainers.lvm.model import RNNBackbone, gru_unrolled
 from uncollapse.trainers.lvm.recipe import LVMRecipe
 from uncollapse.trainers.run_dir import RunDir
-from tests.trainers.contrastive.test_recipe import config as contrastive_config
-from tests.trainers.lvm.test_recipe import config as lvm_config
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
