@@ -139,7 +139,9 @@ class TrainConfig:
             the run's model (evaluate, serve and report use it) and projected; the training
             weights are kept beside it in each checkpoint for ``--resume``.
         precision: ``bf16`` (autocast on CUDA; CPU runs in fp32) or ``fp32``.
-        compile: wrap the model in ``torch.compile``.
+        compile: ``torch.compile`` the model with its loss (one process; the model alone
+            under DDP). Needs a C++ compiler on a CPU; pays off on a GPU, where the first
+            steps wait for the compilation (docs/training.md).
         seed: seed of the model's initialisation, the sampler's plans and every draw.
         resume: continue the run of the run directory from its latest readable checkpoint
             (without it, a directory that already holds a run is refused).
