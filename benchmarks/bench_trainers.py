@@ -43,7 +43,7 @@ from uncollapse.data.attributes.synthetic import (
 )
 from uncollapse.data.npz import write_npz
 from uncollapse.data.scenes.contract import save_scenes
-from uncollapse.trainers.compiling import compile_for_training
+from uncollapse.trainers.compiling import compile_for_training, step_begins
 from uncollapse.trainers.contrastive.config import ContrastiveConfig
 from uncollapse.trainers.engine import resolve_device, train
 from uncollapse.trainers.flow.config import FlowConfig
@@ -234,12 +234,14 @@ def measure_once(config, steps: int, workers: list[int], run: int) -> dict:
     model = recipe.build_model().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   fused=device.type == "cuda")
-    compiled = (compile_for_training(recipe, model, distributed=False) if config.compile
-                else model)  # what the engine compiles
+    compiled = (compile_for_training(recipe, model, distributed=False,
+                                     cuda_graphs=config.cuda_graphs)
+                if config.compile else model)  # what the engine compiles
     batch = recipe.batch(recipe.epoch_plan(0)[0])
     batch_size = len(next(iter(batch.values())))
 
     def train_step(b):
+        step_begins(config.cuda_graphs)
         with autocast:
             out = recipe.loss(compiled, b)
         out.loss.backward()
@@ -326,13 +328,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of the three measurements; each figure is their median")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="with --compile: CUDA graphs (mode reduce-overhead)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         common = dict(out=str(folder / "run"), device=args.device, batch_size=args.batch_size,
-                      hidden=args.hidden, compile=args.compile, quiet=True, lr=1e-3)
+                      hidden=args.hidden, compile=args.compile or args.cuda_graphs,
+                      cuda_graphs=args.cuda_graphs, quiet=True, lr=1e-3)
         if args.recipe == "lvm":
             sequences = args.sequences or synthetic_sequences(folder / "seq.npz", 2000, 100,
                                                               384, 8)
@@ -363,6 +368,7 @@ def main() -> None:
                                                if w.strip() not in ("", "none")],
                          args.repeats)
         result.update({"arch": ARCH.get(args.recipe, args.arch), "compile": args.compile,
+                       "cuda_graphs": args.cuda_graphs,
                        **({} if args.recipe == "slots" else {"hidden": args.hidden})})
     print(json.dumps(result, indent=2))
     if args.json:

@@ -38,12 +38,13 @@ def test_the_unrolled_gru_is_nn_gru_with_its_own_parameters(layers):
 @pytest.fixture
 def traced(monkeypatch):
     """Compile with the eager backend; record what was compiled and every unrolled GRU call."""
-    seen = {"compiled": [], "unrolled": 0}
+    seen = {"compiled": [], "unrolled": 0, "modes": []}
     real_compile, real_unrolled = torch.compile, lvm_model.gru_unrolled
 
-    def fake_compile(fn, **kwargs):
+    def fake_compile(fn, mode=None):
         seen["compiled"].append(fn)
-        return real_compile(fn, backend="eager", **kwargs)
+        seen["modes"].append(mode)
+        return real_compile(fn, backend="eager")
 
     def spy(rnn, x):
         seen["unrolled"] += 1
@@ -69,6 +70,7 @@ def test_compile_traces_the_lvm_loss_with_its_gru_and_trains_as_eager(drift_sequ
                                 **overrides))
     (compiled,) = traced["compiled"]
     assert compiled.__func__ is LVMRecipe.loss  # the recipe's loss, model and all
+    assert traced["modes"] == [None]
     assert traced["unrolled"] >= 1  # Dynamo traced the GRU (it refuses nn.GRU itself)
     eager, with_compile = curve(tmp_path / "eager"), curve(tmp_path / "compiled")
     assert len(eager) == len(with_compile) >= 6
@@ -82,6 +84,26 @@ def test_compile_leaves_the_contrastive_loss_equal(caption_data, tmp_path, trace
                                                 compile=True))
     assert traced["compiled"][0].__func__ is ContrastiveRecipe.loss
     assert curve(tmp_path / "compiled") == pytest.approx(curve(tmp_path / "eager"), rel=1e-4)
+
+
+def test_cuda_graphs_capture_the_compiled_loss_and_mark_every_step(drift_sequences, tmp_path,
+                                                                  traced, monkeypatch):
+    marks = []
+    monkeypatch.setattr(compiling.torch.compiler, "cudagraph_mark_step_begin",
+                        lambda: marks.append(1))
+    overrides = dict(steps=25, arch="gru", layers=1, dropout=0.0, precision="fp32")
+    train(LVMRecipe, lvm_config(drift_sequences, tmp_path / "eager", **overrides))
+    assert marks == []
+    train(LVMRecipe, lvm_config(drift_sequences, tmp_path / "graphs", compile=True,
+                                cuda_graphs=True, **overrides))
+    assert traced["modes"] == ["reduce-overhead"]
+    assert len(marks) == 25  # before every step
+    assert curve(tmp_path / "graphs") == pytest.approx(curve(tmp_path / "eager"), rel=1e-4)
+
+
+def test_cuda_graphs_need_compile(drift_sequences, tmp_path):
+    with pytest.raises(ValueError, match="cuda_graphs captures the compiled loss: give compile"):
+        lvm_config(drift_sequences, tmp_path / "run", cuda_graphs=True).check()
 
 
 def test_several_processes_compile_the_model_alone(monkeypatch):

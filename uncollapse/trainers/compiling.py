@@ -9,22 +9,28 @@ model computes its GRU with plain tensor operations when compiled (``gru_unrolle
 
 Several processes: the DDP-wrapped model alone, as ``torch.compile`` documents for DDP (its
 gradient hooks stay outside the graph).
+
+``cuda_graphs`` (one process, a GPU): the compiled loss and its backward are captured in CUDA
+graphs (mode ``reduce-overhead``) and replayed, one launch for a graph's many small kernels. A
+graph's outputs are overwritten by its next replay: the engine marks the start of each step
+(:func:`step_begins`) and copies the loss terms it keeps for later.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["compile_for_training"]
+__all__ = ["compile_for_training", "step_begins"]
 
 
-def compile_for_training(recipe, model: torch.nn.Module, *, distributed: bool
-                         ) -> torch.nn.Module:
+def compile_for_training(recipe, model: torch.nn.Module, *, distributed: bool,
+                         cuda_graphs: bool = False) -> torch.nn.Module:
     """The model the engine steps with; in one process ``recipe.loss`` becomes its compiled
     form (the same arguments, the same ``StepOutput``)."""
     if distributed:
         return torch.compile(model)
-    compiled = torch.compile(recipe.loss)
+    compiled = (torch.compile(recipe.loss, mode="reduce-overhead") if cuda_graphs
+                else torch.compile(recipe.loss))
 
     def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
         with torch._dynamo.config.patch(allow_rnn=True):
@@ -32,3 +38,10 @@ def compile_for_training(recipe, model: torch.nn.Module, *, distributed: bool
 
     recipe.loss = loss
     return model
+
+
+def step_begins(cuda_graphs: bool) -> None:
+    """Before each training step: tells CUDA graph trees that the previous step's outputs are
+    no longer read (a no-op without ``cuda_graphs``)."""
+    if cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()

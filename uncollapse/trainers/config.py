@@ -142,6 +142,9 @@ class TrainConfig:
         compile: ``torch.compile`` the model with its loss (one process; the model alone
             under DDP). Needs a C++ compiler on a CPU; pays off on a GPU, where the first
             steps wait for the compilation (docs/training.md).
+        cuda_graphs: with ``compile``, on a GPU, in one process: capture the compiled loss and
+            its backward in CUDA graphs (``torch.compile`` mode ``reduce-overhead``), which
+            removes the launch cost of the many small kernels of a small model.
         seed: seed of the model's initialisation, the sampler's plans and every draw.
         resume: continue the run of the run directory from its latest readable checkpoint
             (without it, a directory that already holds a run is refused).
@@ -172,6 +175,7 @@ class TrainConfig:
     ema_decay: float = option(0.0, at_least=0, below=1)
     precision: str = option("bf16", choices=PRECISIONS)
     compile: bool = False
+    cuda_graphs: bool = False
     seed: int = option(0, at_least=0, at_most=2**32 - 1)
     resume: bool = False
     log_every: int = option(10, at_least=1)
@@ -193,6 +197,8 @@ class TrainConfig:
             raise ValueError("give steps, epochs or minutes (the length of the run)")
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give steps or epochs, not both")
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("cuda_graphs captures the compiled loss: give compile too")
         check_options(self)
 
     def to_dict(self) -> dict:

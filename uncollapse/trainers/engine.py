@@ -44,7 +44,7 @@ from uncollapse.atomic import atomic_path
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.trainers import checkpoints, distributed, resume
-from uncollapse.trainers.compiling import compile_for_training
+from uncollapse.trainers.compiling import compile_for_training, step_begins
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.ema import ExponentialAverage, averaged_model
 from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
@@ -287,8 +287,12 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
         else:
             run.metrics.unlink(missing_ok=True)
 
-    compiled = (compile_for_training(recipe, wrapped, distributed=ranks.distributed)
+    graphs = config.cuda_graphs and not ranks.distributed
+    compiled = (compile_for_training(recipe, wrapped, distributed=ranks.distributed,
+                                     cuda_graphs=graphs)
                 if config.compile else wrapped)
+    # a CUDA graph's outputs are overwritten by its next replay: keep copies of the terms
+    keep = (lambda v: v.detach().clone()) if graphs else (lambda v: v.detach())
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if device.type == "cuda" and config.precision == "bf16"
                 else contextlib.nullcontext())
@@ -341,6 +345,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
             group["lr"] = lr
 
         rows = plan[batch_in_epoch]
+        step_begins(graphs)
         with autocast:
             out = recipe.step(compiled, rows)
         out.loss.backward()
@@ -351,8 +356,8 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
         if ema is not None:
             ema.update(model)
 
-        pending.append((step, {"loss": out.loss.detach(),
-                               **{k: v.detach() for k, v in out.terms.items()}}))
+        pending.append((step, {"loss": keep(out.loss),
+                               **{k: keep(v) for k, v in out.terms.items()}}))
         samples_since += rows.shape[0]
         step, batch_in_epoch = step + 1, batch_in_epoch + 1
         progress.step = step

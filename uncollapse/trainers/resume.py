@@ -14,8 +14,9 @@ import os
 from uncollapse.digests import sha256_file
 from uncollapse.errors import ToolError
 
-FREE_ON_RESUME = frozenset({"out", "resume", "device", "quiet", "compile", "tensorboard", "force",
-                            "log_every", "checkpoint_every", "progress_every"})
+FREE_ON_RESUME = frozenset({"out", "resume", "device", "quiet", "compile", "cuda_graphs",
+                            "tensorboard", "force", "log_every", "checkpoint_every",
+                            "progress_every"})
 INPUT_OPTIONS = frozenset({"captions", "text_features", "image_features", "sequences", "scenes",
                            "embeddings", "attributes"})
 """Options that name input files: given as another path, the same bytes are no change (the
