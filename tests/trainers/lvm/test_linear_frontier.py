@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch.nn.functional as F
 
 from uncollapse.data.npz import write_npz
 
@@ -61,15 +62,49 @@ def test_fixed_predictors_are_the_recipes_baselines_and_ridge_learns_the_rotatio
     assert 0 < out["eval_documents"] < 40   # held out by document, none trained on
 
 
+def test_decay_plus_corpus_mean_is_the_decay_at_c_zero_and_mu_at_a_large_c(tmp_path):
+    recipe = lvm_linear_frontier.held_out(str(rotating_documents(tmp_path / "seq.npz")), 0.25, 0)
+    out = lvm_linear_frontier.frontier(recipe, decays=[0.5], corpus_mean=[], lambdas=[],
+                                       decay_mu=[(0.5, 0.0), (0.5, 1e6)])["predictors"]
+    # normalising the weights leaves the direction, so every metric, as it was
+    assert out["decay 0.5 + 0.0 mu"] == out["decay 0.5"]
+    # a large c makes every prediction the training targets' mean direction μ
+    mu = F.normalize(recipe.target(recipe.train_samples).double(), dim=-1).mean(dim=0)
+    targets = F.normalize(recipe.target(recipe.eval_samples).double(), dim=-1)
+    expected = float((targets @ F.normalize(mu, dim=0)).mean())
+    assert out["decay 0.5 + 1000000.0 mu"]["mean_cosine"] == pytest.approx(expected, abs=1e-3)
+    assert abs(expected - out["decay 0.5"]["mean_cosine"]) > 0.1
+
+
+def test_selection_takes_the_best_recall_above_the_cosine_floor_and_judges_every_seed():
+    def seed(**predictors):
+        return {"predictors": {name: {"mean_cosine": c, "recall@1": r}
+                               for name, (c, r) in predictors.items()}}
+
+    seeds = {"0": seed(**{"copy-last": (0.40, 0.20), "context mean": (0.48, 0.10),
+                          "a": (0.50, 0.18), "b": (0.49, 0.19), "c": (0.47, 0.25)}),
+             "1": seed(**{"copy-last": (0.38, 0.17), "context mean": (0.44, 0.10),
+                          "a": (0.46, 0.18), "b": (0.45, 0.175), "c": (0.43, 0.30)})}
+    chosen = lvm_linear_frontier.select(seeds, "0")
+    # c has the best recall but not the cosine; b the best recall of those above the floor
+    assert chosen == {"seed": "0", "chosen": "b", "beats_both": {"0": False, "1": True}}
+    none_above = {"0": seed(**{"copy-last": (0.4, 0.2), "context mean": (0.5, 0.1),
+                               "a": (0.45, 0.3)})}
+    assert lvm_linear_frontier.select(none_above, "0") == {"seed": "0", "chosen": None}
+
+
 def test_the_command_writes_every_seed(tmp_path):
     sequences = rotating_documents(tmp_path / "seq.npz")
     result = tmp_path / "frontier.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lvm_linear_frontier.py"),
                     "--sequences", str(sequences), "--seeds", "0,1", "--decays", "0.5",
-                    "--corpus-mean", "0.7:-0.5", "--ridge", "1", "--json", str(result)],
+                    "--corpus-mean", "0.7:-0.5", "--ridge", "1", "--decay-mu", "0.5:0.2",
+                    "--select-seed", "0", "--json", str(result)],
                    check=True, capture_output=True, cwd=ROOT)
-    seeds = json.loads(result.read_text())["seeds"]
+    written = json.loads(result.read_text())
+    seeds = written["seeds"]
     assert sorted(seeds) == ["0", "1"]
     assert sorted(seeds["1"]["predictors"]) == ["context mean", "copy-last",
                                                 "corpus mean a=0.7 c=-0.5", "decay 0.5",
-                                                "ridge 1.0"]
+                                                "decay 0.5 + 0.2 mu", "ridge 1.0"]
+    assert written["selection"] == lvm_linear_frontier.select(seeds, "0")
