@@ -102,7 +102,8 @@ def test_cuda_graphs_capture_the_compiled_loss_and_mark_every_step(drift_sequenc
 
 
 def test_cuda_graphs_need_compile(drift_sequences, tmp_path):
-    with pytest.raises(ValueError, match="cuda_graphs captures the compiled loss: give compile"):
+    with pytest.raises(ValueError,
+                       match="cuda_graphs captures the compiled loss: set compile=True too"):
         lvm_config(drift_sequences, tmp_path / "run", cuda_graphs=True).check()
 
 
@@ -129,3 +130,16 @@ def test_the_unrolled_gru_is_what_compile_sees(monkeypatch):
     # eager keeps nn.GRU (cuDNN on a GPU)
     backbone(x)
     assert len(calls) == 1
+
+
+def test_the_cli_refuses_cuda_graphs_without_compile(drift_sequences, tmp_path):
+    from click.testing import CliRunner
+
+    from uncollapse.cli import main
+
+    result = CliRunner().invoke(main, ["train", "lvm", "--sequences", str(drift_sequences),
+                                       "--steps", "5", "--cuda-graphs", "--device", "cpu",
+                                       "--quiet", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "--cuda-graphs captures the compiled loss: set --compile too" in result.output
+    assert not (tmp_path / "run").exists()

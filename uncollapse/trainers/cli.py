@@ -129,7 +129,7 @@ def option_flags(config_class: type[TrainConfig]) -> dict[str, str]:
     ``--batch-size``); names that are also plain words are left alone."""
     flags = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(config_class)
              if f.name not in PROSE_WORDS}
-    flags.update({"force=True": "--force", "resume=True": "--resume",
+    flags.update({"force=True": "--force", "resume=True": "--resume", "compile=True": "--compile",
                   "out directory": "--out directory"})
     return flags
 

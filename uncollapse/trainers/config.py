@@ -198,7 +198,7 @@ class TrainConfig:
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give steps or epochs, not both")
         if self.cuda_graphs and not self.compile:
-            raise ValueError("cuda_graphs captures the compiled loss: give compile too")
+            raise ValueError("cuda_graphs captures the compiled loss: set compile=True too")
         check_options(self)
 
     def to_dict(self) -> dict:
