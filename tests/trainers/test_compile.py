@@ -143,3 +143,15 @@ def test_the_cli_refuses_cuda_graphs_without_compile(drift_sequences, tmp_path):
     assert result.exit_code == 2
     assert "--cuda-graphs captures the compiled loss: set --compile too" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_cuda_graphs_are_for_one_process_and_rank_0_says_so(caplog):
+    with caplog.at_level("WARNING", logger="uncollapse"):
+        assert compiling.use_cuda_graphs(True, distributed=False, is_main=True) is True
+        assert compiling.use_cuda_graphs(False, distributed=True, is_main=True) is False
+        assert caplog.messages == []
+        assert compiling.use_cuda_graphs(True, distributed=True, is_main=False) is False
+        assert caplog.messages == []  # other ranks keep quiet
+        assert compiling.use_cuda_graphs(True, distributed=True, is_main=True) is False
+    assert caplog.messages == ["--cuda-graphs applies to one process: under torchrun the model "
+                               "is compiled alone, without CUDA graphs"]

@@ -18,9 +18,24 @@ graph's outputs are overwritten by its next replay: the engine marks the start o
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
-__all__ = ["compile_for_training", "step_begins"]
+__all__ = ["compile_for_training", "step_begins", "use_cuda_graphs"]
+
+logger = logging.getLogger("uncollapse")
+
+
+def use_cuda_graphs(requested: bool, distributed: bool, is_main: bool) -> bool:
+    """Whether this run captures CUDA graphs: as asked in one process; never under torchrun,
+    which rank 0 says in a warning (the model is compiled alone there)."""
+    if requested and distributed:
+        if is_main:
+            logger.warning("--cuda-graphs applies to one process: under torchrun the model is "
+                           "compiled alone, without CUDA graphs")
+        return False
+    return requested
 
 
 def compile_for_training(recipe, model: torch.nn.Module, *, distributed: bool,

@@ -44,7 +44,7 @@ from uncollapse.atomic import atomic_path
 from uncollapse.errors import InputError, ToolError
 from uncollapse.extras import require
 from uncollapse.trainers import checkpoints, distributed, resume
-from uncollapse.trainers.compiling import compile_for_training, step_begins
+from uncollapse.trainers.compiling import compile_for_training, step_begins, use_cuda_graphs
 from uncollapse.trainers.config import TrainConfig, read_run_config
 from uncollapse.trainers.ema import ExponentialAverage, averaged_model
 from uncollapse.trainers.recipe import PreflightError, Recipe, recipe_class
@@ -287,7 +287,7 @@ def _train_locked(recipe_class: type[Recipe], config: TrainConfig, run: RunDir, 
         else:
             run.metrics.unlink(missing_ok=True)
 
-    graphs = config.cuda_graphs and not ranks.distributed
+    graphs = use_cuda_graphs(config.cuda_graphs, ranks.distributed, ranks.is_main)
     compiled = (compile_for_training(recipe, wrapped, distributed=ranks.distributed,
                                      cuda_graphs=graphs)
                 if config.compile else wrapped)

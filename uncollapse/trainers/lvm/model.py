@@ -105,7 +105,8 @@ def gru_unrolled(rnn: nn.GRU, x: torch.Tensor) -> torch.Tensor:
     ``nn.GRU``'s own equations and parameters as plain tensor operations.
 
     Used inside ``torch.compile``, which fuses them: cuDNN's GRU is opaque to the compiler, and
-    its backward alone took 40% of an H100 training step at batch 8,192 (benchmarks/results).
+    its backward alone took 40% of an H100 training step at batch 8,192 (BENCHMARKS.md, "The
+    data path costs next to nothing").
     The same parameters give the same outputs, so checkpoints move freely between the two.
     """
     layers, steps = rnn.num_layers, x.shape[1]
