@@ -15,18 +15,19 @@ from tests.trainers.contrastive.test_recipe import config as contrastive_config
 from tests.trainers.lvm.test_recipe import config as lvm_config
 from uncollapse.trainers.contrastive.recipe import ContrastiveRecipe
 from uncollapse.trainers.engine import train
-from uncollapse.trainers.lvm.model import RNNBackbone, gru_unrolled
+from uncollapse.trainers.lvm.model import RNNBackbone, rnn_unrolled
 from uncollapse.trainers.lvm.recipe import LVMRecipe
 from uncollapse.trainers.run_dir import RunDir
 
 
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_the_unrolled_gru_is_nn_gru_with_its_own_parameters(layers):
+def test_the_unrolled_rnn_is_torchs_with_its_own_parameters(kind, layers):
     torch.manual_seed(layers)
-    backbone = RNNBackbone("gru", 16, layers, dropout=0.3).eval()
+    backbone = RNNBackbone(kind, 16, layers, dropout=0.3).eval()
     x = torch.randn(6, 5, 16, requires_grad=True)
     expected = backbone(x)
-    got = gru_unrolled(backbone.rnn, x)
+    got = rnn_unrolled(backbone.rnn, x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     # and the same gradients, for the input and every parameter
     grads = torch.autograd.grad(expected.square().sum(), [x, *backbone.parameters()])
@@ -39,7 +40,7 @@ def test_the_unrolled_gru_is_nn_gru_with_its_own_parameters(layers):
 def traced(monkeypatch):
     """Compile with the eager backend; record what was compiled and every unrolled GRU call."""
     seen = {"compiled": [], "unrolled": 0, "modes": []}
-    real_compile, real_unrolled = torch.compile, lvm_model.gru_unrolled
+    real_compile, real_unrolled = torch.compile, lvm_model.rnn_unrolled
 
     def fake_compile(fn, mode=None):
         seen["compiled"].append(fn)
@@ -51,7 +52,7 @@ def traced(monkeypatch):
         return real_unrolled(rnn, x)
 
     monkeypatch.setattr(compiling.torch, "compile", fake_compile)
-    monkeypatch.setattr(lvm_model, "gru_unrolled", spy)
+    monkeypatch.setattr(lvm_model, "rnn_unrolled", spy)
     torch._dynamo.reset()
     yield seen
     torch._dynamo.reset()
@@ -61,9 +62,10 @@ def curve(out) -> list[float]:
     return [r["loss"] for r in RunDir(out).read_metrics()]
 
 
-def test_compile_traces_the_lvm_loss_with_its_gru_and_trains_as_eager(drift_sequences, tmp_path,
-                                                                      traced):
-    overrides = dict(steps=30, arch="gru", layers=2, dropout=0.0, precision="fp32")
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_compile_traces_the_lvm_loss_with_its_rnn_and_trains_as_eager(arch, drift_sequences,
+                                                                      tmp_path, traced):
+    overrides = dict(steps=30, arch=arch, layers=2, dropout=0.0, precision="fp32")
     train(LVMRecipe, lvm_config(drift_sequences, tmp_path / "eager", **overrides))
     assert traced["compiled"] == [] and traced["unrolled"] == 0
     train(LVMRecipe, lvm_config(drift_sequences, tmp_path / "compiled", compile=True,
@@ -71,7 +73,7 @@ def test_compile_traces_the_lvm_loss_with_its_gru_and_trains_as_eager(drift_sequ
     (compiled,) = traced["compiled"]
     assert compiled.__func__ is LVMRecipe.loss  # the recipe's loss, model and all
     assert traced["modes"] == [None]
-    assert traced["unrolled"] >= 1  # Dynamo traced the GRU (it refuses nn.GRU itself)
+    assert traced["unrolled"] >= 1  # Dynamo traced the RNN (it refuses nn.GRU itself)
     eager, with_compile = curve(tmp_path / "eager"), curve(tmp_path / "compiled")
     assert len(eager) == len(with_compile) >= 6
     assert with_compile == pytest.approx(eager, rel=1e-4)
@@ -118,8 +120,8 @@ def test_several_processes_compile_the_model_alone(monkeypatch):
 
 def test_the_unrolled_gru_is_what_compile_sees(monkeypatch):
     calls = []
-    real = lvm_model.gru_unrolled
-    monkeypatch.setattr(lvm_model, "gru_unrolled", lambda rnn, x: calls.append(x) or real(rnn, x))
+    real = lvm_model.rnn_unrolled
+    monkeypatch.setattr(lvm_model, "rnn_unrolled", lambda rnn, x: calls.append(x) or real(rnn, x))
     backbone = RNNBackbone("gru", 8, 2, dropout=0.0).eval()
     x = torch.randn(3, 4, 8)
     torch._dynamo.reset()

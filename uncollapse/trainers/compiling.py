@@ -5,7 +5,7 @@ One process: the recipe's whole ``loss`` (the model's forward pass and every los
 in one backward graph. Compiling the model alone left the loss's large elementwise passes (an
 8,192 x 8,192 InfoNCE's softmaxes, casts and transposes) to eager kernels, and the LVM's GRU out
 of the graph altogether: Dynamo refuses ``nn.GRU`` unless ``allow_rnn`` is set, and the LVM
-model computes its GRU with plain tensor operations when compiled (``gru_unrolled``).
+model computes its GRU or LSTM with plain tensor operations when compiled (``rnn_unrolled``).
 
 Several processes: the DDP-wrapped model alone, as ``torch.compile`` documents for DDP (its
 gradient hooks stay outside the graph).

@@ -95,37 +95,48 @@ class RNNBackbone(nn.Module):
                        dropout=dropout if layers > 1 else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.rnn, nn.GRU) and torch.compiler.is_compiling():
-            return gru_unrolled(self.rnn, x)
+        if torch.compiler.is_compiling():
+            return rnn_unrolled(self.rnn, x)
         return self.rnn(x)[0][:, -1]
 
 
-def gru_unrolled(rnn: nn.GRU, x: torch.Tensor) -> torch.Tensor:
+def rnn_unrolled(rnn: nn.GRU | nn.LSTM, x: torch.Tensor) -> torch.Tensor:
     """The last step's output of ``rnn`` (batch first, zero initial state), computed with
-    ``nn.GRU``'s own equations and parameters as plain tensor operations.
+    ``nn.GRU``'s or ``nn.LSTM``'s own equations and parameters as plain tensor operations.
 
-    Used inside ``torch.compile``, which fuses them: cuDNN's GRU is opaque to the compiler, and
-    its backward alone took 40% of an H100 training step at batch 8,192 (BENCHMARKS.md, "The
-    data path costs next to nothing").
-    The same parameters give the same outputs, so checkpoints move freely between the two.
+    Used inside ``torch.compile``, which fuses them: cuDNN's RNNs are opaque to the compiler
+    (Dynamo refuses them), and the GRU's backward alone took 40% of an H100 training step at
+    batch 8,192 (BENCHMARKS.md, "The data path costs next to nothing"). The same parameters
+    give the same outputs, so checkpoints move freely between the two.
     """
+    cell = _gru_cell if isinstance(rnn, nn.GRU) else _lstm_cell
     layers, steps = rnn.num_layers, x.shape[1]
     for k in range(layers):
         inputs = F.linear(x, getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
         w_hh, b_hh = getattr(rnn, f"weight_hh_l{k}"), getattr(rnn, f"bias_hh_l{k}")
-        h = x.new_zeros(x.shape[0], rnn.hidden_size)
+        state = (x.new_zeros(x.shape[0], rnn.hidden_size),) * 2  # h (and the LSTM's c)
         outputs = []
         for t in range(steps):
-            i_r, i_z, i_n = inputs[:, t].chunk(3, dim=-1)
-            h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
-            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
-            h = (1 - z) * n + z * h
-            outputs.append(h)
+            state = cell(inputs[:, t], F.linear(state[0], w_hh, b_hh), state)
+            outputs.append(state[0])
         if k == layers - 1:
-            return h
+            return state[0]
         x = F.dropout(torch.stack(outputs, dim=1), rnn.dropout, training=rnn.training)
-    raise AssertionError("nn.GRU has at least one layer")
+    raise AssertionError("an RNN has at least one layer")
+
+
+def _gru_cell(inputs: torch.Tensor, hidden: torch.Tensor, state: tuple) -> tuple:
+    i_r, i_z, i_n = inputs.chunk(3, dim=-1)
+    h_r, h_z, h_n = hidden.chunk(3, dim=-1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return ((1 - z) * n + z * state[0],)
+
+
+def _lstm_cell(inputs: torch.Tensor, hidden: torch.Tensor, state: tuple) -> tuple:
+    i, f, g, o = (inputs + hidden).chunk(4, dim=-1)
+    c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 class TransformerBackbone(nn.Module):
