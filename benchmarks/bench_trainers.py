@@ -329,7 +329,8 @@ def main() -> None:
                         help="runs of the three measurements; each figure is their median")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true",
-                        help="with --compile: CUDA graphs (mode reduce-overhead)")
+                        help="CUDA graphs of the compiled loss (mode reduce-overhead); "
+                             "implies --compile")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()

@@ -44,8 +44,7 @@ def compile_for_training(recipe, model: torch.nn.Module, *, distributed: bool,
     form (the same arguments, the same ``StepOutput``)."""
     if distributed:
         return torch.compile(model)
-    compiled = (torch.compile(recipe.loss, mode="reduce-overhead") if cuda_graphs
-                else torch.compile(recipe.loss))
+    compiled = torch.compile(recipe.loss, mode="reduce-overhead" if cuda_graphs else None)
 
     def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
         with torch._dynamo.config.patch(allow_rnn=True):
